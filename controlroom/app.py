@@ -1,0 +1,98 @@
+"""The aiohttp application and the lifecycle of everything the service runs.
+
+Each resource is a cleanup context: started before its ``yield``, stopped after, in reverse
+order, and only if it started. Background loops keep a reference to their task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from cameras.recorder import Supervisor
+from controlroom.api import cameras, health
+from controlroom.auth import auth_middleware
+from controlroom.context import ENGINE, KEYS, SESSIONS, SETTINGS, SUPERVISOR
+from controlroom.errors import error_middleware
+from controlroom.settings import Settings
+from storage.catalogue import reconcile
+from storage.db import make_engine, make_sessionmaker
+from storage.keys import load_or_create_keys
+from storage.migrate import upgrade
+from storage.retention import run_retention
+
+log = logging.getLogger(__name__)
+ROUTE_MODULES = [health, cameras]
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app[KEYS] = await asyncio.to_thread(load_or_create_keys, settings.key_file)
+    engine = make_engine(settings.db_url)
+    await upgrade(engine)
+    app[ENGINE] = engine
+    app[SESSIONS] = make_sessionmaker(engine)
+    yield
+    await engine.dispose()
+
+
+async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    report = await reconcile(app[SESSIONS], settings.storage_root)
+    if report.missing:
+        log.error("store: %d catalogued segments have no file", len(report.missing))
+    supervisor = Supervisor(
+        app[SESSIONS],
+        app[KEYS],
+        settings.storage_root,
+        segment_s=settings.recording.segment_s,
+        stall_timeout_s=settings.recording.stall_timeout_s,
+        backoff_initial_s=settings.recording.backoff_initial_s,
+        backoff_max_s=settings.recording.backoff_max_s,
+    )
+    app[SUPERVISOR] = supervisor
+    await supervisor.start()
+    yield
+    await supervisor.stop()
+
+
+async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+
+    async def loop() -> None:
+        while True:
+            try:
+                await run_retention(
+                    app[SESSIONS], settings.storage_root,
+                    default_days=settings.retention.default_days,
+                    floor_bytes=settings.retention.free_space_floor_bytes,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("retention run failed; next try in %ss", settings.retention.sweep_interval_s)
+            await asyncio.sleep(settings.retention.sweep_interval_s)
+
+    task = asyncio.create_task(loop(), name="retention")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(settings: Settings, *, record: bool = True) -> web.Application:
+    """The whole service. ``record=False`` leaves recorders and retention off (API-only tests)."""
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=8 * 1024 * 1024)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(database_ctx)
+    if record:
+        app.cleanup_ctx.append(recorder_ctx)
+        app.cleanup_ctx.append(retention_ctx)
+    for module in ROUTE_MODULES:
+        app.router.add_routes(module.routes)
+    return app

@@ -1,0 +1,63 @@
+"""The ``controlroom`` command line. Each command group lives in ``controlroom/commands/``.
+
+Every command takes the global ``--data-dir DIR`` (and ``--config FILE``), so several
+instances can run side by side and one instance's CLI can inspect it while it runs.
+Exit status: 0 success, 1 failure the user can fix (the message says how), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from controlroom.commands import COMMAND_MODULES
+from controlroom.errors import status_for
+from controlroom.settings import SettingsError, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="controlroom",
+        description="A public-space CCTV control room: cameras, recording, ANPR, evidence.",
+    )
+    parser.add_argument("--data-dir", type=Path, help="data directory (database, key, recordings)")
+    parser.add_argument("--config", type=Path, action="append", default=[], help="extra settings TOML file")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = load_settings(args.data_dir, args.config)
+        result = args.func(settings, args)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result or 0)
+    except SettingsError as exc:
+        print(f"controlroom: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if status_for(exc) is None:
+            raise
+        print(f"controlroom: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

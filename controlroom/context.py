@@ -1,0 +1,20 @@
+"""Typed keys for everything the app holds (aiohttp AppKey: no singletons, no untyped attributes)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from controlroom.settings import Settings
+from storage.keys import Keys
+
+if TYPE_CHECKING:
+    from cameras.recorder import Supervisor
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
+KEYS = web.AppKey("keys", Keys)
+SUPERVISOR = web.AppKey("supervisor", "Supervisor")

@@ -1,0 +1,167 @@
+"""The one settings object: typed, validated, loaded once at start-up and passed down.
+
+Sources, later ones winning: ``config/settings.toml`` (the defaults shipped with the code),
+``<data_dir>/settings.toml`` if it exists, any files named with ``--config``, then environment
+variables ``CONTROLROOM_<KEY>`` / ``CONTROLROOM_<SECTION>__<KEY>``. An unknown or invalid key
+stops start-up with a :class:`SettingsError` naming the key and the file it came from.
+
+Nothing else in the project reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "settings.toml"
+ENV_PREFIX = "CONTROLROOM_"
+
+
+class SettingsError(Exception):
+    """A settings file or variable is malformed; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
+class RecordingSettings(_Section):
+    storage_root: str = ""
+    segment_s: int = Field(30, ge=2, le=600)
+    stall_timeout_s: float = Field(20, gt=0)
+    backoff_initial_s: float = Field(1, gt=0)
+    backoff_max_s: float = Field(30, gt=0)
+
+
+class RetentionSettings(_Section):
+    default_days: int = Field(31, ge=1, le=3650)
+    free_space_floor_bytes: int = Field(5_000_000_000, ge=0)
+    sweep_interval_s: float = Field(300, gt=0)
+
+
+class CameraSettings(_Section):
+    clock_threshold_s: float = Field(1.0, gt=0)
+    clock_check_interval_s: float = Field(600, gt=0)
+
+
+class Settings(_Section):
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    display_timezone: str = "Europe/London"
+    http: HttpSettings = HttpSettings()
+    recording: RecordingSettings = RecordingSettings()
+    retention: RetentionSettings = RetentionSettings()
+    cameras: CameraSettings = CameraSettings()
+
+    # Derived paths: one place that knows the layout of the data directory.
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'controlroom.db'}"
+
+    @property
+    def storage_root(self) -> Path:
+        return Path(self.recording.storage_root) if self.recording.storage_root else self.data_dir / "recordings"
+
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir / "secret.key"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with top-level or dotted (``"http.port"``) keys changed, validated again."""
+        data = self.model_dump()
+        for key, value in changes.items():
+            _set_dotted(data, key.replace("__", "."), value)
+        return Settings.model_validate(data)
+
+
+def load_settings(
+    data_dir: Path | None = None,
+    config_files: list[Path] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Load and validate the settings. ``environ`` defaults to the process environment."""
+    environ = dict(os.environ) if environ is None else environ
+    layers: list[tuple[str, dict[str, Any]]] = [(str(DEFAULTS_FILE), _read_toml(DEFAULTS_FILE))]
+    env_layer = _env_layer(environ)
+    if data_dir is None and "data_dir" in env_layer:
+        data_dir = Path(env_layer["data_dir"])
+    effective_dir = data_dir or Path(layers[0][1].get("data_dir", "data"))
+    local = effective_dir / "settings.toml"
+    if local.is_file():
+        layers.append((str(local), _read_toml(local)))
+    for path in config_files or []:
+        if not path.is_file():
+            raise SettingsError(f"{path}: no such settings file")
+        layers.append((str(path), _read_toml(path)))
+    layers.append(("environment", env_layer))
+    if data_dir is not None:
+        layers.append(("--data-dir", {"data_dir": str(data_dir)}))
+
+    merged: dict[str, Any] = {}
+    for _, layer in layers:
+        _deep_merge(merged, layer)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            source = _source_of(err["loc"], layers)
+            problems.append(f"{source}: {key}: {err['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _env_layer(environ: dict[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    for name, value in environ.items():
+        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
+            key = name[len(ENV_PREFIX):].lower().replace("__", ".")
+            _set_dotted(layer, key, value)
+    return layer
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        data = data.setdefault(part, {})
+    data[leaf] = value
+
+
+def _deep_merge(into: dict[str, Any], layer: dict[str, Any]) -> None:
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _source_of(loc: tuple[Any, ...], layers: list[tuple[str, dict[str, Any]]]) -> str:
+    for name, layer in reversed(layers):
+        node: Any = layer
+        for part in loc:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            else:
+                break
+        else:
+            return name
+    return layers[0][0]

@@ -1,0 +1,48 @@
+"""JSON shapes shared by the API and the CLI's --json output (one place for each)."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from controlroom.timefmt import us_to_iso
+from storage.catalogue import Timeline
+from storage.inventory import camera_public
+from storage.models import Camera
+
+
+def camera_json(cam: Camera, sites: dict[int, str]) -> dict[str, Any]:
+    data = camera_public(cam, sites.get(cam.site_id) if cam.site_id else None)
+    for key in ("state_since", "last_segment"):
+        data[key] = us_to_iso(data.pop(f"{key}_us"))
+    return data
+
+
+def timeline_json(tl: Timeline, display_tz: str = "UTC") -> dict[str, Any]:
+    tz = ZoneInfo(display_tz)
+    return {
+        "segments": [
+            {
+                "id": s.id,
+                "start": us_to_iso(s.start_us),
+                "end": us_to_iso(s.end_us),
+                "start_local": us_to_iso(s.start_us, tz),
+                "end_local": us_to_iso(s.end_us, tz),
+                "duration_s": round((s.end_us - s.start_us) / 1e6, 3),
+                "bytes": s.bytes,
+                "sha256": s.sha256,
+                "path": s.path,
+                "codec": s.codec,
+                "width": s.width,
+                "height": s.height,
+                "state": s.state,
+                "clock_offset_s": s.clock_offset_s,
+                "clock_flag": s.clock_flag,
+            }
+            for s in tl.segments
+        ],
+        "gaps": [
+            {"start": us_to_iso(g.start_us), "end": us_to_iso(g.end_us), "reason": g.reason}
+            for g in tl.gaps
+        ],
+    }

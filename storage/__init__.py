@@ -1,0 +1,16 @@
+"""storage: database models and queries, the segment catalogue, retention, holds, the audit chain.
+
+Imports nothing else of ours.
+"""
+
+
+class StorageError(Exception):
+    """Root of the errors this package raises."""
+
+
+class NotFound(StorageError):
+    """The thing asked for does not exist."""
+
+
+class Invalid(StorageError):
+    """Bad input: the caller should fix the request."""

@@ -1,0 +1,244 @@
+"""The segment catalogue and the files behind it. Invariants: docs/design/recording-store.md.
+
+Layout under the storage root::
+
+    <camera_id>/incoming/          segments ffmpeg is writing (or was, before a crash)
+    <camera_id>/<YYYY-MM-DD>/<start_us>_<end_us>.mkv   finished, catalogued segments (UTC day)
+
+A finished segment is committed by: fsync the file, rename it into its day folder, fsync the
+folder, then insert its row. Deletion: mark the row garbage (commit), unlink, fsync the folder,
+drop the row. :func:`reconcile` repairs whatever a crash left between those steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage import Invalid
+from storage.db import transaction
+from storage.models import Camera, Gap, Segment, SegmentState
+
+log = logging.getLogger(__name__)
+HASH_CHUNK_BYTES = 1 << 20
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """SHA-256 (hex) and size of a file, read in 1 MiB chunks. Blocking: call off the loop."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def incoming_dir(root: Path, camera_id: int) -> Path:
+    return root / str(camera_id) / "incoming"
+
+
+def segment_relpath(camera_id: int, start_us: int, end_us: int, suffix: str = ".mkv") -> str:
+    day = datetime.fromtimestamp(start_us / 1e6, UTC).strftime("%Y-%m-%d")
+    return f"{camera_id}/{day}/{start_us}_{end_us}{suffix}"
+
+
+def safe_path(root: Path, relpath: str) -> Path:
+    """``root / relpath``, refusing anything that would resolve outside the root."""
+    full = (root / relpath).resolve()
+    if not full.is_relative_to(root.resolve()):
+        raise Invalid(f"path {relpath!r} is outside the storage root")
+    return full
+
+
+@dataclass(frozen=True)
+class NewSegment:
+    camera_id: int
+    start_us: int
+    end_us: int
+    codec: str = ""
+    width: int = 0
+    height: int = 0
+    clock_offset_s: float | None = None
+    clock_flag: bool = False
+    state: SegmentState = SegmentState.OK
+
+
+def _move_into_place(root: Path, tmp: Path, relpath: str) -> tuple[str, int]:
+    """fsync, hash, rename into the day folder, fsync the folder. Blocking."""
+    with tmp.open("rb+") as fh:
+        os.fsync(fh.fileno())
+    sha, size = sha256_file(tmp)
+    final = root / relpath
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+    fsync_dir(tmp.parent)
+    return sha, size
+
+
+async def commit_segment(sessions: async_sessionmaker[AsyncSession], root: Path, tmp: Path, seg: NewSegment) -> Segment:
+    """Move a finished file into the store and catalogue it (file first, then row)."""
+    relpath = segment_relpath(seg.camera_id, seg.start_us, seg.end_us, tmp.suffix or ".mkv")
+    sha, size = await asyncio.to_thread(_move_into_place, root, tmp, relpath)
+    row = Segment(
+        camera_id=seg.camera_id, start_us=seg.start_us, end_us=seg.end_us, bytes=size, sha256=sha,
+        path=relpath, codec=seg.codec, width=seg.width, height=seg.height, state=seg.state.value,
+        clock_offset_s=seg.clock_offset_s, clock_flag=seg.clock_flag,
+    )
+    async with transaction(sessions) as session:
+        session.add(row)
+        await session.execute(
+            update(Camera).where(Camera.id == seg.camera_id).values(last_segment_us=seg.end_us)
+        )
+    return row
+
+
+@dataclass
+class Timeline:
+    segments: list[Segment]
+    gaps: list[Gap]
+
+
+async def timeline(session: AsyncSession, camera_id: int, from_us: int, to_us: int) -> Timeline:
+    """Segments and gaps of one camera overlapping [from_us, to_us), in time order."""
+    if to_us <= from_us:
+        raise Invalid("the end of the range must be after its start")
+    # Segments are at most a few minutes long: bounding start_us from below lets the
+    # (camera_id, start_us) index do all the work.
+    lookback_us = 15 * 60 * 1_000_000
+    segs = (
+        await session.execute(
+            select(Segment)
+            .where(
+                Segment.camera_id == camera_id,
+                Segment.start_us >= from_us - lookback_us,
+                Segment.start_us < to_us,
+                Segment.end_us > from_us,
+                Segment.state != SegmentState.GARBAGE.value,
+            )
+            .order_by(Segment.start_us)
+        )
+    ).scalars().all()
+    gaps = (
+        await session.execute(
+            select(Gap)
+            .where(Gap.camera_id == camera_id, Gap.start_us < to_us)
+            .where((Gap.end_us.is_(None)) | (Gap.end_us > from_us))
+            .order_by(Gap.start_us)
+        )
+    ).scalars().all()
+    return Timeline(list(segs), list(gaps))
+
+
+async def open_gap(session: AsyncSession, camera_id: int, start_us: int, reason: str) -> None:
+    """Start a gap unless one is already open for the camera."""
+    existing = await session.scalar(select(Gap.id).where(Gap.camera_id == camera_id, Gap.end_us.is_(None)))
+    if existing is None:
+        session.add(Gap(camera_id=camera_id, start_us=start_us, reason=reason))
+
+
+async def close_gap(session: AsyncSession, camera_id: int, end_us: int) -> None:
+    await session.execute(
+        update(Gap).where(Gap.camera_id == camera_id, Gap.end_us.is_(None)).values(end_us=end_us)
+    )
+
+
+@dataclass
+class ReconcileReport:
+    recatalogued: list[str] = field(default_factory=list)  # files in place without a row
+    missing: list[str] = field(default_factory=list)  # rows whose file is gone
+    garbage_finished: int = 0  # deletions a crash interrupted, now completed
+
+
+def scan_store(root: Path) -> set[str]:
+    """Relative paths of every file in the day folders (not ``incoming/``). Blocking."""
+    found: set[str] = set()
+    if root.is_dir():
+        for cam_dir in root.iterdir():
+            if not (cam_dir.is_dir() and cam_dir.name.isdigit()):
+                continue
+            for day in cam_dir.iterdir():
+                if day.name == "incoming" or not day.is_dir():
+                    continue
+                found.update(f"{cam_dir.name}/{day.name}/{f.name}" for f in day.iterdir())
+    return found
+
+
+def unlink_segments(root: Path, paths: list[str]) -> None:
+    """Unlink files, fsync their folders, drop day folders left empty. Blocking."""
+    folders = set()
+    for rel in paths:
+        path = root / rel
+        path.unlink(missing_ok=True)
+        folders.add(path.parent)
+    for folder in folders:
+        if folder.is_dir():
+            fsync_dir(folder)
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # not empty
+
+
+def _parse_name(name: str) -> tuple[int, int] | None:
+    stem = name.rsplit(".", 1)[0]
+    parts = stem.split("_")
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return int(parts[0]), int(parts[1])
+    return None
+
+
+async def reconcile(sessions: async_sessionmaker[AsyncSession], root: Path) -> ReconcileReport:
+    """Repair the store after a crash. Call at start-up, before any recorder runs.
+
+    - garbage rows: unlink the file if still there, then drop the row;
+    - files in a day folder with no row: catalogue them (state ``recovered``), since their
+      names carry their times and they were complete when renamed;
+    - rows whose file is missing: reported (and logged), never silently dropped.
+    Files in ``incoming/`` are the recorder's business (it probes and recovers them).
+    """
+    report = ReconcileReport()
+    async with transaction(sessions) as session:
+        garbage = (await session.execute(select(Segment).where(Segment.state == SegmentState.GARBAGE.value))).scalars().all()
+        await asyncio.to_thread(unlink_segments, root, [s.path for s in garbage])
+        if garbage:
+            await session.execute(delete(Segment).where(Segment.id.in_([s.id for s in garbage])))
+        report.garbage_finished = len(garbage)
+        known = set((await session.execute(select(Segment.path))).scalars())
+        camera_ids = set((await session.execute(select(Camera.id))).scalars())
+
+    on_disk = await asyncio.to_thread(scan_store, root)
+
+    for rel in sorted(on_disk - known):
+        cam_id = int(rel.split("/", 1)[0])
+        times = _parse_name(rel.rsplit("/", 1)[1])
+        if times is None or cam_id not in camera_ids:
+            log.warning("store: unknown file %s left in place for an administrator", rel)
+            continue
+        sha, size = await asyncio.to_thread(sha256_file, root / rel)
+        async with transaction(sessions) as session:
+            session.add(Segment(camera_id=cam_id, start_us=times[0], end_us=times[1], bytes=size, sha256=sha,
+                                path=rel, state=SegmentState.RECOVERED.value))
+        report.recatalogued.append(rel)
+        log.warning("camera %s: catalogued orphan segment %s", cam_id, rel)
+
+    for rel in sorted(known - on_disk):
+        report.missing.append(rel)
+        log.error("store: catalogued segment %s has no file", rel)
+    return report
