@@ -8,13 +8,15 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from controlroom.settings import Settings
+from storage.alerts import AlertHub
 from storage.keys import Keys
 
 if TYPE_CHECKING:
-    from cameras.recorder import Supervisor
+    pass
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 KEYS = web.AppKey("keys", Keys)
 SUPERVISOR = web.AppKey("supervisor", "Supervisor")
+ALERTS = web.AppKey("alerts", AlertHub)

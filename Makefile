@@ -1,0 +1,18 @@
+# The two commands of the README: `make demo` and `make test`. Both install what they need.
+.PHONY: setup demo test bench lint
+
+setup:
+	./scripts/setup.sh
+
+demo: setup
+	.venv/bin/controlroom --data-dir data/demo demo
+
+test: setup
+	./scripts/services.sh
+	.venv/bin/ruff check .
+	.venv/bin/lint-imports
+	.venv/bin/pytest -p no:cacheprovider
+
+bench: setup
+	./scripts/services.sh
+	.venv/bin/python -m bench

@@ -1,0 +1,72 @@
+"""Alerts for the operators: stored, then fanned out to live subscribers (WebSocket, MQTT).
+
+Kinds: camera_offline, camera_online, clock_off, recording_stopped, disk_floor, anpr_hit, ...
+The hub is in-process; it lives on the app (controlroom.context.ALERTS) and is passed to whatever
+raises alerts. A slow subscriber never blocks the publisher: its oldest alerts are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from sqlalchemy import BigInteger, Integer, String, Text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.db import Base, now_us
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at_us: Mapped[int] = mapped_column(BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    camera_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[str] = mapped_column(Text, default="{}")
+    acknowledged_by: Mapped[str] = mapped_column(String(200), default="")
+    acknowledged_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "at_us": self.at_us, "kind": self.kind, "camera_id": self.camera_id,
+            "message": self.message, "data": json.loads(self.data or "{}"),
+            "acknowledged_by": self.acknowledged_by, "acknowledged_us": self.acknowledged_us,
+        }
+
+
+class AlertHub:
+    """In-process fan-out of alert dicts to subscribers' bounded queues."""
+
+    def __init__(self, queue_size: int = 256) -> None:
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._queue_size = queue_size
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._queue_size)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self._subscribers.discard(queue)
+
+    def publish(self, alert: dict[str, Any]) -> None:
+        for queue in self._subscribers:
+            if queue.full():
+                queue.get_nowait()  # drop the oldest rather than block or grow
+            queue.put_nowait(alert)
+
+
+async def raise_alert(
+    session: AsyncSession, hub: AlertHub | None, kind: str, message: str, camera_id: int | None = None, **data: Any
+) -> Alert:
+    """Store an alert in the caller's transaction and publish it (after flush)."""
+    alert = Alert(at_us=now_us(), kind=kind, camera_id=camera_id, message=message,
+                  data=json.dumps(data, sort_keys=True, default=str))
+    session.add(alert)
+    await session.flush()
+    if hub is not None:
+        hub.publish(alert.to_dict())
+    return alert

@@ -1,0 +1,80 @@
+"""Shared fixtures: settings on a temporary data directory, real SQLite and PostgreSQL databases.
+
+PostgreSQL runs on loopback (``make test`` starts it); each test that asks for ``pg_url`` gets a
+fresh database of its own, dropped afterwards. Set CONTROLROOM_TEST_PG to another server URL
+if yours is elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from controlroom.settings import Settings, load_settings
+from storage.db import make_engine, make_sessionmaker
+from storage.migrate import upgrade
+
+PG_ADMIN_URL = os.environ.get("CONTROLROOM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    """Settings on a fresh data directory (SQLite), HTTP on a free port chosen by the test."""
+    return load_settings(data_dir, environ={})
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database on loopback, as an asyncpg SQLAlchemy URL."""
+    name = f"controlroom_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    yield f"{base}/{name}"
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def db_url(request: pytest.FixtureRequest, data_dir: Path) -> AsyncIterator[str]:
+    """Run the test once on SQLite and once on the real PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{data_dir / 'test.db'}"
+    else:
+        yield request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+async def sessions(db_url: str):
+    """A migrated database (SQLite and PostgreSQL) and its session factory."""
+    engine = make_engine(db_url)
+    await upgrade(engine)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Iterator[Path]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield ARTIFACTS
