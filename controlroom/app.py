@@ -16,9 +16,10 @@ from cameras.recorder import Supervisor
 
 from controlroom.api import cameras, health
 from controlroom.auth import auth_middleware
-from controlroom.context import ENGINE, KEYS, SESSIONS, SETTINGS, SUPERVISOR
+from controlroom.context import ALERTS, ENGINE, KEYS, SESSIONS, SETTINGS, SUPERVISOR
 from controlroom.errors import error_middleware
 from controlroom.settings import Settings
+from storage.alerts import AlertHub
 from storage.catalogue import reconcile
 from storage.db import make_engine, make_sessionmaker
 from storage.keys import load_or_create_keys
@@ -89,6 +90,7 @@ def create_app(settings: Settings, *, record: bool = True) -> web.Application:
     """The whole service. ``record=False`` leaves recorders and retention off (API-only tests)."""
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=8 * 1024 * 1024)
     app[SETTINGS] = settings
+    app[ALERTS] = AlertHub()
     app.cleanup_ctx.append(database_ctx)
     if record:
         app.cleanup_ctx.append(recorder_ctx)

@@ -78,3 +78,18 @@ async def sessions(db_url: str):
 def artifacts() -> Iterator[Path]:
     ARTIFACTS.mkdir(exist_ok=True)
     yield ARTIFACTS
+
+
+@pytest.fixture
+def login():
+    """``headers = await login(client, role)``: log a fresh user of ``role`` into the app behind
+    an aiohttp test client and return the headers to send (session cookie is kept by the client;
+    the CSRF header is in the returned dict). Roles: administrator, supervisor, operator, police.
+
+    Until accounts land (issue 4) the app grants every declared permission, so this returns {}.
+    """
+
+    async def _login(client, role: str = "administrator", username: str | None = None) -> dict[str, str]:
+        return {}
+
+    return _login
