@@ -55,6 +55,7 @@ async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
         stall_timeout_s=settings.recording.stall_timeout_s,
         backoff_initial_s=settings.recording.backoff_initial_s,
         backoff_max_s=settings.recording.backoff_max_s,
+        alerts=app[ALERTS],
     )
     app[SUPERVISOR] = supervisor
     await supervisor.start()
