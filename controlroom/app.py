@@ -12,8 +12,8 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from cameras.recorder import Supervisor
 
+from cameras.recorder import Supervisor
 from controlroom.api import cameras, health
 from controlroom.auth import auth_middleware
 from controlroom.context import ALERTS, ENGINE, KEYS, SESSIONS, SETTINGS, SUPERVISOR
