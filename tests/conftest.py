@@ -7,9 +7,11 @@ if yours is elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
@@ -38,26 +40,32 @@ def settings(data_dir: Path) -> Settings:
     return load_settings(data_dir, environ={})
 
 
+def _pg(sql: str) -> None:
+    """Run one admin statement on the loopback PostgreSQL, from any context (own loop, own thread)."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
+
+
 @pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
+def pg_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database on loopback, as an asyncpg SQLAlchemy URL."""
     name = f"controlroom_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+    _pg(f'CREATE DATABASE "{name}"')
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     yield f"{base}/{name}"
-    conn = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def db_url(request: pytest.FixtureRequest, data_dir: Path) -> AsyncIterator[str]:
+def db_url(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[str]:
     """Run the test once on SQLite and once on the real PostgreSQL."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{data_dir / 'test.db'}"
