@@ -55,6 +55,41 @@ class CameraSettings(_Section):
     clock_check_interval_s: float = Field(600, gt=0)
 
 
+class AnprSettings(_Section):
+    # ANPR reads have their own retention, set separately from video (National ANPR Standards).
+    retention_days: int = Field(90, ge=1, le=3650)
+    sweep_interval_s: float = Field(3600, gt=0)
+    # Frames read per second per ANPR camera; the stream is decoded in full, the rest dropped.
+    sample_fps: float = Field(6.0, gt=0, le=30)
+    # "uk" resolves character confusions by the UK formats; "generic" reads foreign plates too.
+    mode: str = Field("uk", pattern="^(uk|generic)$")
+    # Reads of all ANPR cameras running at once: bounds the CPU the ONNX reader takes.
+    max_parallel_reads: int = Field(1, ge=1, le=16)
+    # Frames that agree on a registration before the vehicle's read is committed (and alerted).
+    agree_frames: int = Field(2, ge=1, le=10)
+    # A vehicle not seen for this long has passed: its read is committed from what was seen.
+    track_gap_s: float = Field(1.0, gt=0, le=30)
+    # Per-frame reads below this confidence are ignored.
+    min_confidence: float = Field(0.5, ge=0, le=1)
+    # Frames larger than this are refused with a clear error (a 4K frame is 8.3 Mpx).
+    max_frame_pixels: int = Field(16_000_000, gt=0)
+    # Overview JPEGs are scaled down to this width (pixels) before storing.
+    overview_width: int = Field(960, ge=160, le=4096)
+    jpeg_quality: int = Field(85, ge=30, le=100)
+    # Files (plate patch, overview) go under <data_dir>/anpr unless set.
+    image_root: str = ""
+
+
+class MqttSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    # Hotlist hits go to <topic_prefix>/anpr/hits, other alerts to <topic_prefix>/alerts/<kind>.
+    topic_prefix: str = Field("controlroom", min_length=1)
+    reconnect_initial_s: float = Field(1, gt=0)
+    reconnect_max_s: float = Field(30, gt=0)
+
+
 class Settings(_Section):
     data_dir: Path = Path("data")
     database_url: str = ""
@@ -63,6 +98,8 @@ class Settings(_Section):
     recording: RecordingSettings = RecordingSettings()
     retention: RetentionSettings = RetentionSettings()
     cameras: CameraSettings = CameraSettings()
+    anpr: AnprSettings = AnprSettings()
+    mqtt: MqttSettings = MqttSettings()
 
     # Derived paths: one place that knows the layout of the data directory.
     @property
@@ -72,6 +109,10 @@ class Settings(_Section):
     @property
     def storage_root(self) -> Path:
         return Path(self.recording.storage_root) if self.recording.storage_root else self.data_dir / "recordings"
+
+    @property
+    def anpr_root(self) -> Path:
+        return Path(self.anpr.image_root) if self.anpr.image_root else self.data_dir / "anpr"
 
     @property
     def key_file(self) -> Path:
