@@ -14,8 +14,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from cameras.recorder import Supervisor
-from controlroom.api import cameras, health
-from controlroom.auth import auth_middleware
+from controlroom import security
+from controlroom.api import audit as audit_routes
+from controlroom.api import cameras, health, session, users
+from controlroom.auditing import audit_digest_ctx
+from controlroom.auth import accounts_ctx, auth_middleware
 from controlroom.context import ALERTS, ENGINE, KEYS, SESSIONS, SETTINGS, SUPERVISOR
 from controlroom.errors import error_middleware
 from controlroom.settings import Settings
@@ -27,7 +30,7 @@ from storage.migrate import upgrade
 from storage.retention import run_retention
 
 log = logging.getLogger(__name__)
-ROUTE_MODULES = [health, cameras]
+ROUTE_MODULES = [health, cameras, session, users, audit_routes]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -93,6 +96,9 @@ def create_app(settings: Settings, *, record: bool = True) -> web.Application:
     app[SETTINGS] = settings
     app[ALERTS] = AlertHub()
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(accounts_ctx)
+    app.cleanup_ctx.append(audit_digest_ctx)
+    security.install(app)
     if record:
         app.cleanup_ctx.append(recorder_ctx)
         app.cleanup_ctx.append(retention_ctx)

@@ -20,3 +20,4 @@ SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 KEYS = web.AppKey("keys", Keys)
 SUPERVISOR = web.AppKey("supervisor", "Supervisor")
 ALERTS = web.AppKey("alerts", AlertHub)
+AUTH = web.AppKey("auth", "Authenticator")  # controlroom.auth.Authenticator

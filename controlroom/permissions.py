@@ -27,6 +27,35 @@ class Permission(enum.StrEnum):
     AUDIT_READ = "audit_read"
     INVENTORY_READ = "inventory_read"  # list cameras and their state
     ADMIN = "admin"  # inventory, users, settings
+    INCIDENTS = "incidents"  # log and update incidents
+
+
+# What each role may do (docs/design/security-model.md says why). Deny by default: a right not
+# listed here is not granted. Administrators get no operational rights (no live view, playback,
+# export, ANPR search or approval): keeping the system and watching people are separate duties,
+# and a person who does both holds two accounts. Police replay needs no administrator: police
+# request footage and download their own approved packages with EVIDENCE_REQUEST alone.
+_EVERYONE = frozenset({Permission.PUBLIC, Permission.AUTHENTICATED})
+_OPERATOR = _EVERYONE | {
+    Permission.LIVE_VIEW, Permission.PTZ, Permission.PLAYBACK, Permission.EXPORT, Permission.ANPR_SEARCH,
+    Permission.ANPR_ALERTS, Permission.INVENTORY_READ, Permission.INCIDENTS,
+}
+ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
+    "administrator": _EVERYONE | {
+        Permission.ADMIN, Permission.INVENTORY_READ, Permission.HOTLIST_ADMIN, Permission.AUDIT_READ,
+    },
+    "supervisor": _OPERATOR | {
+        Permission.APPROVE, Permission.HOLDS, Permission.AUDIT_READ, Permission.HOTLIST_ADMIN,
+    },
+    "operator": frozenset(_OPERATOR),
+    "police": _EVERYONE | {Permission.EVIDENCE_REQUEST},
+}
+ROLES = tuple(ROLE_PERMISSIONS)
+
+
+def role_permissions(role: str) -> frozenset[Permission]:
+    """The rights of ``role``; an unknown role has none beyond PUBLIC."""
+    return ROLE_PERMISSIONS.get(role, frozenset({Permission.PUBLIC}))
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -90,6 +90,31 @@ class MqttSettings(_Section):
     reconnect_max_s: float = Field(30, gt=0)
 
 
+class SecuritySettings(_Section):
+    # The administrator created on first run (when there are no users at all).
+    admin_username: str = "admin"
+    # File whose first line is that administrator's password. Empty: a one-time password is
+    # generated and printed once on the console (never logged to the audit trail).
+    admin_password_file: str = ""
+    # Login sessions end after this long without a request, and after this long in any case.
+    session_idle_s: float = Field(1800, gt=0)
+    session_absolute_s: float = Field(43200, gt=0)
+    # Consecutive failed logins that lock an account, and for how long.
+    lockout_failures: int = Field(5, ge=1, le=100)
+    lockout_s: float = Field(900, gt=0)
+    # Failed logins from one address within the window before it is refused with 429.
+    address_max_failures: int = Field(20, ge=1)
+    address_window_s: float = Field(300, gt=0)
+    # Roles that must log in with a TOTP code (they are made to enrol first).
+    require_totp_for: tuple[str, ...] = ()
+    password_min_length: int = Field(12, ge=8, le=256)
+    # A session or token is re-read from the database at most this often per process (a user
+    # disabled from the CLI loses access within this time; logout here is immediate).
+    auth_cache_s: float = Field(5, ge=0, le=60)
+    # How often the signed digest of the audit chain head is written outside the database.
+    audit_digest_interval_s: float = Field(3600, gt=0)
+
+
 class Settings(_Section):
     data_dir: Path = Path("data")
     database_url: str = ""
@@ -100,6 +125,7 @@ class Settings(_Section):
     cameras: CameraSettings = CameraSettings()
     anpr: AnprSettings = AnprSettings()
     mqtt: MqttSettings = MqttSettings()
+    security: SecuritySettings = SecuritySettings()
 
     # Derived paths: one place that knows the layout of the data directory.
     @property
@@ -117,6 +143,10 @@ class Settings(_Section):
     @property
     def key_file(self) -> Path:
         return self.data_dir / "secret.key"
+
+    @property
+    def audit_digest_dir(self) -> Path:
+        return self.data_dir / "audit-digests"
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with top-level or dotted (``"http.port"``) keys changed, validated again."""

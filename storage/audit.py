@@ -9,16 +9,26 @@ callers append inside the same transaction as the action they record.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
 import json
-from dataclasses import dataclass
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import BigInteger, Integer, String, Text, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage import StorageError
 from storage.db import Base, now_us
+from storage.keys import Keys
 
 GENESIS = "0" * 64
 # Any constant works: it names the PostgreSQL advisory lock that serialises appends.
@@ -100,3 +110,232 @@ async def verify_chain(session: AsyncSession, batch: int = 5000) -> ChainReport:
             if entry_hash(e.seq, e.at_us, e.actor, e.action, e.target, e.details, e.prev_hash) != e.hash:
                 return ChainReport(False, count, prev, e.seq, f"entry {e.seq} was altered")
             prev, expected_seq, count, last = e.hash, e.seq + 1, count + 1, e.seq
+
+
+async def head(session: AsyncSession) -> tuple[int, str, int]:
+    """The chain head: (seq, hash, at_us); (0, GENESIS, 0) for an empty chain."""
+    row = (
+        await session.execute(
+            select(AuditEntry.seq, AuditEntry.hash, AuditEntry.at_us).order_by(AuditEntry.seq.desc()).limit(1)
+        )
+    ).first()
+    return (row[0], row[1], row[2]) if row else (0, GENESIS, 0)
+
+
+def entry_json(e: AuditEntry) -> dict[str, Any]:
+    """One entry as exported (JSON lines) and shown by the API; enough to re-check its hash."""
+    return {
+        "seq": e.seq,
+        "at_us": e.at_us,
+        "at": datetime.fromtimestamp(e.at_us / 1_000_000, UTC).isoformat(timespec="microseconds"),
+        "actor": e.actor,
+        "action": e.action,
+        "target": e.target,
+        "details": json.loads(e.details or "{}"),
+        "details_canonical": e.details,
+        "prev_hash": e.prev_hash,
+        "hash": e.hash,
+    }
+
+
+async def entries(
+    session: AsyncSession,
+    from_us: int | None = None,
+    to_us: int | None = None,
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    limit: int | None = None,
+    batch: int = 2000,
+) -> AsyncIterator[AuditEntry]:
+    """Entries in chain order, ``from_us <= at_us < to_us``, in batches (exports are large)."""
+    last, sent = 0, 0
+    while True:
+        q = select(AuditEntry).where(AuditEntry.seq > last)
+        if from_us is not None:
+            q = q.where(AuditEntry.at_us >= from_us)
+        if to_us is not None:
+            q = q.where(AuditEntry.at_us < to_us)
+        if action:
+            q = q.where(AuditEntry.action == action)
+        if actor:
+            q = q.where(AuditEntry.actor == actor)
+        rows = (await session.execute(q.order_by(AuditEntry.seq).limit(batch))).scalars().all()
+        if not rows:
+            return
+        for e in rows:
+            yield e
+            sent += 1
+            if limit is not None and sent >= limit:
+                return
+        last = rows[-1].seq
+
+
+# --- daily digests of the chain head, outside the database ----------------------------------
+#
+# Deleting the newest entries leaves a valid (shorter) chain. So the head is written, signed
+# with the service's Ed25519 key, to <data_dir>/audit-digests/YYYY-MM-DD.json (UTC date): once
+# per interval, the day's file is replaced by the newer head, atomically. Verification checks
+# each digest's signature and that the entry it names is still in the chain, with that hash.
+
+
+class DigestError(StorageError):
+    """A digest names an audit entry the database no longer holds: the trail was cut."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    date: str
+    seq: int
+    hash: str
+    at_us: int
+    written_us: int
+    public_key_sha256: str
+    signature: str = ""
+
+    def signed_bytes(self) -> bytes:
+        body = {
+            "version": 1, "date": self.date, "seq": self.seq, "hash": self.hash, "at_us": self.at_us,
+            "written_us": self.written_us, "public_key_sha256": self.public_key_sha256,
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**json.loads(self.signed_bytes()), "signature": self.signature}
+
+
+def _utc_date(at_us: int) -> str:
+    return datetime.fromtimestamp(at_us / 1_000_000, UTC).strftime("%Y-%m-%d")
+
+
+def digest_files(directory: Path) -> list[Path]:
+    """The digest files, oldest day first. Blocking."""
+    return sorted(directory.glob("*.json")) if directory.is_dir() else []
+
+
+def read_digest(path: Path) -> Digest:
+    try:
+        data = json.loads(path.read_text())
+        return Digest(
+            date=str(data["date"]), seq=int(data["seq"]), hash=str(data["hash"]), at_us=int(data["at_us"]),
+            written_us=int(data["written_us"]), public_key_sha256=str(data["public_key_sha256"]),
+            signature=str(data["signature"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DigestError(f"{path.name}: unreadable digest ({type(exc).__name__})") from None
+
+
+def digest_signature_ok(d: Digest, public_key: Ed25519PublicKey) -> bool:
+    try:
+        public_key.verify(base64.b64decode(d.signature), d.signed_bytes())
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
+async def _entry_hash_at(session: AsyncSession, seq: int) -> str | None:
+    if seq == 0:
+        return GENESIS
+    return (await session.execute(select(AuditEntry.hash).where(AuditEntry.seq == seq))).scalar_one_or_none()
+
+
+async def write_digest(session: AsyncSession, keys: Keys, directory: Path, at_us: int | None = None) -> Path:
+    """Write (or advance) today's digest to the current head. Refuses, with :class:`DigestError`,
+    to overwrite a digest whose entry is no longer in the chain: that is evidence of truncation."""
+    seq, head_hash, head_at = await head(session)
+    written = now_us() if at_us is None else at_us
+    date = _utc_date(written)
+    path = directory / f"{date}.json"
+    old = await asyncio.to_thread(lambda: read_digest(path) if path.exists() else None)
+    if old is not None:
+        if old.seq > seq or await _entry_hash_at(session, old.seq) != old.hash:
+            raise DigestError(
+                f"digest {path.name} names entry {old.seq}, which the chain no longer holds as recorded "
+                f"(head is now {seq}): the audit trail was cut; the digest is kept"
+            )
+    d = Digest(date, seq, head_hash, head_at, written, keys.public_key_fingerprint())
+    d = Digest(**{**d.__dict__, "signature": base64.b64encode(keys.sign(d.signed_bytes())).decode()})
+
+    def _write() -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w") as fh:
+            json.dump(d.to_json(), fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    await asyncio.to_thread(_write)
+    return path
+
+
+@dataclass(frozen=True)
+class DigestProblem:
+    file: str
+    seq: int
+    problem: str
+
+
+async def verify_digests(session: AsyncSession, public_key: Ed25519PublicKey, directory: Path) -> list[DigestProblem]:
+    """Every digest file: signed by this key, and naming an entry the chain still holds."""
+    problems: list[DigestProblem] = []
+    head_seq = (await head(session))[0]
+    for path in await asyncio.to_thread(digest_files, directory):
+        try:
+            d = await asyncio.to_thread(read_digest, path)
+        except DigestError as exc:
+            problems.append(DigestProblem(path.name, 0, str(exc)))
+            continue
+        if not digest_signature_ok(d, public_key):
+            problems.append(DigestProblem(path.name, d.seq, f"{path.name}: signature does not verify with this key"))
+            continue
+        stored = await _entry_hash_at(session, d.seq)
+        if stored is None:
+            problems.append(DigestProblem(
+                path.name, d.seq,
+                f"entry {d.seq} is missing: digest {path.name} recorded it as the head, but the chain "
+                f"ends at {head_seq} (the tail was truncated)",
+            ))
+        elif stored != d.hash:
+            problems.append(DigestProblem(
+                path.name, d.seq, f"entry {d.seq} differs from the hash digest {path.name} recorded",
+            ))
+    return problems
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """The whole check: the chain, then the digests."""
+
+    chain: ChainReport
+    digests_checked: int
+    digest_problems: list[DigestProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.chain.ok and not self.digest_problems
+
+    @property
+    def first_bad_seq(self) -> int | None:
+        seqs = [p.seq for p in self.digest_problems if p.seq] + (
+            [self.chain.first_bad_seq] if self.chain.first_bad_seq else []
+        )
+        return min(seqs) if seqs else None
+
+    @property
+    def problems(self) -> list[str]:
+        out = [self.chain.problem] if not self.chain.ok else []
+        return out + [p.problem for p in self.digest_problems]
+
+
+async def verify_all(session: AsyncSession, public_key: Ed25519PublicKey, directory: Path) -> AuditReport:
+    chain = await verify_chain(session)
+    problems = await verify_digests(session, public_key, directory)
+    count = len(await asyncio.to_thread(digest_files, directory))
+    return AuditReport(chain, count, problems)

@@ -88,16 +88,36 @@ def artifacts() -> Iterator[Path]:
     yield ARTIFACTS
 
 
+TEST_PASSWORD = "correct horse battery staple"
+_TEST_HASH: list[str] = []  # Argon2 is slow on purpose: hash the shared test password once
+
+
 @pytest.fixture
 def login():
     """``headers = await login(client, role)``: log a fresh user of ``role`` into the app behind
     an aiohttp test client and return the headers to send (session cookie is kept by the client;
     the CSRF header is in the returned dict). Roles: administrator, supervisor, operator, police.
-
-    Until accounts land (issue 4) the app grants every declared permission, so this returns {}.
+    The user is created directly in the app's database (password ``TEST_PASSWORD``) and logs in
+    through ``POST /api/v1/session``. A second call on the same client replaces the session.
     """
+    import asyncio
+
+    from controlroom.context import SESSIONS
+    from storage import accounts, audit
+    from storage.db import transaction
+
+    counter = iter(range(1, 1_000_000))
 
     async def _login(client, role: str = "administrator", username: str | None = None) -> dict[str, str]:
-        return {}
+        if not _TEST_HASH:
+            _TEST_HASH.append(await asyncio.to_thread(accounts.hash_password, TEST_PASSWORD))
+        name = username or f"{role}{next(counter)}"
+        async with transaction(client.server.app[SESSIONS]) as session:
+            if await accounts.find_user(session, name) is None:
+                await accounts.create_user(session, name, role, _TEST_HASH[0])
+                await audit.append(session, "test", "user.add", f"user:{name}", role=role)
+        resp = await client.post("/api/v1/session", json={"username": name, "password": TEST_PASSWORD})
+        assert resp.status == 200, await resp.text()
+        return {"X-CSRF-Token": (await resp.json())["csrf_token"]}
 
     return _login

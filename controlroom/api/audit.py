@@ -1,0 +1,57 @@
+"""Reading and checking the audit trail: /api/v1/audit... (supervisors, administrators).
+
+Reading the trail is itself audited. Nothing here can change it.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from controlroom.auth import actor
+from controlroom.context import KEYS, SESSIONS, SETTINGS
+from controlroom.permissions import Permission, requires
+from controlroom.timefmt import iso_to_us
+from storage import Invalid, audit
+from storage.db import transaction
+
+routes = web.RouteTableDef()
+MAX_LIMIT = 5000
+
+
+@routes.get("/api/v1/audit")
+@requires(Permission.AUDIT_READ)
+async def list_entries(request: web.Request) -> web.Response:
+    """``?from=ISO&to=ISO&action=&actor=&limit=`` (default 500, at most 5000), oldest first."""
+    q = request.query
+    from_us = iso_to_us(q["from"], "from") if "from" in q else None
+    to_us = iso_to_us(q["to"], "to") if "to" in q else None
+    try:
+        limit = min(int(q.get("limit", "500")), MAX_LIMIT)
+    except ValueError:
+        raise Invalid("limit must be an integer") from None
+    async with transaction(request.app[SESSIONS]) as session:
+        rows = [
+            audit.entry_json(e)
+            async for e in audit.entries(session, from_us, to_us, action=q.get("action"), actor=q.get("actor"), limit=limit)
+        ]
+        await audit.append(session, actor(request), "audit.read", "audit", start=q.get("from"), end=q.get("to"),
+                           action=q.get("action"), actor=q.get("actor"), returned=len(rows))
+    return web.json_response({"entries": rows})
+
+
+@routes.get("/api/v1/audit/verify")
+@requires(Permission.AUDIT_READ)
+async def verify(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    async with transaction(request.app[SESSIONS]) as session:
+        report = await audit.verify_all(session, request.app[KEYS].public_key, settings.audit_digest_dir)
+        await audit.append(session, actor(request), "audit.verify", "audit", ok=report.ok,
+                           first_bad_seq=report.first_bad_seq)
+    return web.json_response({
+        "ok": report.ok,
+        "entries": report.chain.entries,
+        "head_hash": report.chain.head_hash,
+        "digests_checked": report.digests_checked,
+        "first_bad_seq": report.first_bad_seq,
+        "problems": report.problems,
+    })

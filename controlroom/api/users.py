@@ -1,0 +1,176 @@
+"""Administering users and API tokens: /api/v1/users..., /api/v1/tokens... (administrators).
+
+Listings never include a password hash, a TOTP secret or a token: a token is shown once, in
+the reply that creates it. Every change is audited in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from controlroom.auth import actor
+from controlroom.context import AUTH, SESSIONS, SETTINGS
+from controlroom.errors import json_body
+from controlroom.permissions import Permission, requires
+from controlroom.timefmt import us_to_iso
+from storage import Invalid, accounts, audit
+from storage.db import now_us, transaction
+
+routes = web.RouteTableDef()
+
+
+def user_json(row: accounts.User) -> dict[str, Any]:
+    data = accounts.user_public(row)
+    for key in ("locked_until", "created", "last_login"):
+        data[key] = us_to_iso(data.pop(f"{key}_us"))
+    return data
+
+
+def token_json(row: accounts.ApiToken, username: str) -> dict[str, Any]:
+    data = accounts.token_public(row, username)
+    for key in ("created", "expires", "revoked", "last_used"):
+        data[key] = us_to_iso(data.pop(f"{key}_us"))
+    return data
+
+
+def check_scopes(scopes: Any) -> list[str]:
+    if not isinstance(scopes, list) or not scopes or not all(isinstance(s, str) for s in scopes):
+        raise Invalid("scopes must be a non-empty list of permission names")
+    known = {p.value for p in Permission} - {Permission.PUBLIC.value}
+    unknown = sorted(set(scopes) - known)
+    if unknown:
+        raise Invalid(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return sorted(set(scopes))
+
+
+async def _enabled_admins(session) -> int:
+    return sum(1 for u in await accounts.list_users(session) if u.role == "administrator" and not u.disabled)
+
+
+@routes.get("/api/v1/users")
+@requires(Permission.ADMIN)
+async def list_users(request: web.Request) -> web.Response:
+    async with request.app[SESSIONS]() as session:
+        rows = await accounts.list_users(session)
+    return web.json_response({"users": [user_json(u) for u in rows]})
+
+
+@routes.get("/api/v1/users/{username}")
+@requires(Permission.ADMIN)
+async def show_user(request: web.Request) -> web.Response:
+    async with request.app[SESSIONS]() as session:
+        row = await accounts.get_user(session, request.match_info["username"])
+    return web.json_response(user_json(row))
+
+
+@routes.post("/api/v1/users")
+@requires(Permission.ADMIN)
+async def add_user(request: web.Request) -> web.Response:
+    """``{"username", "role", "password", "site_ids"?, "camera_ids"?, "must_change_password"?}``.
+    A password set by an administrator must be changed at first login unless told otherwise."""
+    body = await json_body(request)
+    username, role, password = body.get("username"), body.get("role"), body.get("password")
+    if not all(isinstance(v, str) for v in (username, role, password)):
+        raise Invalid('send {"username": "...", "role": "...", "password": "..."}')
+    extra = set(body) - {"username", "role", "password", "site_ids", "camera_ids", "must_change_password"}
+    if extra:
+        raise Invalid(f"unknown field(s) {', '.join(sorted(extra))}")
+    accounts.check_password_strength(password, username, request.app[SETTINGS].security.password_min_length)
+    password_hash = await asyncio.to_thread(accounts.hash_password, password)
+    async with transaction(request.app[SESSIONS]) as session:
+        row = await accounts.create_user(
+            session, username, role, password_hash,
+            must_change_password=bool(body.get("must_change_password", True)),
+            site_ids=body.get("site_ids"), camera_ids=body.get("camera_ids"),
+        )
+        await audit.append(session, actor(request), "user.add", f"user:{username}", role=role,
+                           site_ids=row.site_ids, camera_ids=row.camera_ids)
+    return web.json_response(user_json(row), status=201)
+
+
+@routes.patch("/api/v1/users/{username}")
+@requires(Permission.ADMIN)
+async def update_user(request: web.Request) -> web.Response:
+    """Any of ``{"role", "disabled", "password", "site_ids", "camera_ids", "unlock": true,
+    "reset_totp": true}``. Disabling ends the user's sessions and revokes their tokens."""
+    body = await json_body(request)
+    allowed = {"role", "disabled", "password", "site_ids", "camera_ids", "unlock", "reset_totp"}
+    extra = set(body) - allowed
+    if extra or not body:
+        raise Invalid(f"send one or more of {', '.join(sorted(allowed))}")
+    name = request.match_info["username"]
+    new_hash = None
+    if "password" in body:
+        if not isinstance(body["password"], str):
+            raise Invalid("password must be a string")
+        accounts.check_password_strength(body["password"], name, request.app[SETTINGS].security.password_min_length)
+        new_hash = await asyncio.to_thread(accounts.hash_password, body["password"])
+    async with transaction(request.app[SESSIONS]) as session:
+        row = await accounts.get_user(session, name)
+        changed: list[str] = []
+        if "role" in body:
+            accounts.set_role(row, str(body["role"]))
+            changed.append("role")
+        if "site_ids" in body or "camera_ids" in body:
+            accounts.set_scope(row, body.get("site_ids"), body.get("camera_ids"))
+            changed.append("scope")
+        if body.get("unlock"):
+            accounts.unlock(row)
+            changed.append("unlock")
+        if body.get("reset_totp"):
+            accounts.totp_reset(row)
+            changed.append("reset_totp")
+        if new_hash:
+            await accounts.set_password(session, row, new_hash, must_change=True)
+            changed.append("password")
+        if "disabled" in body:
+            await accounts.set_disabled(session, row, bool(body["disabled"]))
+            changed.append("disabled" if body["disabled"] else "enabled")
+        await session.flush()
+        if await _enabled_admins(session) == 0:
+            raise Invalid("this would leave no enabled administrator")
+        await audit.append(session, actor(request), "user.update", f"user:{name}", changes=changed,
+                           role=row.role, disabled=row.disabled, site_ids=row.site_ids, camera_ids=row.camera_ids)
+    request.app[AUTH].forget_user(row.id)
+    return web.json_response(user_json(row))
+
+
+@routes.get("/api/v1/tokens")
+@requires(Permission.ADMIN)
+async def list_tokens(request: web.Request) -> web.Response:
+    async with request.app[SESSIONS]() as session:
+        rows = await accounts.list_tokens(session)
+    return web.json_response({"tokens": [token_json(t, u) for t, u in rows]})
+
+
+@routes.post("/api/v1/tokens")
+@requires(Permission.ADMIN)
+async def create_token(request: web.Request) -> web.Response:
+    """``{"name", "user", "scopes": [...], "expires": "30d"}``; the token is in this reply only."""
+    body = await json_body(request)
+    name, username = body.get("name"), body.get("user")
+    if not isinstance(name, str) or not isinstance(username, str):
+        raise Invalid('send {"name": "...", "user": "...", "scopes": [...], "expires": "30d"}')
+    scopes = check_scopes(body.get("scopes"))
+    expires_us = now_us() + accounts.parse_duration_s(str(body.get("expires", ""))) * 1_000_000
+    async with transaction(request.app[SESSIONS]) as session:
+        user = await accounts.get_user(session, username)
+        token, row = await accounts.create_token(session, name, user, scopes, expires_us, actor(request))
+        await audit.append(session, actor(request), "token.create", f"token:{name}", user=username,
+                           scopes=scopes, expires_us=expires_us)
+    return web.json_response({**token_json(row, username), "token": token}, status=201)
+
+
+@routes.delete("/api/v1/tokens/{name}")
+@requires(Permission.ADMIN)
+async def revoke_token(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    async with transaction(request.app[SESSIONS]) as session:
+        row = await accounts.revoke_token(session, name)
+        await audit.append(session, actor(request), "token.revoke", f"token:{name}")
+        user_id = row.user_id
+    request.app[AUTH].forget_user(user_id)
+    return web.json_response({"ok": True})
