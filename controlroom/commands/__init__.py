@@ -3,6 +3,6 @@
 A command's ``func(settings, args)`` may be a coroutine function; ``cli.main`` runs it.
 """
 
-from controlroom.commands import db, inventory, recordings, serve
+from controlroom.commands import audit, db, inventory, recordings, serve, tokens, users
 
-COMMAND_MODULES = [db, serve, inventory, recordings]
+COMMAND_MODULES = [db, serve, inventory, recordings, users, tokens, audit]
