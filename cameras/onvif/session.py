@@ -1,0 +1,200 @@
+"""One ONVIF conversation with one camera, over onvif-zeep-async.
+
+:func:`connect` opens an :class:`OnvifSession`: it learns the camera's clock offset first (an
+unauthenticated GetSystemDateAndTime), so WS-Security timestamps are shifted to the camera's
+clock and a camera whose clock is off still authenticates; then it learns the service
+addresses (GetServices, or GetCapabilities on older cameras). Every call goes through
+:meth:`OnvifSession.call`, which holds the camera's lock (at most one request in flight per
+camera, so a burst never overwhelms one device), bounds the wait and sorts failures into
+:mod:`cameras.onvif.errors`.
+
+The WSDLs are the ones shipped inside the onvif package; zeep's on-disk cache is not used
+(``no_cache``): everything is loaded from local files, so there is nothing to cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from cameras.onvif.errors import ServiceMissing, translate
+
+_root = logging.getLogger()
+_handlers_before = list(_root.handlers)
+from onvif import ONVIFCamera  # noqa: E402
+from onvif.client import ONVIFService  # noqa: E402
+
+# onvif.client calls logging.basicConfig() when imported; undo that, so the service's own
+# logging set-up (and the CLI's --verbose) decides where log lines go.
+for _h in list(_root.handlers):
+    if _h not in _handlers_before:
+        _root.removeHandler(_h)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 10.0
+NS_PTZ = "http://www.onvif.org/ver20/ptz/wsdl"
+NS_MEDIA = "http://www.onvif.org/ver10/media/wsdl"
+NS_EVENTS = "http://www.onvif.org/ver10/events/wsdl"
+
+# One lock per camera address and event loop: per camera at most one request in flight, shared
+# by adoption, the clock check, PTZ and everything else in this process that talks to it.
+_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+
+
+def camera_lock(xaddr: str) -> asyncio.Lock:
+    locks = _LOCKS.setdefault(asyncio.get_running_loop(), {})
+    key = urlsplit(xaddr).netloc
+    lock = locks.get(key)
+    if lock is None:
+        lock = locks[key] = asyncio.Lock()
+    return lock
+
+
+def split_xaddr(xaddr: str) -> tuple[str, int]:
+    """Host and port of a device-service address (``http://host[:port]/onvif/device_service``)."""
+    parts = urlsplit(xaddr if "://" in xaddr else f"http://{xaddr}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        from cameras.onvif.errors import NotOnvifDevice
+
+        raise NotOnvifDevice(f"{xaddr!r} is not an ONVIF device address (http://host[:port]/onvif/device_service)")
+    host = parts.hostname
+    if parts.scheme == "https":
+        host = f"https://{host}"
+    return host, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+@dataclass
+class OnvifSession:
+    """An open ONVIF connection to one camera. ``dt_diff_s``: camera clock minus ours."""
+
+    xaddr: str
+    device: ONVIFCamera
+    timeout_s: float
+    dt_diff_s: float = 0.0
+
+    @property
+    def where(self) -> str:
+        return self.xaddr
+
+    async def call(self, service: str, operation: str, params: dict[str, Any] | None = None,
+                   *, timeout_s: float | None = None) -> Any:
+        """Call ``operation`` on ``service`` (devicemgmt, media, ptz, events...), one at a time."""
+        async with camera_lock(self.xaddr):
+            with translate(self.where):
+                svc = await self._service(service)
+                async with asyncio.timeout(timeout_s or self.timeout_s):
+                    return await getattr(svc, operation)(params)
+
+    async def call_service(self, svc: ONVIFService, operation: str, params: Any = None,
+                           *, timeout_s: float | None = None, exclusive: bool = True) -> Any:
+        """Call on a service object (e.g. a PullPoint subscription). ``exclusive=False`` skips the
+        camera lock: for the long-polling PullMessages, which would otherwise hold PTZ up."""
+        if not exclusive:
+            with translate(self.where):
+                async with asyncio.timeout(timeout_s or self.timeout_s):
+                    return await getattr(svc, operation)(params)
+        async with camera_lock(self.xaddr):
+            with translate(self.where):
+                async with asyncio.timeout(timeout_s or self.timeout_s):
+                    return await getattr(svc, operation)(params)
+
+    async def service(self, name: str) -> ONVIFService:
+        with translate(self.where):
+            return await self._service(name)
+
+    async def _service(self, name: str) -> ONVIFService:
+        creators: dict[str, Callable[[], Awaitable[ONVIFService]]] = {
+            "devicemgmt": self.device.create_devicemgmt_service,
+            "media": self.device.create_media_service,
+            "ptz": self.device.create_ptz_service,
+            "events": self.device.create_events_service,
+        }
+        if name in ("ptz", "media", "events") and not self.has(name):
+            raise ServiceMissing(f"{self.where}: the camera does not offer the {name} service")
+        return await creators[name]()
+
+    def has(self, service: str) -> bool:
+        ns = {"ptz": NS_PTZ, "media": NS_MEDIA, "events": NS_EVENTS}[service]
+        return bool(self.device.xaddrs.get(ns))
+
+    async def close(self) -> None:
+        try:
+            await self.device.close()
+        except Exception:  # noqa: BLE001 - closing sockets must not hide the caller's result
+            log.debug("%s: error while closing the ONVIF session", self.where, exc_info=True)
+
+
+async def open_session(xaddr: str, username: str, password: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> OnvifSession:
+    host, port = split_xaddr(xaddr)
+    device = ONVIFCamera(host, port, username or None, password or None, no_cache=True, adjust_time=True)
+    session = OnvifSession(xaddr, device, timeout_s)
+    try:
+        async with camera_lock(xaddr):
+            with translate(xaddr):
+                async with asyncio.timeout(timeout_s):
+                    await device.update_xaddrs()
+    except BaseException:
+        await session.close()
+        raise
+    if device.dt_diff is not None:
+        session.dt_diff_s = device.dt_diff.total_seconds()
+    return session
+
+
+@asynccontextmanager
+async def connect(xaddr: str, username: str, password: str, *,
+                  timeout_s: float = DEFAULT_TIMEOUT_S) -> AsyncIterator[OnvifSession]:
+    """An open session for the duration of the block; closed afterwards."""
+    session = await open_session(xaddr, username, password, timeout_s=timeout_s)
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
+class SessionPool:
+    """Open sessions kept per camera id, for the service's PTZ and clock calls.
+
+    A session is dropped (and reopened on next use) after any failure, and when the camera's
+    address or credentials change.
+    """
+
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.timeout_s = timeout_s
+        self._sessions: dict[int, tuple[tuple[str, str, str], OnvifSession]] = {}
+        self._opening: dict[int, asyncio.Lock] = {}
+
+    async def get(self, camera_id: int, xaddr: str, username: str, password: str) -> OnvifSession:
+        key = (xaddr, username, password)
+        lock = self._opening.setdefault(camera_id, asyncio.Lock())
+        async with lock:
+            held = self._sessions.get(camera_id)
+            if held is not None and held[0] == key:
+                return held[1]
+            if held is not None:
+                await held[1].close()
+                del self._sessions[camera_id]
+            session = await open_session(xaddr, username, password, timeout_s=self.timeout_s)
+            self._sessions[camera_id] = (key, session)
+            return session
+
+    async def drop(self, camera_id: int) -> None:
+        held = self._sessions.pop(camera_id, None)
+        if held is not None:
+            await held[1].close()
+
+    async def close(self) -> None:
+        for camera_id in list(self._sessions):
+            await self.drop(camera_id)
+
+
+def monotonic_s() -> float:
+    return time.monotonic()
