@@ -15,12 +15,15 @@ from aiohttp import web
 
 from cameras.recorder import Supervisor
 from controlroom import security
+from controlroom.anpr_service import anpr_ctx
+from controlroom.api import anpr as anpr_routes
 from controlroom.api import audit as audit_routes
 from controlroom.api import cameras, health, session, users
 from controlroom.auditing import audit_digest_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
 from controlroom.context import ALERTS, ENGINE, KEYS, SESSIONS, SETTINGS, SUPERVISOR
 from controlroom.errors import error_middleware
+from controlroom.mqtt import mqtt_ctx
 from controlroom.settings import Settings
 from storage.alerts import AlertHub
 from storage.catalogue import reconcile
@@ -30,7 +33,7 @@ from storage.migrate import upgrade
 from storage.retention import run_retention
 
 log = logging.getLogger(__name__)
-ROUTE_MODULES = [health, cameras, session, users, audit_routes]
+ROUTE_MODULES = [health, cameras, session, users, audit_routes, anpr_routes]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -90,8 +93,9 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-def create_app(settings: Settings, *, record: bool = True) -> web.Application:
-    """The whole service. ``record=False`` leaves recorders and retention off (API-only tests)."""
+def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = None) -> web.Application:
+    """The whole service. ``record=False`` leaves recorders and retention off (API-only tests);
+    ``anpr`` (default: as ``record``) runs live ANPR reading, ANPR retention and MQTT."""
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=8 * 1024 * 1024)
     app[SETTINGS] = settings
     app[ALERTS] = AlertHub()
@@ -102,6 +106,9 @@ def create_app(settings: Settings, *, record: bool = True) -> web.Application:
     if record:
         app.cleanup_ctx.append(recorder_ctx)
         app.cleanup_ctx.append(retention_ctx)
+    if record if anpr is None else anpr:
+        app.cleanup_ctx.append(mqtt_ctx)
+        app.cleanup_ctx.append(anpr_ctx)
     for module in ROUTE_MODULES:
         app.router.add_routes(module.routes)
     return app

@@ -21,3 +21,5 @@ KEYS = web.AppKey("keys", Keys)
 SUPERVISOR = web.AppKey("supervisor", "Supervisor")
 ALERTS = web.AppKey("alerts", AlertHub)
 AUTH = web.AppKey("auth", "Authenticator")  # controlroom.auth.Authenticator
+MQTT = web.AppKey("mqtt", "MqttBridge")  # controlroom.mqtt.MqttBridge
+ANPR_LIVE = web.AppKey("anpr_live", "LiveReading")  # anpr.live.LiveReading

@@ -1,0 +1,55 @@
+"""ANPR in the running service: live reading of the ANPR cameras and ANPR retention.
+
+One cleanup context (:func:`anpr_ctx`): it starts :class:`anpr.live.LiveReading` for the enabled
+cameras of kind ``anpr`` (following inventory changes) and a loop that deletes reads past
+``[anpr] retention_days`` (separate from video retention); both stop with the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from anpr.live import LiveOptions, LiveReading
+from controlroom.context import ALERTS, ANPR_LIVE, KEYS, SESSIONS, SETTINGS
+from controlroom.settings import Settings
+from storage.anpr import run_anpr_retention
+
+log = logging.getLogger(__name__)
+
+
+def live_options(settings: Settings) -> LiveOptions:
+    a = settings.anpr
+    return LiveOptions(
+        sample_fps=a.sample_fps, mode=a.mode, max_parallel_reads=a.max_parallel_reads, agree_frames=a.agree_frames,
+        track_gap_s=a.track_gap_s, min_confidence=a.min_confidence, max_frame_pixels=a.max_frame_pixels,
+        overview_width=a.overview_width, jpeg_quality=a.jpeg_quality,
+    )
+
+
+async def anpr_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    live = LiveReading(app[SESSIONS], app[KEYS], app[ALERTS], settings.anpr_root, live_options(settings))
+    app[ANPR_LIVE] = live
+    await live.start()
+
+    async def retention_loop() -> None:
+        while True:
+            try:
+                await run_anpr_retention(app[SESSIONS], settings.anpr_root, retention_days=settings.anpr.retention_days)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("ANPR retention run failed; next try in %ss", settings.anpr.sweep_interval_s)
+            await asyncio.sleep(settings.anpr.sweep_interval_s)
+
+    task = asyncio.create_task(retention_loop(), name="anpr-retention")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await live.stop()
