@@ -19,6 +19,7 @@ from controlroom.anpr_service import anpr_ctx
 from controlroom.api import anpr as anpr_routes
 from controlroom.api import audit as audit_routes
 from controlroom.api import cameras, health, session, users
+from controlroom.api import onvif as onvif_routes
 from controlroom.auditing import audit_digest_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
 from controlroom.context import ALERTS, ENGINE, KEYS, SESSIONS, SETTINGS, SUPERVISOR
@@ -33,7 +34,7 @@ from storage.migrate import upgrade
 from storage.retention import run_retention
 
 log = logging.getLogger(__name__)
-ROUTE_MODULES = [health, cameras, session, users, audit_routes, anpr_routes]
+ROUTE_MODULES = [onvif_routes, health, cameras, session, users, audit_routes, anpr_routes]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -103,9 +104,11 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app.cleanup_ctx.append(accounts_ctx)
     app.cleanup_ctx.append(audit_digest_ctx)
     security.install(app)
+    app.cleanup_ctx.append(onvif_routes.onvif_ctx)
     if record:
         app.cleanup_ctx.append(recorder_ctx)
         app.cleanup_ctx.append(retention_ctx)
+        app.cleanup_ctx.append(onvif_routes.onvif_background_ctx)  # after the streams
     if record if anpr is None else anpr:
         app.cleanup_ctx.append(mqtt_ctx)
         app.cleanup_ctx.append(anpr_ctx)

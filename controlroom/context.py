@@ -20,6 +20,7 @@ SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 KEYS = web.AppKey("keys", Keys)
 SUPERVISOR = web.AppKey("supervisor", "Supervisor")
 ALERTS = web.AppKey("alerts", AlertHub)
+ONVIF = web.AppKey("onvif", "OnvifRuntime")  # controlroom.api.onvif.OnvifRuntime
 AUTH = web.AppKey("auth", "Authenticator")  # controlroom.auth.Authenticator
 MQTT = web.AppKey("mqtt", "MqttBridge")  # controlroom.mqtt.MqttBridge
 ANPR_LIVE = web.AppKey("anpr_live", "LiveReading")  # anpr.live.LiveReading

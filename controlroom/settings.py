@@ -53,6 +53,12 @@ class RetentionSettings(_Section):
 class CameraSettings(_Section):
     clock_threshold_s: float = Field(1.0, gt=0)
     clock_check_interval_s: float = Field(600, gt=0)
+    # ONVIF (issue 3): per-request wait, multicast discovery interfaces (none: never multicast),
+    # an optional unicast address to hear Hello/Bye on, and PullPoint event subscriptions.
+    onvif_timeout_s: float = Field(10, gt=0)
+    discovery_interfaces: list[str] = []
+    discovery_listen: str = ""
+    events: bool = True
 
 
 class AnprSettings(_Section):

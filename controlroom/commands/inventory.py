@@ -61,6 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     exp = s.add_parser("export", help="write the inventory as TOML (without passwords)")
     exp.set_defaults(func=cmd_export)
 
+    from controlroom.commands import onvif as onvif_commands  # ONVIF adoption lives with ONVIF
+
+    onvif_commands.register_adopt(s)
+
 
 def _field_args(p: argparse.ArgumentParser) -> None:
     for name, typ in _FIELDS.items():

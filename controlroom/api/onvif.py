@@ -1,0 +1,260 @@
+"""ONVIF over HTTP: discover, adopt, PTZ, camera clocks and events; and the ONVIF background work.
+
+Routes::
+
+    POST /api/v1/discover                          {targets: [HOST[:PORT]], interfaces: [NAME], timeout_s}
+    POST /api/v1/cameras/adopt                     {xaddr, username, password, name?, site?}
+    GET  /api/v1/cameras/{camera}/ptz              status (position, moving)
+    GET  /api/v1/cameras/{camera}/ptz/presets
+    POST /api/v1/cameras/{camera}/ptz/move         {pan, tilt, zoom, timeout_s?} velocities
+    POST /api/v1/cameras/{camera}/ptz/stop
+    POST /api/v1/cameras/{camera}/ptz/goto         {preset}: token or name
+    POST /api/v1/cameras/{camera}/ptz/presets      {name}: save the current position
+    POST /api/v1/cameras/{camera}/ptz/home
+    POST /api/v1/cameras/{camera}/clock/check
+    POST /api/v1/cameras/{camera}/clock            set the camera's clock to ours
+    GET  /api/v1/cameras/{camera}/events?from=&to=&kind=
+
+Background work (cleanup contexts): :func:`onvif_ctx` (session pool, the Hello/Bye listener) and
+:func:`onvif_background_ctx` (clock checks every ``cameras.clock_check_interval_s`` and PullPoint
+subscriptions; appended after the recorders, so events start after the streams).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from cameras.onvif.clock import ClockWatcher
+from cameras.onvif.discovery import Device, HelloListener, parse_target
+from cameras.onvif.events import EventSubscriptions
+from cameras.onvif.session import SessionPool
+from controlroom import onvif_actions
+from controlroom.auth import actor, can_access_camera
+from controlroom.context import ALERTS, KEYS, ONVIF, SESSIONS, SETTINGS, SUPERVISOR
+from controlroom.errors import json_body
+from controlroom.permissions import Permission, requires
+from controlroom.timefmt import iso_to_us
+from controlroom.views import camera_json
+from storage import Invalid, NotFound, inventory
+from storage.onvif import list_events
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+@dataclass
+class OnvifRuntime:
+    pool: SessionPool
+    clock: ClockWatcher
+    events: EventSubscriptions | None = None
+    hello: HelloListener | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def heard(self) -> dict[str, Device]:
+        return dict(self.hello.devices) if self.hello is not None else {}
+
+
+async def _stop_task(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def onvif_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    cams = settings.cameras
+    runtime = OnvifRuntime(
+        pool=SessionPool(cams.onvif_timeout_s),
+        clock=ClockWatcher(app[SESSIONS], app[KEYS], app[ALERTS], threshold_s=cams.clock_threshold_s,
+                           interval_s=cams.clock_check_interval_s, timeout_s=cams.onvif_timeout_s),
+    )
+    if cams.discovery_interfaces or cams.discovery_listen:
+        bind = parse_target(cams.discovery_listen) if cams.discovery_listen else None
+        runtime.hello = HelloListener(interfaces=list(cams.discovery_interfaces), bind=bind)
+        await runtime.hello.start()
+    app[ONVIF] = runtime
+    yield
+    if runtime.hello is not None:
+        await runtime.hello.stop()
+    await runtime.pool.close()
+
+
+async def onvif_background_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Clock checks and PullPoint subscriptions. Appended after the recorder context, so events
+    start after the streams (some cameras slow down while serving event subscriptions)."""
+    settings = app[SETTINGS]
+    runtime = app[ONVIF]
+    runtime.tasks.append(asyncio.create_task(runtime.clock.run(), name="onvif-clock"))
+    if settings.cameras.events:
+        runtime.events = EventSubscriptions(app[SESSIONS], app[KEYS], timeout_s=settings.cameras.onvif_timeout_s)
+        await runtime.events.start()
+    yield
+    for task in runtime.tasks:
+        await _stop_task(task)
+    runtime.tasks.clear()
+    if runtime.events is not None:
+        await runtime.events.stop()
+        runtime.events = None
+
+
+def _runtime(request: web.Request) -> OnvifRuntime | None:
+    return request.app.get(ONVIF)
+
+
+def _strings(body: dict[str, Any], key: str) -> list[str]:
+    value = body.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Invalid(f"{key} must be a list of strings")
+    return value
+
+
+@routes.post("/api/v1/discover")
+@requires(Permission.ADMIN)
+async def discover(request: web.Request) -> web.Response:
+    body = await json_body(request) if request.can_read_body else {}
+    timeout_s = float(body.get("timeout_s", 3.0))
+    if not 0 < timeout_s <= 30:
+        raise Invalid("timeout_s must be above 0 and at most 30")
+    runtime = _runtime(request)
+    devices = await onvif_actions.discover_devices(
+        request.app[SESSIONS], targets=_strings(body, "targets"), interfaces=_strings(body, "interfaces"),
+        timeout_s=timeout_s, heard=runtime.heard() if runtime else None,
+    )
+    return web.json_response({"devices": devices})
+
+
+@routes.post("/api/v1/cameras/adopt")
+@requires(Permission.ADMIN)
+async def adopt_camera(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    unknown = set(body) - {"xaddr", "username", "password", "name", "site"}
+    if unknown:
+        raise Invalid(f"unknown fields {sorted(unknown)}")
+    settings = request.app[SETTINGS]
+    cam, facts = await onvif_actions.adopt_camera(
+        request.app[SESSIONS], request.app[KEYS], request.app[ALERTS], settings, actor(request),
+        xaddr=str(body.get("xaddr", "")), username=str(body.get("username", "")),
+        password=str(body.get("password", "")), name=body.get("name"), site=body.get("site"),
+    )
+    supervisor = request.app.get(SUPERVISOR)
+    if supervisor is not None and hasattr(supervisor, "reload"):
+        await supervisor.reload()  # start recording it now, not at the next periodic reload
+    runtime = _runtime(request)
+    if runtime is not None and runtime.events is not None:
+        await runtime.events.reload()
+    async with request.app[SESSIONS]() as session:
+        sites = await inventory.site_names(session)
+    return web.json_response({"camera": camera_json(cam, sites), "onvif": onvif_actions.facts_json(facts)},
+                             status=201)
+
+
+async def _ptz(request: web.Request, action: str, **params: Any) -> web.Response:
+    runtime = _runtime(request)
+
+    async def allowed(camera_id: int) -> bool:
+        return await can_access_camera(request, camera_id)
+
+    result = await onvif_actions.ptz_call(
+        request.app[SESSIONS], request.app[KEYS], runtime.pool if runtime else None, actor(request),
+        request.match_info["camera"], action, timeout_s=request.app[SETTINGS].cameras.onvif_timeout_s,
+        allowed=allowed, **params,
+    )
+    return web.json_response(result if isinstance(result, dict) else {"presets": result})
+
+
+def _number(body: dict[str, Any], key: str, default: float | None = 0.0) -> float | None:
+    value = body.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Invalid(f"{key} must be a number")
+    return float(value)
+
+
+@routes.get("/api/v1/cameras/{camera}/ptz")
+@requires(Permission.PTZ)
+async def ptz_status(request: web.Request) -> web.Response:
+    return await _ptz(request, "status")
+
+
+@routes.get("/api/v1/cameras/{camera}/ptz/presets")
+@requires(Permission.PTZ)
+async def ptz_presets(request: web.Request) -> web.Response:
+    return await _ptz(request, "presets")
+
+
+@routes.post("/api/v1/cameras/{camera}/ptz/move")
+@requires(Permission.PTZ)
+async def ptz_move(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    return await _ptz(request, "move", pan=_number(body, "pan"), tilt=_number(body, "tilt"),
+                      zoom=_number(body, "zoom"), timeout_s=_number(body, "timeout_s", None))
+
+
+@routes.post("/api/v1/cameras/{camera}/ptz/stop")
+@requires(Permission.PTZ)
+async def ptz_stop(request: web.Request) -> web.Response:
+    return await _ptz(request, "stop")
+
+
+@routes.post("/api/v1/cameras/{camera}/ptz/goto")
+@requires(Permission.PTZ)
+async def ptz_goto(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    if not body.get("preset"):
+        raise Invalid("preset is required (its token or name)")
+    return await _ptz(request, "goto", preset=str(body["preset"]))
+
+
+@routes.post("/api/v1/cameras/{camera}/ptz/presets")
+@requires(Permission.PTZ)
+async def ptz_set_preset(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    if not body.get("name"):
+        raise Invalid("name is required")
+    return await _ptz(request, "set_preset", name=str(body["name"]))
+
+
+@routes.post("/api/v1/cameras/{camera}/ptz/home")
+@requires(Permission.PTZ)
+async def ptz_home(request: web.Request) -> web.Response:
+    return await _ptz(request, "home")
+
+
+@routes.post("/api/v1/cameras/{camera}/clock/check")
+@requires(Permission.ADMIN)
+async def clock_check(request: web.Request) -> web.Response:
+    result = await onvif_actions.check_clock(request.app[SESSIONS], request.app[KEYS], request.app[ALERTS],
+                                             request.app[SETTINGS], request.match_info["camera"])
+    return web.json_response(result)
+
+
+@routes.post("/api/v1/cameras/{camera}/clock")
+@requires(Permission.ADMIN)
+async def clock_set(request: web.Request) -> web.Response:
+    result = await onvif_actions.set_clock(request.app[SESSIONS], request.app[KEYS], request.app[ALERTS],
+                                           request.app[SETTINGS], actor(request), request.match_info["camera"])
+    return web.json_response(result)
+
+
+@routes.get("/api/v1/cameras/{camera}/events")
+@requires(Permission.PLAYBACK)
+async def camera_events(request: web.Request) -> web.Response:
+    q = request.query
+    from_us = iso_to_us(q["from"], "from") if "from" in q else None
+    to_us = iso_to_us(q["to"], "to") if "to" in q else None
+    async with request.app[SESSIONS]() as session:
+        cam = await inventory.get_camera(session, request.match_info["camera"])
+        if not await can_access_camera(request, cam.id):
+            raise NotFound(f"no camera {request.match_info['camera']!r}")
+        events = await list_events(session, cam.id, from_us=from_us, to_us=to_us, kind=q.get("kind"))
+    return web.json_response({"events": [e.to_dict() for e in events]})
