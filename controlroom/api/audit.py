@@ -35,7 +35,7 @@ async def list_entries(request: web.Request) -> web.Response:
             async for e in audit.entries(session, from_us, to_us, action=q.get("action"), actor=q.get("actor"), limit=limit)
         ]
         await audit.append(session, actor(request), "audit.read", "audit", start=q.get("from"), end=q.get("to"),
-                           action=q.get("action"), actor=q.get("actor"), returned=len(rows))
+                           action_filter=q.get("action"), actor_filter=q.get("actor"), returned=len(rows))
     return web.json_response({"entries": rows})
 
 
