@@ -24,3 +24,4 @@ ONVIF = web.AppKey("onvif", "OnvifRuntime")  # controlroom.api.onvif.OnvifRuntim
 AUTH = web.AppKey("auth", "Authenticator")  # controlroom.auth.Authenticator
 MQTT = web.AppKey("mqtt", "MqttBridge")  # controlroom.mqtt.MqttBridge
 ANPR_LIVE = web.AppKey("anpr_live", "LiveReading")  # anpr.live.LiveReading
+EVIDENCE = web.AppKey("evidence", "ExportRunner")  # controlroom.evidence.runner.ExportRunner

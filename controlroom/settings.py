@@ -121,6 +121,23 @@ class SecuritySettings(_Section):
     audit_digest_interval_s: float = Field(3600, gt=0)
 
 
+class EvidenceSettings(_Section):
+    # Where evidence packages are written. Empty: <data_dir>/evidence.
+    export_root: str = ""
+    # One-time download links expire after this long.
+    link_ttl_s: float = Field(86_400, gt=0)
+    # A running export proves it is alive this often; one silent for stale_after_s is restarted.
+    heartbeat_s: float = Field(2, gt=0)
+    stale_after_s: float = Field(60, gt=0)
+    # Free space kept on top of the estimated package size before an export may start.
+    free_space_margin_bytes: int = Field(1_000_000_000, ge=0)
+    # A request's hold is reviewed after this many days unless the request is closed sooner.
+    hold_review_days: int = Field(90, ge=1, le=3650)
+    # After closing, the (released) hold's review date by default.
+    close_review_days: int = Field(365, ge=1, le=3650)
+    max_window_hours: float = Field(24, gt=0)
+
+
 class Settings(_Section):
     data_dir: Path = Path("data")
     database_url: str = ""
@@ -132,6 +149,7 @@ class Settings(_Section):
     anpr: AnprSettings = AnprSettings()
     mqtt: MqttSettings = MqttSettings()
     security: SecuritySettings = SecuritySettings()
+    evidence: EvidenceSettings = EvidenceSettings()
 
     # Derived paths: one place that knows the layout of the data directory.
     @property
@@ -145,6 +163,10 @@ class Settings(_Section):
     @property
     def anpr_root(self) -> Path:
         return Path(self.anpr.image_root) if self.anpr.image_root else self.data_dir / "anpr"
+
+    @property
+    def evidence_root(self) -> Path:
+        return Path(self.evidence.export_root) if self.evidence.export_root else self.data_dir / "evidence"
 
     @property
     def key_file(self) -> Path:

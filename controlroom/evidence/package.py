@@ -1,0 +1,324 @@
+"""Writing an evidence package: a ZIP, stored (not compressed), written as a stream.
+
+Layout (everything under one folder named after the exhibit reference)::
+
+    <EXHIBIT>/master/<cam>/<start_us>_<end_us>.mkv   the catalogued segments, bit for bit
+    <EXHIBIT>/working/<cam>.mp4 and <cam>.srt       playable copy with time and camera subtitles
+    <EXHIBIT>/custody.jsonl                         the chain of custody up to production
+    <EXHIBIT>/README.txt, public_key.pem            how to verify; the service's public key
+    <EXHIBIT>/SHA256SUMS                            `sha256sum -c` over every file above
+    <EXHIBIT>/manifest.json, manifest.sig           the signed description (Ed25519)
+
+Every byte is hashed while it is copied (one read of each master); a master whose SHA-256 does
+not match the catalogue stops the export with its name. ``allowZip64`` makes files and archives
+over 4 GiB work. Memory stays flat: files move in 1 MiB chunks, nothing is held whole.
+Blocking: call from a thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from controlroom import __version__
+from controlroom.evidence.plan import CameraWindow
+from controlroom.evidence.working import Cancelled, make_working_copy
+from controlroom.timefmt import local_iso, us_to_iso
+from storage.catalogue import safe_path
+from storage.keys import Keys
+
+CHUNK_BYTES = 1 << 20
+FORMAT = "controlroom-evidence/1"
+
+
+class ExportError(Exception):
+    """The export cannot be produced; the message says why, for the supervisor."""
+
+
+class MasterMismatch(ExportError):
+    pass
+
+
+@dataclass
+class Progress:
+    """Shared with the runner's heartbeat: bytes done of the estimated total, and the stage."""
+
+    total_bytes: int = 0
+    done_bytes: int = 0
+    stage: str = "starting"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.done_bytes += n
+
+    def snapshot(self) -> tuple[int, int, str]:
+        with self.lock:
+            return self.done_bytes, self.total_bytes, self.stage
+
+
+@dataclass(frozen=True)
+class ProducedFile:
+    path: str  # inside the exhibit folder
+    sha256: str
+    bytes: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class PackageInfo:
+    exhibit: str
+    manifest_sha256: str
+    package_bytes: int
+    files: int
+
+
+def _zip_time(us: int) -> tuple[int, int, int, int, int, int]:
+    dt = datetime.fromtimestamp(max(us / 1e6, 315_532_800), UTC)  # ZIP cannot say before 1980
+    return (dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second)
+
+
+class PackageWriter:
+    """Adds files to the ZIP, hashing as it goes; remembers each file's SHA-256 and size."""
+
+    def __init__(self, path: Path, exhibit: str, progress: Progress, cancel: threading.Event) -> None:
+        self.exhibit = exhibit
+        self.progress = progress
+        self.cancel = cancel
+        self.files: list[ProducedFile] = []
+        self._zip = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+
+    def _info(self, name: str, size: int, when_us: int) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(f"{self.exhibit}/{name}", date_time=_zip_time(when_us))
+        info.compress_type = zipfile.ZIP_STORED
+        info.file_size = size
+        info.external_attr = 0o644 << 16
+        return info
+
+    def add_file(self, name: str, source: Path, kind: str, when_us: int, *, expect_sha256: str | None = None,
+                 expect_bytes: int | None = None) -> ProducedFile:
+        size = source.stat().st_size
+        digest = hashlib.sha256()
+        with source.open("rb") as src, self._zip.open(self._info(name, size, when_us), "w") as dst:
+            while chunk := src.read(CHUNK_BYTES):
+                if self.cancel.is_set():
+                    raise Cancelled("export cancelled")
+                digest.update(chunk)
+                dst.write(chunk)
+                self.progress.add(len(chunk))
+        sha = digest.hexdigest()
+        if expect_sha256 is not None and (sha != expect_sha256 or size != expect_bytes):
+            raise MasterMismatch(
+                f"master {name}: the file on disk does not match the catalogue (SHA-256 {sha}, {size} bytes; "
+                f"catalogue {expect_sha256}, {expect_bytes} bytes). It was not exported: the store needs checking."
+            )
+        produced = ProducedFile(name, sha, size, kind)
+        self.files.append(produced)
+        return produced
+
+    def add_bytes(self, name: str, data: bytes, kind: str, when_us: int, *, listed: bool = True) -> ProducedFile:
+        self._zip.writestr(self._info(name, len(data), when_us), data)
+        self.progress.add(len(data))
+        produced = ProducedFile(name, hashlib.sha256(data).hexdigest(), len(data), kind)
+        if listed:
+            self.files.append(produced)
+        return produced
+
+    def close(self) -> None:
+        self._zip.close()
+
+
+def canonical_json(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
+
+
+def sha256sums(files: list[ProducedFile]) -> bytes:
+    """GNU coreutils format: ``<hex>  <path>`` (two spaces: binary-safe text mode)."""
+    return "".join(f"{f.sha256}  {f.path}\n" for f in files).encode()
+
+
+def readme(exhibit: str, fingerprint: str) -> bytes:
+    return f"""EVIDENCE PACKAGE {exhibit}
+Produced by controlroom {__version__}, the council's CCTV control-room service.
+
+CONTENTS
+  master/      the recorded segments, bit for bit as recorded (Matroska, H.264)
+  working/     one playable MP4 per camera, cut to the requested window; date, time
+               (UTC and UK local time) and camera are shown as a subtitle track (turn
+               subtitles on if your player does not), and in the .srt file beside it
+  manifest.json  exhibit reference, request, cameras, times, clock offsets, gaps,
+               and the SHA-256 of every file
+  manifest.sig   Ed25519 signature of manifest.json by the service's key
+  SHA256SUMS     SHA-256 of every file listed in the manifest
+  custody.jsonl  chain of custody up to production (each line signed)
+  public_key.pem the service's public key (check its fingerprint, below)
+
+HOW TO VERIFY WITHOUT THIS SOFTWARE (Linux, macOS, or Git Bash / WSL on Windows)
+Unzip the package and go into the {exhibit} folder, then:
+
+1. Check the public key is the council's. Its SHA-256 fingerprint (of the raw 32-byte
+   Ed25519 key) must be:
+       {fingerprint}
+   Compute it with:
+       openssl pkey -pubin -in public_key.pem -outform DER | tail -c 32 | sha256sum
+   Compare it with the fingerprint the council publishes (shown in its control-room
+   web interface), not only with this file.
+
+2. Check the signature of the manifest:
+       openssl pkeyutl -verify -pubin -inkey public_key.pem -rawin -in manifest.json -sigfile manifest.sig
+   It must print "Signature Verified Successfully".
+
+3. Check SHA256SUMS is the one the manifest names:
+       sha256sum SHA256SUMS
+   must print the value of "sha256sums_sha256" in manifest.json.
+
+4. Check every file:
+       sha256sum -c SHA256SUMS
+   Every line must end in ": OK".
+
+With the software: controlroom export verify {exhibit}.zip [--public-key council.pem]
+""".encode()
+
+
+def build_manifest(
+    *,
+    exhibit: str,
+    request: dict[str, Any],
+    plan: list[CameraWindow],
+    cuts: dict[int, dict[str, Any]],
+    masters: dict[int, list[dict[str, Any]]],
+    files: list[ProducedFile],
+    sums_sha256: str,
+    produced_by: str,
+    produced_us: int,
+    fingerprint: str,
+) -> dict[str, Any]:
+    cameras = []
+    for cam in plan:
+        f = cam.findings()
+        cameras.append({
+            "camera_id": cam.camera_id, "name": cam.name, "kind": cam.kind,
+            "site": cam.site, "site_location": cam.site_location, "position": cam.position,
+            "window": {"from_utc": f["from_utc"], "to_utc": f["to_utc"],
+                       "from_local": f["from_local"], "to_local": f["to_local"]},
+            "recorded_s": f["recorded_s"], "window_s": f["window_s"], "missing": f["missing"],
+            "clock": f["clock"],
+            "gaps": f["gaps"],
+            "master_files": masters.get(cam.camera_id, []),
+            "working_copy": cuts.get(cam.camera_id),
+        })
+    return {
+        "format": FORMAT,
+        "exhibit_reference": exhibit,
+        "produced": {
+            "at_utc": us_to_iso(produced_us), "at_local": local_iso(produced_us), "by": produced_by,
+            "software": "controlroom", "software_version": __version__,
+        },
+        "produced_for": {k: request[k] for k in ("officer_name", "collar_number", "force")},
+        "request": request,
+        "time_note": "Times are UTC with the Europe/London local time and its offset beside them. "
+                     "Camera clock offsets are the camera's clock minus the recorder's (NTP) clock; "
+                     "footage is timestamped by the recorder's clock.",
+        "cameras": cameras,
+        "files": [{"path": p.path, "sha256": p.sha256, "bytes": p.bytes, "kind": p.kind} for p in files],
+        "sha256sums_sha256": sums_sha256,
+        "signature": {"algorithm": "Ed25519", "file": "manifest.sig", "over": "the exact bytes of manifest.json",
+                      "public_key_file": "public_key.pem", "public_key_fingerprint_sha256": fingerprint},
+    }
+
+
+def write_package(
+    *,
+    path: Path,
+    workdir: Path,
+    storage_root: Path,
+    exhibit: str,
+    request: dict[str, Any],
+    plan: list[CameraWindow],
+    custody_lines: list[dict[str, Any]],
+    keys: Keys,
+    produced_by: str,
+    produced_us: int,
+    progress: Progress,
+    cancel: threading.Event,
+    on_file: Callable[[str], None] | None = None,
+) -> PackageInfo:
+    """Write the whole package to ``path`` (which must not be offered until verified)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    writer = PackageWriter(path, exhibit, progress, cancel)
+    masters: dict[int, list[dict[str, Any]]] = {}
+    cuts: dict[int, dict[str, Any]] = {}
+    try:
+        for cam in plan:
+            progress.stage = f"copying masters of camera {cam.camera_id}"
+            rows = masters.setdefault(cam.camera_id, [])
+            for seg in cam.segments:
+                name = f"master/{cam.slug}/{Path(seg.path).name}"
+                writer.add_file(name, safe_path(storage_root, seg.path), "master", seg.start_us,
+                                expect_sha256=seg.sha256, expect_bytes=seg.bytes)
+                rows.append({
+                    "path": name, "segment_id": seg.id, "sha256": seg.sha256, "bytes": seg.bytes,
+                    "start_utc": us_to_iso(seg.start_us), "end_utc": us_to_iso(seg.end_us),
+                    "start_local": local_iso(seg.start_us), "end_local": local_iso(seg.end_us),
+                    "state": seg.state, "clock_offset_s": seg.clock_offset_s, "clock_flag": seg.clock_flag,
+                })
+                if on_file:
+                    on_file(name)
+            progress.stage = f"making the working copy of camera {cam.camera_id}"
+            made = make_working_copy(cam, storage_root, workdir, cancel)
+            if made is None:
+                cuts[cam.camera_id] = None  # type: ignore[assignment]
+                continue
+            mp4, srt, cut = made
+            mp4_name, srt_name = f"working/{cam.slug}.mp4", f"working/{cam.slug}.srt"
+            writer.add_file(mp4_name, mp4, "working", cam.start_us)
+            writer.add_file(srt_name, srt, "working-subtitles", cam.start_us)
+            mp4.unlink(missing_ok=True)
+            srt.unlink(missing_ok=True)
+            first_wall = cut.pieces[0].wall_start_us if cut.pieces else cam.start_us
+            cuts[cam.camera_id] = {
+                "path": mp4_name, "subtitles": srt_name, "container": "MP4", "video": "H.264, stream copy",
+                "starts_utc": us_to_iso(first_wall), "starts_local": local_iso(first_wall),
+                "duration_s": round(cut.duration_us / 1e6, 3),
+                "note": "Cut without re-encoding: playback starts at the window start, the file may hold "
+                        "up to one keyframe interval of earlier frames. Time and camera are in the "
+                        "subtitle track (mov_text) and the .srt file.",
+            }
+        progress.stage = "writing manifest"
+        writer.add_bytes("custody.jsonl", "".join(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n"
+                                                   for line in custody_lines).encode(), "custody", produced_us)
+        fingerprint = keys.public_key_fingerprint()
+        writer.add_bytes("README.txt", readme(exhibit, fingerprint), "readme", produced_us)
+        writer.add_bytes("public_key.pem", keys.public_key_pem(), "public-key", produced_us)
+        sums = sha256sums(writer.files)
+        manifest = canonical_json(build_manifest(
+            exhibit=exhibit, request=request, plan=plan, cuts=cuts, masters=masters, files=list(writer.files),
+            sums_sha256=hashlib.sha256(sums).hexdigest(), produced_by=produced_by, produced_us=produced_us,
+            fingerprint=fingerprint,
+        ))
+        writer.add_bytes("SHA256SUMS", sums, "sums", produced_us, listed=False)
+        writer.add_bytes("manifest.json", manifest, "manifest", produced_us, listed=False)
+        writer.add_bytes("manifest.sig", keys.sign(manifest), "signature", produced_us, listed=False)
+        count = len(writer.files) + 3
+    finally:
+        writer.close()
+    with path.open("rb+") as fh:
+        os.fsync(fh.fileno())
+    return PackageInfo(exhibit, hashlib.sha256(manifest).hexdigest(), path.stat().st_size, count)
+
+
+def remove_quietly(*paths: Path) -> None:
+    for p in paths:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)

@@ -1,0 +1,321 @@
+"""The export job runner: produces approved requests' packages in the background.
+
+One job at a time (exports are disk-bound; two at once would only share the disk). A job:
+
+1. takes the oldest queued job (compare-and-set, so two runners never take the same one);
+2. moves the request to ``exporting``, refreshes the findings, logs custody and audit;
+3. checks free space against an estimate of the package (masters + working copies + temp);
+4. writes ``<export_root>/<id>/<EXHIBIT>.zip.part`` in a thread, beating a heartbeat with its
+   progress and reading cancellation from the database (so any process can cancel);
+5. reads the package back and verifies it; only then renames it to ``.zip`` and marks the
+   request ``ready``. Anything else leaves no ``.zip`` and puts the request back to ``approved``
+   with the job's error.
+
+Never stuck "in progress": a job whose runner stopped beating (service killed) is put back in
+the queue by :meth:`ExportRunner.recover`, which runs at start-up and on every loop, and is
+restarted from the beginning (the partial file is deleted). On a clean stop the running job is
+cancelled and queued again at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import threading
+from pathlib import Path
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from controlroom.evidence.package import (
+    ExportError,
+    PackageInfo,
+    Progress,
+    remove_quietly,
+    write_package,
+)
+from controlroom.evidence.plan import build_plan, findings
+from controlroom.evidence.shapes import request_fields
+from controlroom.evidence.verify import VerifyReport, verify_package
+from controlroom.evidence.working import Cancelled, WorkingCopyError
+from storage import audit
+from storage.catalogue import fsync_dir
+from storage.db import now_us, transaction
+from storage.evidence import (
+    EvidenceRequest,
+    ExportJob,
+    JobState,
+    RequestState,
+    add_custody,
+    claim_next_job,
+    custody_line,
+    custody_log,
+    get_request,
+    move,
+    stale_jobs,
+)
+from storage.keys import Keys
+
+log = logging.getLogger(__name__)
+RUNNER_ACTOR = "system:export"
+
+
+def free_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+def package_paths(export_root: Path, request_id: int, exhibit: str) -> tuple[Path, Path, Path]:
+    folder = export_root / str(request_id)
+    return folder / f"{exhibit}.zip", folder / f"{exhibit}.zip.part", folder / "tmp"
+
+
+class ExportRunner:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        keys: Keys,
+        *,
+        storage_root: Path,
+        export_root: Path,
+        heartbeat_s: float = 2.0,
+        stale_after_s: float = 60.0,
+        free_space_margin_bytes: int = 0,
+        poll_s: float = 5.0,
+    ) -> None:
+        self.sessions = sessions
+        self.keys = keys
+        self.storage_root = storage_root
+        self.export_root = export_root
+        self.heartbeat_s = heartbeat_s
+        self.stale_after_s = stale_after_s
+        self.margin_bytes = free_space_margin_bytes
+        self.poll_s = poll_s
+        self._cancels: dict[int, threading.Event] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.export_root.mkdir(parents=True, exist_ok=True)
+        self._task = asyncio.create_task(self._loop(), name="evidence-export")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def cancel_local(self, job_id: int) -> None:
+        """Cancel a job running in this process at once (others see the database flag)."""
+        if (event := self._cancels.get(job_id)) is not None:
+            event.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.recover()
+                while await self.run_once() is not None:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("evidence export loop failed; next try in %ss", self.poll_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            self._wake.clear()
+
+    # --- recovery -----------------------------------------------------------------------------
+
+    async def recover(self, stale_after_s: float | None = None) -> list[int]:
+        """Queue again every running job whose runner died (no heartbeat for ``stale_after_s``)."""
+        window_s = self.stale_after_s if stale_after_s is None else stale_after_s
+        cutoff = now_us() - int(window_s * 1_000_000)
+        requeued: list[tuple[int, str]] = []
+        async with transaction(self.sessions) as session:
+            for job in await stale_jobs(session, cutoff):
+                if job.id in self._cancels:
+                    continue  # running here and alive
+                req = await session.get(EvidenceRequest, job.request_id)
+                cancelled = job.cancel_requested
+                job.state = (JobState.CANCELLED if cancelled else JobState.QUEUED).value
+                job.error = (f"the service stopped during attempt {job.attempts}; "
+                             + ("cancelled as asked" if cancelled else "queued to start again from the beginning"))
+                job.stage, job.done_bytes = "", 0
+                if req is not None and req.state == RequestState.EXPORTING.value:
+                    move(req, RequestState.APPROVED)
+                if req is not None:
+                    await add_custody(session, req.id, RUNNER_ACTOR, "export.interrupted", self.keys.sign,
+                                      job=job.id, attempt=job.attempts, requeued=not cancelled)
+                    await audit.append(session, RUNNER_ACTOR, "evidence.export_interrupted", f"evidence:{req.id}",
+                                       job=job.id, attempt=job.attempts, requeued=not cancelled)
+                    requeued.append((job.id, req.exhibit_ref))
+                    log.warning("evidence request %s: export job %s was interrupted; %s", req.id, job.id,
+                                "cancelled" if cancelled else "queued again")
+                    _, part, tmp = package_paths(self.export_root, req.id, req.exhibit_ref)
+                    await asyncio.to_thread(remove_quietly, part, tmp)
+        return [j for j, _ in requeued]
+
+    # --- running ------------------------------------------------------------------------------
+
+    async def run_once(self) -> int | None:
+        """Run the oldest queued job to its end; its id, or None when the queue is empty."""
+        async with transaction(self.sessions) as session:
+            job = await claim_next_job(session)
+        if job is None:
+            return None
+        await self._run(job.id)
+        return job.id
+
+    async def _run(self, job_id: int) -> None:
+        cancel = threading.Event()
+        self._cancels[job_id] = cancel
+        progress = Progress()
+        part = tmp = None
+        try:
+            async with transaction(self.sessions) as session:
+                job = await session.get(ExportJob, job_id)
+                req = await get_request(session, job.request_id, for_update=True)
+                move(req, RequestState.EXPORTING)
+                plan = await build_plan(session, req)
+                req.findings = findings(plan)
+                request = request_fields(req)
+                final, part, tmp = package_paths(self.export_root, req.id, req.exhibit_ref)
+                await add_custody(session, req.id, job.created_by, "export.started", self.keys.sign,
+                                  job=job.id, attempt=job.attempts)
+                await audit.append(session, job.created_by, "evidence.export_start", f"evidence:{req.id}",
+                                   job=job.id, attempt=job.attempts)
+                lines = [custody_line(e) for e in await custody_log(session, req.id)]
+                estimate = sum(c.master_bytes + c.window_bytes_estimate for c in plan)
+                progress.total_bytes = 2 * estimate  # written once, read back once
+                job.total_bytes, produced_by, request_id, exhibit = progress.total_bytes, job.created_by, req.id, req.exhibit_ref
+            final.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(remove_quietly, part, tmp)
+            # Masters + working copies in the ZIP, and the working copy's temporary file.
+            needed = estimate + max((c.window_bytes_estimate for c in plan), default=0) + self.margin_bytes
+            free = await asyncio.to_thread(free_bytes, final.parent)
+            if free < needed:
+                raise ExportError(
+                    f"not enough free space in {self.export_root} for this export: about {needed:,} bytes needed "
+                    f"(package {estimate:,} plus {self.margin_bytes:,} kept free), {free:,} available"
+                )
+            loop = asyncio.get_running_loop()
+            work = loop.run_in_executor(None, self._produce, part, tmp, exhibit, request, plan, lines,
+                                        produced_by, progress, cancel)
+            beat = asyncio.create_task(self._heartbeat(job_id, progress, cancel))
+            try:
+                info, report = await asyncio.shield(work)
+            except asyncio.CancelledError:
+                cancel.set()  # the service is stopping: stop the thread, queue the job again
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(work), 30)
+                await self._requeue(job_id, request_id)
+                raise
+            finally:
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
+            if not report.ok:
+                raise ExportError("read-back verification failed: " + "; ".join(map(str, report.problems[:5])))
+            await asyncio.to_thread(os.replace, part, final)
+            await asyncio.to_thread(fsync_dir, final.parent)
+            await asyncio.to_thread(remove_quietly, tmp)
+            await self._finish(job_id, request_id, final, info, report)
+        except asyncio.CancelledError:
+            raise
+        except Cancelled:
+            await self._fail(job_id, "export cancelled", JobState.CANCELLED, part, tmp)
+        except Exception as exc:  # every failure ends the job visibly; none is left "running"
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                message = (f"the disk filled up while writing the package in {self.export_root} "
+                           f"(no space left on device); nothing was offered. Free space and export again.")
+            elif isinstance(exc, ExportError | OSError | WorkingCopyError):
+                message = str(exc)
+            else:
+                log.exception("evidence export job %s failed", job_id)
+                message = f"internal error: {type(exc).__name__}: {exc}"
+            await self._fail(job_id, message, JobState.FAILED, part, tmp)
+        finally:
+            self._cancels.pop(job_id, None)
+
+    def _produce(self, part: Path, tmp: Path, exhibit: str, request: dict, plan: list, lines: list,
+                 produced_by: str, progress: Progress, cancel: threading.Event) -> tuple[PackageInfo, VerifyReport]:
+        info = write_package(
+            path=part, workdir=tmp, storage_root=self.storage_root, exhibit=exhibit, request=request,
+            plan=plan, custody_lines=lines, keys=self.keys, produced_by=produced_by, produced_us=now_us(),
+            progress=progress, cancel=cancel,
+        )
+        progress.stage = "reading back and verifying"
+        report = verify_package(part, self.keys.public_key_pem(), progress=progress.add, cancel=cancel)
+        if cancel.is_set():
+            raise Cancelled("export cancelled")
+        return info, report
+
+    async def _heartbeat(self, job_id: int, progress: Progress, cancel: threading.Event) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            done, total, stage = progress.snapshot()
+            try:
+                async with transaction(self.sessions) as session:
+                    await session.execute(update(ExportJob).where(ExportJob.id == job_id).values(
+                        heartbeat_us=now_us(), done_bytes=min(done, total), stage=stage[:100]))
+                    job = await session.get(ExportJob, job_id, populate_existing=True)
+                    if job is not None and job.cancel_requested:
+                        cancel.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("evidence export job %s: heartbeat failed", job_id)
+
+    async def _finish(self, job_id: int, request_id: int, final: Path, info: PackageInfo, report: VerifyReport) -> None:
+        async with transaction(self.sessions) as session:
+            job = await session.get(ExportJob, job_id)
+            req = await get_request(session, request_id, for_update=True)
+            job.state, job.finished_us, job.stage = JobState.DONE.value, now_us(), "done"
+            job.done_bytes = job.total_bytes
+            move(req, RequestState.READY)
+            req.package_path = str(final.relative_to(self.export_root))
+            req.manifest_sha256, req.package_bytes = info.manifest_sha256, info.package_bytes
+            await add_custody(session, req.id, job.created_by, "package.produced", self.keys.sign,
+                              exhibit=info.exhibit, manifest_sha256=info.manifest_sha256,
+                              package_bytes=info.package_bytes, files=info.files, job=job.id)
+            await add_custody(session, req.id, RUNNER_ACTOR, "package.verified", self.keys.sign,
+                              files_checked=report.files_checked, bytes_checked=report.bytes_checked)
+            await audit.append(session, job.created_by, "evidence.export", f"evidence:{req.id}", job=job.id,
+                               exhibit=info.exhibit, manifest_sha256=info.manifest_sha256,
+                               package_bytes=info.package_bytes)
+        log.info("evidence request %s: package %s ready (%d bytes)", request_id, info.exhibit, info.package_bytes)
+
+    async def _fail(self, job_id: int, message: str, state: JobState, part: Path | None, tmp: Path | None) -> None:
+        if part is not None and tmp is not None:
+            await asyncio.to_thread(remove_quietly, part, tmp)
+        async with transaction(self.sessions) as session:
+            job = await session.get(ExportJob, job_id)
+            job.state, job.finished_us, job.error = state.value, now_us(), message
+            req = await session.get(EvidenceRequest, job.request_id)
+            if req.state == RequestState.EXPORTING.value:
+                move(req, RequestState.APPROVED)
+            action = "export.cancelled" if state is JobState.CANCELLED else "export.failed"
+            await add_custody(session, req.id, RUNNER_ACTOR, action, self.keys.sign, job=job.id, error=message)
+            await audit.append(session, RUNNER_ACTOR, f"evidence.{action.replace('.', '_')}", f"evidence:{req.id}",
+                               job=job.id, error=message)
+        log.warning("evidence request export job %s %s: %s", job_id, state.value, message)
+
+    async def _requeue(self, job_id: int, request_id: int) -> None:
+        with contextlib.suppress(Exception):
+            async with transaction(self.sessions) as session:
+                job = await session.get(ExportJob, job_id)
+                job.state, job.error, job.done_bytes = JobState.QUEUED.value, "service stopped; queued again", 0
+                req = await session.get(EvidenceRequest, request_id)
+                if req.state == RequestState.EXPORTING.value:
+                    move(req, RequestState.APPROVED)
+                await audit.append(session, RUNNER_ACTOR, "evidence.export_interrupted", f"evidence:{request_id}",
+                                   job=job_id, requeued=True)

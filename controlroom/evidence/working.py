@@ -1,0 +1,175 @@
+"""The playable working copy: one MP4 (H.264) per camera, cut to the window, with a subtitle
+track (mov_text, shown by default) giving the camera, the UTC time and the Europe/London time
+with its offset, second by second. Also written as a sidecar ``.srt`` that players load by name.
+
+Why a subtitle track and not burnt-in text: burning in means decoding and re-encoding every
+frame (drawtext + libx264). docs/design/evidence.md has the measurement; for an hour of four
+cameras on two cores it takes far longer than the copy, and the picture would no longer be the
+recorded picture. ``-c copy`` keeps every frame as recorded; the cut snaps to the keyframe at or
+before the window start (within one GOP, 2 s on our cameras).
+
+Blocking (runs ffmpeg): call from a thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from controlroom.evidence.plan import CameraWindow
+from controlroom.timefmt import LONDON
+
+SECOND_US = 1_000_000
+
+
+class WorkingCopyError(Exception):
+    pass
+
+
+class Cancelled(Exception):
+    """The export was cancelled."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One segment's share of the output: output time [out_start_us, out_end_us) shows wall
+    time from ``wall_start_us``."""
+
+    out_start_us: int
+    out_end_us: int
+    wall_start_us: int
+    after_gap_s: float
+
+
+@dataclass(frozen=True)
+class Cut:
+    concat: str  # ffconcat file text
+    seek_us: int  # input -ss on the concatenated timeline
+    to_us: int  # input -to on the concatenated timeline
+    pieces: list[Piece]
+
+    @property
+    def duration_us(self) -> int:
+        return self.to_us - self.seek_us
+
+
+def plan_cut(cam: CameraWindow, storage_root: Path) -> Cut | None:
+    """Concatenate the window's segments (each given its catalogue duration, so the timeline
+    matches the catalogue) and say where the window starts and ends on that timeline."""
+    segs = cam.segments
+    if not segs:
+        return None
+    lines = ["ffconcat version 1.0"]
+    offsets: list[int] = []
+    pos = 0
+    for s in segs:
+        path = str((storage_root / s.path).resolve()).replace("'", "'\\''")
+        lines += [f"file '{path}'", f"duration {(s.end_us - s.start_us) / 1e6:.6f}"]
+        offsets.append(pos)
+        pos += s.end_us - s.start_us
+
+    def to_timeline(wall_us: int) -> int:
+        for s, off in zip(segs, offsets, strict=True):
+            if wall_us < s.start_us:
+                return off
+            if wall_us < s.end_us:
+                return off + wall_us - s.start_us
+        return pos
+
+    seek, to = to_timeline(cam.start_us), to_timeline(cam.end_us)
+    pieces: list[Piece] = []
+    prev_end = cam.start_us
+    for s, off in zip(segs, offsets, strict=True):
+        a, b = max(seek, off), min(to, off + s.end_us - s.start_us)
+        if b <= a:
+            prev_end = max(prev_end, s.end_us)
+            continue
+        gap_s = (s.start_us - prev_end) / 1e6 if s.start_us > prev_end else 0.0
+        pieces.append(Piece(a - seek, b - seek, s.start_us + (a - off), gap_s))
+        prev_end = max(prev_end, s.end_us)
+    return Cut("\n".join(lines) + "\n", seek, to, pieces)
+
+
+def _srt_time(us: int) -> str:
+    ms = us // 1000
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def _label(cam: CameraWindow, wall_us: int) -> str:
+    utc = datetime.fromtimestamp(wall_us // SECOND_US, UTC)
+    local = utc.astimezone(LONDON)
+    offset = local.strftime("%z")
+    where = f" - {cam.site}" if cam.site else ""
+    return (f"Camera {cam.camera_id} {cam.name}{where}\n"
+            f"{utc:%Y-%m-%d %H:%M:%S} UTC | {local:%Y-%m-%d %H:%M:%S} {local.tzname()} ({offset[:3]}:{offset[3:]})")
+
+
+def subtitles(cam: CameraWindow, cut: Cut) -> str:
+    """SRT cues, one per wall-clock second, split where the footage jumps over a gap."""
+    cues: list[str] = []
+    for piece in cut.pieces:
+        t = piece.out_start_us
+        while t < piece.out_end_us:
+            wall = piece.wall_start_us + (t - piece.out_start_us)
+            nxt = min(piece.out_end_us, t + SECOND_US - wall % SECOND_US)
+            text = _label(cam, wall)
+            if piece.after_gap_s and t - piece.out_start_us < 3 * SECOND_US:
+                text += f"\n[footage resumes after a {piece.after_gap_s:.1f} s gap]"
+            cues.append(f"{len(cues) + 1}\n{_srt_time(t)} --> {_srt_time(nxt)}\n{text}\n")
+            t = nxt
+    return "\n".join(cues)
+
+
+def make_working_copy(cam: CameraWindow, storage_root: Path, workdir: Path, cancel: threading.Event,
+                      *, timeout_s: float = 3600) -> tuple[Path, Path, Cut] | None:
+    """Write ``<slug>.mp4`` and ``<slug>.srt`` in ``workdir``; None when there is no footage."""
+    cut = plan_cut(cam, storage_root)
+    if cut is None or cut.duration_us <= 0:
+        return None
+    concat = workdir / f"{cam.slug}.ffconcat"
+    concat.write_text(cut.concat)
+    srt = workdir / f"{cam.slug}.srt"
+    srt.write_text(subtitles(cam, cut), encoding="utf-8")
+    out = workdir / f"{cam.slug}.mp4"
+    title = f"Camera {cam.camera_id} {cam.name}" + (f", {cam.site}" if cam.site else "")
+    args = [
+        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+        "-ss", f"{cut.seek_us / 1e6:.6f}", "-to", f"{cut.to_us / 1e6:.6f}",
+        "-f", "concat", "-safe", "0", "-i", str(concat),
+        "-i", str(srt),
+        "-map", "0:v:0", "-map", "1:0", "-c:v", "copy", "-c:s", "mov_text",
+        "-disposition:s:0", "default", "-metadata:s:s:0", "language=eng",
+        "-metadata", f"title={title}", "-metadata", "comment=Working copy; master files are in master/",
+        "-movflags", "+faststart", str(out),
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    waited_s = 0.0
+    try:
+        while True:
+            try:
+                proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                waited_s += 0.2
+                if cancel.is_set():
+                    raise Cancelled("export cancelled") from None
+                if waited_s > timeout_s:
+                    raise WorkingCopyError(f"camera {cam.camera_id}: ffmpeg took over {timeout_s:.0f} s") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    if proc.returncode != 0:
+        if "No space left on device" in stderr:
+            raise OSError(errno.ENOSPC, f"camera {cam.camera_id}: no space left on device for the working copy")
+        tail = " | ".join(stderr.strip().splitlines()[-3:])
+        raise WorkingCopyError(f"camera {cam.camera_id}: ffmpeg failed making the working copy: {tail}")
+    concat.unlink(missing_ok=True)
+    return out, srt, cut
