@@ -95,7 +95,8 @@ def from_exception(exc: BaseException, where: str) -> CameraError:
     if isinstance(exc, aiohttp.ClientError):
         return CameraUnavailable(f"{where}: connection problem ({type(exc).__name__}); retry later")
     if isinstance(exc, ValueError | KeyError | AttributeError | TypeError):
-        return NotOnvifDevice(f"{where}: the reply is not what an ONVIF device sends ({type(exc).__name__}: {exc})")
+        return NotOnvifDevice(f"{where}: this address is not an ONVIF device (its reply is not ONVIF SOAP: "
+                              f"{type(exc).__name__})")
     return CameraError(f"{where}: {type(exc).__name__}: {exc}")
 
 
