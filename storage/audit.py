@@ -297,10 +297,12 @@ async def verify_digests(session: AsyncSession, public_key: Ed25519PublicKey, di
             continue
         stored = await _entry_hash_at(session, d.seq)
         if stored is None:
+            first = head_seq + 1 if head_seq < d.seq else d.seq
+            span = f"entry {first} is" if first == d.seq else f"entries {first} to {d.seq} are"
             problems.append(DigestProblem(
-                path.name, d.seq,
-                f"entry {d.seq} is missing: digest {path.name} recorded it as the head, but the chain "
-                f"ends at {head_seq} (the tail was truncated)",
+                path.name, first,
+                f"{span} missing: digest {path.name} recorded entry {d.seq} as the head, but the chain "
+                f"ends at entry {head_seq} (the tail was truncated)",
             ))
         elif stored != d.hash:
             problems.append(DigestProblem(
