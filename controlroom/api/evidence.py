@@ -57,14 +57,24 @@ routes = web.RouteTableDef()
 PREFIX = "/api/v1/evidence"
 
 
-def _scope(request: web.Request) -> str | None:
+async def _refuse(request: web.Request, message: str) -> None:
+    """Record the refusal (as ``evidence.denied``: the middleware's ``access.denied`` is for
+    routes the role may not call at all), then answer 403."""
+    async with transaction(request.app[SESSIONS]) as session:
+        await audit.append(session, actor(request), "evidence.denied", f"{request.method} {request.path}",
+                           reason=message)
+    raise Forbidden(message)
+
+
+async def _scope(request: web.Request) -> str | None:
     """None: the caller sees every request (supervisor); else only those they submitted."""
     user = current_user(request)
     if user.can(Permission.APPROVE):
         return None
     if user.can(Permission.EVIDENCE_REQUEST) or user.can(Permission.EXPORT):
         return user.username
-    raise Forbidden("evidence requests need the evidence_request, export or approve right")
+    await _refuse(request, "evidence requests need the evidence_request, export or approve right")
+    raise AssertionError("unreachable")
 
 
 def _request_id(request: web.Request) -> int:
@@ -84,7 +94,7 @@ async def submit(request: web.Request) -> web.Response:
     """Record a request and place its hold at once (same transaction), with the findings."""
     user = current_user(request)
     if not (user.can(Permission.EVIDENCE_REQUEST) or user.can(Permission.EXPORT)):
-        raise Forbidden("submitting an evidence request needs the evidence_request or export right")
+        await _refuse(request, "submitting an evidence request needs the evidence_request or export right")
     body = await json_body(request)
     unknown = set(body) - set(REQUIRED_TEXT) - {"windows"}
     if unknown:
@@ -126,7 +136,7 @@ async def submit(request: web.Request) -> web.Response:
 @routes.get(f"{PREFIX}/requests")
 @requires(Permission.AUTHENTICATED)
 async def list_all(request: web.Request) -> web.Response:
-    owner = _scope(request)
+    owner = await _scope(request)
     async with transaction(request.app[SESSIONS]) as session:
         rows = [await _show(session, r) for r in await list_requests(session, owner=owner)]
         await audit.append(session, actor(request), "evidence.list", "evidence", count=len(rows))
@@ -136,7 +146,7 @@ async def list_all(request: web.Request) -> web.Response:
 @routes.get(f"{PREFIX}/requests/{{id}}")
 @requires(Permission.AUTHENTICATED)
 async def show(request: web.Request) -> web.Response:
-    owner = _scope(request)
+    owner = await _scope(request)
     async with request.app[SESSIONS]() as session:
         req = await get_request(session, _request_id(request), owner=owner)
         return web.json_response(await _show(session, req))
@@ -179,8 +189,9 @@ async def refuse(request: web.Request) -> web.Response:
 @requires(Permission.EXPORT)
 async def export_again(request: web.Request) -> web.Response:
     """Queue the export again after a failure or cancellation."""
+    owner = await _scope(request)
     async with transaction(request.app[SESSIONS]) as session:
-        req = await get_request(session, _request_id(request), owner=_scope(request), for_update=True)
+        req = await get_request(session, _request_id(request), owner=owner, for_update=True)
         job = await queue_export(session, req, by=actor(request))
         await audit.append(session, actor(request), "evidence.export_queue", f"evidence:{req.id}", job=job.id)
         data = await _show(session, req)
@@ -191,8 +202,9 @@ async def export_again(request: web.Request) -> web.Response:
 @routes.post(f"{PREFIX}/requests/{{id}}/cancel")
 @requires(Permission.EXPORT)
 async def cancel_export(request: web.Request) -> web.Response:
+    owner = await _scope(request)
     async with transaction(request.app[SESSIONS]) as session:
-        req = await get_request(session, _request_id(request), owner=_scope(request), for_update=True)
+        req = await get_request(session, _request_id(request), owner=owner, for_update=True)
         job = await active_job(session, req.id)
         if job is None:
             raise Invalid(f"evidence request {req.id} has no export queued or running")
@@ -260,7 +272,7 @@ async def _serve(request: web.Request, req: EvidenceRequest, *, via: str, who: s
 @routes.get(f"{PREFIX}/requests/{{id}}/package")
 @requires(Permission.AUTHENTICATED)
 async def download(request: web.Request) -> web.StreamResponse:
-    owner = _scope(request)
+    owner = await _scope(request)
     async with request.app[SESSIONS]() as session:
         req = await get_request(session, _request_id(request), owner=owner)
     return await _serve(request, req, via="session", who=actor(request))
@@ -270,7 +282,7 @@ async def download(request: web.Request) -> web.StreamResponse:
 @requires(Permission.AUTHENTICATED)
 async def make_link(request: web.Request) -> web.Response:
     """A one-time download link that expires (for a download manager or another machine)."""
-    owner = _scope(request)
+    owner = await _scope(request)
     token = secrets.token_urlsafe(32)
     async with transaction(request.app[SESSIONS]) as session:
         req = await get_request(session, _request_id(request), owner=owner)
@@ -305,7 +317,7 @@ async def download_by_link(request: web.Request) -> web.StreamResponse:
 @requires(Permission.AUTHENTICATED)
 async def custody(request: web.Request) -> web.Response:
     """The whole chain of custody (production and each download) as signed JSON lines."""
-    owner = _scope(request)
+    owner = await _scope(request)
     async with request.app[SESSIONS]() as session:
         req = await get_request(session, _request_id(request), owner=owner)
         lines = [custody_line(e) for e in await custody_log(session, req.id)]
