@@ -95,7 +95,7 @@ async def _camera_session(cam: Camera, keys: Keys, pool: SessionPool | None,
 
 
 async def ptz_call(sessions: async_sessionmaker[AsyncSession], keys: Keys, pool: SessionPool | None, actor: str,
-                   camera_ref: int | str, action: str, *, timeout_s: float = 10.0, allowed: Any = None,
+                   camera_ref: int | str, action: str, *, request_timeout_s: float = 10.0, allowed: Any = None,
                    **params: Any) -> Any:
     """Run one PTZ action (or read: status, presets) on a camera; actions are audited."""
     async with sessions() as session:
@@ -109,7 +109,7 @@ async def ptz_call(sessions: async_sessionmaker[AsyncSession], keys: Keys, pool:
     stored_token = ((cam.extra or {}).get("onvif") or {}).get("ptz_profile", "")
     outcome, result = "ok", None
     try:
-        async with _camera_session(cam, keys, pool, timeout_s) as onvif:
+        async with _camera_session(cam, keys, pool, request_timeout_s) as onvif:
             token = await ptz.profile_token(onvif, stored_token)
             match action:
                 case "status":

@@ -165,7 +165,7 @@ async def _ptz(request: web.Request, action: str, **params: Any) -> web.Response
 
     result = await onvif_actions.ptz_call(
         request.app[SESSIONS], request.app[KEYS], runtime.pool if runtime else None, actor(request),
-        request.match_info["camera"], action, timeout_s=request.app[SETTINGS].cameras.onvif_timeout_s,
+        request.match_info["camera"], action, request_timeout_s=request.app[SETTINGS].cameras.onvif_timeout_s,
         allowed=allowed, **params,
     )
     return web.json_response(result if isinstance(result, dict) else {"presets": result})

@@ -126,7 +126,7 @@ async def cmd_ptz(settings: Settings, args: argparse.Namespace) -> int:
         params = {"name": args.name}
     async with open_store(settings) as store:
         result = await onvif_actions.ptz_call(store.sessions, store.keys, None, _cli_actor(), args.camera, action,
-                                              timeout_s=settings.cameras.onvif_timeout_s, **params)
+                                              request_timeout_s=settings.cameras.onvif_timeout_s, **params)
     if action == "presets":
         print_table(result, ["token", "name", "pan", "tilt", "zoom"])
     else:
