@@ -1,0 +1,95 @@
+"""The segment catalogue's invariants on both databases: commit order, reconcile after a crash, safe paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from storage import Invalid
+from storage.catalogue import (
+    NewSegment,
+    commit_segment,
+    reconcile,
+    safe_path,
+    scan_store,
+    sha256_file,
+    timeline,
+)
+from storage.db import transaction
+from storage.inventory import CameraSpec, add_camera
+from storage.keys import load_or_create_keys
+from storage.models import Segment, SegmentState
+
+T0 = 1_800_000_000_000_000
+
+
+async def make_camera(sessions, tmp_path: Path) -> int:
+    keys = load_or_create_keys(tmp_path / "key")
+    async with transaction(sessions) as s:
+        return (await add_camera(s, CameraSpec(name="Town Centre 01"), keys)).id
+
+
+def incoming_file(root: Path, cam: int, name: str, data: bytes) -> Path:
+    path = root / str(cam) / "incoming" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+async def test_commit_moves_file_then_catalogues(sessions, tmp_path: Path) -> None:
+    root = tmp_path / "rec"
+    cam = await make_camera(sessions, tmp_path)
+    tmp = incoming_file(root, cam, "a.mkv", b"segment-bytes")
+    row = await commit_segment(sessions, root, tmp, NewSegment(cam, T0, T0 + 30_000_000, "h264", 1920, 1080))
+    assert not tmp.exists()
+    assert row.path == f"{cam}/2027-01-15/{T0}_{T0 + 30_000_000}.mkv"
+    assert sha256_file(root / row.path) == (row.sha256, row.bytes)
+    async with sessions() as s:
+        tl = await timeline(s, cam, T0 + 10_000_000, T0 + 20_000_000)
+    assert [x.path for x in tl.segments] == [row.path]
+
+
+async def test_reconcile_repairs_what_a_crash_left(sessions, tmp_path: Path) -> None:
+    root = tmp_path / "rec"
+    cam = await make_camera(sessions, tmp_path)
+    kept = await commit_segment(sessions, root, incoming_file(root, cam, "1.mkv", b"one"), NewSegment(cam, T0, T0 + 1))
+    doomed = await commit_segment(sessions, root, incoming_file(root, cam, "2.mkv", b"two"), NewSegment(cam, T0 + 2, T0 + 3))
+    lost = await commit_segment(sessions, root, incoming_file(root, cam, "3.mkv", b"three"), NewSegment(cam, T0 + 4, T0 + 5))
+    # Crash during a deletion: row marked garbage, file still there.
+    async with transaction(sessions) as s:
+        await s.execute(update(Segment).where(Segment.id == doomed.id).values(state=SegmentState.GARBAGE.value))
+    # Crash between rename and insert: a file in its day folder without a row.
+    orphan = root / f"{cam}/2027-01-15/{T0 + 6}_{T0 + 7}.mkv"
+    orphan.write_bytes(b"orphan")
+    # Someone removed a catalogued file behind our back.
+    (root / lost.path).unlink()
+
+    report = await reconcile(sessions, root)
+    assert report.garbage_finished == 1
+    assert report.recatalogued == [f"{cam}/2027-01-15/{T0 + 6}_{T0 + 7}.mkv"]
+    assert report.missing == [lost.path]
+    async with sessions() as s:
+        rows = {r.path: r for r in (await s.execute(select(Segment))).scalars()}
+    assert doomed.path not in rows and not (root / doomed.path).exists()
+    assert rows[orphan.relative_to(root).as_posix()].state == SegmentState.RECOVERED.value
+    assert rows[kept.path].state == SegmentState.OK.value
+    assert lost.path in rows  # a missing file is reported, never silently dropped
+    assert scan_store(root) == set(rows) - {lost.path}
+
+
+def test_safe_path_refuses_escape(tmp_path: Path) -> None:
+    root = tmp_path / "rec"
+    root.mkdir()
+    assert safe_path(root, "1/2027-01-15/a.mkv") == (root / "1/2027-01-15/a.mkv").resolve()
+    for bad in ("../secret.key", "1/../../secret.key", "/etc/passwd"):
+        with pytest.raises(Invalid):
+            safe_path(root, bad)
+
+
+async def test_timeline_rejects_inverted_range(sessions, tmp_path: Path) -> None:
+    cam = await make_camera(sessions, tmp_path)
+    async with sessions() as s:
+        with pytest.raises(Invalid):
+            await timeline(s, cam, T0, T0)
