@@ -787,10 +787,12 @@ class _CameraServer:
         return await self._dispatch(request, service, _SUBSCRIPTION_OPS)
 
     async def _dispatch(self, request: web.Request, service: Any, allowed: set[str]) -> web.Response:
-        cam = self.cam
+        cam, sim = self.cam, self.sim
         cam.in_flight += 1
         cam.requests += 1
         cam.peak_in_flight = max(cam.peak_in_flight, cam.in_flight)
+        sim.in_flight += 1
+        sim.peak_in_flight = max(sim.peak_in_flight, sim.in_flight)
         try:
             if self.sim.response_delay_s:
                 await asyncio.sleep(self.sim.response_delay_s)
@@ -815,6 +817,7 @@ class _CameraServer:
                 return self._fault(fault)
         finally:
             cam.in_flight -= 1
+            sim.in_flight -= 1
 
     @staticmethod
     def _fault(fault: SoapFault) -> web.Response:
@@ -874,6 +877,8 @@ class OnvifSimulator:
         self.motion_every_s = motion_every_s
         self.response_delay_s = response_delay_s
         self.stopping = asyncio.Event()
+        self.in_flight = 0  # requests being served now, all cameras
+        self.peak_in_flight = 0
         self.responder: Any = None
         self._servers: list[_CameraServer] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -966,6 +971,12 @@ class OnvifSimulator:
         for server in self._servers:
             await server.stop()
         self._servers.clear()
+
+    def stats(self) -> dict[str, int]:
+        """Load seen so far: requests, and the most in flight at once (all cameras, one camera)."""
+        return {"cameras": len(self.cameras), "requests": sum(c.requests for c in self.cameras),
+                "peak_in_flight": self.peak_in_flight,
+                "peak_in_flight_per_camera": max((c.peak_in_flight for c in self.cameras), default=0)}
 
     async def __aenter__(self) -> OnvifSimulator:
         return await self.start()

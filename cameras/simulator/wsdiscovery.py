@@ -191,7 +191,7 @@ async def _serve(args: argparse.Namespace) -> None:
     from cameras.simulator.onvif import OnvifSimulator, SimOnvifCamera
 
     cams = [SimOnvifCamera(name=f"{args.prefix}{i + 1}", main_url=f"rtsp://{args.host}:8554/cam{i + 1}/main",
-                           sub_url=f"rtsp://{args.host}:8554/cam{i + 1}/sub", ptz=i == 0)
+                           sub_url=f"rtsp://{args.host}:8554/cam{i + 1}/sub", ptz=i % 10 == 0)
             for i in range(args.cameras)]
     sim = OnvifSimulator(cameras=cams, host=args.host, discovery_port=args.port,
                          multicast_interface=args.interface)
@@ -203,6 +203,10 @@ async def _serve(args: argparse.Namespace) -> None:
         print(f"ready {len(cams)} {sim.discovery_port}", flush=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=args.duration_s)
+        if args.stats:
+            import json
+
+            print(json.dumps(sim.stats()), flush=True)
 
 
 def main() -> None:
@@ -213,6 +217,7 @@ def main() -> None:
     parser.add_argument("--interface", help="multicast on this interface (network namespaces only)")
     parser.add_argument("--prefix", default="NS-Cam-")
     parser.add_argument("--duration-s", type=float, default=120.0, help="stop by itself after this long")
+    parser.add_argument("--stats", action="store_true", help="print request statistics as JSON when stopping")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     asyncio.run(_serve(args))

@@ -1,0 +1,606 @@
+"""The simulated cameras' RTSP server: run as its own process under ``/usr/bin/python3``.
+
+``import gi`` does not work inside the project's virtualenv, so this file uses only GStreamer's
+introspection bindings, the standard library and Debian's numpy and PIL. It never imports the
+rest of the project (it loads ``anpr_schedule.py`` by path).
+
+Protocol (JSON lines): the first line on stdin is the configuration (see ``Simulation`` in
+``__init__.py``); the server answers ``{"event": "ready", "ports": {...}}`` once every camera is
+listening. Then each stdin line is a request ``{"id": N, "op": ..., ...}`` answered on stdout by
+``{"id": N, "ok": true, ...}`` or ``{"id": N, "ok": false, "error": "..."}``. End of stdin
+(the parent went away) stops the server.
+
+Each camera is its own ``GstRTSPServer`` on its own port, like a real device; taking it off the
+air closes its listening socket and its clients.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+gi.require_version("GstRtsp", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+FONT_BOLD = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+FRAME_NS = Gst.SECOND // 25
+CLIP_GOP_FRAMES = 50
+
+
+def log(message: str) -> None:
+    print(f"rtsp_server: {message}", file=sys.stderr, flush=True)
+
+
+def load_module(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+anpr_schedule = load_module("sim_anpr_schedule", HERE / "anpr_schedule.py")
+
+
+def wall_text(offset_s: float = 0.0) -> str:
+    now = datetime.fromtimestamp(time.time() + offset_s, UTC)
+    return now.strftime("%Y-%m-%d %H:%M:%S.") + f"{now.microsecond // 1000:03d} UTC"
+
+
+# --------------------------------------------------------------------------------------------
+# Pre-encoded clips, looped with continuous timestamps
+
+
+class Clip:
+    """An Annex-B H.264 clip split into access units (one ``Gst.Buffer`` each), kept in memory."""
+
+    _cache: dict[str, Clip] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, path: str) -> None:
+        data = Path(path).read_bytes()
+        aud = b"\x00\x00\x00\x01\x09"
+        starts = []
+        pos = data.find(aud)
+        while pos != -1:
+            starts.append(pos)
+            pos = data.find(aud, pos + 5)
+        if not starts:
+            raise ValueError(f"{path}: no access unit delimiters (encode with aud=1)")
+        starts.append(len(data))
+        self.frames: list[Gst.Buffer] = []
+        self.keyframes: list[int] = []
+        for i in range(len(starts) - 1):
+            au = data[starts[i]:starts[i + 1]]
+            if b"\x00\x00\x01\x65" in au:
+                self.keyframes.append(i)
+            self.frames.append(Gst.Buffer.new_wrapped(au))
+        if not self.keyframes or self.keyframes[0] != 0:
+            raise ValueError(f"{path}: the clip must start with an IDR frame")
+
+    @classmethod
+    def get(cls, path: str) -> Clip:
+        with cls._lock:
+            if path not in cls._cache:
+                cls._cache[path] = Clip(path)
+            return cls._cache[path]
+
+
+class ClipFeeder:
+    """Feeds one media's appsrc: the clip forever, PTS = frame number x 40 ms, never reset."""
+
+    def __init__(self, appsrc: Gst.Element, clip: Clip) -> None:
+        self.appsrc, self.clip = appsrc, clip
+        # Start at the keyframe the wall clock points at, so clients see a consistent "now".
+        gop = int(time.time() / 2) % len(clip.keyframes)
+        self.index = clip.keyframes[gop]
+        self.count = 0
+        appsrc.connect("need-data", self.on_need_data)
+
+    def on_need_data(self, appsrc: Gst.Element, _length: int) -> None:
+        for _ in range(5):
+            buf = self.clip.frames[self.index].copy()
+            buf.pts = buf.dts = self.count * FRAME_NS
+            buf.duration = FRAME_NS
+            self.count += 1
+            self.index = (self.index + 1) % len(self.clip.frames)
+            if appsrc.emit("push-buffer", buf) != Gst.FlowReturn.OK:
+                return
+
+
+class ClipFactory(GstRtspServer.RTSPMediaFactory):
+    def __init__(self, clip_path: str, width: int, height: int) -> None:
+        super().__init__()
+        self.clip_path = clip_path
+        caps = (
+            f"video/x-h264,stream-format=byte-stream,alignment=au,width={width},"
+            f"height={height},framerate=25/1"
+        )
+        self.set_launch(
+            f"( appsrc name=src is-live=true format=time do-timestamp=false stream-type=stream "
+            f"max-bytes=3000000 caps=\"{caps}\" ! h264parse "
+            f"! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        )
+        # One pipeline per client: each client starts on a keyframe, at no encoding cost.
+        self.set_shared(False)
+        self.connect("media-configure", self.on_media_configure)
+
+    def on_media_configure(self, _factory, media: GstRtspServer.RTSPMedia) -> None:
+        appsrc = media.get_element().get_by_name_recurse_up("src")
+        media.feeder = ClipFeeder(appsrc, Clip.get(self.clip_path))  # keep a reference
+
+
+# --------------------------------------------------------------------------------------------
+# Live-encoded cameras: wall clock (UTC, ms) burnt in at capture
+
+
+def x264(bitrate_kbps: int, gop: int) -> str:
+    return (
+        f"x264enc tune=zerolatency speed-preset=ultrafast bitrate={bitrate_kbps} "
+        f"key-int-max={gop} ! video/x-h264,profile=high ! h264parse "
+        f"! rtph264pay name=pay0 pt=96 config-interval=-1"
+    )
+
+
+def attach_clock(media: GstRtspServer.RTSPMedia, offset_s: float) -> None:
+    """Set the ``clock`` textoverlay's text to the camera's wall clock for each frame."""
+    overlay = media.get_element().get_by_name_recurse_up("clock")
+    if overlay is None:
+        return
+
+    def probe(_pad, _info):
+        overlay.set_property("text", wall_text(offset_s))
+        return Gst.PadProbeReturn.OK
+
+    overlay.get_static_pad("video_sink").add_probe(Gst.PadProbeType.BUFFER, probe)
+
+
+class LiveFactory(GstRtspServer.RTSPMediaFactory):
+    def __init__(self, name: str, width: int, height: int, bitrate_kbps: int, offset_s: float) -> None:
+        super().__init__()
+        self.offset_s = offset_s
+        font = max(12, height // 28)
+        self.set_launch(
+            f"( videotestsrc is-live=true pattern=smpte horizontal-speed=4 "
+            f"! video/x-raw,width={width},height={height},framerate=25/1 "
+            f"! textoverlay name=clock valignment=top halignment=right shaded-background=true "
+            f"font-desc=\"DejaVu Sans Mono Bold {font}\" "
+            f"! textoverlay text=\"{name}\" valignment=bottom halignment=left "
+            f"shaded-background=true font-desc=\"DejaVu Sans Bold {font}\" "
+            f"! {x264(bitrate_kbps, 50)} )"
+        )
+        self.set_shared(True)
+        self.connect("media-configure", lambda _f, media: attach_clock(media, self.offset_s))
+
+
+# --------------------------------------------------------------------------------------------
+# PTZ cameras: a view window onto a large scene, moved at run time
+
+
+SCENE_W, SCENE_H = 5760, 2160
+MAX_ZOOM = 10.0
+
+
+def make_scene(path: Path, title: str) -> None:
+    """A wide 'market square' of labelled, coloured tiles, so every view looks different."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (SCENE_W, SCENE_H), (40, 40, 40))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(FONT_BOLD, 64)
+    small = ImageFont.truetype(FONT_BOLD, 28)
+    tile = 240
+    for row in range(SCENE_H // tile):
+        for col in range(SCENE_W // tile):
+            x, y = col * tile, row * tile
+            colour = ((col * 53 + row * 17) % 200 + 40, (row * 71 + col * 7) % 200 + 40, (col * row * 13) % 200 + 40)
+            draw.rectangle([x + 4, y + 4, x + tile - 4, y + tile - 4], fill=colour, outline=(255, 255, 255), width=3)
+            label = f"{chr(65 + row)}{col + 1}"
+            draw.text((x + 24, y + 24), label, font=font, fill=(255, 255, 255), stroke_width=3, stroke_fill=(0, 0, 0))
+            draw.ellipse([x + 120, y + 130, x + 200, y + 210], fill=(255 - colour[0], 255 - colour[1], 255 - colour[2]))
+            draw.text((x + 24, y + 180), f"{col * tile},{row * tile}", font=small, fill=(255, 255, 255))
+    draw.text((60, SCENE_H - 120), title, font=font, fill=(255, 255, 0), stroke_width=3, stroke_fill=(0, 0, 0))
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.png")
+    image.save(tmp, compress_level=1)
+    os.replace(tmp, path)
+
+
+class PtzState:
+    """Position in ONVIF's normalised space: pan, tilt -1..1, zoom 0..1; and a velocity."""
+
+    def __init__(self) -> None:
+        self.pan = self.tilt = self.zoom = 0.0
+        self.velocity = (0.0, 0.0, 0.0)
+        self.crops: list[tuple[Gst.Element, Gst.Element]] = []  # (videocrop, position overlay)
+
+    def window(self) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom) crop of the scene for the current position."""
+        view_w = SCENE_W / 3 / (1 + (MAX_ZOOM - 1) * self.zoom)
+        view_h = view_w * 9 / 16
+        cx = SCENE_W / 2 + self.pan * (SCENE_W - view_w) / 2
+        cy = SCENE_H / 2 - self.tilt * (SCENE_H - view_h) / 2
+        left = int(round(cx - view_w / 2)) & ~1
+        top = int(round(cy - view_h / 2)) & ~1
+        width, height = int(view_w) & ~1, int(view_h) & ~1
+        return left, top, SCENE_W - left - width, SCENE_H - top - height
+
+    def apply(self) -> None:
+        left, top, right, bottom = self.window()
+        text = f"pan {self.pan:+.2f} tilt {self.tilt:+.2f} zoom {self.zoom:.2f}"
+        for crop, overlay in list(self.crops):
+            crop.set_property("left", left)
+            crop.set_property("top", top)
+            crop.set_property("right", right)
+            crop.set_property("bottom", bottom)
+            overlay.set_property("text", text)
+
+    def set(self, pan: float, tilt: float, zoom: float) -> None:
+        self.pan = min(1.0, max(-1.0, pan))
+        self.tilt = min(1.0, max(-1.0, tilt))
+        self.zoom = min(1.0, max(0.0, zoom))
+        self.apply()
+
+    def step(self, dt_s: float) -> None:
+        vp, vt, vz = self.velocity
+        # Full speed 1.0 crosses the whole pan range (2.0) in 4 s, like a quick dome camera.
+        self.set(self.pan + vp * dt_s / 2, self.tilt + vt * dt_s / 2, self.zoom + vz * dt_s / 4)
+
+
+class PtzFactory(GstRtspServer.RTSPMediaFactory):
+    def __init__(self, name: str, scene: str, state: PtzState, width: int, height: int,
+                 bitrate_kbps: int, offset_s: float) -> None:
+        super().__init__()
+        self.state, self.offset_s = state, offset_s
+        font = max(12, height // 28)
+        self.set_launch(
+            f"( filesrc location=\"{scene}\" ! pngdec ! videoconvert ! video/x-raw,format=I420 "
+            f"! imagefreeze is-live=true ! video/x-raw,framerate=25/1 ! videocrop name=crop "
+            f"! videoscale ! video/x-raw,width={width},height={height},pixel-aspect-ratio=1/1 "
+            f"! textoverlay name=clock valignment=top halignment=right shaded-background=true "
+            f"font-desc=\"DejaVu Sans Mono Bold {font}\" "
+            f"! textoverlay name=position valignment=top halignment=left shaded-background=true "
+            f"font-desc=\"DejaVu Sans Bold {font}\" "
+            f"! textoverlay text=\"{name}\" valignment=bottom halignment=left "
+            f"shaded-background=true font-desc=\"DejaVu Sans Bold {font}\" "
+            f"! {x264(bitrate_kbps, 50)} )"
+        )
+        self.set_shared(True)
+        self.connect("media-configure", self.on_media_configure)
+
+    def on_media_configure(self, _factory, media: GstRtspServer.RTSPMedia) -> None:
+        bin_ = media.get_element()
+        pair = (bin_.get_by_name_recurse_up("crop"), bin_.get_by_name_recurse_up("position"))
+        self.state.crops.append(pair)
+        self.state.apply()
+        attach_clock(media, self.offset_s)
+
+        def forget(_media):
+            if pair in self.state.crops:
+                self.state.crops.remove(pair)
+
+        media.connect("unprepared", forget)
+
+
+# --------------------------------------------------------------------------------------------
+# ANPR cameras: vehicles with plates drawn at the scheduled wall-clock times
+
+
+class AnprRenderer:
+    """Draws frames of one ANPR camera at one resolution (PIL), as the schedule says."""
+
+    def __init__(self, camera: str, width: int, height: int, offset_s: float) -> None:
+        from PIL import Image, ImageDraw, ImageFont
+
+        self.Image, self.ImageDraw = Image, ImageDraw
+        self.camera, self.width, self.height, self.offset_s = camera, width, height, offset_s
+        self.scale = width / 1280
+        s = self.scale
+        self.font_plate = ImageFont.truetype(FONT_BOLD, int(50 * s))
+        self.font_osd = ImageFont.truetype(FONT_BOLD, max(10, int(26 * s)))
+        bg = Image.new("RGB", (width, height), (70, 72, 75))
+        draw = ImageDraw.Draw(bg)
+        draw.rectangle([0, 0, int(180 * s), height], fill=(60, 110, 60))
+        draw.rectangle([width - int(180 * s), 0, width, height], fill=(60, 110, 60))
+        for y in range(0, height, int(90 * s)):
+            draw.rectangle([int(180 * s) + 8, y, int(180 * s) + 14, y + int(45 * s)], fill=(230, 230, 230))
+            draw.rectangle([width - int(180 * s) - 14, y, width - int(180 * s) - 8, y + int(45 * s)], fill=(230, 230, 230))
+        self.background = bg
+        self.plates: dict[str, object] = {}
+
+    def plate_image(self, plate: str, colour: str):
+        key = f"{plate}|{colour}"
+        if key not in self.plates:
+            s = self.scale
+            w, h = int(300 * s), int(66 * s)
+            fill = (245, 200, 20) if colour == "yellow" else (250, 250, 250)
+            img = self.Image.new("RGB", (w, h), fill)
+            draw = self.ImageDraw.Draw(img)
+            draw.rectangle([0, 0, w - 1, h - 1], outline=(20, 20, 20), width=max(1, int(3 * s)))
+            box = draw.textbbox((0, 0), plate, font=self.font_plate)
+            tw, th = box[2] - box[0], box[3] - box[1]
+            draw.text(((w - tw) / 2 - box[0], (h - th) / 2 - box[1]), plate, font=self.font_plate, fill=(0, 0, 0))
+            self.plates[key] = img
+        return self.plates[key]
+
+    def render(self, wall_s: float) -> bytes:
+        s = self.scale
+        frame = self.background.copy()
+        draw = self.ImageDraw.Draw(frame)
+        now_us = int(wall_s * 1_000_000)
+        for p, progress in anpr_schedule.visible_at(self.camera, now_us):
+            car_w, car_h = int(560 * s), int(420 * s)
+            cx = self.width // 2
+            # Enters at the top at progress -1, centred at 0, leaves at the bottom at +1.
+            cy = int(self.height / 2 + progress * (self.height + car_h) / 2)
+            x0, y0 = cx - car_w // 2, cy - car_h // 2
+            body = tuple(p.vehicle_colour)
+            draw.rounded_rectangle([x0, y0 + int(90 * s), x0 + car_w, y0 + car_h], radius=int(40 * s), fill=body)
+            draw.rounded_rectangle([x0 + int(60 * s), y0, x0 + car_w - int(60 * s), y0 + int(150 * s)], radius=int(30 * s), fill=body)
+            draw.rectangle([x0 + int(90 * s), y0 + int(25 * s), x0 + car_w - int(90 * s), y0 + int(120 * s)], fill=(150, 190, 220))
+            draw.ellipse([x0 + int(30 * s), y0 + int(180 * s), x0 + int(110 * s), y0 + int(230 * s)], fill=(250, 240, 200))
+            draw.ellipse([x0 + car_w - int(110 * s), y0 + int(180 * s), x0 + car_w - int(30 * s), y0 + int(230 * s)], fill=(250, 240, 200))
+            plate = self.plate_image(p.plate, p.colour)
+            frame.paste(plate, (cx - plate.width // 2, y0 + int(300 * s)))
+        draw.text((int(10 * s), int(8 * s)), self.camera, font=self.font_osd, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0))
+        stamp = wall_text(self.offset_s)
+        box = draw.textbbox((0, 0), stamp, font=self.font_osd)
+        draw.text((self.width - box[2] - int(10 * s), int(8 * s)), stamp, font=self.font_osd, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0))
+        return frame.tobytes()
+
+
+class AnprProducer(threading.Thread):
+    """Pushes a rendered frame every 80 ms (12.5 fps), each drawn for its own wall-clock time."""
+
+    def __init__(self, appsrc: Gst.Element, renderer: AnprRenderer, fps: float) -> None:
+        super().__init__(daemon=True, name=f"anpr {renderer.camera}")
+        self.appsrc, self.renderer, self.period_s = appsrc, renderer, 1 / fps
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        next_s = time.time()
+        while not self.stopped.is_set():
+            delay = next_s - time.time()
+            if delay > 0:
+                self.stopped.wait(delay)
+            elif delay < -1:
+                next_s = time.time()  # fell far behind (machine busy): skip ahead
+            data = self.renderer.render(next_s)
+            buf = Gst.Buffer.new_wrapped(data)
+            buf.duration = int(self.period_s * Gst.SECOND)
+            if self.appsrc.emit("push-buffer", buf) not in (Gst.FlowReturn.OK, Gst.FlowReturn.FLUSHING):
+                break
+            next_s += self.period_s
+
+
+class AnprFactory(GstRtspServer.RTSPMediaFactory):
+    FPS_NUM, FPS_DEN = 25, 2
+
+    def __init__(self, camera: str, width: int, height: int, bitrate_kbps: int, offset_s: float) -> None:
+        super().__init__()
+        self.camera, self.width, self.height, self.offset_s = camera, width, height, offset_s
+        caps = f"video/x-raw,format=RGB,width={width},height={height},framerate={self.FPS_NUM}/{self.FPS_DEN}"
+        self.set_launch(
+            f"( appsrc name=src is-live=true format=time do-timestamp=true stream-type=stream "
+            f"max-bytes={width * height * 3 * 4} caps=\"{caps}\" ! queue leaky=downstream max-size-buffers=4 "
+            f"! videoconvert ! video/x-raw,format=I420 ! {x264(bitrate_kbps, 25)} )"
+        )
+        self.set_shared(True)
+        self.connect("media-configure", self.on_media_configure)
+
+    def on_media_configure(self, _factory, media: GstRtspServer.RTSPMedia) -> None:
+        appsrc = media.get_element().get_by_name_recurse_up("src")
+        renderer = AnprRenderer(self.camera, self.width, self.height, self.offset_s)
+        producer = AnprProducer(appsrc, renderer, self.FPS_NUM / self.FPS_DEN)
+        media.producer = producer
+        producer.start()
+        media.connect("unprepared", lambda _m: producer.stopped.set())
+
+
+# --------------------------------------------------------------------------------------------
+# Cameras, each its own RTSP server on its own port
+
+
+class Camera:
+    def __init__(self, spec: dict, config: dict, context: GLib.MainContext) -> None:
+        self.name: str = spec["name"]
+        self.spec = spec
+        self.host: str = config["host"]
+        self.port: int = spec.get("port", 0)
+        self.context = context
+        self.clients: set[GstRtspServer.RTSPClient] = set()
+        self.ptz = PtzState() if spec["mode"] == "ptz" else None
+        self.source = None
+
+        self.server = GstRtspServer.RTSPServer()
+        self.server.set_address(self.host)
+        self.server.set_backlog(16)
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", config["username"])
+        auth.add_digest(config["username"], config["password"], token)
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+        auth.set_realm(f"Simulated camera {self.name}")
+        self.server.set_auth(auth)
+        self.server.connect("client-connected", self.on_client_connected)
+        role, _ = Gst.Structure.from_string(
+            f"{config['username']}, media.factory.access=(boolean)true, "
+            "media.factory.construct=(boolean)true"
+        )
+        mounts = self.server.get_mount_points()
+        for path, factory in self.factories(spec, config):
+            factory.add_role_from_structure(role)
+            mounts.add_factory(path, factory)
+
+    def factories(self, spec: dict, config: dict):
+        offset = float(spec.get("clock_offset_s", 0.0))
+        mode = spec["mode"]
+        if mode == "clip":
+            yield "/main", ClipFactory(spec["main_clip"], *spec["main_size"])
+            yield "/sub", ClipFactory(spec["sub_clip"], *spec["sub_size"])
+        elif mode == "live":
+            yield "/main", LiveFactory(self.name, 1280, 720, 3000, offset)
+            yield "/sub", LiveFactory(self.name, 640, 360, 600, offset)
+        elif mode == "ptz":
+            scene = Path(config["cache_dir"]) / "ptz-scene-v1.png"
+            if not scene.exists():
+                make_scene(scene, "Market Square")
+            yield "/main", PtzFactory(self.name, str(scene), self.ptz, 1280, 720, 2500, offset)
+            yield "/sub", PtzFactory(self.name, str(scene), self.ptz, 640, 360, 500, offset)
+        elif mode == "anpr":
+            yield "/main", AnprFactory(self.name, 1280, 720, 2500, offset)
+            yield "/sub", AnprFactory(self.name, 640, 360, 500, offset)
+        else:
+            raise ValueError(f"unknown camera mode {mode!r}")
+
+    def on_client_connected(self, _server, client: GstRtspServer.RTSPClient) -> None:
+        self.clients.add(client)
+        client.connect("closed", lambda c: self.clients.discard(c))
+
+    def on_air(self) -> None:
+        if self.source is not None:
+            return
+        self.server.set_service(str(self.port))
+        # The source owns the listening socket: destroying it closes the socket.
+        self.source = self.server.create_source(None)
+        self.port = self.server.get_bound_port()
+        self.source.attach(self.context)
+
+    def off_air(self) -> None:
+        if self.source is None:
+            return
+        self.source.destroy()
+        self.source = None
+        for client in list(self.clients):
+            client.close()
+        self.clients.clear()
+
+    def status(self) -> dict:
+        status = {"name": self.name, "port": self.port, "on_air": self.source is not None,
+                  "clients": len(self.clients)}
+        if self.ptz is not None:
+            status["ptz"] = [self.ptz.pan, self.ptz.tilt, self.ptz.zoom]
+            status["velocity"] = list(self.ptz.velocity)
+        return status
+
+
+class Service:
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self.loop = GLib.MainLoop()
+        self.context = GLib.MainContext.default()
+        self.cameras = {spec["name"]: Camera(spec, config, self.context) for spec in config["cameras"]}
+        self.buffer = b""
+        self.ptz_timer = None
+        self.last_step = time.monotonic()
+
+    def start(self) -> None:
+        for camera in self.cameras.values():
+            if camera.spec.get("on_air", True):
+                camera.on_air()
+        GLib.io_add_watch(sys.stdin.fileno(), GLib.PRIORITY_DEFAULT, GLib.IO_IN | GLib.IO_HUP | GLib.IO_ERR, self.on_stdin)
+        self.send({"event": "ready", "ports": {n: c.port for n, c in self.cameras.items()}})
+
+    def send(self, message: dict) -> None:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+    def on_stdin(self, fd, condition) -> bool:
+        data = os.read(fd, 65536) if condition & GLib.IO_IN else b""
+        if not data:
+            log("stdin closed: stopping")
+            self.loop.quit()
+            return False
+        self.buffer += data
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            if line.strip():
+                self.handle(json.loads(line))
+        return True
+
+    def handle(self, request: dict) -> None:
+        rid = request.get("id")
+        try:
+            result = self.dispatch(request)
+            self.send({"id": rid, "ok": True, **result})
+        except Exception as exc:  # the parent gets every failure as an answer
+            self.send({"id": rid, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+
+    def camera(self, request: dict) -> Camera:
+        try:
+            return self.cameras[request["camera"]]
+        except KeyError:
+            raise KeyError(f"no camera named {request.get('camera')!r}") from None
+
+    def dispatch(self, request: dict) -> dict:
+        op = request["op"]
+        if op == "status":
+            return {"cameras": [c.status() for c in self.cameras.values()]}
+        if op == "stop":
+            GLib.idle_add(self.loop.quit)
+            return {}
+        camera = self.camera(request)
+        if op == "off_air":
+            if request["value"]:
+                camera.off_air()
+            else:
+                camera.on_air()
+            return camera.status()
+        if camera.ptz is None:
+            raise ValueError(f"{camera.name} is not a PTZ camera")
+        if op == "set_ptz":
+            camera.ptz.set(*request["position"])
+        elif op == "move_ptz":
+            camera.ptz.velocity = tuple(float(v) for v in request["velocity"])
+            if any(camera.ptz.velocity) and self.ptz_timer is None:
+                self.last_step = time.monotonic()
+                self.ptz_timer = GLib.timeout_add(40, self.on_ptz_tick)
+        elif op != "get_ptz":
+            raise ValueError(f"unknown op {op!r}")
+        return camera.status()
+
+    def on_ptz_tick(self) -> bool:
+        now = time.monotonic()
+        dt, self.last_step = now - self.last_step, now
+        moving = False
+        for camera in self.cameras.values():
+            if camera.ptz is not None and any(camera.ptz.velocity):
+                camera.ptz.step(dt)
+                moving = True
+        if not moving:
+            self.ptz_timer = None
+        return moving
+
+    def run(self) -> None:
+        self.start()
+        try:
+            self.loop.run()
+        finally:
+            for camera in self.cameras.values():
+                camera.off_air()
+
+
+def main() -> None:
+    Gst.init(None)
+    line = b""
+    while not line.endswith(b"\n"):  # byte by byte: later lines are read by the GLib watch
+        chunk = os.read(sys.stdin.fileno(), 1)
+        if not chunk:
+            return
+        line += chunk
+    config = json.loads(line)
+    Service(config).run()
+
+
+if __name__ == "__main__":
+    main()
