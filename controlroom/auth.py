@@ -369,7 +369,8 @@ class Authenticator:
                 raise Denied(401, "a TOTP code is required", totp_required=True)
             async with transaction(self.sessions) as session:
                 user = await accounts.get_user_by_id(session, user.id)
-                if not accounts.totp_check(user, self.keys, totp, time.time()):
+                totp_ok = accounts.totp_check(user, self.keys, totp, time.time())
+                if not totp_ok:
                     self._address_failed(address)
                     locked_now = accounts.record_failure(user, now, sec.lockout_failures, sec.lockout_s)
                     await audit.append(session, username, "session.login_failed", f"user:{username}",
@@ -380,12 +381,15 @@ class Authenticator:
             if locked_now:
                 raise Denied(423, f"account locked until {us_to_iso(user.locked_until_us)}",
                              locked_until=us_to_iso(user.locked_until_us))
+            if not totp_ok:
+                raise Denied(401, "wrong TOTP code", totp_required=True)
         rehash = await asyncio.to_thread(accounts.needs_rehash, user.password_hash)
         new_hash = await asyncio.to_thread(accounts.hash_password, password) if rehash else None
         async with transaction(self.sessions) as session:
             user = await accounts.get_user_by_id(session, user.id)
             if user.totp_enabled and not totp:  # enrolled between the two reads
                 raise Denied(401, "a TOTP code is required", totp_required=True)
+            now = now_us()  # after the (slow) hashing: the session starts now
             accounts.record_success(user, now)
             if new_hash:
                 user.password_hash = new_hash

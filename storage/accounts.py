@@ -117,6 +117,15 @@ _HASHER = PasswordHasher()  # Argon2id, the library's defaults (RFC 9106 "low me
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 
 
+def set_hash_cost(*, time_cost: int, memory_kib: int, parallelism: int = 1) -> None:
+    """Make Argon2id cheaper. For the test suite only, where hundreds of logins at production
+    cost (about 0.1 s each, far more on a loaded machine) would dominate the run. Hashes record
+    their own parameters, so either kind verifies; a cheap hash is upgraded at the next login."""
+    global _HASHER, _DUMMY_HASH
+    _HASHER = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+    _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+
+
 def hash_password(password: str) -> str:
     """Argon2id hash. Blocking (tens of ms): run it with ``asyncio.to_thread``."""
     return _HASHER.hash(password)

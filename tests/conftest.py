@@ -88,6 +88,16 @@ def artifacts() -> Iterator[Path]:
     yield ARTIFACTS
 
 
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashing():
+    """Argon2id at a test-sized cost (see storage.accounts.set_hash_cost): logins in tests take
+    milliseconds instead of most of a second on a loaded 2-core machine."""
+    from storage import accounts
+
+    accounts.set_hash_cost(time_cost=1, memory_kib=1024, parallelism=1)
+    yield
+
+
 TEST_PASSWORD = "correct horse battery staple"
 _TEST_HASH: list[str] = []  # Argon2 is slow on purpose: hash the shared test password once
 
