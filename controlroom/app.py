@@ -16,11 +16,12 @@ from aiohttp import web
 from cameras.recorder import Supervisor
 from controlroom import security
 from controlroom.anpr_service import anpr_ctx
-from controlroom.api import anpr as anpr_routes
 from controlroom.api import audit as audit_routes
+from controlroom.api import alerts, live, playback, ui
+from controlroom.api import anpr as anpr_routes
 from controlroom.api import cameras, health, session, users
-from controlroom.api import evidence as evidence_routes
 from controlroom.api import onvif as onvif_routes
+from controlroom.api import evidence as evidence_routes
 from controlroom.auditing import audit_digest_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
 from controlroom.context import ALERTS, ENGINE, KEYS, SESSIONS, SETTINGS, SUPERVISOR
@@ -36,7 +37,7 @@ from storage.migrate import upgrade
 from storage.retention import run_retention
 
 log = logging.getLogger(__name__)
-ROUTE_MODULES = [onvif_routes, health, cameras, session, users, audit_routes, anpr_routes, evidence_routes]
+ROUTE_MODULES = [onvif_routes, health, cameras, session, users, audit_routes, ui, live, playback, alerts, anpr_routes, evidence_routes]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -105,6 +106,8 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(accounts_ctx)
     app.cleanup_ctx.append(audit_digest_ctx)
+    app.cleanup_ctx.append(live.live_ctx)
+    app.cleanup_ctx.append(alerts.alerts_ctx)
     app.cleanup_ctx.append(evidence_ctx)
     security.install(app)
     app.cleanup_ctx.append(onvif_routes.onvif_ctx)

@@ -24,4 +24,6 @@ ONVIF = web.AppKey("onvif", "OnvifRuntime")  # controlroom.api.onvif.OnvifRuntim
 AUTH = web.AppKey("auth", "Authenticator")  # controlroom.auth.Authenticator
 MQTT = web.AppKey("mqtt", "MqttBridge")  # controlroom.mqtt.MqttBridge
 ANPR_LIVE = web.AppKey("anpr_live", "LiveReading")  # anpr.live.LiveReading
+LIVE = web.AppKey("live", "LiveHub")  # cameras.live.LiveHub: live view upstreams
+ALERT_ACKS = web.AppKey("alert_acks", AlertHub)  # acknowledgements, fanned out to alert panels
 EVIDENCE = web.AppKey("evidence", "ExportRunner")  # controlroom.evidence.runner.ExportRunner

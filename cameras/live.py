@@ -1,0 +1,512 @@
+"""Live view fan-out: ONE upstream ffmpeg per camera stream, shared by every viewer.
+
+An upstream runs ``ffmpeg -rtsp_transport tcp -i URL -map 0:v -c copy -f mp4 -movflags
+frag_keyframe+empty_moov+default_base_moof -frag_duration ... pipe:1`` (stream copy: never a
+transcode). Its stdout is a fragmented MP4 box stream, cut here into the *init segment*
+(``ftyp`` + ``moov``) and *fragments* (``moof`` + ``mdat``), each marked keyframe or not.
+
+A viewer gets the init segment, then the fragments since the last keyframe (so its first frame
+shows at once), then every new fragment. Each viewer has a small byte budget: a viewer whose
+unsent fragments exceed it is skipped ahead, its backlog dropped, and it resumes at the next
+keyframe fragment. Nothing ever queues without bound, and a slow viewer never slows the others.
+
+The upstream starts with the first viewer and stops ``grace_s`` after the last one leaves (so
+flicking between cameras does not reconnect). It stops as well when ffmpeg exits or sends
+nothing for ``stall_timeout_s``; its viewers are then told the stream ended, and reconnect.
+
+Credentials: the hub is given a callable that builds the credentialed URL in memory when the
+upstream starts; it is never logged, and ffmpeg's stderr is scrubbed before it is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import struct
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+import ffmpeg
+
+from cameras import CameraUnavailable
+from cameras.rtsp import scrub
+
+log = logging.getLogger(__name__)
+
+# 100 ms fragments: a fragment is written when it is complete, so this bounds the delay the
+# muxer adds (measured in bench/live.py). Shorter fragments cost more boxes per second.
+FRAG_DURATION_US = 100_000
+READ_CHUNK_BYTES = 64 * 1024
+# A viewer more than this far behind is skipped ahead (about 2 s of a 4 Mb/s main stream).
+VIEWER_BUDGET_BYTES = 1_000_000
+# Never keep more than this of the current group of pictures for late joiners.
+GOP_CACHE_MAX_BYTES = 4_000_000
+STDERR_LINES = 20
+
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an upstream reads from: the credentialed URL (in memory only) and the secrets
+    to scrub from anything ffmpeg prints."""
+
+    url: str = field(repr=False)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fragmented MP4 box stream
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """One ``moof`` + ``mdat`` pair, as bytes ready to append to a MSE SourceBuffer."""
+
+    data: bytes
+    keyframe: bool
+    received_s: float  # time.monotonic() when it was complete
+
+
+def iter_boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[str, int, int]]:
+    """(type, payload_start, box_end) of each complete box in ``data[start:end]``."""
+    end = len(data) if end is None else end
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:
+            if pos + 16 > end:
+                return
+            size = struct.unpack_from(">Q", data, pos + 8)[0]
+            header = 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            return
+        yield kind.decode("latin-1"), pos + header, pos + size
+        pos += size
+
+
+def _child(data: bytes, start: int, end: int, path: list[str]) -> tuple[int, int] | None:
+    """Payload span of the box at ``path`` (first match at each level) inside data[start:end]."""
+    for name in path:
+        for kind, payload, box_end in iter_boxes(data, start, end):
+            if kind == name:
+                start, end = payload, box_end
+                break
+        else:
+            return None
+    return start, end
+
+
+def trex_default_flags(init: bytes) -> int:
+    """default_sample_flags of the first track's ``trex`` in the init segment (0 if absent)."""
+    span = _child(init, 0, len(init), ["moov", "mvex", "trex"])
+    if span is None or span[1] - span[0] < 24:
+        return 0
+    return struct.unpack_from(">I", init, span[0] + 20)[0]
+
+
+def fragment_is_keyframe(moof: bytes, default_flags: int = 0) -> bool:
+    """Whether the first sample of a ``moof`` is a sync sample (ISO 14496-12 sample flags)."""
+    traf = _child(moof, 0, len(moof), ["moof", "traf"])
+    if traf is None:
+        return False
+    flags = default_flags
+    for kind, payload, box_end in iter_boxes(moof, *traf):
+        if kind == "tfhd":
+            tf_flags = struct.unpack_from(">I", moof, payload)[0] & 0xFFFFFF
+            pos = payload + 8  # version/flags, track_ID
+            for bit, size in ((0x1, 8), (0x2, 4), (0x8, 4), (0x10, 4)):
+                if tf_flags & bit:
+                    pos += size
+            if tf_flags & 0x20 and pos + 4 <= box_end:
+                flags = struct.unpack_from(">I", moof, pos)[0]
+        elif kind == "trun":
+            tr_flags = struct.unpack_from(">I", moof, payload)[0] & 0xFFFFFF
+            pos = payload + 8  # version/flags, sample_count
+            if tr_flags & 0x1:
+                pos += 4
+            if tr_flags & 0x4:
+                flags = struct.unpack_from(">I", moof, pos)[0]
+            elif tr_flags & 0x400:
+                pos += sum(4 for bit in (0x100, 0x200) if tr_flags & bit)
+                flags = struct.unpack_from(">I", moof, pos)[0]
+            break
+    # sample_is_non_sync_sample is bit 16; sample_depends_on == 2 means "depends on nothing"
+    return not (flags & 0x00010000)
+
+
+def codec_string(init: bytes) -> str:
+    """The RFC 6381 codec string MSE needs (``avc1.64001f``...) from the init segment."""
+    idx = init.find(b"avcC")
+    if idx >= 0 and idx + 8 <= len(init):
+        profile, compat, level = init[idx + 5], init[idx + 6], init[idx + 7]
+        return f"avc1.{profile:02x}{compat:02x}{level:02x}"
+    if init.find(b"hvcC") >= 0:
+        return "hvc1.1.6.L120.90"  # browsers that play HEVC accept this generic Main profile
+    return "avc1.42e01e"
+
+
+class BoxStream:
+    """Feed it bytes; it yields the init segment once, then fragments."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.init: bytes | None = None
+        self._default_flags = 0
+        self._pending_init = bytearray()
+        self._moof: bytes | None = None
+
+    def feed(self, chunk: bytes) -> list[bytes | Fragment]:
+        self._buf += chunk
+        out: list[bytes | Fragment] = []
+        while True:
+            if len(self._buf) < 8:
+                break
+            size, kind = struct.unpack_from(">I4s", self._buf, 0)
+            if size == 1:
+                if len(self._buf) < 16:
+                    break
+                size = struct.unpack_from(">Q", self._buf, 8)[0]
+            if size < 8:
+                raise ValueError(f"malformed box {kind!r} of size {size}")
+            if len(self._buf) < size:
+                break
+            box = bytes(self._buf[:size])
+            del self._buf[:size]
+            name = kind.decode("latin-1")
+            if self.init is None:
+                if name == "moof":
+                    raise ValueError("fragment before the init segment")
+                self._pending_init += box
+                if name == "moov":
+                    self.init = bytes(self._pending_init)
+                    self._default_flags = trex_default_flags(self.init)
+                    out.append(self.init)
+            elif name == "moof":
+                self._moof = box
+            elif name == "mdat" and self._moof is not None:
+                out.append(Fragment(self._moof + box, fragment_is_keyframe(self._moof, self._default_flags),
+                                    time.monotonic()))
+                self._moof = None
+            # anything else (styp, sidx, mfra at the end) is not needed by MSE
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Viewers and the upstream
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)  # compared and hashed by identity: viewers live in sets
+class Viewer:
+    """One browser's place in a stream: a bounded backlog of bytes to send."""
+
+    budget_bytes: int = VIEWER_BUDGET_BYTES
+    init: bytes | None = None
+    skipped_fragments: int = 0
+    skips: int = 0  # times this viewer was skipped ahead
+    closed: bool = False
+    end_reason: str = ""
+    _backlog: collections.deque[bytes] = field(default_factory=collections.deque)
+    _backlog_bytes: int = 0
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _need_keyframe: bool = True
+
+    def offer(self, frag: Fragment) -> None:
+        """Queue a fragment, or skip ahead if this viewer is too far behind (never blocks)."""
+        if self.closed:
+            return
+        if self._backlog_bytes + len(frag.data) > self.budget_bytes and self._backlog:
+            self.skipped_fragments += len(self._backlog)
+            self.skips += 1
+            self._backlog.clear()
+            self._backlog_bytes = 0
+            self._need_keyframe = True
+        if self._need_keyframe:
+            if not frag.keyframe:
+                self.skipped_fragments += 1
+                return
+            self._need_keyframe = False
+        self._backlog.append(frag.data)
+        self._backlog_bytes += len(frag.data)
+        self._wake.set()
+
+    def close(self, reason: str) -> None:
+        if not self.closed:
+            self.closed, self.end_reason = True, reason
+            self._wake.set()
+
+    async def next_chunk(self) -> bytes | None:
+        """The next fragment's bytes to send; None once the stream has ended."""
+        while not self._backlog:
+            if self.closed:
+                return None
+            self._wake.clear()
+            await self._wake.wait()
+        data = self._backlog.popleft()
+        self._backlog_bytes -= len(data)
+        return data
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self._backlog_bytes
+
+
+SourceFactory = Callable[[], Awaitable[Source]]
+
+
+def upstream_args(url: str, frag_duration_us: int = FRAG_DURATION_US, rtsp: bool = True) -> list[str]:
+    """The ffmpeg command for one upstream: stream copy of the first video track to fMP4."""
+    in_opts: dict[str, object] = {"fflags": "nobuffer"}
+    if rtsp and url.startswith(("rtsp://", "rtsps://")):
+        in_opts["rtsp_transport"] = "tcp"
+    stream = ffmpeg.input(url, **in_opts)
+    out = ffmpeg.output(
+        stream["v:0"], "pipe:1", c="copy", f="mp4",
+        movflags="frag_keyframe+empty_moov+default_base_moof", frag_duration=frag_duration_us,
+    )
+    return ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", *ffmpeg.get_args(out)]
+
+
+class Upstream:
+    """One ffmpeg reading one camera stream, fanning its fragments out to viewers."""
+
+    def __init__(self, key: str, source_factory: SourceFactory, *, stall_timeout_s: float = 10.0,
+                 connect_timeout_s: float = 10.0, args_factory: Callable[[str], list[str]] = upstream_args,
+                 on_idle: Callable[[Upstream], None] | None = None) -> None:
+        self.key = key  # "<camera_id>/<stream>", used in log lines (never the URL)
+        self._source_factory = source_factory
+        self._args_factory = args_factory
+        self._stall_timeout_s = stall_timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._on_idle = on_idle
+        self.viewers: set[Viewer] = set()
+        self.init: bytes | None = None
+        self.codec = ""
+        self._gop: list[Fragment] = []
+        self._gop_bytes = 0
+        self._task: asyncio.Task[None] | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self.ready = asyncio.Event()
+        self.ended = False
+        self.end_reason = ""
+        self.fragments = 0
+        self.bytes = 0
+        self.started_s = time.monotonic()
+        self.last_fragment: Fragment | None = None
+        self._secrets: tuple[str, ...] = ()
+
+    # lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"live {self.key}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def add(self, viewer: Viewer) -> None:
+        """Attach a viewer: it gets the init segment and the current group of pictures."""
+        self.viewers.add(viewer)
+        if self.ended:
+            viewer.close(self.end_reason)
+            return
+        if self.init is not None:
+            self._prime(viewer)
+
+    def remove(self, viewer: Viewer) -> None:
+        self.viewers.discard(viewer)
+        viewer.close("left")
+        if not self.viewers and self._on_idle is not None:
+            self._on_idle(self)
+
+    def _prime(self, viewer: Viewer) -> None:
+        viewer.init = self.init
+        for frag in self._gop:
+            viewer.offer(frag)
+
+    async def wait_ready(self, timeout_s: float | None = None) -> None:
+        """Wait for the init segment; raise CameraUnavailable if the stream ends first."""
+        timeout_s = self._connect_timeout_s if timeout_s is None else timeout_s
+        waiter = asyncio.ensure_future(self.ready.wait())
+        try:
+            await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            raise CameraUnavailable(f"camera stream {self.key}: no video within {timeout_s:g}s") from None
+        if self.init is None:
+            raise CameraUnavailable(f"camera stream {self.key}: {self.end_reason or 'ended'}")
+
+    # the reader --------------------------------------------------------------------------
+    async def _run(self) -> None:
+        reason = "upstream ended"
+        try:
+            reason = await self._read()
+        except asyncio.CancelledError:
+            reason = "stopped"
+            raise
+        except Exception as exc:
+            reason = f"upstream failed: {type(exc).__name__}"
+            log.exception("camera %s: live upstream failed", self.key)
+        finally:
+            await self._kill()
+            self.ended, self.end_reason = True, reason
+            self.ready.set()
+            for viewer in list(self.viewers):
+                viewer.close(reason)
+            if reason not in ("stopped",):
+                log.info("camera %s: live upstream ended (%s); stderr: %s", self.key, reason,
+                         " | ".join(self.stderr_tail) or "-")
+            if self._on_idle is not None:
+                self._on_idle(self)
+
+    async def _read(self) -> str:
+        source = await self._source_factory()
+        self._secrets = source.secrets
+        args = self._args_factory(source.url)
+        del source
+        self._proc = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        del args
+        stderr_task = asyncio.create_task(self._drain_stderr(self._proc.stderr))
+        boxes = BoxStream()
+        try:
+            assert self._proc.stdout is not None
+            while True:
+                timeout = self._connect_timeout_s if self.init is None else self._stall_timeout_s
+                try:
+                    chunk = await asyncio.wait_for(self._proc.stdout.read(READ_CHUNK_BYTES), timeout)
+                except TimeoutError:
+                    return f"no data for {timeout:g}s"
+                if not chunk:
+                    return "camera stream closed"
+                self.bytes += len(chunk)
+                for item in boxes.feed(chunk):
+                    if isinstance(item, bytes):
+                        self.init, self.codec = item, codec_string(item)
+                        for viewer in self.viewers:
+                            self._prime(viewer)
+                        self.ready.set()
+                    else:
+                        self._publish(item)
+        finally:
+            stderr_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stderr_task
+
+    def _publish(self, frag: Fragment) -> None:
+        self.fragments += 1
+        self.last_fragment = frag
+        if frag.keyframe or self._gop_bytes + len(frag.data) > GOP_CACHE_MAX_BYTES:
+            self._gop, self._gop_bytes = [], 0
+        if frag.keyframe or self._gop:
+            self._gop.append(frag)
+            self._gop_bytes += len(frag.data)
+        for viewer in self.viewers:
+            viewer.offer(frag)
+
+    def keyframe_fragment(self) -> Fragment | None:
+        """The fragment that starts the current group of pictures (for snapshots)."""
+        return self._gop[0] if self._gop else None
+
+    async def _drain_stderr(self, stream: asyncio.StreamReader | None) -> None:
+        if stream is None:
+            return
+        while line := await stream.readline():
+            self.stderr_tail.append(scrub(line.decode("utf-8", "replace").rstrip(), *self._secrets))
+
+    async def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(proc.wait())
+
+
+class LiveHub:
+    """Every live upstream of the service, keyed by camera and stream ("sub" or "main").
+
+    ``viewer = await hub.join(key, source_factory)`` starts the upstream if needed and returns a
+    :class:`Viewer`; ``hub.leave(key, viewer)`` detaches it. An upstream with no viewers is
+    stopped ``grace_s`` later unless someone joins meanwhile.
+    """
+
+    def __init__(self, *, grace_s: float = 10.0, stall_timeout_s: float = 10.0,
+                 connect_timeout_s: float = 10.0, budget_bytes: int = VIEWER_BUDGET_BYTES,
+                 args_factory: Callable[[str], list[str]] = upstream_args) -> None:
+        self.grace_s = grace_s
+        self._stall_timeout_s = stall_timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._budget_bytes = budget_bytes
+        self._args_factory = args_factory
+        self.upstreams: dict[str, Upstream] = {}
+        self._stoppers: dict[str, asyncio.TimerHandle] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
+        self.started = 0  # upstreams ever started (tests and benchmarks read it)
+
+    def upstream(self, key: str, source_factory: SourceFactory) -> Upstream:
+        """The running upstream for ``key``, started now if there is none."""
+        self._cancel_stop(key)
+        up = self.upstreams.get(key)
+        if up is None or up.ended:
+            up = Upstream(key, source_factory, stall_timeout_s=self._stall_timeout_s,
+                          connect_timeout_s=self._connect_timeout_s, args_factory=self._args_factory,
+                          on_idle=self._idle)
+            self.upstreams[key] = up
+            self.started += 1
+            up.start()
+            log.info("camera %s: live upstream started", key)
+        return up
+
+    async def join(self, key: str, source_factory: SourceFactory) -> tuple[Upstream, Viewer]:
+        up = self.upstream(key, source_factory)
+        viewer = Viewer(budget_bytes=self._budget_bytes)
+        up.add(viewer)
+        return up, viewer
+
+    def leave(self, up: Upstream, viewer: Viewer) -> None:
+        up.remove(viewer)
+
+    def _idle(self, up: Upstream) -> None:
+        if up.ended:
+            if self.upstreams.get(up.key) is up:
+                del self.upstreams[up.key]
+            self._cancel_stop(up.key)
+            return
+        if not up.viewers and up.key not in self._stoppers:
+            loop = asyncio.get_running_loop()
+            self._stoppers[up.key] = loop.call_later(self.grace_s, self._stop_if_idle, up)
+
+    def _cancel_stop(self, key: str) -> None:
+        handle = self._stoppers.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _stop_if_idle(self, up: Upstream) -> None:
+        self._stoppers.pop(up.key, None)
+        if up.viewers or self.upstreams.get(up.key) is not up:
+            return
+        del self.upstreams[up.key]
+        log.info("camera %s: live upstream stopped (no viewers for %gs)", up.key, self.grace_s)
+        task = asyncio.create_task(up.stop())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def close(self) -> None:
+        for handle in self._stoppers.values():
+            handle.cancel()
+        self._stoppers.clear()
+        ups = list(self.upstreams.values())
+        self.upstreams.clear()
+        await asyncio.gather(*(up.stop() for up in ups), *list(self._stopping), return_exceptions=True)

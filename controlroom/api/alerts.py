@@ -1,0 +1,127 @@
+"""Alerts for operators: list, live feed over WebSocket, acknowledge.
+
+- ``GET /api/v1/alerts?limit=100&open=1``: newest first; ``open=1`` only unacknowledged ones.
+- ``GET /api/v1/alerts/ws`` (WebSocket): every new alert as a JSON text message
+  ``{"type": "alert", "alert": {...}}``, and ``{"type": "ack", "alert": {...}}`` when someone
+  acknowledges one, so every screen clears it at once.
+- ``POST /api/v1/alerts/{id}/ack``: records who and when (audited); acknowledging twice keeps
+  the first acknowledgement.
+
+Permission: LIVE_VIEW for all three. The alerts panel sits on the live screen and its alerts
+(camera lost, clock off, recording stopped) are about what the operator is watching; a user who
+confirms ANPR hits without live view does that on the ANPR screen (ANPR_ALERTS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from sqlalchemy import select
+
+from controlroom.api.live import check_origin
+from controlroom.auth import actor
+from controlroom.context import ALERT_ACKS, ALERTS, SESSIONS, SETTINGS
+from controlroom.permissions import Permission, requires
+from controlroom.timefmt import us_to_iso
+from storage import Invalid, NotFound, audit
+from storage.alerts import Alert, AlertHub
+from storage.db import now_us, transaction
+from storage.models import Camera
+
+routes = web.RouteTableDef()
+MAX_LIMIT = 500
+
+
+def alert_json(data: dict[str, Any], tz: str, camera_names: dict[int, str] | None = None) -> dict[str, Any]:
+    from zoneinfo import ZoneInfo
+
+    out = dict(data)
+    out["at"] = us_to_iso(data["at_us"])
+    out["at_local"] = us_to_iso(data["at_us"], ZoneInfo(tz))
+    out["acknowledged"] = us_to_iso(data.get("acknowledged_us"))
+    if camera_names is not None:
+        out["camera"] = camera_names.get(data.get("camera_id") or -1)
+    return out
+
+
+async def _camera_names(request: web.Request) -> dict[int, str]:
+    async with request.app[SESSIONS]() as session:
+        return dict((await session.execute(select(Camera.id, Camera.name))).all())
+
+
+async def alerts_ctx(app: web.Application) -> Any:
+    app[ALERT_ACKS] = AlertHub()
+    yield
+
+
+@routes.get("/api/v1/alerts")
+@requires(Permission.LIVE_VIEW)
+async def list_alerts(request: web.Request) -> web.Response:
+    try:
+        limit = min(int(request.query.get("limit", "100")), MAX_LIMIT)
+    except ValueError:
+        raise Invalid("limit must be a whole number") from None
+    query = select(Alert).order_by(Alert.at_us.desc(), Alert.id.desc()).limit(limit)
+    if request.query.get("open") == "1":
+        query = query.where(Alert.acknowledged_us.is_(None))
+    async with request.app[SESSIONS]() as session:
+        rows = (await session.execute(query)).scalars().all()
+    tz = request.app[SETTINGS].display_timezone
+    names = await _camera_names(request)
+    return web.json_response({"alerts": [alert_json(a.to_dict(), tz, names) for a in rows]})
+
+
+@routes.post("/api/v1/alerts/{alert}/ack")
+@requires(Permission.LIVE_VIEW)
+async def ack_alert(request: web.Request) -> web.Response:
+    try:
+        alert_id = int(request.match_info["alert"])
+    except ValueError:
+        raise NotFound(f"no alert {request.match_info['alert']!r}") from None
+    who = actor(request)
+    async with transaction(request.app[SESSIONS]) as session:
+        alert = await session.get(Alert, alert_id)
+        if alert is None:
+            raise NotFound(f"no alert {alert_id}")
+        if alert.acknowledged_us is None:
+            alert.acknowledged_by, alert.acknowledged_us = who, now_us()
+            await audit.append(session, who, "alert.ack", f"alert:{alert.id}", kind=alert.kind,
+                               camera_id=alert.camera_id)
+        data = alert.to_dict()
+    request.app[ALERT_ACKS].publish(data)
+    tz = request.app[SETTINGS].display_timezone
+    return web.json_response(alert_json(data, tz, await _camera_names(request)))
+
+
+@routes.get("/api/v1/alerts/ws")
+@requires(Permission.LIVE_VIEW)
+async def alerts_ws(request: web.Request) -> web.StreamResponse:
+    check_origin(request)
+    ws = web.WebSocketResponse(heartbeat=20.0)
+    await ws.prepare(request)
+    tz = request.app[SETTINGS].display_timezone
+    new, acks = request.app[ALERTS].subscribe(), request.app[ALERT_ACKS].subscribe()
+
+    async def forward(queue: asyncio.Queue[dict[str, Any]], kind: str) -> None:
+        while True:
+            data = await queue.get()
+            names = await _camera_names(request)
+            await ws.send_json({"type": kind, "alert": alert_json(data, tz, names)})
+
+    tasks = [asyncio.create_task(forward(new, "alert")), asyncio.create_task(forward(acks, "ack"))]
+    try:
+        async for msg in ws:
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                break
+    finally:
+        request.app[ALERTS].unsubscribe(new)
+        request.app[ALERT_ACKS].unsubscribe(acks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, ConnectionResetError, RuntimeError):
+                await task
+    return ws

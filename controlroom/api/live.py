@@ -1,0 +1,191 @@
+"""Live view over WebSocket (fragmented MP4 for Media Source Extensions) and JPEG snapshots.
+
+``GET /api/v1/cameras/{camera}/live?stream=sub|main`` upgrades to a WebSocket. The server sends
+one text message ``{"type": "init", "codec": "avc1.64001f", "mime": ..., "stream": ...}``, then
+binary messages: the init segment, then fragments (moof+mdat) as they arrive. It ends with a
+text message ``{"type": "end", "reason": ...}`` (camera lost: reconnect after a pause) or
+``{"type": "error", "error": ...}``. The client sends nothing but may close at any time.
+
+All viewers of a camera stream share one upstream (cameras.live.LiveHub); a slow viewer is
+skipped ahead to the next keyframe, never queued. Every start and stop is audited.
+
+``GET /api/v1/cameras/{camera}/snapshot.jpg?stream=main`` decodes the newest keyframe of the
+live stream (starting it if needed) to a JPEG: the download button and the fallback for a
+browser without MSE. ``download=1`` makes it an attachment and audits it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from cameras import CameraUnavailable
+from cameras.live import LiveHub, Source, Upstream
+from cameras.rtsp import credentialed_url
+from controlroom.auth import actor
+from controlroom.context import KEYS, LIVE, SESSIONS
+from controlroom.permissions import Permission, requires
+from storage import Invalid, audit, inventory
+from storage.db import transaction
+from storage.models import Camera
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+# An upstream with no viewers is kept this long, so flicking between views does not reconnect
+# (a camera's RTSP session takes about 1.2-1.5 s to give its first frame).
+GRACE_S = 10.0
+STREAMS = ("sub", "main")
+SNAPSHOT_TIMEOUT_S = 10.0
+
+
+async def live_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = LiveHub(grace_s=GRACE_S)
+    app[LIVE] = hub
+    yield
+    await hub.close()
+
+
+def check_origin(request: web.Request) -> None:
+    """Refuse cross-site WebSocket upgrades (the browser sends the session cookie anyway)."""
+    origin = request.headers.get("Origin")
+    if origin and urlsplit(origin).netloc != request.host:
+        raise web.HTTPForbidden(text='{"error": "cross-origin request refused"}', content_type="application/json")
+
+
+def stream_of(request: web.Request) -> str:
+    stream = request.query.get("stream", "sub")
+    if stream not in STREAMS:
+        raise Invalid(f"stream must be one of {', '.join(STREAMS)}")
+    return stream
+
+
+def stream_url(cam: Camera, stream: str) -> str:
+    url = cam.sub_url if stream == "sub" and cam.sub_url else cam.main_url
+    if not url:
+        raise Invalid(f"camera {cam.name!r} has no stream URL")
+    return url
+
+
+def source_factory(app: web.Application, camera_id: int, stream: str):
+    """Reads the camera row when the upstream starts, so a changed password is picked up."""
+
+    async def make() -> Source:
+        async with app[SESSIONS]() as session:
+            cam = await inventory.get_camera(session, camera_id)
+        password = app[KEYS].decrypt(cam.password_enc)
+        return Source(credentialed_url(stream_url(cam, stream), cam.username, password), (password,))
+
+    return make
+
+
+async def _camera(request: web.Request, stream: str) -> Camera:
+    async with request.app[SESSIONS]() as session:
+        cam = await inventory.get_camera(session, request.match_info["camera"])
+    stream_url(cam, stream)  # fail early, before any upgrade
+    return cam
+
+
+def join(request: web.Request, cam: Camera, stream: str):
+    hub = request.app[LIVE]
+    return hub.join(f"{cam.id}/{stream}", source_factory(request.app, cam.id, stream))
+
+
+@routes.get("/api/v1/cameras/{camera}/live")
+@requires(Permission.LIVE_VIEW)
+async def live_ws(request: web.Request) -> web.StreamResponse:
+    check_origin(request)
+    stream = stream_of(request)
+    cam = await _camera(request, stream)
+    who = actor(request)
+    ws = web.WebSocketResponse(heartbeat=20.0)
+    await ws.prepare(request)
+    async with transaction(request.app[SESSIONS]) as session:
+        await audit.append(session, who, "live.start", f"camera:{cam.id}", stream=stream)
+    started = time.monotonic()
+    up, viewer = await join(request, cam, stream)
+    closer = asyncio.create_task(_wait_client_close(ws, viewer))
+    sent_bytes = 0
+    try:
+        try:
+            await up.wait_ready()
+        except CameraUnavailable as exc:
+            await ws.send_json({"type": "error", "error": str(exc)})
+            return ws
+        await ws.send_json({"type": "init", "camera": cam.id, "stream": stream, "codec": up.codec,
+                            "mime": f'video/mp4; codecs="{up.codec}"'})
+        assert viewer.init is not None
+        await ws.send_bytes(viewer.init)
+        while (chunk := await viewer.next_chunk()) is not None:
+            await ws.send_bytes(chunk)
+            sent_bytes += len(chunk)
+        if not ws.closed and viewer.end_reason != "client left":
+            await ws.send_json({"type": "end", "reason": viewer.end_reason})
+    except (ConnectionResetError, RuntimeError):
+        pass  # the browser went away mid-send
+    finally:
+        request.app[LIVE].leave(up, viewer)
+        closer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await closer
+        with contextlib.suppress(Exception):
+            await ws.close()
+        async with transaction(request.app[SESSIONS]) as session:
+            await audit.append(session, who, "live.stop", f"camera:{cam.id}", stream=stream,
+                               duration_s=round(time.monotonic() - started, 1),
+                               skipped_fragments=viewer.skipped_fragments)
+    return ws
+
+
+async def _wait_client_close(ws: web.WebSocketResponse, viewer) -> None:
+    async for msg in ws:
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+            break
+    viewer.close("client left")
+
+
+async def snapshot_jpeg(up: Upstream, timeout_s: float = SNAPSHOT_TIMEOUT_S) -> bytes:
+    """Decode the newest keyframe fragment of a running upstream to JPEG (one frame)."""
+    await up.wait_ready(timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while (frag := up.keyframe_fragment()) is None:
+        if up.ended or time.monotonic() > deadline:
+            raise CameraUnavailable(f"camera stream {up.key}: no keyframe within {timeout_s:g}s")
+        await asyncio.sleep(0.1)
+    assert up.init is not None
+    proc = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "mp4", "-i", "pipe:0",
+        "-frames:v", "1", "-q:v", "3", "-f", "image2", "-c:v", "mjpeg", "pipe:1",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(up.init + frag.data), timeout_s)
+    if proc.returncode != 0 or not out:
+        log.warning("camera %s: snapshot decode failed: %s", up.key, err.decode(errors="replace")[-300:])
+        raise CameraUnavailable(f"camera stream {up.key}: could not decode a frame")
+    return out
+
+
+@routes.get("/api/v1/cameras/{camera}/snapshot.jpg")
+@requires(Permission.LIVE_VIEW)
+async def snapshot(request: web.Request) -> web.Response:
+    stream = stream_of(request)
+    cam = await _camera(request, stream)
+    up, viewer = await join(request, cam, stream)
+    try:
+        jpeg = await snapshot_jpeg(up)
+    finally:
+        request.app[LIVE].leave(up, viewer)
+    headers = {"Cache-Control": "no-store"}
+    if request.query.get("download") == "1":
+        taken = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        headers["Content-Disposition"] = f'attachment; filename="camera{cam.id}-{taken}.jpg"'
+        async with transaction(request.app[SESSIONS]) as session:
+            await audit.append(session, actor(request), "live.snapshot", f"camera:{cam.id}", stream=stream)
+    return web.Response(body=jpeg, content_type="image/jpeg", headers=headers)

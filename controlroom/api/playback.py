@@ -1,0 +1,226 @@
+"""Playback of recorded footage, remuxed (never transcoded) to fragmented MP4.
+
+Two steps, so that the browser knows how media time maps to wall-clock time:
+
+1. ``GET /api/v1/cameras/{camera}/playback?at=ISO`` (audited ``playback.start``) returns a
+   *plan*: the run of recorded pieces that covers ``at`` (or the next recording after it, if
+   ``at`` falls in a gap), as ``pieces`` with ``start_us``/``end_us`` and ``media_offset_s``
+   (where each piece begins in the media timeline), ``offset_s`` (the media time of ``at``) and
+   ``stream_url``.
+2. ``GET /api/v1/cameras/{camera}/playback/stream.mp4?start_us=...`` streams the run as
+   fragmented MP4: ``ffmpeg -f concat -i <list> -c copy -movflags frag_keyframe+empty_moov``.
+   The browser feeds it to Media Source Extensions and reads it only as fast as it plays, so
+   TCP back-pressure keeps ffmpeg (and memory) idle while the operator watches.
+
+A run is catalogued segments joined while the gap between them is at most ``JOIN_GAP_US``,
+capped at ``MAX_RUN_US``, and, when it reaches the newest catalogued segment, the segment the
+recorder is writing now in ``<root>/<camera>/incoming/`` (Matroska is readable while it is
+written). That is how "20 s ago" plays although segments are 30 s long. The growing file's start
+is the end of the segment before it (the recorder closes one segment exactly where the next
+begins); after a restart, the wall-clock time in its name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from controlroom.auth import actor
+from controlroom.context import SESSIONS, SETTINGS
+from controlroom.permissions import Permission, requires
+from controlroom.timefmt import iso_to_us, us_to_iso
+from storage import Invalid, NotFound, audit, inventory
+from storage.catalogue import incoming_dir, safe_path
+from storage.db import now_us, transaction
+from storage.models import Segment, SegmentState
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+JOIN_GAP_US = 1_500_000  # segments closer than this play as one run (keyframe-cut boundaries)
+MAX_RUN_US = 15 * 60 * 1_000_000  # one stream covers at most this much; the player asks again
+_INCOMING_NAME = re.compile(r"(\d{8}T\d{6})Z\.mkv$")
+
+
+@dataclass(frozen=True)
+class Piece:
+    path: Path
+    start_us: int
+    end_us: int | None  # None: the file being written now
+    media_offset_s: float = 0.0
+
+    def json(self, tz: ZoneInfo) -> dict:
+        end = self.end_us
+        return {
+            "start_us": self.start_us, "end_us": end, "growing": end is None,
+            "start": us_to_iso(self.start_us), "start_local": us_to_iso(self.start_us, tz),
+            "media_offset_s": round(self.media_offset_s, 6),
+        }
+
+
+def incoming_start_us(path: Path, last_end_us: int | None) -> int | None:
+    """When the file being written began (see the module docstring)."""
+    match = _INCOMING_NAME.search(path.name)
+    named_us = None
+    if match:
+        named_us = int(datetime.strptime(match[1], "%Y%m%dT%H%M%S").replace(tzinfo=UTC).timestamp() * 1e6)
+    if last_end_us is not None and (named_us is None or abs(named_us - last_end_us) < 3_000_000):
+        return last_end_us
+    return named_us
+
+
+def newest_incoming(root: Path, camera_id: int) -> Path | None:
+    folder = incoming_dir(root, camera_id)
+    try:
+        files = [p for p in folder.iterdir() if p.suffix == ".mkv" and p.stat().st_size > 0]
+    except FileNotFoundError:
+        return None
+    return max(files, key=lambda p: p.stat().st_mtime, default=None)
+
+
+async def find_run(session: AsyncSession, root: Path, camera_id: int, at_us: int) -> list[Piece]:
+    """The pieces of the run that contains ``at_us``, or the next run after it ([] if none)."""
+    rows = (await session.execute(
+        select(Segment).where(
+            Segment.camera_id == camera_id, Segment.end_us > at_us,
+            Segment.start_us < at_us + MAX_RUN_US, Segment.state != SegmentState.GARBAGE.value,
+        ).order_by(Segment.start_us).limit(200)
+    )).scalars().all()
+    pieces: list[Piece] = []
+    media_s = 0.0
+    for seg in rows:
+        if pieces:
+            prev_end = pieces[-1].end_us or 0
+            if seg.start_us - prev_end > JOIN_GAP_US or seg.start_us - pieces[0].start_us > MAX_RUN_US:
+                return pieces
+        pieces.append(Piece(safe_path(root, seg.path), seg.start_us, seg.end_us, media_s))
+        media_s += (seg.end_us - seg.start_us) / 1e6
+    # The run reached the newest catalogued segment (or there is none after at_us): the file
+    # being written may continue it.
+    newest_end = await session.scalar(
+        select(Segment.end_us).where(Segment.camera_id == camera_id).order_by(Segment.end_us.desc()).limit(1)
+    )
+    if pieces and pieces[-1].end_us != newest_end:
+        return pieces
+    growing = newest_incoming(root, camera_id)
+    if growing is None:
+        return pieces
+    start = incoming_start_us(growing, newest_end)
+    if start is None:
+        return pieces
+    if pieces and start - (pieces[-1].end_us or 0) > JOIN_GAP_US:
+        return pieces
+    if not pieces and start > at_us + MAX_RUN_US:
+        return pieces
+    pieces.append(Piece(growing, start, None, media_s))
+    return pieces
+
+
+def concat_list(pieces: list[Piece]) -> str:
+    lines = ["ffconcat version 1.0"]
+    for p in pieces:
+        escaped = str(p.path).replace("'", "'\\''")
+        lines.append(f"file '{escaped}'")
+    return "\n".join(lines) + "\n"
+
+
+def remux_args(list_path: Path) -> list[str]:
+    return ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
+            "-f", "concat", "-safe", "0", "-i", str(list_path),
+            "-map", "0:v:0", "-c", "copy", "-f", "mp4",
+            "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-frag_duration", "1000000",
+            "pipe:1"]
+
+
+@routes.get("/api/v1/cameras/{camera}/playback")
+@requires(Permission.PLAYBACK)
+async def plan(request: web.Request) -> web.Response:
+    at_text = request.query.get("at")
+    if not at_text:
+        raise Invalid("query parameter at (ISO 8601 with offset) is required")
+    at_us = iso_to_us(at_text, "at")
+    settings = request.app[SETTINGS]
+    tz = ZoneInfo(settings.display_timezone)
+    async with transaction(request.app[SESSIONS]) as session:
+        cam = await inventory.get_camera(session, request.match_info["camera"])
+        pieces = await find_run(session, settings.storage_root, cam.id, at_us)
+        await audit.append(session, actor(request), "playback.start", f"camera:{cam.id}",
+                           at=us_to_iso(at_us), found=bool(pieces))
+    if not pieces:
+        raise NotFound(f"camera {cam.name!r} has no recording at or after {us_to_iso(at_us, tz)}")
+    start_us = pieces[0].start_us
+    offset_s = 0.0
+    for piece in pieces:
+        if piece.end_us is None or piece.end_us > at_us:
+            offset_s = piece.media_offset_s + max(0, at_us - piece.start_us) / 1e6
+            break
+    last = pieces[-1]
+    return web.json_response({
+        "camera": cam.id,
+        "at": us_to_iso(at_us), "at_local": us_to_iso(at_us, tz),
+        "start_us": start_us, "start": us_to_iso(start_us), "start_local": us_to_iso(start_us, tz),
+        "end_us": last.end_us, "growing": last.end_us is None,
+        "offset_s": round(offset_s, 6),
+        "in_gap": at_us < start_us,
+        "pieces": [p.json(tz) for p in pieces],
+        "stream_url": f"/api/v1/cameras/{cam.id}/playback/stream.mp4?start_us={start_us}",
+        "now_us": now_us(),
+    })
+
+
+@routes.get("/api/v1/cameras/{camera}/playback/stream.mp4")
+@requires(Permission.PLAYBACK)
+async def stream(request: web.Request) -> web.StreamResponse:
+    try:
+        start_us = int(request.query["start_us"])
+    except (KeyError, ValueError):
+        raise Invalid("query parameter start_us (integer UTC microseconds) is required") from None
+    root = request.app[SETTINGS].storage_root
+    async with request.app[SESSIONS]() as session:
+        cam = await inventory.get_camera(session, request.match_info["camera"])
+        # The plan's start is a piece's start; tolerate the growing file having been
+        # catalogued meanwhile (its catalogued start can differ by a few milliseconds).
+        pieces = await find_run(session, root, cam.id, start_us + 1)
+    if not pieces or abs(pieces[0].start_us - start_us) > JOIN_GAP_US:
+        raise NotFound("that recording is no longer available")
+    with tempfile.TemporaryDirectory(prefix="playback-") as tmp:
+        list_path = Path(tmp) / "run.ffconcat"
+        list_path.write_text(concat_list(pieces))
+        proc = await asyncio.create_subprocess_exec(
+            *remux_args(list_path), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        response = web.StreamResponse(headers={
+            "Content-Type": "video/mp4", "Cache-Control": "no-store",
+            "X-Media-Start-Us": str(pieces[0].start_us),
+        })
+        try:
+            await response.prepare(request)
+            assert proc.stdout is not None
+            while chunk := await proc.stdout.read(256 * 1024):
+                await response.write(chunk)
+            await proc.wait()
+            if proc.returncode:
+                err = await proc.stderr.read() if proc.stderr else b""
+                log.warning("camera %s: playback remux exited %s: %s", cam.id, proc.returncode,
+                            err.decode(errors="replace")[-300:])
+            await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        finally:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+    return response

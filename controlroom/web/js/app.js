@@ -1,0 +1,94 @@
+// The operator's screen: live grid (home), single camera view, playback, and the alerts panel.
+// Views are addressed by the URL fragment (#grid, #camera/ID, #playback/ID/UTCms), so the
+// browser's back button and a reload keep the operator where they were.
+
+import { api, setCsrfToken, csrfToken } from "./api.js";
+import { CameraStore } from "./cameras.js";
+import { Grid } from "./grid.js";
+import { SingleView } from "./single.js";
+import { PlaybackView } from "./playback.js";
+import { AlertsPanel } from "./alerts.js";
+import { formatLocal } from "./time.js";
+
+const $ = (id) => document.getElementById(id);
+
+async function boot() {
+  let me;
+  try { me = await api("/api/v1/session"); } catch (e) { if (e.status !== 401) throw e; return; }
+  if (me.csrf_token) setCsrfToken(me.csrf_token);
+  $("user-name").textContent = me.user ? `${me.user.display_name || me.user.username} (${me.user.role})` : "";
+
+  const store = new CameraStore();
+  await store.start();
+  const grid = new Grid($("grid"), store, { onOpen: (id) => go(`#camera/${id}`) });
+  const single = new SingleView(store, { onBack: () => go("#grid"), onBack30: (id) => go(`#playback/${id}/${Date.now() - 30e3}`) });
+  const playback = new PlaybackView(store, { onLive: (id) => go(`#camera/${id}`) });
+  const alerts = new AlertsPanel($("alerts-list"), $("alerts-count"), $("alerts-conn"));
+  alerts.start();
+  window.controlroom = { store, grid, single, playback, alerts }; // for tests and the curious
+
+  // Site filter and layout buttons.
+  const siteSel = $("site-filter");
+  const fillSites = () => {
+    const have = [...siteSel.options].slice(1).map((o) => o.value).join("\n");
+    const sites = store.sites();
+    if (have === sites.join("\n")) return;
+    siteSel.replaceChildren(siteSel.options[0], ...sites.map((s) => { const o = document.createElement("option"); o.value = s; o.textContent = s; return o; }));
+    siteSel.value = grid.site;
+  };
+  fillSites();
+  store.addEventListener("change", fillSites);
+  siteSel.addEventListener("change", () => grid.setSite(siteSel.value));
+  for (const b of document.querySelectorAll("[data-layout]")) b.addEventListener("click", () => grid.setLayout(Number(b.dataset.layout)));
+  for (const b of document.querySelectorAll("[data-view]")) b.addEventListener("click", () => go(b.dataset.view === "grid" ? "#grid" : `#playback/${store.list[0]?.id ?? ""}`));
+
+  $("logout").addEventListener("click", async () => {
+    try { await api("/api/v1/session", { method: "DELETE" }); } catch (e) { /* signed out anyway */ }
+    setCsrfToken(""); location.assign("/login");
+  });
+
+  const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback") };
+  let current = null;
+  function show(name) {
+    for (const [k, el] of Object.entries(views)) el.hidden = k !== name;
+    $("grid-controls").hidden = name !== "grid";
+    $("nav-grid").setAttribute("aria-pressed", String(name === "grid" || name === "single"));
+    $("nav-playback").setAttribute("aria-pressed", String(name === "playback"));
+    current = name;
+  }
+  function route() {
+    const [view, a, b] = location.hash.replace(/^#/, "").split("/");
+    if (view !== "camera") single.close();
+    if (view !== "playback") playback.close();
+    if (view === "camera" && a) { grid.hide(); show("single"); single.open(Number(a)); }
+    else if (view === "playback") { grid.hide(); show("playback"); playback.open(a ? Number(a) : store.list[0]?.id, b ? Number(b) : undefined); }
+    else { show("grid"); grid.show(); }
+  }
+  function go(hash) { if (location.hash === hash) route(); else location.hash = hash; }
+  window.addEventListener("hashchange", route);
+  route();
+
+  document.addEventListener("keydown", (ev) => {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (ev.target.closest && ev.target.closest("input, select, textarea")) return;
+    if (current === "playback" && playback.onKey(ev)) { ev.preventDefault(); return; }
+    const k = ev.key;
+    if (k === "g") go("#grid");
+    else if (k === "p") go(`#playback/${single.cam?.id ?? store.list[0]?.id ?? ""}`);
+    else if (k === "Escape" && current !== "grid") go("#grid");
+    else if (current === "single" && k === "b") $("single-back30").click();
+    else if (current === "single" && k === "s") $("single-snapshot").click();
+    else if (current === "grid" && ["1", "4", "9"].includes(k)) grid.setLayout(Number(k));
+    else return;
+    ev.preventDefault();
+  });
+
+  const clock = $("clock");
+  const tick = () => { const now = Date.now(); clock.textContent = formatLocal(now); clock.dateTime = new Date(now).toISOString(); };
+  tick(); setInterval(tick, 1000);
+  void csrfToken;
+}
+
+boot().catch((e) => {
+  const t = $("toast"); t.hidden = false; t.textContent = `The screen could not start: ${e.message}`;
+});

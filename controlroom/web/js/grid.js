@@ -1,0 +1,154 @@
+// The live grid: 1, 4, 9 or 16 tiles, each playing a camera's sub stream. The operator picks a
+// camera per tile (or drags one tile onto another to swap them; Alt+arrow keys do the same),
+// filters by site; the arrangement is remembered per site in this browser.
+
+import { LivePlayer, mseSupported } from "./mse.js";
+import { renderBadges, cameraOption } from "./cameras.js";
+
+const STORE_KEY = "controlroom.grid";
+const LAYOUTS = [1, 4, 9, 16];
+
+export class Grid {
+  constructor(el, store, { onOpen }) {
+    Object.assign(this, { el, store, onOpen });
+    this.saved = JSON.parse(localStorage.getItem(STORE_KEY) || "{}");
+    this.site = this.saved.site || "";
+    this.tiles = [];
+    this.active = false;
+    store.addEventListener("change", () => this.refreshBadges());
+  }
+
+  get arrangement() {
+    const key = this.site || "*";
+    this.saved.bySite = this.saved.bySite || {};
+    if (!this.saved.bySite[key]) {
+      this.saved.bySite[key] = { layout: 4, slots: this.store.inSite(this.site).slice(0, 16).map((c) => c.id) };
+    }
+    return this.saved.bySite[key];
+  }
+
+  save() { this.saved.site = this.site; localStorage.setItem(STORE_KEY, JSON.stringify(this.saved)); }
+
+  setSite(site) { this.site = site; this.save(); this.render(); }
+  setLayout(n) { if (!LAYOUTS.includes(n)) return; this.arrangement.layout = n; this.save(); this.render(); }
+
+  show() { this.active = true; this.render(); }
+  hide() { this.active = false; this.stopAll(); }
+
+  stopAll() { for (const t of this.tiles) t.player && t.player.stop(); this.tiles = []; this.el.replaceChildren(); }
+
+  render() {
+    this.stopAll();
+    if (!this.active) return;
+    const arr = this.arrangement;
+    const n = arr.layout;
+    this.el.className = `grid n${n}`;
+    for (let i = 0; i < n; i++) this.tiles.push(this.makeTile(i, arr.slots[i]));
+    this.el.replaceChildren(...this.tiles.map((t) => t.el));
+    document.querySelectorAll("[data-layout]").forEach((b) => b.setAttribute("aria-pressed", String(Number(b.dataset.layout) === n)));
+  }
+
+  makeTile(index, camId) {
+    const cam = camId != null ? this.store.get(camId) : null;
+    const el = document.createElement("div");
+    el.className = "tile"; el.tabIndex = 0; el.dataset.index = String(index);
+    el.setAttribute("role", "group");
+    const tile = { el, index, cam, player: null };
+    const head = document.createElement("div"); head.className = "tile-head";
+    const name = document.createElement("span"); name.className = "tile-name";
+    const site = document.createElement("span"); site.className = "tile-site";
+    const badges = document.createElement("span"); badges.className = "badges";
+    head.append(name, site, badges);
+    const message = document.createElement("div"); message.className = "tile-message";
+    const foot = document.createElement("div"); foot.className = "tile-foot";
+    const select = document.createElement("select");
+    select.setAttribute("aria-label", `Camera in tile ${index + 1}`);
+    const none = document.createElement("option"); none.value = ""; none.textContent = "(empty)";
+    select.append(none, ...this.store.inSite(this.site).map(cameraOption));
+    select.value = cam ? String(cam.id) : "";
+    select.addEventListener("change", () => this.assign(index, select.value ? Number(select.value) : null));
+    foot.append(select);
+    Object.assign(tile, { name, site, badges, message });
+    if (cam) {
+      name.textContent = cam.name;
+      site.textContent = cam.site || "";
+      el.setAttribute("aria-label", `Tile ${index + 1}: ${cam.name}`);
+      const video = document.createElement("video");
+      video.muted = true; video.autoplay = true; video.playsInline = true;
+      video.dataset.camera = String(cam.id);
+      el.append(video, head, message, foot);
+      tile.video = video;
+      if (mseSupported()) {
+        tile.player = new LivePlayer(video, cam.id, "sub", {
+          onState: (state, detail) => {
+            el.dataset.state = state;
+            message.textContent = state === "playing" ? "" : state === "connecting" ? "Connecting…"
+              : state === "reconnecting" ? `No picture: ${detail || "reconnecting"}` : (detail || state);
+          },
+        }).start();
+      } else {
+        // No MSE: a JPEG snapshot every two seconds instead.
+        const img = document.createElement("img"); img.alt = cam.name; video.replaceWith(img);
+        const load = () => { if (tile.stopped) return; img.src = `/api/v1/cameras/${cam.id}/snapshot.jpg?stream=sub&t=${Date.now()}`; };
+        img.onload = img.onerror = () => setTimeout(load, 2000); load();
+        tile.player = { stop: () => { tile.stopped = true; } };
+      }
+      renderBadges(badges, cam);
+      el.addEventListener("dblclick", () => this.onOpen(cam.id));
+    } else {
+      const empty = document.createElement("div"); empty.className = "tile-empty";
+      empty.textContent = "Choose a camera";
+      el.append(empty, foot);
+      el.setAttribute("aria-label", `Tile ${index + 1}: empty`);
+    }
+    el.addEventListener("keydown", (ev) => this.onKey(ev, tile));
+    el.draggable = true;
+    el.addEventListener("dragstart", (ev) => ev.dataTransfer.setData("text/x-tile", String(index)));
+    el.addEventListener("dragover", (ev) => { ev.preventDefault(); el.classList.add("drop"); });
+    el.addEventListener("dragleave", () => el.classList.remove("drop"));
+    el.addEventListener("drop", (ev) => {
+      ev.preventDefault(); el.classList.remove("drop");
+      const from = Number(ev.dataTransfer.getData("text/x-tile"));
+      if (!Number.isNaN(from)) this.swap(from, index);
+    });
+    return tile;
+  }
+
+  onKey(ev, tile) {
+    if (ev.target !== tile.el) return;
+    const n = this.arrangement.layout, cols = Math.sqrt(n);
+    const moves = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -cols, ArrowDown: cols };
+    if (ev.key === "Enter" && tile.cam) { ev.preventDefault(); this.onOpen(tile.cam.id); return; }
+    if (ev.key in moves) {
+      const to = tile.index + moves[ev.key];
+      if (to < 0 || to >= n) return;
+      ev.preventDefault();
+      if (ev.altKey) { this.swap(tile.index, to); } // arrange: carry the camera along
+      this.focusTile(to);
+    }
+  }
+
+  focusTile(i) { const t = this.tiles[i]; if (t) t.el.focus(); }
+
+  assign(index, camId) {
+    const slots = this.arrangement.slots;
+    while (slots.length <= index) slots.push(null);
+    slots[index] = camId; this.save(); this.render(); this.focusTile(index);
+  }
+
+  swap(a, b) {
+    const slots = this.arrangement.slots;
+    while (slots.length <= Math.max(a, b)) slots.push(null);
+    [slots[a], slots[b]] = [slots[b], slots[a]]; this.save(); this.render();
+  }
+
+  refreshBadges() {
+    for (const t of this.tiles) {
+      if (!t.cam) continue;
+      const cam = this.store.get(t.cam.id);
+      if (!cam) continue;
+      t.name.textContent = cam.name; t.site.textContent = cam.site || "";
+      renderBadges(t.badges, cam);
+    }
+  }
+}

@@ -1,0 +1,69 @@
+// Times on screen: Europe/London with the UTC offset, so the October hour that happens twice
+// reads "01:30:00 +01:00" then "01:30:00 +00:00". Everything internal is UTC milliseconds.
+
+export const ZONE = "Europe/London";
+
+const partsFmt = new Intl.DateTimeFormat("en-GB", {
+  timeZone: ZONE, year: "numeric", month: "2-digit", day: "2-digit",
+  hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+  timeZoneName: "longOffset",
+});
+
+export function localParts(ms) {
+  const p = {};
+  for (const { type, value } of partsFmt.formatToParts(new Date(ms))) p[type] = value;
+  let off = (p.timeZoneName || "GMT").replace("GMT", "");
+  if (!off) off = "+00:00";
+  return { y: +p.year, mo: +p.month, d: +p.day, h: +p.hour, mi: +p.minute, s: +p.second,
+           date: `${p.year}-${p.month}-${p.day}`, time: `${p.hour}:${p.minute}:${p.second}`, offset: off };
+}
+
+export function offsetMs(ms) {
+  const off = localParts(ms).offset;
+  const sign = off[0] === "-" ? -1 : 1;
+  const [h, m] = off.slice(1).split(":").map(Number);
+  return sign * (h * 3600 + (m || 0) * 60) * 1000;
+}
+
+/** "2026-10-25 01:30:00 +01:00" */
+export function formatLocal(ms, { date = true } = {}) {
+  const p = localParts(ms);
+  return `${date ? p.date + " " : ""}${p.time} ${p.offset}`;
+}
+
+/** "01:30:00.480 +01:00": for the playback position. */
+export function formatLocalPrecise(ms) {
+  const p = localParts(ms);
+  const frac = String(Math.floor(((ms % 1000) + 1000) % 1000)).padStart(3, "0");
+  return `${p.date} ${p.time}.${frac} ${p.offset}`;
+}
+
+/** UTC ms of a wall-clock time on a London date ("2026-03-29", 0..24 h). In the October
+ * repeated hour the earlier (BST) instant is returned; a time in the missing March hour is
+ * moved forward by an hour, as clocks do. */
+export function londonToUtc(dateStr, h = 0, mi = 0, s = 0) {
+  const [y, mo, d] = dateStr.split("-").map(Number);
+  const naive = Date.UTC(y, mo - 1, d, h, mi, s);
+  // Try the offsets in force either side; keep those that give back the same wall time.
+  const candidates = [naive - offsetMs(naive - 3 * 3600e3), naive - offsetMs(naive + 3 * 3600e3)];
+  const fits = candidates.filter((t) => { const p = localParts(t); return p.h === h && p.mi === mi && p.date === dateStr; });
+  if (fits.length) return Math.min(...fits);
+  return naive - offsetMs(naive - 3 * 3600e3);
+}
+
+/** [start, end) UTC ms of a London calendar day: 23, 24 or 25 hours long. */
+export function londonDay(dateStr) {
+  const start = londonToUtc(dateStr, 0, 0, 0);
+  const next = new Date(Date.UTC(...dateStr.split("-").map((v, i) => (i === 1 ? +v - 1 : +v))) + 86400e3 + 43200e3);
+  const nextStr = localParts(next.getTime()).date;
+  return [start, londonToUtc(nextStr, 0, 0, 0)];
+}
+
+export function todayLondon() { return localParts(Date.now()).date; }
+
+export function sinceText(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 90) return `${s} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  return `${Math.round(s / 3600)} h`;
+}

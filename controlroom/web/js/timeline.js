@@ -1,0 +1,83 @@
+// A time bar drawn on a canvas: recorded spans (green) and gaps (red) over a range, hour or
+// minute ticks in Europe/London time, and a cursor. Click or drag to pick a time; arrow keys
+// move it (10 s, Shift 1 min), Enter plays from it.
+
+import { localParts } from "./time.js";
+
+const COLOURS = { bg: "#161b22", span: "#2ea043", growing: "#56d364", gap: "#f85149", tick: "#6e7681",
+  text: "#c9d1d9", cursor: "#ffd33d", future: "#0d1117" };
+
+export class Timeline {
+  constructor(canvas, { onPick }) {
+    Object.assign(this, { canvas, onPick });
+    this.start = 0; this.end = 1; this.spans = []; this.gaps = []; this.cursor = null; this.dragging = false;
+    canvas.addEventListener("pointerdown", (ev) => { canvas.setPointerCapture(ev.pointerId); this.dragging = true; this.pick(ev, false); });
+    canvas.addEventListener("pointermove", (ev) => { if (this.dragging) this.pick(ev, false); });
+    canvas.addEventListener("pointerup", (ev) => { if (this.dragging) { this.dragging = false; this.pick(ev, true); } });
+    canvas.addEventListener("keydown", (ev) => this.key(ev));
+    new ResizeObserver(() => this.draw()).observe(canvas);
+  }
+
+  setRange(start, end) { this.start = start; this.end = end; this.draw(); }
+  setData(spans, gaps) { this.spans = spans; this.gaps = gaps; this.draw(); }
+  setCursor(ms) { this.cursor = ms; this.canvas.setAttribute("aria-valuetext", ms ? new Date(ms).toISOString() : ""); this.draw(); }
+
+  x(ms, w) { return ((ms - this.start) / (this.end - this.start)) * w; }
+
+  pick(ev, final) {
+    const r = this.canvas.getBoundingClientRect();
+    const f = Math.min(1, Math.max(0, (ev.clientX - r.left) / r.width));
+    const ms = Math.round(this.start + f * (this.end - this.start));
+    this.setCursor(ms);
+    this.onPick(ms, final);
+  }
+
+  key(ev) {
+    if (this.cursor == null) return;
+    const step = ev.shiftKey ? 60e3 : 10e3;
+    if (ev.key === "ArrowLeft" || ev.key === "ArrowRight") {
+      ev.preventDefault();
+      this.setCursor(this.cursor + (ev.key === "ArrowLeft" ? -step : step));
+      this.onPick(this.cursor, false);
+    } else if (ev.key === "Enter") { ev.preventDefault(); this.onPick(this.cursor, true); }
+  }
+
+  draw() {
+    const c = this.canvas, dpr = window.devicePixelRatio || 1;
+    const w = c.clientWidth, h = c.clientHeight;
+    if (!w || !h) return;
+    if (c.width !== Math.round(w * dpr)) { c.width = Math.round(w * dpr); c.height = Math.round(h * dpr); }
+    const g = c.getContext("2d");
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.fillStyle = COLOURS.bg; g.fillRect(0, 0, w, h);
+    const now = Date.now();
+    if (now < this.end) { g.fillStyle = COLOURS.future; g.fillRect(this.x(now, w), 0, w, h); }
+    const barTop = 4, barH = h * 0.45;
+    for (const [s, e] of this.gaps) { g.fillStyle = COLOURS.gap; g.fillRect(this.x(s, w), barTop, Math.max(1, this.x(Math.min(e ?? now, now), w) - this.x(s, w)), barH); }
+    for (const [s, e, growing] of this.spans) {
+      g.fillStyle = growing ? COLOURS.growing : COLOURS.span;
+      g.fillRect(this.x(s, w), barTop, Math.max(1, this.x(e, w) - this.x(s, w)), barH);
+    }
+    // Ticks on local (London) minute boundaries; offsets are whole hours, so UTC steps work.
+    const span = this.end - this.start;
+    const stepMin = span > 6 * 3600e3 ? 60 : span > 2 * 3600e3 ? 15 : 5;
+    const labelEvery = span > 6 * 3600e3 ? 2 : span > 2 * 3600e3 ? 4 : 2;
+    g.font = "13px DejaVu Sans, sans-serif"; g.textBaseline = "top";
+    let t = Math.ceil(this.start / (stepMin * 60e3)) * stepMin * 60e3, n = 0, lastOffset = null;
+    for (; t <= this.end; t += stepMin * 60e3, n++) {
+      const p = localParts(t), X = this.x(t, w);
+      g.fillStyle = COLOURS.tick; g.fillRect(X, barTop + barH, 1, 6);
+      const m = Math.round(t / 60e3);
+      if ((m / stepMin) % labelEvery === 0 || lastOffset !== p.offset) {
+        let label = `${String(p.h).padStart(2, "0")}:${String(p.mi).padStart(2, "0")}`;
+        if (lastOffset !== null && lastOffset !== p.offset) label += ` (${p.offset})`;
+        g.fillStyle = COLOURS.text; g.fillText(label, Math.min(X + 2, w - 60), barTop + barH + 8);
+      }
+      lastOffset = p.offset;
+    }
+    if (this.cursor != null && this.cursor >= this.start && this.cursor <= this.end) {
+      const X = this.x(this.cursor, w);
+      g.fillStyle = COLOURS.cursor; g.fillRect(X - 1, 0, 3, h);
+    }
+  }
+}

@@ -1,0 +1,104 @@
+"""The whole service with simulated cameras and a real Chromium, for the UI tests and bench/live.
+
+Used by tests/test_ui*.py and bench/live.py: one simulator (GStreamer RTSP server), the real
+``create_app()`` on a free loopback port with a temporary data directory (SQLite), the cameras
+adopted into the inventory, an operator account, and Playwright driving Debian's chromium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from cameras.simulator import Simulation
+from controlroom.app import create_app
+from controlroom.context import KEYS, SESSIONS
+from controlroom.settings import Settings, load_settings
+from storage import accounts, audit, inventory
+from storage.db import transaction
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--autoplay-policy=no-user-gesture-required"]
+OPERATOR = "operator1"
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Stack:
+    sim: Simulation
+    app: web.Application
+    settings: Settings
+    base_url: str
+    cameras: dict[str, int]  # simulated camera name -> inventory id
+
+    def camera_id(self, name: str) -> int:
+        return self.cameras[name]
+
+
+@contextlib.asynccontextmanager
+async def running_stack(work: Path, *, cameras: int = 4, live: int = 1, ptz: int = 1, record: bool = True,
+                        onvif: bool = False, **overrides: Any) -> AsyncIterator[Stack]:
+    data = work / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    settings = load_settings(data, environ={}).with_overrides(
+        **{"http.port": 0, "mqtt.enabled": False, **overrides})
+    async with Simulation(work / "sim", cameras=cameras, live=live, ptz=ptz, onvif=onvif) as sim:
+        app = create_app(settings, record=record)
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = runner.addresses[0][1]
+            ids: dict[str, int] = {}
+            hashed = await asyncio.to_thread(accounts.hash_password, PASSWORD)
+            async with transaction(app[SESSIONS]) as session:
+                for spec_data in sim.inventory():
+                    spec = inventory.parse_spec(inventory.CameraSpec, spec_data, "simulator")
+                    cam = await inventory.add_camera(session, spec, app[KEYS])
+                    ids[cam.name] = cam.id
+                await accounts.create_user(session, OPERATOR, "operator", hashed)
+                await audit.append(session, "test", "user.add", f"user:{OPERATOR}", role="operator")
+            if record:
+                from controlroom.context import SUPERVISOR
+
+                await app[SUPERVISOR].reload()
+            yield Stack(sim, app, settings, f"http://127.0.0.1:{port}", ids)
+        finally:
+            await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def browser_page(base_url: str, *, width: int = 1920, height: int = 1080):
+    """A logged-in operator's page (Debian chromium via Playwright; no browser download)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(viewport={"width": width, "height": height})
+            page = await context.new_page()
+            yield page
+        finally:
+            await browser.close()
+
+
+async def log_in(page, base_url: str, username: str = OPERATOR, password: str = PASSWORD) -> None:
+    await page.goto(f"{base_url}/login")
+    await page.fill("#username", username)
+    await page.fill("#password", password)
+    await page.click("#login-button")
+    await page.wait_for_url(f"{base_url}/")
+    await page.wait_for_selector("#grid .tile")
+
+
+async def playing_times(page, selector: str) -> list[float]:
+    return await page.eval_on_selector_all(selector, "els => els.map(v => v.currentTime)")
