@@ -31,7 +31,7 @@ from typing import Any
 
 from controlroom import __version__
 from controlroom.evidence.plan import CameraWindow
-from controlroom.evidence.working import Cancelled, make_working_copy
+from controlroom.evidence.working import Cancelled, WorkingJob
 from controlroom.timefmt import local_iso, us_to_iso
 from storage.catalogue import safe_path
 from storage.keys import Keys
@@ -257,8 +257,13 @@ def write_package(
     writer = PackageWriter(path, exhibit, progress, cancel)
     masters: dict[int, list[dict[str, Any]]] = {}
     cuts: dict[int, dict[str, Any]] = {}
+    # Pipeline: ffmpeg cuts camera k's working copy while its masters are copied, and camera
+    # k+1's while camera k's working copy goes into the ZIP (two cores, one disk).
+    jobs: list[WorkingJob] = []
     try:
-        for cam in plan:
+        if plan:
+            jobs.append(WorkingJob(plan[0], storage_root, workdir))
+        for k, cam in enumerate(plan):
             progress.stage = f"copying masters of camera {cam.camera_id}"
             rows = masters.setdefault(cam.camera_id, [])
             for seg in cam.segments:
@@ -274,7 +279,9 @@ def write_package(
                 if on_file:
                     on_file(name)
             progress.stage = f"making the working copy of camera {cam.camera_id}"
-            made = make_working_copy(cam, storage_root, workdir, cancel)
+            made = jobs[k].wait(cancel)
+            if k + 1 < len(plan):
+                jobs.append(WorkingJob(plan[k + 1], storage_root, workdir))
             if made is None:
                 cuts[cam.camera_id] = None  # type: ignore[assignment]
                 continue
@@ -310,6 +317,8 @@ def write_package(
         writer.add_bytes("manifest.sig", keys.sign(manifest), "signature", produced_us, listed=False)
         count = len(writer.files) + 3
     finally:
+        for job in jobs:
+            job.kill()
         writer.close()
     with path.open("rb+") as fh:
         os.fsync(fh.fileno())

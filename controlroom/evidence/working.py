@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -124,52 +125,75 @@ def subtitles(cam: CameraWindow, cut: Cut) -> str:
     return "\n".join(cues)
 
 
+class WorkingJob:
+    """One camera's working copy being made by ffmpeg in the background (so the package writer
+    can copy masters meanwhile). ``wait`` returns ``(mp4, srt, cut)``."""
+
+    def __init__(self, cam: CameraWindow, storage_root: Path, workdir: Path) -> None:
+        self.cam = cam
+        self.cut = plan_cut(cam, storage_root)
+        self.proc: subprocess.Popen[bytes] | None = None
+        if self.cut is None or self.cut.duration_us <= 0:
+            return
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.concat = workdir / f"{cam.slug}.ffconcat"
+        self.concat.write_text(self.cut.concat)
+        self.srt = workdir / f"{cam.slug}.srt"
+        self.srt.write_text(subtitles(cam, self.cut), encoding="utf-8")
+        self.out = workdir / f"{cam.slug}.mp4"
+        title = f"Camera {cam.camera_id} {cam.name}" + (f", {cam.site}" if cam.site else "")
+        # No +faststart: it rewrites the whole file a second time; players read moov at the end.
+        args = [
+            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+            "-ss", f"{self.cut.seek_us / 1e6:.6f}", "-to", f"{self.cut.to_us / 1e6:.6f}",
+            "-f", "concat", "-safe", "0", "-i", str(self.concat),
+            "-i", str(self.srt),
+            "-map", "0:v:0", "-map", "1:0", "-c:v", "copy", "-c:s", "mov_text",
+            "-disposition:s:0", "default", "-metadata:s:s:0", "language=eng",
+            "-metadata", f"title={title}", "-metadata", "comment=Working copy; master files are in master/",
+            str(self.out),
+        ]
+        # ffmpeg's messages go to the system temporary folder, not the export disk (which may
+        # be the disk that filled up: the message saying so must still be readable).
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def wait(self, cancel: threading.Event, *, timeout_s: float = 3600) -> tuple[Path, Path, Cut] | None:
+        if self.proc is None or self.cut is None:
+            return None
+        cam = self.cam
+        waited_s = 0.0
+        try:
+            while True:
+                try:
+                    self.proc.wait(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    waited_s += 0.2
+                    if cancel.is_set():
+                        raise Cancelled("export cancelled") from None
+                    if waited_s > timeout_s:
+                        raise WorkingCopyError(f"camera {cam.camera_id}: ffmpeg took over {timeout_s:.0f} s") from None
+        finally:
+            self.kill()
+        self.log.seek(0)
+        stderr = self.log.read(65536).decode(errors="replace")
+        self.log.close()
+        self.concat.unlink(missing_ok=True)
+        if self.proc.returncode != 0:
+            if "No space left on device" in stderr:
+                raise OSError(errno.ENOSPC, f"camera {cam.camera_id}: no space left on device for the working copy")
+            tail = " | ".join(stderr.strip().splitlines()[-3:])
+            raise WorkingCopyError(f"camera {cam.camera_id}: ffmpeg failed making the working copy: {tail}")
+        return self.out, self.srt, self.cut
+
+
 def make_working_copy(cam: CameraWindow, storage_root: Path, workdir: Path, cancel: threading.Event,
                       *, timeout_s: float = 3600) -> tuple[Path, Path, Cut] | None:
     """Write ``<slug>.mp4`` and ``<slug>.srt`` in ``workdir``; None when there is no footage."""
-    cut = plan_cut(cam, storage_root)
-    if cut is None or cut.duration_us <= 0:
-        return None
-    concat = workdir / f"{cam.slug}.ffconcat"
-    concat.write_text(cut.concat)
-    srt = workdir / f"{cam.slug}.srt"
-    srt.write_text(subtitles(cam, cut), encoding="utf-8")
-    out = workdir / f"{cam.slug}.mp4"
-    title = f"Camera {cam.camera_id} {cam.name}" + (f", {cam.site}" if cam.site else "")
-    args = [
-        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-        "-ss", f"{cut.seek_us / 1e6:.6f}", "-to", f"{cut.to_us / 1e6:.6f}",
-        "-f", "concat", "-safe", "0", "-i", str(concat),
-        "-i", str(srt),
-        "-map", "0:v:0", "-map", "1:0", "-c:v", "copy", "-c:s", "mov_text",
-        "-disposition:s:0", "default", "-metadata:s:s:0", "language=eng",
-        "-metadata", f"title={title}", "-metadata", "comment=Working copy; master files are in master/",
-        "-movflags", "+faststart", str(out),
-    ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    waited_s = 0.0
-    try:
-        while True:
-            try:
-                proc.wait(timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
-                waited_s += 0.2
-                if cancel.is_set():
-                    raise Cancelled("export cancelled") from None
-                if waited_s > timeout_s:
-                    raise WorkingCopyError(f"camera {cam.camera_id}: ffmpeg took over {timeout_s:.0f} s") from None
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.stderr:
-        proc.stderr.close()
-    if proc.returncode != 0:
-        if "No space left on device" in stderr:
-            raise OSError(errno.ENOSPC, f"camera {cam.camera_id}: no space left on device for the working copy")
-        tail = " | ".join(stderr.strip().splitlines()[-3:])
-        raise WorkingCopyError(f"camera {cam.camera_id}: ffmpeg failed making the working copy: {tail}")
-    concat.unlink(missing_ok=True)
-    return out, srt, cut
+    return WorkingJob(cam, storage_root, workdir).wait(cancel, timeout_s=timeout_s)
