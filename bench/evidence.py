@@ -86,10 +86,10 @@ async def build_store(data: Path, source: Path, cameras: int, minutes: int) -> t
     return ids, base, base + count * seg_us, total
 
 
-def floor(data: Path) -> tuple[float, int]:
-    """Read, SHA-256 and write every master once, then fsync: the least an exporter can do."""
+def floor(data: Path, files: list[Path] | None = None) -> tuple[float, int]:
+    """Read, SHA-256 and write every file once, then fsync: the least an exporter can do."""
     out = data / "floor.bin"
-    files = sorted((data / "recordings").rglob("*.mkv"))
+    files = files if files is not None else sorted((data / "recordings").rglob("*.mkv"))
     t0 = time.perf_counter()
     total = 0
     with out.open("wb") as dst:
@@ -188,13 +188,19 @@ def main() -> int:
             return 1
         floor2_s, _ = floor(data)  # again, after: the page cache is as warm for both
         best_floor = min(floor_s, floor2_s)
+        # The package holds the masters and a working copy of about the same size: the floor
+        # for writing *its* bytes is the same loop over the package file.
+        package = next((data / "evidence").rglob("*.zip"))
+        pkg_floor_s = min(floor(data, [package])[0] for _ in range(2))
         fps = burn_in_fps(work, source)
         frames = args.cameras * 3600 * 25
         print(f"floor (read + SHA-256 + write + fsync the masters): {best_floor:.2f} s "
               f"({floor_bytes / best_floor / 1e6:.0f} MB/s; runs {floor_s:.2f} and {floor2_s:.2f} s)")
         print(f"export (masters + working copies + manifest + signature + read-back): {result['export_s']:.2f} s, "
               f"package {result['package_bytes'] / 1e9:.2f} GB")
-        print(f"ratio export / floor: {result['export_s'] / best_floor:.2f}x (goal <= 2x)")
+        print(f"floor over the package's own bytes (masters + working copies): {pkg_floor_s:.2f} s")
+        print(f"ratio export / floor of the masters: {result['export_s'] / best_floor:.2f}x (goal <= 2x); "
+              f"export / floor of the package bytes: {result['export_s'] / pkg_floor_s:.2f}x")
         print(f"peak RSS: export process {result['python_peak_rss_mb']:.0f} MB, "
               f"largest ffmpeg child {result['ffmpeg_peak_rss_mb']:.0f} MB (goal < 200 MB)")
         print(f"burning the time into the picture (drawtext + libx264 ultrafast, 1080p): {fps:.0f} fps; "
