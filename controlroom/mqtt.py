@@ -51,16 +51,38 @@ class MqttBridge:
     async def run_once(self) -> None:
         """One connection: publish until it fails (raises aiomqtt.MqttError) or is cancelled."""
         s = self.settings
-        async with aiomqtt.Client(s.host, s.port, identifier=None, timeout=10) as client:
+        async with aiomqtt.Client(s.host, s.port, timeout=10) as client:
             self.connected.set()
             log.info("mqtt: connected to %s:%s", s.host, s.port)
-            while True:
-                if self._pending is None:
-                    self._pending = await self.queue.get()
-                alert = self._pending
-                await client.publish(topic_for(s.topic_prefix, alert), payload_for(alert), qos=1)
-                self._pending = None
-                self.published += 1
+            # Waiting for the next alert does not notice a dead broker; the (empty) message
+            # stream does: it ends with MqttError on disconnection.
+            tasks = {asyncio.create_task(self._publish(client)), asyncio.create_task(self._watch(client))}
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                        await task
+
+    async def _publish(self, client: aiomqtt.Client) -> None:
+        prefix = self.settings.topic_prefix
+        while True:
+            if self._pending is None:
+                self._pending = await self.queue.get()
+            alert = self._pending  # kept until the broker has it: re-sent after a reconnection
+            await client.publish(topic_for(prefix, alert), payload_for(alert), qos=1)
+            self._pending = None
+            self.published += 1
+
+    @staticmethod
+    async def _watch(client: aiomqtt.Client) -> None:
+        async for _ in client.messages:
+            pass
+        raise aiomqtt.MqttError("disconnected")
 
     async def run(self) -> None:
         backoff = self.settings.reconnect_initial_s
@@ -71,7 +93,7 @@ class MqttBridge:
                 except aiomqtt.MqttError as exc:
                     was_up = self.connected.is_set()
                     self.connected.clear()
-                    log.warning("mqtt: %s to %s:%s (%s); retrying in %.0f s",
+                    log.warning("mqtt: %s to %s:%s (%s); retrying in %.1f s",
                                 "lost connection" if was_up else "cannot connect",
                                 self.settings.host, self.settings.port, exc, backoff)
                     if was_up:
