@@ -30,7 +30,8 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 gi.require_version("GstRtsp", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+gi.require_version("GstVideo", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer, GstVideo  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 FONT_BOLD = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
@@ -147,7 +148,7 @@ class ClipFactory(GstRtspServer.RTSPMediaFactory):
 
 def x264(bitrate_kbps: int, gop: int) -> str:
     return (
-        f"x264enc tune=zerolatency speed-preset=ultrafast bitrate={bitrate_kbps} "
+        f"x264enc tune=zerolatency speed-preset=ultrafast threads=1 bitrate={bitrate_kbps} "
         f"key-int-max={gop} ! video/x-h264,profile=high ! h264parse "
         f"! rtph264pay name=pay0 pt=96 config-interval=-1"
     )
@@ -269,7 +270,7 @@ class PtzFactory(GstRtspServer.RTSPMediaFactory):
             f"! videoscale ! video/x-raw,width={width},height={height},pixel-aspect-ratio=1/1 "
             f"! textoverlay name=clock valignment=top halignment=right shaded-background=true "
             f"font-desc=\"DejaVu Sans Mono Bold {font}\" "
-            f"! textoverlay name=position valignment=top halignment=left shaded-background=true "
+            f"! textoverlay name=position valignment=bottom halignment=right shaded-background=true "
             f"font-desc=\"DejaVu Sans Bold {font}\" "
             f"! textoverlay text=\"{name}\" valignment=bottom halignment=left "
             f"shaded-background=true font-desc=\"DejaVu Sans Bold {font}\" "
@@ -466,6 +467,25 @@ class Camera:
     def on_client_connected(self, _server, client: GstRtspServer.RTSPClient) -> None:
         self.clients.add(client)
         client.connect("closed", lambda c: self.clients.discard(c))
+        if self.spec["mode"] != "clip":  # clip media are per client and start on a keyframe
+            client.connect("play-request", self.on_play_request)
+
+    @staticmethod
+    def on_play_request(_client, context) -> None:
+        """A client joining a shared live stream gets a fresh keyframe, as many cameras do."""
+        media = context.media
+        if media is None:
+            return
+        pay = media.get_element().get_by_name_recurse_up("pay0")
+        if pay is None:
+            return
+
+        def force_key_unit() -> bool:
+            event = GstVideo.video_event_new_upstream_force_key_unit(Gst.CLOCK_TIME_NONE, True, 0)
+            pay.send_event(event)
+            return False
+
+        GLib.timeout_add(150, force_key_unit)
 
     def on_air(self) -> None:
         if self.source is not None:
