@@ -147,10 +147,17 @@ async def test_whole_flow_request_hold_approve_export_download_verify(app_client
     entry = register[0]
     assert entry["to"] == "PC Jane Smith (4521), Anyshire Police" and "AS/12345/26" in entry["why"]
     assert entry["lawful_basis"] == FIELDS["lawful_basis"] and entry["what"]["exhibit"] == shown["exhibit_reference"]
+    # A HEAD releases nothing; a first download that starts mid-file is still a release.
+    resp = await client.head(f"/api/v1/evidence/requests/{rid}/package", headers=supervisor)
+    assert resp.status == 200 and int(resp.headers["Content-Length"]) == package_bytes
+    resp = await client.get(f"/api/v1/evidence/requests/{rid}/package", headers={**supervisor, "Range": "bytes=5-"})
+    assert resp.status == 206 and len(await resp.read()) == package_bytes - 5
+    register = (await (await client.get("/api/v1/evidence/register", headers=supervisor)).json())["register"]
+    assert [e["released_by"] for e in register] == ["pc4521", "pc4521", "sgt1"]
     custody = await (await client.get(f"/api/v1/evidence/requests/{rid}/custody", headers=supervisor)).read()
     actions = [json.loads(line)["action"] for line in custody.decode().splitlines()]
     assert actions[:4] == ["request.submitted", "request.approved", "export.started", "package.produced"]
-    assert actions.count("package.downloaded") == 2
+    assert actions.count("package.downloaded") == 3
     assert check_custody(custody, app[KEYS].public_key) == []
 
     # Closing releases the hold, with a review date.

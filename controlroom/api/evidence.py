@@ -241,16 +241,23 @@ async def close(request: web.Request) -> web.Response:
     return web.json_response(data)
 
 
-async def _serve(request: web.Request, req: EvidenceRequest, *, via: str, who: str) -> web.StreamResponse:
-    """Stream the package; a download from byte 0 is a release (custody, register, audit)."""
+async def _serve(request: web.Request, req: EvidenceRequest, *, via: str, who: str,
+                 first_use: bool = False) -> web.StreamResponse:
+    """Stream the package. A GET from byte 0, the first GET of a link, or any GET by someone who
+    never downloaded this package before is a release (custody, register, audit); other Range
+    GETs resume one (audited)."""
     settings = request.app[SETTINGS]
     path = settings.evidence_root / req.package_path if req.package_path else None
     if req.state not in (RequestState.READY.value, RequestState.DOWNLOADED.value) or path is None or not path.is_file():
         raise NotFound(f"evidence request {req.id} has no package to download")
     ranged = request.headers.get("Range", "").strip()
-    fresh = not ranged or ranged.replace(" ", "").startswith("bytes=0-")
+    # A HEAD (a download manager sizing the file) releases nothing.
+    fresh = request.method == "GET" and (not ranged or ranged.replace(" ", "").startswith("bytes=0-"))
     async with transaction(request.app[SESSIONS]) as session:
         locked = await get_request(session, req.id, for_update=True)
+        if request.method == "GET" and not fresh:
+            fresh = first_use or not any(e.action == "package.downloaded" and e.actor == who
+                                         for e in await custody_log(session, req.id))
         if fresh:
             move(locked, RequestState.DOWNLOADED)
             what = {"exhibit": locked.exhibit_ref, "manifest_sha256": locked.manifest_sha256,
@@ -260,7 +267,9 @@ async def _serve(request: web.Request, req: EvidenceRequest, *, via: str, who: s
             await register_release(session, locked, released_by=who, what=what)
             await add_custody(session, locked.id, who, "package.downloaded", request.app[KEYS].sign, via=via,
                               address=request.remote or "", manifest_sha256=locked.manifest_sha256)
-        await audit.append(session, who, "evidence.download" if fresh else "evidence.download_resume",
+        action = "evidence.download" if fresh else ("evidence.download_head" if request.method == "HEAD"
+                                                    else "evidence.download_resume")
+        await audit.append(session, who, action,
                            f"evidence:{req.id}", via=via, range=ranged or None)
     return web.FileResponse(path, headers={
         "Content-Type": "application/zip",
@@ -299,18 +308,19 @@ async def make_link(request: web.Request) -> web.Response:
 @requires(Permission.PUBLIC)  # the token is the credential: 256 random bits, stored hashed
 async def download_by_link(request: web.Request) -> web.StreamResponse:
     ranged = request.headers.get("Range", "").strip()
-    fresh = not ranged or ranged.replace(" ", "").startswith("bytes=0-")
+    fresh = request.method == "GET" and (not ranged or ranged.replace(" ", "").startswith("bytes=0-"))
     async with transaction(request.app[SESSIONS]) as session:
         link: DownloadLink = await find_link(session, request.match_info["token"])
         if link.used_us is not None and fresh:
             await audit.append(session, f"link:{link.created_by}", "evidence.link_reuse_refused",
                                f"evidence:{link.request_id}", link=link.id)
             raise web.HTTPGone(text='{"error": "this one-time link was already used"}', content_type="application/json")
-        if link.used_us is None:
+        first_use = link.used_us is None and request.method == "GET"
+        if first_use:
             link.used_us = now_us()
         req = await get_request(session, link.request_id)
         who = link.created_by
-    return await _serve(request, req, via=f"one-time link {link.id}", who=who)
+    return await _serve(request, req, via=f"one-time link {link.id}", who=who, first_use=first_use)
 
 
 @routes.get(f"{PREFIX}/requests/{{id}}/custody")
