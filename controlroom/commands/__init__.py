@@ -3,7 +3,18 @@
 A command's ``func(settings, args)`` may be a coroutine function; ``cli.main`` runs it.
 """
 
-from controlroom.commands import audit, db, export, inventory, recordings, serve, simulate, tokens, users
+from controlroom.commands import (
+    audit,
+    db,
+    export,
+    hotlists,
+    inventory,
+    recordings,
+    serve,
+    simulate,
+    tokens,
+    users,
+)
 from controlroom.commands import onvif as onvif_commands
 
-COMMAND_MODULES = [onvif_commands, db, serve, inventory, recordings, users, tokens, audit, export, simulate]
+COMMAND_MODULES = [onvif_commands, db, serve, inventory, recordings, users, tokens, audit, export, hotlists, simulate]
