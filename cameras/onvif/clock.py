@@ -1,11 +1,12 @@
 """Camera clocks: measure each camera's offset, store it, flag and alert; set a camera's clock.
 
 ONVIF's GetSystemDateAndTime gives whole seconds only, so one reading pins the offset down to
-a one-second window, no better than the 1 s default threshold. :func:`measure_offset` takes a
-few readings spaced a tenth of a second apart and intersects their windows (each widened by
-the round trip), until the window is narrower than ``target_uncertainty_s`` or ``max_samples``
-readings are spent; the middle of the window is the offset. A second boundary inside the
-sampling run narrows the window to about the round-trip time.
+a one-second window, no better than the 1 s default threshold. :func:`measure_offset` takes
+further readings timed so that each one halves the window (bisection on the moment the camera's
+second ticks over), intersecting the windows (each widened by the round trip), until the window
+is narrower than ``target_uncertainty_s`` or ``max_samples`` readings are spent; the middle of the
+window is the offset. About five readings reach +-0.1 s on a LAN; the floor is half the round
+trip.
 
 The offset is camera clock minus our clock, in seconds (positive: the camera is ahead). A camera
 is flagged when ``|offset| > threshold_s``; the recorder copies ``Camera.clock_flag`` and
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +36,7 @@ from storage.models import Camera
 
 log = logging.getLogger(__name__)
 
-SAMPLE_SPACING_S = 0.1
-MAX_SAMPLES = 12
+MAX_SAMPLES = 8
 TARGET_UNCERTAINTY_S = 0.1
 
 
@@ -58,11 +59,21 @@ def camera_utc_s(reply: Any) -> float:
 async def measure_offset(session: OnvifSession, *, max_samples: int = MAX_SAMPLES,
                          target_uncertainty_s: float = TARGET_UNCERTAINTY_S) -> ClockReading:
     low, high = float("-inf"), float("inf")
+    rtt_s = 0.0
     samples = 0
     for samples in range(1, max_samples + 1):  # noqa: B007 - the count is reported
+        if samples > 1:
+            # Bisect: time the next reading so that, if the offset were the middle of the window,
+            # the camera's second would tick over just as it reads its clock. Whole second or
+            # not tells which half the offset is in.
+            mid = (low + high) / 2
+            now = time.time()
+            tick = math.ceil(now + rtt_s / 2 + mid + 0.002)
+            await asyncio.sleep(max(0.0, tick - mid - rtt_s / 2 - now))
         sent = time.time()
         reply = await session.call("devicemgmt", "GetSystemDateAndTime")
         received = time.time()
+        rtt_s = received - sent
         cam_s = camera_utc_s(reply)
         # The camera read its clock somewhere in [sent, received], and its true time then was in
         # [cam_s, cam_s + 1): so offset is in [cam_s - received, cam_s + 1 - sent).
@@ -71,8 +82,6 @@ async def measure_offset(session: OnvifSession, *, max_samples: int = MAX_SAMPLE
             low, high = cam_s - received, cam_s + 1 - sent
         if (high - low) / 2 <= target_uncertainty_s:
             break
-        # Space readings so they land at different fractions of the camera's second.
-        await asyncio.sleep(SAMPLE_SPACING_S + 0.013 * samples)
     return ClockReading((low + high) / 2, (high - low) / 2, samples)
 
 

@@ -36,6 +36,10 @@ NS = {
 # UDP may drop a datagram: the WS-Discovery spec repeats a multicast Probe; we send each Probe
 # twice, this far apart.
 PROBE_REPEAT_GAP_S = 0.2
+# A hundred cameras answer at once with about 1.5 kB each: the default receive buffer (about
+# 200 kB, half of it usable) dropped answers on a busy machine. The kernel caps this at
+# net.core.rmem_max.
+RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 class DiscoveryError(CameraError):
@@ -160,6 +164,7 @@ def multicast_socket(interface: str) -> socket.socket:
     address = interface_address(interface)
     ifindex = socket.if_nametoindex(interface)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, struct.pack("4s4si", b"\0" * 4, b"\0" * 4, ifindex))
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
@@ -212,6 +217,7 @@ async def discover(*, targets: list[str] | None = None, interfaces: list[str] | 
         if targets:
             resolved = [parse_target(t) for t in targets]
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
             sock.bind(("0.0.0.0", 0))
             sock.setblocking(False)
             transport, _ = await loop.create_datagram_endpoint(lambda: _Collector(on_message), sock=sock)

@@ -132,7 +132,36 @@ class OnvifSession:
             log.debug("%s: error while closing the ONVIF session", self.where, exc_info=True)
 
 
+_warm: dict[str, bool] = {}
+
+
+async def preload_wsdls() -> None:
+    """Parse the WSDLs we use once, before any burst of sessions.
+
+    onvif-zeep-async caches each parsed WSDL, but sessions opened together before the cache is
+    filled each parse them again (in threads, about a second of CPU each): with 32 adoptions at
+    once that starved the machine and timed requests out. Building the services of a camera that
+    is never contacted fills the cache, one WSDL at a time.
+    """
+    lock = _LOCKS.setdefault(asyncio.get_running_loop(), {}).setdefault("<wsdl>", asyncio.Lock())
+    async with lock:
+        if _warm.get("done"):
+            return
+        device = ONVIFCamera("192.0.2.1", 80, None, None, no_cache=True)
+        device.xaddrs = {NS_MEDIA: "http://192.0.2.1/m", NS_PTZ: "http://192.0.2.1/p", NS_EVENTS: "http://192.0.2.1/e",
+                         f"{NS_EVENTS}/PullPointSubscription": "http://192.0.2.1/s"}
+        try:
+            for create in (device.create_devicemgmt_service, device.create_media_service, device.create_ptz_service,
+                           device.create_events_service, device.create_pullpoint_service):
+                await create()
+        finally:
+            await device.close()
+        _warm["done"] = True
+
+
 async def open_session(xaddr: str, username: str, password: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> OnvifSession:
+    if not _warm.get("done"):
+        await preload_wsdls()
     host, port = split_xaddr(xaddr)
     device = ONVIFCamera(host, port, username or None, password or None, no_cache=True, adjust_time=True)
     session = OnvifSession(xaddr, device, timeout_s)

@@ -132,6 +132,7 @@ class DiscoveryResponder:
         self.transport: asyncio.DatagramTransport | None = None
         self.probes_answered = 0
         self._seq = 0
+        self._seen: dict[str, None] = {}
 
     def _socket(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -181,6 +182,12 @@ class DiscoveryResponder:
         relates_to = probe_wants_us(data)
         if relates_to is None or self.transport is None:
             return
+        # A Probe is repeated for UDP's sake; answer each MessageID once (WS-Discovery 1.1, 3.1.1).
+        if relates_to and relates_to in self._seen:
+            return
+        self._seen[relates_to] = None
+        if len(self._seen) > 256:
+            self._seen.pop(next(iter(self._seen)))
         self.probes_answered += 1
         for cam in self.cameras:
             self._seq += 1
@@ -194,7 +201,7 @@ async def _serve(args: argparse.Namespace) -> None:
                            sub_url=f"rtsp://{args.host}:8554/cam{i + 1}/sub", ptz=i % 10 == 0)
             for i in range(args.cameras)]
     sim = OnvifSimulator(cameras=cams, host=args.host, discovery_port=args.port,
-                         multicast_interface=args.interface)
+                         multicast_interface=args.interface, response_delay_s=args.delay_ms / 1000)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -217,6 +224,7 @@ def main() -> None:
     parser.add_argument("--interface", help="multicast on this interface (network namespaces only)")
     parser.add_argument("--prefix", default="NS-Cam-")
     parser.add_argument("--duration-s", type=float, default=120.0, help="stop by itself after this long")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="each SOAP reply takes this long (camera CPU)")
     parser.add_argument("--stats", action="store_true", help="print request statistics as JSON when stopping")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
