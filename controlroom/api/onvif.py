@@ -47,6 +47,7 @@ from storage.onvif import list_events
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+INVENTORY_FOLLOW_S = 30.0
 
 
 @dataclass
@@ -93,8 +94,22 @@ async def onvif_background_ctx(app: web.Application) -> AsyncIterator[None]:
     runtime = app[ONVIF]
     runtime.tasks.append(asyncio.create_task(runtime.clock.run(), name="onvif-clock"))
     if settings.cameras.events:
-        runtime.events = EventSubscriptions(app[SESSIONS], app[KEYS], timeout_s=settings.cameras.onvif_timeout_s)
-        await runtime.events.start()
+        events = runtime.events = EventSubscriptions(app[SESSIONS], app[KEYS],
+                                                     timeout_s=settings.cameras.onvif_timeout_s)
+        await events.start()
+
+        async def follow_inventory() -> None:
+            # Cameras adopted from the CLI (another process) get their subscription within this.
+            while True:
+                await asyncio.sleep(INVENTORY_FOLLOW_S)
+                try:
+                    await events.reload()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("events: following the inventory failed")
+
+        runtime.tasks.append(asyncio.create_task(follow_inventory(), name="onvif-events-inventory"))
     yield
     for task in runtime.tasks:
         await _stop_task(task)
@@ -125,8 +140,10 @@ async def discover(request: web.Request) -> web.Response:
     if not 0 < timeout_s <= 30:
         raise Invalid("timeout_s must be above 0 and at most 30")
     runtime = _runtime(request)
+    # Multicast only out of interfaces named in the request or in the settings (none by default).
+    interfaces = _strings(body, "interfaces") or list(request.app[SETTINGS].cameras.discovery_interfaces)
     devices = await onvif_actions.discover_devices(
-        request.app[SESSIONS], targets=_strings(body, "targets"), interfaces=_strings(body, "interfaces"),
+        request.app[SESSIONS], targets=_strings(body, "targets"), interfaces=interfaces,
         timeout_s=timeout_s, heard=runtime.heard() if runtime else None,
     )
     return web.json_response({"devices": devices})

@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("discover", help="find ONVIF cameras (WS-Discovery)",
                        description="Multicast a WS-Discovery Probe out of each named --interface (none by "
                                    "default) and send a directed Probe to each --target.")
-    d.add_argument("--interface", action="append", default=[], help="multicast out of this interface (repeatable)")
+    d.add_argument("--interface", action="append", default=[],
+                   help="multicast out of this interface (repeatable; default: cameras.discovery_interfaces)")
     d.add_argument("--target", action="append", default=[], help="HOST[:PORT] for a directed probe (repeatable)")
     d.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for answers (default 3)")
     d.add_argument("--json", action="store_true")
@@ -77,10 +78,10 @@ def _password(path: Path) -> str:
 
 
 async def cmd_discover(settings: Settings, args: argparse.Namespace) -> int:
-    interfaces = args.interface
+    interfaces = args.interface or list(settings.cameras.discovery_interfaces)
     if not args.target and not interfaces:
-        raise Invalid("name an --interface to multicast on, or a --target HOST[:PORT] for a directed probe "
-                      "(nothing is multicast unless an interface is named)")
+        raise Invalid("name an --interface to multicast on (or set cameras.discovery_interfaces), or a --target "
+                      "HOST[:PORT] for a directed probe: nothing is multicast unless an interface is named")
     async with open_store(settings) as store:
         devices = await onvif_actions.discover_devices(store.sessions, targets=args.target, interfaces=interfaces,
                                                        timeout_s=args.timeout)
