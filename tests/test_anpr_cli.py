@@ -39,3 +39,62 @@ def test_hotlists_cli(data_dir: Path, tmp_path: Path, capsys) -> None:
     assert listed["live_entries"] == 2
     assert run(data_dir, "audit", "verify") == 0
     assert run(data_dir, "hotlists", "remove", "Stolen") == 0
+
+
+def _anpr_cli(data_dir: Path, *args: str) -> int:
+    """`controlroom anpr ...` once the anpr command group has it; the search commands alone before."""
+    import argparse
+    import asyncio
+
+    from controlroom.cli import build_parser
+    from controlroom.commands.anpr_search import register_search
+    from controlroom.settings import load_settings
+
+    try:
+        build_parser().parse_args(["anpr", "search", "--help"][:2] + ["X", "--reason", "r", "--reference", "f"])
+    except SystemExit:
+        parser = argparse.ArgumentParser()
+        register_search(parser.add_subparsers(required=True))
+        parsed = parser.parse_args(list(args[1:]))
+        return asyncio.run(parsed.func(load_settings(data_dir, environ={}), parsed))
+    return run(data_dir, *args)
+
+
+def test_anpr_search_and_journeys_cli(data_dir: Path, tmp_path: Path, capsys) -> None:
+    import asyncio
+
+    from controlroom.commands.common import open_store
+    from controlroom.settings import load_settings
+    from storage import anpr as store
+    from storage.audit import AuditEntry
+    from storage.db import now_us, transaction
+
+    settings = load_settings(data_dir, environ={})
+    t0 = now_us() - 3600 * 1_000_000
+
+    async def seed() -> None:
+        async with open_store(settings) as st, transaction(st.sessions) as s:
+            for vrm, site, dt in (("AB12CDE", "Horns Bridge roundabout", 0), ("AB12CDE", "West Bars roundabout", 40),
+                                  ("XY70ZZZ", "West Bars roundabout", 50)):
+                await store.add_read(s, store.NewRead(vrm=vrm, confidence=0.9, read_us=t0 + dt * 1_000_000,
+                                                      camera_id=None, site_name=site))
+
+    asyncio.run(seed())
+    capsys.readouterr()
+    assert _anpr_cli(data_dir, "anpr", "search", "AB12*", "--reason", "enquiry", "--reference", "CR/1",
+                     "--json", "--csv", str(tmp_path / "out.csv")) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["site"] for r in rows] == ["West Bars roundabout", "Horns Bridge roundabout"]
+    assert (tmp_path / "out.csv").read_text().count("AB12CDE") == 2
+    assert _anpr_cli(data_dir, "anpr", "journeys", "--from-site", "Horns Bridge roundabout", "--to-site",
+                     "West Bars roundabout", "--reason", "enquiry", "--reference", "CR/1", "--json") == 0
+    (journey,) = json.loads(capsys.readouterr().out)
+    assert (journey["vrm"], journey["travel_s"]) == ("AB12CDE", 40.0)
+
+    async def audited() -> list[str]:
+        from sqlalchemy import select
+
+        async with open_store(settings) as st, st.sessions() as s:
+            return [a.action for a in (await s.execute(select(AuditEntry).where(AuditEntry.action.like("anpr.%")))).scalars()]
+
+    assert asyncio.run(audited()) == ["anpr.export", "anpr.journeys"]
