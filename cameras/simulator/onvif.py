@@ -849,7 +849,8 @@ class OnvifSimulator:
     """Serves ONVIF for a set of simulated cameras (and, optionally, WS-Discovery for them).
 
     ``discovery_port``: UDP port of the WS-Discovery responder on ``host`` (0: a free one,
-    ``None``: no responder). ``multicast_interface``: join 239.255.255.250 on that interface
+    ``None``: no responder). Inside a Simulation the default is the standard 3702 when it is
+    free (so ``controlroom discover --target 127.0.0.1`` finds the demo's cameras), else a free one. ``multicast_interface``: join 239.255.255.250 on that interface
     and announce Hello/Bye there (only inside a network namespace a test created).
     ``hello_targets``: unicast (host, port) pairs that also get Hello and Bye.
     """
@@ -860,7 +861,7 @@ class OnvifSimulator:
         *,
         cameras: list[SimOnvifCamera] | None = None,
         host: str = "127.0.0.1",
-        discovery_port: int | None = 0,
+        discovery_port: int | None = -1,
         multicast_interface: str | None = None,
         hello_targets: list[tuple[str, int]] | None = None,
         motion_every_s: float | None = None,
@@ -871,6 +872,8 @@ class OnvifSimulator:
         self.cameras: list[SimOnvifCamera] = list(cameras or [])
         if sim is not None and not cameras:
             self.cameras = [self._from_sim(c) for c in sim.cameras]
+        if discovery_port == -1:  # the default: 3702 for a Simulation's cameras, else any free port
+            discovery_port = 3702 if sim is not None else 0
         self.discovery_port = discovery_port
         self.multicast_interface = multicast_interface
         self.hello_targets = list(hello_targets or [])

@@ -136,8 +136,8 @@ class DiscoveryResponder:
 
     def _socket(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if self.multicast_interface:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             ifindex = socket.if_nametoindex(self.multicast_interface)
             sock.bind(("0.0.0.0", self.port or WSD_PORT))
             mreqn = struct.pack("4s4si", socket.inet_aton(MULTICAST_GROUP), socket.inet_aton("0.0.0.0"), ifindex)
@@ -147,7 +147,12 @@ class DiscoveryResponder:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
         else:
-            sock.bind((self.host, self.port))
+            try:
+                sock.bind((self.host, self.port))
+            except OSError:
+                if self.port != WSD_PORT:
+                    raise
+                sock.bind((self.host, 0))  # 3702 is taken (another simulation): any free port
         sock.setblocking(False)
         return sock
 
