@@ -22,11 +22,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from cameras.simulator import Simulation
+from cameras.simulator import Simulation, plan_cameras
 from controlroom.app import create_app
 from controlroom.cli import main as cli_main
 from controlroom.context import SESSIONS
 from controlroom.settings import Settings
+from storage.alerts import Alert
 from storage.audit import AuditEntry
 from storage.models import Segment
 
@@ -66,7 +67,9 @@ async def wait_for(predicate, timeout_s: float, step_s: float = 0.5):
 
 async def test_discover_adopt_record_ptz_events(settings: Settings, tmp_path: Path, login) -> None:
     settings = settings.with_overrides(**{"recording.segment_s": 2, "http.port": 0, "mqtt.enabled": False})
-    async with Simulation(tmp_path / "sim", cameras=1, ptz=1, onvif=True) as sim:
+    # The fixed camera's clock is 90 s fast: it is flagged at adoption and its footage carries it.
+    fast = next(p["name"] for p in plan_cameras(cameras=1, ptz=1) if p["kind"] == "fixed")
+    async with Simulation(tmp_path / "sim", cameras=1, ptz=1, onvif=True, clock_offsets_s={fast: 90.0}) as sim:
         assert sim.onvif is not None, "the simulator's ONVIF hook did not start"
         target = f"127.0.0.1:{sim.onvif.discovery_port}"
 
@@ -117,6 +120,13 @@ async def test_discover_adopt_record_ptz_events(settings: Settings, tmp_path: Pa
                 return set(adopted.values()) <= ids
 
             assert await wait_for(segments_for_all, 40), "adopted cameras did not record"
+            async with app[SESSIONS]() as session:
+                segs = (await session.execute(select(Segment.camera_id, Segment.clock_flag, Segment.clock_offset_s))).all()
+                alerts = (await session.execute(select(Alert.kind, Alert.camera_id))).all()
+            fast_segs = [s for s in segs if s.camera_id == adopted[fast]]
+            assert fast_segs and all(s.clock_flag and abs(s.clock_offset_s - 90) < 0.5 for s in fast_segs)
+            assert not any(s.clock_flag for s in segs if s.camera_id != adopted[fast])
+            assert ("clock_off", adopted[fast]) in alerts
 
             # PTZ through the API, as an operator: preset, away, back; the RTSP picture follows.
             headers = await login(client, "operator", "op-ptz")

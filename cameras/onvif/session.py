@@ -38,6 +38,10 @@ for _h in list(_root.handlers):
         _root.removeHandler(_h)
 
 log = logging.getLogger(__name__)
+# At DEBUG these log every SOAP envelope sent, WS-Security UsernameToken included (a password
+# digest with its nonce can be attacked offline): keep them above DEBUG even under --verbose.
+for _name in ("onvif.zeep_aiohttp", "zeep.transports"):
+    logging.getLogger(_name).setLevel(logging.INFO)
 
 DEFAULT_TIMEOUT_S = 10.0
 NS_PTZ = "http://www.onvif.org/ver20/ptz/wsdl"
