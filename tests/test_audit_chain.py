@@ -205,3 +205,22 @@ async def test_cli_verify_names_the_bad_entry(db_url, data_dir, monkeypatch, cap
                                    "--to", "2100-01-01T00:00:00Z", "-o", str(out)) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [x["seq"] for x in lines] == [1]
+
+
+async def test_stale_head_hint_is_never_trusted(sessions, keys, tmp_path):
+    """Appends use a per-process hint of the head; a rolled-back append, or another process
+    writing meanwhile, makes it stale, and the chain must still come out whole."""
+    await fill(sessions, 3)
+    with pytest.raises(RuntimeError):
+        async with transaction(sessions) as session:
+            await audit.append(session, "x", "rolled.back", "")
+            raise RuntimeError("the action failed after auditing: both roll back")
+    await fill(sessions, 1)
+    stale = dict(audit._HEADS)
+    await fill(sessions, 2)  # "another process" moves the head on
+    audit._HEADS.update(stale)
+    await fill(sessions, 2)
+    r = await report(sessions, keys, tmp_path)
+    assert r.ok and r.chain.entries == 8
+    async with sessions() as session:
+        assert [e.action async for e in audit.entries(session)].count("rolled.back") == 0

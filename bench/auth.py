@@ -1,0 +1,243 @@
+"""Cost of access control and of the audit chain.
+
+1. The authentication + authorisation middleware per request (goal: under 0.5 ms at p99):
+   - in process: the middleware around a trivial handler, against the handler alone;
+   - over HTTP on loopback: the same route in the real app, against an app without the
+     middleware (so the figure includes cookie parsing and everything else the app adds).
+   Cases: a cookie session GET, a cookie session POST (CSRF check), an API token GET.
+2. Audit appends per second, one per transaction (goal: at least 2,000/s), on SQLite and
+   PostgreSQL, against a plain insert of the same row in the same kind of transaction.
+
+    .venv/bin/python -m bench.auth [--requests 3000] [--appends 3000] [--only sqlite|postgresql]
+
+Bounded: a few tens of seconds in all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import make_mocked_request
+
+from controlroom.app import create_app
+from controlroom.auth import COOKIE, CSRF_HEADER, auth_middleware
+from controlroom.context import AUTH, SESSIONS
+from controlroom.errors import error_middleware
+from controlroom.permissions import Permission, requires
+from controlroom.settings import load_settings
+from storage import accounts, audit
+from storage.audit import AuditEntry, entry_hash
+from storage.db import make_engine, make_sessionmaker, now_us, transaction
+from storage.migrate import upgrade
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PASSWORD = "benchmark password 1"
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def ms(values: list[float]) -> str:
+    return f"p50 {statistics.median(values) * 1000:.3f} ms  p99 {pct(values, 0.99) * 1000:.3f} ms"
+
+
+OK = web.json_response({"ok": True})
+
+
+@requires(Permission.LIVE_VIEW)
+async def bench_handler(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+def add_bench_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/bench", bench_handler)
+    app.router.add_post("/api/v1/bench", bench_handler)
+
+
+async def _login(app: web.Application) -> tuple[str, str, str]:
+    hashed = await asyncio.to_thread(accounts.hash_password, PASSWORD)
+    async with transaction(app[SESSIONS]) as session:
+        user = await accounts.create_user(session, "bench", "operator", hashed)
+        token, _ = await accounts.create_token(session, "bench", user, ["live_view"], now_us() + 3600_000_000, "bench")
+    result = await app[AUTH].login("bench", PASSWORD, None, "127.0.0.1")
+    return result.token, result.csrf_token, token
+
+
+async def in_process(app: web.Application, cookie: str, csrf: str, token: str, n: int) -> None:
+    cases = {
+        "session GET": ("GET", {"Cookie": f"{COOKIE}={cookie}"}),
+        "session POST": ("POST", {"Cookie": f"{COOKIE}={cookie}", CSRF_HEADER: csrf}),
+        "token GET": ("GET", {"Authorization": f"Bearer {token}"}),
+    }
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return OK
+
+    for name, (method, headers) in cases.items():
+        requests = []
+        for _ in range(2 * n):
+            req = make_mocked_request(method, "/api/v1/bench", headers=headers, app=app)
+            match = await app.router.resolve(req)
+            match.add_app(app)
+            req._match_info = match  # what aiohttp's request handler does before the middlewares
+            requests.append(req)
+        for req in requests[:50]:  # warm the session/token cache
+            await auth_middleware(req, handler)
+        base, full = [], []
+        for i in range(n):  # interleaved, so drift in machine load hits both alike
+            req_a, req_b = requests[2 * i], requests[2 * i + 1]
+            t0 = time.perf_counter()
+            await handler(req_a)
+            t1 = time.perf_counter()
+            resp = await auth_middleware(req_b, handler)
+            t2 = time.perf_counter()
+            assert resp is OK, resp
+            base.append(t1 - t0)
+            full.append(t2 - t1)
+        cost = [f - b for f, b in zip(full, base, strict=True)]
+        print(f"  in process, {name:12s}: handler alone {ms(base)}; with auth {ms(full)}; "
+              f"auth cost p50 {statistics.median(cost) * 1e6:.1f} us, p99 {pct(cost, 0.99) * 1e6:.1f} us")
+
+
+async def over_http(auth_url: str, bare_url: str, cookie: str, csrf: str, token: str, n: int) -> None:
+    cases = {
+        "session GET": ("GET", {"Cookie": f"{COOKIE}={cookie}"}),
+        "session POST": ("POST", {"Cookie": f"{COOKIE}={cookie}", CSRF_HEADER: csrf}),
+        "token GET": ("GET", {"Authorization": f"Bearer {token}"}),
+    }
+    async with ClientSession() as http:
+        for name, (method, headers) in cases.items():
+            timings: dict[str, list[float]] = {"auth": [], "bare": []}
+            for _ in range(20):
+                for url in (auth_url, bare_url):
+                    async with http.request(method, url, headers=headers) as r:
+                        await r.read()
+            for _ in range(n):
+                for key, url in (("auth", auth_url), ("bare", bare_url)):
+                    t0 = time.perf_counter()
+                    async with http.request(method, url, headers=headers) as r:
+                        await r.read()
+                        assert r.status == 200, (key, r.status)
+                    timings[key].append(time.perf_counter() - t0)
+            extra50 = (statistics.median(timings["auth"]) - statistics.median(timings["bare"])) * 1000
+            extra99 = (pct(timings["auth"], 0.99) - pct(timings["bare"], 0.99)) * 1000
+            print(f"  over HTTP,  {name:12s}: no-auth app {ms(timings['bare'])}; app {ms(timings['auth'])}; "
+                  f"difference p50 {extra50:+.3f} ms, p99 {extra99:+.3f} ms")
+
+
+async def middleware_bench(n: int) -> None:
+    print(f"auth middleware, {n} requests per case (goal: p99 cost under 0.5 ms)")
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(Path(tmp) / "data", environ={}).with_overrides(**{"http.port": 0, "mqtt.enabled": False})
+        app = create_app(settings, record=False)
+        add_bench_routes(app)
+        bare = web.Application(middlewares=[error_middleware])
+        add_bench_routes(bare)
+        runners = [web.AppRunner(app, handle_signals=False), web.AppRunner(bare, handle_signals=False)]
+        urls = []
+        for runner in runners:
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            urls.append(f"http://127.0.0.1:{runner.addresses[0][1]}/api/v1/bench")
+        try:
+            cookie, csrf, token = await _login(app)
+            await in_process(app, cookie, csrf, token, n)
+            await over_http(urls[0], urls[1], cookie, csrf, token, max(n // 3, 200))
+        finally:
+            for runner in reversed(runners):
+                await runner.cleanup()
+
+
+async def append_bench(name: str, url: str, n: int) -> None:
+    engine = make_engine(url)
+    await upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    try:
+        details = {"camera": 12, "reason": "incident 2026/123", "from": "2026-11-28T10:00:00Z"}
+        for _ in range(20):  # warm the pool and the statement caches
+            async with transaction(sessions) as session:
+                await audit.append(session, "bench", "warm.up", "camera:12", **details)
+        # Baseline: the same row, hashed the same way, but no lock and no read of the head.
+        c0, t0 = time.process_time(), time.perf_counter()
+        for i in range(n):
+            async with transaction(sessions) as session:
+                at = now_us()
+                body = '{"camera":12,"from":"2026-11-28T10:00:00Z","reason":"incident 2026/123"}'
+                session.add(AuditEntry(seq=10_000_000 + i, at_us=at, actor="operator1", action="playback.start",
+                                       target="camera:12", details=body, prev_hash="0" * 64,
+                                       hash=entry_hash(i, at, "operator1", "playback.start", "camera:12", body, "0" * 64)))
+        plain = n / (time.perf_counter() - t0)
+        plain_cpu = n / (time.process_time() - c0)
+        async with transaction(sessions) as session:
+            await session.execute(AuditEntry.__table__.delete().where(AuditEntry.seq >= 10_000_000))
+        c0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(n):
+            async with transaction(sessions) as session:
+                await audit.append(session, "operator1", "playback.start", "camera:12", **details)
+        chained = n / (time.perf_counter() - t0)
+        chained_cpu = n / (time.process_time() - c0)
+
+        # Four writers at once (the chain serialises them): throughput and that nothing forked.
+        async def writer(k: int) -> None:
+            for _ in range(n // 4):
+                async with transaction(sessions) as session:
+                    await audit.append(session, f"operator{k}", "ptz.move", "camera:3", preset=k)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(writer(k) for k in range(4)))
+        concurrent = (n // 4 * 4) / (time.perf_counter() - t0)
+        async with sessions() as session:
+            report = await audit.verify_chain(session)
+        assert report.ok, report
+        print(f"  {name:10s}: plain insert {plain:7.0f}/s; audit append {chained:7.0f}/s "
+              f"({chained / plain:.2f} of plain); 4 concurrent writers {concurrent:7.0f}/s; "
+              f"chain of {report.entries} verified")
+        print(f"  {'':10s}  per second of this process's CPU (what an idle core would allow, less the "
+              f"server's share): plain {plain_cpu:7.0f}/s, append {chained_cpu:7.0f}/s")
+    finally:
+        await engine.dispose()
+
+
+async def audit_bench(n: int, only: str | None) -> None:
+    print(f"audit appends, {n} one-entry transactions (goal: at least 2,000/s)")
+    if only in (None, "sqlite"):
+        with tempfile.TemporaryDirectory() as tmp:
+            await append_bench("SQLite", f"sqlite+aiosqlite:///{tmp}/bench.db", n)
+    if only in (None, "postgresql"):
+        name = f"controlroom_bench_{uuid.uuid4().hex[:8]}"
+        conn = await asyncpg.connect(PG_ADMIN)
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+        try:
+            await append_bench("PostgreSQL", f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", n)
+        finally:
+            conn = await asyncpg.connect(PG_ADMIN)
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.auth")
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--appends", type=int, default=3000)
+    parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    await middleware_bench(args.requests)
+    await audit_bench(args.appends, args.only)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
