@@ -134,8 +134,15 @@ async def child_export(data: Path, ids: list[int], start_us: int, end_us: int) -
         from storage.evidence import get_request
 
         r = await get_request(session, rid)
+        from sqlalchemy import select
+
+        from storage.audit import AuditEntry
+
+        details = (await session.execute(select(AuditEntry.details).where(AuditEntry.action == "evidence.export")
+                                         .order_by(AuditEntry.seq.desc()).limit(1))).scalar_one_or_none()
     await engine.dispose()
     return {
+        "timings_s": json.loads(details or "{}").get("timings_s", {}),
         "export_s": elapsed, "job": job.state, "error": job.error, "package_bytes": r.package_bytes,
         "python_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "ffmpeg_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
@@ -198,6 +205,7 @@ def main() -> int:
               f"({floor_bytes / best_floor / 1e6:.0f} MB/s; runs {floor_s:.2f} and {floor2_s:.2f} s)")
         print(f"export (masters + working copies + manifest + signature + read-back): {result['export_s']:.2f} s, "
               f"package {result['package_bytes'] / 1e9:.2f} GB")
+        print("export stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings_s"].items()))
         print(f"floor over the package's own bytes (masters + working copies): {pkg_floor_s:.2f} s")
         print(f"ratio export / floor of the masters: {result['export_s'] / best_floor:.2f}x (goal <= 2x); "
               f"export / floor of the package bytes: {result['export_s'] / pkg_floor_s:.2f}x")

@@ -22,9 +22,10 @@ import json
 import os
 import shutil
 import threading
+import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,12 +51,28 @@ class MasterMismatch(ExportError):
 
 @dataclass
 class Progress:
-    """Shared with the runner's heartbeat: bytes done of the estimated total, and the stage."""
+    """Shared with the runner's heartbeat: bytes done of the estimated total, and the stage.
+    Also keeps how long each kind of stage took (``timings_s``), for the log and the audit."""
 
-    total_bytes: int = 0
-    done_bytes: int = 0
-    stage: str = "starting"
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self) -> None:
+        self.total_bytes = 0
+        self.done_bytes = 0
+        self.lock = threading.Lock()
+        self.timings_s: dict[str, float] = {}
+        self._stage = "starting"
+        self._since = time.monotonic()
+
+    @property
+    def stage(self) -> str:
+        return self._stage
+
+    @stage.setter
+    def stage(self, value: str) -> None:
+        with self.lock:
+            now = time.monotonic()
+            kind = self._stage.split(" of camera")[0]
+            self.timings_s[kind] = round(self.timings_s.get(kind, 0.0) + now - self._since, 3)
+            self._stage, self._since = value, now
 
     def add(self, n: int) -> None:
         with self.lock:
@@ -63,7 +80,7 @@ class Progress:
 
     def snapshot(self) -> tuple[int, int, str]:
         with self.lock:
-            return self.done_bytes, self.total_bytes, self.stage
+            return self.done_bytes, self.total_bytes, self._stage
 
 
 @dataclass(frozen=True)
@@ -278,7 +295,7 @@ def write_package(
                 })
                 if on_file:
                     on_file(name)
-            progress.stage = f"making the working copy of camera {cam.camera_id}"
+            progress.stage = f"waiting for the working copy of camera {cam.camera_id}"
             made = jobs[k].wait(cancel)
             if k + 1 < len(plan):
                 jobs.append(WorkingJob(plan[k + 1], storage_root, workdir))
@@ -286,6 +303,7 @@ def write_package(
                 cuts[cam.camera_id] = None  # type: ignore[assignment]
                 continue
             mp4, srt, cut = made
+            progress.stage = f"copying the working copy of camera {cam.camera_id}"
             mp4_name, srt_name = f"working/{cam.slug}.mp4", f"working/{cam.slug}.srt"
             writer.add_file(mp4_name, mp4, "working", cam.start_us)
             writer.add_file(srt_name, srt, "working-subtitles", cam.start_us)

@@ -223,12 +223,13 @@ class ExportRunner:
                 beat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await beat
+            progress.stage = "done"
             if not report.ok:
                 raise ExportError("read-back verification failed: " + "; ".join(map(str, report.problems[:5])))
             await asyncio.to_thread(os.replace, part, final)
             await asyncio.to_thread(fsync_dir, final.parent)
             await asyncio.to_thread(remove_quietly, tmp)
-            await self._finish(job_id, request_id, final, info, report)
+            await self._finish(job_id, request_id, final, info, report, progress.timings_s)
         except asyncio.CancelledError:
             raise
         except Cancelled:
@@ -275,7 +276,8 @@ class ExportRunner:
             except Exception:
                 log.exception("evidence export job %s: heartbeat failed", job_id)
 
-    async def _finish(self, job_id: int, request_id: int, final: Path, info: PackageInfo, report: VerifyReport) -> None:
+    async def _finish(self, job_id: int, request_id: int, final: Path, info: PackageInfo, report: VerifyReport,
+                      timings_s: dict[str, float]) -> None:
         async with transaction(self.sessions) as session:
             job = await session.get(ExportJob, job_id)
             req = await get_request(session, request_id, for_update=True)
@@ -291,8 +293,9 @@ class ExportRunner:
                               files_checked=report.files_checked, bytes_checked=report.bytes_checked)
             await audit.append(session, job.created_by, "evidence.export", f"evidence:{req.id}", job=job.id,
                                exhibit=info.exhibit, manifest_sha256=info.manifest_sha256,
-                               package_bytes=info.package_bytes)
-        log.info("evidence request %s: package %s ready (%d bytes)", request_id, info.exhibit, info.package_bytes)
+                               package_bytes=info.package_bytes, timings_s=timings_s)
+        log.info("evidence request %s: package %s ready (%d bytes; seconds per stage %s)", request_id, info.exhibit,
+                 info.package_bytes, timings_s)
 
     async def _fail(self, job_id: int, message: str, state: JobState, part: Path | None, tmp: Path | None) -> None:
         if part is not None and tmp is not None:
