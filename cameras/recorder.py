@@ -90,9 +90,9 @@ def classify_failure(lines: list[str]) -> tuple[str, bool]:
     if "No space left on device" in text:
         return "recording disk is full", False
     for line in reversed(lines):
-        if line.strip() and not line.startswith(("frame=", "size=")):
-            return f"stream ended: {line.strip()[:200]}", False
-    return "stream ended", False
+        if any(word in line for word in ("rror", "failed", "Invalid", "End of file", "stalled")):
+            return f"stream lost: {line.strip()[:200]}", False
+    return "the camera closed the stream", False
 
 
 @dataclass
@@ -216,6 +216,9 @@ class CameraRecorder:
         self._last_progress = time.monotonic()
         self._codec = ("", 0, 0)
         self._failing_since: float | None = None
+        # Supervisor.start opened a gap for the time the service was not recording; the first
+        # segment closes it (closing when none is open changes nothing).
+        self._gap_open = True
         self._lost_alerted = False
         self._reason = ""
 
@@ -272,6 +275,7 @@ class CameraRecorder:
             async with transaction(self.sessions) as session:
                 last = await session.scalar(select(Camera.last_segment_us).where(Camera.id == self.cam.id))
                 await open_gap(session, self.cam.id, last or now_us(), reason)
+            self._gap_open = True
         log.warning("camera %s: ffmpeg exited: %s", self.cam.id, reason)
         if final or now - self._failing_since >= OFFLINE_AFTER_S:
             await self._set_state(CameraState.OFFLINE, reason)
@@ -335,10 +339,10 @@ class CameraRecorder:
             seg = NewSegment(self.cam.id, arrived_us - duration_us, arrived_us, codec, width, height, offset, flag)
             await commit_segment(self.sessions, self.root, path, seg)
             self.segments_committed += 1
-            if self._failing_since is not None or self.segments_committed == 1:
+            if self._gap_open:
                 async with transaction(self.sessions) as session:
                     await close_gap(session, self.cam.id, seg.start_us)
-                self._failing_since = None
+                self._gap_open = False
 
     async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None

@@ -41,7 +41,7 @@ class RecordingSettings(_Section):
     segment_s: int = Field(30, ge=2, le=600)
     stall_timeout_s: float = Field(20, gt=0)
     backoff_initial_s: float = Field(1, gt=0)
-    backoff_max_s: float = Field(30, gt=0)
+    backoff_max_s: float = Field(5, gt=0)
 
 
 class RetentionSettings(_Section):
