@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cameras import CameraError
 from cameras.onvif import adopt, clock, discovery, ptz
-from cameras.onvif.session import OnvifSession, SessionPool, connect
+from cameras.onvif.session import OnvifSession, SessionPool, connect, normalize_xaddr
 from controlroom.settings import Settings
 from storage import Invalid, audit, inventory
 from storage.alerts import AlertHub
@@ -37,6 +37,7 @@ async def adopt_camera(sessions: async_sessionmaker[AsyncSession], keys: Keys, h
     """Inspect the camera, add it to the inventory and audit ``camera.adopt``."""
     if not xaddr:
         raise Invalid("xaddr is required: the camera's ONVIF device address")
+    xaddr = normalize_xaddr(xaddr)
     async with sessions() as session:
         existing = (await adopt.adopted_xaddrs(session)).get(xaddr)
     if existing is not None:

@@ -4,6 +4,7 @@ with the WSDLs it ships, real databases (SQLite and PostgreSQL where storage is 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from pathlib import Path
@@ -318,3 +319,62 @@ async def test_audit_records_ptz_actions_with_who(sim: OnvifSimulator, sessions,
     actions = [(e.actor, e.action) for e in entries]
     assert actions == [("operator7", "ptz.set_preset"), ("operator7", "ptz.move"), ("operator7", "ptz.goto")]
     assert "failed" in entries[-1].details
+
+
+# -- the HTTP API --------------------------------------------------------------------------------
+
+async def test_api_errors_permissions_and_clock(sim: OnvifSimulator, settings, login, tmp_path: Path):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from controlroom.app import create_app
+
+    app = create_app(settings.with_overrides(**{"http.port": 0, "mqtt.enabled": False}), record=False, anpr=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    ptz_cam, fixed = sim.cameras
+    async with TestClient(TestServer(app)) as client:
+        admin = await login(client, "administrator")
+
+        async def adopt_with(xaddr: str, password: str) -> tuple[int, dict]:
+            r = await client.post("/api/v1/cameras/adopt", headers=admin,
+                                  json={"xaddr": xaddr, "username": "admin", "password": password})
+            return r.status, await r.json()
+
+        status, body = await adopt_with(ptz_cam.xaddr, "wrong")
+        assert status == 502 and "refused these credentials" in body["error"] and "wrong" not in body["error"]
+        status, body = await adopt_with(f"http://127.0.0.1:{dead}/onvif/device_service", PASSWORD)
+        assert status == 503 and "retry later" in body["error"]
+        status, body = await adopt_with(f"http://127.0.0.1:{sim.cameras[0].port}/not-onvif", PASSWORD)
+        assert status == 422 and "not an ONVIF device" in body["error"]
+
+        fixed.clock_offset_s = -4.0
+        status, body = await adopt_with(ptz_cam.xaddr, PASSWORD)
+        assert status == 201, body
+        ptz_id = body["camera"]["id"]
+        assert body["onvif"]["ptz"] and PASSWORD not in json.dumps(body)
+        status, body = await adopt_with(fixed.xaddr, PASSWORD)
+        fixed_id = body["camera"]["id"]
+        assert body["camera"]["clock_flag"] is True
+
+        police = await login(client, "police")
+        r = await client.post(f"/api/v1/cameras/{ptz_id}/ptz/move", json={"pan": 0.5}, headers=police)
+        assert r.status == 403
+        operator = await login(client, "operator")
+        r = await client.post(f"/api/v1/cameras/{ptz_id}/ptz/move", json={"pan": 0.5, "timeout_s": 0.2},
+                              headers=operator)
+        assert r.status == 200, await r.text()
+        r = await client.post(f"/api/v1/cameras/{ptz_id}/ptz/move", json={"pan": "fast"}, headers=operator)
+        assert r.status == 400
+        r = await client.get(f"/api/v1/cameras/{fixed_id}/ptz", headers=operator)
+        assert r.status == 400 and "not a PTZ camera" in (await r.json())["error"]
+        r = await client.post(f"/api/v1/cameras/{fixed_id}/clock", headers=operator)
+        assert r.status == 403
+
+        admin = await login(client, "administrator")
+        r = await client.post(f"/api/v1/cameras/{fixed_id}/clock", headers=admin)
+        assert r.status == 200, await r.text()
+        result = await r.json()
+        assert abs(result["offset_before_s"] + 4) < 0.3 and abs(result["offset_s"]) < 0.3 and not result["flagged"]
+        r = await client.get(f"/api/v1/cameras/{fixed_id}", headers=admin)
+        assert (await r.json())["clock_flag"] is False

@@ -62,6 +62,14 @@ def camera_lock(xaddr: str) -> asyncio.Lock:
     return lock
 
 
+def normalize_xaddr(xaddr: str) -> str:
+    """``10.0.0.5`` or ``http://10.0.0.5:8080`` -> the full device-service address."""
+    xaddr = xaddr.strip()
+    parts = urlsplit(xaddr if "://" in xaddr else f"http://{xaddr}")
+    path = parts.path if parts.path not in ("", "/") else "/onvif/device_service"
+    return parts._replace(path=path).geturl()
+
+
 def split_xaddr(xaddr: str) -> tuple[str, int]:
     """Host and port of a device-service address (``http://host[:port]/onvif/device_service``)."""
     parts = urlsplit(xaddr if "://" in xaddr else f"http://{xaddr}")
@@ -73,6 +81,24 @@ def split_xaddr(xaddr: str) -> tuple[str, int]:
     if parts.scheme == "https":
         host = f"https://{host}"
     return host, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+class _Device(ONVIFCamera):
+    """ONVIFCamera that talks to the device service at the address given, path included.
+
+    The library assumes ``/onvif/device_service``; some cameras announce another path in their
+    XAddrs, and an address with a wrong path must fail rather than be quietly corrected.
+    """
+
+    def __init__(self, xaddr: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._device_xaddr = xaddr
+
+    def get_definition(self, name: str, port_type: str | None = None) -> tuple[str, str, str]:
+        xaddr, wsdl, binding = super().get_definition(name, port_type)
+        if name == "devicemgmt":
+            xaddr = self._device_xaddr
+        return xaddr, wsdl, binding
 
 
 @dataclass
@@ -166,8 +192,9 @@ async def preload_wsdls() -> None:
 async def open_session(xaddr: str, username: str, password: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> OnvifSession:
     if not _warm.get("done"):
         await preload_wsdls()
+    xaddr = normalize_xaddr(xaddr)
     host, port = split_xaddr(xaddr)
-    device = ONVIFCamera(host, port, username or None, password or None, no_cache=True, adjust_time=True)
+    device = _Device(xaddr, host, port, username or None, password or None, no_cache=True, adjust_time=True)
     session = OnvifSession(xaddr, device, timeout_s)
     try:
         async with camera_lock(xaddr):
