@@ -6,6 +6,7 @@ A command's ``func(settings, args)`` may be a coroutine function; ``cli.main`` r
 from controlroom.commands import (
     audit,
     db,
+    demo,
     export,
     hotlists,
     inventory,
@@ -17,4 +18,4 @@ from controlroom.commands import (
 )
 from controlroom.commands import onvif as onvif_commands
 
-COMMAND_MODULES = [onvif_commands, db, serve, inventory, recordings, users, tokens, audit, export, hotlists, simulate]
+COMMAND_MODULES = [onvif_commands, db, serve, demo, inventory, recordings, users, tokens, audit, export, hotlists, simulate]
