@@ -460,6 +460,14 @@ async def _camera_id(request: web.Request, ref: str) -> int | None:
     return found[0] if found else None
 
 
+def same_origin(request: web.Request) -> bool:
+    """No Origin header (not a cross-site browser request), or one naming this host."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return True
+    return origin != "null" and origin.split("://", 1)[-1].rstrip("/") == request.host
+
+
 def route_permission(request: web.Request) -> Permission | None:
     info = request.match_info
     if info.http_exception is not None:  # 404/405: let aiohttp answer
@@ -488,8 +496,11 @@ async def auth_middleware(
         return await handler(request)
     if not user.authenticated:
         return await auth.deny(request, user, 401, "login required", perm)
-    if user.via == "session" and request.method not in SAFE_METHODS and not auth.csrf_ok(request):
-        return await auth.deny(request, user, 403, f"missing or wrong {CSRF_HEADER} header", perm)
+    if user.via == "session":
+        if request.method not in SAFE_METHODS and not auth.csrf_ok(request):
+            return await auth.deny(request, user, 403, f"missing or wrong {CSRF_HEADER} header", perm)
+        if not same_origin(request):  # a cross-site WebSocket carries no CSRF header: check Origin
+            return await auth.deny(request, user, 403, "cross-origin request refused", perm)
     if perm not in user.permissions:
         reason = user.restricted or f"role {user.role} lacks the {perm.value} right"
         if user.via == "token" and perm in role_permissions(user.role):

@@ -122,6 +122,20 @@ async def test_csrf_required_on_state_changing_requests(aiohttp_client, settings
     assert r.status == 403
 
 
+async def test_cross_origin_requests_with_the_cookie_are_refused(aiohttp_client, settings, login):
+    """A cross-site page cannot ride the cookie, not even into a WebSocket (which has no CSRF
+    header): a foreign Origin is refused; the same origin, or none (curl), is fine."""
+    client = await make_client(aiohttp_client, settings)
+    headers = await login(client, "operator")
+    host = client.make_url("/").authority
+    assert (await client.get("/api/v1/session", headers={"Origin": f"http://{host}"})).status == 200
+    r = await client.get("/api/v1/session", headers={"Origin": "https://evil.example"})
+    assert r.status == 403 and "cross-origin" in (await r.json())["error"]
+    r = await client.delete("/api/v1/session", headers={**headers, "Origin": "null"})
+    assert r.status == 403
+    assert (await client.get("/api/v1/session")).status == 200
+
+
 async def test_logout_ends_the_session_server_side(aiohttp_client, settings, login):
     client = await make_client(aiohttp_client, settings)
     headers = await login(client, "operator")
