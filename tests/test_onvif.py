@@ -74,6 +74,46 @@ async def test_every_operation_parses_with_onvif_zeep_async(sim: OnvifSimulator)
         assert (round(st.pan, 3), round(st.tilt, 3), round(st.zoom, 3)) == (0.25, -0.5, 0.1)
 
 
+async def test_the_remaining_operations_parse_too(sim: OnvifSimulator):
+    """Each simulated operation once through the real client (the rest are covered above)."""
+    cam = sim.cameras[0]
+    async with connect(cam.xaddr, "admin", PASSWORD) as onvif:
+        for service in ("devicemgmt", "media", "ptz", "events"):
+            await onvif.call(service, "GetServiceCapabilities")
+        services = await onvif.call("devicemgmt", "GetServices", {"IncludeCapability": False})
+        assert {s.Namespace for s in services} >= {"http://www.onvif.org/ver20/ptz/wsdl"}
+        stream = await onvif.call("media", "GetStreamUri", {
+            "ProfileToken": "Profile_sub", "StreamSetup": {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}})
+        assert stream.Uri == cam.sub_url
+        snap = await onvif.call("media", "GetSnapshotUri", {"ProfileToken": "Profile_sub"})
+        assert snap.Uri.endswith("/snapshot/Profile_sub.jpg")
+        token = "Profile_main"
+        await onvif.call("ptz", "RelativeMove", {"ProfileToken": token, "Translation": {
+            "PanTilt": {"x": 0.1, "y": 0.1}, "Zoom": {"x": 0.1}}})
+        await onvif.call("ptz", "SetHomePosition", {"ProfileToken": token})
+        await onvif.call("ptz", "ContinuousMove", {"ProfileToken": token, "Velocity": {"PanTilt": {"x": -1, "y": 0}}})
+        await onvif.call("ptz", "Stop", {"ProfileToken": token, "PanTilt": True, "Zoom": True})
+        await onvif.call("ptz", "GotoHomePosition", {"ProfileToken": token})
+        st = await ptz.status(onvif, token)
+        assert (round(st.pan, 3), round(st.tilt, 3), round(st.zoom, 3)) == (0.1, 0.1, 0.1)
+        preset = await onvif.call("ptz", "SetPreset", {"ProfileToken": token, "PresetName": "tmp"})
+        await onvif.call("ptz", "RemovePreset", {"ProfileToken": token, "PresetToken": preset})
+        assert await ptz.presets(onvif, token) == []
+        props = await onvif.call("events", "GetEventProperties")
+        assert props.FixedTopicSet is True
+        sub = await onvif.call("events", "CreatePullPointSubscription", {"InitialTerminationTime": "PT10S"})
+        onvif.device.xaddrs["http://www.onvif.org/ver10/events/wsdl/PullPointSubscription"] = (
+            sub.SubscriptionReference.Address._value_1)
+        pull = await onvif.device.create_pullpoint_service()
+        await onvif.call_service(pull, "SetSynchronizationPoint")
+        manager = await onvif.device.create_subscription_service("PullPointSubscription")
+        await onvif.call_service(manager, "Unsubscribe")
+        from cameras.onvif import OnvifFault
+
+        with pytest.raises(OnvifFault, match="does not exist or has expired"):
+            await onvif.call_service(pull, "PullMessages", {"Timeout": "PT1S", "MessageLimit": 1})
+
+
 async def test_wrong_password_is_an_auth_error(sim: OnvifSimulator):
     with pytest.raises(CameraAuthError, match="refused these credentials"):
         await adopt.inspect(sim.cameras[0].xaddr, "admin", "not-the-password")

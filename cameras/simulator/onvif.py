@@ -53,6 +53,7 @@ NS = {
     "wsa": "http://www.w3.org/2005/08/addressing",
     "tns1": "http://www.onvif.org/ver10/topics",
     "ter": "http://www.onvif.org/ver10/error",
+    "wsrf-rw": "http://docs.oasis-open.org/wsrf/rw-2",
     "wsse": "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd",
     "wsu": "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd",
 }
