@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from controlroom.context import AUTH, KEYS, SESSIONS, SETTINGS
 from controlroom.errors import error_response
 from controlroom.permissions import Permission, declared, role_permissions
-from controlroom.settings import SecuritySettings, Settings
+from controlroom.settings import SecuritySettings, Settings, SettingsError
 from controlroom.timefmt import us_to_iso
 from storage import Invalid, accounts, audit
 from storage.db import now_us, transaction
@@ -555,6 +555,10 @@ async def bootstrap_admin(sessions: async_sessionmaker[AsyncSession], settings: 
 async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
     """After database_ctx: the authenticator, and the first administrator on first run."""
     settings = app[SETTINGS]
+    unknown = set(settings.security.require_totp_for) - set(accounts.ROLES)
+    if unknown:
+        raise SettingsError(f"security.require_totp_for: unknown role(s) {sorted(unknown)}; "
+                            f"roles are {', '.join(accounts.ROLES)}")
     app[AUTH] = Authenticator(app[SESSIONS], app[KEYS], settings)
     generated = await bootstrap_admin(app[SESSIONS], settings)
     if generated:

@@ -429,6 +429,24 @@ async def test_first_run_password_from_file(aiohttp_client, settings, tmp_path, 
     assert r.status == 200 and (await r.json())["password_change_required"] is False
 
 
+async def test_api_action_fails_when_the_audit_cannot_be_written(aiohttp_client, settings, login):
+    client = await make_client(aiohttp_client, settings)
+    h = await login(client, "administrator")
+    async with transaction(client.server.app[SESSIONS]) as session:
+        await session.execute(text("ALTER TABLE audit RENAME TO audit_elsewhere"))
+    r = await client.post("/api/v1/users", json={"username": "ghost", "role": "operator",
+                                                 "password": "a fine long password"}, headers=h)
+    assert r.status == 500
+    async with transaction(client.server.app[SESSIONS]) as session:
+        await session.execute(text("ALTER TABLE audit_elsewhere RENAME TO audit"))
+        assert await accounts.find_user(session, "ghost") is None
+
+
+async def test_require_totp_for_names_real_roles(aiohttp_client, settings):
+    with pytest.raises(Exception, match="unknown role"):
+        await make_client(aiohttp_client, settings, **{"security.require_totp_for": ["admins"]})
+
+
 def test_production_hashes_are_argon2id():
     from argon2 import PasswordHasher
 
