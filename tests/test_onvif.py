@@ -418,3 +418,28 @@ async def test_api_errors_permissions_and_clock(sim: OnvifSimulator, settings, l
         assert abs(result["offset_before_s"] + 4) < 0.3 and abs(result["offset_s"]) < 0.3 and not result["flagged"]
         r = await client.get(f"/api/v1/cameras/{fixed_id}", headers=admin)
         assert (await r.json())["clock_flag"] is False
+
+
+async def test_service_hears_hello_and_lists_it(settings, login):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from controlroom.app import create_app
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(settings.with_overrides(**{"http.port": 0, "mqtt.enabled": False,
+                                                "cameras.discovery_listen": f"127.0.0.1:{port}"}),
+                     record=False, anpr=False)
+    async with TestClient(TestServer(app)) as client:
+        admin = await login(client, "administrator")
+        cams = make_cams(1)
+        async with OnvifSimulator(cameras=cams, hello_targets=[("127.0.0.1", port)]):
+            await asyncio.sleep(0.3)
+            r = await client.post("/api/v1/discover", json={}, headers=admin)
+            assert r.status == 200, await r.text()
+            devices = (await r.json())["devices"]
+            assert [(d["name"], d["xaddrs"], d["adopted"]) for d in devices] == [("Sim Cam 1", [cams[0].xaddr], False)]
+        await asyncio.sleep(0.3)  # Bye
+        r = await client.post("/api/v1/discover", json={}, headers=admin)
+        assert (await r.json())["devices"] == []
