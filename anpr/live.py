@@ -102,7 +102,10 @@ class Reader(Protocol):
 def default_reader_factory(mode: str) -> Reader:
     from anpr.reader import PlateReader  # the ONNX models load here, in the worker thread
 
-    return PlateReader(mode=mode)
+    # One onnxruntime thread per read: on a shared 2-core machine (load ~9) a read took a median
+    # 560 ms with one thread against 1360 ms with two (their threads spin while they wait);
+    # parallelism comes from max_parallel_reads instead.
+    return PlateReader(mode=mode, threads=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,6 +242,7 @@ class _Track:
     best_frame: np.ndarray | None = None
     best_conf: float = -1.0
     last_us: int = 0
+    misses: int = 0  # frames looked at since it was last seen
     committed: bool = False
 
     def counts(self) -> Counter[str]:
@@ -269,14 +273,20 @@ def same_vehicle(a: str, b: str) -> bool:
 
 
 def vote(reads: list[FrameRead]) -> FrameRead:
-    """The read the frames agree on: the text with the largest summed confidence; from it, the
-    most confident frame (its box, time and per-character confidences)."""
+    """The read the frames agree on: the text with the largest summed confidence, a partial
+    read (a text inside a longer one) counting for the longer text; from the winner, its most
+    confident frame (box, time, per-character confidences)."""
     score: dict[str, float] = {}
     for r in reads:
         score[r.text] = score.get(r.text, 0.0) + r.confidence
+    texts = list(score)
+    for part in texts:
+        for whole in texts:
+            if part != whole and part in whole:
+                score[whole] += score[part]
     text = max(score, key=lambda t: (score[t], len(t)))
     best = max((r for r in reads if r.text == text), key=lambda r: r.confidence)
-    agreeing = [r.confidence for r in reads if r.text == text]
+    agreeing = [r.confidence for r in reads if r.text == text or r.text in text]
     # Confidence of the vote: the mean of the agreeing frames, scaled by their share of all frames.
     conf = (sum(agreeing) / len(agreeing)) * (len(agreeing) / len(reads)) ** 0.5
     return FrameRead(text, round(conf, 4), best.frame_us, best.box, best.char_confidences, best.raw_text,
@@ -286,53 +296,87 @@ def vote(reads: list[FrameRead]) -> FrameRead:
 class VehicleTracker:
     """Groups one camera's per-frame reads into vehicles and commits each vehicle exactly once.
 
-    A vehicle is committed as soon as ``agree_frames`` frames read the same registration (so a
-    hotlist alert is not kept waiting for the vehicle to leave), or, failing that, when it has
-    not been seen for ``gap_us`` (then it needs ``agree_frames`` frames in all, or one frame of
-    at least ``single_conf``). Later frames of a committed vehicle are absorbed silently.
+    A vehicle is committed as soon as ``agree_frames`` frames read the same registration of at
+    least ``min_early_len`` characters (so a hotlist alert is not kept waiting for the vehicle
+    to leave), or, failing that, when it has left: not seen for ``gap_us`` *and* missing from
+    ``min_misses`` frames looked at since (so slow reads on a busy machine do not split one
+    vehicle in two); then it needs ``agree_frames`` frames in all, or one of at least
+    ``single_conf``. Later frames of a committed vehicle are absorbed silently, also for
+    ``repeat_us`` after it left (a vehicle that stopped under the camera and moves off again).
     Pure: no clock, no I/O; tests drive it with frame times.
     """
 
     def __init__(self, agree_frames: int = 2, gap_us: int = 1_000_000, min_conf: float = 0.5,
-                 single_conf: float = 0.9) -> None:
+                 single_conf: float = 0.9, min_early_len: int = 5, min_misses: int = 2,
+                 repeat_us: int = 10_000_000) -> None:
         self.agree_frames, self.gap_us, self.min_conf, self.single_conf = agree_frames, gap_us, min_conf, single_conf
+        self.min_early_len, self.min_misses, self.repeat_us = min_early_len, min_misses, repeat_us
         self.tracks: list[_Track] = []
+        self.recent: list[_Track] = []  # committed vehicles that left, for repeat_us
 
     def add(self, reads: list[FrameRead], frame_us: int, frame: np.ndarray | None = None) -> list[Vehicle]:
-        """Feed one frame's reads; returns the vehicles committed by it (and by tracks ending)."""
-        out = self.flush(frame_us)
-        claimed: set[int] = set()
+        """Feed one looked-at frame's reads (none: nothing there, or nothing moved); returns the
+        vehicles committed by it, and by vehicles that have now left."""
+        out: list[Vehicle] = []
+        self.recent = [t for t in self.recent if frame_us - t.last_us <= self.repeat_us]
+        seen: set[int] = set()
         for read in sorted(reads, key=lambda r: -r.confidence):
             if read.confidence < self.min_conf or not read.text:
                 continue
-            track = next(
-                (t for i, t in enumerate(self.tracks)
-                 if i not in claimed and any(same_vehicle(read.text, r.text) for r in t.reads[-6:])),
-                None,
-            )
+            track = self._match(read.text, seen)
             if track is None:
                 track = _Track()
                 self.tracks.append(track)
-            claimed.add(self.tracks.index(track))
+            seen.add(id(track))
             track.reads.append(read)
-            track.last_us = frame_us
+            track.last_us, track.misses = frame_us, 0
             if read.confidence > track.best_conf and frame is not None:
                 track.best_conf, track.best_frame = read.confidence, frame
-            if not track.committed and track.counts()[read.text] >= self.agree_frames:
+            if not track.committed and self._agreed(track, read.text):
                 out.append(self._commit(track, frame_us))
-        return out
+        for track in self.tracks:
+            if id(track) not in seen:
+                track.misses += 1
+        return out + self._end(frame_us, lambda t: t.misses >= self.min_misses and frame_us - t.last_us > self.gap_us)
 
-    def flush(self, now_us: int) -> list[Vehicle]:
-        """End tracks not seen for ``gap_us``; commit those that were not committed yet."""
+    def _match(self, text: str, taken: set[int]) -> _Track | None:
+        for track in self.tracks:
+            if id(track) not in taken and any(same_vehicle(text, r.text) for r in track.reads[-6:]):
+                return track
+        for track in self.recent:
+            if any(same_vehicle(text, r.text) for r in track.reads[-6:]):
+                self.recent.remove(track)
+                self.tracks.append(track)  # back again (it had stopped): already committed
+                return track
+        return None
+
+    def _agreed(self, track: _Track, text: str) -> bool:
+        """Early commit: enough frames read ``text``, it is not part of a longer text read of
+        this vehicle, and it is long enough not to be a piece of a plate (a plate's left group
+        alone, ``MS73`` of ``MS73BJA``, was read twice in a row from the simulator's sub
+        stream). Short and partial reads wait for the vehicle to leave, then the vote decides."""
+        if len(text) < self.min_early_len or track.counts()[text] < self.agree_frames:
+            return False
+        return not any(text != r.text and text in r.text for r in track.reads)
+
+    def flush(self, now_us: int, idle_factor: int = 3) -> list[Vehicle]:
+        """No frame to look at (the stream stalled, or stopping): end vehicles unseen for
+        ``idle_factor`` gaps. ``now_us`` far ahead ends them all."""
+        return self._end(now_us, lambda t: now_us - t.last_us > idle_factor * self.gap_us)
+
+    def _end(self, now_us: int, gone) -> list[Vehicle]:
         out, keep = [], []
         for track in self.tracks:
-            if now_us - track.last_us <= self.gap_us:
+            if not gone(track):
                 keep.append(track)
                 continue
             if not track.committed and (
                 len(track.reads) >= self.agree_frames or max(r.confidence for r in track.reads) >= self.single_conf
             ):
                 out.append(self._commit(track, now_us))
+            if track.committed:
+                track.best_frame = None
+                self.recent.append(track)
         self.tracks = keep
         return out
 

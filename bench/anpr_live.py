@@ -68,7 +68,7 @@ async def phase(name: str, sim: Simulation, work: Path, options: LiveOptions, du
     keys = load_or_create_keys(work / "secret.key")
     async with transaction(sessions) as s:
         for cam in sim.cameras:
-            await add_camera(s, CameraSpec(**{**cam.spec(), "recording": False, "extra": {"anpr_roi": ROI}}), keys)
+            await add_camera(s, CameraSpec(**{**cam.spec(), "recording": False, "extra": {"anpr_roi": ROI, "anpr_stream": "sub"}}), keys)
         # A hotlist holding every registration the simulated cameras will show meanwhile.
         hl = await store.add_hotlist(s, "All vehicles (benchmark)", source="bench")
         start = now_us()

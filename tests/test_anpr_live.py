@@ -51,6 +51,11 @@ def fr(text: str, conf: float, t_us: int) -> FrameRead:
     return FrameRead(text, conf, t_us, (100, 100, 200, 40))
 
 
+def leave(t: VehicleTracker, at_us: int) -> list:
+    """Two frames looked at with nothing in them: what ends a vehicle that has left."""
+    return t.add([], at_us) + t.add([], at_us + 200_000)
+
+
 # ---------------------------------------------------------------------------------------------
 # The tracker: pure
 
@@ -63,7 +68,7 @@ def test_tracker_commits_each_vehicle_once_when_frames_agree():
     # Later frames of the same vehicle, misread or partly visible, are absorbed.
     assert t.add([fr("AB12CDF", 0.8, 400_000)], 400_000) == []
     assert t.add([fr("AB12CD", 0.7, 600_000)], 600_000) == []
-    assert t.add([], 3 * S) == []
+    assert leave(t, 3 * S) == []
     # The next vehicle is its own read.
     t.add([fr("XY70ZZZ", 0.9, 4 * S)], 4 * S)
     (w,) = t.add([fr("XY70ZZZ", 0.9, 4 * S + 200_000)], 4 * S + 200_000)
@@ -76,7 +81,8 @@ def test_tracker_votes_when_frames_disagree_and_commits_at_gap():
     t.add([fr("A812CDE", 0.6, 200_000)], 200_000)
     t.add([fr("AB12CDE", 0.8, 400_000)], 400_000)
     t.add([fr("AB12COE", 0.7, 600_000)], 600_000)
-    (v,) = t.flush(2 * S)
+    assert t.add([], 1_000_000) == []  # one empty frame, 0.4 s later: not gone yet
+    (v,) = leave(t, 2 * S)
     assert v.text == "AB12CDE" and v.frames == 4 and v.read_us == 0
     assert 0 < v.confidence < 0.9
 
@@ -84,9 +90,10 @@ def test_tracker_votes_when_frames_disagree_and_commits_at_gap():
 def test_tracker_single_glimpse_needs_high_confidence():
     t = VehicleTracker(agree_frames=2, gap_us=S, single_conf=0.9)
     t.add([fr("LOW1", 0.6, 0)], 0)
-    assert t.flush(2 * S) == []
+    assert leave(t, 2 * S) == []
     t.add([fr("HIGH1", 0.97, 3 * S)], 3 * S)
-    (v,) = t.flush(5 * S)
+    assert t.flush(4 * S) == []  # no frames looked at: only a long silence ends it
+    (v,) = t.flush(7 * S)
     assert v.text == "HIGH1"
 
 
@@ -195,4 +202,31 @@ def test_tracker_partial_plate_joins_its_vehicle():
     (v,) = t.add([fr("FJ19JXY", 0.99, 400_000)], 400_000)
     assert v.text == "FJ19JXY" and v.frames == 3
     assert t.add([fr("J19JXY", 0.95, 600_000)], 600_000) == []
-    assert t.flush(3 * S) == []
+    assert leave(t, 3 * S) == []
+
+
+def test_tracker_a_plates_left_group_read_twice_waits_for_the_whole():
+    t = VehicleTracker(agree_frames=2, gap_us=S)
+    assert t.add([fr("MS73", 0.99, 0)], 0) == []
+    assert t.add([fr("MS73", 0.99, 200_000)], 200_000) == []  # short: no early commit
+    assert t.add([fr("MS73BJA", 0.98, 400_000)], 400_000) == []
+    (v,) = t.add([fr("MS73BJA", 0.97, 600_000)], 600_000)
+    assert v.text == "MS73BJA"
+    # And a short plate that really is short is still read, when the vehicle has left.
+    t.add([fr("K1", 0.95, 5 * S)], 5 * S)
+    t.add([fr("K1", 0.95, 5 * S + 200_000)], 5 * S + 200_000)
+    (w,) = leave(t, 7 * S)
+    assert w.text == "K1"
+
+
+def test_tracker_slow_reads_do_not_split_a_vehicle_and_a_stopped_one_is_read_once():
+    t = VehicleTracker(agree_frames=2, gap_us=S)
+    # On a busy machine the reads of one vehicle came 1.5 s apart: still one vehicle.
+    assert t.add([fr("FV52", 0.99, 0)], 0) == []
+    (v,) = t.add([fr("FV52HFW", 0.99, 1_500_000)], 1_500_000) + t.add([fr("FV52HFW", 0.99, 3 * S)], 3 * S)
+    assert v.text == "FV52HFW"
+    # It stops under the camera (nothing moves: empty frames), then drives off: no second read.
+    assert leave(t, 5 * S) == []
+    assert t.add([fr("FV52HFW", 0.99, 8 * S)], 8 * S) == []
+    assert t.add([fr("FV52HFW", 0.99, 8 * S + 200_000)], 8 * S + 200_000) == []
+    assert leave(t, 10 * S) == []
