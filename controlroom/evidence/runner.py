@@ -210,19 +210,18 @@ class ExportRunner:
             loop = asyncio.get_running_loop()
             work = loop.run_in_executor(None, self._produce, part, tmp, exhibit, request, plan, lines,
                                         produced_by, progress, cancel)
-            beat = asyncio.create_task(self._heartbeat(job_id, progress, cancel))
+            stop_beat = asyncio.Event()
+            beat = asyncio.create_task(self._heartbeat(job_id, progress, cancel, stop_beat))
             try:
                 info, report = await asyncio.shield(work)
             except asyncio.CancelledError:
                 cancel.set()  # the service is stopping: stop the thread, queue the job again
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(work), 30)
+                await self._stop_beat(beat, stop_beat)
                 await self._requeue(job_id, request_id)
                 raise
-            finally:
-                beat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beat
+            await self._stop_beat(beat, stop_beat)
             progress.stage = "done"
             if not report.ok:
                 raise ExportError("read-back verification failed: " + "; ".join(map(str, report.problems[:5])))
@@ -260,9 +259,22 @@ class ExportRunner:
             raise Cancelled("export cancelled")
         return info, report
 
-    async def _heartbeat(self, job_id: int, progress: Progress, cancel: threading.Event) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_s)
+    @staticmethod
+    async def _stop_beat(beat: asyncio.Task[None], stop: asyncio.Event) -> None:
+        """Let the heartbeat finish its write rather than cancel it: a cancelled write can still
+        commit afterwards (aiosqlite's thread), under the next transaction's feet."""
+        stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(beat), 30)
+        except TimeoutError:
+            beat.cancel()
+
+    async def _heartbeat(self, job_id: int, progress: Progress, cancel: threading.Event, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.heartbeat_s)
+            if stop.is_set():
+                return
             done, total, stage = progress.snapshot()
             try:
                 async with transaction(self.sessions) as session:
