@@ -182,6 +182,10 @@ class Simulation:
         self.startup_s = loop.time() - started
         log.info("simulator: %d cameras on %s in %.2f s", len(self.cameras), self.host, self.startup_s)
 
+    async def prepare(self) -> None:
+        """Encode (or find in the cache) every clip these cameras need, without serving them."""
+        await self._server_specs()
+
     async def _server_specs(self) -> list[dict[str, Any]]:
         fixed = [p for p in self._plan if p["mode"] == "clip"]
         scenes = sorted({p["scene"] % len(clips.MAIN_SCENES) for p in fixed})
