@@ -12,6 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.catalogue import NewSegment, commit_segment
@@ -45,9 +46,11 @@ class Footage:
 
 async def add_cameras(sessions: async_sessionmaker[AsyncSession], names: list[str]) -> list[int]:
     async with transaction(sessions) as session:
-        site = Site(name="Town Centre", location="High Street, Anytown")
-        session.add(site)
-        await session.flush()
+        site = (await session.execute(select(Site).where(Site.name == "Town Centre"))).scalar_one_or_none()
+        if site is None:
+            site = Site(name="Town Centre", location="High Street, Anytown")
+            session.add(site)
+            await session.flush()
         cams = [Camera(name=n, site_id=site.id, position=f"{n} column, facing north", clock_offset_s=0.2,
                        clock_checked_us=now_us()) for n in names]
         session.add_all(cams)

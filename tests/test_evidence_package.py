@@ -439,3 +439,36 @@ async def test_export_killed_mid_way_is_restarted_and_completes(store, sources):
     req, job = await store.get(rid)
     assert job.state == JobState.DONE.value and job.attempts == 2 and req.state == RequestState.READY.value
     assert verify_package(store.exports / req.package_path, store.keys.public_key_pem()).ok
+
+
+def test_labels_tell_the_october_hour_apart():
+    """01:30 happens twice on 25 October 2026 in London: the labels differ by zone and offset."""
+    from datetime import UTC, datetime
+
+    from controlroom.evidence.plan import CameraWindow
+    from controlroom.evidence.working import _label
+
+    cam = CameraWindow(1, "High St", "Town Centre", "", "", "fixed", 0, 1, None, None, False)
+    first = int(datetime(2026, 10, 25, 0, 30, tzinfo=UTC).timestamp() * 1_000_000)
+    second = first + 3_600_000_000
+    assert "01:30:00 BST (+01:00)" in _label(cam, first) and "00:30:00 UTC" in _label(cam, first)
+    assert "01:30:00 GMT (+00:00)" in _label(cam, second) and "01:30:00 UTC" in _label(cam, second)
+
+
+async def test_window_without_any_footage_is_reported_missing(store, sources):
+    from evidence_media import add_cameras
+
+    footage = await catalogue_footage(store.sessions, store.root, sources, cameras=1)
+    (empty,) = await add_cameras(store.sessions, ["Dark camera"])
+    span = (footage.base_us, footage.base_us + 2 * SEGMENT_US)
+    rid = await store.request([(footage.camera_ids[0], *span), (empty, *span)])
+    await store.runner().run_once()
+    req, job = await store.get(rid)
+    assert job.state == JobState.DONE.value, job.error
+    with zipfile.ZipFile(store.exports / req.package_path) as zf:
+        exhibit = zf.namelist()[0].split("/")[0]
+        manifest = json.loads(zf.read(f"{exhibit}/manifest.json"))
+    dark = next(c for c in manifest["cameras"] if c["camera_id"] == empty)
+    assert dark["missing"] is True and dark["master_files"] == [] and dark["working_copy"] is None
+    assert dark["gaps"][0]["duration_s"] == 2 * SEGMENT_US / 1e6
+    assert req.findings["any_missing"]
