@@ -22,7 +22,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import BigInteger, Integer, String, Text, exists, insert, literal, select, text
+from sqlalchemy import BigInteger, Integer, String, Text, bindparam, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -65,17 +65,18 @@ def entry_hash(seq: int, at_us: int, actor: str, action: str, target: str, detai
 # real head and appends to that. One statement instead of three on SQLite, two on PostgreSQL.
 _HEADS: dict[str, tuple[int, str]] = {}
 
-_COLUMNS = ("seq", "at_us", "actor", "action", "target", "details", "prev_hash", "hash")
-
-
-def _insert_after(values: dict[str, Any], prev_seq: int, prev_hash: str):
-    """INSERT the entry only if entry ``prev_seq`` (with ``prev_hash``) is still the head."""
-    table = AuditEntry.__table__
-    row = select(*(literal(values[c], type_=table.c[c].type) for c in _COLUMNS)).where(
-        exists().where(table.c.seq == prev_seq, table.c.hash == prev_hash),
-        ~exists().where(table.c.seq > prev_seq),
-    )
-    return insert(table).from_select(list(_COLUMNS), row)
+# Built once: compiling a Core INSERT ... SELECT per append cost more than the insert itself.
+_INSERT_AFTER = text(
+    "INSERT INTO audit (seq, at_us, actor, action, target, details, prev_hash, hash) "
+    "SELECT :seq, :at_us, :actor, :action, :target, :details, :prev_hash, :hash "
+    "WHERE EXISTS (SELECT 1 FROM audit WHERE seq = :prev_seq AND hash = :prev_check) "
+    "AND NOT EXISTS (SELECT 1 FROM audit WHERE seq > :prev_seq)"
+).bindparams(
+    bindparam("seq", type_=BigInteger), bindparam("at_us", type_=BigInteger), bindparam("actor", type_=String),
+    bindparam("action", type_=String), bindparam("target", type_=String), bindparam("details", type_=Text),
+    bindparam("prev_hash", type_=String), bindparam("hash", type_=String), bindparam("prev_seq", type_=BigInteger),
+    bindparam("prev_check", type_=String),
+)
 
 
 async def append(
@@ -94,9 +95,10 @@ async def append(
     if hint is not None:
         seq, prev = hint[0] + 1, hint[1]
         entry_h = entry_hash(seq, at, actor, action, target, body, prev)
-        values = {"seq": seq, "at_us": at, "actor": actor, "action": action, "target": target,
-                  "details": body, "prev_hash": prev, "hash": entry_h}
-        result = await session.execute(_insert_after(values, hint[0], prev))
+        result = await session.execute(_INSERT_AFTER, {
+            "seq": seq, "at_us": at, "actor": actor, "action": action, "target": target, "details": body,
+            "prev_hash": prev, "hash": entry_h, "prev_seq": hint[0], "prev_check": prev,
+        })
         if result.rowcount == 1:
             _HEADS[key] = (seq, entry_h)
             return AuditEntry(seq=seq, at_us=at, actor=actor, action=action, target=target, details=body,
