@@ -34,45 +34,69 @@ def keys(data_dir: Path):
     return load_or_create_keys(data_dir / "secret.key")
 
 
-async def test_intact_chain_verifies(sessions, keys, tmp_path):
-    await fill(sessions, 12)
+async def test_tampering_is_found_and_named(sessions, keys, tmp_path):
+    """One chain, tampered with three ways in turn (each undone before the next)."""
+    await fill(sessions, 10)
     async with sessions() as session:
         await audit.write_digest(session, keys, tmp_path)
     r = await report(sessions, keys, tmp_path)
-    assert r.ok and r.chain.entries == 12 and r.digests_checked == 1 and r.first_bad_seq is None
+    assert r.ok and r.chain.entries == 10 and r.digests_checked == 1 and r.first_bad_seq is None
 
+    async def sql(statement: str, **params) -> None:
+        async with transaction(sessions) as session:
+            await session.execute(text(statement), params)
 
-async def test_changed_row_is_named(sessions, keys, tmp_path):
-    await fill(sessions, 10)
-    async with transaction(sessions) as session:
-        await session.execute(text("UPDATE audit SET target = 'thing:other' WHERE seq = 4"))
+    async def row(seq: int):
+        async with sessions() as session:
+            return (await session.execute(text(
+                "SELECT id, seq, at_us, actor, action, target, details, prev_hash, hash FROM audit WHERE seq = :s"
+            ), {"s": seq})).one()
+
+    # 1. A changed row.
+    original = await row(4)
+    await sql("UPDATE audit SET target = 'thing:other' WHERE seq = 4")
     r = await report(sessions, keys, tmp_path)
     assert not r.ok and r.first_bad_seq == 4 and "entry 4 was altered" in r.problems[0]
+    await sql("UPDATE audit SET target = :t WHERE seq = 4", t=original.target)
+    assert (await report(sessions, keys, tmp_path)).ok
 
-
-async def test_rehashed_row_breaks_the_next_link(sessions, keys, tmp_path):
-    """An attacker who recomputes the changed row's own hash still breaks entry 5's link."""
-    await fill(sessions, 10)
-    async with transaction(sessions) as session:
-        row = (await session.execute(text("SELECT seq, at_us, actor, action, target, details, prev_hash FROM audit WHERE seq = 4"))).one()
-        new_hash = audit.entry_hash(row[0], row[1], "someone else", row[3], row[4], row[5], row[6])
-        await session.execute(text("UPDATE audit SET actor = 'someone else', hash = :h WHERE seq = 4"), {"h": new_hash})
+    # 2. A changed row whose own hash the attacker recomputed: entry 5's link breaks.
+    new_hash = audit.entry_hash(4, original.at_us, "someone else", original.action, original.target,
+                                original.details, original.prev_hash)
+    await sql("UPDATE audit SET actor = 'someone else', hash = :h WHERE seq = 4", h=new_hash)
     r = await report(sessions, keys, tmp_path)
     assert not r.ok and r.first_bad_seq == 5 and "does not follow" in r.problems[0]
+    await sql("UPDATE audit SET actor = :a, hash = :h WHERE seq = 4", a=original.actor, h=original.hash)
+    assert (await report(sessions, keys, tmp_path)).ok
 
-
-async def test_deleted_row_is_named(sessions, keys, tmp_path):
-    await fill(sessions, 10)
-    async with transaction(sessions) as session:
-        await session.execute(text("DELETE FROM audit WHERE seq = 6"))
+    # 3. A deleted row.
+    gone = await row(6)
+    await sql("DELETE FROM audit WHERE seq = 6")
     r = await report(sessions, keys, tmp_path)
     assert not r.ok and r.first_bad_seq == 6 and "entry 6 is missing" in r.problems[0]
+    await sql("INSERT INTO audit (id, seq, at_us, actor, action, target, details, prev_hash, hash) "
+              "VALUES (:id, :seq, :at, :actor, :action, :target, :details, :prev, :hash)",
+              id=gone.id, seq=gone.seq, at=gone.at_us, actor=gone.actor, action=gone.action, target=gone.target,
+              details=gone.details, prev=gone.prev_hash, hash=gone.hash)
+    assert (await report(sessions, keys, tmp_path)).ok
 
 
-async def test_truncated_tail_is_caught_by_the_digest(sessions, keys, tmp_path):
+async def test_truncation_is_caught_by_the_signed_digest(sessions, keys, tmp_path):
     await fill(sessions, 10)
     async with sessions() as session:
         await audit.write_digest(session, keys, tmp_path)
+    digest = next(tmp_path.glob("*.json"))
+    saved = digest.read_text()
+
+    # A forged digest (an earlier head, to hide entries about to be deleted) does not verify.
+    data = json.loads(saved)
+    async with sessions() as session:
+        data["seq"], data["hash"] = 7, (await session.execute(text("SELECT hash FROM audit WHERE seq = 7"))).scalar_one()
+    digest.write_text(json.dumps(data))
+    r = await report(sessions, keys, tmp_path)
+    assert not r.ok and "signature does not verify" in r.problems[0]
+    digest.write_text(saved)
+
     async with transaction(sessions) as session:
         await session.execute(text("DELETE FROM audit WHERE seq > 7"))
     r = await report(sessions, keys, tmp_path)
@@ -84,41 +108,37 @@ async def test_truncated_tail_is_caught_by_the_digest(sessions, keys, tmp_path):
     async with sessions() as session:
         with pytest.raises(audit.DigestError, match="cut"):
             await audit.write_digest(session, keys, tmp_path)
-    assert json.loads(next(tmp_path.glob("*.json")).read_text())["seq"] == 10
+    assert json.loads(digest.read_text())["seq"] == 10
 
-
-async def test_whole_table_emptied_is_caught(sessions, keys, tmp_path):
-    await fill(sessions, 3)
-    async with sessions() as session:
-        await audit.write_digest(session, keys, tmp_path)
+    # Emptying the whole table is caught the same way.
     async with transaction(sessions) as session:
         await session.execute(text("DELETE FROM audit"))
     r = await report(sessions, keys, tmp_path)
     assert not r.ok and r.first_bad_seq == 1
 
 
-async def test_forged_digest_is_refused(sessions, keys, tmp_path):
-    await fill(sessions, 5)
-    async with sessions() as session:
-        path = await audit.write_digest(session, keys, tmp_path)
-    data = json.loads(path.read_text())
-    data["seq"] = 3  # pretend the head was earlier, to hide entries 4 and 5 before deleting them
-    async with transaction(sessions) as session:
-        data["hash"] = (await session.execute(text("SELECT hash FROM audit WHERE seq = 3"))).scalar_one()
-    path.write_text(json.dumps(data))
-    r = await report(sessions, keys, tmp_path)
-    assert not r.ok and "signature does not verify" in r.problems[0]
-
-
-async def test_concurrent_appends_never_fork(sessions, keys, tmp_path):
+async def test_appends_never_fork(sessions, keys, tmp_path):
+    """Concurrent writers are serialised; the per-process head hint, made stale by a rolled-back
+    append or by "another process" writing meanwhile, is never trusted over the database."""
     async def writer(k: int) -> None:
-        for i in range(25):
+        for i in range(20):
             async with transaction(sessions) as session:
                 await audit.append(session, f"w{k}", "test.concurrent", str(i))
 
     await asyncio.gather(*(writer(k) for k in range(4)))
+    with pytest.raises(RuntimeError):
+        async with transaction(sessions) as session:
+            await audit.append(session, "x", "rolled.back", "")
+            raise RuntimeError("the action failed after auditing: both roll back")
+    await fill(sessions, 1)
+    stale = dict(audit._HEADS)
+    await fill(sessions, 2)  # "another process" moves the head on
+    audit._HEADS.update(stale)
+    await fill(sessions, 2)
     r = await report(sessions, keys, tmp_path)
-    assert r.ok and r.chain.entries == 100
+    assert r.ok and r.chain.entries == 85
+    async with sessions() as session:
+        assert [e.action async for e in audit.entries(session)].count("rolled.back") == 0
 
 
 async def test_action_fails_when_its_audit_entry_cannot_be_written(sessions):
@@ -206,21 +226,3 @@ async def test_cli_verify_names_the_bad_entry(db_url, data_dir, monkeypatch, cap
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [x["seq"] for x in lines] == [1]
 
-
-async def test_stale_head_hint_is_never_trusted(sessions, keys, tmp_path):
-    """Appends use a per-process hint of the head; a rolled-back append, or another process
-    writing meanwhile, makes it stale, and the chain must still come out whole."""
-    await fill(sessions, 3)
-    with pytest.raises(RuntimeError):
-        async with transaction(sessions) as session:
-            await audit.append(session, "x", "rolled.back", "")
-            raise RuntimeError("the action failed after auditing: both roll back")
-    await fill(sessions, 1)
-    stale = dict(audit._HEADS)
-    await fill(sessions, 2)  # "another process" moves the head on
-    audit._HEADS.update(stale)
-    await fill(sessions, 2)
-    r = await report(sessions, keys, tmp_path)
-    assert r.ok and r.chain.entries == 8
-    async with sessions() as session:
-        assert [e.action async for e in audit.entries(session)].count("rolled.back") == 0
