@@ -22,13 +22,13 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cameras import CameraError
 from cameras.onvif.session import OnvifSession, connect
+from cameras.onvif.session import camera_utc_s as camera_utc_s  # re-exported: a reply's UTC time
 from storage.alerts import AlertHub, raise_alert
 from storage.db import now_us, transaction
 from storage.keys import Keys
@@ -37,7 +37,7 @@ from storage.models import Camera
 log = logging.getLogger(__name__)
 
 MAX_SAMPLES = 8
-TARGET_UNCERTAINTY_S = 0.1
+TARGET_UNCERTAINTY_S = 0.1  # seconds, half-width: a tenth of the default 1 s threshold
 
 
 @dataclass(frozen=True)
@@ -47,19 +47,11 @@ class ClockReading:
     samples: int
 
 
-def camera_utc_s(reply: Any) -> float:
-    """Epoch seconds of a GetSystemDateAndTime reply's UTCDateTime (whole seconds)."""
-    utc = reply.UTCDateTime
-    if utc is None:
-        raise CameraError("the camera's GetSystemDateAndTime reply has no UTCDateTime")
-    return dt.datetime(utc.Date.Year, utc.Date.Month, utc.Date.Day, utc.Time.Hour, utc.Time.Minute,
-                       utc.Time.Second, tzinfo=dt.UTC).timestamp()
-
-
 async def measure_offset(session: OnvifSession, *, max_samples: int = MAX_SAMPLES,
                          target_uncertainty_s: float = TARGET_UNCERTAINTY_S) -> ClockReading:
     low, high = float("-inf"), float("inf")
     rtt_s = 0.0
+    last_width = float("inf")
     samples = 0
     for samples in range(1, max_samples + 1):  # noqa: B007 - the count is reported
         if samples > 1:
@@ -70,18 +62,20 @@ async def measure_offset(session: OnvifSession, *, max_samples: int = MAX_SAMPLE
             now = time.time()
             tick = math.ceil(now + rtt_s / 2 + mid + 0.002)
             await asyncio.sleep(max(0.0, tick - mid - rtt_s / 2 - now))
-        sent = time.time()
-        reply = await session.call("devicemgmt", "GetSystemDateAndTime")
-        received = time.time()
+        sent, received, cam_s = await session.read_clock()
         rtt_s = received - sent
-        cam_s = camera_utc_s(reply)
         # The camera read its clock somewhere in [sent, received], and its true time then was in
         # [cam_s, cam_s + 1): so offset is in [cam_s - received, cam_s + 1 - sent).
         low, high = max(low, cam_s - received), min(high, cam_s + 1 - sent)
         if high < low:  # the camera's clock jumped (someone set it): start again
             low, high = cam_s - received, cam_s + 1 - sent
-        if (high - low) / 2 <= target_uncertainty_s:
+        width = high - low
+        if width / 2 <= target_uncertainty_s:
             break
+        # The round trip is the floor: once a reading no longer narrows the window, stop.
+        if samples >= 3 and width > 0.8 * last_width:
+            break
+        last_width = width
     return ClockReading((low + high) / 2, (high - low) / 2, samples)
 
 
