@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from controlroom.auth import actor, current_user
+from controlroom.auth import actor, can_access_camera, current_user
 from controlroom.context import EVIDENCE, KEYS, SESSIONS, SETTINGS
 from controlroom.errors import Forbidden, json_body
 from controlroom.evidence.plan import build_plan, findings
@@ -113,6 +113,8 @@ async def submit(request: web.Request) -> web.Response:
                 raise Invalid(f"windows[{n}]: needs exactly camera, from and to")
             try:
                 cam = await inventory.get_camera(session, str(w["camera"]))
+                if not await can_access_camera(request, cam.id):  # narrowed users: as if absent
+                    raise NotFound(str(w["camera"]))
             except NotFound:
                 raise Invalid(f"windows[{n}]: no camera {w['camera']}") from None
             windows.append(WindowSpec(cam.id, iso_to_us(str(w["from"]), f"windows[{n}].from"),
