@@ -11,9 +11,14 @@ restarted. Exits are retried forever with capped exponential backoff. Every outa
 with a start and an end, and the camera's state (recording, reconnecting, offline with
 reason, disabled) is kept in the inventory row, with an alert when a camera is lost or back.
 
-Times: a segment's end is the wall-clock time at which ffmpeg reported it closed (it closes a
-segment when the first keyframe of the next one arrives, so this is the arrival time of that
-keyframe), and its start is the end minus its media duration. See docs/design/time.md.
+Times: ffmpeg lists each finished segment with its start and end on the stream's media
+timeline, at about the moment the next segment's first keyframe arrives. The wall-clock time of
+that report minus the segment's media end is the offset between the two clocks plus a delay
+that is never negative (reporting, scheduling); the smallest such offset over the last
+:data:`OFFSET_WINDOW` segments of one ffmpeg run estimates the true offset, and a segment's
+wall times are its media times plus that offset. So consecutive segments of a run are
+contiguous, a busy event loop cannot open holes between them, and a camera whose media clock
+drifts is followed within a few segments. See docs/design/time.md.
 
 Matroska can be read while it is written, so a crash (of ffmpeg or of the service) loses
 nothing that reached the disk: the partial file left in ``incoming/`` is recovered at the next
@@ -57,6 +62,8 @@ RTSP_IO_TIMEOUT_S = 10.0
 # After SIGINT, ffmpeg finalises the segment and exits (status 255); give it this long.
 STOP_GRACE_S = 10.0
 STDERR_RING_LINES = 40
+# Segments over which the smallest wall-minus-media offset is taken (see the module docstring).
+OFFSET_WINDOW = 10
 
 _PR_SET_PDEATHSIG = 1
 _STREAM_RE = re.compile(r"Stream #0:\d+.*?: Video: (?P<codec>\w+).*?, (?P<w>\d{2,5})x(?P<h>\d{2,5})")
@@ -128,7 +135,10 @@ def ffmpeg_args(url: str, out_dir: Path, run_id: str, segment_s: int) -> list[st
     )
     compiled = out.compile(cmd="ffmpeg")
     # Global options go first (ffmpeg may ignore trailing ones).
-    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "info", "-progress", "pipe:2", *compiled[1:]]
+    # Progress every 2 s is plenty for a stall watchdog counted in tens of seconds, and costs the
+    # service a quarter of the default 0.5 s period (about 12 lines per report per camera).
+    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "info", "-stats_period", "2",
+            "-progress", "pipe:2", *compiled[1:]]
 
 
 async def probe(path: Path) -> tuple[float, str, int, int]:
@@ -288,6 +298,7 @@ class CameraRecorder:
         url = credentialed_url(self.cam.main_url, self.cam.username, self.cam.password)
         args = ffmpeg_args(url, out_dir, str(time.time_ns() // 1_000_000), self.segment_s)
         self.stderr_tail.clear()
+        self._offsets_us: deque[int] = deque(maxlen=OFFSET_WINDOW)  # media timeline -> wall clock
         self._last_progress = time.monotonic()
         self._progress_value = -1
         try:
@@ -327,16 +338,19 @@ class CameraRecorder:
             arrived_us = now_us()
             try:
                 name, start_s, end_s = line.decode().strip().rsplit(",", 2)
-                duration_us = int((float(end_s) - float(start_s)) * 1_000_000)
+                media_start_us, media_end_us = int(float(start_s) * 1_000_000), int(float(end_s) * 1_000_000)
             except ValueError:
                 log.warning("camera %s: unexpected segment list line %r", self.cam.id, line[:200])
                 continue
             path = out_dir / Path(name).name
-            if duration_us <= 0 or not path.exists():
+            if media_end_us <= media_start_us or not path.exists():
                 continue
+            self._offsets_us.append(arrived_us - media_end_us)
+            wall_offset_us = min(self._offsets_us)
             offset, flag = await self._clock()
             codec, width, height = self._codec
-            seg = NewSegment(self.cam.id, arrived_us - duration_us, arrived_us, codec, width, height, offset, flag)
+            seg = NewSegment(self.cam.id, media_start_us + wall_offset_us, media_end_us + wall_offset_us,
+                             codec, width, height, offset, flag)
             await commit_segment(self.sessions, self.root, path, seg)
             self.segments_committed += 1
             if self._gap_open:
