@@ -1,0 +1,538 @@
+"""The plate reader: one BGR frame in, the plates read in it out.
+
+Method (measured and explained in docs/design/anpr-reader.md):
+
+1. Text detection (PP-OCRv4 DB detector, shipped inside rapidocr-onnxruntime) on the frame
+   scaled down so its long side is ``det_side_px``: finding text needs far fewer pixels than
+   reading it, and the detector's cost grows with the pixels it sees.
+2. Candidate lines are kept only if they are shaped like a plate's line of characters (wide,
+   not tall, not tiny), and neighbouring pieces of one line are also tried joined (a plate's
+   characters are often found in two groups either side of a gap, badge or bolt).
+3. Each candidate is cut from the FULL-resolution frame, straightened, and recognised
+   (PP-OCRv4 recogniser) in one batch. Decoding keeps only A-Z and 0-9 (lower case folded into
+   upper case, punctuation and other scripts dropped) and gives a confidence per character.
+4. Texts are judged as registrations (UK rules with look-alike correction, or the generic
+   2-8 alphanumerics); the best reads, one per plate position, are returned.
+5. If nothing convincing was read, a second, slower pass detects at a higher resolution on a
+   contrast-equalised frame (small or washed-out plates), so the usual frame stays cheap.
+
+No model is downloaded: both ONNX files are inside the rapidocr-onnxruntime wheel.
+Blocking: ``read`` runs ONNX inference; async callers use ``asyncio.to_thread``.
+``read`` is safe to call from several threads (onnxruntime sessions are).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from anpr import AnprError
+from anpr.plates import clean, normalise_generic, resolve_uk
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["uk", "generic"]
+Box = tuple[int, int, int, int]
+
+# A frame larger than this is refused, not shrunk: no camera sends one, and shrinking it to
+# the detector's size would silently lose the small plates it was presumably taken for.
+MAX_PIXELS = 40_000_000
+
+
+class ReaderError(AnprError):
+    """The input cannot be read as an image (None, empty, wrong type or shape, too large)."""
+
+
+@dataclass(frozen=True)
+class PlateRead:
+    """One plate read in one frame.
+
+    ``text``: normalised registration (upper case, no spaces). ``confidence``: 0..1, the mean
+    of ``char_confidences`` (one per character of ``text``). ``box``: (x, y, w, h) of the plate
+    line in the frame's pixels. ``raw_text``: what the recogniser read (A-Z0-9 only) before the
+    registration rules. ``format``: 'current', 'prefix', 'suffix', 'dateless' or 'generic'.
+    """
+
+    text: str
+    confidence: float
+    box: Box
+    char_confidences: list[float]
+    raw_text: str
+    format: str
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "text": self.text,
+            "confidence": round(self.confidence, 4),
+            "box": list(self.box),
+            "char_confidences": [round(c, 4) for c in self.char_confidences],
+            "raw_text": self.raw_text,
+            "format": self.format,
+        }
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The reader's constants. Defaults were chosen on half of the development photographs and
+    checked on the other half (docs/design/anpr-reader.md); change them only with the bench."""
+
+    det_side_px: int = 800  # long side of the frame the detector sees in the first pass
+    det_thresh: float = 0.1  # DB probability above which a pixel is text
+    det_box_thresh: float = 0.2  # mean probability for a region to count as text
+    det_unclip: float = 1.6  # how far a text core is grown into its line (DB's own default)
+    min_region_px: float = 6.0  # coarse regions lower than this (frame pixels) are skipped
+    max_regions: int = 5  # coarse regions looked at closely per pass
+    fine_region_px: float = 56.0  # a region's height when looked at closely
+    fine_max_side_px: float = 640.0  # ... within this size
+    fine_thresh: float = 0.3
+    fine_box_thresh: float = 0.5
+    fallback_side_px: int = 1280  # second pass, only when the first found nothing convincing
+    fallback_below: float = 0.85  # ... i.e. when the best read's confidence is under this
+    min_height_px: float = 9.0  # a line of characters smaller than this is unreadable
+    min_aspect: float = 1.1  # plate line width / height
+    max_aspect: float = 9.0
+    max_candidates: int = 6  # lines recognised per pass (the most plate-like first)
+    pad_x: float = 0.0  # crop margin left and right, in line heights (tight crops read best)
+    pad_y: float = 0.0  # crop margin above and below, in line heights
+    rec_height_px: int = 48  # the recogniser's input height
+    rec_max_width_px: int = 400
+    min_confidence: float = 0.5  # reads below this are not returned
+    min_char_confidence: float = 0.2  # ... nor reads with a character below this
+    drop_below: float = 0.5  # an end character read with less confidence may be dropped
+
+
+@dataclass
+class _Candidate:
+    quad: np.ndarray  # 4x2 float32, clockwise from top-left, frame pixels
+    det_score: float
+    width: float = 0.0
+    height: float = 0.0
+    raw: str = ""
+    char_conf: list[float] = field(default_factory=list)
+
+
+def _models_dir() -> Path:
+    import rapidocr_onnxruntime
+
+    return Path(rapidocr_onnxruntime.__file__).parent / "models"
+
+
+def _session(path: Path, threads: int):  # -> onnxruntime.InferenceSession
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class _Alphabet:
+    """Folds the recogniser's 6625 classes into blank, A-Z0-9 and 'anything else'."""
+
+    SYMBOLS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+    def __init__(self, characters: list[str]) -> None:
+        # Class 0 is the CTC blank, then the model's character list, then a space (PaddleOCR).
+        classes = ["<blank>", *characters, " "]
+        fold = {s: [] for s in self.SYMBOLS}
+        for i, ch in enumerate(classes):
+            if i == 0:
+                continue
+            if ch in fold:
+                fold[ch].append(i)
+            elif len(ch) == 1 and ch.isascii() and ch.isalpha():
+                # Lower case read on a plate is the upper-case letter; 'l' is drawn like I.
+                fold["I" if ch == "l" else ch.upper()].append(i)
+        self.groups = [np.array(fold[s], dtype=np.int64) for s in self.SYMBOLS]
+        self.n_classes = len(classes)
+
+    def decode(self, probs: np.ndarray) -> tuple[str, list[float]]:
+        """Greedy CTC decode of one (T, classes) softmax output into text and per-char conf."""
+        folded = np.empty((probs.shape[0], len(self.SYMBOLS) + 2), dtype=np.float32)
+        folded[:, 0] = probs[:, 0]
+        for k, idx in enumerate(self.groups):
+            folded[:, k + 1] = probs[:, idx].sum(axis=1)
+        folded[:, -1] = np.clip(1.0 - folded[:, :-1].sum(axis=1), 0.0, 1.0)  # anything else
+        best = folded.argmax(axis=1)
+        text: list[str] = []
+        conf: list[float] = []
+        prev = -1
+        for t, k in enumerate(best):
+            k = int(k)
+            if 1 <= k <= len(self.SYMBOLS):
+                if k != prev:
+                    text.append(self.SYMBOLS[k - 1])
+                    conf.append(float(folded[t, k]))
+                else:
+                    conf[-1] = max(conf[-1], float(folded[t, k]))
+            prev = k
+        return "".join(text), conf
+
+
+class PlateReader:
+    """Reads number plates in frames. Models are loaded once, in the constructor (~0.5 s).
+
+    ``mode``: 'uk' applies the UK registration rules (and corrects look-alike characters by
+    position); 'generic' accepts 2 to 8 letters and digits (foreign plates).
+    ``roi``: (x, y, w, h) of the part of the frame to search, in frame pixels; reads' boxes are
+    still in whole-frame pixels.
+    ``threads``: onnxruntime intra-op threads (default: the machine's cores, at most 4).
+    """
+
+    def __init__(
+        self,
+        mode: Mode = "uk",
+        roi: Box | None = None,
+        *,
+        threads: int | None = None,
+        tuning: Tuning | None = None,
+    ) -> None:
+        if mode not in ("uk", "generic"):
+            raise ReaderError(f"unknown plate mode {mode!r}: use 'uk' or 'generic'")
+        if roi is not None:
+            if len(roi) != 4 or any(int(v) != v for v in roi) or roi[2] <= 0 or roi[3] <= 0 or roi[0] < 0 or roi[1] < 0:
+                raise ReaderError(f"bad region of interest {roi!r}: want (x, y, w, h) in pixels, w and h > 0")
+            roi = tuple(int(v) for v in roi)  # type: ignore[assignment]
+        self.mode: Mode = mode
+        self.roi = roi
+        self.tuning = tuning or Tuning()
+        self.threads = threads or max(1, min(os.cpu_count() or 1, 4))
+        models = _models_dir()
+        self._det = _session(models / "ch_PP-OCRv4_det_infer.onnx", self.threads)
+        self._rec = _session(models / "ch_PP-OCRv4_rec_infer.onnx", self.threads)
+        characters = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
+        self._alphabet = _Alphabet(characters)
+
+    # ------------------------------------------------------------------ input
+    @staticmethod
+    def check_frame(image: object) -> np.ndarray:
+        """The frame as a 3-channel uint8 BGR array, or ReaderError saying what is wrong."""
+        if image is None:
+            raise ReaderError("no frame (got None)")
+        if not isinstance(image, np.ndarray):
+            raise ReaderError(f"a frame must be a numpy array, not {type(image).__name__}")
+        if image.size == 0:
+            raise ReaderError(f"empty frame (shape {image.shape})")
+        if image.dtype != np.uint8:
+            raise ReaderError(f"a frame must be 8-bit (uint8), not {image.dtype}")
+        if image.ndim == 2:
+            pixels = image.shape[0] * image.shape[1]
+        elif image.ndim == 3 and image.shape[2] in (1, 3, 4):
+            pixels = image.shape[0] * image.shape[1]
+        else:
+            raise ReaderError(f"a frame must be H x W (grey) or H x W x 3 (BGR), not shape {image.shape}")
+        if pixels > MAX_PIXELS:
+            raise ReaderError(
+                f"frame too large: {image.shape[1]}x{image.shape[0]} is {pixels / 1e6:.0f} megapixels, "
+                f"the limit is {MAX_PIXELS / 1e6:.0f}"
+            )
+        if image.ndim == 2 or image.shape[2] == 1:
+            return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        if image.shape[2] == 4:
+            return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        return image
+
+    # ------------------------------------------------------------------ reading
+    def read(self, image: np.ndarray) -> list[PlateRead]:
+        """The plates read in ``image`` (BGR uint8), best first; [] if none.
+
+        Raises ReaderError for input that is not a usable frame; the reader stays usable.
+        """
+        frame = self.check_frame(image)
+        ox = oy = 0
+        if self.roi is not None:
+            x, y, w, h = self.roi
+            frame = frame[y : y + h, x : x + w]
+            if frame.size == 0:
+                raise ReaderError(f"region of interest {self.roi} lies outside the {image.shape[1]}x{image.shape[0]} frame")
+            ox, oy = x, y
+        t = self.tuning
+        started = time.perf_counter()
+        reads = self._pass(frame, t.det_side_px, equalise=False)
+        if not reads or reads[0].confidence < t.fallback_below:
+            more = self._pass(frame, t.fallback_side_px, equalise=True)
+            reads = _merge_reads(reads + more)
+        if ox or oy:
+            reads = [_shift(r, ox, oy) for r in reads]
+        log.debug("read %d plates in %.0f ms", len(reads), (time.perf_counter() - started) * 1000)
+        return reads
+
+    def _pass(self, frame: np.ndarray, side_px: int, *, equalise: bool) -> list[PlateRead]:
+        t = self.tuning
+        det_frame = _equalise(frame) if equalise else frame
+        # Coarse: where is there text at all? Cheap, on the scaled-down frame.
+        h, w = frame.shape[:2]
+        scale = min(1.0, side_px / max(h, w))
+        regions = self._detect(det_frame, scale, t.det_thresh, t.det_box_thresh)
+        regions = [r for r in regions if r.height >= t.min_region_px and 0.7 <= r.width / r.height <= 14]
+        regions.sort(key=lambda c: c.det_score * min(c.height, 80.0), reverse=True)
+        # Fine: each region again at a resolution where its characters are ~40 px high, which
+        # gives tight, separate lines (plate characters apart from state names and slogans).
+        lines: list[_Candidate] = []
+        for region in regions[: t.max_regions]:
+            lines.extend(self._refine(det_frame, region))
+        candidates = self._plate_like(_dedupe(lines))
+        if not candidates:
+            return []
+        self._recognise(frame, candidates)
+        reads = [r for c in candidates if (r := self._judge(c)) is not None]
+        return _merge_reads(reads)
+
+    def _refine(self, frame: np.ndarray, region: _Candidate) -> list[_Candidate]:
+        t = self.tuning
+        fh, fw = frame.shape[:2]
+        x, y, w, h = _quad_box(region.quad)
+        mx, my = 0.25 * w + 0.5 * h, 0.6 * h
+        x0, y0 = max(0, int(x - mx)), max(0, int(y - my))
+        x1, y1 = min(fw, int(x + w + mx)), min(fh, int(y + h + my))
+        crop = frame[y0:y1, x0:x1]
+        if crop.shape[0] < 4 or crop.shape[1] < 4:
+            return []
+        scale = min(t.fine_region_px / h, t.fine_max_side_px / max(crop.shape[:2]))
+        lines = self._detect(crop, scale, t.fine_thresh, t.fine_box_thresh)
+        for line in lines:
+            line.quad += np.array([x0, y0], np.float32)
+        if lines:
+            tallest = max(c.height for c in lines)
+            lines = [c for c in lines if c.height >= 0.45 * tallest]
+        return lines
+
+    def _detect(self, frame: np.ndarray, scale: float, thresh: float, box_thresh: float) -> list[_Candidate]:
+        """Text regions found by the DB detector on ``frame`` resized by ``scale``."""
+        t = self.tuning
+        h, w = frame.shape[:2]
+        dh = max(32, int(round(h * scale / 32)) * 32)
+        dw = max(32, int(round(w * scale / 32)) * 32)
+        small = cv2.resize(frame, (dw, dh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        blob = (small.astype(np.float32) * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)[None]
+        prob = self._det.run(None, {"x": blob})[0][0, 0]
+        bitmap = (prob > thresh).astype(np.uint8)
+        bitmap = cv2.dilate(bitmap, np.ones((2, 2), np.uint8))
+        contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        sx, sy = w / dw, h / dh
+        out: list[_Candidate] = []
+        for contour in contours:
+            if len(contour) < 4:
+                continue
+            (cx, cy), (rw, rh), angle = cv2.minAreaRect(contour)
+            if min(rw, rh) < 2:
+                continue
+            score = _region_score(prob, contour)
+            if score < box_thresh:
+                continue
+            grow = rw * rh * t.det_unclip / (2 * (rw + rh))  # DB's unclip distance for a rectangle
+            pts = cv2.boxPoints(((cx, cy), (rw + 2 * grow, rh + 2 * grow), angle))
+            pts[:, 0] = np.clip(pts[:, 0] * sx, 0, w - 1)
+            pts[:, 1] = np.clip(pts[:, 1] * sy, 0, h - 1)
+            c = _Candidate(_order_quad(pts), score)
+            c.width = float(np.linalg.norm(c.quad[1] - c.quad[0]))
+            c.height = float(np.linalg.norm(c.quad[3] - c.quad[0]))
+            if c.height > 0:
+                out.append(c)
+        return out
+
+    def _plate_like(self, candidates: list[_Candidate]) -> list[_Candidate]:
+        """Lines shaped like a plate's characters (and joins of split lines), best first."""
+        t = self.tuning
+        lines = [c for c in candidates if c.height >= t.min_height_px and c.width >= c.height * 0.5]
+        joined = _join_split_lines(lines)
+        kept = [c for c in lines + joined if t.min_aspect <= c.width / c.height <= t.max_aspect]
+        # Plate characters are the largest, clearest short line on a vehicle's back: rank by
+        # detector score and size; recognising is the costly step, so only the best few go on.
+        kept.sort(key=lambda c: c.det_score * min(c.height, 80.0), reverse=True)
+        return kept[: t.max_candidates]
+
+    # ------------------------------------------------------------------ recognition
+    def _recognise(self, frame: np.ndarray, candidates: list[_Candidate]) -> None:
+        t = self.tuning
+        crops: list[np.ndarray] = []
+        for c in candidates:
+            quad = _pad_quad(c.quad, t.pad_x * c.height, t.pad_y * c.height)
+            width = c.width + 2 * t.pad_x * c.height
+            height = c.height * (1 + 2 * t.pad_y)
+            target_w = int(np.clip(round(t.rec_height_px * width / height), 16, t.rec_max_width_px))
+            dst = np.array([[0, 0], [target_w - 1, 0], [target_w - 1, t.rec_height_px - 1], [0, t.rec_height_px - 1]], np.float32)
+            m = cv2.getPerspectiveTransform(quad, dst)
+            crops.append(cv2.warpPerspective(frame, m, (target_w, t.rec_height_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+        width = max(c.shape[1] for c in crops)
+        batch = np.zeros((len(crops), 3, t.rec_height_px, width), np.float32)
+        for i, crop in enumerate(crops):
+            batch[i, :, :, : crop.shape[1]] = (crop.astype(np.float32) * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)
+        probs = self._rec.run(None, {"x": batch})[0]
+        for c, p in zip(candidates, probs, strict=True):
+            c.raw, c.char_conf = self._alphabet.decode(p)
+
+    def _judge(self, c: _Candidate) -> PlateRead | None:
+        """The candidate's text as a registration, or None if it is not one."""
+        t = self.tuning
+        best: tuple[float, PlateRead] | None = None
+        longest = 8 if self.mode == "generic" else 7
+        for start, end in _windows(len(c.raw), longest):
+            # Characters at the ends may be dropped only if the recogniser doubted them (a bolt,
+            # a border mark) or the whole line is too long to be a registration.
+            dropped = c.char_conf[:start] + c.char_conf[end:]
+            if dropped and len(c.raw) <= longest and max(dropped) >= t.drop_below:
+                continue
+            raw = c.raw[start:end]
+            conf = c.char_conf[start:end]
+            if self.mode == "uk":
+                plate = resolve_uk(raw)
+                if plate is None:
+                    continue
+                text, fmt, penalty = plate.text, plate.format, 0.03 * plate.corrections
+            else:
+                text = normalise_generic(raw)
+                if text is None:
+                    continue
+                fmt, penalty = "generic", 0.0
+            if len(text) < 4 or min(conf) < t.min_char_confidence or _looks_like_a_date(raw):
+                continue
+            confidence = float(np.mean(conf)) - penalty
+            score = confidence - 0.02 * len(dropped) + _shape_prior(text)
+            if confidence >= t.min_confidence and (best is None or score > best[0]):
+                read = PlateRead(text, round(confidence, 4), _quad_box(c.quad), [round(x, 4) for x in conf], c.raw, fmt)
+                best = (score, read)
+        if best is None:
+            return None
+        score, read = best
+        return PlateRead(read.text, read.confidence, read.box, read.char_confidences, read.raw_text, read.format) if score > 0 else None
+
+
+# ---------------------------------------------------------------------- helpers
+def _shape_prior(text: str) -> float:
+    """Small bonus for what registrations look like: letters and digits mixed, 5-8 long."""
+    bonus = 0.0
+    if re.search(r"[0-9]", text) and re.search(r"[A-Z]", text):
+        bonus += 0.05
+    elif not re.search(r"[0-9]", text):
+        bonus -= 0.15  # words (state names, dealers, slogans) are letters only
+    if 5 <= len(text) <= 8:
+        bonus += 0.05
+    return bonus
+
+
+_DATE = re.compile(r"(19|20)[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])")
+
+
+def _looks_like_a_date(raw: str) -> bool:
+    """A camera's date overlay (2014-05-14, 20140514...): text any CCTV frame may carry."""
+    return bool(_DATE.search(raw)) or bool(re.fullmatch(r"(19|20)[0-9]{2}(0[1-9]|1[0-2])[0-3]?", raw))
+
+
+def _windows(length: int, longest: int) -> list[tuple[int, int]]:
+    """Contiguous (start, end) spans of a read to try as a registration, whole read first."""
+    spans = [(0, length)]
+    for drop in range(1, 3):
+        for start in range(drop + 1):
+            end = length - (drop - start)
+            if end - start >= 2:
+                spans.append((start, end))
+    return [s for s in spans if s[1] - s[0] <= longest]
+
+
+def _pad_quad(quad: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """The quad grown by ``dx`` along its top edge's direction and ``dy`` across it."""
+    ux = quad[1] - quad[0]
+    ux = ux / (np.linalg.norm(ux) or 1.0)
+    uy = np.array([-ux[1], ux[0]], np.float32)
+    sx = np.array([-1, 1, 1, -1], np.float32)[:, None]
+    sy = np.array([-1, -1, 1, 1], np.float32)[:, None]
+    return (quad + sx * dx * ux + sy * dy * uy).astype(np.float32)
+
+
+def _region_score(prob: np.ndarray, contour: np.ndarray) -> float:
+    x, y, w, h = cv2.boundingRect(contour)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [contour.reshape(-1, 2) - (x, y)], 1)
+    return float(cv2.mean(prob[y : y + h, x : x + w], mask)[0])
+
+
+def _order_quad(pts: np.ndarray) -> np.ndarray:
+    """Corners clockwise from top-left (for a horizontal-ish line)."""
+    by_x = pts[np.argsort(pts[:, 0])]
+    left = by_x[:2][np.argsort(by_x[:2, 1])]
+    right = by_x[2:][np.argsort(by_x[2:, 1])]
+    return np.array([left[0], right[0], right[1], left[1]], np.float32)
+
+
+def _join_split_lines(lines: list[_Candidate]) -> list[_Candidate]:
+    """Pairs of pieces that look like one line of characters broken by a gap, joined."""
+    out: list[_Candidate] = []
+    for i, a in enumerate(lines):
+        for b in lines[i + 1 :]:
+            left, right = (a, b) if a.quad[:, 0].mean() < b.quad[:, 0].mean() else (b, a)
+            h = max(left.height, right.height)
+            if min(left.height, right.height) < h / 1.5:
+                continue
+            if abs(left.quad[:, 1].mean() - right.quad[:, 1].mean()) > 0.35 * h:
+                continue
+            gap = right.quad[:, 0].min() - left.quad[:, 0].max()
+            if gap > 1.0 * h or gap < -0.3 * h:
+                continue
+            quad = np.array([left.quad[0], right.quad[1], right.quad[2], left.quad[3]], np.float32)
+            joined = _Candidate(quad, min(left.det_score, right.det_score))
+            joined.width = float(np.linalg.norm(quad[1] - quad[0]))
+            joined.height = float(np.linalg.norm(quad[3] - quad[0]))
+            out.append(joined)
+    return out
+
+
+def _dedupe(lines: list[_Candidate]) -> list[_Candidate]:
+    """Lines found twice (from overlapping regions): the better-scored one."""
+    kept: list[_Candidate] = []
+    for c in sorted(lines, key=lambda c: c.det_score, reverse=True):
+        box = _quad_box(c.quad)
+        if all(_overlap(box, _quad_box(k.quad)) < 0.6 for k in kept):
+            kept.append(c)
+    return kept
+
+
+def _equalise(frame: np.ndarray) -> np.ndarray:
+    """Local contrast equalisation (CLAHE on lightness) for washed-out or dark plates."""
+    lab = cv2.cvtColor(frame, cv2.COLOR_BGR2LAB)
+    lab[:, :, 0] = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8)).apply(lab[:, :, 0])
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+
+
+def _quad_box(quad: np.ndarray) -> Box:
+    x0, y0 = np.floor(quad.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(quad.max(axis=0)).astype(int)
+    return int(x0), int(y0), int(x1 - x0), int(y1 - y0)
+
+
+def _overlap(a: Box, b: Box) -> float:
+    """Intersection over the smaller box's area."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    smaller = min(a[2] * a[3], b[2] * b[3]) or 1
+    return ix * iy / smaller
+
+
+def _merge_reads(reads: list[PlateRead]) -> list[PlateRead]:
+    """One read per plate position: the most confident of overlapping reads, best first."""
+    kept: list[PlateRead] = []
+    for r in sorted(reads, key=lambda r: (r.confidence, len(r.text)), reverse=True):
+        if all(_overlap(r.box, k.box) < 0.5 for k in kept):
+            kept.append(r)
+    return kept
+
+
+def _shift(r: PlateRead, dx: int, dy: int) -> PlateRead:
+    x, y, w, h = r.box
+    return PlateRead(r.text, r.confidence, (x + dx, y + dy, w, h), r.char_confidences, r.raw_text, r.format)
+
+
+def clean_text(raw: str) -> str:
+    """What the recogniser's text becomes before the rules (re-exported for the bench)."""
+    return clean(raw)
