@@ -4,6 +4,7 @@ A command's ``func(settings, args)`` may be a coroutine function; ``cli.main`` r
 """
 
 from controlroom.commands import (
+    anpr,
     audit,
     db,
     demo,
@@ -18,4 +19,4 @@ from controlroom.commands import (
 )
 from controlroom.commands import onvif as onvif_commands
 
-COMMAND_MODULES = [onvif_commands, db, serve, demo, inventory, recordings, users, tokens, audit, export, hotlists, simulate]
+COMMAND_MODULES = [onvif_commands, db, serve, demo, inventory, recordings, users, tokens, audit, export, hotlists, simulate, anpr]
