@@ -17,6 +17,7 @@ Blocking: call from a thread.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -334,10 +335,13 @@ def write_package(
         writer.add_bytes("manifest.json", manifest, "manifest", produced_us, listed=False)
         writer.add_bytes("manifest.sig", keys.sign(manifest), "signature", produced_us, listed=False)
         count = len(writer.files) + 3
-    finally:
+    except BaseException:
         for job in jobs:
             job.kill()
-        writer.close()
+        with contextlib.suppress(Exception):  # the first error is the one worth reporting
+            writer.close()
+        raise
+    writer.close()
     with path.open("rb+") as fh:
         os.fsync(fh.fileno())
     return PackageInfo(exhibit, hashlib.sha256(manifest).hexdigest(), path.stat().st_size, count)
