@@ -24,7 +24,8 @@ from pathlib import Path
 from cameras.simulator import Simulation
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SETTLE_S = 6.0
+SETTLE_S = 5.0
+CONNECT_TIMEOUT_S = 90.0
 
 
 def cpu_s(pid: int) -> float:
@@ -67,26 +68,34 @@ async def stop_clients(clients: list[asyncio.subprocess.Process]) -> int:
 
 async def measure(work: Path, seconds: float, **counts: int) -> dict[str, float]:
     async with Simulation(work, **counts) as sim:
-        assert sim._proc is not None
-        pid = sim._proc.pid
+        pid = sim.server_pid
+        assert pid is not None
         clients = await attach_clients(sim)
         try:
+            deadline = time.monotonic() + CONNECT_TIMEOUT_S
+            while True:  # every client connected and streaming, then settle
+                connected = sum(s["clients"] for s in await sim.status())
+                if connected >= len(sim.cameras) or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(1)
             await asyncio.sleep(SETTLE_S)
-            status = await sim.status()
-            connected = sum(s["clients"] for s in status)
+            frames0 = (await sim.server_status())["clip_frames"]
             before, t0 = cpu_s(pid), time.monotonic()
             samples = []
             end = t0 + seconds
             while time.monotonic() < end:
                 await asyncio.sleep(min(2.0, max(0.0, end - time.monotonic())))
                 samples.append(memory_mib(pid))
-            cpu = (cpu_s(pid) - before) / (time.monotonic() - t0) * 100
+            window_s = time.monotonic() - t0
+            cpu = (cpu_s(pid) - before) / window_s * 100
+            frames = (await sim.server_status())["clip_frames"] - frames0
         finally:
             died = await stop_clients(clients)
         rss = max(s[0] for s in samples)
         pss = max(s[1] for s in samples)
+        expected = counts.get("cameras", 0) * 25 * window_s
         return {"cpu": cpu, "rss": rss, "pss": pss, "connected": connected, "died": died,
-                "startup": sim.startup_s}
+                "startup": sim.startup_s, "realtime": frames / expected if expected else float("nan")}
 
 
 async def startup(work: Path, cache_dir: Path | None, cameras: int) -> float:
@@ -123,7 +132,7 @@ async def main(argv: list[str] | None = None) -> int:
             r = await measure(work / f"n{n}", args.seconds, cameras=n)
             print(
                 f"{n:3d} pre-encoded 1080p cameras, 1 client each ({r['connected']} connected, "
-                f"{r['died']} dropped): server {r['cpu']:.1f}% CPU ({r['cpu'] / n:.2f}% per camera), "
+                f"{r['died']} dropped, frames sent at {r['realtime']:.0%} of real time): server {r['cpu']:.1f}% CPU ({r['cpu'] / n:.2f}% per camera), "
                 f"RSS {r['rss']:.0f} MiB, PSS {r['pss']:.0f} MiB ({r['pss'] / n:.2f} MiB per camera); "
                 f"CPU = {r['cpu'] / base['cpu']:.2f}x one live camera",
                 flush=True,

@@ -320,6 +320,15 @@ class Simulation:
         """Per camera: port, on_air, number of RTSP clients, PTZ position and velocity."""
         return (await self.request("status"))["cameras"]
 
+    async def server_status(self) -> dict[str, Any]:
+        """``status()`` plus server-wide counters: ``clip_streams`` flowing, ``clip_frames`` sent."""
+        return await self.request("status")
+
+    @property
+    def server_pid(self) -> int | None:
+        """The RTSP server process's id (for benchmarks measuring its CPU and memory)."""
+        return self._proc.pid if self._proc is not None else None
+
     def inventory(self) -> list[dict[str, Any]]:
         return [cam.spec() for cam in self.cameras]
 

@@ -101,6 +101,9 @@ class Clip:
 class ClipFeeder:
     """Feeds one media's appsrc: the clip forever, PTS = frame number x 40 ms, never reset."""
 
+    frames_pushed = 0  # over all feeders: lets a benchmark check delivery kept up with real time
+    last_push_s: dict[int, float] = {}  # id(feeder) -> when it last pushed (streams flowing)
+
     def __init__(self, appsrc: Gst.Element, clip: Clip) -> None:
         self.appsrc, self.clip = appsrc, clip
         # Start at the keyframe the wall clock points at, so clients see a consistent "now".
@@ -118,6 +121,16 @@ class ClipFeeder:
             self.index = (self.index + 1) % len(self.clip.frames)
             if appsrc.emit("push-buffer", buf) != Gst.FlowReturn.OK:
                 return
+            ClipFeeder.frames_pushed += 1
+        ClipFeeder.last_push_s[id(self)] = time.monotonic()
+
+    @classmethod
+    def flowing(cls) -> int:
+        """How many clip streams pushed in the last 2 s."""
+        now = time.monotonic()
+        for key in [k for k, t in cls.last_push_s.items() if now - t > 10]:
+            del cls.last_push_s[key]
+        return sum(1 for t in cls.last_push_s.values() if now - t < 2)
 
 
 class ClipFactory(GstRtspServer.RTSPMediaFactory):
@@ -565,7 +578,8 @@ class Service:
     def dispatch(self, request: dict) -> dict:
         op = request["op"]
         if op == "status":
-            return {"cameras": [c.status() for c in self.cameras.values()]}
+            return {"cameras": [c.status() for c in self.cameras.values()],
+                    "clip_streams": ClipFeeder.flowing(), "clip_frames": ClipFeeder.frames_pushed}
         if op == "stop":
             GLib.idle_add(self.loop.quit)
             return {}
