@@ -20,6 +20,7 @@ ANPR_DEV = REPO.parent / "shared" / "anpr-dev" / "us"
 BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "catalogue": ([], ["--days", "5", "--cameras", "20"]),
     "recording": ([], ["--counts", "8,32", "--seconds", "60"]),
+    "simulator": ([], []),
     "auth": ([], []),
     "onvif": ([], []),
     "evidence": ([], []),
