@@ -301,7 +301,8 @@ class VehicleTracker:
     to leave), or, failing that, when it has left: not seen for ``gap_us`` *and* missing from
     ``min_misses`` frames looked at since (so slow reads on a busy machine do not split one
     vehicle in two); then it needs ``agree_frames`` frames in all, or one of at least
-    ``single_conf``. Later frames of a committed vehicle are absorbed silently, also for
+    ``single_conf`` and ``min_early_len`` characters (the reader was seen to return a plate's
+    left group alone, ``MN73`` of ``MN73HTB``, at confidence 1.0). Later frames of a committed vehicle are absorbed silently, also for
     ``repeat_us`` after it left (a vehicle that stopped under the camera and moves off again).
     Pure: no clock, no I/O; tests drive it with frame times.
     """
@@ -370,9 +371,9 @@ class VehicleTracker:
             if not gone(track):
                 keep.append(track)
                 continue
-            if not track.committed and (
-                len(track.reads) >= self.agree_frames or max(r.confidence for r in track.reads) >= self.single_conf
-            ):
+            if not track.committed and (len(track.reads) >= self.agree_frames or any(
+                r.confidence >= self.single_conf and len(r.text) >= self.min_early_len for r in track.reads
+            )):
                 out.append(self._commit(track, now_us))
             if track.committed:
                 track.best_frame = None
@@ -430,6 +431,35 @@ class CameraStats:
     read_ms_total: float = 0.0
     worker_cpu_s: float = 0.0
     capture_cpu_s: float = 0.0
+
+
+class StreamClock:
+    """The UTC time a frame was captured, from its stream timestamp, not from when we got it.
+
+    Frames arrive in bursts (at connection, 1.4 s of stream came in 10 ms; on a busy machine the
+    capture thread falls behind and catches up), so the time of ``grab()`` can be late by
+    seconds. The stream's own timestamps are evenly spaced; the offset between them and the
+    wall clock is estimated as the smallest seen (the least-delayed frame), allowed to creep up
+    by ``drift_ppm`` so a camera clock running slow is followed. Without timestamps, the grab
+    time is used.
+    """
+
+    def __init__(self, drift_ppm: float = 1000.0) -> None:
+        self.drift = drift_ppm / 1e6
+        self.offset_us: int | None = None
+        self._last_wall_us = 0
+
+    def wall_us(self, pos_ms: float, grabbed_us: int) -> int:
+        if not pos_ms or pos_ms <= 0 or pos_ms != pos_ms:
+            return grabbed_us
+        pos_us = int(pos_ms * 1000)
+        offset = grabbed_us - pos_us
+        if self.offset_us is None:
+            self.offset_us = offset
+        else:
+            self.offset_us = min(offset, self.offset_us + int((grabbed_us - self._last_wall_us) * self.drift))
+        self._last_wall_us = grabbed_us
+        return pos_us + self.offset_us
 
 
 VehicleSink = Callable[[int, Vehicle, str, str], None]  # camera id, vehicle, plate path, overview path
@@ -503,11 +533,12 @@ class CameraReader:
                     self.stats.state = "reading"
                     backoff = opts.reconnect_initial_s
                     next_sample = time.monotonic()
+                    clock = StreamClock()
                     while not self._stop.is_set():
                         if not cap.grab():
                             self._error("the stream stopped; reconnecting")
                             break
-                        frame_us = now_us()
+                        frame_us = clock.wall_us(cap.get(cv2.CAP_PROP_POS_MSEC), now_us())
                         self.stats.frames_grabbed += 1
                         if time.monotonic() >= next_sample:
                             next_sample = max(next_sample + period_s, time.monotonic() - period_s)

@@ -91,10 +91,12 @@ def test_tracker_single_glimpse_needs_high_confidence():
     t = VehicleTracker(agree_frames=2, gap_us=S, single_conf=0.9)
     t.add([fr("LOW1", 0.6, 0)], 0)
     assert leave(t, 2 * S) == []
-    t.add([fr("HIGH1", 0.97, 3 * S)], 3 * S)
-    assert t.flush(4 * S) == []  # no frames looked at: only a long silence ends it
-    (v,) = t.flush(7 * S)
-    assert v.text == "HIGH1"
+    t.add([fr("MN73", 1.0, 2500_000)], 2500_000)  # a plate's left group alone, however sure
+    assert leave(t, 4 * S) == []
+    t.add([fr("HIGH12", 0.97, 5 * S)], 5 * S)
+    assert t.flush(6 * S) == []  # no frames looked at: only a long silence ends it
+    (v,) = t.flush(9 * S)
+    assert v.text == "HIGH12"
 
 
 def test_tracker_two_plates_in_one_frame_are_two_vehicles():
@@ -230,3 +232,19 @@ def test_tracker_slow_reads_do_not_split_a_vehicle_and_a_stopped_one_is_read_onc
     assert t.add([fr("FV52HFW", 0.99, 8 * S)], 8 * S) == []
     assert t.add([fr("FV52HFW", 0.99, 8 * S + 200_000)], 8 * S + 200_000) == []
     assert leave(t, 10 * S) == []
+
+
+def test_stream_clock_undoes_bursts():
+    from anpr.live import StreamClock
+
+    clock = StreamClock()
+    t0 = 1_000_000 * S
+    # At connection 1.4 s of buffered stream arrives at once (as seen from the simulator)...
+    burst = [clock.wall_us(pos, t0 + 10_000) for pos in (600.0, 1000.0, 1400.0)]
+    assert burst == [t0 + 10_000, t0 + 10_000, t0 + 10_000]  # nothing better known yet
+    # ... then frames arrive as they are captured: stream position + 2.0 s is the wall clock.
+    steady = [clock.wall_us(pos, t0 - 2_000_000 + int(pos * 1000)) for pos in (3000.0, 4000.0)]
+    assert steady == [t0 + 1_000_000, t0 + 2_000_000]
+    # A frame held up on a busy machine keeps the time it was captured at.
+    assert clock.wall_us(5000.0, t0 + 4_500_000) == t0 + 3_000_000 + 2_500  # 1000 ppm creep over 2.5 s
+    assert clock.wall_us(0.0, 123) == 123  # no timestamp: the grab time
