@@ -123,6 +123,10 @@ def resolve_uk(raw: str, max_corrections: int = 2) -> UkPlate | None:
     text = clean(raw)
     if not 2 <= len(text) <= 7:
         return None
+    if text.isalpha() or text.isdigit():
+        # Every UK registration has letters and digits; a read of only one kind is a word or
+        # a number (a phone number, a date), not a plate with every character misread.
+        return None
     best: UkPlate | None = None
     for name, slots in _layouts(len(text)):
         fitted = _fit(text, slots)
