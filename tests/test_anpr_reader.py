@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import SHARED
 from PIL import Image, ImageDraw, ImageFont
 
 from anpr import AnprError
@@ -20,7 +21,6 @@ from anpr.plates import display_uk
 from anpr.reader import MAX_PIXELS, PlateRead, PlateReader, ReaderError
 from anpr.voting import PlateVoter, vote
 from controlroom.cli import main
-from conftest import SHARED
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 DEV_SET = SHARED / "anpr-dev" / "us"
