@@ -37,7 +37,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from anpr import AnprError
+from anpr import AnprError, voting
 from anpr.hotlist import check_read
 from storage import anpr as store
 from storage.alerts import AlertHub, raise_alert
@@ -273,9 +273,11 @@ def same_vehicle(a: str, b: str) -> bool:
 
 
 def vote(reads: list[FrameRead]) -> FrameRead:
-    """The read the frames agree on: the text with the largest summed confidence, a partial
-    read (a text inside a longer one) counting for the longer text; from the winner, its most
-    confident frame (box, time, per-character confidences)."""
+    """The read the frames agree on. First the text: the one with the largest summed
+    confidence, a partial read (a text inside a longer one) counting for the longer text. Then
+    its characters: the frames that read a text of that length close to it vote position by
+    position (anpr.voting.vote), so a character misread in one frame is outvoted. The box,
+    time and images come from the most confident frame that read the result."""
     score: dict[str, float] = {}
     for r in reads:
         score[r.text] = score.get(r.text, 0.0) + r.confidence
@@ -285,12 +287,17 @@ def vote(reads: list[FrameRead]) -> FrameRead:
             if part != whole and part in whole:
                 score[whole] += score[part]
     text = max(score, key=lambda t: (score[t], len(t)))
-    best = max((r for r in reads if r.text == text), key=lambda r: r.confidence)
+    char_conf: list[float] | None = None
+    peers = [r for r in reads if len(r.text) == len(text) and same_vehicle(r.text, text)]
+    if len(peers) >= 2:
+        text, char_conf = voting.vote(peers)  # type: ignore[arg-type]  # FrameRead has the fields used
+    exact = [r for r in reads if r.text == text]
+    best = max(exact or peers or reads, key=lambda r: r.confidence)
     agreeing = [r.confidence for r in reads if r.text == text or r.text in text]
     # Confidence of the vote: the mean of the agreeing frames, scaled by their share of all frames.
-    conf = (sum(agreeing) / len(agreeing)) * (len(agreeing) / len(reads)) ** 0.5
-    return FrameRead(text, round(conf, 4), best.frame_us, best.box, best.char_confidences, best.raw_text,
-                     best.format)
+    conf = (sum(agreeing) / len(agreeing)) * (len(agreeing) / len(reads)) ** 0.5 if agreeing else best.confidence
+    return FrameRead(text, round(conf, 4), best.frame_us, best.box, char_conf or best.char_confidences,
+                     best.raw_text, best.format)
 
 
 class VehicleTracker:

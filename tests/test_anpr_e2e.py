@@ -142,6 +142,8 @@ async def test_simulated_anpr_cameras_end_to_end(aiohttp_client, settings, login
             print(f"pass {p.time_us / S:.1f} {p.site[:5]} {store.normalise_vrm(p.plate)}")
         for r in sorted(reads, key=lambda r: r.read_us):
             print(f"read {r.read_us / S:.1f} {r.site_name[:5]} {r.vrm} {r.confidence:.2f} frames={r.frames}")
+        for cid, st in stats.items():
+            print(f"camera {cid}: {st}")
         unmatched = list(reads)
         for p in expected:
             matches = near(p, reads)

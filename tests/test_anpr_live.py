@@ -248,3 +248,12 @@ def test_stream_clock_undoes_bursts():
     # A frame held up on a busy machine keeps the time it was captured at.
     assert clock.wall_us(5000.0, t0 + 4_500_000) == t0 + 3_000_000 + 2_500  # 1000 ppm creep over 2.5 s
     assert clock.wall_us(0.0, 123) == 123  # no timestamp: the grab time
+
+
+def test_vote_outvotes_a_misread_character():
+    from anpr.live import vote
+
+    reads = [FrameRead("AB12CDE", 0.9, 0, (0, 0, 1, 1), [0.9] * 7), FrameRead("A812CDE", 0.95, 1, (0, 0, 1, 1),
+             [0.99, 0.5, 0.99, 0.99, 0.99, 0.99, 0.99]), FrameRead("AB12CDE", 0.8, 2, (0, 0, 1, 1), [0.8] * 7)]
+    v = vote(reads)
+    assert v.text == "AB12CDE" and v.frame_us == 0 and len(v.char_confidences) == 7
