@@ -56,6 +56,13 @@ def grab(url: str, out: Path, skip_frames: int = 3) -> np.ndarray:
     return frame
 
 
+def process_gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def sim(tmp_path_factory: pytest.TempPathFactory):
     async with Simulation(tmp_path_factory.mktemp("sim"), cameras=2, live=1, ptz=1, anpr=1) as simulation:
@@ -288,7 +295,7 @@ async def test_server_dies_with_its_parent(tmp_path: Path):
         "from cameras.simulator import Simulation\n"
         "async def main():\n"
         "    async with Simulation(Path(sys.argv[1]), cameras=1) as sim:\n"
-        "        print(sim._proc.pid, sim.cameras[0].port, flush=True)\n"
+        "        print(sim.server_pid, sim.cameras[0].port, flush=True)\n"
         "        await asyncio.sleep(60)\n"
         "asyncio.run(main())\n"
     )
@@ -302,7 +309,7 @@ async def test_server_dies_with_its_parent(tmp_path: Path):
         os.kill(parent.pid, signal.SIGKILL)
         await parent.wait()
         for _ in range(50):
-            if not Path(f"/proc/{server_pid}").exists() or "Z" in Path(f"/proc/{server_pid}/stat").read_text().split()[2]:
+            if process_gone(server_pid):
                 break
             await asyncio.sleep(0.1)
         else:
@@ -346,3 +353,33 @@ async def test_recording_across_clip_loops_gives_valid_segments_at_a_realistic_b
     assert 23.5 <= total_s <= 25.5  # 25 fps all along: no frames lost or repeated at the loops
     mbit_s = sum(seg.stat().st_size for seg in segments) * 8 / total_s / 1e6
     assert 2.5 <= mbit_s <= 6.0, f"{mbit_s:.2f} Mb/s"
+
+
+@in_module_loop
+async def test_cli_serves_until_sigterm_and_cleans_up(tmp_path: Path):
+    password_file = tmp_path / "camera-password"
+    password_file.write_text("cli-secret\n")
+    cli = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "controlroom"), "--data-dir", str(tmp_path / "data"),
+        "simulate", "--cameras", "1", "--ptz", "1", "--base-port", "0", "--password-file", str(password_file),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        lines = []
+        while not any("Stop with Ctrl-C" in line for line in lines):
+            line = await asyncio.wait_for(cli.stdout.readline(), 60)
+            assert line, (lines, (await cli.stderr.read()).decode())
+            lines.append(line.decode())
+        table = "".join(lines)
+        assert "Town Centre 01" in table and "PTZ Market Square 01" in table and "cli-secret" not in table
+        url = re.search(r"rtsp://127\.0\.0\.1:\d+/sub", table).group(0)
+        ok = await asyncio.to_thread(probe, url, "cli-secret")
+        assert ok.returncode == 0, ok.stderr
+        cli.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(cli.wait(), 20) == 0
+        gone = await asyncio.to_thread(probe, url, "cli-secret")
+        assert "Connection refused" in gone.stderr
+    finally:
+        if cli.returncode is None:
+            cli.kill()
+            await cli.wait()

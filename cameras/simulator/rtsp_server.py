@@ -64,7 +64,11 @@ def wall_text(offset_s: float = 0.0) -> str:
 
 
 class Clip:
-    """An Annex-B H.264 clip split into access units (one ``Gst.Buffer`` each), kept in memory."""
+    """An Annex-B H.264 clip split into GOPs, each a ready ``Gst.BufferList``, kept in memory.
+
+    Buffers carry PTS = frame index x 40 ms from the clip's start. They are never copied or
+    changed: every camera and client using the clip pushes the same buffers.
+    """
 
     _cache: dict[str, Clip] = {}
     _lock = threading.Lock()
@@ -80,15 +84,22 @@ class Clip:
         if not starts:
             raise ValueError(f"{path}: no access unit delimiters (encode with aud=1)")
         starts.append(len(data))
-        self.frames: list[Gst.Buffer] = []
-        self.keyframes: list[int] = []
+        self.gops: list[Gst.BufferList] = []
+        self.gop_frames: list[int] = []
         for i in range(len(starts) - 1):
             au = data[starts[i]:starts[i + 1]]
-            if b"\x00\x00\x01\x65" in au:
-                self.keyframes.append(i)
-            self.frames.append(Gst.Buffer.new_wrapped(au))
-        if not self.keyframes or self.keyframes[0] != 0:
-            raise ValueError(f"{path}: the clip must start with an IDR frame")
+            if b"\x00\x00\x01\x65" in au:  # an IDR slice starts a GOP
+                self.gops.append(Gst.BufferList.new())
+                self.gop_frames.append(0)
+            elif not self.gops:
+                raise ValueError(f"{path}: the clip must start with an IDR frame")
+            buf = Gst.Buffer.new_wrapped(au)
+            buf.pts = buf.dts = i * FRAME_NS
+            buf.duration = FRAME_NS
+            self.gops[-1].insert(-1, buf)
+            self.gop_frames[-1] += 1
+        self.frames = len(starts) - 1
+        self.duration_ns = self.frames * FRAME_NS
 
     @classmethod
     def get(cls, path: str) -> Clip:
@@ -99,38 +110,47 @@ class Clip:
 
 
 class ClipFeeder:
-    """Feeds one media's appsrc: the clip forever, PTS = frame number x 40 ms, never reset."""
+    """Feeds one media's appsrc a GOP at a time, forever, with running time never reset.
+
+    The buffers keep their in-clip timestamps; the appsrc pad's offset moves each loop one clip
+    length later, so downstream (and the RTP timestamps) see one continuous 25 fps stream.
+    One Python call per GOP (2 s), no per-frame work: the cost is GStreamer's payloading.
+    """
 
     frames_pushed = 0  # over all feeders: lets a benchmark check delivery kept up with real time
     last_push_s: dict[int, float] = {}  # id(feeder) -> when it last pushed (streams flowing)
 
     def __init__(self, appsrc: Gst.Element, clip: Clip) -> None:
         self.appsrc, self.clip = appsrc, clip
-        # Start at the keyframe the wall clock points at, so clients see a consistent "now".
-        gop = int(time.time() / 2) % len(clip.keyframes)
-        self.index = clip.keyframes[gop]
-        self.count = 0
+        self.pad = appsrc.get_static_pad("src")
+        # Start at the GOP the wall clock points at, so clients see a consistent "now".
+        self.gop = int(time.time() / 2) % len(clip.gops)
+        start_ns = sum(clip.gop_frames[: self.gop]) * FRAME_NS
+        self.offset_ns = -start_ns  # running time 0 at the first frame sent
+        self.pad.set_offset(self.offset_ns)
+        self.first = True
         appsrc.connect("need-data", self.on_need_data)
 
     def on_need_data(self, appsrc: Gst.Element, _length: int) -> None:
-        for _ in range(5):
-            buf = self.clip.frames[self.index].copy()
-            buf.pts = buf.dts = self.count * FRAME_NS
-            buf.duration = FRAME_NS
-            self.count += 1
-            self.index = (self.index + 1) % len(self.clip.frames)
-            if appsrc.emit("push-buffer", buf) != Gst.FlowReturn.OK:
-                return
-            ClipFeeder.frames_pushed += 1
+        # need-data comes when appsrc's queue is empty (min-percent 0), so moving the offset
+        # cannot touch buffers of the previous loop still waiting in the queue.
+        if self.gop == 0 and not self.first:
+            self.offset_ns += self.clip.duration_ns
+            self.pad.set_offset(self.offset_ns)
+        self.first = False
+        if appsrc.emit("push-buffer-list", self.clip.gops[self.gop]) != Gst.FlowReturn.OK:
+            return
+        ClipFeeder.frames_pushed += self.clip.gop_frames[self.gop]
         ClipFeeder.last_push_s[id(self)] = time.monotonic()
+        self.gop = (self.gop + 1) % len(self.clip.gops)
 
     @classmethod
     def flowing(cls) -> int:
-        """How many clip streams pushed in the last 2 s."""
+        """How many clip streams pushed in the last 3 s."""
         now = time.monotonic()
         for key in [k for k, t in cls.last_push_s.items() if now - t > 10]:
             del cls.last_push_s[key]
-        return sum(1 for t in cls.last_push_s.values() if now - t < 2)
+        return sum(1 for t in cls.last_push_s.values() if now - t < 3)
 
 
 class ClipFactory(GstRtspServer.RTSPMediaFactory):
@@ -143,7 +163,7 @@ class ClipFactory(GstRtspServer.RTSPMediaFactory):
         )
         self.set_launch(
             f"( appsrc name=src is-live=true format=time do-timestamp=false stream-type=stream "
-            f"max-bytes=3000000 caps=\"{caps}\" ! h264parse "
+            f"max-bytes=8000000 caps=\"{caps}\" "
             f"! rtph264pay name=pay0 pt=96 config-interval=-1 )"
         )
         # One pipeline per client: each client starts on a keyframe, at no encoding cost.
