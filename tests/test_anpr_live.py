@@ -257,3 +257,34 @@ def test_vote_outvotes_a_misread_character():
              [0.99, 0.5, 0.99, 0.99, 0.99, 0.99, 0.99]), FrameRead("AB12CDE", 0.8, 2, (0, 0, 1, 1), [0.8] * 7)]
     v = vote(reads)
     assert v.text == "AB12CDE" and v.frame_us == 0 and len(v.char_confidences) == 7
+
+
+async def test_expired_hotlist_entry_does_not_alert(sessions, tmp_path, anpr_camera):
+    from storage.alerts import AlertHub
+
+    cam, keys = anpr_camera
+    async with transaction(sessions) as s:
+        hl = await store.get_hotlist(s, "Stolen")
+        await store.add_entries(s, hl.id, [store.EntrySpec("XY70ZZZ", "was stolen", "PNC", 1, now_us() + 300_000)])
+    await asyncio.sleep(0.5)  # the entry has now expired
+    hub = AlertHub()
+    alerts = hub.subscribe()
+    stored = []
+    live = LiveReading(sessions, keys, hub, tmp_path / "anpr", LiveOptions(), on_stored=stored.append)
+    reader = live.attach(CameraConfig(cam.id, cam.name, "rtsp://unused", roi=(0.2, 0.1, 0.6, 0.9)))
+    try:
+        for i, y in enumerate((250, 300, 350, 400)):
+            reader.submit(synthetic_frame("XY70 ZZZ", y=y), now_us())
+            for _ in range(200):
+                if reader.stats.frames_read + reader.stats.frames_still >= i + 1:
+                    break
+                await asyncio.sleep(0.05)
+        for _ in range(100):
+            if stored:
+                break
+            await asyncio.sleep(0.1)
+        await live.drain()
+    finally:
+        await live.stop()
+    assert [s.vrm for s in stored] == ["XY70ZZZ"] and stored[0].hits == []
+    assert alerts.empty()
