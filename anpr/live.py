@@ -819,5 +819,6 @@ class LiveReading:
                 stored.alert_ids.append(alert.id)
             await session.flush()
         if stored.hits:
-            log.info("camera %d: hotlist hit %s (read %d)", camera_id, read.vrm, read.id)
+            # No registration in the log: it is personal data, kept only where it is controlled.
+            log.info("camera %d: hotlist hit on read %d (hits %s)", camera_id, read.id, stored.hits)
         return stored
