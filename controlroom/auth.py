@@ -51,6 +51,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # in tens of minutes; writing on every request would double the cost of a request).
 TOUCH_EVERY_US = 60_000_000
 _CAMERA_PARAMS = ("camera", "camera_id")
+CACHE_MAX = 10_000  # cached sessions / tokens per process
 ALLOWED_CAMERAS = web.RequestKey("allowed_cameras", frozenset)
 
 
@@ -226,7 +227,7 @@ class Authenticator:
                 expires_us=row.expires_us, loaded_s=mono, touched_us=row.last_seen_us,
                 last_seen_us=last_seen, csrf=row.csrf_token,
             )
-            self._by_session[hashed] = cached
+            self._remember(self._by_session, hashed, cached)
         idle_us = int(self.security.session_idle_s * 1_000_000)
         if now >= cached.expires_us or now - cached.last_seen_us > idle_us:
             self._by_session.pop(hashed, None)
@@ -273,7 +274,7 @@ class Authenticator:
                 ),
                 expires_us=row.expires_us, loaded_s=mono, touched_us=row.last_used_us or 0, row_id=row.id,
             )
-            self._by_token[hashed] = cached
+            self._remember(self._by_token, hashed, cached)
         if now >= cached.expires_us:
             raise Denied(401, "API token expired", token=cached.user.token_name)
         if now - cached.touched_us > TOUCH_EVERY_US:
@@ -281,6 +282,12 @@ class Authenticator:
             async with transaction(self.sessions) as session:
                 await accounts.mark_token_used(session, cached.row_id, now)
         return cached.user
+
+    def _remember(self, cache: dict[str, _Cached], key: str, entry: _Cached) -> None:
+        if len(cache) >= CACHE_MAX:  # sessions nobody uses any more: drop the stalest half
+            for k, _ in sorted(cache.items(), key=lambda kv: kv[1].loaded_s)[: CACHE_MAX // 2]:
+                cache.pop(k, None)
+        cache[key] = entry
 
     def csrf_ok(self, request: web.Request) -> bool:
         cookie = request.cookies.get(COOKIE, "")
@@ -397,10 +404,10 @@ class Authenticator:
             await audit.append(session, username, "session.login", f"user:{username}", address=address,
                                totp=bool(user.totp_enabled))
             current = user_from_row(user, sec)
-        self._by_session[new.row.token_hash] = _Cached(
+        self._remember(self._by_session, new.row.token_hash, _Cached(
             user=current, expires_us=new.row.expires_us, loaded_s=time.monotonic(), touched_us=now,
             last_seen_us=now, csrf=new.csrf_token,
-        )
+        ))
         return LoginResult(current, new.token, new.csrf_token, new.row.expires_us)
 
     async def logout(self, request: web.Request) -> bool:
