@@ -534,3 +534,59 @@ async def test_no_file_route_serves_outside_its_root(aiohttp_client, settings, l
             assert r.status != 200 or not body.startswith(b"{\"fernet\""), (prefix, t)
     assert tried >= len(TRAVERSALS)  # at least the static-file route is exercised
     assert (await client.get("/static/%2e%2e/%2e%2e/auth.py")).status == 404
+
+
+async def test_tls_from_settings_with_hsts_and_secure_cookie(settings, tmp_path):
+    """The certificate and key named in the settings: HTTPS on loopback, HSTS on every reply,
+    the session cookie marked Secure."""
+    import datetime
+    import ipaddress
+    import ssl
+
+    from aiohttp import web
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from controlroom.commands.serve import ssl_context
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    settings = settings.with_overrides(**{"http.tls_cert": str(tmp_path / "cert.pem"),
+                                          "http.tls_key": str(tmp_path / "key.pem"), "mqtt.enabled": False})
+    app = create_app(settings, record=False)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context(settings))
+        await site.start()
+        port = runner.addresses[0][1]
+        hashed = await asyncio.to_thread(accounts.hash_password, TEST_PASSWORD)
+        async with transaction(app[SESSIONS]) as session:
+            await accounts.create_user(session, "olive", "operator", hashed)
+        client_ctx = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ctx)) as http:
+            async with http.get(f"https://127.0.0.1:{port}/healthz") as r:
+                assert r.status == 200 and r.headers["Strict-Transport-Security"].startswith("max-age=")
+            async with http.post(f"https://127.0.0.1:{port}/api/v1/session",
+                                 json={"username": "olive", "password": TEST_PASSWORD}) as r:
+                assert r.status == 200
+                cookie = r.headers["Set-Cookie"]
+                assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        # Plain HTTP to the TLS port gets nowhere.
+        async with aiohttp.ClientSession() as http:
+            with pytest.raises(aiohttp.ClientError):
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                    await r.read()
+    finally:
+        await runner.cleanup()
