@@ -164,13 +164,16 @@ async def test_bad_empty_huge_frames_then_a_good_one_is_read_and_alerted(session
     reader = live.attach(CameraConfig(cam.id, cam.name, "rtsp://unused", roi=(0.2, 0.1, 0.6, 0.9)))
     try:
         t0 = now_us()
-        for bad in (None, np.zeros((0, 0, 3), np.uint8), np.zeros((6000, 6000, 3), np.uint8), "junk"):
+        for n, bad in enumerate((None, np.zeros((0, 0, 3), np.uint8), np.zeros((6000, 6000, 3), np.uint8), "junk")):
             reader.submit(bad, now_us())
-            await asyncio.sleep(0.05)
+            for _ in range(200):
+                if reader.stats.errors > n:
+                    break
+                await asyncio.sleep(0.05)
         for i, y in enumerate((250, 300, 350, 400)):
             reader.submit(synthetic_frame("AB12 CDE", y=y), t0 + i * 150_000)
             # Let the worker take each frame (a waiting frame would be replaced, as when live).
-            for _ in range(100):
+            for _ in range(400):
                 if reader.stats.frames_read + reader.stats.frames_still >= i + 1:
                     break
                 await asyncio.sleep(0.05)
@@ -275,7 +278,7 @@ async def test_expired_hotlist_entry_does_not_alert(sessions, tmp_path, anpr_cam
     try:
         for i, y in enumerate((250, 300, 350, 400)):
             reader.submit(synthetic_frame("XY70 ZZZ", y=y), now_us())
-            for _ in range(200):
+            for _ in range(400):
                 if reader.stats.frames_read + reader.stats.frames_still >= i + 1:
                     break
                 await asyncio.sleep(0.05)
