@@ -100,13 +100,14 @@ class Tuning:
     min_aspect: float = 1.1  # plate line width / height
     max_aspect: float = 9.0
     max_candidates: int = 6  # lines recognised per pass (the most plate-like first)
-    pad_x: float = 0.0  # crop margin left and right, in line heights (tight crops read best)
-    pad_y: float = 0.0  # crop margin above and below, in line heights
+    # Crops recognised per line, as (margin left/right, margin above/below) in line heights.
+    # Tight crops read best; a second, looser crop votes where the first hesitates.
+    rec_variants: tuple[tuple[float, float], ...] = ((0.0, 0.0),)
     rec_height_px: int = 48  # the recogniser's input height
     rec_max_width_px: int = 400
     min_confidence: float = 0.5  # reads below this are not returned
     min_char_confidence: float = 0.2  # ... nor reads with a character below this
-    drop_below: float = 0.5  # an end character read with less confidence may be dropped
+    drop_below: float = 0.3  # an end character read with less confidence may be dropped
 
 
 @dataclass
@@ -260,7 +261,7 @@ class PlateReader:
         t = self.tuning
         started = time.perf_counter()
         reads = self._pass(frame, t.det_side_px, equalise=False)
-        if not reads or reads[0].confidence < t.fallback_below:
+        if not reads or reads[0].confidence < t.fallback_below or reads[0].text.isalpha():
             more = self._pass(frame, t.fallback_side_px, equalise=True)
             reads = _merge_reads(reads + more)
         if ox or oy:
@@ -358,20 +359,22 @@ class PlateReader:
         t = self.tuning
         crops: list[np.ndarray] = []
         for c in candidates:
-            quad = _pad_quad(c.quad, t.pad_x * c.height, t.pad_y * c.height)
-            width = c.width + 2 * t.pad_x * c.height
-            height = c.height * (1 + 2 * t.pad_y)
-            target_w = int(np.clip(round(t.rec_height_px * width / height), 16, t.rec_max_width_px))
-            dst = np.array([[0, 0], [target_w - 1, 0], [target_w - 1, t.rec_height_px - 1], [0, t.rec_height_px - 1]], np.float32)
-            m = cv2.getPerspectiveTransform(quad, dst)
-            crops.append(cv2.warpPerspective(frame, m, (target_w, t.rec_height_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+            for pad_x, pad_y in t.rec_variants:
+                quad = _pad_quad(c.quad, pad_x * c.height, pad_y * c.height)
+                width = c.width + 2 * pad_x * c.height
+                height = c.height * (1 + 2 * pad_y)
+                target_w = int(np.clip(round(t.rec_height_px * width / height), 16, t.rec_max_width_px))
+                dst = np.array([[0, 0], [target_w - 1, 0], [target_w - 1, t.rec_height_px - 1], [0, t.rec_height_px - 1]], np.float32)
+                m = cv2.getPerspectiveTransform(quad, dst)
+                crops.append(cv2.warpPerspective(frame, m, (target_w, t.rec_height_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
         width = max(c.shape[1] for c in crops)
         batch = np.zeros((len(crops), 3, t.rec_height_px, width), np.float32)
         for i, crop in enumerate(crops):
             batch[i, :, :, : crop.shape[1]] = (crop.astype(np.float32) * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)
         probs = self._rec.run(None, {"x": batch})[0]
-        for c, p in zip(candidates, probs, strict=True):
-            c.raw, c.char_conf = self._alphabet.decode(p)
+        n = len(t.rec_variants)
+        for k, c in enumerate(candidates):
+            c.raw, c.char_conf = _combine([self._alphabet.decode(p) for p in probs[k * n : (k + 1) * n]])
 
     def _judge(self, c: _Candidate) -> PlateRead | None:
         """The candidate's text as a registration, or None if it is not one."""
@@ -410,6 +413,27 @@ class PlateReader:
 
 
 # ---------------------------------------------------------------------- helpers
+def _combine(decodes: list[tuple[str, list[float]]]) -> tuple[str, list[float]]:
+    """One text from several crops' decodes: per character where lengths agree, else the
+    most confident whole decode."""
+    decodes = [d for d in decodes if d[0]]
+    if not decodes:
+        return "", []
+    best = max(decodes, key=lambda d: float(np.mean(d[1])))
+    same = [d for d in decodes if len(d[0]) == len(best[0])]
+    if len(same) < 2:
+        return best
+    chars, confs = [], []
+    for i in range(len(best[0])):
+        votes: dict[str, float] = {}
+        for text, conf in same:
+            votes[text[i]] = votes.get(text[i], 0.0) + conf[i]
+        ch, total = max(votes.items(), key=lambda kv: kv[1])
+        chars.append(ch)
+        confs.append(total / len(same))
+    return "".join(chars), confs
+
+
 def _shape_prior(text: str) -> float:
     """Small bonus for what registrations look like: letters and digits mixed, 5-8 long."""
     bonus = 0.0
@@ -522,7 +546,7 @@ def _overlap(a: Box, b: Box) -> float:
 def _merge_reads(reads: list[PlateRead]) -> list[PlateRead]:
     """One read per plate position: the most confident of overlapping reads, best first."""
     kept: list[PlateRead] = []
-    for r in sorted(reads, key=lambda r: (r.confidence, len(r.text)), reverse=True):
+    for r in sorted(reads, key=lambda r: (r.confidence + _shape_prior(r.text), len(r.text)), reverse=True):
         if all(_overlap(r.box, k.box) < 0.5 for k in kept):
             kept.append(r)
     return kept

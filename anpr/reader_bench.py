@@ -18,6 +18,7 @@ how it does on photographs it was not fitted to.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import statistics
 import time
@@ -119,7 +120,7 @@ class Project:
         return reads[0].text if reads else ""
 
 
-def _score(samples: list[Sample], texts: list[str], times_s: list[float]) -> dict[str, Any]:
+def _score(samples: list[Sample], texts: list[str], times_s: list[float], cpu_s: list[float] | None = None) -> dict[str, Any]:
     def acc(pick: list[int], fold: Callable[[str], str]) -> float | None:
         if not pick:
             return None
@@ -136,16 +137,20 @@ def _score(samples: list[Sample], texts: list[str], times_s: list[float]) -> dic
         "exact_held_out_pct": acc([i for i in everything if samples[i].half == "held-out"], lambda s: s),
         "median_ms": round(statistics.median(ms), 1),
         "p90_ms": round(float(np.percentile(ms, 90)), 1),
+        # CPU time (all threads) per image: unlike wall time, barely moved by other load.
+        "median_cpu_ms": round(statistics.median(cpu_s) * 1000, 1) if cpu_s else None,
     }
 
 
-def run_reader(read: Callable[[np.ndarray], str], images: list[np.ndarray]) -> tuple[list[str], list[float]]:
-    texts, times = [], []
+def run_reader(read: Callable[[np.ndarray], str], images: list[np.ndarray]) -> tuple[list[str], list[float], list[float]]:
+    """Each image's text, wall seconds and CPU seconds (this process, all threads)."""
+    texts, times, cpu = [], [], []
     for image in images:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         texts.append(read(image))
         times.append(time.perf_counter() - started)
-    return texts, times
+        cpu.append(time.process_time() - cpu_started)
+    return texts, times, cpu
 
 
 def run_bench(
@@ -173,22 +178,24 @@ def run_bench(
     systems: list[Callable[[np.ndarray], str]] = [Project(mode)]
     if baseline:
         systems.append(Baseline())
-    out: dict[str, Any] = {"folder": str(folder), "mode": mode, "systems": []}
+    out: dict[str, Any] = {"folder": str(folder), "mode": mode, "cores": os.cpu_count(), "load_avg_1m_before": round(os.getloadavg()[0], 2), "systems": []}
     for system in systems:
         system(images[0])  # warm-up: first inference allocates
         if progress:
             progress(f"{system.name}: {len(images)} images")  # type: ignore[attr-defined]
-        texts, times = run_reader(system, images)
-        figures = {"name": system.name, **_score(samples, texts, times)}  # type: ignore[attr-defined]
+        texts, times, cpu = run_reader(system, images)
+        figures = {"name": system.name, **_score(samples, texts, times, cpu)}  # type: ignore[attr-defined]
         if frames:
-            f_texts, f_times = run_reader(system, frames)
-            f_score = _score(samples[: len(frames)], f_texts, f_times)
+            f_texts, f_times, f_cpu = run_reader(system, frames)
+            f_score = _score(samples[: len(frames)], f_texts, f_times, f_cpu)
             figures["frames_1080p"] = len(frames)
             figures["median_ms_1080p"] = f_score["median_ms"]
             figures["p90_ms_1080p"] = f_score["p90_ms"]
+            figures["median_cpu_ms_1080p"] = f_score["median_cpu_ms"]
             figures["exact_pct_1080p"] = f_score["exact_pct"]
         figures["misses"] = [
             {"name": s.name, "want": s.plates[0], "got": t} for s, t in zip(samples, texts, strict=True) if t not in s.plates
         ]
         out["systems"].append(figures)
+    out["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     return out

@@ -115,14 +115,17 @@ def format_bench(figures: dict[str, Any], *, misses: bool = False) -> str:
         ("exact, held-out half %", "exact_held_out_pct", "{}"),
         ("median ms / image", "median_ms", "{}"),
         ("p90 ms / image", "p90_ms", "{}"),
+        ("median CPU ms / image", "median_cpu_ms", "{}"),
         ("1080p frames timed", "frames_1080p", "{}"),
         ("median ms / 1080p frame", "median_ms_1080p", "{}"),
         ("p90 ms / 1080p frame", "p90_ms_1080p", "{}"),
+        ("median CPU ms / 1080p frame", "median_cpu_ms_1080p", "{}"),
         ("exact % on 1080p frames", "exact_pct_1080p", "{}"),
     ]
     width = max(len(r[0]) for r in rows)
     col = max(12, *(len(s["name"]) for s in systems))
-    lines = [f"bench {figures['folder']} (mode {figures['mode']})", " " * width + "  " + "  ".join(s["name"].ljust(col) for s in systems)]
+    lines = [f"bench {figures['folder']} (mode {figures['mode']}; {figures.get('cores')} cores; "
+             f"load average {figures.get('load_avg_1m_before')} before, {figures.get('load_avg_1m_after')} after)", " " * width + "  " + "  ".join(s["name"].ljust(col) for s in systems)]
     for label, key, fmt in rows:
         cells = [(fmt.format(s[key]) if s.get(key) is not None else "-").ljust(col) for s in systems]
         lines.append(label.ljust(width) + "  " + "  ".join(cells))
