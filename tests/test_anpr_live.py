@@ -291,3 +291,69 @@ async def test_expired_hotlist_entry_does_not_alert(sessions, tmp_path, anpr_cam
         await live.stop()
     assert [s.vrm for s in stored] == ["XY70ZZZ"] and stored[0].hits == []
     assert alerts.empty()
+
+
+async def test_hit_reaches_the_websocket_and_mqtt(aiohttp_client, settings, login):
+    """The whole path in the real app: frame, read, hotlist, alert on the operators' WebSocket
+    and on the loopback Mosquitto. Frames are handed to the worker directly (the RTSP path is
+    tested in test_anpr_e2e.py)."""
+    import contextlib
+    import json
+    import uuid
+
+    import aiomqtt
+
+    from controlroom.app import create_app
+    from controlroom.context import ANPR_LIVE, KEYS, SESSIONS
+
+    prefix = f"controlroom-test-{uuid.uuid4().hex[:8]}"
+    client = await aiohttp_client(create_app(settings.with_overrides(**{"mqtt.topic_prefix": prefix}),
+                                             record=False, anpr=True))
+    app = client.server.app
+    async with transaction(app[SESSIONS]) as s:
+        cam = await add_camera(s, CameraSpec(name="ANPR lane 1", site="West Bars roundabout", kind="anpr",
+                                             lane="1", direction="eastbound", recording=False), app[KEYS])
+        hl = await store.add_hotlist(s, "Stolen", source="PNC")
+        await store.add_entries(s, hl.id, [store.EntrySpec("AB12*", "stolen series", "PNC", 1, now_us() + 3600 * S)])
+    headers = await login(client, "operator")
+    ws = await client.ws_connect("/api/v1/alerts/ws", headers=headers)
+    mqtt_messages: list[dict] = []
+    subscribed = asyncio.Event()
+
+    async def mqtt_listen() -> None:
+        async with aiomqtt.Client("127.0.0.1", 1883) as mq:
+            await mq.subscribe(f"{prefix}/anpr/hits", qos=1)
+            subscribed.set()
+            async for message in mq.messages:
+                mqtt_messages.append(json.loads(message.payload))
+
+    mqtt_task = asyncio.create_task(mqtt_listen())
+    try:
+        await asyncio.wait_for(subscribed.wait(), 10)
+        reader = app[ANPR_LIVE].attach(CameraConfig(cam.id, cam.name, "rtsp://unused", roi=(0.2, 0.1, 0.6, 0.9)))
+        for i, y in enumerate((250, 300, 350)):
+            reader.submit(synthetic_frame("AB12 CDE", y=y), now_us())
+            for _ in range(400):
+                if reader.stats.frames_read + reader.stats.frames_still >= i + 1:
+                    break
+                await asyncio.sleep(0.05)
+        msg = await ws.receive_json(timeout=60)
+        assert msg["type"] == "alert" and msg["alert"]["kind"] == "anpr_hit"
+        data = msg["alert"]["data"]
+        assert (data["vrm"], data["hotlist"], data["site"], data["pattern"]) == (
+            "AB12CDE", "Stolen", "West Bars roundabout", "AB12*")
+        for _ in range(100):
+            if mqtt_messages:
+                break
+            await asyncio.sleep(0.05)
+        assert [m["data"]["read_id"] for m in mqtt_messages] == [data["read_id"]]
+        # The hit, with its images, is there for the operator to confirm.
+        r = await client.get("/api/v1/anpr/hits", params={"state": "pending"}, headers=headers)
+        (hit,) = (await r.json())["hits"]
+        assert hit["read"]["id"] == data["read_id"]
+        assert (await client.get(hit["read"]["overview_url"], headers=headers)).status == 200
+    finally:
+        mqtt_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await mqtt_task
+        await ws.close()
