@@ -27,3 +27,4 @@ ANPR_LIVE = web.AppKey("anpr_live", "LiveReading")  # anpr.live.LiveReading
 LIVE = web.AppKey("live", "LiveHub")  # cameras.live.LiveHub: live view upstreams
 ALERT_ACKS = web.AppKey("alert_acks", AlertHub)  # acknowledgements, fanned out to alert panels
 EVIDENCE = web.AppKey("evidence", "ExportRunner")  # controlroom.evidence.runner.ExportRunner
+PLAYBACK_PROCS = web.AppKey("playback_procs", set)  # running playback remux processes

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from controlroom.settings import Settings, load_settings
 from storage import accounts, audit, inventory
 from storage.db import transaction
 
+log = logging.getLogger(__name__)
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -52,7 +54,7 @@ async def running_stack(work: Path, *, cameras: int = 4, live: int = 1, ptz: int
         **{"http.port": 0, "mqtt.enabled": False, **overrides})
     async with Simulation(work / "sim", cameras=cameras, live=live, ptz=ptz, onvif=onvif) as sim:
         app = create_app(settings, record=record)
-        runner = web.AppRunner(app, handle_signals=False)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=3.0)
         await runner.setup()
         try:
             site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -73,7 +75,9 @@ async def running_stack(work: Path, *, cameras: int = 4, live: int = 1, ptz: int
                 await app[SUPERVISOR].reload()
             yield Stack(sim, app, settings, f"http://127.0.0.1:{port}", ids)
         finally:
+            log.info("ui stack: stopping the service")
             await runner.cleanup()
+            log.info("ui stack: stopping the simulator")
 
 
 @contextlib.asynccontextmanager
@@ -88,7 +92,9 @@ async def browser_page(base_url: str, *, width: int = 1920, height: int = 1080):
             page = await context.new_page()
             yield page
         finally:
-            await browser.close()
+            log.info("ui stack: closing the browser")
+            await asyncio.wait_for(browser.close(), 20)
+            log.info("ui stack: browser closed")
 
 
 async def log_in(page, base_url: str, username: str = OPERATOR, password: str = PASSWORD) -> None:

@@ -53,6 +53,12 @@ async def live_ctx(app: web.Application) -> AsyncIterator[None]:
     await hub.close()
 
 
+async def on_shutdown(app: web.Application) -> None:
+    """End every live stream first, so open WebSockets finish instead of holding up shutdown."""
+    if LIVE in app:
+        await app[LIVE].close()
+
+
 def check_origin(request: web.Request) -> None:
     """Refuse cross-site WebSocket upgrades (the browser sends the session cookie anyway)."""
     origin = request.headers.get("Origin")

@@ -17,7 +17,8 @@ capped at ``MAX_RUN_US``, and, when it reaches the newest catalogued segment, th
 recorder is writing now in ``<root>/<camera>/incoming/`` (Matroska is readable while it is
 written). That is how "20 s ago" plays although segments are 30 s long. The growing file's start
 is the end of the segment before it (the recorder closes one segment exactly where the next
-begins); after a restart, the wall-clock time in its name.
+begins); for the first segment of a recorder run, its modification time minus its media
+duration so far (as the recorder will catalogue it).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,8 +39,9 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cameras.recorder import probe
 from controlroom.auth import actor
-from controlroom.context import SESSIONS, SETTINGS
+from controlroom.context import PLAYBACK_PROCS, SESSIONS, SETTINGS
 from controlroom.permissions import Permission, requires
 from controlroom.timefmt import iso_to_us, us_to_iso
 from storage import Invalid, NotFound, audit, inventory
@@ -69,7 +73,7 @@ class Piece:
         }
 
 
-def incoming_start_us(path: Path, last_end_us: int | None) -> int | None:
+async def incoming_start_us(path: Path, last_end_us: int | None) -> int | None:
     """When the file being written began (see the module docstring)."""
     match = _INCOMING_NAME.search(path.name)
     named_us = None
@@ -77,6 +81,12 @@ def incoming_start_us(path: Path, last_end_us: int | None) -> int | None:
         named_us = int(datetime.strptime(match[1], "%Y%m%dT%H%M%S").replace(tzinfo=UTC).timestamp() * 1e6)
     if last_end_us is not None and (named_us is None or abs(named_us - last_end_us) < 3_000_000):
         return last_end_us
+    # The first segment of a recorder run: its name has whole seconds only, so measure it as
+    # the recorder will when it closes it (the time now minus its media duration so far).
+    mtime_us = int((await asyncio.to_thread(path.stat)).st_mtime * 1e6)
+    duration_s, *_ = await probe(path)
+    if duration_s > 0:
+        return mtime_us - int(duration_s * 1e6)
     return named_us
 
 
@@ -113,10 +123,10 @@ async def find_run(session: AsyncSession, root: Path, camera_id: int, at_us: int
     )
     if pieces and pieces[-1].end_us != newest_end:
         return pieces
-    growing = newest_incoming(root, camera_id)
+    growing = await asyncio.to_thread(newest_incoming, root, camera_id)
     if growing is None:
         return pieces
-    start = incoming_start_us(growing, newest_end)
+    start = await incoming_start_us(growing, newest_end)
     if start is None:
         return pieces
     if pieces and start - (pieces[-1].end_us or 0) > JOIN_GAP_US:
@@ -127,12 +137,27 @@ async def find_run(session: AsyncSession, root: Path, camera_id: int, at_us: int
     return pieces
 
 
-def concat_list(pieces: list[Piece]) -> str:
+def concat_list(paths: list[str]) -> str:
     lines = ["ffconcat version 1.0"]
-    for p in pieces:
-        escaped = str(p.path).replace("'", "'\\''")
+    for path in paths:
+        escaped = path.replace("'", "'\\''")
         lines.append(f"file '{escaped}'")
     return "\n".join(lines) + "\n"
+
+
+def run_from(pieces: list[Piece], start_us: int) -> list[Piece]:
+    """The pieces of a run from the one that starts at ``start_us`` (as a plan named it).
+
+    A segment that ends within JOIN_GAP_US after ``start_us`` cannot be that first piece
+    (segments are longer): it is an earlier one that the recorder's clock estimate made
+    overlap by a few milliseconds. Media offsets are made relative to the new first piece.
+    """
+    while len(pieces) > 1 and pieces[0].end_us is not None and pieces[0].end_us <= start_us + JOIN_GAP_US:
+        pieces = pieces[1:]
+    if not pieces:
+        return []
+    base = pieces[0].media_offset_s
+    return [Piece(p.path, p.start_us, p.end_us, p.media_offset_s - base) for p in pieces]
 
 
 def remux_args(list_path: Path) -> list[str]:
@@ -141,6 +166,18 @@ def remux_args(list_path: Path) -> list[str]:
             "-map", "0:v:0", "-c", "copy", "-f", "mp4",
             "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-frag_duration", "1000000",
             "pipe:1"]
+
+
+async def playback_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[PLAYBACK_PROCS] = set()
+    yield
+
+
+async def on_shutdown(app: web.Application) -> None:
+    """Stop every playback remux, so open streams end instead of holding up shutdown."""
+    for proc in list(app.get(PLAYBACK_PROCS, ())):
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
 
 
 @routes.get("/api/v1/cameras/{camera}/playback")
@@ -191,16 +228,31 @@ async def stream(request: web.Request) -> web.StreamResponse:
         cam = await inventory.get_camera(session, request.match_info["camera"])
         # The plan's start is a piece's start; tolerate the growing file having been
         # catalogued meanwhile (its catalogued start can differ by a few milliseconds).
-        pieces = await find_run(session, root, cam.id, start_us + 1)
-    if not pieces or abs(pieces[0].start_us - start_us) > JOIN_GAP_US:
+        pieces = run_from(await find_run(session, root, cam.id, start_us + 1), start_us)
+    # The growing file's estimated start moves a little as it grows; there is only one.
+    if not pieces or (abs(pieces[0].start_us - start_us) > JOIN_GAP_US and pieces[0].end_us is not None):
         raise NotFound("that recording is no longer available")
-    with tempfile.TemporaryDirectory(prefix="playback-") as tmp:
+    # Open every file now and hand ffmpeg the descriptors: the recorder may rename the growing
+    # file into the store (or retention unlink a segment) before ffmpeg reaches it.
+    fds: list[int] = []
+    try:
+        for piece in pieces:
+            fds.append(await asyncio.to_thread(os.open, piece.path, os.O_RDONLY))
+    except FileNotFoundError:
+        for fd in fds:
+            os.close(fd)
+        raise NotFound("that recording is no longer available") from None
+    with tempfile.TemporaryDirectory(prefix="playback-") as tmp, contextlib.ExitStack() as closing:
+        for fd in fds:
+            closing.callback(os.close, fd)
         list_path = Path(tmp) / "run.ffconcat"
-        list_path.write_text(concat_list(pieces))
+        list_path.write_text(concat_list([f"/proc/self/fd/{fd}" for fd in fds]))
         proc = await asyncio.create_subprocess_exec(
             *remux_args(list_path), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, pass_fds=fds,
         )
+        procs = request.app[PLAYBACK_PROCS]
+        procs.add(proc)
         response = web.StreamResponse(headers={
             "Content-Type": "video/mp4", "Cache-Control": "no-store",
             "X-Media-Start-Us": str(pieces[0].start_us),
@@ -216,9 +268,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 log.warning("camera %s: playback remux exited %s: %s", cam.id, proc.returncode,
                             err.decode(errors="replace")[-300:])
             await response.write_eof()
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
+        except ConnectionResetError:
+            pass  # the player went away (a seek, or the operator left): stop remuxing
         finally:
+            procs.discard(proc)
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()

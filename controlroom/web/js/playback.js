@@ -121,11 +121,13 @@ export class PlaybackView {
       if (t != null && this.player.has(t)) { this.video.currentTime = t; if (play) this.video.play().catch(() => {}); return; }
     }
     this.say("Loading…");
+    this.ready = false;
     try {
       const plan = await api(`/api/v1/cameras/${camId}/playback?at=${encodeURIComponent(new Date(ms).toISOString())}`);
       this.plan = plan;
       await this.player.load(plan.stream_url, plan.offset_s, { play });
       this.video.playbackRate = this.rate;
+      this.ready = true;
       this.say(plan.in_gap ? `No recording at ${formatLocal(ms)}: playing the next recording` : "");
     } catch (e) {
       this.plan = null;

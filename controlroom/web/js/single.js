@@ -6,6 +6,7 @@ import { LivePlayer } from "./mse.js";
 import { renderBadges } from "./cameras.js";
 
 const PTZ_SPEED = 0.5;
+const MOVE_LIMIT_S = 10; // the camera stops by itself if the release (stop) is lost
 const MOVES = {
   up: { pan: 0, tilt: PTZ_SPEED, zoom: 0 }, down: { pan: 0, tilt: -PTZ_SPEED, zoom: 0 },
   left: { pan: -PTZ_SPEED, tilt: 0, zoom: 0 }, right: { pan: PTZ_SPEED, tilt: 0, zoom: 0 },
@@ -87,7 +88,7 @@ export class SingleView {
   async gotoPreset(p) {
     this.status.textContent = `Going to ${p.name || p.token}…`;
     try {
-      await api(`/api/v1/cameras/${this.cam.id}/ptz/presets/${encodeURIComponent(p.token)}/goto`, { method: "POST", body: {} });
+      await api(`/api/v1/cameras/${this.cam.id}/ptz/goto`, { method: "POST", body: { preset: p.token } });
       this.status.textContent = `At preset ${p.name || p.token}`;
     } catch (e) { this.status.textContent = `Preset failed: ${e.message}`; }
   }
@@ -95,7 +96,7 @@ export class SingleView {
   async move(dir) {
     if (!this.cam) return;
     this.moving = dir;
-    try { await api(`/api/v1/cameras/${this.cam.id}/ptz/move`, { method: "POST", body: MOVES[dir] }); this.status.textContent = ""; }
+    try { await api(`/api/v1/cameras/${this.cam.id}/ptz/move`, { method: "POST", body: { ...MOVES[dir], timeout_s: MOVE_LIMIT_S } }); this.status.textContent = ""; }
     catch (e) { this.status.textContent = `PTZ failed: ${e.message}`; }
   }
 
