@@ -18,11 +18,14 @@ from controlroom.commands.common import open_store
 from controlroom.commands.serve import run_service
 from controlroom.onvif_actions import adopt_camera, discover_devices
 from controlroom.settings import Settings
-from storage import inventory
+from storage import accounts, audit, inventory
 from storage.db import transaction
 
 log = logging.getLogger(__name__)
 DEMO_ACTOR = "demo"
+# One account per role, so a newcomer can see what each may do (administrators have no live
+# view: rights are separated, see docs/design/security-model.md).
+DEMO_USERS = {"operator": "operator", "supervisor": "supervisor", "police": "police"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,12 +76,22 @@ async def adopt_simulated(settings: Settings, sim: Simulation) -> int:
     return adopted
 
 
+async def create_demo_users(settings: Settings, password: str) -> None:
+    """The demo's named accounts (same password as the administrator), created once."""
+    async with open_store(settings) as store, transaction(store.sessions) as session:
+        for username, role in DEMO_USERS.items():
+            if await accounts.find_user(session, username) is None:
+                await accounts.create_user(session, username, role, accounts.hash_password(password))
+                await audit.append(session, DEMO_ACTOR, "user.add", f"user:{username}", role=role)
+
+
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     settings = settings.with_overrides(**{"http.host": args.host, "http.port": args.port})
     settings, password = demo_admin_password(settings)
     async with Simulation(settings.data_dir / "simulator", cameras=args.cameras, ptz=args.ptz, anpr=args.anpr,
                           onvif=True) as sim:
         added = await adopt_simulated(settings, sim)
+        await create_demo_users(settings, password)
         app = create_app(settings)
         ready = asyncio.Event()
         service = asyncio.create_task(run_service(settings, app, ready))
@@ -89,8 +102,9 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             print(
                 f"\ncontrolroom demo: {len(sim.cameras)} simulated cameras ({added} adopted just now over ONVIF), "
                 f"data in {settings.data_dir.resolve()}\n"
-                f"  operators' screen: http://{args.host}:{args.port}/   log in as {settings.security.admin_username} "
-                f"with password {password}\n"
+                f"  operators' screen: http://{args.host}:{args.port}/\n"
+                f"  log in as operator (live view, PTZ, playback), supervisor, police or "
+                f"{settings.security.admin_username}; password {password}\n"
                 f"  health:            http://{args.host}:{args.port}/healthz\n"
                 f"  the CLI:           .venv/bin/controlroom --data-dir {settings.data_dir} cameras list\n"
                 f"Stop with Ctrl-C (segments being recorded are finalised).\n",
