@@ -178,3 +178,56 @@ async def test_kill9_loses_nothing(settings: Settings, tmp_path: Path, unused_tc
             assert r.end_us <= killed_at
     # Recording went on after the restart.
     assert any(r.start_us > killed_at for r in rows)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):
+    """A 6 MiB tmpfs to fill up (needs root; skipped with a reason otherwise)."""
+    if os.geteuid() != 0:
+        pytest.skip("filling a disk needs a tmpfs mount, which needs root")
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_full_disk_is_told_and_loses_nothing_catalogued(settings: Settings, tmp_path: Path, tiny_disk: Path) -> None:
+    settings = settings.with_overrides(**{"recording.segment_s": 2, "recording.storage_root": str(tiny_disk),
+                                          "retention.free_space_floor_bytes": 0})
+    async with Simulation(tmp_path / "sim", cameras=1) as sim:
+        cam = sim.cameras[0]
+        await add_cameras(settings, [dict(name="fills the disk", main_url=cam.main_url, username=cam.username,
+                                          password=cam.password)])
+        app = create_app(settings)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        try:
+            # 4 Mb/s fills 6 MiB in about 12 s.
+            deadline = time.monotonic() + 60
+            state = reason = ""
+            while time.monotonic() < deadline:
+                await asyncio.sleep(2)
+                async with app[SESSIONS]() as s:
+                    row = (await inventory.list_cameras(s))[0]
+                    state, reason = row.state, row.state_reason
+                if reason == "recording disk is full":
+                    break
+            async with app[SESSIONS]() as s:
+                from sqlalchemy import select
+
+                rows = (await s.execute(select(Segment))).scalars().all()
+                from storage.alerts import Alert
+
+                alerts = (await s.execute(select(Alert))).scalars().all()
+        finally:
+            await runner.cleanup()
+    assert reason == "recording disk is full", (state, reason)
+    assert state in ("reconnecting", "offline")
+    assert any(a.kind == "camera_offline" and "disk is full" in a.message for a in alerts)
+    # What was catalogued before the disk filled is intact.
+    assert rows
+    for row in rows:
+        assert sha256_file(tiny_disk / row.path) == (row.sha256, row.bytes)
