@@ -33,6 +33,13 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
 def memory_mib(pid: int) -> tuple[float, float]:
     rss = pss = 0
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -80,7 +87,7 @@ async def measure(work: Path, seconds: float, **counts: int) -> dict[str, float]
                 await asyncio.sleep(1)
             await asyncio.sleep(SETTLE_S)
             frames0 = (await sim.server_status())["clip_frames"]
-            before, t0 = cpu_s(pid), time.monotonic()
+            before, t0, machine0 = cpu_s(pid), time.monotonic(), machine_busy()
             samples = []
             end = t0 + seconds
             while time.monotonic() < end:
@@ -88,6 +95,8 @@ async def measure(work: Path, seconds: float, **counts: int) -> dict[str, float]
                 samples.append(memory_mib(pid))
             window_s = time.monotonic() - t0
             cpu = (cpu_s(pid) - before) / window_s * 100
+            machine1 = machine_busy()
+            busy = (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1]) * 100
             frames = (await sim.server_status())["clip_frames"] - frames0
         finally:
             died = await stop_clients(clients)
@@ -95,7 +104,7 @@ async def measure(work: Path, seconds: float, **counts: int) -> dict[str, float]
         pss = max(s[1] for s in samples)
         expected = counts.get("cameras", 0) * 25 * window_s
         return {"cpu": cpu, "rss": rss, "pss": pss, "connected": connected, "died": died,
-                "startup": sim.startup_s, "realtime": frames / expected if expected else float("nan")}
+                "startup": sim.startup_s, "busy": busy, "realtime": frames / expected if expected else float("nan")}
 
 
 async def startup(work: Path, cache_dir: Path | None, cameras: int) -> float:
@@ -134,7 +143,8 @@ async def main(argv: list[str] | None = None) -> int:
                 f"{n:3d} pre-encoded 1080p cameras, 1 client each ({r['connected']} connected, "
                 f"{r['died']} dropped, frames sent at {r['realtime']:.0%} of real time): server {r['cpu']:.1f}% CPU ({r['cpu'] / n:.2f}% per camera), "
                 f"RSS {r['rss']:.0f} MiB, PSS {r['pss']:.0f} MiB ({r['pss'] / n:.2f} MiB per camera); "
-                f"CPU = {r['cpu'] / base['cpu']:.2f}x one live camera",
+                f"CPU = {r['cpu'] / base['cpu']:.2f}x one live camera; whole machine {r['busy']:.0f}% busy "
+                f"(clients and everything else included)",
                 flush=True,
             )
     return 0
