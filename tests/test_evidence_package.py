@@ -472,3 +472,30 @@ async def test_window_without_any_footage_is_reported_missing(store, sources):
     assert dark["missing"] is True and dark["master_files"] == [] and dark["working_copy"] is None
     assert dark["gaps"][0]["duration_s"] == 2 * SEGMENT_US / 1e6
     assert req.findings["any_missing"]
+
+
+async def test_clean_stop_queues_the_running_export_again(store, sources, monkeypatch):
+    footage = await catalogue_footage(store.sessions, store.root, sources, cameras=1)
+    rid = await store.request([(footage.camera_ids[0], footage.base_us, footage.base_us + 3 * SEGMENT_US)])
+    import controlroom.evidence.package as package_mod
+
+    real_add = package_mod.PackageWriter.add_file
+    started = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow_add(self, *a, **kw):
+        loop.call_soon_threadsafe(started.set)
+        self.cancel.wait(10)
+        return real_add(self, *a, **kw)
+
+    monkeypatch.setattr(package_mod.PackageWriter, "add_file", slow_add)
+    runner = store.runner()
+    await runner.start()
+    await asyncio.wait_for(started.wait(), 20)
+    await asyncio.wait_for(runner.stop(), 30)
+    req, job = await store.get(rid)
+    assert job.state == JobState.QUEUED.value and req.state == RequestState.APPROVED.value
+    monkeypatch.setattr(package_mod.PackageWriter, "add_file", real_add)
+    assert await store.runner().run_once() == job.id
+    req, job = await store.get(rid)
+    assert job.state == JobState.DONE.value and req.state == RequestState.READY.value
