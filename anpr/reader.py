@@ -102,7 +102,7 @@ class Tuning:
     max_candidates: int = 6  # lines recognised per pass (the most plate-like first)
     # Crops recognised per line, as (margin left/right, margin above/below) in line heights.
     # Tight crops read best; a second, looser crop votes where the first hesitates.
-    rec_variants: tuple[tuple[float, float], ...] = ((0.0, 0.0),)
+    rec_variants: tuple[tuple[float, float], ...] = ((0.0, 0.0), (0.08, 0.06))
     rec_height_px: int = 48  # the recogniser's input height
     rec_max_width_px: int = 400
     min_confidence: float = 0.5  # reads below this are not returned
