@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -147,7 +148,10 @@ async def test_simulated_anpr_cameras_end_to_end(aiohttp_client, settings, login
         unmatched = list(reads)
         for p in expected:
             matches = near(p, reads)
-            assert [r.vrm for r in matches] == [store.normalise_vrm(p.plate)], (p, [(r.vrm, r.read_us) for r in reads], stats)
+            busy = {cid: round(st.read_ms_total / max(1, st.frames_read)) for cid, st in stats.items()}
+            assert [r.vrm for r in matches] == [store.normalise_vrm(p.plate)], (
+                f"{p.plate} passing {p.site} at {p.time_us / S:.1f} was not read once; load average "
+                f"{os.getloadavg()[0]:.1f}, ms per read by camera {busy} (see the printed log)")
             unmatched.remove(matches[0])
         # Anything else read must be a vehicle only partly inside the watched time window.
         for r in unmatched:
