@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -61,6 +61,14 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 @asynccontextmanager
 async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """A session inside one transaction: committed on success, rolled back on error."""
+    """A session inside one write transaction: committed on success, rolled back on error.
+
+    On SQLite the write lock is taken first (as BEGIN IMMEDIATE would): a deferred transaction
+    that reads, then writes after another connection wrote, fails at once with "database is
+    locked" (WAL snapshot conflicts skip the busy timeout); taking the lock first makes writers
+    queue for it within the busy timeout instead. Plain ``sessions()`` reads stay lock-free.
+    """
     async with sessions() as session, session.begin():
+        if session.get_bind().dialect.name == "sqlite":
+            await session.execute(text("UPDATE cameras SET id = id WHERE 0"))
         yield session
