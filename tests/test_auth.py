@@ -18,7 +18,7 @@ from sqlalchemy import select, text
 from controlroom.app import create_app
 from controlroom.auth import COOKIE
 from controlroom.context import SESSIONS
-from storage import Invalid, accounts
+from storage import Invalid, accounts, audit
 from storage.audit import AuditEntry
 from storage.catalogue import safe_path
 from storage.db import transaction
@@ -590,3 +590,32 @@ async def test_tls_from_settings_with_hsts_and_secure_cookie(settings, tmp_path)
                     await r.read()
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.postgres
+async def test_accounts_on_postgresql(aiohttp_client, settings, pg_url, login):
+    """The same flows on PostgreSQL: login, CSRF, narrowing (JSON columns), tokens, lockout."""
+    client = await make_client(aiohttp_client, settings, database_url=pg_url, **{"security.lockout_failures": 2})
+    h = await login(client, "administrator")
+    r = await client.post("/api/v1/cameras", json={"name": "north-1"}, headers=h)
+    north = (await r.json())["id"]
+    r = await client.post("/api/v1/cameras", json={"name": "south-1"}, headers=h)
+    south = (await r.json())["id"]
+    assert (await client.post("/api/v1/cameras", json={"name": "x"})).status == 403
+    r = await client.post("/api/v1/users", json={"username": "nora", "role": "operator", "password": TEST_PASSWORD,
+                                                 "camera_ids": [north], "must_change_password": False}, headers=h)
+    assert r.status == 201
+    r = await client.post("/api/v1/tokens", json={"name": "t1", "user": "nora", "scopes": ["playback"],
+                                                  "expires": "1h"}, headers=h)
+    bearer = {"Authorization": f"Bearer {(await r.json())['token']}"}
+    q = "?from=2026-01-01T00:00:00Z&to=2026-01-01T01:00:00Z"
+    assert (await client.get(f"/api/v1/cameras/{north}/recordings{q}", headers=bearer)).status == 200
+    assert (await client.get(f"/api/v1/cameras/{south}/recordings{q}", headers=bearer)).status == 403
+    client.session.cookie_jar.clear()
+    for _ in range(2):
+        await post_login(client, "nora", "not the password")
+    assert (await post_login(client, "nora")).status == 423
+    assert [e.action for e in await entries(client, "user.locked")] == ["user.locked"]
+    async with client.server.app[SESSIONS]() as session:
+        report = await audit.verify_chain(session)
+    assert report.ok and report.entries > 5
