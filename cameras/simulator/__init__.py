@@ -283,10 +283,12 @@ class Simulation:
         rid = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
-        self._proc.stdin.write(json.dumps({"id": rid, "op": op, **args}).encode() + b"\n")
-        await self._proc.stdin.drain()
         try:
+            self._proc.stdin.write(json.dumps({"id": rid, "op": op, **args}).encode() + b"\n")
+            await self._proc.stdin.drain()
             reply = await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
+        except (ConnectionError, TimeoutError) as exc:
+            raise CameraError(f"simulator: {op}: the RTSP server did not answer ({exc!r})") from exc
         finally:
             self._pending.pop(rid, None)
         if not reply.get("ok"):
