@@ -406,3 +406,13 @@ async def test_cli_serves_until_sigterm_and_cleans_up(tmp_path: Path):
         if cli.returncode is None:
             cli.kill()
             await cli.wait()
+
+
+@in_module_loop
+async def test_a_failed_clip_encoding_is_a_camera_error_and_leaves_no_partial_file(tmp_path: Path):
+    from cameras.simulator import clips
+
+    broken = ("testsrc2=size=64x64:rate=25", ["nosuchfilter"], "100k")
+    with pytest.raises(CameraError, match="nosuchfilter"):
+        await clips.ensure_clips(tmp_path, [clips.sub_recipe("Town Centre 99", 0), broken])
+    assert not list(tmp_path.glob("*.tmp")) and not clips.clip_path(tmp_path, broken).exists()

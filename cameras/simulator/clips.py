@@ -134,7 +134,10 @@ async def ensure_clips(cache_dir: Path, recipes: list[tuple[str, list[str], str]
     if missing:
         log.info("simulator: encoding %d clip(s) into %s (once; cached afterwards)", len(missing), cache_dir)
         limit = asyncio.Semaphore(jobs)
-        async with asyncio.TaskGroup() as group:  # one failure cancels (and reaps) the rest
-            for p, r in missing.items():
-                group.create_task(_encode(r, p, limit))
+        try:
+            async with asyncio.TaskGroup() as group:  # one failure cancels (and reaps) the rest
+                for p, r in missing.items():
+                    group.create_task(_encode(r, p, limit))
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the first failure, as a CameraError
     return paths
