@@ -386,6 +386,8 @@ async def test_rights_narrowed_to_a_site(aiohttp_client, settings, login):
     assert (await client.get(f"/api/v1/cameras/{ids['south-1']}/recordings{q}")).status == 403
     assert (await client.get(f"/api/v1/cameras/south-1/recordings{q}")).status == 403  # by name too
     assert (await client.get("/api/v1/cameras/south-1")).status == 403
+    listed = (await (await client.get("/api/v1/cameras")).json())["cameras"]
+    assert [c["name"] for c in listed] == ["north-1"]  # the listing is narrowed too
     who = await (await client.get("/api/v1/session")).json()
     assert who["user"]["site_ids"] == [7]
 

@@ -126,6 +126,28 @@ async def test_record_outage_and_bad_credentials(settings: Settings, tmp_path: P
         assert not list((root / str(ids[name])).glob("20*/*.mkv"))
 
 
+async def wait_for_segments(settings: Settings, *, per_camera: int, timeout_s: float, after_us: int = 0) -> None:
+    """Poll the catalogue (as a second process would) until every camera has enough new segments."""
+    from sqlalchemy import func, select
+
+    from storage.models import Camera
+
+    engine = make_engine(settings.db_url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            async with make_sessionmaker(engine)() as s:
+                cams = (await s.execute(select(Camera.id))).scalars().all()
+                counts = dict((await s.execute(select(Segment.camera_id, func.count()).where(Segment.start_us > after_us)
+                                               .group_by(Segment.camera_id))).all())
+            if cams and all(counts.get(c, 0) >= per_camera for c in cams):
+                return
+            await asyncio.sleep(1)
+        raise AssertionError(f"cameras did not record {per_camera} segments in {timeout_s} s: {counts}")
+    finally:
+        await engine.dispose()
+
+
 def serve(data_dir: Path, port: int) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "controlroom.cli", "--data-dir", str(data_dir), "serve", "--port", str(port)],
@@ -140,7 +162,8 @@ async def test_kill9_loses_nothing(settings: Settings, tmp_path: Path, unused_tc
                                      for c in sim.cameras])
         proc = serve(settings.data_dir, unused_tcp_port)
         try:
-            await asyncio.sleep(SEGMENT_S * 3 + 4)
+            # Wait until both cameras have committed segments (start-up is slow on a busy machine).
+            await wait_for_segments(settings, per_camera=2, timeout_s=120)
             # Kill mid-segment: two seconds into a segment.
             while int(time.time()) % SEGMENT_S != 2:
                 await asyncio.sleep(0.2)
@@ -149,7 +172,7 @@ async def test_kill9_loses_nothing(settings: Settings, tmp_path: Path, unused_tc
             await asyncio.sleep(2)  # ffmpeg (PDEATHSIG) finalises its segment and exits
             killed_at = now_us()
             proc = serve(settings.data_dir, unused_tcp_port)
-            await asyncio.sleep(SEGMENT_S * 2 + 6)
+            await wait_for_segments(settings, per_camera=1, timeout_s=120, after_us=killed_at)
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0

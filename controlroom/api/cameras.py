@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controlroom.auth import actor
+from controlroom.auth import actor, allowed_camera_ids
 from controlroom.context import KEYS, SESSIONS, SETTINGS
 from controlroom.errors import json_body
 from controlroom.permissions import Permission, requires
@@ -20,10 +20,11 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/cameras")
 @requires(Permission.INVENTORY_READ)
 async def list_cameras(request: web.Request) -> web.Response:
+    allowed = await allowed_camera_ids(request)  # None: every camera
     async with request.app[SESSIONS]() as session:
         sites = await inventory.site_names(session)
         cams = await inventory.list_cameras(session, site=request.query.get("site"))
-    return web.json_response({"cameras": [camera_json(c, sites) for c in cams]})
+    return web.json_response({"cameras": [camera_json(c, sites) for c in cams if allowed is None or c.id in allowed]})
 
 
 @routes.get("/api/v1/cameras/{camera}")
