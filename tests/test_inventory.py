@@ -10,7 +10,14 @@ import pytest
 from controlroom.cli import main
 from storage import Invalid
 from storage.db import transaction
-from storage.inventory import CameraSpec, CameraUpdate, add_camera, camera_public, get_camera, update_camera
+from storage.inventory import (
+    CameraSpec,
+    CameraUpdate,
+    add_camera,
+    camera_public,
+    get_camera,
+    update_camera,
+)
 from storage.keys import load_or_create_keys
 
 REPO = Path(__file__).resolve().parent.parent
