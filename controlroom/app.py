@@ -16,12 +16,11 @@ from aiohttp import web
 from cameras.recorder import Supervisor
 from controlroom import security
 from controlroom.anpr_service import anpr_ctx
-from controlroom.api import audit as audit_routes
-from controlroom.api import alerts, live, playback, ui
+from controlroom.api import alerts, cameras, health, live, playback, session, ui, users
 from controlroom.api import anpr as anpr_routes
-from controlroom.api import cameras, health, session, users
-from controlroom.api import onvif as onvif_routes
+from controlroom.api import audit as audit_routes
 from controlroom.api import evidence as evidence_routes
+from controlroom.api import onvif as onvif_routes
 from controlroom.auditing import audit_digest_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
 from controlroom.context import ALERTS, ENGINE, KEYS, SESSIONS, SETTINGS, SUPERVISOR
