@@ -19,4 +19,5 @@ from controlroom.commands import (
 )
 from controlroom.commands import onvif as onvif_commands
 
-COMMAND_MODULES = [onvif_commands, db, serve, demo, inventory, recordings, users, tokens, audit, export, hotlists, simulate, anpr]
+# In the order `controlroom --help` lists them: first what a newcomer runs, then daily work.
+COMMAND_MODULES = [demo, serve, inventory, onvif_commands, recordings, anpr, hotlists, export, users, tokens, audit, simulate, db]
