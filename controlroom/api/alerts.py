@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 from sqlalchemy import select
 
 from controlroom.api.live import check_origin
-from controlroom.auth import actor
+from controlroom.auth import actor, allowed_camera_ids
 from controlroom.context import ALERT_ACKS, ALERTS, SESSIONS, SETTINGS
 from controlroom.permissions import Permission, requires
 from controlroom.timefmt import us_to_iso
@@ -67,6 +67,9 @@ async def list_alerts(request: web.Request) -> web.Response:
     query = select(Alert).order_by(Alert.at_us.desc(), Alert.id.desc()).limit(limit)
     if request.query.get("open") == "1":
         query = query.where(Alert.acknowledged_us.is_(None))
+    allowed = await allowed_camera_ids(request)  # a user limited to some cameras sees theirs
+    if allowed is not None:
+        query = query.where(Alert.camera_id.is_(None) | Alert.camera_id.in_(sorted(allowed)))
     async with request.app[SESSIONS]() as session:
         rows = (await session.execute(query)).scalars().all()
     tz = request.app[SETTINGS].display_timezone
@@ -101,13 +104,19 @@ async def ack_alert(request: web.Request) -> web.Response:
 async def alerts_ws(request: web.Request) -> web.StreamResponse:
     check_origin(request)
     ws = web.WebSocketResponse(heartbeat=20.0)
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionResetError:
+        return ws  # the browser left before the upgrade completed (a tile changed meanwhile)
     tz = request.app[SETTINGS].display_timezone
+    allowed = await allowed_camera_ids(request)
     new, acks = request.app[ALERTS].subscribe(), request.app[ALERT_ACKS].subscribe()
 
     async def forward(queue: asyncio.Queue[dict[str, Any]], kind: str) -> None:
         while True:
             data = await queue.get()
+            if allowed is not None and data.get("camera_id") is not None and data["camera_id"] not in allowed:
+                continue
             names = await _camera_names(request)
             await ws.send_json({"type": kind, "alert": alert_json(data, tz, names)})
 

@@ -112,7 +112,10 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
     cam = await _camera(request, stream)
     who = actor(request)
     ws = web.WebSocketResponse(heartbeat=20.0)
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionResetError:
+        return ws  # the browser left before the upgrade completed (a tile changed meanwhile)
     async with transaction(request.app[SESSIONS]) as session:
         await audit.append(session, who, "live.start", f"camera:{cam.id}", stream=stream)
     started = time.monotonic()
