@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 DEMO_ACTOR = "demo"
 # One account per role, so a newcomer can see what each may do (administrators have no live
 # view: rights are separated, see docs/design/security-model.md).
+SIMULATED_ANPR_READING = {"anpr_roi": [0.2, 0.1, 0.6, 0.9], "anpr_stream": "sub"}
 DEMO_USERS = {"operator": "operator", "supervisor": "supervisor", "police": "police"}
 
 
@@ -71,7 +72,11 @@ async def adopt_simulated(settings: Settings, sim: Simulation) -> int:
             # What ONVIF cannot say: that it is an ANPR camera, its lane and direction.
             update = inventory.CameraUpdate(kind=cam.kind, lane=cam.lane, direction=cam.direction, position=cam.position)
             async with transaction(store.sessions) as session:
-                await inventory.update_camera(session, row.id, update, store.keys)
+                saved = await inventory.update_camera(session, row.id, update, store.keys)
+                if cam.kind == "anpr":
+                    # The road, not the burnt-in name and clock; the sub stream reads these
+                    # synthetic plates as well as the main one at a quarter of the cost.
+                    saved.extra = {**(saved.extra or {}), **SIMULATED_ANPR_READING}
             adopted += 1
     return adopted
 
