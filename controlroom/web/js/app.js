@@ -23,8 +23,14 @@ async function boot() {
   const grid = new Grid($("grid"), store, { onOpen: (id) => go(`#camera/${id}`) });
   const single = new SingleView(store, { onBack: () => go("#grid"), onBack30: (id) => go(`#playback/${id}/${Date.now() - 30e3}`) });
   const playback = new PlaybackView(store, { onLive: (id) => go(`#camera/${id}`) });
+  const can = new Set((me.user && me.user.permissions) || []);
+  const role = (me.user && me.user.role) || "this account";
+  if (!can.has("live_view")) {
+    // Keeping the system and watching people are separate duties (docs/design/security-model.md).
+    grid.forbidden = `Your role (${role}) has no live-view right. Sign in with an operator's account to watch cameras.`;
+  }
   const alerts = new AlertsPanel($("alerts-list"), $("alerts-count"), $("alerts-conn"));
-  alerts.start();
+  if (can.has("live_view")) alerts.start(); else $("alerts-conn").textContent = "Alerts are shown to operators.";
   window.controlroom = { store, grid, single, playback, alerts }; // for tests and the curious
 
   // Site filter and layout buttons.

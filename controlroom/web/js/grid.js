@@ -40,6 +40,10 @@ export class Grid {
   render() {
     this.stopAll();
     if (!this.active) return;
+    if (this.forbidden) {
+      const note = document.createElement("p"); note.className = "notice"; note.textContent = this.forbidden;
+      this.el.className = "grid n1"; this.el.replaceChildren(note); return;
+    }
     const arr = this.arrangement;
     const n = arr.layout;
     this.el.className = `grid n${n}`;
