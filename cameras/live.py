@@ -263,7 +263,13 @@ SourceFactory = Callable[[], Awaitable[Source]]
 
 def upstream_args(url: str, frag_duration_us: int = FRAG_DURATION_US, rtsp: bool = True) -> list[str]:
     """The ffmpeg command for one upstream: stream copy of the first video track to fMP4."""
-    in_opts: dict[str, object] = {"fflags": "nobuffer"}
+    # No "-fflags nobuffer": it drops the packets read while ffmpeg probes the stream, which
+    # hold the first keyframe, so the first fragment waited a whole GOP (measured 2.3 s to the
+    # first fragment with it, 1.3 s without, against the simulator). The player skips the
+    # probed second to reach the live edge. Stream copy needs only the parameter sets (in the
+    # SDP or at the first keyframe), so 0.3 s of analysis is enough: 0.9 s to the first fragment
+    # instead of 1.3 s with ffmpeg's default 5 s limit (which waits for more packets).
+    in_opts: dict[str, object] = {"analyzeduration": 300_000}
     if rtsp and url.startswith(("rtsp://", "rtsps://")):
         in_opts["rtsp_transport"] = "tcp"
     stream = ffmpeg.input(url, **in_opts)

@@ -3,7 +3,7 @@
 
 import { wsUrl } from "./api.js";
 
-const LIVE_MAX_LAG_S = 1.0;   // further behind the live edge than this: jump to it
+const LIVE_MAX_LAG_S = 0.5;   // further behind the live edge than this: jump to it
 const LIVE_TARGET_LAG_S = 0.15;
 const KEEP_BEHIND_S = 20;     // buffered media kept behind the play position
 const RECONNECT_S = [1, 2, 4, 8, 15];
