@@ -72,12 +72,12 @@ def read_line(proc: subprocess.Popen, timeout_s: float = 20) -> str:
 
 def test_multicast_probe_hello_and_bye_inside_namespaces(namespaces, tmp_path: Path) -> None:
     ns_cams, ns_nvr = namespaces["cams"], namespaces["nvr"]
-    listener = in_ns(ns_nvr, "-m", "cameras.onvif.discovery", "--interface", namespaces["veth_n"], "--duration-s", "40")
+    listener = in_ns(ns_nvr, "-m", "cameras.onvif.discovery", "--interface", namespaces["veth_n"], "--duration-s", "180")
     procs = [listener]
     try:
         assert json.loads(read_line(listener))["kind"] == "listening"
         sim = in_ns(ns_cams, "-m", "cameras.simulator.wsdiscovery", "--cameras", "3", "--host", f"{SUBNET}.1",
-                    "--interface", namespaces["veth_c"], "--port", "3702", "--duration-s", "40")
+                    "--interface", namespaces["veth_c"], "--port", "3702", "--duration-s", "180")
         procs.append(sim)
         assert read_line(sim).startswith("ready 3 3702")
 
