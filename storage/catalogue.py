@@ -131,8 +131,11 @@ async def timeline(session: AsyncSession, camera_id: int, from_us: int, to_us: i
     # Segments are at most a few minutes long: bounding start_us from below lets the
     # (camera_id, start_us) index do all the work.
     lookback_us = 15 * 60 * 1_000_000
+    # Through the session's Core connection: the ORM's row loading would cost as much as the
+    # query itself for a camera-day of rows (profiled: 7 of 23 ms).
+    conn = await session.connection()
     segs = (
-        await session.execute(
+        await conn.execute(
             select(*SEGMENT_COLUMNS)
             .where(
                 Segment.camera_id == camera_id,
