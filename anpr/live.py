@@ -339,6 +339,10 @@ class VehicleTracker:
         out: list[Vehicle] = []
         self.recent = [t for t in self.recent if frame_us - t.last_us <= self.repeat_us]
         seen: set[int] = set()
+        # A piece of a plate read beside the whole plate in the same frame is that plate, not a
+        # second vehicle (``9ERA`` beside ``GW19ERA`` was committed as a vehicle of its own).
+        texts = {r.text for r in reads}
+        reads = [r for r in reads if not any(r.text != t and r.text in t for t in texts)]
         for read in sorted(reads, key=lambda r: -r.confidence):
             if read.confidence < self.min_conf or not read.text:
                 continue

@@ -210,6 +210,17 @@ def test_tracker_partial_plate_joins_its_vehicle():
     assert leave(t, 3 * S) == []
 
 
+def test_tracker_piece_read_beside_the_whole_plate_in_one_frame_is_not_a_second_vehicle():
+    # Seen in the end-to-end run: the reader returned "9ERA" beside "GW19ERA" in the same
+    # frames, and the piece was committed as a vehicle of its own.
+    t = VehicleTracker(agree_frames=2, gap_us=S)
+    committed = t.add([fr("GW19ERA", 0.95, 0), fr("9ERA", 0.9, 0)], 0)
+    committed += t.add([fr("GW19ERA", 0.97, 200_000), fr("9ERA", 0.92, 200_000)], 200_000)
+    committed += t.add([fr("9ERA", 0.9, 400_000)], 400_000)
+    committed += leave(t, 3 * S)
+    assert [v.text for v in committed] == ["GW19ERA"]
+
+
 def test_tracker_a_plates_left_group_read_twice_waits_for_the_whole():
     t = VehicleTracker(agree_frames=2, gap_us=S)
     assert t.add([fr("MS73", 0.99, 0)], 0) == []
