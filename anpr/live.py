@@ -327,7 +327,12 @@ class VehicleTracker:
 
     def __init__(self, agree_frames: int = 2, gap_us: int = 1_000_000, min_conf: float = 0.5,
                  single_conf: float = 0.9, min_early_len: int = 5, min_misses: int = 2,
-                 repeat_us: int = 10_000_000) -> None:
+                 repeat_us: int = 10_000_000, early_len: int = 7) -> None:
+        # Committing before the vehicle leaves needs a full-length read (7 characters: current
+        # and most older UK plates): the end of a plate entering the view, "15DRH" of
+        # "BG15DRH", is itself a valid dateless registration and was committed as the vehicle.
+        # Shorter plates are committed when the vehicle has left, by the vote.
+        self.early_len = early_len
         self.agree_frames, self.gap_us, self.min_conf, self.single_conf = agree_frames, gap_us, min_conf, single_conf
         self.min_early_len, self.min_misses, self.repeat_us = min_early_len, min_misses, repeat_us
         self.tracks: list[_Track] = []
@@ -378,7 +383,7 @@ class VehicleTracker:
         this vehicle, and it is long enough not to be a piece of a plate (a plate's left group
         alone, ``MS73`` of ``MS73BJA``, was read twice in a row from the simulator's sub
         stream). Short and partial reads wait for the vehicle to leave, then the vote decides."""
-        if len(text) < self.min_early_len or track.counts()[text] < self.agree_frames:
+        if len(text) < max(self.min_early_len, self.early_len) or track.counts()[text] < self.agree_frames:
             return False
         return not any(text != r.text and text in r.text for r in track.reads)
 

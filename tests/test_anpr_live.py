@@ -221,6 +221,18 @@ def test_tracker_piece_read_beside_the_whole_plate_in_one_frame_is_not_a_second_
     assert [v.text for v in committed] == ["GW19ERA"]
 
 
+def test_tracker_end_of_a_plate_read_twice_before_the_whole_is_not_the_vehicle():
+    # Seen in the end-to-end run: "15DRH" (a valid dateless registration) read in two frames as
+    # "BG15DRH" entered the view was committed early as the vehicle.
+    t = VehicleTracker(agree_frames=2, gap_us=S)
+    committed = t.add([fr("15DRH", 0.95, 0)], 0)
+    committed += t.add([fr("15DRH", 0.95, 200_000)], 200_000)
+    committed += t.add([fr("BG15DRH", 0.97, 400_000)], 400_000)
+    committed += t.add([fr("BG15DRH", 0.97, 600_000)], 600_000)
+    committed += leave(t, 3 * S)
+    assert [v.text for v in committed] == ["BG15DRH"]
+
+
 def test_tracker_a_plates_left_group_read_twice_waits_for_the_whole():
     t = VehicleTracker(agree_frames=2, gap_us=S)
     assert t.add([fr("MS73", 0.99, 0)], 0) == []

@@ -164,9 +164,13 @@ async def test_kill9_loses_nothing(settings: Settings, tmp_path: Path, unused_tc
         try:
             # Wait until both cameras have committed segments (start-up is slow on a busy machine).
             await wait_for_segments(settings, per_camera=2, timeout_s=120)
-            # Kill mid-segment: two seconds into a segment.
-            while int(time.time()) % SEGMENT_S != 2:
-                await asyncio.sleep(0.2)
+            # Kill mid-segment: once every camera's segment in progress holds data.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not all(
+                any(f.stat().st_size > 0 for f in (d / "incoming").glob("*"))
+                for d in settings.storage_root.iterdir()
+            ):
+                await asyncio.sleep(0.1)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
             await asyncio.sleep(2)  # ffmpeg (PDEATHSIG) finalises its segment and exits
