@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 
 from cameras import CameraError
+from cameras.rtsp import credentialed_url
 from cameras.simulator import Simulation, anpr_schedule, plan_cameras
 from storage.inventory import CameraSpec
 
@@ -35,7 +36,7 @@ UK_PLATE = re.compile(
 
 
 def with_credentials(url: str, password: str = PASSWORD) -> str:
-    return url.replace("rtsp://", f"rtsp://admin:{password}@", 1)
+    return credentialed_url(url, "admin", password)
 
 
 def run(args: list[str], timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
