@@ -265,6 +265,10 @@ class Simulation:
                 if self._ready is not None and not self._ready.done():
                     self._ready.set_result(message)
                 continue
+            if message.get("event") == "error":
+                if self._ready is not None and not self._ready.done():
+                    self._ready.set_exception(CameraError(f"the simulator's RTSP server: {message['error']}"))
+                continue
             future = self._pending.pop(message.get("id"), None)
             if future is not None and not future.done():
                 future.set_result(message)

@@ -644,8 +644,30 @@ class Service:
                 camera.off_air()
 
 
+# Every element the pipelines above name, with the Debian package that ships it: a missing one
+# otherwise shows only as "503 Service Unavailable" to the first client of that camera.
+ELEMENTS = {
+    "appsrc": "gstreamer1.0-plugins-base", "videoconvert": "gstreamer1.0-plugins-base",
+    "videoscale": "gstreamer1.0-plugins-base", "videotestsrc": "gstreamer1.0-plugins-base",
+    "textoverlay": "gstreamer1.0-x", "imagefreeze": "gstreamer1.0-plugins-good",
+    "videocrop": "gstreamer1.0-plugins-good", "pngdec": "gstreamer1.0-plugins-good",
+    "rtph264pay": "gstreamer1.0-plugins-good", "filesrc": "gstreamer1.0-plugins-base",
+    "queue": "gstreamer1.0-plugins-base", "h264parse": "gstreamer1.0-plugins-bad",
+    "x264enc": "gstreamer1.0-plugins-ugly",
+}
+
+
+def missing_elements() -> list[str]:
+    return [f"{name} ({package})" for name, package in ELEMENTS.items() if Gst.ElementFactory.find(name) is None]
+
+
 def main() -> None:
     Gst.init(None)
+    if missing := missing_elements():
+        message = f"GStreamer elements missing: {', '.join(missing)}; install those Debian packages"
+        print(json.dumps({"event": "error", "error": message}), flush=True)
+        log(message)
+        sys.exit(1)
     line = b""
     while not line.endswith(b"\n"):  # byte by byte: later lines are read by the GLib watch
         chunk = os.read(sys.stdin.fileno(), 1)
