@@ -1,5 +1,5 @@
-"""The loop that writes the signed digest of the audit chain head outside the database, and
-purges expired login sessions.
+"""The audit writer (group commit, ``app[AUDIT]``), and the loop that writes the signed digest
+of the audit chain head outside the database and purges expired login sessions.
 
 ``run_once()`` is what the loop does each interval (tests call it directly). A digest that the
 database contradicts (its entry is gone or different) is never overwritten: the loop raises an
@@ -17,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from controlroom.context import ALERTS, KEYS, SESSIONS, SETTINGS
+from controlroom.context import ALERTS, AUDIT, KEYS, SESSIONS, SETTINGS
 from storage import accounts, audit
 from storage.alerts import AlertHub, raise_alert
 from storage.db import now_us, transaction
@@ -55,6 +55,15 @@ class DigestLoop:
             except Exception:
                 log.exception("audit digest failed; next try in %ss", self.interval_s)
             await asyncio.sleep(self.interval_s)
+
+
+async def audit_writer_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Right after database_ctx, so it stops last: what is queued at shutdown is still written."""
+    writer = audit.AuditWriter(app[SESSIONS])
+    writer.start()
+    app[AUDIT] = writer
+    yield
+    await writer.close()
 
 
 async def audit_digest_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -32,7 +32,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from controlroom.context import AUTH, KEYS, SESSIONS, SETTINGS
+from controlroom.context import AUDIT, AUTH, KEYS, SESSIONS, SETTINGS
 from controlroom.errors import error_response
 from controlroom.permissions import Permission, declared, role_permissions
 from controlroom.settings import SecuritySettings, Settings, SettingsError
@@ -441,12 +441,11 @@ class Authenticator:
     ) -> web.Response:
         """Audit a refused request, then answer it. The refusal stands even if auditing fails."""
         try:
-            async with transaction(self.sessions) as session:
-                await audit.append(
-                    session, user.username, "access.denied", f"{request.method} {request.path}",
-                    status=status, reason=reason, permission=permission.value if permission else None,
-                    address=client_address(request), via=user.via, token=user.token_name or None,
-                )
+            await request.app[AUDIT].append(
+                user.username, "access.denied", f"{request.method} {request.path}"[:400],
+                status=status, reason=reason, permission=permission.value if permission else None,
+                address=client_address(request), via=user.via, token=user.token_name or None,
+            )
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from controlroom.settings import Settings
 from storage.alerts import AlertHub
+from storage.audit import AuditWriter
 from storage.keys import Keys
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 KEYS = web.AppKey("keys", Keys)
+AUDIT = web.AppKey("audit", AuditWriter)  # group commit for entries of actions that write nothing else
 SUPERVISOR = web.AppKey("supervisor", "Supervisor")
 ALERTS = web.AppKey("alerts", AlertHub)
 ONVIF = web.AppKey("onvif", "OnvifRuntime")  # controlroom.api.onvif.OnvifRuntime

@@ -15,6 +15,7 @@ from aiohttp import web
 from anpr import AnprError
 from cameras import CameraAuthError, CameraError, CameraUnavailable
 from storage import Invalid, NotFound, StorageError
+from storage.audit import AuditWriteError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def status_for(exc: BaseException) -> int | None:
             return 404
         case CameraAuthError():
             return 502
-        case CameraUnavailable():
+        case CameraUnavailable() | AuditWriteError():
             return 503
         case CameraError() | AnprError() | StorageError():
             return 422

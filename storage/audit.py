@@ -3,8 +3,10 @@
 Each entry carries the SHA-256 of the previous entry's hash and its own canonical encoding, so
 changing, deleting or reordering a row breaks the chain from there on. Appending takes a lock
 (an advisory lock on PostgreSQL, the database write lock on SQLite) so two writers never fork
-the chain. If the audit entry cannot be written, the caller's transaction fails with it:
-callers append inside the same transaction as the action they record.
+the chain. If the audit entry cannot be written, the action fails: an action that changes the
+database appends inside its own transaction (:func:`append`), so both commit or neither; an
+action whose effect is elsewhere (a view, a search, a refusal) waits for its entry from the
+process's :class:`AuditWriter` (group commit) before it answers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,13 +26,14 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import BigInteger, Integer, String, Text, bindparam, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage import StorageError
-from storage.db import Base, now_us
+from storage.db import Base, now_us, transaction
 from storage.keys import Keys
 
+log = logging.getLogger(__name__)
 GENESIS = "0" * 64
 # Any constant works: it names the PostgreSQL advisory lock that serialises appends.
 _PG_LOCK_KEY = 0x636F6E74726F6C  # "control"
@@ -79,44 +83,179 @@ _INSERT_AFTER = text(
 )
 
 
-async def append(
-    session: AsyncSession, actor: str, action: str, target: str = "", **details: Any
-) -> AuditEntry:
-    """Append one entry in the caller's transaction. ``details`` must hold no secrets.
-    Returns the entry as written (not attached to the session)."""
-    bind = session.get_bind()
-    key = bind.url.render_as_string(hide_password=True)
-    postgres = bind.dialect.name == "postgresql"
-    if postgres:
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+# Column limits, checked before an entry joins a batch: on PostgreSQL a too-long value fails the
+# whole INSERT, and with group commit that would fail every other action in the same batch.
+_LIMITS = {"actor": 200, "action": 100, "target": 400}
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """An entry not yet chained: what the caller records, timed when it asked."""
+
+    at_us: int
+    actor: str
+    action: str
+    target: str
+    details: str  # canonical JSON
+
+
+class AuditWriteError(StorageError):
+    """The audit entry was not written, so the action it records must not be reported as done."""
+
+
+def new_entry(actor: str, action: str, target: str = "", **details: Any) -> NewEntry:
+    """The entry to append, with its details in canonical JSON. ``details`` must hold no secrets."""
+    for name, value in (("actor", actor), ("action", action), ("target", target)):
+        if len(value) > _LIMITS[name]:
+            raise AuditWriteError(f"audit {name} longer than {_LIMITS[name]} characters: {value[:40]!r}...")
     body = json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    at = now_us()
-    hint = _HEADS.get(key)
-    if hint is not None:
-        seq, prev = hint[0] + 1, hint[1]
-        entry_h = entry_hash(seq, at, actor, action, target, body, prev)
-        result = await session.execute(_INSERT_AFTER, {
-            "seq": seq, "at_us": at, "actor": actor, "action": action, "target": target, "details": body,
-            "prev_hash": prev, "hash": entry_h, "prev_seq": hint[0], "prev_check": prev,
-        })
-        if result.rowcount == 1:
-            _HEADS[key] = (seq, entry_h)
-            return AuditEntry(seq=seq, at_us=at, actor=actor, action=action, target=target, details=body,
-                              prev_hash=prev, hash=entry_h)
-    if not postgres:
-        # Take SQLite's write lock now, so the read of the head and the insert are atomic.
+    return NewEntry(now_us(), actor, action, target, body)
+
+
+def _chained(e: NewEntry, seq: int, prev: str) -> AuditEntry:
+    return AuditEntry(seq=seq, at_us=e.at_us, actor=e.actor, action=e.action, target=e.target, details=e.details,
+                      prev_hash=prev, hash=entry_hash(seq, e.at_us, e.actor, e.action, e.target, e.details, prev))
+
+
+def _row(e: AuditEntry) -> dict[str, Any]:
+    return {"seq": e.seq, "at_us": e.at_us, "actor": e.actor, "action": e.action, "target": e.target,
+            "details": e.details, "prev_hash": e.prev_hash, "hash": e.hash}
+
+
+async def _lock_chain(session: AsyncSession) -> None:
+    """Serialise appends until the transaction ends: PostgreSQL's advisory lock, SQLite's write
+    lock (taken now, so reading the head and inserting after it are atomic)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    else:
         await session.execute(text("UPDATE audit SET id = id WHERE 0"))
+
+
+async def append_many(session: AsyncSession, pending: list[NewEntry]) -> list[AuditEntry]:
+    """Chain ``pending`` in order after the head and insert them in the caller's transaction, in
+    one executemany. The head is read under the chain's lock, so another process (or engine)
+    appending at the same time queues behind this transaction instead of forking the chain.
+    Returns the entries as written (not attached to the session)."""
+    await _lock_chain(session)
     head_row = (
         await session.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1))
     ).first()
-    seq, prev = (head_row[0] + 1, head_row[1]) if head_row else (1, GENESIS)
-    entry_h = entry_hash(seq, at, actor, action, target, body, prev)
-    await session.execute(insert(AuditEntry).values(
-        seq=seq, at_us=at, actor=actor, action=action, target=target, details=body, prev_hash=prev, hash=entry_h,
-    ))
-    _HEADS[key] = (seq, entry_h)
-    return AuditEntry(seq=seq, at_us=at, actor=actor, action=action, target=target, details=body,
-                      prev_hash=prev, hash=entry_h)
+    seq, prev = (head_row[0], head_row[1]) if head_row else (0, GENESIS)
+    written = []
+    for e in pending:
+        seq += 1
+        written.append(_chained(e, seq, prev))
+        prev = written[-1].hash
+    if written:
+        await session.execute(insert(AuditEntry.__table__), [_row(e) for e in written])
+        _HEADS[session.get_bind().url.render_as_string(hide_password=True)] = (seq, prev)
+    return written
+
+
+async def append(
+    session: AsyncSession, actor: str, action: str, target: str = "", **details: Any
+) -> AuditEntry:
+    """Append one entry in the caller's transaction, atomic with the action it records: for
+    actions that change the database. ``details`` must hold no secrets.
+    Returns the entry as written (not attached to the session)."""
+    e = new_entry(actor, action, target, **details)
+    bind = session.get_bind()
+    key = bind.url.render_as_string(hide_password=True)
+    if bind.dialect.name == "postgresql":
+        # The guarded insert below is only atomic under the lock (READ COMMITTED).
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    hint = _HEADS.get(key)
+    if hint is not None:
+        entry = _chained(e, hint[0] + 1, hint[1])
+        result = await session.execute(_INSERT_AFTER, {**_row(entry), "prev_seq": hint[0], "prev_check": hint[1]})
+        if result.rowcount == 1:
+            _HEADS[key] = (entry.seq, entry.hash)
+            return entry
+    return (await append_many(session, [e]))[0]
+
+
+class AuditWriter:
+    """Group commit for actions whose effect is not a database write (a view, a search, a
+    refusal): ``await writer.append(...)`` returns once the entry is committed, or raises
+    :class:`AuditWriteError`, so the caller answers only after its entry is durable.
+
+    One task per process takes everything queued (up to ``max_batch``), chains it with
+    :func:`append_many` in one transaction, commits, then resolves every waiting caller; if the
+    transaction fails, every caller in that batch gets the error and none of the batch is
+    written. While one batch commits the next one queues, so the batch size follows the load
+    and an idle writer adds no delay. Start with :meth:`start`; :meth:`close` writes what is
+    queued, then stops; later appends are refused.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, max_batch: int = 1000) -> None:
+        self.sessions, self.max_batch = sessions, max_batch
+        self._queue: list[tuple[NewEntry, asyncio.Future[AuditEntry]]] = []
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self.batches = self.written = 0  # committed so far (written / batches = the batch size)
+
+    async def append(self, actor: str, action: str, target: str = "", **details: Any) -> AuditEntry:
+        if self._closed:
+            raise AuditWriteError(f"audit entry {action} not written: the audit writer has stopped")
+        future: asyncio.Future[AuditEntry] = asyncio.get_running_loop().create_future()
+        self._queue.append((new_entry(actor, action, target, **details), future))
+        self._wake.set()
+        return await future
+
+    async def write(self, session: AsyncSession, pending: list[NewEntry]) -> list[AuditEntry]:
+        """What one batch does inside its transaction (the benchmark swaps in a plain insert)."""
+        return await append_many(session, pending)
+
+    async def run_once(self) -> int:
+        """Write one batch of what is queued; the number of entries written."""
+        batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        if not batch:
+            return 0
+        try:
+            async with transaction(self.sessions) as session:
+                written = await self.write(session, [e for e, _ in batch])
+        except BaseException as exc:
+            failure = AuditWriteError(
+                f"audit trail not writable ({type(exc).__name__}): the action was not done"
+            )
+            failure.__cause__ = exc
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(failure)
+            if isinstance(exc, Exception):
+                log.error("audit: a batch of %d entries was not written: %s", len(batch), exc)
+                return 0
+            raise
+        self.batches, self.written = self.batches + 1, self.written + len(batch)
+        for (_, future), entry in zip(batch, written, strict=True):
+            if not future.done():  # the caller may have been cancelled meanwhile
+                future.set_result(entry)
+        return len(batch)
+
+    async def run(self) -> None:
+        try:
+            while self._queue or not self._closed:
+                if not self._queue:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                await self.run_once()
+        finally:
+            self._closed = True
+            for _, future in self._queue:  # only if cancelled: nobody is left to write these
+                if not future.done():
+                    future.set_exception(AuditWriteError("audit entry not written: the audit writer has stopped"))
+            self._queue = []
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="audit-writer")
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """The audit chain on SQLite and PostgreSQL: tampering is found and named (a changed row, a
 deleted row, a truncated tail caught by the signed digest), appends never fork the chain, an
-action whose audit entry cannot be written fails, and the JSON-lines export re-verifies."""
+action whose audit entry cannot be written fails, and the JSON-lines export re-verifies. The
+group-commit writer: concurrent callers get a gap-free chain, a batch that cannot be written
+fails every caller in it, and two writers on one database (two processes) share one chain."""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ from sqlalchemy import text
 
 from controlroom.cli import main as cli
 from storage import audit
-from storage.db import transaction
+from storage.db import make_engine, make_sessionmaker, transaction
 from storage.keys import load_or_create_keys
+from storage.migrate import upgrade
 from storage.models import Site
 
 
@@ -226,3 +229,99 @@ async def test_cli_verify_names_the_bad_entry(db_url, data_dir, monkeypatch, cap
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [x["seq"] for x in lines] == [1]
 
+
+
+# --- group commit: the process's AuditWriter ------------------------------------------------
+
+
+async def test_concurrent_appends_through_the_writer_chain_without_gaps(sessions, keys, tmp_path):
+    """300 concurrent callers (and in-transaction appends between them) get consecutive,
+    distinct entries; they were committed in batches, and the chain verifies."""
+    writer = audit.AuditWriter(sessions)
+    writer.start()
+    try:
+        async def direct(i: int) -> audit.AuditEntry:
+            async with transaction(sessions) as session:
+                return await audit.append(session, "admin", "test.direct", str(i))
+
+        results = await asyncio.gather(
+            *(writer.append(f"operator{i % 7}", "playback.start", f"camera:{i % 5}", n=i) for i in range(300)),
+            *(direct(i) for i in range(10)),
+        )
+    finally:
+        await writer.close()
+    assert sorted(e.seq for e in results) == list(range(1, 311))
+    assert [e.details for e in results[:300]] == [f'{{"n":{i}}}' for i in range(300)]
+    assert writer.written == 300 and writer.batches < 100, writer.batches  # group commit, not one by one
+    r = await report(sessions, keys, tmp_path)
+    assert r.ok and r.chain.entries == 310, r.problems
+    async with sessions() as session:
+        stored = {e.seq: e.hash async for e in audit.entries(session)}
+    assert all(stored[e.seq] == e.hash for e in results)  # what each caller was told is what is stored
+
+
+async def test_every_waiting_action_fails_when_the_batch_cannot_be_written(sessions):
+    writer = audit.AuditWriter(sessions)
+    writer.start()
+    try:
+        await writer.append("before", "test.ok", "")
+        async with transaction(sessions) as session:
+            await session.execute(text("ALTER TABLE audit RENAME TO audit_moved"))
+        outcomes = await asyncio.gather(*(writer.append(f"op{i}", "live.start", "camera:1") for i in range(40)),
+                                        return_exceptions=True)
+        assert all(isinstance(o, audit.AuditWriteError) for o in outcomes), outcomes
+        assert "audit trail not writable" in str(outcomes[0]) and "the action was not done" in str(outcomes[0])
+        async with transaction(sessions) as session:
+            await session.execute(text("ALTER TABLE audit_moved RENAME TO audit"))
+        after = await writer.append("after", "test.ok", "")  # the writer carries on once it can
+    finally:
+        await writer.close()
+    with pytest.raises(audit.AuditWriteError, match="stopped"):
+        await writer.append("late", "test.refused", "")
+    async with sessions() as session:
+        assert [(e.seq, e.actor) async for e in audit.entries(session)] == [(1, "before"), (2, "after")]
+        assert (await audit.verify_chain(session)).ok
+    assert after.seq == 2
+
+
+async def test_an_overlong_entry_fails_only_its_own_caller(sessions):
+    writer = audit.AuditWriter(sessions)
+    writer.start()
+    try:
+        outcomes = await asyncio.gather(writer.append("ok", "test.ok", "x"),
+                                        writer.append("ok", "test.ok", "x" * 401), return_exceptions=True)
+    finally:
+        await writer.close()
+    assert isinstance(outcomes[0], audit.AuditEntry) and isinstance(outcomes[1], audit.AuditWriteError)
+
+
+async def test_two_writers_on_one_database_share_one_chain(db_url, keys, tmp_path):
+    """Two engines on one database (as `serve` and the CLI are two processes): each with its own
+    writer, plus in-transaction appends, all at once; one chain, no gaps, no fork."""
+    engines = [make_engine(db_url) for _ in range(2)]
+    await upgrade(engines[0])
+    makers = [make_sessionmaker(e) for e in engines]
+    writers = [audit.AuditWriter(m) for m in makers]
+    for w in writers:
+        w.start()
+    try:
+        async def direct(k: int) -> list[audit.AuditEntry]:
+            out = []
+            for i in range(15):
+                async with transaction(makers[k]) as session:
+                    out.append(await audit.append(session, f"cli{k}", "test.direct", str(i)))
+            return out
+
+        results = await asyncio.gather(
+            *(writers[i % 2].append(f"w{i % 2}", "test.grouped", str(i)) for i in range(200)),
+            direct(0), direct(1),
+        )
+        entries = list(results[:200]) + results[200] + results[201]
+        assert sorted(e.seq for e in entries) == list(range(1, 231))
+        r = await report(makers[1], keys, tmp_path)
+        assert r.ok and r.chain.entries == 230, r.problems
+    finally:
+        for w in writers:
+            await w.close()
+        for e in engines:
+            await e.dispose()

@@ -444,6 +444,25 @@ async def test_api_action_fails_when_the_audit_cannot_be_written(aiohttp_client,
         assert await accounts.find_user(session, "ghost") is None
 
 
+async def test_a_read_is_not_answered_when_its_audit_entry_cannot_be_written(aiohttp_client, settings, login):
+    """Reads audit through the group-commit writer: the reply waits for the entry, and fails
+    (503, saying why) when it cannot be written."""
+    client = await make_client(aiohttp_client, settings)
+    h = await login(client, "police")
+    assert (await client.get("/api/v1/evidence/requests", headers=h)).status == 200
+    async with transaction(client.server.app[SESSIONS]) as session:
+        await session.execute(text("ALTER TABLE audit RENAME TO audit_elsewhere"))
+    try:
+        r = await client.get("/api/v1/evidence/requests", headers=h)
+        assert r.status == 503
+        assert "audit trail not writable" in (await r.json())["error"]
+    finally:
+        async with transaction(client.server.app[SESSIONS]) as session:
+            await session.execute(text("ALTER TABLE audit_elsewhere RENAME TO audit"))
+    async with client.server.app[SESSIONS]() as session:
+        assert [e.action async for e in audit.entries(session)].count("evidence.list") == 1
+
+
 async def test_require_totp_for_names_real_roles(aiohttp_client, settings):
     with pytest.raises(Exception, match="unknown role"):
         await make_client(aiohttp_client, settings, **{"security.require_totp_for": ["admins"]})

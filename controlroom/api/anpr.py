@@ -28,7 +28,7 @@ from aiohttp import web
 from anpr.hotlist import HotlistImportError, import_csv, parse_entry
 from anpr.journeys import Journey, find_journeys
 from controlroom.auth import actor
-from controlroom.context import SESSIONS, SETTINGS
+from controlroom.context import AUDIT, SESSIONS, SETTINGS
 from controlroom.errors import error_response, json_body
 from controlroom.permissions import Permission, requires
 from controlroom.timefmt import iso_to_us, us_to_iso
@@ -151,11 +151,11 @@ async def _read_query(request: web.Request, session) -> store.ReadQuery:
 
 async def _search(request: web.Request, action: str) -> list[store.AnprRead]:
     reason, reference = justification(request.query)
-    async with transaction(request.app[SESSIONS]) as session:
+    async with request.app[SESSIONS]() as session:
         query = await _read_query(request, session)
         reads = await store.search_reads(session, query)
-        await audit.append(session, actor(request), action, "anpr", reason=reason, reference=reference,
-                           results=len(reads), **query.described())
+    await request.app[AUDIT].append(actor(request), action, "anpr", reason=reason, reference=reference,
+                                    results=len(reads), **query.described())
     return reads
 
 
@@ -202,11 +202,11 @@ async def journeys(request: web.Request) -> web.Response:
     either = q.get("either_direction", "0").lower() in ("1", "true", "yes")
     from_us, to_us = _range(q)
     vrm = (q.get("vrm") or "").strip() or None
-    async with transaction(request.app[SESSIONS]) as session:
+    async with request.app[SESSIONS]() as session:
         found = await find_journeys(session, from_site, to_site, within_s, from_us, to_us, vrm, either)
-        await audit.append(session, actor(request), "anpr.journeys", "anpr", reason=reason, reference=reference,
-                           from_site=from_site, to_site=to_site, within_s=within_s, either_direction=either,
-                           from_us=from_us, to_us=to_us, vrm=vrm, results=len(found))
+    await request.app[AUDIT].append(actor(request), "anpr.journeys", "anpr", reason=reason, reference=reference,
+                                    from_site=from_site, to_site=to_site, within_s=within_s, either_direction=either,
+                                    from_us=from_us, to_us=to_us, vrm=vrm, results=len(found))
     tz = _tz(request)
     return web.json_response({"count": len(found), "journeys": [journey_json(j, tz) for j in found]})
 

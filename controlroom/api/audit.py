@@ -8,11 +8,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from controlroom.auth import actor
-from controlroom.context import KEYS, SESSIONS, SETTINGS
+from controlroom.context import AUDIT, KEYS, SESSIONS, SETTINGS
 from controlroom.permissions import Permission, requires
 from controlroom.timefmt import iso_to_us
 from storage import Invalid, audit
-from storage.db import transaction
 
 routes = web.RouteTableDef()
 MAX_LIMIT = 5000
@@ -29,13 +28,13 @@ async def list_entries(request: web.Request) -> web.Response:
         limit = min(int(q.get("limit", "500")), MAX_LIMIT)
     except ValueError:
         raise Invalid("limit must be an integer") from None
-    async with transaction(request.app[SESSIONS]) as session:
+    async with request.app[SESSIONS]() as session:
         rows = [
             audit.entry_json(e)
             async for e in audit.entries(session, from_us, to_us, action=q.get("action"), actor=q.get("actor"), limit=limit)
         ]
-        await audit.append(session, actor(request), "audit.read", "audit", start=q.get("from"), end=q.get("to"),
-                           action_filter=q.get("action"), actor_filter=q.get("actor"), returned=len(rows))
+    await request.app[AUDIT].append(actor(request), "audit.read", "audit", start=q.get("from"), end=q.get("to"),
+                                    action_filter=q.get("action"), actor_filter=q.get("actor"), returned=len(rows))
     return web.json_response({"entries": rows})
 
 
@@ -43,10 +42,10 @@ async def list_entries(request: web.Request) -> web.Response:
 @requires(Permission.AUDIT_READ)
 async def verify(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    async with transaction(request.app[SESSIONS]) as session:
+    async with request.app[SESSIONS]() as session:
         report = await audit.verify_all(session, request.app[KEYS].public_key, settings.audit_digest_dir)
-        await audit.append(session, actor(request), "audit.verify", "audit", ok=report.ok,
-                           first_bad_seq=report.first_bad_seq)
+    await request.app[AUDIT].append(actor(request), "audit.verify", "audit", ok=report.ok,
+                                    first_bad_seq=report.first_bad_seq)
     return web.json_response({
         "ok": report.ok,
         "entries": report.chain.entries,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from controlroom.auth import actor, allowed_camera_ids
-from controlroom.context import KEYS, SESSIONS, SETTINGS
+from controlroom.context import AUDIT, KEYS, SESSIONS, SETTINGS
 from controlroom.errors import json_body
 from controlroom.permissions import Permission, requires
 from controlroom.timefmt import iso_to_us
@@ -69,8 +69,8 @@ async def recordings(request: web.Request) -> web.Response:
                                  content_type="application/json") from None
     from_us, to_us = iso_to_us(start, "from"), iso_to_us(end, "to")
     tz = request.app[SETTINGS].display_timezone
-    async with transaction(request.app[SESSIONS]) as session:
+    async with request.app[SESSIONS]() as session:
         cam = await inventory.get_camera(session, request.match_info["camera"])
         tl = await timeline(session, cam.id, from_us, to_us)
-        await audit.append(session, actor(request), "recordings.list", f"camera:{cam.id}", start=start, end=end)
+    await request.app[AUDIT].append(actor(request), "recordings.list", f"camera:{cam.id}", start=start, end=end)
     return web.json_response(timeline_json(tl, tz))

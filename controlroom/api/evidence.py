@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from controlroom.auth import actor, can_access_camera, current_user
-from controlroom.context import EVIDENCE, KEYS, SESSIONS, SETTINGS
+from controlroom.context import AUDIT, EVIDENCE, KEYS, SESSIONS, SETTINGS
 from controlroom.errors import Forbidden, json_body
 from controlroom.evidence.plan import build_plan, findings
 from controlroom.evidence.shapes import register_json, request_json
@@ -60,9 +60,8 @@ PREFIX = "/api/v1/evidence"
 async def _refuse(request: web.Request, message: str) -> None:
     """Record the refusal (as ``evidence.denied``: the middleware's ``access.denied`` is for
     routes the role may not call at all), then answer 403."""
-    async with transaction(request.app[SESSIONS]) as session:
-        await audit.append(session, actor(request), "evidence.denied", f"{request.method} {request.path}",
-                           reason=message)
+    await request.app[AUDIT].append(actor(request), "evidence.denied", f"{request.method} {request.path}"[:400],
+                                    reason=message)
     raise Forbidden(message)
 
 
@@ -139,9 +138,9 @@ async def submit(request: web.Request) -> web.Response:
 @requires(Permission.AUTHENTICATED)
 async def list_all(request: web.Request) -> web.Response:
     owner = await _scope(request)
-    async with transaction(request.app[SESSIONS]) as session:
+    async with request.app[SESSIONS]() as session:
         rows = [await _show(session, r) for r in await list_requests(session, owner=owner)]
-        await audit.append(session, actor(request), "evidence.list", "evidence", count=len(rows))
+    await request.app[AUDIT].append(actor(request), "evidence.list", "evidence", count=len(rows))
     return web.json_response({"requests": rows})
 
 
@@ -340,9 +339,9 @@ async def custody(request: web.Request) -> web.Response:
 @routes.get(f"{PREFIX}/register")
 @requires(Permission.APPROVE)
 async def register(request: web.Request) -> web.Response:
-    async with transaction(request.app[SESSIONS]) as session:
+    async with request.app[SESSIONS]() as session:
         rows = [register_json(e) for e in await list_register(session)]
-        await audit.append(session, actor(request), "evidence.register_read", "evidence:register", count=len(rows))
+    await request.app[AUDIT].append(actor(request), "evidence.register_read", "evidence:register", count=len(rows))
     return web.json_response({"register": rows})
 
 

@@ -30,10 +30,9 @@ from cameras import CameraUnavailable
 from cameras.live import LiveHub, Source, Upstream
 from cameras.rtsp import credentialed_url
 from controlroom.auth import actor
-from controlroom.context import KEYS, LIVE, SESSIONS
+from controlroom.context import AUDIT, KEYS, LIVE, SESSIONS
 from controlroom.permissions import Permission, requires
-from storage import Invalid, audit, inventory
-from storage.db import transaction
+from storage import Invalid, inventory
 from storage.models import Camera
 
 log = logging.getLogger(__name__)
@@ -116,8 +115,7 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
         await ws.prepare(request)
     except ConnectionResetError:
         return ws  # the browser left before the upgrade completed (a tile changed meanwhile)
-    async with transaction(request.app[SESSIONS]) as session:
-        await audit.append(session, who, "live.start", f"camera:{cam.id}", stream=stream)
+    await request.app[AUDIT].append(who, "live.start", f"camera:{cam.id}", stream=stream)
     started = time.monotonic()
     up, viewer = await join(request, cam, stream)
     closer = asyncio.create_task(_wait_client_close(ws, viewer))
@@ -146,10 +144,9 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
             await closer
         with contextlib.suppress(Exception):
             await ws.close()
-        async with transaction(request.app[SESSIONS]) as session:
-            await audit.append(session, who, "live.stop", f"camera:{cam.id}", stream=stream,
-                               duration_s=round(time.monotonic() - started, 1),
-                               skipped_fragments=viewer.skipped_fragments)
+        await request.app[AUDIT].append(who, "live.stop", f"camera:{cam.id}", stream=stream,
+                                        duration_s=round(time.monotonic() - started, 1),
+                                        skipped_fragments=viewer.skipped_fragments)
     return ws
 
 
@@ -195,6 +192,5 @@ async def snapshot(request: web.Request) -> web.Response:
     if request.query.get("download") == "1":
         taken = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         headers["Content-Disposition"] = f'attachment; filename="camera{cam.id}-{taken}.jpg"'
-        async with transaction(request.app[SESSIONS]) as session:
-            await audit.append(session, actor(request), "live.snapshot", f"camera:{cam.id}", stream=stream)
+        await request.app[AUDIT].append(actor(request), "live.snapshot", f"camera:{cam.id}", stream=stream)
     return web.Response(body=jpeg, content_type="image/jpeg", headers=headers)

@@ -41,12 +41,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cameras.recorder import probe
 from controlroom.auth import actor
-from controlroom.context import PLAYBACK_PROCS, SESSIONS, SETTINGS
+from controlroom.context import AUDIT, PLAYBACK_PROCS, SESSIONS, SETTINGS
 from controlroom.permissions import Permission, requires
 from controlroom.timefmt import iso_to_us, us_to_iso
-from storage import Invalid, NotFound, audit, inventory
+from storage import Invalid, NotFound, inventory
 from storage.catalogue import incoming_dir, safe_path
-from storage.db import now_us, transaction
+from storage.db import now_us
 from storage.models import Segment, SegmentState
 
 log = logging.getLogger(__name__)
@@ -189,11 +189,11 @@ async def plan(request: web.Request) -> web.Response:
     at_us = iso_to_us(at_text, "at")
     settings = request.app[SETTINGS]
     tz = ZoneInfo(settings.display_timezone)
-    async with transaction(request.app[SESSIONS]) as session:
+    async with request.app[SESSIONS]() as session:
         cam = await inventory.get_camera(session, request.match_info["camera"])
         pieces = await find_run(session, settings.storage_root, cam.id, at_us)
-        await audit.append(session, actor(request), "playback.start", f"camera:{cam.id}",
-                           at=us_to_iso(at_us), found=bool(pieces))
+    await request.app[AUDIT].append(actor(request), "playback.start", f"camera:{cam.id}",
+                                    at=us_to_iso(at_us), found=bool(pieces))
     if not pieces:
         raise NotFound(f"camera {cam.name!r} has no recording at or after {us_to_iso(at_us, tz)}")
     start_us = pieces[0].start_us
