@@ -240,7 +240,7 @@ async def test_concurrent_appends_through_the_writer_chain_without_gaps(sessions
     writer = audit.AuditWriter(sessions)
     writer.start()
     try:
-        async def direct(i: int) -> audit.AuditEntry:
+        async def direct(i: int) -> audit.WrittenEntry:
             async with transaction(sessions) as session:
                 return await audit.append(session, "admin", "test.direct", str(i))
 
@@ -292,7 +292,7 @@ async def test_an_overlong_entry_fails_only_its_own_caller(sessions):
                                         writer.append("ok", "test.ok", "x" * 401), return_exceptions=True)
     finally:
         await writer.close()
-    assert isinstance(outcomes[0], audit.AuditEntry) and isinstance(outcomes[1], audit.AuditWriteError)
+    assert isinstance(outcomes[0], audit.WrittenEntry) and isinstance(outcomes[1], audit.AuditWriteError)
 
 
 async def test_two_writers_on_one_database_share_one_chain(db_url, keys, tmp_path):
@@ -305,7 +305,7 @@ async def test_two_writers_on_one_database_share_one_chain(db_url, keys, tmp_pat
     for w in writers:
         w.start()
     try:
-        async def direct(k: int) -> list[audit.AuditEntry]:
+        async def direct(k: int) -> list[audit.WrittenEntry]:
             out = []
             for i in range(15):
                 async with transaction(makers[k]) as session:
