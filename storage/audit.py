@@ -234,15 +234,13 @@ class AuditWriter:
             async with self.sessions() as session, session.begin():
                 written = await self.write(session, [e for e, _ in batch])
         except BaseException as exc:
-            failure = AuditWriteError(
-                f"audit trail not writable ({type(exc).__name__}): the action was not done"
-            )
-            failure.__cause__ = exc
             for _, future in batch:
-                if not future.done():
+                if not future.done():  # one error each: they are raised in as many tasks
+                    failure = AuditWriteError(f"audit trail not writable ({type(exc).__name__}): the action was not done")
+                    failure.__cause__ = exc
                     future.set_exception(failure)
             if isinstance(exc, Exception):
-                log.error("audit: a batch of %d entries was not written: %s", len(batch), exc)
+                log.error("audit: a batch of %d entries was not written", len(batch), exc_info=exc)
                 return 0
             raise
         self.batches, self.written = self.batches + 1, self.written + len(batch)
@@ -272,8 +270,7 @@ class AuditWriter:
     async def close(self) -> None:
         self._closed = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
+        await (self._task if self._task is not None else self.run())  # writes what is queued
 
 
 @dataclass(frozen=True)

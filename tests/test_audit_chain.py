@@ -325,3 +325,13 @@ async def test_two_writers_on_one_database_share_one_chain(db_url, keys, tmp_pat
             await w.close()
         for e in engines:
             await e.dispose()
+
+
+async def test_closing_the_writer_writes_what_is_queued(sessions):
+    writer = audit.AuditWriter(sessions)  # not started: run_once / close do the work (burst mode)
+    waiting = [asyncio.create_task(writer.append("op", "live.stop", f"camera:{i}")) for i in range(5)]
+    await asyncio.sleep(0)
+    await writer.close()
+    assert [e.seq for e in await asyncio.gather(*waiting)] == [1, 2, 3, 4, 5]
+    async with sessions() as session:
+        assert (await audit.verify_chain(session)).entries == 5
