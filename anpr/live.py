@@ -31,7 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy as np
 from sqlalchemy import select
@@ -42,6 +41,7 @@ from anpr.hotlist import check_read
 from storage import anpr as store
 from storage.alerts import AlertHub, raise_alert
 from storage.db import now_us, transaction
+from storage.inventory import credentialed_url
 from storage.keys import Keys
 from storage.models import Camera, CameraKind
 
@@ -263,16 +263,6 @@ class _Track:
         return self.counts().most_common(1)[0][0]
 
 
-def edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
 def same_vehicle(a: str, b: str) -> bool:
     """Two reads of one plate: a few characters apart (misread), or one inside the other (the
     plate partly in view reads as a shorter, often still valid, registration: ``19JX`` of
@@ -280,7 +270,7 @@ def same_vehicle(a: str, b: str) -> bool:
     short, long_ = sorted((a, b), key=len)
     if len(short) >= 3 and short in long_:
         return True
-    return edit_distance(a, b) <= max(1, len(short) // 3)
+    return voting.edit_distance(a, b) <= max(1, len(short) // 3)
 
 
 def vote(reads: list[FrameRead]) -> FrameRead:
@@ -428,20 +418,6 @@ class CameraConfig:
 
     def signature(self) -> tuple:
         return (self.url, self.roi)
-
-
-def with_credentials(url: str, username: str, password: str) -> str:
-    """The stream URL with credentials in it, for the capture library only. Never log it."""
-    if not username:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{quote(username, safe='')}:{quote(password, safe='')}@{host}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 @dataclass
@@ -721,7 +697,7 @@ class LiveReading:
                 log.warning("camera %d: %s; reading the whole frame", cam.id, exc)
                 roi = None
             password = await asyncio.to_thread(self.keys.decrypt, cam.password_enc) if cam.password_enc else ""
-            out.append(CameraConfig(cam.id, cam.name, with_credentials(url, cam.username, password), roi))
+            out.append(CameraConfig(cam.id, cam.name, credentialed_url(url, cam.username, password), roi))
         return out
 
     def _make_reader(self, config: CameraConfig, capture: bool = True) -> CameraReader:

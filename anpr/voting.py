@@ -50,7 +50,7 @@ class _Track:
         return max(self.reads, key=lambda r: r[1].confidence)[1].text
 
 
-def _distance(a: str, b: str) -> int:
+def edit_distance(a: str, b: str) -> int:
     """Levenshtein distance (plates are short: the plain O(n*m) table is fine)."""
     prev = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
@@ -63,7 +63,7 @@ def _distance(a: str, b: str) -> int:
 
 def same_plate(a: str, b: str) -> bool:
     """Whether two reads are probably of the same plate (at most a third of it misread)."""
-    return _distance(a, b) <= max(1, min(len(a), len(b)) // 3)
+    return edit_distance(a, b) <= max(1, min(len(a), len(b)) // 3)
 
 
 def vote(reads: list[PlateRead]) -> tuple[str, list[float]]:
@@ -144,7 +144,7 @@ class PlateVoter:
         candidates = [t for t in self._tracks if t.reads and same_plate(text, t.consensus())]
         if not candidates:
             return None
-        return min(candidates, key=lambda t: _distance(text, t.consensus()))
+        return min(candidates, key=lambda t: edit_distance(text, t.consensus()))
 
     def _emit(self, track: _Track) -> VotedRead:
         track.emitted = True

@@ -23,12 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from cameras.rtsp import credentialed_url
 from cameras.simulator import Simulation
 from controlroom.settings import load_settings
 from storage import inventory
 from storage.catalogue import timeline
 from storage.db import make_engine, make_sessionmaker, now_us, transaction
+from storage.inventory import credentialed_url
 from storage.keys import load_or_create_keys
 from storage.migrate import upgrade
 

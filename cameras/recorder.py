@@ -44,10 +44,11 @@ import ffmpeg
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cameras.rtsp import credentialed_url, scrub
+from cameras.rtsp import scrub
 from storage.alerts import AlertHub, raise_alert
 from storage.catalogue import NewSegment, close_gap, commit_segment, incoming_dir, open_gap
 from storage.db import now_us, transaction
+from storage.inventory import credentialed_url
 from storage.keys import Keys
 from storage.models import Camera, CameraState, SegmentState
 

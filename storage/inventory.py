@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import func, select
@@ -12,6 +12,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import Invalid, NotFound
 from storage.keys import Keys
 from storage.models import Camera, CameraKind, CameraState, Segment, Site
+
+
+def credentialed_url(url: str, username: str, password: str) -> str:
+    """``url`` with ``username:password@`` inserted (percent-encoded), for the process that
+    opens the stream (ffmpeg, OpenCV). Stored URLs never carry credentials; never log this one."""
+    if not username:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{quote(username, safe='')}:{quote(password, safe='')}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class SiteSpec(BaseModel):

@@ -20,11 +20,10 @@ from anpr.live import (
     MotionGate,
     VehicleTracker,
     check_frame,
-    with_credentials,
 )
 from storage import anpr as store
 from storage.db import now_us, transaction
-from storage.inventory import CameraSpec, add_camera
+from storage.inventory import CameraSpec, add_camera, credentialed_url
 from storage.keys import load_or_create_keys
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
@@ -132,7 +131,7 @@ def test_motion_gate():
 
 
 def test_credentials_go_into_the_url_quoted():
-    url = with_credentials("rtsp://127.0.0.1:8554/main", "admin", "p@ss:w/rd")
+    url = credentialed_url("rtsp://127.0.0.1:8554/main", "admin", "p@ss:w/rd")
     assert url == "rtsp://admin:p%40ss%3Aw%2Frd@127.0.0.1:8554/main"
     assert "p@ss" not in repr(CameraConfig(1, "c", url))
 

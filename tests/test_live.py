@@ -17,13 +17,13 @@ from sqlalchemy import select
 from ui_stack import OPERATOR, PASSWORD, running_stack
 
 from cameras.live import BoxStream, Fragment, LiveHub, Source, Viewer, upstream_args
-from cameras.rtsp import credentialed_url
 from cameras.simulator import Simulation
 from controlroom.context import ALERTS, LIVE, SESSIONS
 from storage import accounts
 from storage.alerts import raise_alert
 from storage.audit import AuditEntry
 from storage.db import transaction
+from storage.inventory import credentialed_url
 
 
 def fmp4_of_test_pattern(tmp_path: Path, seconds: int = 4, gop: int = 25) -> bytes:

@@ -15,7 +15,6 @@ import sys
 import time
 from contextlib import redirect_stdout
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pytest
@@ -29,14 +28,10 @@ from controlroom.context import SESSIONS
 from controlroom.settings import Settings
 from storage.alerts import Alert
 from storage.audit import AuditEntry
+from storage.inventory import credentialed_url
 from storage.models import Segment
 
 pytestmark = pytest.mark.slow
-
-
-def with_credentials(url: str, user: str, password: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port}"))
 
 
 async def grab_frame(url: str, path: Path) -> np.ndarray:
@@ -132,7 +127,7 @@ async def test_discover_adopt_record_ptz_events(settings: Settings, tmp_path: Pa
             headers = await login(client, "operator", "op-ptz")
             ptz_sc = next(c for c in sim.cameras if c.ptz)
             cid = adopted[ptz_sc.name]
-            sub_url = with_credentials(ptz_sc.sub_url, ptz_sc.username, ptz_sc.password)
+            sub_url = credentialed_url(ptz_sc.sub_url, ptz_sc.username, ptz_sc.password)
             resp = await client.post(f"/api/v1/cameras/{cid}/ptz/presets", json={"name": "Market cross"}, headers=headers)
             assert resp.status == 200, await resp.text()
             at_preset = await (await client.get(f"/api/v1/cameras/{cid}/ptz", headers=headers)).json()

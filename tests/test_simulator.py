@@ -21,9 +21,8 @@ import pytest
 import pytest_asyncio
 
 from cameras import CameraError
-from cameras.rtsp import credentialed_url
 from cameras.simulator import Simulation, anpr_schedule, plan_cameras
-from storage.inventory import CameraSpec
+from storage.inventory import CameraSpec, credentialed_url
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")  # the shared simulation's loop
 

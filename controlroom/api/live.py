@@ -28,11 +28,11 @@ from aiohttp import WSMsgType, web
 
 from cameras import CameraUnavailable
 from cameras.live import LiveHub, Source, Upstream
-from cameras.rtsp import credentialed_url
 from controlroom.auth import actor
 from controlroom.context import AUDIT, KEYS, LIVE, SESSIONS
 from controlroom.permissions import Permission, requires
 from storage import Invalid, inventory
+from storage.inventory import credentialed_url
 from storage.models import Camera
 
 log = logging.getLogger(__name__)
