@@ -201,6 +201,10 @@ class AuditWriter:
     written. While one batch commits the next one queues, so the batch size follows the load
     and an idle writer adds no delay. Start with :meth:`start`; :meth:`close` writes what is
     queued, then stops; later appends are refused.
+
+    Never await it inside a write transaction of your own: on SQLite the writer needs the write
+    lock that transaction holds (it would wait out the busy timeout, then fail its batch). An
+    action that writes appends with :func:`append` in that transaction instead.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, max_batch: int = 1000) -> None:
