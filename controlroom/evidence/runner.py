@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy import update
@@ -35,6 +36,7 @@ from controlroom.evidence.package import (
     ExportError,
     PackageInfo,
     Progress,
+    fsync_file,
     remove_quietly,
     write_package,
 )
@@ -199,8 +201,10 @@ class ExportRunner:
                 job.total_bytes, produced_by, request_id, exhibit = progress.total_bytes, job.created_by, req.id, req.exhibit_ref
             final.parent.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(remove_quietly, part, tmp)
-            # Masters + working copies in the ZIP, and the working copy's temporary file.
-            needed = estimate + max((c.window_bytes_estimate for c in plan), default=0) + self.margin_bytes
+            # Masters + working copies in the ZIP, and the temporary files of the two working
+            # copies that can exist at once (one being copied in, the next being made).
+            temp = sum(sorted((c.window_bytes_estimate for c in plan), reverse=True)[:2])
+            needed = estimate + temp + self.margin_bytes
             free = await asyncio.to_thread(free_bytes, final.parent)
             if free < needed:
                 raise ExportError(
@@ -254,7 +258,12 @@ class ExportRunner:
             progress=progress, cancel=cancel,
         )
         progress.stage = "reading back and verifying"
-        report = verify_package(part, self.keys.public_key_pem(), progress=progress.add, cancel=cancel)
+        # The fsync runs beside the read-back: both must finish before the package is offered,
+        # and the read-back reads the same page cache whether or not the disk has caught up.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="package-fsync") as pool:
+            synced = pool.submit(fsync_file, part)
+            report = verify_package(part, self.keys.public_key_pem(), progress=progress.add, cancel=cancel)
+            synced.result()
         if cancel.is_set():
             raise Cancelled("export cancelled")
         return info, report

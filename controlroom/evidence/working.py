@@ -69,7 +69,10 @@ def plan_cut(cam: CameraWindow, storage_root: Path) -> Cut | None:
     pos = 0
     for s in segs:
         path = str((storage_root / s.path).resolve()).replace("'", "'\\''")
-        lines += [f"file '{path}'", f"duration {(s.end_us - s.start_us) / 1e6:.6f}"]
+        # A small probe per file: the stream's parameters are in the Matroska header, and the
+        # default probe (5 s of packets, some decoded) took half of ffmpeg's CPU for the same
+        # output, byte for byte (measured on 20 segments of 30 s: 0.48 s against 0.20 s user).
+        lines += [f"file '{path}'", "option probesize 65536", f"duration {(s.end_us - s.start_us) / 1e6:.6f}"]
         offsets.append(pos)
         pos += s.end_us - s.start_us
 
@@ -157,6 +160,9 @@ class WorkingJob:
         # be the disk that filled up: the message saying so must still be readable).
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log)
+
+    def finished(self) -> bool:
+        return self.proc is None or self.proc.poll() is not None
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
