@@ -6,12 +6,21 @@ retention sweep of one day's expired segments of all cameras while timeline quer
 alongside (their p99; goal < 100 ms).
 
     .venv/bin/python -m bench.catalogue [--days 31] [--cameras 100] [--only sqlite|postgresql]
+
+A filled catalogue is kept, named by the schema revision, the size and the fill code: the SQLite
+file under /tmp/controlroom-bench-catalogue/, the PostgreSQL one as the template database
+bench_catalogue_<name> (drop it to reclaim its few GiB). Each run works on a copy (the
+sweep deletes rows), so a rerun skips the fill (minutes); a new migration changes the name.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import inspect
+import os
+import shutil
 import sqlite3
 import statistics
 import tempfile
@@ -23,18 +32,21 @@ import asyncpg
 
 from storage.catalogue import timeline
 from storage.db import make_engine, make_sessionmaker
-from storage.migrate import upgrade
+from storage.migrate import head_revision, upgrade
 from storage.retention import DAY_US, run_retention
 
 SEG_US = 30_000_000
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+CACHE_DIR = Path(tempfile.gettempdir()) / "controlroom-bench-catalogue"
 
 
 def rows(cameras: int, days: int, t0: int):
+    # In time order across the cameras, as the recorders commit them: a camera-day's rows are
+    # spread over the whole day's part of the table, not side by side.
     per_day = DAY_US // SEG_US
-    for cam in range(1, cameras + 1):
-        for i in range(days * per_day):
-            start = t0 + i * SEG_US
+    for i in range(days * per_day):
+        start = t0 + i * SEG_US
+        for cam in range(1, cameras + 1):
             yield (cam, start, start + SEG_US, 15_000_000, "0" * 64,
                    f"{cam}/{start}_{start + SEG_US}.mkv", "h264", 1920, 1080, "ok", None, False)
 
@@ -57,6 +69,30 @@ async def fill_sqlite(path: Path, cameras: int, days: int, t0: int) -> None:
     con.close()
 
 
+def cache_name(cameras: int, days: int, t0: int, fill) -> str:
+    code = hashlib.sha256((inspect.getsource(rows) + inspect.getsource(fill)).encode()).hexdigest()[:8]
+    return f"rev{head_revision()}_{cameras}x{days}_t{t0 // 1_000_000}_fill{code}"
+
+
+async def cached_sqlite(cameras: int, days: int, t0: int) -> Path:
+    """The filled catalogue for this schema and size, built once (into a temporary name, then
+    renamed, so a concurrent or interrupted run never sees half a file)."""
+    path = CACHE_DIR / f"{cache_name(cameras, days, t0, fill_sqlite)}.db"
+    if path.exists():
+        print(f"sqlite: reusing {path}")
+        return path
+    CACHE_DIR.mkdir(exist_ok=True)
+    partial = path.with_suffix(f".partial{os.getpid()}")
+    start = time.perf_counter()
+    await fill_sqlite(partial, cameras, days, t0)
+    con = sqlite3.connect(partial)
+    con.execute("PRAGMA journal_mode=DELETE")  # fold the WAL into the file, so it is one file
+    con.close()
+    os.replace(partial, path)
+    print(f"sqlite: filled {path} in {time.perf_counter() - start:.0f} s ({path.stat().st_size / 2**30:.1f} GiB)")
+    return path
+
+
 async def fill_pg(url: str, cameras: int, days: int, t0: int) -> None:
     engine = make_engine(url)
     await upgrade(engine)
@@ -66,9 +102,29 @@ async def fill_pg(url: str, cameras: int, days: int, t0: int) -> None:
         await conn.executemany("INSERT INTO cameras (id, name, position, kind, main_url, sub_url, snapshot_url, onvif_xaddr, username, password_enc, enabled, recording, notes, lane, direction, state, state_reason, clock_flag, ptz, extra) VALUES ($1, $2, '', 'fixed', '', '', '', '', '', '', true, true, '', '', '', 'recording', '', false, false, '{}')",
                                [(c, f"cam {c}") for c in range(1, cameras + 1)])
         await conn.copy_records_to_table("segments", records=rows(cameras, days, t0), columns=[c.strip() for c in COLS.split(",")])
-        await conn.execute("ANALYZE segments")
+        # What autovacuum does for the segments table every 10,000 inserts (migration 0008), so
+        # that index-only scans need not visit the table.
+        await conn.execute("VACUUM ANALYZE segments")
     finally:
         await conn.close()
+
+
+async def copy_of_cached_pg(admin: asyncpg.Connection, name: str, cameras: int, days: int, t0: int) -> None:
+    """Create database ``name`` as a copy of the filled catalogue, filling that first if need be
+    (into a temporary name, then renamed, so an interrupted fill is never taken for a cache)."""
+    cache = f"bench_catalogue_{cache_name(cameras, days, t0, fill_pg)}"
+    assert len(cache) <= 63, cache  # PostgreSQL would cut a longer name short
+    if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", cache):
+        partial = f"{cache}_{os.getpid() % 10**6}"  # a fill of its own, if two runs fill at once
+        await admin.execute(f'CREATE DATABASE "{partial}"')
+        start = time.perf_counter()
+        await fill_pg(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{partial}", cameras, days, t0)
+        await admin.execute(f'ALTER DATABASE "{partial}" RENAME TO "{cache}"')
+        print(f"postgresql: filled {cache} in {time.perf_counter() - start:.0f} s")
+    else:
+        print(f"postgresql: reusing {cache}")
+    # FILE_COPY: a file copy and a checkpoint, instead of writing the whole copy through the WAL.
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{cache}" STRATEGY FILE_COPY')
 
 
 def pct(values: list[float], p: float) -> float:
@@ -144,22 +200,18 @@ async def main() -> None:
     n = args.cameras * args.days * (DAY_US // SEG_US)
     print(f"catalogue: {args.cameras} cameras x {args.days} days = {n:,} segments of 30 s")
     if args.only != "postgresql":
+        cached = await cached_sqlite(args.cameras, args.days, t0)
         with tempfile.TemporaryDirectory() as d:
             path = Path(d) / "bench.db"
-            start = time.perf_counter()
-            await fill_sqlite(path, args.cameras, args.days, t0)
-            print(f"sqlite: filled in {time.perf_counter() - start:.0f} s ({path.stat().st_size / 2**30:.1f} GiB)")
+            shutil.copyfile(cached, path)
             r = await measure(f"sqlite+aiosqlite:///{path}", args.cameras, args.days, t0, sweep=True)
             report("sqlite", r)
     if args.only != "sqlite":
         name = f"controlroom_bench_{uuid.uuid4().hex[:8]}"
         admin = await asyncpg.connect(PG_ADMIN)
-        await admin.execute(f'CREATE DATABASE "{name}"')
         try:
+            await copy_of_cached_pg(admin, name, args.cameras, args.days, t0)
             url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-            start = time.perf_counter()
-            await fill_pg(url, args.cameras, args.days, t0)
-            print(f"postgresql: filled in {time.perf_counter() - start:.0f} s")
             report("postgresql", await measure(url, args.cameras, args.days, t0, sweep=True))
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

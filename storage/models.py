@@ -98,7 +98,12 @@ class Segment(Base):
     clock_offset_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     clock_flag: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    __table_args__ = (Index("ix_segments_camera_start", "camera_id", "start_us"),)
+    # Covering: every column storage.catalogue.timeline reads, led by (camera_id, start_us), so a
+    # camera-day is one range of the index and no lookups in the table (migration 0008).
+    __table_args__ = (
+        Index("ix_segments_timeline", "camera_id", "start_us", "end_us", "state", "id", "bytes", "sha256", "path",
+              "codec", "width", "height", "clock_offset_s", "clock_flag"),
+    )
 
     @property
     def duration_us(self) -> int:
