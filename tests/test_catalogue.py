@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ from sqlalchemy import select, update
 from storage import Invalid
 from storage.catalogue import (
     NewSegment,
+    close_gap,
     commit_segment,
+    open_gap,
     reconcile,
     safe_path,
     scan_store,
@@ -93,3 +96,31 @@ async def test_timeline_rejects_inverted_range(sessions, tmp_path: Path) -> None
     async with sessions() as s:
         with pytest.raises(Invalid):
             await timeline(s, cam, T0, T0)
+
+
+async def test_timeline_rows_read_like_the_model_and_stay_untracked(sessions, tmp_path: Path) -> None:
+    root = tmp_path / "rec"
+    cam = await make_camera(sessions, tmp_path)
+    made = [
+        await commit_segment(sessions, root, incoming_file(root, cam, f"{i}.mkv", b"x" * (i + 1)),
+                             NewSegment(cam, T0 + i * 30_000_000, T0 + (i + 1) * 30_000_000, "h264", 1920, 1080,
+                                        clock_offset_s=0.25 if i == 1 else None, clock_flag=i == 1))
+        for i in (2, 0, 1)  # committed out of order: the timeline is in time order
+    ]
+    async with transaction(sessions) as s:
+        await open_gap(s, cam, T0 + 90_000_000, "camera offline")
+    async with transaction(sessions) as s:
+        await close_gap(s, cam, T0 + 120_000_000)
+    async with sessions() as s:
+        tl = await timeline(s, cam, T0, T0 + 200_000_000)
+    columns = ("id", "camera_id", "start_us", "end_us", "bytes", "sha256", "path", "codec", "width", "height",
+               "state", "clock_offset_s", "clock_flag")
+    expected = [tuple(getattr(row, c) for c in columns) for row in sorted(made, key=lambda r: r.start_us)]
+    assert [tuple(x) for x in tl.segments] == expected
+    assert len(tl.segments) == 3 and tl.segments[1].clock_flag is True and tl.segments[0].clock_flag is False
+    assert tl.segments[-1].path == expected[-1][6] and [x.id for x in tl.segments[1:]] == [e[0] for e in expected[1:]]
+    assert [(g.start_us, g.end_us, g.reason) for g in tl.gaps] == [(T0 + 90_000_000, T0 + 120_000_000, "camera offline")]
+    # The point of storage.catalogue.Rows: a camera-day of rows the garbage collector need not
+    # track, so it is never promoted into the old generation (whose full collections were the tail).
+    gc.collect()
+    assert not any(gc.is_tracked(r) for r in tl.segments._rows)
