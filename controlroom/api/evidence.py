@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from controlroom.auth import actor, can_access_camera, current_user
+from controlroom.auth import actor, allowed_camera_ids, can_access_camera, current_user
 from controlroom.context import AUDIT, EVIDENCE, KEYS, SESSIONS, SETTINGS
 from controlroom.errors import Forbidden, json_body
 from controlroom.evidence.plan import build_plan, findings
@@ -343,6 +343,23 @@ async def register(request: web.Request) -> web.Response:
         rows = [register_json(e) for e in await list_register(session)]
     await request.app[AUDIT].append(actor(request), "evidence.register_read", "evidence:register", count=len(rows))
     return web.json_response({"register": rows})
+
+
+@routes.get(f"{PREFIX}/cameras")
+@requires(Permission.AUTHENTICATED)
+async def cameras(request: web.Request) -> web.Response:
+    """The cameras one may ask footage of: id, name, site and position only.
+
+    Police need the names to fill in a request but hold no inventory right (they must not
+    browse): this list has no stream, state or recording details (docs/design/ui.md)."""
+    await _scope(request)
+    allowed = await allowed_camera_ids(request)  # None: every camera
+    async with request.app[SESSIONS]() as session:
+        sites = await inventory.site_names(session)
+        cams = await inventory.list_cameras(session)
+    return web.json_response({"cameras": [
+        {"id": c.id, "name": c.name, "site": sites.get(c.site_id, "") if c.site_id else "", "position": c.position}
+        for c in cams if allowed is None or c.id in allowed]})
 
 
 @routes.get(f"{PREFIX}/public-key")

@@ -1,6 +1,7 @@
-// The operator's screen: live grid (home), single camera view, playback, and the alerts panel.
-// Views are addressed by the URL fragment (#grid, #camera/ID, #playback/ID/UTCms), so the
-// browser's back button and a reload keep the operator where they were.
+// The operator's screen: live grid (home), single camera view, playback, the alerts panel, and
+// evidence requests (the police's home). Views are addressed by the URL fragment (#grid,
+// #camera/ID, #playback/ID/UTCms, #evidence[/new|/ID]), so the browser's back button and a
+// reload keep the user where they were. Each view is offered only to roles with its rights.
 
 import { api, setCsrfToken, csrfToken } from "./api.js";
 import { CameraStore } from "./cameras.js";
@@ -8,6 +9,7 @@ import { Grid } from "./grid.js";
 import { SingleView } from "./single.js";
 import { PlaybackView } from "./playback.js";
 import { AlertsPanel } from "./alerts.js";
+import { EvidenceView } from "./evidence.js";
 import { formatLocal } from "./time.js";
 
 const $ = (id) => document.getElementById(id);
@@ -18,20 +20,28 @@ async function boot() {
   if (me.csrf_token) setCsrfToken(me.csrf_token);
   $("user-name").textContent = me.user ? `${me.user.display_name || me.user.username} (${me.user.role})` : "";
 
+  const can = new Set((me.user && me.user.permissions) || []);
   const store = new CameraStore();
-  await store.start();
+  // Police hold no inventory right: asking would only collect refusals in the audit trail.
+  if (can.has("inventory_read")) await store.start();
   const grid = new Grid($("grid"), store, { onOpen: (id) => go(`#camera/${id}`) });
   const single = new SingleView(store, { onBack: () => go("#grid"), onBack30: (id) => go(`#playback/${id}/${Date.now() - 30e3}`) });
   const playback = new PlaybackView(store, { onLive: (id) => go(`#camera/${id}`) });
-  const can = new Set((me.user && me.user.permissions) || []);
   const role = (me.user && me.user.role) || "this account";
   if (!can.has("live_view")) {
     // Keeping the system and watching people are separate duties (docs/design/security-model.md).
     grid.forbidden = `Your role (${role}) has no live-view right. Sign in with an operator's account to watch cameras.`;
   }
   const alerts = new AlertsPanel($("alerts-list"), $("alerts-count"), $("alerts-conn"));
-  if (can.has("live_view")) alerts.start(); else $("alerts-conn").textContent = "Alerts are shown to operators.";
-  window.controlroom = { store, grid, single, playback, alerts }; // for tests and the curious
+  if (can.has("live_view")) alerts.start(); else $("alerts").hidden = true; // alerts are for those who watch
+  const hasEvidence = ["evidence_request", "export", "approve"].some((p) => can.has(p));
+  const evidence = hasEvidence ? new EvidenceView(me.user, can) : null;
+  $("nav-evidence").hidden = !hasEvidence;
+  $("nav-grid").hidden = !can.has("live_view");
+  $("nav-playback").hidden = !can.has("playback");
+  // Police have evidence and nothing to watch: that is their home.
+  const home = !can.has("live_view") && hasEvidence ? "#evidence" : "#grid";
+  window.controlroom = { store, grid, single, playback, alerts, evidence }; // for tests and the curious
 
   // Site filter and layout buttons.
   const siteSel = $("site-filter");
@@ -46,27 +56,32 @@ async function boot() {
   store.addEventListener("change", fillSites);
   siteSel.addEventListener("change", () => grid.setSite(siteSel.value));
   for (const b of document.querySelectorAll("[data-layout]")) b.addEventListener("click", () => grid.setLayout(Number(b.dataset.layout)));
-  for (const b of document.querySelectorAll("[data-view]")) b.addEventListener("click", () => go(b.dataset.view === "grid" ? "#grid" : `#playback/${store.list[0]?.id ?? ""}`));
+  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence" };
+  for (const b of document.querySelectorAll("[data-view]")) b.addEventListener("click", () => go(viewHash[b.dataset.view]()));
 
   $("logout").addEventListener("click", async () => {
     try { await api("/api/v1/session", { method: "DELETE" }); } catch (e) { /* signed out anyway */ }
     setCsrfToken(""); location.assign("/login");
   });
 
-  const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback") };
+  const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback"), evidence: $("view-evidence") };
   let current = null;
   function show(name) {
     for (const [k, el] of Object.entries(views)) el.hidden = k !== name;
     $("grid-controls").hidden = name !== "grid";
     $("nav-grid").setAttribute("aria-pressed", String(name === "grid" || name === "single"));
     $("nav-playback").setAttribute("aria-pressed", String(name === "playback"));
+    $("nav-evidence").setAttribute("aria-pressed", String(name === "evidence"));
     current = name;
   }
   function route() {
     const [view, a, b] = location.hash.replace(/^#/, "").split("/");
     if (view !== "camera") single.close();
     if (view !== "playback") playback.close();
-    if (view === "camera" && a) { grid.hide(); show("single"); single.open(Number(a)); }
+    if (view !== "evidence" && evidence) evidence.close();
+    if (!view) { history.replaceState(null, "", home); route(); return; }
+    if (view === "evidence" && evidence) { grid.hide(); show("evidence"); evidence.open(a || ""); }
+    else if (view === "camera" && a) { grid.hide(); show("single"); single.open(Number(a)); }
     else if (view === "playback") { grid.hide(); show("playback"); playback.open(a ? Number(a) : store.list[0]?.id, b ? Number(b) : undefined); }
     else { show("grid"); grid.show(); }
   }
@@ -79,9 +94,10 @@ async function boot() {
     if (ev.target.closest && ev.target.closest("input, select, textarea")) return;
     if (current === "playback" && playback.onKey(ev)) { ev.preventDefault(); return; }
     const k = ev.key;
-    if (k === "g") go("#grid");
+    if (k === "e" && evidence) go("#evidence");
+    else if (k === "g") go("#grid");
     else if (k === "p") go(`#playback/${single.cam?.id ?? store.list[0]?.id ?? ""}`);
-    else if (k === "Escape" && current !== "grid") go("#grid");
+    else if (k === "Escape" && current !== "grid") go(home);
     else if (current === "single" && k === "b") $("single-back30").click();
     else if (current === "single" && k === "s") $("single-snapshot").click();
     else if (current === "grid" && ["1", "4", "9"].includes(k)) grid.setLayout(Number(k));

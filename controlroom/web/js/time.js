@@ -38,17 +38,37 @@ export function formatLocalPrecise(ms) {
   return `${p.date} ${p.time}.${frac} ${p.offset}`;
 }
 
-/** UTC ms of a wall-clock time on a London date ("2026-03-29", 0..24 h). In the October
- * repeated hour the earlier (BST) instant is returned; a time in the missing March hour is
- * moved forward by an hour, as clocks do. */
-export function londonToUtc(dateStr, h = 0, mi = 0, s = 0) {
+/** Every UTC ms whose London wall-clock time is `dateStr` h:mi:s, earliest first: one on most
+ * days, two in the October hour that happens twice (BST +01:00, then GMT +00:00), none in the
+ * March hour that never happens. */
+export function londonCandidates(dateStr, h = 0, mi = 0, s = 0) {
   const [y, mo, d] = dateStr.split("-").map(Number);
   const naive = Date.UTC(y, mo - 1, d, h, mi, s);
   // Try the offsets in force either side; keep those that give back the same wall time.
-  const candidates = [naive - offsetMs(naive - 3 * 3600e3), naive - offsetMs(naive + 3 * 3600e3)];
-  const fits = candidates.filter((t) => { const p = localParts(t); return p.h === h && p.mi === mi && p.date === dateStr; });
-  if (fits.length) return Math.min(...fits);
+  const tries = new Set([naive - offsetMs(naive - 3 * 3600e3), naive - offsetMs(naive + 3 * 3600e3)]);
+  return [...tries].filter((t) => {
+    const p = localParts(t);
+    return p.h === h && p.mi === mi && p.s === s && p.date === dateStr;
+  }).sort((a, b) => a - b);
+}
+
+/** UTC ms of a wall-clock time on a London date ("2026-03-29", 0..24 h). In the October
+ * repeated hour the earlier (BST) instant is returned; a time in the missing March hour is
+ * moved forward by an hour, as clocks do. Where a guess is not acceptable (evidence
+ * windows), use londonCandidates and ask. */
+export function londonToUtc(dateStr, h = 0, mi = 0, s = 0) {
+  const fits = londonCandidates(dateStr, h, mi, s);
+  if (fits.length) return fits[0];
+  const [y, mo, d] = dateStr.split("-").map(Number);
+  const naive = Date.UTC(y, mo - 1, d, h, mi, s);
   return naive - offsetMs(naive - 3 * 3600e3);
+}
+
+/** "2026-10-25T01:30:00+01:00": ISO 8601 in London local time with its offset (what the API
+ * takes; unambiguous in the repeated hour). */
+export function isoLocal(ms) {
+  const p = localParts(ms);
+  return `${p.date}T${p.time}${p.offset}`;
 }
 
 /** [start, end) UTC ms of a London calendar day: 23, 24 or 25 hours long. */

@@ -1,0 +1,537 @@
+// Evidence for the police (issue 7): the request form, the list of requests, one request's
+// detail with what was found in its windows (gaps, missing footage, clock offsets), the
+// supervisor's decisions, the export's progress and the package download.
+// Addressed as #evidence, #evidence/new and #evidence/ID. Everything from the API is inserted
+// as text (textContent, attributes); never as HTML.
+
+import { api } from "./api.js";
+import { formatLocal, isoLocal, londonCandidates } from "./time.js";
+
+const DETAIL_BUSY_MS = 1000; // while an export is queued or running: the progress bar moves
+const DETAIL_IDLE_MS = 2000; // otherwise: a decision by someone else shows within 2 s
+// Every list read is audited (evidence.list), so the list is not polled like the detail is:
+// it is read when the view opens, after each action, on "Refresh", and every 30 s.
+const LIST_MS = 30000;
+export const LAWFUL_BASIS = "DPA 2018 Schedule 2 Part 1 paragraph 2";
+const STATE_TEXT = {
+  submitted: "Submitted", approved: "Approved", refused: "Refused", exporting: "Exporting",
+  ready: "Ready", downloaded: "Downloaded", closed: "Closed",
+};
+const FIELD_TEXT = [
+  ["officer_name", "Officer"], ["collar_number", "Collar number"], ["force", "Force"],
+  ["crime_reference", "Crime reference"], ["offence", "Offence"], ["necessity", "Necessity"],
+  ["lawful_basis", "Lawful basis"], ["authorised_by", "Authorised by"], ["requested_by", "Submitted by"],
+];
+
+const $ = (id) => document.getElementById(id);
+
+/** A new element with text and attributes; children appended. Text only, never markup. */
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "text") e.textContent = v;
+    else if (k === "class") e.className = v;
+    else e.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children) if (c !== null && c !== undefined) e.append(c);
+  return e;
+}
+
+const fmtIso = (iso) => (iso ? formatLocal(Date.parse(iso)) : "");
+function fmtBytes(n) {
+  if (n == null) return "";
+  if (n < 1e6) return `${(n / 1e3).toFixed(1)} kB`;
+  if (n < 1e9) return `${(n / 1e6).toFixed(1)} MB`;
+  return `${(n / 1e9).toFixed(2)} GB`;
+}
+const fmtSeconds = (s) => `${Number(s).toFixed(1)} s`;
+
+/** A typed London wall-clock time ("2026-10-25 01:30:05"; seconds optional, a T may stand for
+ * the space) as the instants it can mean: {error} if empty, malformed or in the March hour
+ * that never happens; {candidates: [ms]} otherwise (two in the October hour that happens twice). */
+export function readLocal(value) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{1,2}):(\d{2})(?::(\d{2}))?$/.exec((value || "").trim());
+  if (!m) return { error: "type the date and time as YYYY-MM-DD HH:MM:SS" };
+  const [y, mo, d, h, mi, s] = m.slice(1).map((v) => Number(v || 0));
+  const day = new Date(Date.UTC(y, mo - 1, d));
+  if (day.getUTCFullYear() !== y || day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d) return { error: `there is no date ${m[1]}-${m[2]}-${m[3]}` };
+  if (h > 23 || mi > 59 || s > 59) return { error: `${m[4]}:${m[5]}${m[6] ? `:${m[6]}` : ""} is not a time of day` };
+  const date = `${m[1]}-${m[2]}-${m[3]}`;
+  const hh = String(h).padStart(2, "0");
+  const candidates = londonCandidates(date, h, mi, s);
+  if (!candidates.length) {
+    // London's clocks go forward at 01:00 GMT in March: that hour of the night never happens.
+    const next = String(h + 1).padStart(2, "0");
+    return { error: `${date} ${hh}:${m[5]} does not exist in London: the clocks went forward from ${hh}:00 to ` +
+      `${next}:00 that night. Enter a time before ${hh}:00 or from ${next}:00.` };
+  }
+  return { candidates };
+}
+
+class WindowRow {
+  constructor(view, n) {
+    this.view = view;
+    const id = (what) => `ev-w${n}-${what}`;
+    this.camera = el("select", { id: id("camera"), class: "ev-camera", required: true });
+    // Text, not datetime-local: typed the way the screen shows times everywhere, whatever the
+    // browser's locale (a US-locale date field shows 12/01/2026 for 1 December).
+    const timeInput = (what) => el("input", { id: id(what), class: `ev-${what}`, type: "text", required: true,
+      placeholder: "YYYY-MM-DD HH:MM:SS", autocomplete: "off", spellcheck: "false", inputmode: "numeric" });
+    this.from = timeInput("from"); this.to = timeInput("to");
+    this.remove = el("button", { type: "button", class: "ev-remove", text: "Remove" });
+    this.fromInfo = new TimeInfo(this.from, id("from-when"), "from");
+    this.toInfo = new TimeInfo(this.to, id("to-when"), "to");
+    this.legend = el("legend", { text: `Window ${n}` });
+    this.root = el("fieldset", { class: "ev-window" }, this.legend,
+      el("div", { class: "ev-window-grid" },
+        el("div", {}, el("label", { for: id("camera"), text: "Camera" }), this.camera),
+        el("div", {}, el("label", { for: id("from"), text: "From (London time)" }), this.from, this.fromInfo.root),
+        el("div", {}, el("label", { for: id("to"), text: "To (London time)" }), this.to, this.toInfo.root),
+        el("div", { class: "ev-remove-cell" }, this.remove)));
+    this.fillCameras(view.cameras);
+  }
+
+  fillCameras(cameras) {
+    const was = this.camera.value;
+    this.camera.replaceChildren(el("option", { value: "", text: "Choose a camera" }),
+      ...cameras.map((c) => el("option", { value: c.id, text: c.site ? `${c.name} (${c.site})` : c.name })));
+    this.camera.value = cameras.some((c) => String(c.id) === was) ? was : "";
+  }
+
+  /** {camera, from, to} for the API, or throws an Error naming the field (and focuses it). */
+  value() {
+    if (!this.camera.value) { this.camera.focus(); throw new Error("choose a camera for every window"); }
+    return { camera: Number(this.camera.value), from: this.fromInfo.iso(), to: this.toInfo.iso() };
+  }
+}
+
+/** Under a time input: the instant it means, with its offset; in the October hour that happens
+ * twice, a choice between the two (nothing is guessed); in the March hour, why it is refused. */
+class TimeInfo {
+  constructor(input, id, label) {
+    this.input = input; this.label = label;
+    this.text = el("span", { class: "ev-when-text", id });
+    this.choice = el("select", { class: "ev-occurrence", hidden: true, "aria-label": `Which ${label} time` });
+    this.root = el("div", { class: "ev-when" }, this.text, this.choice);
+    input.setAttribute("aria-describedby", id);
+    input.addEventListener("input", () => this.update());
+    input.addEventListener("change", () => this.update());
+    this.choice.addEventListener("change", () => this.update());
+  }
+
+  update() {
+    const r = readLocal(this.input.value);
+    this.root.classList.toggle("bad", Boolean(r.error && this.input.value));
+    if (r.error) {
+      this.choice.hidden = true;
+      this.text.textContent = this.input.value ? r.error : "";
+      return r;
+    }
+    if (r.candidates.length === 2) {
+      const key = r.candidates.join(",");
+      if (this.choice.dataset.key !== key) { // a new time: the choice made for another is void
+        this.choice.dataset.key = key;
+        this.choice.replaceChildren(el("option", { value: "", text: "Choose which" }),
+          ...r.candidates.map((ms, i) => el("option", { value: ms,
+            text: `${formatLocal(ms)} (${i === 0 ? "first, BST" : "second, GMT"})` })));
+      }
+      this.choice.hidden = false;
+      const chosen = this.choice.value;
+      this.root.classList.toggle("bad", !chosen);
+      this.text.textContent = chosen ? `= ${formatLocal(Number(chosen))}`
+        : `${this.input.value.trim().replace("T", " ")} happens twice in London (the clocks go back an hour that night): choose which one.`;
+      return r;
+    }
+    this.choice.hidden = true;
+    this.text.textContent = `= ${formatLocal(r.candidates[0])}`;
+    return r;
+  }
+
+  /** The ISO 8601 time with its offset, or throws (after focusing what must be fixed). */
+  iso() {
+    const r = this.update();
+    if (r.error) { this.input.focus(); throw new Error(`${this.label}: ${r.error}`); }
+    if (r.candidates.length === 2) {
+      if (!this.choice.value) {
+        this.choice.focus();
+        throw new Error(`${this.label}: ${this.input.value.trim().replace("T", " ")} happens twice in London; choose which one`);
+      }
+      return isoLocal(Number(this.choice.value));
+    }
+    return isoLocal(r.candidates[0]);
+  }
+}
+
+export class EvidenceView {
+  constructor(me, can) {
+    this.me = me; this.can = can;
+    this.requests = new Map();
+    this.listError = "";
+    this.cameras = [];
+    this.rows = [];
+    this.current = null; // the request shown in the detail pane
+    this.detailTimer = null; this.listTimer = null; this.pollSeq = 0;
+    this.active = false;
+    this.canSubmit = can.has("evidence_request") || can.has("export");
+    $("ev-new").hidden = !this.canSubmit;
+    $("ev-new").addEventListener("click", () => { location.hash = "#evidence/new"; });
+    $("ev-refresh").addEventListener("click", () => this.loadList());
+    $("ev-add-window").addEventListener("click", () => this.addWindow().camera.focus());
+    $("ev-form").addEventListener("submit", (ev) => { ev.preventDefault(); this.submit(); });
+    $("ev-lawful_basis").value = LAWFUL_BASIS;
+    this.addWindow();
+  }
+
+  /** Open the view: "" (the list), "new" (the form) or a request id. */
+  async open(what) {
+    const first = !this.active;
+    this.active = true;
+    if (first) {
+      this.loadKey();
+      this.loadList();
+      this.listTimer = setInterval(() => this.loadList(), LIST_MS);
+    }
+    clearTimeout(this.detailTimer);
+    $("ev-form").hidden = what !== "new" || !this.canSubmit;
+    $("ev-detail").hidden = !(what && what !== "new");
+    $("ev-empty").hidden = !$("ev-form").hidden || !$("ev-detail").hidden;
+    $("ev-empty").textContent = this.canSubmit ? "Choose a request from the list, or make a new request."
+      : "Choose a request from the list.";
+    if (what === "new" && this.canSubmit) {
+      this.current = null;
+      await this.loadCameras();
+      $("ev-officer_name").focus();
+    } else if (what) {
+      this.current = Number(what);
+      $("ev-detail").dataset.shown = "";
+      $("ev-detail").replaceChildren(el("p", { class: "muted", text: "Loading…" }));
+      await this.poll();
+    } else {
+      this.current = null;
+    }
+    this.markSelected();
+  }
+
+  close() {
+    this.active = false;
+    clearTimeout(this.detailTimer); clearInterval(this.listTimer);
+    this.detailTimer = this.listTimer = null;
+  }
+
+  async loadKey() {
+    try {
+      const key = await api("/api/v1/evidence/public-key");
+      $("ev-fingerprint").textContent = key.fingerprint_sha256;
+      $("ev-pem").textContent = key.pem;
+    } catch (e) { $("ev-fingerprint").textContent = `unavailable (${e.message})`; }
+  }
+
+  async loadCameras() {
+    try {
+      this.cameras = (await api("/api/v1/evidence/cameras")).cameras;
+      for (const r of this.rows) r.fillCameras(this.cameras);
+    } catch (e) { $("ev-form-error").textContent = `The camera list could not be read: ${e.message}`; }
+  }
+
+  async loadList() {
+    try {
+      const data = await api("/api/v1/evidence/requests");
+      this.requests = new Map(data.requests.map((r) => [r.id, r]));
+      this.listError = "";
+    } catch (e) { this.listError = `The list could not be read: ${e.message}`; }
+    this.renderList();
+  }
+
+  renderList() {
+    const rows = [...this.requests.values()].sort((a, b) => b.id - a.id).map((r) => {
+      const cams = (r.findings?.windows || []).map((w) => w.camera);
+      const flags = [];
+      if (r.findings?.any_missing) flags.push("no footage");
+      if (r.findings?.any_gaps) flags.push("gaps");
+      if (r.findings?.any_clock_flags) flags.push("clock");
+      const submitted = fmtIso(r.submitted_utc).split(" ");
+      return el("tr", { "data-id": r.id },
+        el("td", { class: "nowrap" }, el("a", { href: `#evidence/${r.id}`, text: r.exhibit_reference || `Request ${r.id}` })),
+        el("td", {}, stateBadge(r.state), flags.length ? el("div", { class: "ev-flags small", text: flags.join(", ") }) : null),
+        el("td", {}, el("div", { text: r.crime_reference }), el("div", { class: "muted small", text: `${r.officer_name}, ${r.force}` })),
+        el("td", { text: [...new Set(cams)].join(", ") }),
+        el("td", { class: "nowrap" }, el("div", { text: submitted[0] }), el("div", { class: "muted small", text: submitted.slice(1).join(" ") })));
+    });
+    $("ev-list-body").replaceChildren(...rows);
+    $("ev-list-msg").textContent = this.listError || (rows.length ? "" : "No requests yet.");
+    this.markSelected();
+  }
+
+  markSelected() {
+    for (const tr of $("ev-list-body").children) tr.classList.toggle("selected", Number(tr.dataset.id) === this.current);
+  }
+
+  addWindow() {
+    const row = new WindowRow(this, this.rows.length + 1);
+    row.remove.addEventListener("click", () => {
+      this.rows = this.rows.filter((r) => r !== row); row.root.remove(); this.numberWindows();
+    });
+    this.rows.push(row);
+    $("ev-windows").append(row.root);
+    this.numberWindows();
+    return row;
+  }
+
+  numberWindows() {
+    this.rows.forEach((r, i) => { r.legend.textContent = `Window ${i + 1}`; r.remove.hidden = this.rows.length === 1; });
+  }
+
+  async submit() {
+    const error = $("ev-form-error");
+    error.textContent = "";
+    const body = {};
+    for (const key of ["officer_name", "collar_number", "force", "crime_reference", "offence", "necessity",
+      "lawful_basis", "authorised_by"]) body[key] = $(`ev-${key}`).value;
+    try { body.windows = this.rows.map((r) => r.value()); }
+    catch (e) { error.textContent = e.message; return; }
+    const button = $("ev-submit");
+    button.disabled = true;
+    try {
+      const req = await api("/api/v1/evidence/requests", { method: "POST", body });
+      this.requests.set(req.id, req);
+      this.renderList();
+      this.resetForm();
+      location.hash = `#evidence/${req.id}`;
+    } catch (e) {
+      error.textContent = `Not submitted: ${e.message}`; // the form keeps what was typed
+    } finally { button.disabled = false; }
+  }
+
+  resetForm() {
+    $("ev-form").reset();
+    $("ev-lawful_basis").value = LAWFUL_BASIS;
+    for (const r of this.rows) r.root.remove();
+    this.rows = [];
+    this.addWindow();
+  }
+
+  /** Read the shown request, draw it, and come back in 1 s (export running) or 2 s. */
+  async poll() {
+    clearTimeout(this.detailTimer);
+    const id = this.current;
+    if (!this.active || id == null) return;
+    const mine = ++this.pollSeq; // a newer poll (after an action, another request) supersedes this one
+    let req = null;
+    try {
+      req = await api(`/api/v1/evidence/requests/${id}`);
+      if (mine !== this.pollSeq) return;
+    } catch (e) {
+      if (mine !== this.pollSeq) return;
+      if (this.current === id) {
+        $("ev-detail").dataset.shown = "";
+        $("ev-detail").replaceChildren(el("p", { class: "error", text: `Request ${id}: ${e.message}` }));
+      }
+      if (e.status === 404 || !this.active) return;
+    }
+    if (this.current !== id || !this.active) return;
+    if (req) {
+      const before = this.requests.get(id);
+      this.requests.set(id, req);
+      if (!before || before.state !== req.state) this.renderList();
+      this.renderDetail(req);
+    }
+    if (req && req.state === "closed") return;
+    const busy = req && req.export && ["queued", "running"].includes(req.export.state);
+    this.detailTimer = setTimeout(() => this.poll(), busy ? DETAIL_BUSY_MS : DETAIL_IDLE_MS);
+  }
+
+  renderDetail(req) {
+    const pane = $("ev-detail");
+    const seen = JSON.stringify(req);
+    if (pane.dataset.shown === seen && pane.childElementCount) return; // nothing new: leave the page as it is
+    pane.dataset.shown = seen;
+    // Keep what a supervisor is typing in an action box across refreshes of the same request.
+    const typed = {};
+    for (const f of pane.querySelectorAll("[data-keep]")) typed[f.dataset.keep] = f.value;
+    const focused = document.activeElement && pane.contains(document.activeElement) ? document.activeElement.dataset.keep : null;
+    const parts = [
+      el("div", { class: "ev-detail-head" },
+        el("h3", { text: req.exhibit_reference || `Request ${req.id}` }), stateBadge(req.state, "ev-state")),
+      factsList(req),
+      findingsSection(req),
+      exportSection(req),
+      packageSection(req),
+      this.actions(req),
+    ];
+    pane.replaceChildren(...parts.filter(Boolean));
+    for (const f of pane.querySelectorAll("[data-keep]")) if (f.dataset.keep in typed) f.value = typed[f.dataset.keep];
+    if (focused) pane.querySelector(`[data-keep="${focused}"]`)?.focus();
+  }
+
+  actions(req) {
+    const box = el("section", { class: "ev-actions", "aria-label": "Actions" });
+    const error = el("p", { class: "error ev-action-error", role: "alert" });
+    const me = this.me.username;
+    const act = async (button, path, body) => {
+      button.disabled = true; error.textContent = "";
+      try {
+        const updated = await api(`/api/v1/evidence/requests/${req.id}/${path}`, { method: "POST", body });
+        for (const f of box.querySelectorAll("[data-keep]")) f.value = "";
+        if (updated && updated.id) { this.requests.set(updated.id, updated); this.renderDetail(updated); }
+        this.loadList();
+        this.poll();
+        return updated;
+      } catch (e) { error.textContent = e.message; button.disabled = false; return null; }
+    };
+    if (this.can.has("approve") && req.state === "submitted") {
+      if (req.requested_by === me) {
+        box.append(el("p", { class: "muted", text: "You submitted this request: another supervisor must decide it." }));
+      } else {
+        const reason = el("textarea", { id: "ev-decision-reason", "data-keep": "decision", rows: 2, required: true });
+        const approve = el("button", { type: "button", id: "ev-approve", class: "ok", text: "Approve and export" });
+        const refuse = el("button", { type: "button", id: "ev-refuse", class: "bad", text: "Refuse" });
+        const go = (button, path) => {
+          if (!reason.value.trim()) { error.textContent = "A decision needs a reason."; reason.focus(); return; }
+          act(button, path, { reason: reason.value });
+        };
+        approve.addEventListener("click", () => go(approve, "approve"));
+        refuse.addEventListener("click", () => go(refuse, "refuse"));
+        box.append(el("h4", { text: "Decision" }),
+          el("p", { class: "muted small", text: "Read what was found in the windows above before deciding." }),
+          el("label", { for: "ev-decision-reason", text: "Reason (required, recorded with your decision)" }), reason,
+          el("div", { class: "ev-buttons" }, approve, refuse));
+      }
+    }
+    const job = req.export;
+    if (this.can.has("export") && job && ["queued", "running"].includes(job.state) && !job.cancel_requested) {
+      const cancel = el("button", { type: "button", id: "ev-cancel", text: "Cancel the export" });
+      cancel.addEventListener("click", () => act(cancel, "cancel", {}));
+      box.append(el("div", { class: "ev-buttons" }, cancel));
+    }
+    if (this.can.has("export") && req.state === "approved" && (!job || ["failed", "cancelled"].includes(job.state))) {
+      const again = el("button", { type: "button", id: "ev-export-again", text: "Export again" });
+      again.addEventListener("click", () => act(again, "export", {}));
+      box.append(el("div", { class: "ev-buttons" }, again));
+    }
+    if (["ready", "downloaded"].includes(req.state)) {
+      const make = el("button", { type: "button", id: "ev-make-link", text: "Make a one-time download link" });
+      const shown = el("p", { class: "ev-link small" });
+      make.addEventListener("click", async () => {
+        make.disabled = true; error.textContent = "";
+        try {
+          const link = await api(`/api/v1/evidence/requests/${req.id}/links`, { method: "POST", body: {} });
+          shown.textContent = `${location.origin}${link.url} (one download; expires ${fmtIso(link.expires_utc)})`;
+        } catch (e) { error.textContent = e.message; }
+        make.disabled = false;
+      });
+      box.append(el("div", { class: "ev-buttons" }, make), shown);
+    }
+    if (this.can.has("approve") && req.state !== "closed") {
+      const reason = el("input", { id: "ev-close-reason", "data-keep": "close", type: "text", required: true, size: 40 });
+      const review = el("input", { id: "ev-close-review", "data-keep": "review", type: "text", size: 11,
+        placeholder: "YYYY-MM-DD", autocomplete: "off" });
+      const closeBtn = el("button", { type: "button", id: "ev-close", text: "Close the request" });
+      closeBtn.addEventListener("click", () => {
+        if (!reason.value.trim()) { error.textContent = "Closing needs a reason."; reason.focus(); return; }
+        const body = { reason: reason.value };
+        if (review.value.trim()) {
+          // Midnight is never in a clock-change hour in London, so this is no guess.
+          const r = readLocal(`${review.value.trim()} 00:00:00`);
+          if (r.error) { error.textContent = `Review date: ${r.error.replace(" HH:MM:SS", "")}`; review.focus(); return; }
+          body.review = isoLocal(r.candidates[0]);
+        }
+        act(closeBtn, "close", body);
+      });
+      box.append(el("h4", { text: "Close" }),
+        el("p", { class: "muted small", text: "Closing releases the hold on the footage and records when the request is to be reviewed." }),
+        el("div", { class: "ev-close-row" },
+          el("label", { for: "ev-close-reason", text: "Reason" }), reason,
+          el("label", { for: "ev-close-review", text: "Review on" }), review,
+          el("span", { class: "muted small", text: "(empty: a year from today)" }), closeBtn));
+    }
+    if (!box.childElementCount) return null;
+    box.append(error);
+    return box;
+  }
+}
+
+function stateBadge(state, extra = "") {
+  return el("span", { class: `badge ev-badge state-${state} ${extra}`.trim(), text: STATE_TEXT[state] || state });
+}
+
+function factsList(req) {
+  const dl = el("dl", { class: "ev-facts" });
+  const add = (k, v) => { if (v) dl.append(el("dt", { text: k }), el("dd", { text: v })); };
+  for (const [key, label] of FIELD_TEXT) add(label, req[key]);
+  add("Submitted", fmtIso(req.submitted_utc));
+  add("Footage held", req.hold_id ? (req.state === "closed" ? `hold ${req.hold_id} (released on closing)` :
+    `yes: hold ${req.hold_id} keeps these windows from deletion while the request is open`) : "");
+  if (req.decided_by) add(req.state === "refused" ? "Refused by" : "Decided by", `${req.decided_by}, ${fmtIso(req.decided_utc)}`);
+  add(req.state === "refused" ? "Reason for refusal" : "Reason for the decision", req.decision_reason);
+  if (req.closed_by) add("Closed by", `${req.closed_by}, ${fmtIso(req.closed_utc)}`);
+  add("Reason for closing", req.close_reason);
+  add("Review on", fmtIso(req.review_utc));
+  return dl;
+}
+
+function findingsSection(req) {
+  const f = req.findings || {};
+  const windows = f.windows || [];
+  const sec = el("section", { class: "ev-findings", "aria-label": "What the windows hold" },
+    el("h4", { text: "Footage in the windows" }));
+  const summary = [];
+  if (f.any_missing) summary.push("a window has no footage at all");
+  if (f.any_gaps) summary.push("there are gaps");
+  if (f.any_clock_flags) summary.push("a camera clock was off");
+  sec.append(el("p", { class: summary.length ? "ev-warning" : "muted",
+    text: summary.length ? `Found: ${summary.join("; ")}.` : "Every window is recorded throughout, with no clock flags." }));
+  for (const w of windows) {
+    const card = el("div", { class: `ev-window-finding${w.missing || w.gaps.length ? " has-gaps" : ""}` },
+      el("p", { class: "ev-wf-head" }, el("strong", { text: w.camera }), w.site ? el("span", { class: "muted", text: ` ${w.site}` }) : null),
+      el("p", { text: `${fmtIso(w.from_utc)} to ${fmtIso(w.to_utc)}` }),
+      el("p", { class: "small", text: w.missing ? "No footage at all in this window."
+        : `Recorded ${fmtSeconds(w.recorded_s)} of ${fmtSeconds(w.window_s)}: ${w.segments} segment${w.segments === 1 ? "" : "s"}, ${fmtBytes(w.bytes)}` +
+          (w.recovered_segments ? `, ${w.recovered_segments} recovered after a crash` : "") }));
+    if (w.gaps.length) {
+      card.append(el("ul", { class: "ev-gaps" }, ...w.gaps.map((g) =>
+        el("li", { text: `Gap ${fmtIso(g.from_utc)} to ${fmtIso(g.to_utc)} (${fmtSeconds(g.duration_s)}): ${g.reason}` }))));
+    } else if (!w.missing) card.append(el("p", { class: "small muted", text: "No gaps." }));
+    const c = w.clock || {};
+    const clock = c.camera_offset_s == null ? "Camera clock: not measured."
+      : `Camera clock: ${c.camera_offset_s > 0 ? "+" : ""}${c.camera_offset_s.toFixed(2)} s against ours` +
+        (c.camera_checked_utc ? ` (checked ${fmtIso(c.camera_checked_utc)})` : "") + (c.camera_flagged ? ", flagged." : ".");
+    const segs = c.segments_flagged ? ` ${c.segments_flagged} segment${c.segments_flagged === 1 ? " was" : "s were"} recorded while the clock was flagged.` : "";
+    const worst = c.max_abs_segment_offset_s != null ? ` Largest offset while recording: ${c.max_abs_segment_offset_s.toFixed(2)} s.` : "";
+    card.append(el("p", { class: `small${c.camera_flagged || c.segments_flagged ? " ev-warning" : ""}`, text: clock + segs + worst }));
+    sec.append(card);
+  }
+  return sec;
+}
+
+function exportSection(req) {
+  const job = req.export;
+  if (!job) return null;
+  const sec = el("section", { class: "ev-export", "aria-label": "Export" }, el("h4", { text: "Export" }));
+  if (["queued", "running"].includes(job.state)) {
+    const bar = el("progress", { id: "ev-progress", max: 100 });
+    if (job.state === "running") bar.value = job.percent; // queued: indeterminate
+    const what = job.state === "queued" ? "Waiting to start" : `${job.percent.toFixed(0)}%${job.stage ? `: ${job.stage}` : ""}`;
+    sec.append(el("div", { class: "ev-progress-row" }, bar, el("span", { id: "ev-progress-text", text: what })));
+    if (job.cancel_requested) sec.append(el("p", { class: "muted", text: "Cancelling…" }));
+  } else if (job.state === "done") {
+    sec.append(el("p", { text: `Exported and verified ${fmtIso(job.finished_utc)}.` }));
+  } else {
+    sec.append(el("p", { class: "error", text: `The export ${job.state === "cancelled" ? "was cancelled" : "failed"}: ${job.error || "no reason given"}` }));
+  }
+  return sec;
+}
+
+function packageSection(req) {
+  const pkg = req.package;
+  if (!pkg || !["ready", "downloaded"].includes(req.state)) return null;
+  const name = `${req.exhibit_reference}.zip`;
+  return el("section", { class: "ev-package", "aria-label": "Package" },
+    el("h4", { text: "Package" }),
+    el("p", {}, el("a", { class: "button ok", id: "ev-download", href: `/api/v1/evidence/requests/${req.id}/package`, download: name, text: `Download ${name}` }),
+      el("span", { class: "muted", text: ` ${fmtBytes(pkg.bytes)}` })),
+    el("p", { class: "small muted", text: "Each download is recorded in the chain of custody and the disclosure register." }),
+    el("dl", { class: "ev-facts" },
+      el("dt", { text: "SHA-256 of manifest.json" }), el("dd", { class: "mono", id: "ev-manifest-sha", text: pkg.manifest_sha256 || "" }),
+      el("dt", { text: "Chain of custody" }), el("dd", {}, el("a", { href: `/api/v1/evidence/requests/${req.id}/custody`, download: `${req.exhibit_reference}-custody.jsonl`, text: "signed log (JSON lines)" }))));
+}
