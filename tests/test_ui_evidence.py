@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
@@ -275,6 +276,16 @@ async def test_request_approve_export_download(stack, police, supervisor, artifa
     assert report.ok, [str(p) for p in report.problems]
     assert report.exhibit == exhibit and report.key_source == "given"
     await police.locator("#ev-detail .ev-state", has_text="Downloaded").wait_for(timeout=10_000)
+    # A one-time link for another machine: it fetches the same bytes once, without a session.
+    await police.click("#ev-make-link")
+    link_text = await police.locator("#ev-detail .ev-link").filter(has_text="one download").text_content()
+    url = link_text.split(" ", 1)[0]
+    assert url.startswith(f"{stack.base_url}/api/v1/evidence/download/"), link_text
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as resp:
+            assert resp.status == 200 and await resp.read() == data
+        async with http.get(url) as resp:
+            assert resp.status == 410
     async with stack.app[SESSIONS]() as session:
         actions = (await session.execute(select(AuditEntry.action).where(
             AuditEntry.target == f"evidence:{rid}").order_by(AuditEntry.seq))).scalars().all()
