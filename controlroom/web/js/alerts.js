@@ -1,18 +1,44 @@
 // The alerts panel: the newest alerts, then every new one live over a WebSocket; an operator
-// acknowledges each (recorded with their name). Messages are shown with textContent only.
+// acknowledges each (recorded with their name). An ANPR hotlist hit shows the registration,
+// the hotlist's reason and priority, camera, read time, the plate patch and overview pictures,
+// and is confirmed or dismissed against them (with an optional note): the decision is sent to
+// the hit (recorded, audited), then the alert is acknowledged, so every screen clears it and
+// shows who decided and when. Messages are shown with textContent only.
 
 import { api, wsUrl } from "./api.js";
 import { formatLocal } from "./time.js";
+import { showImage } from "./lightbox.js";
 
 const KIND_TEXT = {
   camera_offline: "Camera offline", camera_online: "Camera back", clock_off: "Clock off",
   recording_stopped: "Recording stopped", disk_floor: "Disk space", anpr_hit: "ANPR hotlist hit",
 };
+const DECISION_TEXT = { confirmed: "Confirmed", dismissed: "Dismissed" };
+// The hub publishes an alert as soon as it is flushed, a moment before its transaction commits
+// (storage.alerts.raise_alert): a hit read at once can still be missing. Ask again briefly.
+const HIT_RETRIES = 8, HIT_RETRY_MS = 250;
+
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "text") e.textContent = v;
+    else if (k === "class") e.className = v;
+    else e.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children) if (c !== null && c !== undefined) e.append(c);
+  return e;
+}
+
+const isHit = (a) => a.kind === "anpr_hit" && a.data && a.data.hit_id != null;
 
 export class AlertsPanel {
-  constructor(list, count, conn) {
+  constructor(list, count, conn, { can = new Set() } = {}) {
     Object.assign(this, { list, count, conn });
+    this.canHits = can.has("anpr_alerts"); // without it a hit is a plain alert: no pictures, no decision
     this.alerts = new Map();
+    this.hits = new Map(); // hit id -> the hit as the API gives it (state, who decided, image URLs) or {error}
+    this.drawn = new Map(); // alert id -> {sig, li}: an unchanged alert keeps its element (pictures, typed note)
     this.attempt = 0;
   }
 
@@ -21,6 +47,7 @@ export class AlertsPanel {
       const data = await api("/api/v1/alerts?limit=100");
       for (const a of data.alerts.reverse()) this.alerts.set(a.id, a);
       this.render();
+      for (const a of this.alerts.values()) if (isHit(a)) this.loadHit(a.data.hit_id);
     } catch (e) { this.conn.textContent = `Alerts unavailable: ${e.message}`; }
     this.connect();
   }
@@ -30,7 +57,11 @@ export class AlertsPanel {
     ws.onopen = () => { this.attempt = 0; this.conn.textContent = "Live"; };
     ws.onmessage = (ev) => {
       const msg = JSON.parse(ev.data);
-      if (msg.alert) { this.alerts.set(msg.alert.id, msg.alert); this.render(); }
+      if (!msg.alert) return;
+      this.alerts.set(msg.alert.id, msg.alert);
+      this.render();
+      // A new hit, or a hit's alert acknowledged elsewhere (decided there): read its state.
+      if (isHit(msg.alert)) this.loadHit(msg.alert.data.hit_id);
     };
     ws.onclose = () => {
       this.conn.textContent = "Reconnecting to the alert feed…";
@@ -39,45 +70,158 @@ export class AlertsPanel {
     };
   }
 
+  async loadHit(hitId) {
+    if (!this.canHits) return;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        this.hits.set(hitId, await api(`/api/v1/anpr/hits/${hitId}`));
+        break;
+      } catch (e) {
+        if (e.status === 404 && attempt < HIT_RETRIES) { await new Promise((r) => setTimeout(r, HIT_RETRY_MS)); continue; }
+        this.hits.set(hitId, { error: e.message });
+        break;
+      }
+    }
+    this.render();
+  }
+
   async ack(id, button) {
     button.disabled = true;
     try { const a = await api(`/api/v1/alerts/${id}/ack`, { method: "POST", body: {} }); this.alerts.set(a.id, a); this.render(); }
     catch (e) { button.disabled = false; button.title = e.message; }
   }
 
+  /** Confirm or dismiss the hit of alert `a`, then acknowledge the alert (the decision deals with it). */
+  async decide(a, decision, note, box, error) {
+    for (const b of box.querySelectorAll("button")) b.disabled = true;
+    error.textContent = "";
+    const hitId = a.data.hit_id;
+    try {
+      this.hits.set(hitId, await api(`/api/v1/anpr/hits/${hitId}/${decision}`, { method: "POST", body: { note } }));
+    } catch (e) {
+      error.textContent = e.message; // e.g. already decided by someone else: show theirs
+      for (const b of box.querySelectorAll("button")) b.disabled = false;
+      if (e.status === 400) this.loadHit(hitId);
+      return;
+    }
+    if (!a.acknowledged_us) {
+      try { const acked = await api(`/api/v1/alerts/${a.id}/ack`, { method: "POST", body: {} }); this.alerts.set(acked.id, acked); }
+      catch (e) { /* the decision is recorded; the alert keeps its Acknowledge button */ }
+    }
+    this.render();
+  }
+
   render() {
     const items = [...this.alerts.values()].sort((a, b) => b.at_us - a.at_us || b.id - a.id).slice(0, 200);
     const open = items.filter((a) => !a.acknowledged_us).length;
     this.count.textContent = open ? String(open) : "";
-    const focused = document.activeElement && document.activeElement.dataset.alert;
-    this.list.replaceChildren(...items.map((a) => this.item(a)));
-    if (focused) this.list.querySelector(`[data-alert="${CSS.escape(focused)}"]`)?.focus();
+    const focused = document.activeElement && this.list.contains(document.activeElement) ? document.activeElement : null;
+    const drawn = new Map();
+    const nodes = items.map((a) => {
+      const hit = isHit(a) ? this.hits.get(a.data.hit_id) : undefined;
+      const sig = JSON.stringify([a, hit || null]);
+      const was = this.drawn.get(a.id);
+      const li = was && was.sig === sig ? was.li : this.item(a, hit);
+      drawn.set(a.id, { sig, li });
+      return li;
+    });
+    this.drawn = drawn;
+    // Move only what changed, so the other alerts keep their pictures, typed notes and focus.
+    nodes.forEach((li, i) => { if (this.list.children[i] !== li) this.list.insertBefore(li, this.list.children[i] || null); });
+    while (this.list.children.length > nodes.length) this.list.lastElementChild.remove();
+    if (focused && !focused.isConnected && focused.dataset.alert) {
+      this.list.querySelector(`[data-alert="${CSS.escape(focused.dataset.alert)}"]`)?.focus();
+    } else if (focused && focused.isConnected && document.activeElement !== focused) focused.focus();
   }
 
-  item(a) {
-    const li = document.createElement("li");
-    li.className = `alert kind-${a.kind}${a.acknowledged_us ? " acked" : ""}`;
-    li.dataset.kind = a.kind; li.dataset.camera = a.camera_id ?? "";
-    const top = document.createElement("div"); top.className = "alert-top";
-    const kind = document.createElement("span"); kind.className = "alert-kind"; kind.textContent = KIND_TEXT[a.kind] || a.kind;
-    const when = document.createElement("time"); when.className = "alert-time";
-    when.dateTime = new Date(a.at_us / 1000).toISOString(); when.textContent = formatLocal(a.at_us / 1000);
-    top.append(kind, when);
-    const msg = document.createElement("p"); msg.className = "alert-msg"; msg.textContent = a.message;
-    const foot = document.createElement("div"); foot.className = "alert-foot";
-    if (a.camera) { const c = document.createElement("span"); c.textContent = a.camera; foot.append(c); }
-    if (a.acknowledged_us) {
-      const who = document.createElement("span");
-      who.textContent = `Acknowledged by ${a.acknowledged_by} at ${formatLocal(a.acknowledged_us / 1000, { date: false })}`;
-      foot.append(who);
-    } else {
-      const b = document.createElement("button"); b.type = "button"; b.textContent = "Acknowledge";
-      b.dataset.alert = String(a.id);
-      b.setAttribute("aria-label", `Acknowledge: ${a.message}`);
-      b.addEventListener("click", () => this.ack(a.id, b));
-      foot.append(b);
-    }
-    li.append(top, msg, foot);
+  item(a, hit) {
+    if (isHit(a) && this.canHits) return this.hitItem(a, hit);
+    const li = el("li", { class: `alert kind-${a.kind}${a.acknowledged_us ? " acked" : ""}`, "data-kind": a.kind,
+      "data-camera": a.camera_id ?? "", "data-id": a.id });
+    const foot = el("div", { class: "alert-foot" }, a.camera ? el("span", { text: a.camera }) : null);
+    if (a.acknowledged_us) foot.append(this.ackedText(a));
+    else foot.append(this.ackButton(a));
+    li.append(this.top(a), el("p", { class: "alert-msg", text: a.message }), foot);
     return li;
+  }
+
+  top(a, extra = null) {
+    return el("div", { class: "alert-top" }, el("span", { class: "alert-kind", text: KIND_TEXT[a.kind] || a.kind }), extra,
+      el("time", { class: "alert-time", datetime: new Date(a.at_us / 1000).toISOString(), text: formatLocal(a.at_us / 1000) }));
+  }
+
+  ackedText(a) {
+    return el("span", { text: `Acknowledged by ${a.acknowledged_by} at ${formatLocal(a.acknowledged_us / 1000, { date: false })}` });
+  }
+
+  ackButton(a) {
+    const b = el("button", { type: "button", text: "Acknowledge", "data-alert": a.id, "aria-label": `Acknowledge: ${a.message}` });
+    b.addEventListener("click", () => this.ack(a.id, b));
+    return b;
+  }
+
+  hitItem(a, hit) {
+    const d = a.data;
+    const state = hit && !hit.error ? hit.state : "";
+    const li = el("li", { class: `alert kind-anpr_hit priority-${d.priority}${a.acknowledged_us ? " acked" : ""}${state && state !== "pending" ? ` ${state}` : ""}`,
+      "data-kind": a.kind, "data-camera": a.camera_id ?? "", "data-id": a.id, "data-hit": d.hit_id, "data-state": state });
+    const where = [a.camera, [d.site, d.lane && `lane ${d.lane}`, d.direction].filter(Boolean).join(", ")].filter(Boolean).join(" · ");
+    const readMs = (d.read_us ?? a.at_us) / 1000;
+    li.append(
+      this.top(a, el("span", { class: `badge hit-priority p${d.priority}`, text: `Priority ${d.priority}` })),
+      el("p", { class: "hit-vrm" }, el("span", { class: "vrm plate", text: d.vrm })),
+      el("p", { class: "hit-why" }, el("strong", { text: d.hotlist }), el("span", { text: `: ${d.reason}` }),
+        d.source ? el("span", { class: "muted", text: ` (${d.source})` }) : null),
+      el("p", { class: "hit-where", text: where }),
+      el("p", { class: "hit-read small" }, el("span", { class: "muted", text: "Read " }),
+        el("time", { datetime: new Date(readMs).toISOString(), text: formatLocal(readMs) })));
+    if (!hit) { li.append(el("p", { class: "muted small", text: "Loading the hit…" })); return li; }
+    if (hit.error) { li.append(el("p", { class: "error small", text: `The hit could not be read: ${hit.error}` }), this.footWithAck(a)); return li; }
+    li.append(this.pictures(hit));
+    if (hit.state === "pending") li.append(this.decisionBox(a));
+    else {
+      const who = el("p", { class: "hit-decision" },
+        el("strong", { text: DECISION_TEXT[hit.state] || hit.state }),
+        el("span", { text: ` by ${hit.decided_by} at ${formatLocal(Date.parse(hit.decided))}` }));
+      li.append(who);
+      if (hit.note) li.append(el("p", { class: "hit-note small", text: `Note: ${hit.note}` }));
+      if (!a.acknowledged_us) li.append(this.footWithAck(a));
+    }
+    return li;
+  }
+
+  footWithAck(a) {
+    return el("div", { class: "alert-foot" }, a.acknowledged_us ? this.ackedText(a) : this.ackButton(a));
+  }
+
+  pictures(hit) {
+    const r = hit.read;
+    const box = el("div", { class: "hit-images" });
+    if (r.plate_url) box.append(el("img", { class: "hit-plate", src: r.plate_url, alt: `Plate patch read as ${r.vrm}` }));
+    if (r.overview_url) {
+      const label = `${r.vrm}, ${formatLocal(r.read_us / 1000)}`;
+      const b = el("button", { type: "button", class: "hit-overview-button", title: "Show larger",
+        "aria-label": `Show the overview picture of ${label} larger` },
+      el("img", { class: "hit-overview", src: r.overview_url, alt: `Overview: ${label}` }));
+      b.addEventListener("click", () => showImage(r.overview_url, `${label}: overview`));
+      box.append(b);
+    }
+    if (!box.childElementCount) box.append(el("p", { class: "muted small", text: "No pictures were kept for this read." }));
+    return box;
+  }
+
+  decisionBox(a) {
+    const id = `hit-note-${a.data.hit_id}`;
+    const note = el("input", { id, class: "hit-note-input", type: "text", maxlength: 2000, autocomplete: "off",
+      placeholder: "Note (optional)", "aria-label": `Note on the hit of ${a.data.vrm} (optional)` });
+    const confirm = el("button", { type: "button", class: "ok hit-confirm", text: "Confirm", "data-alert": `${a.id}-confirm`,
+      "aria-label": `Confirm the hit: ${a.data.vrm} is the vehicle on the hotlist` });
+    const dismiss = el("button", { type: "button", class: "bad hit-dismiss", text: "Dismiss", "data-alert": `${a.id}-dismiss`,
+      "aria-label": `Dismiss the hit of ${a.data.vrm}: misread or not the vehicle` });
+    const error = el("p", { class: "error small hit-error", role: "alert" });
+    const box = el("div", { class: "hit-decide" }, note, el("div", { class: "hit-buttons" }, confirm, dismiss), error);
+    confirm.addEventListener("click", () => this.decide(a, "confirm", note.value.trim(), box, error));
+    dismiss.addEventListener("click", () => this.decide(a, "dismiss", note.value.trim(), box, error));
+    return box;
   }
 }

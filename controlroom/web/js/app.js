@@ -1,7 +1,8 @@
-// The operator's screen: live grid (home), single camera view, playback, the alerts panel, and
-// evidence requests (the police's home). Views are addressed by the URL fragment (#grid,
-// #camera/ID, #playback/ID/UTCms, #evidence[/new|/ID]), so the browser's back button and a
-// reload keep the user where they were. Each view is offered only to roles with its rights.
+// The operator's screen: live grid (home), single camera view, playback, the alerts panel,
+// evidence requests (the police's home) and ANPR. Views are addressed by the URL fragment
+// (#grid, #camera/ID, #playback/ID/UTCms, #evidence[/new|/ID], #anpr[/journeys|/hotlists]), so
+// the browser's back button and a reload keep the user where they were. Each view is offered
+// only to roles with its rights.
 
 import { api, setCsrfToken, csrfToken } from "./api.js";
 import { CameraStore } from "./cameras.js";
@@ -10,6 +11,7 @@ import { SingleView } from "./single.js";
 import { PlaybackView } from "./playback.js";
 import { AlertsPanel } from "./alerts.js";
 import { EvidenceView } from "./evidence.js";
+import { AnprView } from "./anpr.js";
 import { formatLocal } from "./time.js";
 
 const $ = (id) => document.getElementById(id);
@@ -32,16 +34,19 @@ async function boot() {
     // Keeping the system and watching people are separate duties (docs/design/security-model.md).
     grid.forbidden = `Your role (${role}) has no live-view right. Sign in with an operator's account to watch cameras.`;
   }
-  const alerts = new AlertsPanel($("alerts-list"), $("alerts-count"), $("alerts-conn"));
+  const alerts = new AlertsPanel($("alerts-list"), $("alerts-count"), $("alerts-conn"), { can });
   if (can.has("live_view")) alerts.start(); else $("alerts").hidden = true; // alerts are for those who watch
   const hasEvidence = ["evidence_request", "export", "approve"].some((p) => can.has(p));
   const evidence = hasEvidence ? new EvidenceView(me.user, can) : null;
   $("nav-evidence").hidden = !hasEvidence;
+  const hasAnpr = can.has("anpr_search") || can.has("hotlist_admin");
+  const anpr = hasAnpr ? new AnprView(store, can) : null;
+  $("nav-anpr").hidden = !hasAnpr;
   $("nav-grid").hidden = !can.has("live_view");
   $("nav-playback").hidden = !can.has("playback");
   // Police have evidence and nothing to watch: that is their home.
   const home = !can.has("live_view") && hasEvidence ? "#evidence" : "#grid";
-  window.controlroom = { store, grid, single, playback, alerts, evidence }; // for tests and the curious
+  window.controlroom = { store, grid, single, playback, alerts, evidence, anpr }; // for tests and the curious
 
   // Site filter and layout buttons.
   const siteSel = $("site-filter");
@@ -56,7 +61,7 @@ async function boot() {
   store.addEventListener("change", fillSites);
   siteSel.addEventListener("change", () => grid.setSite(siteSel.value));
   for (const b of document.querySelectorAll("[data-layout]")) b.addEventListener("click", () => grid.setLayout(Number(b.dataset.layout)));
-  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence" };
+  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence", anpr: () => "#anpr" };
   for (const b of document.querySelectorAll("[data-view]")) b.addEventListener("click", () => go(viewHash[b.dataset.view]()));
 
   $("logout").addEventListener("click", async () => {
@@ -64,7 +69,7 @@ async function boot() {
     setCsrfToken(""); location.assign("/login");
   });
 
-  const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback"), evidence: $("view-evidence") };
+  const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback"), evidence: $("view-evidence"), anpr: $("view-anpr") };
   let current = null;
   function show(name) {
     for (const [k, el] of Object.entries(views)) el.hidden = k !== name;
@@ -72,6 +77,7 @@ async function boot() {
     $("nav-grid").setAttribute("aria-pressed", String(name === "grid" || name === "single"));
     $("nav-playback").setAttribute("aria-pressed", String(name === "playback"));
     $("nav-evidence").setAttribute("aria-pressed", String(name === "evidence"));
+    $("nav-anpr").setAttribute("aria-pressed", String(name === "anpr"));
     current = name;
   }
   function route() {
@@ -79,8 +85,10 @@ async function boot() {
     if (view !== "camera") single.close();
     if (view !== "playback") playback.close();
     if (view !== "evidence" && evidence) evidence.close();
+    if (view !== "anpr" && anpr) anpr.close();
     if (!view) { history.replaceState(null, "", home); route(); return; }
     if (view === "evidence" && evidence) { grid.hide(); show("evidence"); evidence.open(a || ""); }
+    else if (view === "anpr" && anpr) { grid.hide(); show("anpr"); anpr.open(a || "reads"); }
     else if (view === "camera" && a) { grid.hide(); show("single"); single.open(Number(a)); }
     else if (view === "playback") { grid.hide(); show("playback"); playback.open(a ? Number(a) : store.list[0]?.id, b ? Number(b) : undefined); }
     else { show("grid"); grid.show(); }
@@ -91,10 +99,12 @@ async function boot() {
 
   document.addEventListener("keydown", (ev) => {
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (document.querySelector("dialog[open]")) return; // Esc closes the picture, not the view
     if (ev.target.closest && ev.target.closest("input, select, textarea")) return;
     if (current === "playback" && playback.onKey(ev)) { ev.preventDefault(); return; }
     const k = ev.key;
     if (k === "e" && evidence) go("#evidence");
+    else if (k === "a" && anpr) go("#anpr");
     else if (k === "g") go("#grid");
     else if (k === "p") go(`#playback/${single.cam?.id ?? store.list[0]?.id ?? ""}`);
     else if (k === "Escape" && current !== "grid") go(home);
