@@ -35,6 +35,7 @@ from anpr.hotlist import parse_entry
 from anpr.live import LiveReading, Vehicle, encode_jpeg, overview, plate_patch
 from controlroom.anpr_service import live_options
 from controlroom.context import ALERTS, KEYS, SESSIONS, SETTINGS
+from storage import accounts, audit
 from storage import anpr as store
 from storage.alerts import Alert
 from storage.audit import AuditEntry
@@ -47,6 +48,7 @@ LONDON = ZoneInfo("Europe/London")
 S = 1_000_000
 HORNS, WEST = "Horns Bridge roundabout", "West Bars roundabout"
 REASON, REFERENCE = "Stolen vehicle enquiry", "CR/4471/26"
+SUPERVISOR = "sup1"
 BOX = (520, 430, 240, 56)  # where the plate is in the 1280x720 frame
 
 
@@ -90,31 +92,55 @@ async def stack(tmp_path_factory):
             async with transaction(app[SESSIONS]) as s:
                 reads.append(await store.add_read(s, store.NewRead(vrm=vrm, confidence=0.93, read_us=t, camera_id=cam,
                                                                    plate_path=plate, overview_path=ov)))
+        hashed = await asyncio.to_thread(accounts.hash_password, PASSWORD)
+        async with transaction(app[SESSIONS]) as s:
+            await accounts.create_user(s, SUPERVISOR, "supervisor", hashed)
+            await audit.append(s, "test", "user.add", f"user:{SUPERVISOR}", role="supervisor")
         st.seed = {"hb": hb, "wb": wb, "t0": t0, "reads": reads}
         yield st
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def page(stack):
+async def browser():
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            context = await browser.new_context(viewport={"width": 1920, "height": 1080}, locale="en-GB",
-                                                timezone_id="Europe/London", accept_downloads=True)
-            pg = await context.new_page()
-            pg.errors = []
-            pg.on("pageerror", lambda e: pg.errors.append(str(e)))
-            await pg.goto(f"{stack.base_url}/login?next={quote('/#anpr')}")
-            await pg.fill("#username", OPERATOR)
-            await pg.fill("#password", PASSWORD)
-            await pg.click("#login-button")
-            await pg.wait_for_selector("#view-anpr:not([hidden])")
-            await pg.locator("#an-site option", has_text=WEST).wait_for(state="attached")
-            yield pg
+            yield b
         finally:
-            await asyncio.wait_for(browser.close(), 20)
+            await asyncio.wait_for(b.close(), 20)
+
+
+async def signed_in(browser, stack, username: str, where: str):
+    """A page of its own browser context (own cookies), signed in and on the ANPR view."""
+    context = await browser.new_context(viewport={"width": 1920, "height": 1080}, locale="en-GB",
+                                        timezone_id="Europe/London", accept_downloads=True)
+    pg = await context.new_page()
+    pg.errors = []
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    await pg.goto(f"{stack.base_url}/login?next={quote('/' + where)}")
+    await pg.fill("#username", username)
+    await pg.fill("#password", PASSWORD)
+    await pg.click("#login-button")
+    await pg.wait_for_selector("#view-anpr:not([hidden])")
+    await pg.locator("#alerts-conn", has_text="Live").wait_for(timeout=10_000)
+    return pg
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def page(browser, stack):
+    pg = await signed_in(browser, stack, OPERATOR, "#anpr")
+    await pg.locator("#an-site option", has_text=WEST).wait_for(state="attached")
+    yield pg
+    await pg.context.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def supervisor(browser, stack):
+    pg = await signed_in(browser, stack, SUPERVISOR, "#anpr/hotlists")
+    yield pg
+    await pg.context.close()
 
 
 async def audit_entries(stack, action: str) -> list[AuditEntry]:
@@ -131,6 +157,7 @@ async def images_loaded(page, selector: str) -> None:
 
 async def test_search_refused_without_a_reason_keeps_the_form(stack, page, artifacts: Path):
     assert await page.get_attribute("#nav-anpr", "aria-pressed") == "true"
+    assert await page.is_visible("#an-tab-journeys") and await page.is_hidden("#an-tab-hotlists")  # no hotlist_admin
     await page.fill("#an-vrm", "AB12*")
     await page.fill("#an-reference", REFERENCE)
     await page.click("#an-search-go")
@@ -223,7 +250,69 @@ async def test_journeys_between_the_two_sites(stack, page, artifacts: Path):
     assert not page.errors
 
 
-async def test_hit_arrives_live_with_its_pictures_and_is_confirmed(stack, page, artifacts: Path):
+async def test_the_october_hour_is_chosen_not_guessed(stack, page):
+    await page.click("#an-tab-reads")
+    await page.fill("#an-from", "2026-10-25 01:30:00")
+    await page.fill("#an-to", "")
+    choice = page.locator("#an-part-reads .ev-occurrence").first
+    options = await choice.locator("option").all_text_contents()
+    assert options[1:] == ["2026-10-25 01:30:00 +01:00 (first, BST)", "2026-10-25 01:30:00 +00:00 (second, GMT)"]
+    await page.click("#an-search-go")  # not chosen: nothing is sent
+    assert "happens twice in London; choose which one" in await page.text_content("#an-search-error")
+    await choice.select_option(index=2)
+    async with page.expect_request(lambda r: "/api/v1/anpr/reads?" in r.url) as sent:
+        await page.click("#an-search-go")
+    assert f"from={quote('2026-10-25T01:30:00+00:00', safe='')}" in (await sent.value).url
+    await page.locator("#an-search-summary", has_text="3 reads").wait_for(timeout=10_000)
+    await page.fill("#an-from", "2026-03-29 01:30:00")  # the March hour that never happens
+    await page.click("#an-search-go")
+    assert "does not exist in London" in await page.text_content("#an-search-error")
+    await page.fill("#an-from", "")
+    assert not page.errors
+
+
+async def test_hotlists_for_a_supervisor(stack, supervisor, artifacts: Path):
+    page = supervisor
+    await page.wait_for_selector("#an-part-hotlists:not([hidden])")
+    await page.fill("#hl-new-name", "Watch <b>list</b>")
+    await page.fill("#hl-new-source", "Local intelligence")
+    await page.select_option("#hl-new-priority", "2")
+    await page.click("#hl-new-go")
+    await page.locator("#hl-name", has_text="Watch <b>list</b>").wait_for(timeout=10_000)  # a name, as text
+    await page.fill("#hl-entry-vrm", "gh78 ijk")
+    await page.fill("#hl-entry-reason", "Seen at a burglary")
+    await page.fill("#hl-entry-expires", "2099-01-31")
+    await page.click("#hl-entry-go")
+    await page.locator("#hl-entries-body tr", has_text="GH78IJK").wait_for(timeout=10_000)
+    cells = await page.locator("#hl-entries-body tr", has_text="GH78IJK").locator("td").all_text_contents()
+    assert cells[:4] == ["GH78IJK", "Seen at a burglary", "Local intelligence", "2"]
+    assert cells[4:6] == ["2099-02-01 00:00:00 +00:00", SUPERVISOR]  # the end of that London day
+    # A file with a bad line: nothing imported, and each bad line named.
+    bad = b"vrm,reason,expires\nEF56*,series,2099-01-01\nBAD%,x,2099-01-01\n"
+    await page.set_input_files("#hl-import-file", files=[{"name": "bad.csv", "mimeType": "text/csv", "buffer": bad}])
+    await page.click("#hl-import-go")
+    await page.locator("#hl-import-error", has_text="Nothing imported: 1 bad line(s)").wait_for(timeout=10_000)
+    assert "line 3:" in await page.text_content("#hl-import-error")
+    good = b"vrm,reason,priority,expires\nEF56*,series of stolen plates,1,2099-01-01\nLM90NOP,stolen,,2099-01-01\n"
+    await page.set_input_files("#hl-import-file", files=[{"name": "good.csv", "mimeType": "text/csv", "buffer": good}])
+    await page.click("#hl-import-go")
+    await page.locator("#hl-import-done", has_text="Imported 2 entries.").wait_for(timeout=10_000)
+    await page.locator("#hl-entries-body tr", has_text="LM90NOP").wait_for(timeout=10_000)
+    await page.screenshot(path=str(artifacts / "ui-anpr-hotlists.png"))
+    async with stack.app[SESSIONS]() as s:
+        hl = await store.get_hotlist(s, "Watch <b>list</b>")
+        entries = {e.pattern: e for e in await store.list_entries(s, hl.id)}
+    assert sorted(entries) == ["EF56*", "GH78IJK", "LM90NOP"] and entries["EF56*"].priority == 1
+    assert entries["GH78IJK"].created_by == SUPERVISOR
+    # Removing an entry.
+    await page.locator("#hl-entries-body tr", has_text="LM90NOP").locator("button", has_text="Remove").click()
+    await page.locator("#hl-entries-body tr", has_text="LM90NOP").wait_for(state="detached", timeout=10_000)
+    assert [e.action for e in await audit_entries(stack, "hotlist.import")] == ["hotlist.import"]
+    assert len(await audit_entries(stack, "hotlist.entry.remove")) == 1
+    assert not page.errors
+
+
+async def test_hit_arrives_live_with_its_pictures_and_is_confirmed(stack, page, supervisor, artifacts: Path):
     app = stack.app
     async with transaction(app[SESSIONS]) as s:
         hl = await store.add_hotlist(s, "Stolen vehicles", source="PNC", default_priority=1, created_by="test")
@@ -256,6 +345,8 @@ async def test_hit_arrives_live_with_its_pictures_and_is_confirmed(stack, page, 
     assert srcs == [f"/api/v1/anpr/hits/{hit_id}/plate.jpg", f"/api/v1/anpr/hits/{hit_id}/overview.jpg"]
     assert await page.text_content("#alerts-count") == "1"
     await page.screenshot(path=str(artifacts / "ui-anpr-hit.png"))
+    other = supervisor.locator(f"#alerts-list li.kind-anpr_hit[data-hit='{hit_id}']")  # another screen has it too
+    await other.locator("button.hit-confirm").wait_for(timeout=10_000)
 
     await item.locator(".hit-note-input").fill("Plate matches; vehicle colour matches the PNC record")
     await item.locator("button.hit-confirm").click()
@@ -279,4 +370,8 @@ async def test_hit_arrives_live_with_its_pictures_and_is_confirmed(stack, page, 
     assert details["note"] == hit.note
     assert any(e.target == f"alert:{alert.id}" for e in await audit_entries(stack, "alert.ack"))
     await page.screenshot(path=str(artifacts / "ui-anpr-hit-confirmed.png"))
-    assert not page.errors
+    # The other screen shows the decision without a reload, and offers it no more.
+    await other.locator(".hit-decision", has_text=f"Confirmed by {OPERATOR} at ").wait_for(timeout=10_000)
+    assert await other.locator("button.hit-confirm").count() == 0
+    assert await supervisor.locator("#alerts-count").text_content() == ""
+    assert not page.errors and not supervisor.errors
