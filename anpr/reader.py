@@ -423,6 +423,8 @@ class PlateReader:
         t = self.tuning
         best: tuple[float, PlateRead] | None = None
         longest = 8 if self.mode == "generic" else 7
+        if c.raw.isdigit() and len(c.raw) > longest:
+            return None  # digits only and longer than any plate: a timestamp or phone number
         for start, end in _windows(len(c.raw), longest):
             # Characters at the ends may be dropped only if the recogniser doubted them (a bolt,
             # a border mark) or the whole line is too long to be a registration.
