@@ -11,9 +11,9 @@ import asyncio
 import json
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, Text
+from sqlalchemy import BigInteger, Integer, String, Text, event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from storage.db import Base, now_us
 
@@ -59,14 +59,32 @@ class AlertHub:
             queue.put_nowait(alert)
 
 
+_UNPUBLISHED = "controlroom.alerts.unpublished"  # session.info key: (hub, alert) to publish on commit
+
+
+@event.listens_for(Session, "after_commit")
+def _publish_committed(session: Session) -> None:
+    for hub, alert in session.info.pop(_UNPUBLISHED, []):
+        hub.publish(alert)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_rolled_back(session: Session) -> None:
+    session.info.pop(_UNPUBLISHED, None)
+
+
 async def raise_alert(
     session: AsyncSession, hub: AlertHub | None, kind: str, message: str, camera_id: int | None = None, **data: Any
 ) -> Alert:
-    """Store an alert in the caller's transaction and publish it (after flush)."""
+    """Store an alert in the caller's transaction; it is published when that transaction commits.
+
+    Not before: a subscriber that reads what the alert names (an ANPR hit, its images) must find
+    it, and a rolled-back transaction must not have told anyone of an alert that never existed.
+    """
     alert = Alert(at_us=now_us(), kind=kind, camera_id=camera_id, message=message,
                   data=json.dumps(data, sort_keys=True, default=str))
     session.add(alert)
     await session.flush()
     if hub is not None:
-        hub.publish(alert.to_dict())
+        session.sync_session.info.setdefault(_UNPUBLISHED, []).append((hub, alert.to_dict()))
     return alert
