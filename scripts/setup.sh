@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 DEBS=(ffmpeg python3-gi python3-numpy python3-pil gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
       gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-      gstreamer1.0-tools gstreamer1.0-x libgl1 fonts-dejavu-core chromium postgresql mosquitto)
+      gstreamer1.0-tools gstreamer1.0-x libgl1 fonts-dejavu-core chromium postgresql mosquitto unzip)
 missing=()
 for pkg in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -32,12 +32,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from zlib_ng.zlib_ng import crc32
+
 from controlroom import __version__
 from controlroom.evidence.plan import CameraWindow
 from controlroom.evidence.working import Cancelled, WorkingJob
 from controlroom.timefmt import local_iso, us_to_iso
 from storage.catalogue import safe_path
 from storage.keys import Keys
+
+# zipfile computes each member's CRC-32 with its module's ``crc32`` (zlib's): zlib-ng's gives the
+# same values about ten times faster (16 vs 1.6 GB/s measured here, PCLMUL), and at the hour's
+# 14.6 GB of package the CRC was ~8 of the export's ~60 CPU seconds (docs/design/evidence.md).
+zipfile.crc32 = crc32
 
 CHUNK_BYTES = 4 << 20  # fewer system calls and thread hand-overs than 1 MiB; memory stays flat
 FORMAT = "controlroom-evidence/1"
