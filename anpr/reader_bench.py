@@ -112,8 +112,9 @@ class Project:
     def __init__(self, mode: str = "generic") -> None:
         from anpr.reader import PlateReader
 
-        self.name = f"project (anpr.reader, {mode} mode)"
         self.reader = PlateReader(mode=mode)  # type: ignore[arg-type]
+        # Which recogniser is installed changes the figures (anpr.reader.RECOGNISERS).
+        self.name = f"project (anpr.reader, {mode} mode, {self.reader.recogniser.name})"
 
     def __call__(self, image: np.ndarray) -> str:
         reads = self.reader.read(image)
