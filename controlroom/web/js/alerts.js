@@ -6,6 +6,7 @@
 // shows who decided and when. Messages are shown with textContent only.
 
 import { api, wsUrl } from "./api.js";
+import { el } from "./dom.js";
 import { formatLocal } from "./time.js";
 import { showImage } from "./lightbox.js";
 
@@ -17,18 +18,6 @@ const DECISION_TEXT = { confirmed: "Confirmed", dismissed: "Dismissed" };
 // The hub publishes an alert as soon as it is flushed, a moment before its transaction commits
 // (storage.alerts.raise_alert): a hit read at once can still be missing. Ask again briefly.
 const HIT_RETRIES = 8, HIT_RETRY_MS = 250;
-
-function el(tag, props = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "text") e.textContent = v;
-    else if (k === "class") e.className = v;
-    else e.setAttribute(k, v === true ? "" : String(v));
-  }
-  for (const c of children) if (c !== null && c !== undefined) e.append(c);
-  return e;
-}
 
 const isHit = (a) => a.kind === "anpr_hit" && a.data && a.data.hit_id != null;
 

@@ -6,23 +6,10 @@
 // text (textContent, attributes); never as HTML.
 
 import { api, csrfToken } from "./api.js";
+import { $, el } from "./dom.js";
 import { formatLocal } from "./time.js";
 import { TimeInfo } from "./timefield.js";
 import { showImage } from "./lightbox.js";
-
-const $ = (id) => document.getElementById(id);
-
-function el(tag, props = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "text") e.textContent = v;
-    else if (k === "class") e.className = v;
-    else e.setAttribute(k, v === true ? "" : String(v));
-  }
-  for (const c of children) if (c !== null && c !== undefined) e.append(c);
-  return e;
-}
 
 const fmtIso = (iso) => (iso ? formatLocal(Date.parse(iso)) : "");
 

@@ -13,8 +13,7 @@ import { AlertsPanel } from "./alerts.js";
 import { EvidenceView } from "./evidence.js";
 import { AnprView } from "./anpr.js";
 import { formatLocal } from "./time.js";
-
-const $ = (id) => document.getElementById(id);
+import { $ } from "./dom.js";
 
 async function boot() {
   let me;

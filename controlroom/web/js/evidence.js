@@ -5,6 +5,7 @@
 // as text (textContent, attributes); never as HTML.
 
 import { api } from "./api.js";
+import { $, el } from "./dom.js";
 import { formatLocal, isoLocal } from "./time.js";
 import { readLocal, TimeInfo } from "./timefield.js";
 
@@ -23,21 +24,6 @@ const FIELD_TEXT = [
   ["crime_reference", "Crime reference"], ["offence", "Offence"], ["necessity", "Necessity"],
   ["lawful_basis", "Lawful basis"], ["authorised_by", "Authorised by"], ["requested_by", "Submitted by"],
 ];
-
-const $ = (id) => document.getElementById(id);
-
-/** A new element with text and attributes; children appended. Text only, never markup. */
-function el(tag, props = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "text") e.textContent = v;
-    else if (k === "class") e.className = v;
-    else e.setAttribute(k, v === true ? "" : String(v));
-  }
-  for (const c of children) if (c !== null && c !== undefined) e.append(c);
-  return e;
-}
 
 const fmtIso = (iso) => (iso ? formatLocal(Date.parse(iso)) : "");
 function fmtBytes(n) {

@@ -1,7 +1,7 @@
 // One picture large, over the screen (a plate read's overview image): a modal <dialog>, closed
 // with Esc, the Close button or a click anywhere on it. The caption is set as text.
 
-const $ = (id) => document.getElementById(id);
+import { $ } from "./dom.js";
 
 let wired = false;
 

@@ -5,18 +5,7 @@
 // is refused with the reason. Text only, never markup.
 
 import { formatLocal, isoLocal, londonCandidates } from "./time.js";
-
-function el(tag, props = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "text") e.textContent = v;
-    else if (k === "class") e.className = v;
-    else e.setAttribute(k, v === true ? "" : String(v));
-  }
-  for (const c of children) if (c !== null && c !== undefined) e.append(c);
-  return e;
-}
+import { el } from "./dom.js";
 
 /** A typed London wall-clock time ("2026-10-25 01:30:05"; seconds optional, a T may stand for
  * the space) as the instants it can mean: {error} if empty, malformed or in the March hour
