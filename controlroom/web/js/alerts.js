@@ -15,9 +15,6 @@ const KIND_TEXT = {
   recording_stopped: "Recording stopped", disk_floor: "Disk space", anpr_hit: "ANPR hotlist hit",
 };
 const DECISION_TEXT = { confirmed: "Confirmed", dismissed: "Dismissed" };
-// The hub publishes an alert as soon as it is flushed, a moment before its transaction commits
-// (storage.alerts.raise_alert): a hit read at once can still be missing. Ask again briefly.
-const HIT_RETRIES = 8, HIT_RETRY_MS = 250;
 
 const isHit = (a) => a.kind === "anpr_hit" && a.data && a.data.hit_id != null;
 
@@ -61,16 +58,10 @@ export class AlertsPanel {
 
   async loadHit(hitId) {
     if (!this.canHits) return;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        this.hits.set(hitId, await api(`/api/v1/anpr/hits/${hitId}`));
-        break;
-      } catch (e) {
-        if (e.status === 404 && attempt < HIT_RETRIES) { await new Promise((r) => setTimeout(r, HIT_RETRY_MS)); continue; }
-        this.hits.set(hitId, { error: e.message });
-        break;
-      }
-    }
+    // The hub publishes an alert only once its transaction has committed (storage.alerts), so
+    // the hit it names is there to read.
+    try { this.hits.set(hitId, await api(`/api/v1/anpr/hits/${hitId}`)); }
+    catch (e) { this.hits.set(hitId, { error: e.message }); }
     this.render();
   }
 
