@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
-from ui_stack import OPERATOR, PASSWORD, browser_page, log_in, running_stack
+from ui_stack import OPERATOR, PASSWORD, browser_page, log_in, running_stack, wait_for
 
 from controlroom.api.playback import find_run
 from controlroom.context import LIVE, SESSIONS
@@ -55,17 +55,6 @@ async def api_session(stack) -> tuple[aiohttp.ClientSession, dict[str, str]]:
     resp = await http.post("/api/v1/session", json={"username": OPERATOR, "password": PASSWORD})
     assert resp.status == 200, await resp.text()
     return http, {"X-CSRF-Token": (await resp.json())["csrf_token"]}
-
-
-async def wait_for(predicate, timeout_s: float, interval_s: float = 0.25):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(interval_s)
 
 
 async def set_grid(page, slots: list[int], layout: int) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
-from ui_stack import CHROMIUM, CHROMIUM_ARGS, OPERATOR, PASSWORD, running_stack
+from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, signed_in
 
 from anpr.hotlist import parse_entry
 from anpr.live import LiveReading, Vehicle, encode_jpeg, overview, plate_patch
@@ -102,27 +102,13 @@ async def stack(tmp_path_factory):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser():
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await asyncio.wait_for(b.close(), 20)
+    async with chromium() as b:
+        yield b
 
 
-async def signed_in(browser, stack, username: str, where: str):
-    """A page of its own browser context (own cookies), signed in and on the ANPR view."""
-    context = await browser.new_context(viewport={"width": 1920, "height": 1080}, locale="en-GB",
-                                        timezone_id="Europe/London", accept_downloads=True)
-    pg = await context.new_page()
-    pg.errors = []
-    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
-    await pg.goto(f"{stack.base_url}/login?next={quote('/' + where)}")
-    await pg.fill("#username", username)
-    await pg.fill("#password", PASSWORD)
-    await pg.click("#login-button")
+async def on_anpr(browser, stack, username: str, where: str):
+    """A page of its own browser context, signed in and on the ANPR view."""
+    pg = await signed_in(browser, stack.base_url, username, where)
     await pg.wait_for_selector("#view-anpr:not([hidden])")
     await pg.locator("#alerts-conn", has_text="Live").wait_for(timeout=10_000)
     return pg
@@ -130,7 +116,7 @@ async def signed_in(browser, stack, username: str, where: str):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def page(browser, stack):
-    pg = await signed_in(browser, stack, OPERATOR, "#anpr")
+    pg = await on_anpr(browser, stack, OPERATOR, "#anpr")
     await pg.locator("#an-site option", has_text=WEST).wait_for(state="attached")
     yield pg
     await pg.context.close()
@@ -138,7 +124,7 @@ async def page(browser, stack):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def supervisor(browser, stack):
-    pg = await signed_in(browser, stack, SUPERVISOR, "#anpr/hotlists")
+    pg = await on_anpr(browser, stack, SUPERVISOR, "#anpr/hotlists")
     yield pg
     await pg.context.close()
 

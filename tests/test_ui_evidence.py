@@ -19,14 +19,13 @@ import time
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
-from ui_stack import CHROMIUM, CHROMIUM_ARGS, PASSWORD, running_stack
+from ui_stack import PASSWORD, chromium, running_stack, signed_in, wait_for
 
 from controlroom.context import KEYS, SESSIONS
 from controlroom.evidence.verify import verify_package
@@ -71,27 +70,13 @@ async def stack(tmp_path_factory):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser():
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            await asyncio.wait_for(b.close(), 20)
+    async with chromium() as b:
+        yield b
 
 
-async def signed_in(browser, stack, username: str):
-    """A page of its own browser context (own cookies), signed in and on the evidence view."""
-    context = await browser.new_context(viewport={"width": 1920, "height": 1080}, locale="en-GB",
-                                        timezone_id="Europe/London", accept_downloads=True)
-    page = await context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
-    await page.goto(f"{stack.base_url}/login?next={quote('/#evidence')}")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-button")
+async def on_evidence(browser, stack, username: str):
+    """A page of its own browser context, signed in and on the evidence view."""
+    page = await signed_in(browser, stack.base_url, username, "#evidence")
     await page.wait_for_selector("#view-evidence:not([hidden])")
     await page.wait_for_function("document.getElementById('ev-fingerprint').textContent.length > 0")
     return page
@@ -99,25 +84,16 @@ async def signed_in(browser, stack, username: str):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def police(browser, stack):
-    page = await signed_in(browser, stack, POLICE)
+    page = await on_evidence(browser, stack, POLICE)
     yield page
     await page.context.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def supervisor(browser, stack):
-    page = await signed_in(browser, stack, SUPERVISOR)
+    page = await on_evidence(browser, stack, SUPERVISOR)
     yield page
     await page.context.close()
-
-
-async def wait_for(predicate, timeout_s: float, interval_s: float = 0.25):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(interval_s)
 
 
 async def fill_request(page, windows: list[tuple[int, str, str]]) -> None:

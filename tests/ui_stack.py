@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -108,3 +110,41 @@ async def log_in(page, base_url: str, username: str = OPERATOR, password: str = 
 
 async def playing_times(page, selector: str) -> list[float]:
     return await page.eval_on_selector_all(selector, "els => els.map(v => v.currentTime)")
+
+
+@contextlib.asynccontextmanager
+async def chromium():
+    """Debian's chromium through Playwright (no browser download), for several contexts."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await asyncio.wait_for(browser.close(), 20)
+
+
+async def signed_in(browser, base_url: str, username: str, where: str, password: str = PASSWORD):
+    """A page in a browser context of its own (own cookies), signed in and sent to ``where``
+    (a URL fragment such as ``#evidence``); ``page.errors`` collects the page's script errors."""
+    context = await browser.new_context(viewport={"width": 1920, "height": 1080}, locale="en-GB",
+                                        timezone_id="Europe/London", accept_downloads=True)
+    page = await context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    await page.goto(f"{base_url}/login?next={quote('/' + where)}")
+    await page.fill("#username", username)
+    await page.fill("#password", password)
+    await page.click("#login-button")
+    return page
+
+
+async def wait_for(predicate, timeout_s: float, interval_s: float = 0.25):
+    """Poll the async ``predicate`` until it is truthy or ``timeout_s`` passes; its last value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(interval_s)
