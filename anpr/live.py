@@ -263,16 +263,6 @@ class _Track:
         return self.counts().most_common(1)[0][0]
 
 
-def same_vehicle(a: str, b: str) -> bool:
-    """Two reads of one plate: a few characters apart (misread), or one inside the other (the
-    plate partly in view reads as a shorter, often still valid, registration: ``19JX`` of
-    ``FJ19JXY`` was seen with the simulator)."""
-    short, long_ = sorted((a, b), key=len)
-    if len(short) >= 3 and short in long_:
-        return True
-    return voting.edit_distance(a, b) <= max(1, len(short) // 3)
-
-
 def vote(reads: list[FrameRead]) -> FrameRead:
     """The read the frames agree on. First the text: the one with the largest summed
     confidence, a partial read (a text inside a longer one) counting for the longer text. Then
@@ -289,7 +279,7 @@ def vote(reads: list[FrameRead]) -> FrameRead:
                 score[whole] += score[part]
     text = max(score, key=lambda t: (score[t], len(t)))
     char_conf: list[float] | None = None
-    peers = [r for r in reads if len(r.text) == len(text) and same_vehicle(r.text, text)]
+    peers = [r for r in reads if len(r.text) == len(text) and voting.same_vehicle(r.text, text)]
     if len(peers) >= 2:
         text, char_conf = voting.vote(peers)  # type: ignore[arg-type]  # FrameRead has the fields used
     exact = [r for r in reads if r.text == text]
@@ -359,10 +349,10 @@ class VehicleTracker:
 
     def _match(self, text: str, taken: set[int]) -> _Track | None:
         for track in self.tracks:
-            if id(track) not in taken and any(same_vehicle(text, r.text) for r in track.reads[-6:]):
+            if id(track) not in taken and any(voting.same_vehicle(text, r.text) for r in track.reads[-6:]):
                 return track
         for track in self.recent:
-            if any(same_vehicle(text, r.text) for r in track.reads[-6:]):
+            if any(voting.same_vehicle(text, r.text) for r in track.reads[-6:]):
                 self.recent.remove(track)
                 self.tracks.append(track)  # back again (it had stopped): already committed
                 return track

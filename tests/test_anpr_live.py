@@ -209,6 +209,22 @@ def test_tracker_partial_plate_joins_its_vehicle():
     assert leave(t, 3 * S) == []
 
 
+def test_tracker_piece_with_a_misread_cut_end_joins_its_vehicle():
+    # Seen in CI: "ID815" (the G of "WGD815C" half in view, read as I) in one frame at 0.94,
+    # then the whole plate; the piece was committed as a vehicle of its own.
+    t = VehicleTracker(agree_frames=2, gap_us=S, single_conf=0.9)
+    committed = t.add([fr("ID815", 0.94, 0)], 0)
+    committed += t.add([fr("WGD815C", 1.0, 100_000)], 100_000)
+    committed += t.add([fr("WGD815C", 1.0, 300_000)], 300_000)
+    committed += leave(t, 3 * S)
+    assert [v.text for v in committed] == ["WGD815C"]
+    # Two vehicles that share only three characters stay apart.
+    u = VehicleTracker(agree_frames=2, gap_us=S, single_conf=0.9)
+    committed = u.add([fr("XY815", 0.95, 0)], 0) + u.add([fr("WGD815C", 1.0, 100_000)], 100_000)
+    committed += u.add([fr("WGD815C", 1.0, 300_000)], 300_000) + leave(u, 3 * S)
+    assert sorted(v.text for v in committed) == ["WGD815C", "XY815"]
+
+
 def test_tracker_piece_read_beside_the_whole_plate_in_one_frame_is_not_a_second_vehicle():
     # Seen in the end-to-end run: the reader returned "9ERA" beside "GW19ERA" in the same
     # frames, and the piece was committed as a vehicle of its own.

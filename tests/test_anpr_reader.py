@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 from anpr import AnprError
 from anpr.plates import display_uk
 from anpr.reader import MAX_PIXELS, PlateRead, PlateReader, ReaderError
-from anpr.voting import PlateVoter, vote
+from anpr.voting import vote
 from controlroom.cli import main
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
@@ -149,42 +149,6 @@ def _read(text: str, confs: list[float] | None = None) -> PlateRead:
 def test_vote_fixes_a_character_misread_in_one_frame() -> None:
     text, confs = vote([_read("AB12CDE"), _read("AB12CDF", [0.9] * 6 + [0.4]), _read("AB12CDE")])
     assert text == "AB12CDE" and len(confs) == 7 and confs[-1] < confs[0]
-
-
-def test_voter_emits_one_read_per_vehicle_after_the_gap() -> None:
-    voter = PlateVoter(gap_s=1.5, max_frames=50)
-    s = 1_000_000
-    out = []
-    for i, text in enumerate(["AB12CDE", "AB12CDF", "AB12CDE", "AB12CDE"]):
-        out += voter.add([_read(text)], at_us=i * s // 5, frame=f"frame{i}")
-    assert out == [] and voter.pending == 1
-    out += voter.add([], at_us=int(0.6 * s + 1.4 * s))  # not yet gone 1.5 s
-    assert out == []
-    out += voter.add([_read("XY70ABC")], at_us=int(0.6 * s + 1.6 * s))  # first vehicle gone
-    assert [v.text for v in out] == ["AB12CDE"]
-    assert out[0].frames == 4 and out[0].first_us == 0 and out[0].last_us == int(0.6 * s)
-    assert out[0].best_frame in {"frame0", "frame2", "frame3"}
-    rest = voter.flush()
-    assert [v.text for v in rest] == ["XY70ABC"]
-    assert voter.pending == 0
-
-
-def test_voter_max_frames_emits_early_and_absorbs_the_rest() -> None:
-    voter = PlateVoter(gap_s=1.5, max_frames=3)
-    out = []
-    for i in range(10):  # a vehicle queueing in view for 10 frames
-        out += voter.add([_read("AB12CDE")], at_us=i * 100_000)
-    assert [v.text for v in out] == ["AB12CDE"]
-    assert voter.flush(10 * 100_000 + 2_000_000) == []  # gone: nothing more emitted
-    out = voter.add([_read("AB12CDE")], at_us=20_000_000)  # the same car back later: a new pass
-    assert voter.flush() and out == []
-
-
-def test_voter_keeps_two_vehicles_apart() -> None:
-    voter = PlateVoter(gap_s=1.0)
-    voter.add([_read("AB12CDE"), _read("KL19XYZ")], at_us=0)
-    voter.add([_read("AB12CDE"), _read("KL19XYZ")], at_us=100_000)
-    assert sorted(v.text for v in voter.flush()) == ["AB12CDE", "KL19XYZ"]
 
 
 # ---------------------------------------------------------------------- CLI and bench
