@@ -302,15 +302,17 @@ class PlateReader:
         started = time.perf_counter()
         scored = self._pass(frame, t.det_side_px, equalise=False)
         if not scored or scored[0][1].confidence < t.fallback_below or scored[0][1].text.isalpha():
-            scored = _merge_reads(scored + self._pass(frame, t.fallback_side_px, equalise=True))
+            scored = _merge_reads(scored + self._pass(frame, t.fallback_side_px, equalise=True, breadth=2))
         reads = [r for _, r in scored]
         if ox or oy:
             reads = [_shift(r, ox, oy) for r in reads]
         log.debug("read %d plates in %.0f ms", len(reads), (time.perf_counter() - started) * 1000)
         return reads
 
-    def _pass(self, frame: np.ndarray, side_px: int, *, equalise: bool) -> list[tuple[float, PlateRead]]:
-        """The reads of one pass, each with its ranking score, best first."""
+    def _pass(self, frame: np.ndarray, side_px: int, *, equalise: bool, breadth: int = 1) -> list[tuple[float, PlateRead]]:
+        """The reads of one pass, each with its ranking score, best first. ``breadth``: how many
+        times ``max_regions`` and ``max_candidates`` it looks at (the fallback looks wider: on a
+        truck the plate's line is often not among the five biggest texts)."""
         t = self.tuning
         det_frame = _equalise(frame) if equalise else frame
         # Coarse: where is there text at all? Cheap, on the scaled-down frame.
@@ -322,9 +324,9 @@ class PlateReader:
         # Fine: each region again at a resolution where its characters are ~40 px high, which
         # gives tight, separate lines (plate characters apart from state names and slogans).
         lines: list[_Candidate] = []
-        for region in regions[: t.max_regions]:
+        for region in regions[: t.max_regions * breadth]:
             lines.extend(self._refine(det_frame, region))
-        candidates = self._plate_like(_dedupe(lines))
+        candidates = self._plate_like(_dedupe(lines), t.max_candidates * breadth)
         if not candidates:
             return []
         self._recognise(frame, candidates)
@@ -347,7 +349,11 @@ class PlateReader:
         if lines:
             tallest = max(c.height for c in lines)
             lines = [c for c in lines if c.height >= 0.45 * tallest]
-        return lines
+        # The region read whole is one more hypothesis: fine detection sometimes keeps only
+        # part of the plate's line ("SLTAA" of "5LTA600"); the judge's score chooses. Ranked
+        # just below the fine lines, so a fine line that covers it wins the dedupe.
+        whole = _Candidate(region.quad.copy(), 0.9 * region.det_score, region.width, region.height)
+        return [*lines, whole]
 
     def _detect(self, frame: np.ndarray, scale: float, thresh: float, box_thresh: float) -> list[_Candidate]:
         """Text regions found by the DB detector on ``frame`` resized by ``scale``."""
@@ -383,7 +389,7 @@ class PlateReader:
                 out.append(c)
         return out
 
-    def _plate_like(self, candidates: list[_Candidate]) -> list[_Candidate]:
+    def _plate_like(self, candidates: list[_Candidate], limit: int) -> list[_Candidate]:
         """Lines shaped like a plate's characters (and joins of split lines), best first."""
         t = self.tuning
         lines = [c for c in candidates if c.height >= t.min_height_px and c.width >= c.height * 0.5]
@@ -392,7 +398,7 @@ class PlateReader:
         # Plate characters are the largest, clearest short line on a vehicle's back: rank by
         # detector score and size; recognising is the costly step, so only the best few go on.
         kept.sort(key=lambda c: c.det_score * min(c.height, 80.0), reverse=True)
-        return kept[: t.max_candidates]
+        return kept[:limit]
 
     # ------------------------------------------------------------------ recognition
     def _recognise(self, frame: np.ndarray, candidates: list[_Candidate]) -> None:
