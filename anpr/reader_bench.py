@@ -71,13 +71,16 @@ def forgiving(text: str) -> str:
     return text.replace("O", "0").replace("I", "1")
 
 
-def letterbox_1080p(image: np.ndarray) -> np.ndarray:
-    """The image scaled to fit a 1920x1080 frame (never enlarged) and padded to it."""
+def as_1080p_frame(image: np.ndarray) -> np.ndarray:
+    """The image scaled to fill a 1920x1080 frame (aspect kept) and padded to it: what a 1080p
+    camera framing that scene would send, the plate the same share of the picture. (Padding a
+    1280x720 photograph into 1920x1080 without enlarging it, as until 2026-12-01, shrank its
+    plate to two thirds of its share of the frame, a scene no ANPR camera is set up to see.)"""
     fw, fh = FRAME_1080P
     h, w = image.shape[:2]
-    scale = min(1.0, fw / w, fh / h)
-    if scale < 1.0:
-        image = cv2.resize(image, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
+    scale = min(fw / w, fh / h)
+    if scale != 1.0:
+        image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     h, w = image.shape[:2]
     frame = np.zeros((fh, fw, 3), np.uint8)
     y, x = (fh - h) // 2, (fw - w) // 2
@@ -166,7 +169,7 @@ def run_bench(
     """Figures for the project's reader and the baseline on ``folder``; see the module doc.
 
     ``limit``: only the first N images (sorted by name). ``frames_1080p``: how many images are
-    also timed letterboxed into 1920x1080 frames (the per-1080p-frame figure).
+    also timed scaled into 1920x1080 frames (the per-1080p-frame figure).
     """
     samples = load_samples(folder)[:limit]
     images = []
@@ -175,7 +178,7 @@ def run_bench(
         if image is None:
             raise AnprError(f"cannot decode {s.image_path}")
         images.append(image)
-    frames = [letterbox_1080p(im) for im in images[:frames_1080p]]
+    frames = [as_1080p_frame(im) for im in images[:frames_1080p]]
     systems: list[Callable[[np.ndarray], str]] = [Project(mode)]
     if baseline:
         systems.append(Baseline())
