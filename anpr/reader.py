@@ -228,6 +228,7 @@ class _Alphabet:
         best = folded.argmax(axis=1)
         text: list[str] = []
         conf: list[float] = []
+        layout: list[str] = []  # the text with "-" for each run of anything else
         prev = -1
         for t, k in enumerate(best):
             k = int(k)
@@ -235,9 +236,14 @@ class _Alphabet:
                 if k != prev:
                     text.append(self.SYMBOLS[k - 1])
                     conf.append(float(folded[t, k]))
+                    layout.append(text[-1])
                 else:
                     conf[-1] = max(conf[-1], float(folded[t, k]))
+            elif k != prev and k != 0:
+                layout.append("-")
             prev = k
+        if _TIMESTAMP.fullmatch("".join(layout)):
+            return "", []  # a camera's date or time overlay, not a plate
         return "".join(text), conf
 
 
@@ -526,6 +532,10 @@ def _shape_prior(text: str) -> float:
 
 
 _DATE = re.compile(r"(19|20)[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])")
+# Digits in groups parted by punctuation, as a camera's overlay prints the date or the time:
+# "2014-05-14", "07:02:17", or the start of one ("2014-0"). Generic mode would take "070217"
+# for a plate, and a clock changes every second: each would be a new vehicle.
+_TIMESTAMP = re.compile(r"-?([0-9]{4}-[0-9]|[0-9]{1,2}-[0-9]{2}-[0-9])[-0-9]*")
 
 
 def _looks_like_a_date(raw: str) -> bool:

@@ -99,6 +99,18 @@ def test_uk_mode_corrects_by_position_generic_mode_does_not(reader: PlateReader)
     assert generic.read(frame)[0].text == "AB1ZCDE"
 
 
+@pytest.mark.parametrize("overlay", ["07:02:17", "2014-05-14 07:02:17", "14/05/2014"])
+def test_a_cameras_date_or_time_overlay_is_not_a_plate(overlay: str) -> None:
+    # A synthetic frame with the camera's clock burnt in at the top left, as CCTV cameras do,
+    # and a plate. Generic mode takes any 2-8 letters and digits: "070217" would be a plate.
+    frame = synthetic_uk_frame("AB12CDE")
+    img = Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    ImageDraw.Draw(img).text((30, 30), overlay, font=ImageFont.truetype(str(FONT), 40), fill=(255, 255, 255))
+    frame = cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2BGR)
+    reads = PlateReader(mode="generic", threads=1).read(frame)
+    assert [r.text for r in reads] == ["AB12CDE"], [(r.text, r.raw_text, r.box) for r in reads]
+
+
 def test_bad_input_is_refused_clearly_and_the_reader_keeps_going(reader: PlateReader) -> None:
     bad = {
         "None": None,
