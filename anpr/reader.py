@@ -591,7 +591,7 @@ def _join_split_lines(lines: list[_Candidate]) -> list[_Candidate]:
             if abs(left.quad[:, 1].mean() - right.quad[:, 1].mean()) > 0.35 * h:
                 continue
             gap = right.quad[:, 0].min() - left.quad[:, 0].max()
-            if gap > 1.0 * h or gap < -0.3 * h:
+            if gap > 1.0 * h or gap < -0.6 * h:
                 continue
             quad = np.array([left.quad[0], right.quad[1], right.quad[2], left.quad[3]], np.float32)
             joined = _Candidate(quad, min(left.det_score, right.det_score))
