@@ -49,6 +49,11 @@ _PATTERNS = {
     "suffix": re.compile(rf"{_L_RANDOM}{{3}}[1-9][0-9]{{0,2}}{_L_SUFFIX_AGE}"),
     "dateless": re.compile(r"[A-Z]{1,4}[1-9][0-9]{0,3}|[1-9][0-9]{0,3}[A-Z]{1,4}"),
 }
+# What a format costs, in corrections, when choosing between layouts: suffix plates (1963-83)
+# are rare on the road today, so a read is taken as one only if that needs one correction
+# fewer than a newer format (tie: the newer). "DN54 OOX" read "DN5400X" was taken as the
+# suffix plate DNS 400X (one change) over the current DN54 OOX (two: the Os read as 0s).
+_RARITY = {"current": 0.0, "prefix": 0.0, "suffix": 1.0, "dateless": 0.0}
 _GENERIC = re.compile(r"[A-Z0-9]{2,8}")
 _NOT_ALNUM = re.compile(r"[^A-Z0-9]")
 
@@ -128,6 +133,7 @@ def resolve_uk(raw: str, max_corrections: int = 2) -> UkPlate | None:
         # a number (a phone number, a date), not a plate with every character misread.
         return None
     best: UkPlate | None = None
+    best_cost = 0.0
     for name, slots in _layouts(len(text)):
         fitted = _fit(text, slots)
         if fitted is None or fitted[1] > max_corrections:
@@ -140,8 +146,8 @@ def resolve_uk(raw: str, max_corrections: int = 2) -> UkPlate | None:
         if not _PATTERNS[name].fullmatch(candidate):
             continue
         # Layouts are listed newest format first, so a strict < keeps the newest on a tie.
-        if best is None or changes < best.corrections:
-            best = UkPlate(candidate, name, changes)
+        if best is None or changes + _RARITY[name] < best_cost:
+            best, best_cost = UkPlate(candidate, name, changes), changes + _RARITY[name]
     return best
 
 

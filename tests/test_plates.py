@@ -55,6 +55,11 @@ def suffix_plates(draw: st.DrawFn) -> str:
         ("YO5I 0BC", "YO51OBC", "current", "YO51 OBC"),
         ("A123 BCD", "A123BCD", "prefix", "A123 BCD"),
         ("ABC 123D", "ABC123D", "suffix", "ABC 123D"),
+        ("A8C 123D", "ABC123D", "suffix", "ABC 123D"),  # the only layout that fits
+        # Two Os read as 0s: the current DN54 OOX (two changes), not the rare suffix plate
+        # DNS 400X (one change, the 5 taken for an S). Seen on the simulator's plates.
+        ("DN5400X", "DN54OOX", "current", "DN54 OOX"),
+        ("DNS 400X", "DNS400X", "suffix", "DNS 400X"),  # but a suffix plate read as it is stays one
         ("ABC 123", "ABC123", "dateless", "ABC 123"),
         ("1 ABC", "1ABC", "dateless", "1 ABC"),
         ("-AB 12-CDE.", "AB12CDE", "current", "AB12 CDE"),
