@@ -26,6 +26,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "evidence": ([], []),
     "live": ([], []),
     "anpr_live": ([], []),
+    "anpr_sim": ([], ["--vehicles", "30"]),
 }
 
 

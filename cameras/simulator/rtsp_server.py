@@ -54,8 +54,9 @@ def load_module(name: str, path: Path):
 anpr_schedule = load_module("sim_anpr_schedule", HERE / "anpr_schedule.py")
 
 
-def wall_text(offset_s: float = 0.0) -> str:
-    now = datetime.fromtimestamp(time.time() + offset_s, UTC)
+def wall_text(offset_s: float = 0.0, wall_s: float | None = None) -> str:
+    """The clock a camera burns in: ``wall_s`` (default now) plus the camera's offset."""
+    now = datetime.fromtimestamp((time.time() if wall_s is None else wall_s) + offset_s, UTC)
     return now.strftime("%Y-%m-%d %H:%M:%S.") + f"{now.microsecond // 1000:03d} UTC"
 
 
@@ -367,30 +368,41 @@ class AnprRenderer:
             self.plates[key] = img
         return self.plates[key]
 
+    def draw_vehicle(self, frame, draw, plate: str, colour: str, body: tuple[int, int, int], progress: float) -> None:
+        """One vehicle: it enters at the top at progress -1, is centred at 0, leaves at +1."""
+        s = self.scale
+        car_w, car_h = int(560 * s), int(420 * s)
+        cx = self.width // 2
+        cy = int(self.height / 2 + progress * (self.height + car_h) / 2)
+        x0, y0 = cx - car_w // 2, cy - car_h // 2
+        draw.rounded_rectangle([x0, y0 + int(90 * s), x0 + car_w, y0 + car_h], radius=int(40 * s), fill=body)
+        draw.rounded_rectangle([x0 + int(60 * s), y0, x0 + car_w - int(60 * s), y0 + int(150 * s)], radius=int(30 * s), fill=body)
+        draw.rectangle([x0 + int(90 * s), y0 + int(25 * s), x0 + car_w - int(90 * s), y0 + int(120 * s)], fill=(150, 190, 220))
+        draw.ellipse([x0 + int(30 * s), y0 + int(180 * s), x0 + int(110 * s), y0 + int(230 * s)], fill=(250, 240, 200))
+        draw.ellipse([x0 + car_w - int(110 * s), y0 + int(180 * s), x0 + car_w - int(30 * s), y0 + int(230 * s)], fill=(250, 240, 200))
+        image = self.plate_image(plate, colour)
+        frame.paste(image, (cx - image.width // 2, y0 + int(300 * s)))
+
     def render(self, wall_s: float) -> bytes:
+        now_us = int(wall_s * 1_000_000)
+        vehicles = [(p.plate, p.colour, tuple(p.vehicle_colour), progress)
+                    for p, progress in anpr_schedule.visible_at(self.camera, now_us)]
+        return self.picture(vehicles).tobytes()
+
+    def picture(self, vehicles: list[tuple[str, str, tuple[int, int, int], float]], clock_s: float | None = None):
+        """The picture (PIL RGB) with these (plate, colour, body, progress) vehicles and the
+        camera's name and clock (``clock_s``, default now) burnt in. bench.anpr_sim draws
+        stills with it."""
         s = self.scale
         frame = self.background.copy()
         draw = self.ImageDraw.Draw(frame)
-        now_us = int(wall_s * 1_000_000)
-        for p, progress in anpr_schedule.visible_at(self.camera, now_us):
-            car_w, car_h = int(560 * s), int(420 * s)
-            cx = self.width // 2
-            # Enters at the top at progress -1, centred at 0, leaves at the bottom at +1.
-            cy = int(self.height / 2 + progress * (self.height + car_h) / 2)
-            x0, y0 = cx - car_w // 2, cy - car_h // 2
-            body = tuple(p.vehicle_colour)
-            draw.rounded_rectangle([x0, y0 + int(90 * s), x0 + car_w, y0 + car_h], radius=int(40 * s), fill=body)
-            draw.rounded_rectangle([x0 + int(60 * s), y0, x0 + car_w - int(60 * s), y0 + int(150 * s)], radius=int(30 * s), fill=body)
-            draw.rectangle([x0 + int(90 * s), y0 + int(25 * s), x0 + car_w - int(90 * s), y0 + int(120 * s)], fill=(150, 190, 220))
-            draw.ellipse([x0 + int(30 * s), y0 + int(180 * s), x0 + int(110 * s), y0 + int(230 * s)], fill=(250, 240, 200))
-            draw.ellipse([x0 + car_w - int(110 * s), y0 + int(180 * s), x0 + car_w - int(30 * s), y0 + int(230 * s)], fill=(250, 240, 200))
-            plate = self.plate_image(p.plate, p.colour)
-            frame.paste(plate, (cx - plate.width // 2, y0 + int(300 * s)))
+        for plate, colour, body, progress in vehicles:
+            self.draw_vehicle(frame, draw, plate, colour, body, progress)
         draw.text((int(10 * s), int(8 * s)), self.camera, font=self.font_osd, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0))
-        stamp = wall_text(self.offset_s)
+        stamp = wall_text(self.offset_s, clock_s)
         box = draw.textbbox((0, 0), stamp, font=self.font_osd)
         draw.text((self.width - box[2] - int(10 * s), int(8 * s)), stamp, font=self.font_osd, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0))
-        return frame.tobytes()
+        return frame
 
 
 class AnprProducer(threading.Thread):
