@@ -266,6 +266,28 @@ async def test_request_approve_export_download(stack, police, supervisor, artifa
         actions = (await session.execute(select(AuditEntry.action).where(
             AuditEntry.target == f"evidence:{rid}").order_by(AuditEntry.seq))).scalars().all()
     assert actions[:1] == ["evidence.request"] and "evidence.approve" in actions and "evidence.download" in actions
+
+    # 5. The supervisor reads the disclosure register: when, to whom, why, the lawful basis and
+    # what was released (two releases: the officer's download and the one-time link's).
+    assert await police.locator("#ev-register-open").is_hidden()  # police do not read it
+    await supervisor.click("#ev-register-open")
+    rows = supervisor.locator("#ev-register-body tr", has_text=exhibit)
+    await rows.first.wait_for(timeout=10_000)
+    assert await rows.count() == 2
+    cells = await rows.first.locator("td").all_text_contents()
+    assert cells[1] == f"{FIELDS['officer_name']} ({FIELDS['collar_number']}), {FIELDS['force']}"
+    assert cells[2].startswith(f"{FIELDS['crime_reference']}: {FIELDS['offence']}.") and FIELDS["necessity"] in cells[2]
+    assert cells[3] == "DPA 2018 Schedule 2 Part 1 paragraph 2"
+    assert exhibit in cells[4] and f"{cam_name}, " in cells[4]
+    assert cells[5] == POLICE
+    await supervisor.screenshot(path=str(artifacts / "ui-evidence-register.png"))
+    await supervisor.click(f"#ev-register-body a:has-text('{exhibit}')")  # back to the request
+    await supervisor.locator("#ev-detail .ev-state", has_text="Downloaded").wait_for(timeout=10_000)
+    assert await supervisor.is_hidden("#ev-register")
+    async with stack.app[SESSIONS]() as session:
+        reads = (await session.execute(select(AuditEntry.actor).where(
+            AuditEntry.action == "evidence.register_read"))).scalars().all()
+    assert reads == [SUPERVISOR]
     assert not police.errors and not supervisor.errors
 
 

@@ -1,7 +1,7 @@
 // Evidence for the police (issue 7): the request form, the list of requests, one request's
 // detail with what was found in its windows (gaps, missing footage, clock offsets), the
 // supervisor's decisions, the export's progress and the package download.
-// Addressed as #evidence, #evidence/new and #evidence/ID. Everything from the API is inserted
+// Addressed as #evidence, #evidence/new, #evidence/ID and (supervisors) #evidence/register. Everything from the API is inserted
 // as text (textContent, attributes); never as HTML.
 
 import { api } from "./api.js";
@@ -82,7 +82,9 @@ export class EvidenceView {
     this.detailTimer = null; this.listTimer = null; this.pollSeq = 0;
     this.active = false;
     this.canSubmit = can.has("evidence_request") || can.has("export");
+    this.canRegister = can.has("approve"); // the disclosure register is the approvers'
     $("ev-new").hidden = !this.canSubmit;
+    $("ev-register-open").hidden = !this.canRegister;
     $("ev-new").addEventListener("click", () => { location.hash = "#evidence/new"; });
     $("ev-refresh").addEventListener("click", () => this.loadList());
     $("ev-add-window").addEventListener("click", () => this.addWindow().camera.focus());
@@ -101,16 +103,21 @@ export class EvidenceView {
       this.listTimer = setInterval(() => this.loadList(), LIST_MS);
     }
     clearTimeout(this.detailTimer);
+    const register = what === "register" && this.canRegister;
     $("ev-form").hidden = what !== "new" || !this.canSubmit;
-    $("ev-detail").hidden = !(what && what !== "new");
-    $("ev-empty").hidden = !$("ev-form").hidden || !$("ev-detail").hidden;
+    $("ev-register").hidden = !register;
+    $("ev-detail").hidden = !(what && what !== "new" && what !== "register");
+    $("ev-empty").hidden = !$("ev-form").hidden || !$("ev-detail").hidden || register;
     $("ev-empty").textContent = this.canSubmit ? "Choose a request from the list, or make a new request."
       : "Choose a request from the list.";
     if (what === "new" && this.canSubmit) {
       this.current = null;
       await this.loadCameras();
       $("ev-officer_name").focus();
-    } else if (what) {
+    } else if (register) {
+      this.current = null;
+      await this.loadRegister();
+    } else if (what && what !== "register") {
       this.current = Number(what);
       $("ev-detail").dataset.shown = "";
       $("ev-detail").replaceChildren(el("p", { class: "muted", text: "Loading…" }));
@@ -149,6 +156,33 @@ export class EvidenceView {
       this.listError = "";
     } catch (e) { this.listError = `The list could not be read: ${e.message}`; }
     this.renderList();
+  }
+
+  /** The disclosure register, newest first (read once per opening: each read is audited). */
+  async loadRegister() {
+    $("ev-register-msg").textContent = "Loading…";
+    let entries;
+    try { entries = (await api("/api/v1/evidence/register")).register; }
+    catch (e) { $("ev-register-msg").textContent = `The register could not be read: ${e.message}`; return; }
+    if (!this.cameras.length) await this.loadCameras();
+    const names = new Map(this.cameras.map((c) => [c.id, c.name]));
+    const rows = entries.slice().reverse().map((e) => {
+      const when = fmtIso(e.at_utc).split(" ");
+      const windows = (e.what?.windows || []).map((w) =>
+        `${names.get(w.camera) || `camera ${w.camera}`}, ${fmtIso(w.from)} to ${fmtIso(w.to)}`);
+      return el("tr", { "data-id": e.id },
+        el("td", { class: "nowrap" }, el("div", { text: when[0] }), el("div", { class: "muted small", text: when.slice(1).join(" ") })),
+        el("td", { text: e.to }),
+        el("td", { text: e.why }),
+        el("td", { text: e.lawful_basis }),
+        el("td", {},
+          el("a", { href: `#evidence/${e.request_id}`, text: e.what?.exhibit || `Request ${e.request_id}` }),
+          e.what?.package_bytes ? el("div", { class: "muted small", text: fmtBytes(e.what.package_bytes) }) : null,
+          ...windows.map((w) => el("div", { class: "small", text: w }))),
+        el("td", { text: e.released_by }));
+    });
+    $("ev-register-body").replaceChildren(...rows);
+    $("ev-register-msg").textContent = rows.length ? `${rows.length} release${rows.length === 1 ? "" : "s"}.` : "Nothing has been released yet.";
   }
 
   renderList() {
