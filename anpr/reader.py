@@ -121,6 +121,7 @@ class _Candidate:
     height: float = 0.0
     raw: str = ""
     char_conf: list[float] = field(default_factory=list)
+    composite: bool = False  # pieces joined, or a coarse region read whole: not one found line
 
 
 def _models_dir() -> Path:
@@ -386,7 +387,7 @@ class PlateReader:
         # The region read whole is one more hypothesis: fine detection sometimes keeps only
         # part of the plate's line ("SLTAA" of "5LTA600"); the judge's score chooses. Ranked
         # just below the fine lines, so a fine line that covers it wins the dedupe.
-        whole = _Candidate(region.quad.copy(), 0.9 * region.det_score, region.width, region.height)
+        whole = _Candidate(region.quad.copy(), 0.9 * region.det_score, region.width, region.height, composite=True)
         return [*lines, whole]
 
     def _detect(self, frame: np.ndarray, scale: float, thresh: float, box_thresh: float) -> list[_Candidate]:
@@ -463,7 +464,9 @@ class PlateReader:
 
     def _judge(self, c: _Candidate) -> tuple[float, PlateRead] | None:
         """The candidate's text as a registration with its ranking score (confidence, less
-        0.02 per end character dropped, plus the shape prior), or None if it is not one."""
+        0.02 per end character dropped, less 0.02 for a composite line, plus the shape prior),
+        or None if it is not one. A line found by itself beats pieces joined or a coarse
+        region read whole at the same confidence (CDK575 against CDK57513, a sticker's 13)."""
         t = self.tuning
         best: tuple[float, PlateRead] | None = None
         longest = 8 if self.mode == "generic" else 7
@@ -490,7 +493,7 @@ class PlateReader:
             if len(text) < 4 or min(conf) < t.min_char_confidence or _looks_like_a_date(raw):
                 continue
             confidence = float(np.mean(conf)) - penalty
-            score = confidence - 0.02 * len(dropped) + _shape_prior(text)
+            score = confidence - 0.02 * len(dropped) - 0.02 * c.composite + _shape_prior(text)
             if confidence >= t.min_confidence and (best is None or score > best[0]):
                 read = PlateRead(text, round(confidence, 4), _quad_box(c.quad), [round(x, 4) for x in conf], c.raw, fmt)
                 best = (score, read)
@@ -594,7 +597,7 @@ def _join_split_lines(lines: list[_Candidate]) -> list[_Candidate]:
             if gap > 1.0 * h or gap < -0.6 * h:
                 continue
             quad = np.array([left.quad[0], right.quad[1], right.quad[2], left.quad[3]], np.float32)
-            joined = _Candidate(quad, min(left.det_score, right.det_score))
+            joined = _Candidate(quad, min(left.det_score, right.det_score), composite=True)
             joined.width = float(np.linalg.norm(quad[1] - quad[0]))
             joined.height = float(np.linalg.norm(quad[3] - quad[0]))
             out.append(joined)
