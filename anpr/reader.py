@@ -98,6 +98,7 @@ class Tuning:
     fine_box_thresh: float = 0.5
     fallback_side_px: int = 1280  # second pass, only when the first found nothing convincing
     fallback_below: float = 0.85  # ... i.e. when the best read's confidence is under this
+    fallback_shorter_than: int = 5  # ... or it is this short (a piece of a plate, often)
     min_height_px: float = 9.0  # a line of characters smaller than this is unreadable
     min_aspect: float = 1.1  # plate line width / height
     max_aspect: float = 9.0
@@ -332,7 +333,8 @@ class PlateReader:
         t = self.tuning
         started = time.perf_counter()
         scored = self._pass(frame, t.det_side_px, equalise=False)
-        if not scored or scored[0][1].confidence < t.fallback_below or scored[0][1].text.isalpha():
+        best = scored[0][1] if scored else None
+        if best is None or best.confidence < t.fallback_below or best.text.isalpha() or len(best.text) < t.fallback_shorter_than:
             scored = _merge_reads(scored + self._pass(frame, t.fallback_side_px, equalise=True, breadth=2))
         reads = [r for _, r in scored]
         if ox or oy:
