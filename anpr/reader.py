@@ -97,6 +97,7 @@ class Tuning:
     fine_thresh: float = 0.3
     fine_box_thresh: float = 0.5
     fallback_side_px: int = 1280  # second pass, only when the first found nothing convincing
+    fallback_max_enlarge: float = 2.0  # ... which may enlarge a small frame up to this
     fallback_below: float = 0.85  # ... i.e. when the best read's confidence is under this
     fallback_shorter_than: int = 5  # ... or it is this short (a piece of a plate, often)
     min_height_px: float = 9.0  # a line of characters smaller than this is unreadable
@@ -332,25 +333,31 @@ class PlateReader:
             ox, oy = x, y
         t = self.tuning
         started = time.perf_counter()
-        scored = self._pass(frame, t.det_side_px, equalise=False)
+        scored = self._pass(frame, fallback=False)
         best = scored[0][1] if scored else None
         if best is None or best.confidence < t.fallback_below or best.text.isalpha() or len(best.text) < t.fallback_shorter_than:
-            scored = _merge_reads(scored + self._pass(frame, t.fallback_side_px, equalise=True, breadth=2))
+            scored = _merge_reads(scored + self._pass(frame, fallback=True))
         reads = [r for _, r in scored]
         if ox or oy:
             reads = [_shift(r, ox, oy) for r in reads]
         log.debug("read %d plates in %.0f ms", len(reads), (time.perf_counter() - started) * 1000)
         return reads
 
-    def _pass(self, frame: np.ndarray, side_px: int, *, equalise: bool, breadth: int = 1) -> list[tuple[float, PlateRead]]:
-        """The reads of one pass, each with its ranking score, best first. ``breadth``: how many
-        times ``max_regions`` and ``max_candidates`` it looks at (the fallback looks wider: on a
-        truck the plate's line is often not among the five biggest texts)."""
+    def _pass(self, frame: np.ndarray, *, fallback: bool) -> list[tuple[float, PlateRead]]:
+        """The reads of one pass, each with its ranking score, best first.
+
+        The first pass detects on the frame scaled down to ``det_side_px``. The fallback
+        detects at ``fallback_side_px`` on a contrast-equalised frame, enlarging a small frame
+        up to ``fallback_max_enlarge`` (a small photograph's small plate), and looks at twice
+        as many regions and lines (on a truck the plate's line is often not among the five
+        biggest texts)."""
         t = self.tuning
-        det_frame = _equalise(frame) if equalise else frame
+        det_frame = _equalise(frame) if fallback else frame
+        breadth = 2 if fallback else 1
         # Coarse: where is there text at all? Cheap, on the scaled-down frame.
         h, w = frame.shape[:2]
-        scale = min(1.0, side_px / max(h, w))
+        side_px, most = (t.fallback_side_px, t.fallback_max_enlarge) if fallback else (t.det_side_px, 1.0)
+        scale = min(most, side_px / max(h, w))
         regions = self._detect(det_frame, scale, t.det_thresh, t.det_box_thresh)
         regions = [r for r in regions if r.height >= t.min_region_px and 0.7 <= r.width / r.height <= 14]
         regions.sort(key=lambda c: c.det_score * min(c.height, 80.0), reverse=True)
