@@ -403,6 +403,12 @@ class CameraRecorder:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
 
+    def stopping(self) -> None:
+        """The service is stopping: when ffmpeg next exits, do not reconnect (and do not report
+        the camera lost). A Ctrl-C reaches the cameras' side too when they share the terminal
+        (the demo's simulator), and recorders not yet stopped saw their streams close."""
+        self._stopping = True
+
     async def stop(self) -> None:
         """Finalise the current segment and stop (used on shutdown and on removal)."""
         self._stopping = True
@@ -441,6 +447,7 @@ class Supervisor:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._reloader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._shutting_down = False
 
     async def _wanted(self) -> dict[int, RecorderCamera]:
         async with self.sessions() as session:
@@ -462,7 +469,7 @@ class Supervisor:
                 if cam_id not in wanted or wanted[cam_id].fingerprint != self.recorders[cam_id].cam.fingerprint:
                     await self._stop_one(cam_id)
             for cam_id, cam in wanted.items():
-                if cam_id not in self.recorders:
+                if cam_id not in self.recorders and not self._shutting_down:
                     self._start_one(cam)
 
     def _start_one(self, cam: RecorderCamera) -> None:
@@ -514,6 +521,12 @@ class Supervisor:
                     log.exception("recorder reload failed")
 
         self._reloader = asyncio.create_task(reload_loop(), name="recorder-reload")
+
+    def stopping(self) -> None:
+        """The service has begun to stop (aiohttp's on_shutdown): no recorder reconnects."""
+        self._shutting_down = True
+        for rec in self.recorders.values():
+            rec.stopping()
 
     async def stop(self) -> None:
         """Stop every recorder, each finalising its current segment."""

@@ -72,6 +72,13 @@ async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
     await supervisor.stop()
 
 
+async def recorders_stopping(app: web.Application) -> None:
+    """on_shutdown, before any context stops: from now on no recorder reconnects (a Ctrl-C
+    that also reached the cameras' side closes their streams while the service stops)."""
+    if SUPERVISOR in app:
+        app[SUPERVISOR].stopping()
+
+
 async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
 
@@ -116,6 +123,7 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app.cleanup_ctx.append(onvif_routes.onvif_ctx)
     if record:
         app.cleanup_ctx.append(recorder_ctx)
+        app.on_shutdown.append(recorders_stopping)
         app.cleanup_ctx.append(retention_ctx)
         app.cleanup_ctx.append(onvif_routes.onvif_background_ctx)  # after the streams
     if record if anpr is None else anpr:

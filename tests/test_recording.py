@@ -21,14 +21,14 @@ from aiohttp import web
 from cameras.recorder import ffmpeg_args
 from cameras.simulator import Simulation
 from controlroom.app import create_app
-from controlroom.context import SESSIONS
+from controlroom.context import SESSIONS, SUPERVISOR
 from controlroom.settings import Settings
 from storage import inventory
 from storage.catalogue import scan_store, sha256_file, timeline
 from storage.db import make_engine, make_sessionmaker, now_us, transaction
 from storage.keys import load_or_create_keys
 from storage.migrate import upgrade
-from storage.models import Segment, SegmentState
+from storage.models import CameraState, Segment, SegmentState
 
 pytestmark = pytest.mark.slow
 SEGMENT_S = 4
@@ -124,6 +124,34 @@ async def test_record_outage_and_bad_credentials(settings: Settings, tmp_path: P
     assert cams["steady"].state == "recording"
     for name in ("wrong password", "wrong url"):
         assert not list((root / str(ids[name])).glob("20*/*.mkv"))
+
+
+async def test_a_camera_lost_while_the_service_stops_is_not_reconnected(
+        settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A Ctrl-C in the demo's terminal reaches the simulator too: its streams closed while the
+    # service stopped, and each recorder not yet stopped logged "reconnecting" and retried.
+    settings = settings.with_overrides(**{"recording.segment_s": SEGMENT_S, "http.port": 0})
+    async with Simulation(tmp_path / "sim", cameras=1) as sim:
+        cam = sim.cameras[0]
+        ids = await add_cameras(settings, [dict(name="cam", main_url=cam.main_url, username=cam.username,
+                                                password=cam.password)])
+        app = create_app(settings)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        try:
+            await wait_for_segments(settings, per_camera=1, timeout_s=30)
+            rec = app[SUPERVISOR].recorders[ids["cam"]]
+            task = app[SUPERVISOR]._tasks[ids["cam"]]
+            await app.shutdown()  # what runner.cleanup does first: the on_shutdown handlers
+            await sim.set_off_air(cam.name, True)
+            # ffmpeg sees the stream close within a second or two; the recorder then ends.
+            await asyncio.wait_for(asyncio.shield(task), 15)
+            assert rec.restarts == 0 and rec.state != CameraState.RECONNECTING
+            await app[SUPERVISOR].reload()  # nor does the periodic reload start one again
+            assert app[SUPERVISOR].recorders == {ids["cam"]: rec} and rec.restarts == 0
+        finally:
+            await runner.cleanup()
+    assert "reconnecting" not in caplog.text and "ffmpeg exited" not in caplog.text
 
 
 async def wait_for_segments(settings: Settings, *, per_camera: int, timeout_s: float, after_us: int = 0) -> None:
