@@ -29,15 +29,28 @@ def edit_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
+def substring_distance(short: str, long_: str) -> int:
+    """The fewest edits that make ``short`` a substring of ``long_`` (Sellers' approximate
+    matching: the edit-distance table with a free start and end in ``long_``)."""
+    prev = [0] * (len(long_) + 1)
+    for i, cs in enumerate(short, 1):
+        cur = [i]
+        for j, cl in enumerate(long_, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (cs != cl)))
+        prev = cur
+    return min(prev)
+
+
 def same_vehicle(a: str, b: str) -> bool:
     """Two reads of one plate: a few characters apart (misread), or one inside the other (the
     plate partly in view reads as a shorter, often still valid, registration: ``19JX`` of
-    ``FJ19JXY`` was seen with the simulator), also when the cut end of the piece is misread
-    (``ID815`` of ``WGD815C``: the G half in view read as I) and four characters are left."""
+    ``FJ19JXY`` was seen with the simulator), also with one character of a piece of 5 or more
+    misread (``ID815`` of ``WGD815C``, the G half in view read as I; ``FKG3A`` of ``FK63AFH``,
+    the 6 read as G: both seen in CI, each committed as a second vehicle before this rule)."""
     short, long_ = sorted((a, b), key=len)
     if len(short) >= 3 and short in long_:
         return True
-    if len(short) >= 5 and (short[1:] in long_ or short[:-1] in long_):
+    if len(short) >= 5 and substring_distance(short, long_) <= 1:
         return True
     return edit_distance(a, b) <= max(1, len(short) // 3)
 

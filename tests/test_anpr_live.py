@@ -218,6 +218,12 @@ def test_tracker_piece_with_a_misread_cut_end_joins_its_vehicle():
     committed += t.add([fr("WGD815C", 1.0, 300_000)], 300_000)
     committed += leave(t, 3 * S)
     assert [v.text for v in committed] == ["WGD815C"]
+    # Seen in CI too: "FKG3A" (the front of "FK63AFH", its 6 read as G) a second after the
+    # whole plate was committed; it was committed as a vehicle of its own.
+    t = VehicleTracker(agree_frames=2, gap_us=S, single_conf=0.9)
+    committed = t.add([fr("FK63AFH", 1.0, 0)], 0) + t.add([fr("FK63AFH", 1.0, 200_000)], 200_000)
+    committed += t.add([fr("FKG3A", 0.93, 1_200_000)], 1_200_000) + leave(t, 4 * S)
+    assert [v.text for v in committed] == ["FK63AFH"]
     # Two vehicles that share only three characters stay apart.
     u = VehicleTracker(agree_frames=2, gap_us=S, single_conf=0.9)
     committed = u.add([fr("XY815", 0.95, 0)], 0) + u.add([fr("WGD815C", 1.0, 100_000)], 100_000)
