@@ -18,39 +18,37 @@ class _Read(Protocol):
     char_confidences: list[float]
 
 
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance (plates are short: the plain O(n*m) table is fine)."""
-    prev = list(range(len(b) + 1))
+def _last_row(a: str, b: str, *, free_start: bool) -> list[int]:
+    """The last row of the edit-distance table of ``a`` against ``b`` (plates are short: the
+    plain O(n*m) table is fine). ``free_start``: ``a`` may begin anywhere in ``b``."""
+    prev = [0] * (len(b) + 1) if free_start else list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         cur = [i]
         for j, cb in enumerate(b, 1):
             cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
         prev = cur
-    return prev[-1]
+    return prev
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance."""
+    return _last_row(a, b, free_start=False)[-1]
 
 
 def substring_distance(short: str, long_: str) -> int:
     """The fewest edits that make ``short`` a substring of ``long_`` (Sellers' approximate
     matching: the edit-distance table with a free start and end in ``long_``)."""
-    prev = [0] * (len(long_) + 1)
-    for i, cs in enumerate(short, 1):
-        cur = [i]
-        for j, cl in enumerate(long_, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (cs != cl)))
-        prev = cur
-    return min(prev)
+    return min(_last_row(short, long_, free_start=True))
 
 
 def same_vehicle(a: str, b: str) -> bool:
     """Two reads of one plate: a few characters apart (misread), or one inside the other (the
     plate partly in view reads as a shorter, often still valid, registration: ``19JX`` of
-    ``FJ19JXY`` was seen with the simulator), also with one character of a piece of 5 or more
-    misread (``ID815`` of ``WGD815C``, the G half in view read as I; ``FKG3A`` of ``FK63AFH``,
-    the 6 read as G: both seen in CI, each committed as a second vehicle before this rule)."""
+    ``FJ19JXY`` was seen with the simulator), with one character misread if the piece has 5 or
+    more (``ID815`` of ``WGD815C``, the G half in view read as I; ``FKG3A`` of ``FK63AFH``, the
+    6 read as G: both seen in CI, each committed as a second vehicle before this rule)."""
     short, long_ = sorted((a, b), key=len)
-    if len(short) >= 3 and short in long_:
-        return True
-    if len(short) >= 5 and substring_distance(short, long_) <= 1:
+    if len(short) >= 3 and substring_distance(short, long_) <= (1 if len(short) >= 5 else 0):
         return True
     return edit_distance(a, b) <= max(1, len(short) // 3)
 
