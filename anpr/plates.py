@@ -133,7 +133,6 @@ def resolve_uk(raw: str, max_corrections: int = 2) -> UkPlate | None:
         # a number (a phone number, a date), not a plate with every character misread.
         return None
     best: UkPlate | None = None
-    best_cost = 0.0
     for name, slots in _layouts(len(text)):
         fitted = _fit(text, slots)
         if fitted is None or fitted[1] > max_corrections:
@@ -146,8 +145,8 @@ def resolve_uk(raw: str, max_corrections: int = 2) -> UkPlate | None:
         if not _PATTERNS[name].fullmatch(candidate):
             continue
         # Layouts are listed newest format first, so a strict < keeps the newest on a tie.
-        if best is None or changes + _RARITY[name] < best_cost:
-            best, best_cost = UkPlate(candidate, name, changes), changes + _RARITY[name]
+        if best is None or changes + _RARITY[name] < best.corrections + _RARITY[best.format]:
+            best = UkPlate(candidate, name, changes)
     return best
 
 
