@@ -373,10 +373,12 @@ class PlateReader:
         if not candidates:
             return []
         self._recognise(frame, candidates)
-        judged = sorted(((j, c) for c in candidates if (j := self._judge(c)) is not None), key=lambda jc: jc[0][0], reverse=True)
-        if judged and self._second is not None and min(judged[0][0][1].char_confidences) < t.second_opinion_below:
-            self._recognise(frame, [judged[0][1]], self._second)
-            judged = [(j, c) for c in candidates if (j := self._judge(c)) is not None]
+        judged = [(j, c) for c in candidates if (j := self._judge(c)) is not None]
+        if judged and self._second is not None:
+            (_, best_read), best = max(judged, key=lambda jc: jc[0][0])
+            if min(best_read.char_confidences) < t.second_opinion_below:
+                self._recognise(frame, [best], self._second)
+                judged = [(j, c) for c in candidates if (j := self._judge(c)) is not None]
         return _merge_reads([j for j, _ in judged])
 
     def _refine(self, frame: np.ndarray, region: _Candidate) -> list[_Candidate]:
