@@ -411,7 +411,7 @@ class CameraRecorder:
 
     async def stop(self) -> None:
         """Finalise the current segment and stop (used on shutdown and on removal)."""
-        self._stopping = True
+        self.stopping()
         if self._proc is not None:
             await self._terminate(self._proc)
 
