@@ -1,8 +1,8 @@
 // Evidence for the police (issue 7): the request form, the list of requests, one request's
 // detail with what was found in its windows (gaps, missing footage, clock offsets), the
 // supervisor's decisions, the export's progress and the package download.
-// Addressed as #evidence, #evidence/new, #evidence/ID and (supervisors) #evidence/register. Everything from the API is inserted
-// as text (textContent, attributes); never as HTML.
+// Addressed as #evidence, #evidence/new, #evidence/ID and (supervisors) #evidence/register.
+// Everything from the API is inserted as text (textContent, attributes); never as HTML.
 
 import { api } from "./api.js";
 import { $, el } from "./dom.js";
@@ -103,21 +103,23 @@ export class EvidenceView {
       this.listTimer = setInterval(() => this.loadList(), LIST_MS);
     }
     clearTimeout(this.detailTimer);
+    const form = what === "new" && this.canSubmit;
     const register = what === "register" && this.canRegister;
-    $("ev-form").hidden = what !== "new" || !this.canSubmit;
+    const detail = Boolean(what) && what !== "new" && what !== "register";
+    $("ev-form").hidden = !form;
     $("ev-register").hidden = !register;
-    $("ev-detail").hidden = !(what && what !== "new" && what !== "register");
-    $("ev-empty").hidden = !$("ev-form").hidden || !$("ev-detail").hidden || register;
+    $("ev-detail").hidden = !detail;
+    $("ev-empty").hidden = form || register || detail;
     $("ev-empty").textContent = this.canSubmit ? "Choose a request from the list, or make a new request."
       : "Choose a request from the list.";
-    if (what === "new" && this.canSubmit) {
+    if (form) {
       this.current = null;
       await this.loadCameras();
       $("ev-officer_name").focus();
     } else if (register) {
       this.current = null;
       await this.loadRegister();
-    } else if (what && what !== "register") {
+    } else if (detail) {
       this.current = Number(what);
       $("ev-detail").dataset.shown = "";
       $("ev-detail").replaceChildren(el("p", { class: "muted", text: "Loading…" }));
