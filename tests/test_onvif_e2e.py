@@ -12,7 +12,6 @@ import io
 import json
 import subprocess
 import sys
-import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
+from ui_stack import wait_for
 
 from cameras.simulator import Simulation, plan_cameras
 from controlroom.app import create_app
@@ -49,15 +49,6 @@ def run_cli(argv: list[str]) -> tuple[int, str]:
     with redirect_stdout(out):
         code = cli_main(argv)
     return code, out.getvalue()
-
-
-async def wait_for(predicate, timeout_s: float, step_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(step_s)
 
 
 async def test_discover_adopt_record_ptz_events(settings: Settings, tmp_path: Path, login) -> None:

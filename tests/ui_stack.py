@@ -84,26 +84,23 @@ async def running_stack(work: Path, *, cameras: int = 4, live: int = 1, ptz: int
 
 @contextlib.asynccontextmanager
 async def browser_page(base_url: str, *, width: int = 1920, height: int = 1080):
-    """A logged-in operator's page (Debian chromium via Playwright; no browser download)."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context(viewport={"width": width, "height": height})
-            page = await context.new_page()
-            yield page
-        finally:
-            log.info("ui stack: closing the browser")
-            await asyncio.wait_for(browser.close(), 20)
-            log.info("ui stack: browser closed")
+    """A page of a fresh browser (log in with ``log_in``)."""
+    async with chromium() as browser:
+        context = await browser.new_context(viewport={"width": width, "height": height})
+        yield await context.new_page()
 
 
-async def log_in(page, base_url: str, username: str = OPERATOR, password: str = PASSWORD) -> None:
-    await page.goto(f"{base_url}/login")
+async def _submit_login(page, base_url: str, username: str, password: str, where: str = "") -> None:
+    """Fill in and send the login form; ``where`` (a URL fragment) is where it leads."""
+    await page.goto(f"{base_url}/login" + (f"?next={quote('/' + where)}" if where else ""))
     await page.fill("#username", username)
     await page.fill("#password", password)
     await page.click("#login-button")
+
+
+async def log_in(page, base_url: str, username: str = OPERATOR, password: str = PASSWORD) -> None:
+    """Log in as an operator and wait for the grid's tiles."""
+    await _submit_login(page, base_url, username, password)
     await page.wait_for_url(f"{base_url}/")
     await page.wait_for_selector("#grid .tile")
 
@@ -122,7 +119,9 @@ async def chromium():
         try:
             yield browser
         finally:
+            log.info("ui stack: closing the browser")
             await asyncio.wait_for(browser.close(), 20)
+            log.info("ui stack: browser closed")
 
 
 async def signed_in(browser, base_url: str, username: str, where: str, password: str = PASSWORD):
@@ -133,10 +132,7 @@ async def signed_in(browser, base_url: str, username: str, where: str, password:
     page = await context.new_page()
     page.errors = []
     page.on("pageerror", lambda e: page.errors.append(str(e)))
-    await page.goto(f"{base_url}/login?next={quote('/' + where)}")
-    await page.fill("#username", username)
-    await page.fill("#password", password)
-    await page.click("#login-button")
+    await _submit_login(page, base_url, username, password, where)
     return page
 
 
