@@ -46,9 +46,11 @@ passes += schedule.passes(schedule.WEST_BARS, from_us, from_us + span)[: vehicle
 for w, h in sizes:
     folder = out / f"{w}x{h}"
     folder.mkdir(parents=True)
+    renderers = {}  # one per camera and size: each draws its background and loads fonts once
     for i, p in enumerate(passes):
-        renderer = server.AnprRenderer(p.camera, w, h, 0.0)
-        picture = renderer.picture([(p.plate, p.colour, tuple(p.vehicle_colour), 0.0)], p.time_us / 1e6)
+        if p.camera not in renderers:
+            renderers[p.camera] = server.AnprRenderer(p.camera, w, h, 0.0)
+        picture = renderers[p.camera].picture([(p.plate, p.colour, tuple(p.vehicle_colour), 0.0)], p.time_us / 1e6)
         name = f"sim{i:04d}"
         picture.save(folder / f"{name}.jpg", quality=95)
         (folder / f"{name}.txt").write_text(f"{name}.jpg\\t0\\t0\\t{w}\\t{h}\\t{p.plate.replace(' ', '')}\\n")
