@@ -116,6 +116,12 @@ class Tuning:
     min_char_confidence: float = 0.2  # ... nor reads with a character below this
     drop_below: float = 0.3  # an end character read with less confidence may be dropped
     second_opinion_below: float = 0.95  # the best line is read again by the second model if a character is below this
+    # The best line is read stretched to an end where its coarse region reaches past it by
+    # this much (line heights), for a character fine detection cut off; the stretched read is
+    # taken if it adds one character read at least this confidently.
+    end_reach_min: float = 0.3
+    end_reach_max: float = 1.2
+    end_min_confidence: float = 0.9
 
 
 @dataclass
@@ -338,7 +344,7 @@ class PlateReader:
         started = time.perf_counter()
         scored = self._pass(frame, fallback=False)
         best = scored[0][1] if scored else None
-        if best is None or best.confidence < t.fallback_below or best.text.isalpha() or len(best.text) < t.fallback_shorter_than:
+        if best is None or best.confidence < t.fallback_below or best.text.isalpha() or best.text.isdigit() or len(best.text) < t.fallback_shorter_than:
             scored = _merge_reads(scored + self._pass(frame, fallback=True))
         reads = [r for _, r in scored]
         if ox or oy:
@@ -379,7 +385,40 @@ class PlateReader:
             if min(best_read.char_confidences) < t.second_opinion_below:
                 self._recognise(frame, [best], self._second)
                 judged = [(j, c) for c in candidates if (j := self._judge(c)) is not None]
+        if judged:
+            (score, best_read), best = max(judged, key=lambda jc: jc[0][0])
+            longer = None if best.composite else self._recover_end(frame, best, best_read, regions[: t.max_regions * breadth])
+            if longer is not None:
+                judged.append(((score + 0.01, longer), best))
         return _merge_reads([j for j, _ in judged])
+
+    def _recover_end(self, frame: np.ndarray, line: _Candidate, read: PlateRead, regions: list[_Candidate]) -> PlateRead | None:
+        """The best line's read with one more character at an end, if it has one there.
+
+        Fine detection often cuts off a plate's end character where it touches the plate's
+        border (WXW835 found as XW835, FK4W3L as K4W3L); the coarse region around the line
+        then reaches past it by about a character. The line is read again stretched to that
+        side, and the read is taken only if it is the old one plus one confident character."""
+        t = self.tuning
+        box = _quad_box(line.quad)
+        around = max(regions, key=lambda r: _overlap(box, _quad_box(r.quad)), default=None)
+        if around is None or _overlap(box, rb := _quad_box(around.quad)) < 0.6:
+            return None
+        for left, right in ((box[0] - rb[0], 0.0), (0.0, rb[0] + rb[2] - box[0] - box[2])):
+            if not t.end_reach_min * line.height <= max(left, right) <= t.end_reach_max * line.height:
+                continue
+            stretched = _Candidate(_extend_quad(line.quad, left, right), line.det_score, line.width + left + right, line.height)
+            self._recognise(frame, [stretched])
+            if self._second is not None and stretched.char_conf and min(stretched.char_conf) < t.second_opinion_below:
+                self._recognise(frame, [stretched], self._second)
+            judged = self._judge(stretched)
+            if judged is None or len(judged[1].text) != len(read.text) + 1:
+                continue
+            r = judged[1]
+            new_char, rest = (r.char_confidences[0], r.text[1:]) if left else (r.char_confidences[-1], r.text[:-1])
+            if rest == read.text and new_char >= t.end_min_confidence:
+                return r
+        return None
 
     def _refine(self, frame: np.ndarray, region: _Candidate) -> list[_Candidate]:
         t = self.tuning
@@ -581,6 +620,16 @@ def _pad_quad(quad: np.ndarray, dx: float, dy: float) -> np.ndarray:
     return (quad + sx * dx * ux + sy * dy * uy).astype(np.float32)
 
 
+def _extend_quad(quad: np.ndarray, left: float, right: float) -> np.ndarray:
+    """The quad stretched by ``left`` and ``right`` pixels along its top edge's direction."""
+    ux = quad[1] - quad[0]
+    ux = ux / (np.linalg.norm(ux) or 1.0)
+    out = quad.copy()
+    out[[0, 3]] -= left * ux
+    out[[1, 2]] += right * ux
+    return out.astype(np.float32)
+
+
 def _region_score(prob: np.ndarray, contour: np.ndarray) -> float:
     x, y, w, h = cv2.boundingRect(contour)
     mask = np.zeros((h, w), np.uint8)
@@ -619,13 +668,21 @@ def _join_split_lines(lines: list[_Candidate]) -> list[_Candidate]:
 
 
 def _dedupe(lines: list[_Candidate]) -> list[_Candidate]:
-    """Lines found twice (from overlapping regions): the better-scored one."""
+    """Lines found twice (from overlapping regions): the better-scored one. A composite line
+    (a coarse region read whole) that reaches well beyond the found line it overlaps is kept
+    too: fine detection often cuts off a plate's end character where it touches the plate's
+    border (AU41257 found as 041257), and the judge then chooses between the two."""
     kept: list[_Candidate] = []
     for c in sorted(lines, key=lambda c: c.det_score, reverse=True):
         box = _quad_box(c.quad)
-        if all(_overlap(box, _quad_box(k.quad)) < 0.6 for k in kept):
+        if all(_overlap(box, kb := _quad_box(k.quad)) < 0.6 or (c.composite and not k.composite and _shared_width(box, kb) < 0.9 * box[2]) for k in kept):
             kept.append(c)
     return kept
+
+
+def _shared_width(a: Box, b: Box) -> int:
+    """How many columns the two boxes share."""
+    return max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
 
 
 def _equalise(frame: np.ndarray) -> np.ndarray:

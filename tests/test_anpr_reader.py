@@ -145,6 +145,25 @@ def test_grey_and_plain_frames(reader: PlateReader) -> None:
     assert reader.read(np.zeros((8, 8, 3), np.uint8)) == []
 
 
+@needs_dev_set
+@pytest.mark.parametrize(
+    ("name", "plate"),
+    [
+        # The first character touches the plate's border: fine detection cut it off, and
+        # the line is read again stretched to where its coarse region reaches.
+        ("wts-lg-000059", "WXW835"),
+        ("wts-lg-000189", "FK4W3L"),
+        # A truck's fleet number, digits only, was read first and with full confidence:
+        # digits only, like a word, now sends the frame to the fallback pass.
+        ("car3", "1AMW240"),
+    ],
+)
+def test_hard_development_photographs(name: str, plate: str) -> None:
+    frame = cv2.imread(str(DEV_SET / f"{name}.jpg"))
+    reads = PlateReader(mode="generic", threads=1).read(frame)
+    assert plate in [r.text for r in reads[:1]], [(r.text, r.confidence) for r in reads]
+
+
 def test_bad_construction() -> None:
     with pytest.raises(ReaderError):
         PlateReader(mode="french")  # type: ignore[arg-type]
