@@ -344,7 +344,7 @@ class PlateReader:
         started = time.perf_counter()
         scored = self._pass(frame, fallback=False)
         best = scored[0][1] if scored else None
-        if best is None or best.confidence < t.fallback_below or best.text.isalpha() or best.text.isdigit() or len(best.text) < t.fallback_shorter_than:
+        if best is None or best.confidence < t.fallback_below or not _mixed(best.text) or len(best.text) < t.fallback_shorter_than:
             scored = _merge_reads(scored + self._pass(frame, fallback=True))
         reads = [r for _, r in scored]
         if ox or oy:
@@ -370,27 +370,35 @@ class PlateReader:
         regions = self._detect(det_frame, scale, t.det_thresh, t.det_box_thresh)
         regions = [r for r in regions if r.height >= t.min_region_px and 0.7 <= r.width / r.height <= 14]
         regions.sort(key=lambda c: c.det_score * min(c.height, 80.0), reverse=True)
+        regions = regions[: t.max_regions * breadth]
         # Fine: each region again at a resolution where its characters are ~40 px high, which
         # gives tight, separate lines (plate characters apart from state names and slogans).
         lines: list[_Candidate] = []
-        for region in regions[: t.max_regions * breadth]:
+        for region in regions:
             lines.extend(self._refine(det_frame, region))
         candidates = self._plate_like(_dedupe(lines), t.max_candidates * breadth)
         if not candidates:
             return []
         self._recognise(frame, candidates)
         judged = [(j, c) for c in candidates if (j := self._judge(c)) is not None]
-        if judged and self._second is not None:
-            (_, best_read), best = max(judged, key=lambda jc: jc[0][0])
-            if min(best_read.char_confidences) < t.second_opinion_below:
-                self._recognise(frame, [best], self._second)
-                judged = [(j, c) for c in candidates if (j := self._judge(c)) is not None]
         if judged:
+            (_, best_read), best = max(judged, key=lambda jc: jc[0][0])
+            if self._second_opinion(frame, best, best_read.char_confidences):
+                judged = [(j, c) for c in candidates if (j := self._judge(c)) is not None]
+        if judged:  # again: the second opinion may have made the best line no registration
             (score, best_read), best = max(judged, key=lambda jc: jc[0][0])
-            longer = None if best.composite else self._recover_end(frame, best, best_read, regions[: t.max_regions * breadth])
+            longer = None if best.composite else self._recover_end(frame, best, best_read, regions)
             if longer is not None:
+                # Ranked just above the line's own read, which the merge then drops (it overlaps).
                 judged.append(((score + 0.01, longer), best))
         return _merge_reads([j for j, _ in judged])
+
+    def _second_opinion(self, frame: np.ndarray, line: _Candidate, confidences: list[float]) -> bool:
+        """Has the second model read ``line`` again (and voted), because a character was doubted?"""
+        if self._second is None or not confidences or min(confidences) >= self.tuning.second_opinion_below:
+            return False
+        self._recognise(frame, [line], self._second)
+        return True
 
     def _recover_end(self, frame: np.ndarray, line: _Candidate, read: PlateRead, regions: list[_Candidate]) -> PlateRead | None:
         """The best line's read with one more character at an end, if it has one there.
@@ -407,10 +415,9 @@ class PlateReader:
         for left, right in ((box[0] - rb[0], 0.0), (0.0, rb[0] + rb[2] - box[0] - box[2])):
             if not t.end_reach_min * line.height <= max(left, right) <= t.end_reach_max * line.height:
                 continue
-            stretched = _Candidate(_extend_quad(line.quad, left, right), line.det_score, line.width + left + right, line.height)
+            stretched = _Candidate(_pad_quad(line.quad, left, right), line.det_score, line.width + left + right, line.height)
             self._recognise(frame, [stretched])
-            if self._second is not None and stretched.char_conf and min(stretched.char_conf) < t.second_opinion_below:
-                self._recognise(frame, [stretched], self._second)
+            self._second_opinion(frame, stretched, stretched.char_conf)
             judged = self._judge(stretched)
             if judged is None or len(judged[1].text) != len(read.text) + 1:
                 continue
@@ -498,7 +505,7 @@ class PlateReader:
         crops: list[np.ndarray] = []
         for c in candidates:
             for pad_x, pad_y in variants:
-                quad = _pad_quad(c.quad, pad_x * c.height, pad_y * c.height)
+                quad = _pad_quad(c.quad, pad_x * c.height, pad_x * c.height, pad_y * c.height)
                 width = c.width + 2 * pad_x * c.height
                 height = c.height * (1 + 2 * pad_y)
                 target_w = int(np.clip(round(t.rec_height_px * width / height), 16, t.rec_max_width_px))
@@ -575,10 +582,15 @@ def _combine(decodes: list[tuple[str, list[float]]]) -> tuple[str, list[float]]:
     return "".join(chars), confs
 
 
+def _mixed(text: str) -> bool:
+    """Letters and digits both, as registrations are (words and fleet numbers are not)."""
+    return bool(re.search(r"[0-9]", text)) and bool(re.search(r"[A-Z]", text))
+
+
 def _shape_prior(text: str) -> float:
     """Small bonus for what registrations look like: letters and digits mixed, 5-8 long."""
     bonus = 0.0
-    if re.search(r"[0-9]", text) and re.search(r"[A-Z]", text):
+    if _mixed(text):
         bonus += 0.05
     elif not re.search(r"[0-9]", text):
         bonus -= 0.15  # words (state names, dealers, slogans) are letters only
@@ -610,24 +622,15 @@ def _windows(length: int, longest: int) -> list[tuple[int, int]]:
     return [s for s in spans if s[1] - s[0] <= longest]
 
 
-def _pad_quad(quad: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    """The quad grown by ``dx`` along its top edge's direction and ``dy`` across it."""
+def _pad_quad(quad: np.ndarray, left: float, right: float, dy: float = 0.0) -> np.ndarray:
+    """The quad grown by ``left`` and ``right`` pixels along its top edge's direction and by
+    ``dy`` above and below, across it."""
     ux = quad[1] - quad[0]
     ux = ux / (np.linalg.norm(ux) or 1.0)
     uy = np.array([-ux[1], ux[0]], np.float32)
-    sx = np.array([-1, 1, 1, -1], np.float32)[:, None]
+    sx = np.array([-left, right, right, -left], np.float32)[:, None]
     sy = np.array([-1, -1, 1, 1], np.float32)[:, None]
-    return (quad + sx * dx * ux + sy * dy * uy).astype(np.float32)
-
-
-def _extend_quad(quad: np.ndarray, left: float, right: float) -> np.ndarray:
-    """The quad stretched by ``left`` and ``right`` pixels along its top edge's direction."""
-    ux = quad[1] - quad[0]
-    ux = ux / (np.linalg.norm(ux) or 1.0)
-    out = quad.copy()
-    out[[0, 3]] -= left * ux
-    out[[1, 2]] += right * ux
-    return out.astype(np.float32)
+    return (quad + sx * ux + sy * dy * uy).astype(np.float32)
 
 
 def _region_score(prob: np.ndarray, contour: np.ndarray) -> float:
@@ -674,10 +677,18 @@ def _dedupe(lines: list[_Candidate]) -> list[_Candidate]:
     border (AU41257 found as 041257), and the judge then chooses between the two."""
     kept: list[_Candidate] = []
     for c in sorted(lines, key=lambda c: c.det_score, reverse=True):
-        box = _quad_box(c.quad)
-        if all(_overlap(box, kb := _quad_box(k.quad)) < 0.6 or (c.composite and not k.composite and _shared_width(box, kb) < 0.9 * box[2]) for k in kept):
+        if not any(_found_twice(c, k) for k in kept):
             kept.append(c)
     return kept
+
+
+def _found_twice(c: _Candidate, kept: _Candidate) -> bool:
+    """Whether ``c`` is a line already ``kept`` (or a coarse region that adds nothing to it)."""
+    box, kept_box = _quad_box(c.quad), _quad_box(kept.quad)
+    if _overlap(box, kept_box) < 0.6:
+        return False
+    reaches_beyond = c.composite and not kept.composite and _shared_width(box, kept_box) < 0.9 * box[2]
+    return not reaches_beyond
 
 
 def _shared_width(a: Box, b: Box) -> int:
@@ -700,7 +711,7 @@ def _quad_box(quad: np.ndarray) -> Box:
 
 def _overlap(a: Box, b: Box) -> float:
     """Intersection over the smaller box's area."""
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ix = _shared_width(a, b)
     iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
     smaller = min(a[2] * a[3], b[2] * b[3]) or 1
     return ix * iy / smaller
