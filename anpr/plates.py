@@ -119,6 +119,11 @@ def _fit(text: str, slots: str) -> tuple[str, int] | None:
     return "".join(chars), changes
 
 
+def mixed(text: str) -> bool:
+    """Letters and digits both, as registrations are (words and fleet or phone numbers are not)."""
+    return any(ch.isdigit() for ch in text) and any(ch.isalpha() for ch in text)
+
+
 def resolve_uk(raw: str, max_corrections: int = 2) -> UkPlate | None:
     """The UK registration ``raw`` most likely is, correcting look-alikes by position, or None.
 
@@ -128,7 +133,7 @@ def resolve_uk(raw: str, max_corrections: int = 2) -> UkPlate | None:
     text = clean(raw)
     if not 2 <= len(text) <= 7:
         return None
-    if text.isalpha() or text.isdigit():
+    if not mixed(text):
         # Every UK registration has letters and digits; a read of only one kind is a word or
         # a number (a phone number, a date), not a plate with every character misread.
         return None

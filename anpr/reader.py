@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from anpr import AnprError
-from anpr.plates import clean, normalise_generic, resolve_uk
+from anpr.plates import clean, mixed, normalise_generic, resolve_uk
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +344,7 @@ class PlateReader:
         started = time.perf_counter()
         scored = self._pass(frame, fallback=False)
         best = scored[0][1] if scored else None
-        if best is None or best.confidence < t.fallback_below or not _mixed(best.text) or len(best.text) < t.fallback_shorter_than:
+        if best is None or best.confidence < t.fallback_below or not mixed(best.text) or len(best.text) < t.fallback_shorter_than:
             scored = _merge_reads(scored + self._pass(frame, fallback=True))
         reads = [r for _, r in scored]
         if ox or oy:
@@ -582,15 +582,10 @@ def _combine(decodes: list[tuple[str, list[float]]]) -> tuple[str, list[float]]:
     return "".join(chars), confs
 
 
-def _mixed(text: str) -> bool:
-    """Letters and digits both, as registrations are (words and fleet numbers are not)."""
-    return bool(re.search(r"[0-9]", text)) and bool(re.search(r"[A-Z]", text))
-
-
 def _shape_prior(text: str) -> float:
     """Small bonus for what registrations look like: letters and digits mixed, 5-8 long."""
     bonus = 0.0
-    if _mixed(text):
+    if mixed(text):
         bonus += 0.05
     elif not re.search(r"[0-9]", text):
         bonus -= 0.15  # words (state names, dealers, slogans) are letters only
