@@ -70,13 +70,15 @@ def pair_journeys(reads: Iterable[ReadLike], from_site: str, to_site: str, withi
 
 async def find_journeys(session: AsyncSession, from_site: str, to_site: str, within_s: float,
                         from_us: int | None = None, to_us: int | None = None, vrm: str | None = None,
-                        either_direction: bool = False) -> list[Journey]:
+                        either_direction: bool = False,
+                        allowed_camera_ids: frozenset[int] | None = None) -> list[Journey]:
     """Journeys between two sites whose start lies in [from_us, to_us)."""
     if not 0 < within_s <= MAX_WINDOW_S:
         raise Invalid(f"the window must be more than 0 and at most {MAX_WINDOW_S} seconds")
     within_us = int(within_s * 1_000_000)
     # Reads up to one window past the range end can still finish a journey that starts in it.
     end = None if to_us is None else to_us + within_us
-    reads = await store.reads_at_both(session, from_site, to_site, from_us, end, vrm)
+    reads = await store.reads_at_both(session, from_site, to_site, from_us, end, vrm,
+                                      allowed_camera_ids=allowed_camera_ids)
     journeys = pair_journeys(reads, from_site, to_site, within_us, either_direction)
     return [j for j in journeys if to_us is None or j.start_us < to_us]

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from cameras.recorder import Supervisor
-from controlroom import security
+from controlroom import disclosure, security
 from controlroom.anpr_service import anpr_ctx
 from controlroom.api import alerts, cameras, health, live, playback, session, ui, users
 from controlroom.api import anpr as anpr_routes
@@ -106,7 +106,7 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = None) -> web.Application:
     """The whole service. ``record=False`` leaves recorders and retention off (API-only tests);
     ``anpr`` (default: as ``record``) runs live ANPR reading, ANPR retention and MQTT."""
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=8 * 1024 * 1024)
+    app = web.Application(middlewares=[error_middleware, auth_middleware, disclosure.disclosure_middleware], client_max_size=8 * 1024 * 1024)
     app[SETTINGS] = settings
     app[ALERTS] = AlertHub()
     app.cleanup_ctx.append(database_ctx)
@@ -120,6 +120,7 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app.on_shutdown.append(playback.on_shutdown)
     app.cleanup_ctx.append(evidence_ctx)
     security.install(app)
+    disclosure.install(app)
     app.cleanup_ctx.append(onvif_routes.onvif_ctx)
     if record:
         app.cleanup_ctx.append(recorder_ctx)

@@ -33,8 +33,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlroom.context import AUDIT, AUTH, KEYS, SESSIONS, SETTINGS
-from controlroom.errors import error_response
-from controlroom.permissions import Permission, declared, role_permissions
+from controlroom.errors import as_id, error_response
+from controlroom.permissions import Permission, RouteSpec, role_permissions, route_spec
 from controlroom.settings import SecuritySettings, Settings, SettingsError
 from controlroom.timefmt import us_to_iso
 from storage import Invalid, accounts, audit
@@ -458,8 +458,8 @@ class Authenticator:
 
 
 async def _camera_id(request: web.Request, ref: str) -> int | None:
-    if ref.isdigit():
-        return int(ref)
+    if ref.isascii() and ref.isdigit():
+        return as_id(ref)
     async with request.app[SESSIONS]() as session:
         row = await session.execute(select(Camera.id).where(Camera.name == ref))
         found = row.first()
@@ -474,21 +474,39 @@ def same_origin(request: web.Request) -> bool:
     return origin != "null" and origin.split("://", 1)[-1].rstrip("/") == request.host
 
 
-def route_permission(request: web.Request) -> Permission | None:
+def route_of(request: web.Request) -> RouteSpec | None:
+    """The matched route's declaration (PUBLIC for aiohttp's own 404/405 answers)."""
     info = request.match_info
     if info.http_exception is not None:  # 404/405: let aiohttp answer
-        return Permission.PUBLIC
-    return declared(info.handler)
+        return RouteSpec(Permission.PUBLIC)
+    return route_spec(info.handler)
+
+
+async def cameras_reached(request: web.Request, spec: RouteSpec) -> set[int]:
+    """Every camera this request names or reaches: ``{camera}``/``{camera_id}`` in the path,
+    ``camera=`` in the query (id or name), and the cameras of the route's object (its declared
+    resolver). Unknown names are left to the handler (404)."""
+    found: set[int] = set()
+    refs = [request.match_info.get(name) for name in _CAMERA_PARAMS] + request.query.getall("camera", [])
+    for ref in refs:
+        if ref:
+            cam = await _camera_id(request, ref)
+            if cam is not None:
+                found.add(cam)
+    if spec.cameras is not None:
+        found |= await spec.cameras(request) or set()
+    return found
 
 
 @web.middleware
 async def auth_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    perm = route_permission(request)
-    if perm is None:
+    spec = route_of(request)
+    if spec is None:
         log.error("route %s %s declares no permission: refused", request.method, request.path)
         return error_response(500, "route declares no permission")
+    perm = spec.permission
     auth = request.app[AUTH]
     try:
         user = await auth.identify(request)
@@ -513,12 +531,10 @@ async def auth_middleware(
             reason = f"API token lacks the {perm.value} scope"
         return await auth.deny(request, user, 403, reason, perm)
     if user.narrowed:
-        for name in _CAMERA_PARAMS:
-            ref = request.match_info.get(name)
-            if ref:
-                cam = await _camera_id(request, ref)
-                if cam is not None and not await can_access_camera(request, cam):
-                    return await auth.deny(request, user, 403, "not allowed for this camera", perm)
+        allowed = await allowed_camera_ids(request)
+        outside = await cameras_reached(request, spec) - (allowed or set())
+        if outside:
+            return await auth.deny(request, user, 403, "not allowed for this camera", perm)
     return await handler(request)
 
 

@@ -68,6 +68,20 @@ async def error_middleware(
         return error_response(status, message)
 
 
+MAX_ID = 2**63 - 1  # ids are BIGINT in PostgreSQL: anything larger names nothing
+
+
+def as_id(text: str | None) -> int | None:
+    """A row id written in a path or query (ASCII digits, within BIGINT), else None.
+
+    ``str.isdigit`` alone accepts other scripts' digits and superscripts, which ``int`` then
+    refuses or a database rejects: both were server errors."""
+    if not text or len(text) > 19 or not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if 0 < value <= MAX_ID else None
+
+
 async def json_body(request: web.Request) -> dict:
     """The request's JSON object body, or a 400 that says what is wrong."""
     try:

@@ -7,7 +7,8 @@ to make sure none exists). ``PUBLIC`` is the explicit "no login needed" declarat
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 
@@ -58,19 +59,62 @@ def role_permissions(role: str) -> frozenset[Permission]:
     return ROLE_PERMISSIONS.get(role, frozenset({Permission.PUBLIC}))
 
 
+class Disclosure(enum.StrEnum):
+    """What a route hands out that the audit trail must record (Code principles 7, 9, 10)."""
+
+    FOOTAGE = "footage"  # live video, snapshots, recorded video, evidence packages
+    RECORDINGS = "recordings"  # what was recorded when (catalogue, playback plans)
+    EVENTS = "events"  # camera events (motion, tampering, ...)
+    PLATES = "plates"  # ANPR reads, hits, journeys: vehicle registrations are personal data
+    IMAGES = "images"  # plate and overview pictures
+    PERSONAL = "personal"  # people's details: evidence requests, custody, register, accounts, audit
+
+
+# Resolves the cameras a route's object belongs to (a read, a hit, an evidence request):
+# ``async (request) -> set of camera ids``, or None when the object does not exist (the
+# handler then answers 404 itself). The middleware refuses the route to a narrowed user when
+# any of them is outside the user's sites and cameras.
+CameraResolver = Callable[[Any], Awaitable[set[int] | None]]
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """What a route declares: the right it needs, what it discloses (and under which audit
+    action the mechanism records that), and how to find the cameras its object belongs to.
+    Path parameters named ``camera``/``camera_id`` and query parameters ``camera`` are checked
+    against narrowing without a resolver."""
+
+    permission: Permission
+    discloses: Disclosure | None = None
+    action: str = ""
+    cameras: CameraResolver | None = None
+
+
 F = TypeVar("F", bound=Callable[..., Any])
-ATTR = "__controlroom_permission__"
+ATTR = "__controlroom_route__"
 
 
-def requires(permission: Permission) -> Callable[[F], F]:
-    """Declare the permission a handler needs."""
+def requires(
+    permission: Permission, *, discloses: Disclosure | None = None, action: str = "",
+    cameras: CameraResolver | None = None,
+) -> Callable[[F], F]:
+    """Declare the permission a handler needs and, if it hands out footage, images, plate data
+    or personal data, what it discloses and the audit action that records each disclosure
+    (written by ``controlroom.disclosure``, never by the handler)."""
+    if (discloses is None) != (not action):
+        raise ValueError("a disclosing route declares both discloses= and action=")
 
     def mark(handler: F) -> F:
-        setattr(handler, ATTR, permission)
+        setattr(handler, ATTR, RouteSpec(permission, discloses, action, cameras))
         return handler
 
     return mark
 
 
-def declared(handler: Any) -> Permission | None:
+def route_spec(handler: Any) -> RouteSpec | None:
     return getattr(handler, ATTR, None)
+
+
+def declared(handler: Any) -> Permission | None:
+    spec = route_spec(handler)
+    return spec.permission if spec else None

@@ -298,10 +298,19 @@ class ReadQuery:
     camera_id: int | None = None
     limit: int = 1000
     offset: int = 0
+    # The cameras the searcher may see (narrowing); None: every camera.
+    allowed_camera_ids: frozenset[int] | None = None
 
     def described(self) -> dict[str, Any]:
         return {"pattern": self.pattern, "from_us": self.from_us, "to_us": self.to_us,
                 "sites": list(self.sites), "camera_id": self.camera_id}
+
+
+def _narrowed(query, allowed_camera_ids: frozenset[int] | None):
+    """Only reads of the cameras a narrowed user may see (None: no narrowing)."""
+    if allowed_camera_ids is None:
+        return query
+    return query.where(AnprRead.camera_id.in_(sorted(allowed_camera_ids)))
 
 
 def _site_clause(sites: tuple[str, ...]):
@@ -327,12 +336,14 @@ async def search_reads(session: AsyncSession, q: ReadQuery) -> list[AnprRead]:
         query = query.where(_site_clause(q.sites))
     if q.camera_id is not None:
         query = query.where(AnprRead.camera_id == q.camera_id)
+    query = _narrowed(query, q.allowed_camera_ids)
     query = query.order_by(AnprRead.read_us.desc(), AnprRead.id.desc()).limit(q.limit).offset(max(q.offset, 0))
     return list((await session.execute(query)).scalars())
 
 
 async def reads_at_both(session: AsyncSession, site_a: str, site_b: str, from_us: int | None,
-                        to_us: int | None, vrm: str | None = None, limit: int = 200_000) -> list[AnprRead]:
+                        to_us: int | None, vrm: str | None = None, limit: int = 200_000,
+                        allowed_camera_ids: frozenset[int] | None = None) -> list[AnprRead]:
     """Reads at either site (in time order) of VRMs read at both sites in the range.
 
     The raw material of journeys (anpr.journeys pairs them up).
@@ -347,7 +358,7 @@ async def reads_at_both(session: AsyncSession, site_a: str, site_b: str, from_us
             pattern = normalise_pattern(vrm)
             query = query.where(AnprRead.vrm.like(pattern_to_like(pattern)) if is_pattern(pattern)
                                 else AnprRead.vrm == pattern)
-        return query
+        return _narrowed(query, allowed_camera_ids)
 
     at_a = in_range(select(AnprRead.vrm), site_a)
     at_b = in_range(select(AnprRead.vrm), site_b)
@@ -360,7 +371,7 @@ async def reads_at_both(session: AsyncSession, site_a: str, site_b: str, from_us
         query = query.where(AnprRead.read_us >= from_us)
     if to_us is not None:
         query = query.where(AnprRead.read_us < to_us)
-    query = query.order_by(AnprRead.vrm, AnprRead.read_us).limit(limit)
+    query = _narrowed(query, allowed_camera_ids).order_by(AnprRead.vrm, AnprRead.read_us).limit(limit)
     return list((await session.execute(query)).scalars())
 
 
@@ -535,7 +546,8 @@ async def get_hit(session: AsyncSession, hit_id: int) -> AnprHit:
 
 
 async def list_hits(session: AsyncSession, state: str | None = None, limit: int = 200,
-                    from_us: int | None = None) -> list[tuple[AnprHit, AnprRead, HotlistEntry, Hotlist]]:
+                    from_us: int | None = None, allowed_camera_ids: frozenset[int] | None = None,
+                    ) -> list[tuple[AnprHit, AnprRead, HotlistEntry, Hotlist]]:
     query = (
         select(AnprHit, AnprRead, HotlistEntry, Hotlist)
         .join(AnprRead, AnprRead.id == AnprHit.read_id)
@@ -548,7 +560,7 @@ async def list_hits(session: AsyncSession, state: str | None = None, limit: int 
         query = query.where(AnprHit.state == state)
     if from_us is not None:
         query = query.where(AnprHit.at_us >= from_us)
-    query = query.order_by(AnprHit.priority, AnprHit.at_us.desc()).limit(limit)
+    query = _narrowed(query, allowed_camera_ids).order_by(AnprHit.priority, AnprHit.at_us.desc()).limit(limit)
     return [tuple(r) for r in await session.execute(query)]  # type: ignore[misc]
 
 

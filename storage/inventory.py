@@ -142,8 +142,10 @@ async def add_camera(session: AsyncSession, spec: CameraSpec, keys: Keys) -> Cam
 
 async def get_camera(session: AsyncSession, ref: int | str) -> Camera:
     """A camera by id or by name."""
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        cam = await session.get(Camera, int(ref))
+    if isinstance(ref, str) and ref.isascii() and ref.isdigit():
+        ref = int(ref) if len(ref) <= 19 else -1  # longer than any BIGINT: names nothing
+    if isinstance(ref, int):
+        cam = await session.get(Camera, ref) if 0 < ref < 2**63 else None
     else:
         cam = (await session.execute(select(Camera).where(Camera.name == ref))).scalar_one_or_none()
     if cam is None:

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from controlroom.api.live import check_origin
 from controlroom.auth import actor, allowed_camera_ids
 from controlroom.context import ALERT_ACKS, ALERTS, SESSIONS, SETTINGS
+from controlroom.errors import as_id
 from controlroom.permissions import Permission, requires
 from controlroom.timefmt import us_to_iso
 from storage import Invalid, NotFound, audit
@@ -77,13 +78,20 @@ async def list_alerts(request: web.Request) -> web.Response:
     return web.json_response({"alerts": [alert_json(a.to_dict(), tz, names) for a in rows]})
 
 
+async def _alert_cameras(request: web.Request) -> set[int] | None:
+    """The camera of the alert in the path (narrowing, controlroom.auth)."""
+    alert_id = as_id(request.match_info["alert"])
+    async with request.app[SESSIONS]() as session:
+        alert = await session.get(Alert, alert_id) if alert_id else None
+    return {alert.camera_id} if alert is not None and alert.camera_id is not None else None
+
+
 @routes.post("/api/v1/alerts/{alert}/ack")
-@requires(Permission.LIVE_VIEW)
+@requires(Permission.LIVE_VIEW, cameras=_alert_cameras)
 async def ack_alert(request: web.Request) -> web.Response:
-    try:
-        alert_id = int(request.match_info["alert"])
-    except ValueError:
-        raise NotFound(f"no alert {request.match_info['alert']!r}") from None
+    alert_id = as_id(request.match_info["alert"])
+    if alert_id is None:
+        raise NotFound(f"no alert {request.match_info['alert'][:40]!r}")
     who = actor(request)
     async with transaction(request.app[SESSIONS]) as session:
         alert = await session.get(Alert, alert_id)

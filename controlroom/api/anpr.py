@@ -27,10 +27,11 @@ from aiohttp import web
 
 from anpr.hotlist import HotlistImportError, import_csv, parse_entry
 from anpr.journeys import Journey, find_journeys
-from controlroom.auth import actor
-from controlroom.context import AUDIT, SESSIONS, SETTINGS
-from controlroom.errors import error_response, json_body
-from controlroom.permissions import Permission, requires
+from controlroom import disclosure
+from controlroom.auth import actor, allowed_camera_ids
+from controlroom.context import SESSIONS, SETTINGS
+from controlroom.errors import as_id, error_response, json_body
+from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import iso_to_us, us_to_iso
 from storage import Invalid, NotFound, audit
 from storage import anpr as store
@@ -146,23 +147,40 @@ async def _read_query(request: web.Request, session) -> store.ReadQuery:
     if q.get("camera"):
         camera_id = (await get_camera(session, q["camera"])).id
     return store.ReadQuery(pattern=vrm, from_us=from_us, to_us=to_us, sites=tuple(s for s in q.getall("site", []) if s),
-                           camera_id=camera_id, limit=_int(q, "limit", 1000), offset=_int(q, "offset", 0))
+                           camera_id=camera_id, limit=_int(q, "limit", 1000), offset=_int(q, "offset", 0),
+                           allowed_camera_ids=await allowed_camera_ids(request))
 
 
-async def _search(request: web.Request, action: str) -> list[store.AnprRead]:
+async def _search(request: web.Request) -> list[store.AnprRead]:
     reason, reference = justification(request.query)
     async with request.app[SESSIONS]() as session:
         query = await _read_query(request, session)
         reads = await store.search_reads(session, query)
-    await request.app[AUDIT].append(actor(request), action, "anpr", reason=reason, reference=reference,
-                                    results=len(reads), **query.described())
+    disclosure.note(request, "anpr", reason=reason, reference=reference, results=len(reads), **query.described())
     return reads
 
 
+async def _read_cameras(request: web.Request) -> set[int] | None:
+    """The camera of the read in the path (narrowing, controlroom.auth)."""
+    read_id = as_id(request.match_info["read"])
+    async with request.app[SESSIONS]() as session:
+        read = await session.get(store.AnprRead, read_id) if read_id else None
+    return {read.camera_id} if read is not None and read.camera_id is not None else None
+
+
+async def _hit_cameras(request: web.Request) -> set[int] | None:
+    """The camera of the hit in the path (narrowing, controlroom.auth)."""
+    hit_id = as_id(request.match_info["hit"])
+    async with request.app[SESSIONS]() as session:
+        hit = await session.get(store.AnprHit, hit_id) if hit_id else None
+        read = await session.get(store.AnprRead, hit.read_id) if hit is not None else None
+    return {read.camera_id} if read is not None and read.camera_id is not None else None
+
+
 @routes.get(f"{PREFIX}/reads")
-@requires(Permission.ANPR_SEARCH)
+@requires(Permission.ANPR_SEARCH, discloses=Disclosure.PLATES, action="anpr.search")
 async def search(request: web.Request) -> web.Response:
-    reads = await _search(request, "anpr.search")
+    reads = await _search(request)
     tz = _tz(request)
     return web.json_response({"count": len(reads), "reads": [read_json(r, tz) for r in reads]})
 
@@ -172,9 +190,9 @@ CSV_FIELDS = ["id", "vrm", "time", "time_local", "site", "lane", "direction", "c
 
 
 @routes.get(f"{PREFIX}/reads.csv")
-@requires(Permission.ANPR_SEARCH)
+@requires(Permission.ANPR_SEARCH, discloses=Disclosure.PLATES, action="anpr.export")
 async def search_csv(request: web.Request) -> web.Response:
-    reads = await _search(request, "anpr.export")
+    reads = await _search(request)
     tz = _tz(request)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\r\n")
@@ -188,7 +206,7 @@ async def search_csv(request: web.Request) -> web.Response:
 
 
 @routes.get(f"{PREFIX}/journeys")
-@requires(Permission.ANPR_SEARCH)
+@requires(Permission.ANPR_SEARCH, discloses=Disclosure.PLATES, action="anpr.journeys")
 async def journeys(request: web.Request) -> web.Response:
     q = request.query
     reason, reference = justification(q)
@@ -203,15 +221,17 @@ async def journeys(request: web.Request) -> web.Response:
     from_us, to_us = _range(q)
     vrm = (q.get("vrm") or "").strip() or None
     async with request.app[SESSIONS]() as session:
-        found = await find_journeys(session, from_site, to_site, within_s, from_us, to_us, vrm, either)
-    await request.app[AUDIT].append(actor(request), "anpr.journeys", "anpr", reason=reason, reference=reference,
-                                    from_site=from_site, to_site=to_site, within_s=within_s, either_direction=either,
-                                    from_us=from_us, to_us=to_us, vrm=vrm, results=len(found))
+        found = await find_journeys(session, from_site, to_site, within_s, from_us, to_us, vrm, either,
+                                    allowed_camera_ids=await allowed_camera_ids(request))
+    disclosure.note(request, "anpr", reason=reason, reference=reference, from_site=from_site, to_site=to_site,
+                    within_s=within_s, either_direction=either, from_us=from_us, to_us=to_us, vrm=vrm,
+                    results=len(found))
     tz = _tz(request)
     return web.json_response({"count": len(found), "journeys": [journey_json(j, tz) for j in found]})
 
 
 def _image_response(request: web.Request, read: store.AnprRead, which: str) -> web.FileResponse:
+    disclosure.note(request, f"anpr_read:{read.id}", image=which, vrm=read.vrm, camera_id=read.camera_id)
     rel = read.plate_path if which == "plate" else read.overview_path
     path = store.resolve_image(request.app[SETTINGS].anpr_root, rel)
     return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, no-store"})
@@ -219,13 +239,14 @@ def _image_response(request: web.Request, read: store.AnprRead, which: str) -> w
 
 def _id(request: web.Request, name: str) -> int:
     raw = request.match_info[name]
-    if not raw.isdigit():
-        raise NotFound(f"no {name} {raw!r}")
-    return int(raw)
+    found = as_id(raw)
+    if found is None:
+        raise NotFound(f"no {name} {raw[:40]!r}")
+    return found
 
 
 @routes.get(PREFIX + "/reads/{read}/{image:plate|overview}.jpg")
-@requires(Permission.ANPR_SEARCH)
+@requires(Permission.ANPR_SEARCH, discloses=Disclosure.IMAGES, action="anpr.image", cameras=_read_cameras)
 async def read_image(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONS]() as session:
         read = await store.get_read(session, _id(request, "read"))
@@ -245,26 +266,29 @@ async def _hit_row(session, hit_id: int):
 
 
 @routes.get(f"{PREFIX}/hits")
-@requires(Permission.ANPR_ALERTS)
+@requires(Permission.ANPR_ALERTS, discloses=Disclosure.PLATES, action="anpr.hits")
 async def list_hits(request: web.Request) -> web.Response:
     state = request.query.get("state") or None
     limit = min(max(_int(request.query, "limit", 200), 1), 1000)
     async with request.app[SESSIONS]() as session:
-        rows = await store.list_hits(session, state=state, limit=limit)
+        rows = await store.list_hits(session, state=state, limit=limit,
+                                     allowed_camera_ids=await allowed_camera_ids(request))
+    disclosure.note(request, "anpr", state=state, results=len(rows))
     tz = _tz(request)
     return web.json_response({"hits": [hit_json(*row, tz) for row in rows]})
 
 
 @routes.get(PREFIX + "/hits/{hit}")
-@requires(Permission.ANPR_ALERTS)
+@requires(Permission.ANPR_ALERTS, discloses=Disclosure.PLATES, action="anpr.hit.view", cameras=_hit_cameras)
 async def show_hit(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         row = await _hit_row(session, _id(request, "hit"))
+    disclosure.note(request, f"anpr_hit:{row[0].id}", vrm=row[0].vrm)
     return web.json_response(hit_json(*row, _tz(request)))
 
 
 @routes.post(PREFIX + "/hits/{hit}/{decision:confirm|dismiss}")
-@requires(Permission.ANPR_ALERTS)
+@requires(Permission.ANPR_ALERTS, cameras=_hit_cameras)
 async def decide_hit(request: web.Request) -> web.Response:
     body = await json_body(request) if request.can_read_body else {}
     note = str(body.get("note") or "").strip()
@@ -282,7 +306,7 @@ async def decide_hit(request: web.Request) -> web.Response:
 
 
 @routes.get(PREFIX + "/hits/{hit}/{image:plate|overview}.jpg")
-@requires(Permission.ANPR_ALERTS)
+@requires(Permission.ANPR_ALERTS, discloses=Disclosure.IMAGES, action="anpr.hit.image", cameras=_hit_cameras)
 async def hit_image(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONS]() as session:
         hit = await store.get_hit(session, _id(request, "hit"))

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from controlroom import disclosure
 from controlroom.auth import actor
 from controlroom.context import AUDIT, KEYS, SESSIONS, SETTINGS
-from controlroom.permissions import Permission, requires
+from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import iso_to_us
 from storage import Invalid, audit
 
@@ -18,7 +19,7 @@ MAX_LIMIT = 5000
 
 
 @routes.get("/api/v1/audit")
-@requires(Permission.AUDIT_READ)
+@requires(Permission.AUDIT_READ, discloses=Disclosure.PERSONAL, action="audit.read")
 async def list_entries(request: web.Request) -> web.Response:
     """``?from=ISO&to=ISO&action=&actor=&limit=`` (default 500, at most 5000), oldest first."""
     q = request.query
@@ -33,8 +34,8 @@ async def list_entries(request: web.Request) -> web.Response:
             audit.entry_json(e)
             async for e in audit.entries(session, from_us, to_us, action=q.get("action"), actor=q.get("actor"), limit=limit)
         ]
-    await request.app[AUDIT].append(actor(request), "audit.read", "audit", start=q.get("from"), end=q.get("to"),
-                                    action_filter=q.get("action"), actor_filter=q.get("actor"), returned=len(rows))
+    disclosure.note(request, "audit", start=q.get("from"), end=q.get("to"), action_filter=q.get("action"),
+                    actor_filter=q.get("actor"), returned=len(rows))
     return web.json_response({"entries": rows})
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from controlroom import disclosure
 from controlroom.auth import actor, allowed_camera_ids
-from controlroom.context import AUDIT, KEYS, SESSIONS, SETTINGS
+from controlroom.context import KEYS, SESSIONS, SETTINGS
 from controlroom.errors import json_body
-from controlroom.permissions import Permission, requires
+from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import iso_to_us
 from controlroom.views import camera_json, timeline_json
 from storage import audit, inventory
@@ -60,7 +61,7 @@ async def update_camera(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/cameras/{camera}/recordings")
-@requires(Permission.PLAYBACK)
+@requires(Permission.PLAYBACK, discloses=Disclosure.RECORDINGS, action="recordings.list")
 async def recordings(request: web.Request) -> web.Response:
     try:
         start, end = request.query["from"], request.query["to"]
@@ -72,5 +73,5 @@ async def recordings(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         cam = await inventory.get_camera(session, request.match_info["camera"])
         tl = await timeline(session, cam.id, from_us, to_us)
-    await request.app[AUDIT].append(actor(request), "recordings.list", f"camera:{cam.id}", start=start, end=end)
+    disclosure.note(request, f"camera:{cam.id}", start=start, end=end)
     return web.json_response(timeline_json(tl, tz))

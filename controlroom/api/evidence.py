@@ -7,23 +7,41 @@ user declare AUTHENTICATED and check the right in the handler (:func:`_scope`).
 
 Downloads are streamed from disk by ``web.FileResponse`` (sendfile, HTTP Range, If-Range);
 a request that starts at byte 0 is a new download: it enters the custody log, the disclosure
-register and the audit trail. A Range request further in resumes one and is audited.
+register and the audit trail. A Range request further in resumes one and is audited. A
+one-time link sends each byte of the package at most once (``download_by_link``).
+
+Every read of a request, its custody log, the register and the package is a disclosure,
+declared on its route and audited by ``controlroom.disclosure``; a user narrowed to some cameras
+reaches only requests whose cameras are all theirs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import re
 import secrets
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from controlroom.auth import actor, allowed_camera_ids, can_access_camera, current_user
+from controlroom import disclosure
+from controlroom.auth import (
+    ANONYMOUS,
+    USER,
+    actor,
+    allowed_camera_ids,
+    can_access_camera,
+    current_user,
+)
 from controlroom.context import AUDIT, EVIDENCE, KEYS, SESSIONS, SETTINGS
-from controlroom.errors import Forbidden, json_body
+from controlroom.errors import Forbidden, as_id, json_body
 from controlroom.evidence.plan import build_plan, findings
 from controlroom.evidence.shapes import register_json, request_json
-from controlroom.permissions import Permission, requires
+from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import iso_to_us, us_to_iso
 from storage import Invalid, NotFound, audit, inventory
 from storage.db import now_us, transaction
@@ -53,6 +71,7 @@ from storage.evidence import (
     register_release,
 )
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 PREFIX = "/api/v1/evidence"
 
@@ -78,9 +97,23 @@ async def _scope(request: web.Request) -> str | None:
 
 def _request_id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise NotFound(f"no evidence request {raw}")
-    return int(raw)
+    found = as_id(raw)
+    if found is None:
+        raise NotFound(f"no evidence request {raw[:40]!r}")
+    return found
+
+
+async def _request_cameras(request: web.Request) -> set[int] | None:
+    """The cameras of the request in the path (narrowing, controlroom.auth)."""
+    request_id = as_id(request.match_info["id"])
+    async with request.app[SESSIONS]() as session:
+        req = await session.get(EvidenceRequest, request_id) if request_id else None
+        return {w.camera_id for w in req.windows} if req is not None else None
+
+
+def _visible(req: EvidenceRequest, allowed: frozenset[int] | None) -> bool:
+    """A narrowed user sees a request only if every camera it names is theirs."""
+    return allowed is None or {w.camera_id for w in req.windows} <= allowed
 
 
 async def _show(session, req: EvidenceRequest) -> dict[str, Any]:
@@ -135,22 +168,25 @@ async def submit(request: web.Request) -> web.Response:
 
 
 @routes.get(f"{PREFIX}/requests")
-@requires(Permission.AUTHENTICATED)
+@requires(Permission.AUTHENTICATED, discloses=Disclosure.PERSONAL, action="evidence.list")
 async def list_all(request: web.Request) -> web.Response:
     owner = await _scope(request)
+    allowed = await allowed_camera_ids(request)
     async with request.app[SESSIONS]() as session:
-        rows = [await _show(session, r) for r in await list_requests(session, owner=owner)]
-    await request.app[AUDIT].append(actor(request), "evidence.list", "evidence", count=len(rows))
+        rows = [await _show(session, r) for r in await list_requests(session, owner=owner) if _visible(r, allowed)]
+    disclosure.note(request, "evidence", count=len(rows))
     return web.json_response({"requests": rows})
 
 
 @routes.get(f"{PREFIX}/requests/{{id}}")
-@requires(Permission.AUTHENTICATED)
+@requires(Permission.AUTHENTICATED, discloses=Disclosure.PERSONAL, action="evidence.view", cameras=_request_cameras)
 async def show(request: web.Request) -> web.Response:
     owner = await _scope(request)
     async with request.app[SESSIONS]() as session:
         req = await get_request(session, _request_id(request), owner=owner)
-        return web.json_response(await _show(session, req))
+        data = await _show(session, req)
+    disclosure.note(request, f"evidence:{req.id}")
+    return web.json_response(data)
 
 
 async def _decide(request: web.Request, approve: bool) -> web.Response:
@@ -175,19 +211,19 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
 
 
 @routes.post(f"{PREFIX}/requests/{{id}}/approve")
-@requires(Permission.APPROVE)
+@requires(Permission.APPROVE, cameras=_request_cameras)
 async def approve(request: web.Request) -> web.Response:
     return await _decide(request, True)
 
 
 @routes.post(f"{PREFIX}/requests/{{id}}/refuse")
-@requires(Permission.APPROVE)
+@requires(Permission.APPROVE, cameras=_request_cameras)
 async def refuse(request: web.Request) -> web.Response:
     return await _decide(request, False)
 
 
 @routes.post(f"{PREFIX}/requests/{{id}}/export")
-@requires(Permission.EXPORT)
+@requires(Permission.EXPORT, cameras=_request_cameras)
 async def export_again(request: web.Request) -> web.Response:
     """Queue the export again after a failure or cancellation."""
     owner = await _scope(request)
@@ -201,7 +237,7 @@ async def export_again(request: web.Request) -> web.Response:
 
 
 @routes.post(f"{PREFIX}/requests/{{id}}/cancel")
-@requires(Permission.EXPORT)
+@requires(Permission.EXPORT, cameras=_request_cameras)
 async def cancel_export(request: web.Request) -> web.Response:
     owner = await _scope(request)
     async with transaction(request.app[SESSIONS]) as session:
@@ -221,7 +257,7 @@ async def cancel_export(request: web.Request) -> web.Response:
 
 
 @routes.post(f"{PREFIX}/requests/{{id}}/close")
-@requires(Permission.APPROVE)
+@requires(Permission.APPROVE, cameras=_request_cameras)
 async def close(request: web.Request) -> web.Response:
     """Close the request: its hold is released and a review date recorded."""
     body = await json_body(request)
@@ -242,54 +278,58 @@ async def close(request: web.Request) -> web.Response:
     return web.json_response(data)
 
 
-async def _serve(request: web.Request, req: EvidenceRequest, *, via: str, who: str,
-                 first_use: bool = False) -> web.StreamResponse:
-    """Stream the package. A GET from byte 0, the first GET of a link, or any GET by someone who
-    never downloaded this package before is a release (custody, register, audit); other Range
-    GETs resume one (audited)."""
-    settings = request.app[SETTINGS]
-    path = settings.evidence_root / req.package_path if req.package_path else None
+def _package_path(request: web.Request, req: EvidenceRequest) -> Path:
+    path = request.app[SETTINGS].evidence_root / req.package_path if req.package_path else None
     if req.state not in (RequestState.READY.value, RequestState.DOWNLOADED.value) or path is None or not path.is_file():
         raise NotFound(f"evidence request {req.id} has no package to download")
+    return path
+
+
+async def _release(request: web.Request, session, locked: EvidenceRequest, *, who: str, via: str) -> None:
+    """A release of the package: the disclosure register and the chain of custody."""
+    move(locked, RequestState.DOWNLOADED)
+    what = {"exhibit": locked.exhibit_ref, "manifest_sha256": locked.manifest_sha256,
+            "package_bytes": locked.package_bytes,
+            "windows": [{"camera": w.camera_id, "from": us_to_iso(w.start_us), "to": us_to_iso(w.end_us)}
+                        for w in locked.windows]}
+    await register_release(session, locked, released_by=who, what=what)
+    await add_custody(session, locked.id, who, "package.downloaded", request.app[KEYS].sign, via=via,
+                      address=request.remote or "", manifest_sha256=locked.manifest_sha256)
+
+
+def _package_headers(req: EvidenceRequest) -> dict[str, str]:
+    return {"Content-Type": "application/zip", "Content-Disposition": f'attachment; filename="{req.exhibit_ref}.zip"',
+            "Cache-Control": "no-store"}
+
+
+@routes.get(f"{PREFIX}/requests/{{id}}/package")
+@requires(Permission.AUTHENTICATED, discloses=Disclosure.FOOTAGE, action="evidence.download", cameras=_request_cameras)
+async def download(request: web.Request) -> web.StreamResponse:
+    """Stream the package. A GET from byte 0, or any GET by someone who never downloaded this
+    package before, is a release (custody, register, audit); other Range GETs resume one."""
+    owner = await _scope(request)
+    who = actor(request)
+    async with request.app[SESSIONS]() as session:
+        req = await get_request(session, _request_id(request), owner=owner)
+    path = _package_path(request, req)
     ranged = request.headers.get("Range", "").strip()
     # A HEAD (a download manager sizing the file) releases nothing.
     fresh = request.method == "GET" and (not ranged or ranged.replace(" ", "").startswith("bytes=0-"))
     async with transaction(request.app[SESSIONS]) as session:
         locked = await get_request(session, req.id, for_update=True)
         if request.method == "GET" and not fresh:
-            fresh = first_use or not any(e.action == "package.downloaded" and e.actor == who
-                                         for e in await custody_log(session, req.id))
+            fresh = not any(e.action == "package.downloaded" and e.actor == who
+                            for e in await custody_log(session, req.id))
         if fresh:
-            move(locked, RequestState.DOWNLOADED)
-            what = {"exhibit": locked.exhibit_ref, "manifest_sha256": locked.manifest_sha256,
-                    "package_bytes": locked.package_bytes,
-                    "windows": [{"camera": w.camera_id, "from": us_to_iso(w.start_us), "to": us_to_iso(w.end_us)}
-                                for w in locked.windows]}
-            await register_release(session, locked, released_by=who, what=what)
-            await add_custody(session, locked.id, who, "package.downloaded", request.app[KEYS].sign, via=via,
-                              address=request.remote or "", manifest_sha256=locked.manifest_sha256)
+            await _release(request, session, locked, who=who, via="session")
         action = "evidence.download" if fresh else ("evidence.download_head" if request.method == "HEAD"
                                                     else "evidence.download_resume")
-        await audit.append(session, who, action,
-                           f"evidence:{req.id}", via=via, range=ranged or None)
-    return web.FileResponse(path, headers={
-        "Content-Type": "application/zip",
-        "Content-Disposition": f'attachment; filename="{req.exhibit_ref}.zip"',
-        "Cache-Control": "no-store",
-    })
-
-
-@routes.get(f"{PREFIX}/requests/{{id}}/package")
-@requires(Permission.AUTHENTICATED)
-async def download(request: web.Request) -> web.StreamResponse:
-    owner = await _scope(request)
-    async with request.app[SESSIONS]() as session:
-        req = await get_request(session, _request_id(request), owner=owner)
-    return await _serve(request, req, via="session", who=actor(request))
+        await disclosure.record_in(session, request, f"evidence:{req.id}", action=action, range=ranged or None)
+    return web.FileResponse(path, headers=_package_headers(req))
 
 
 @routes.post(f"{PREFIX}/requests/{{id}}/links")
-@requires(Permission.AUTHENTICATED)
+@requires(Permission.AUTHENTICATED, cameras=_request_cameras)
 async def make_link(request: web.Request) -> web.Response:
     """A one-time download link that expires (for a download manager or another machine)."""
     owner = await _scope(request)
@@ -305,43 +345,128 @@ async def make_link(request: web.Request) -> web.Response:
                               "one_time": True}, status=201)
 
 
+_SINGLE_RANGE = re.compile(r"bytes=(\d{1,19})-(\d{0,19})")
+LINK_CHUNK_BYTES = 256 * 1024
+
+
+def link_range(header: str, size_bytes: int) -> tuple[int, int]:
+    """The byte range [start, end) a one-time link is asked for: the whole package without a
+    Range header, else one ``bytes=N-`` or ``bytes=N-M`` range. Anything else (several ranges,
+    suffix ranges, other units, a range past the end) is refused with 416: a download manager
+    resuming asks for ``bytes=N-``, and a strict parser leaves no spelling that reaches bytes
+    already sent."""
+    header = header.strip()
+    if not header:
+        return 0, size_bytes
+    match = _SINGLE_RANGE.fullmatch(header.replace(" ", ""))
+    start = int(match.group(1)) if match else size_bytes
+    end = min(int(match.group(2)) + 1, size_bytes) if match and match.group(2) else size_bytes
+    if start >= size_bytes or end <= start:
+        raise web.HTTPRequestRangeNotSatisfiable(
+            headers={"Content-Range": f"bytes */{size_bytes}"}, content_type="application/json",
+            text=json.dumps({"error": "a one-time link serves one range 'bytes=N-' within the package"}))
+    return start, end
+
+
 @routes.get(f"{PREFIX}/download/{{token}}")
-@requires(Permission.PUBLIC)  # the token is the credential: 256 random bits, stored hashed
+@requires(Permission.PUBLIC, discloses=Disclosure.FOOTAGE, action="evidence.download")  # the token is the credential
 async def download_by_link(request: web.Request) -> web.StreamResponse:
-    ranged = request.headers.get("Range", "").strip()
-    fresh = request.method == "GET" and (not ranged or ranged.replace(" ", "").startswith("bytes=0-"))
+    """Serve a one-time link: each byte of the package at most once (``link_range``, migration
+    0009). A transfer that breaks off gives back what it did not send, so it can resume; a
+    finished one leaves nothing, and any later request gets 410. A HEAD sizes the package and
+    releases nothing."""
+    refused = None
     async with transaction(request.app[SESSIONS]) as session:
         link: DownloadLink = await find_link(session, request.match_info["token"])
-        if link.used_us is not None and fresh:
-            await audit.append(session, f"link:{link.created_by}", "evidence.link_reuse_refused",
-                               f"evidence:{link.request_id}", link=link.id)
-            raise web.HTTPGone(text='{"error": "this one-time link was already used"}', content_type="application/json")
-        first_use = link.used_us is None and request.method == "GET"
-        if first_use:
-            link.used_us = now_us()
+        # From here the request acts as the person who made the link (the audit trail names them).
+        request[USER] = replace(ANONYMOUS, username=link.created_by, via="link", token_name=f"link {link.id}")
         req = await get_request(session, link.request_id)
-        who = link.created_by
-    return await _serve(request, req, via=f"one-time link {link.id}", who=who, first_use=first_use)
+        path = _package_path(request, req)
+        size_bytes = (await asyncio.to_thread(path.stat)).st_size
+        start, end = link_range(request.headers.get("Range", ""), size_bytes)
+        if request.method == "HEAD":
+            await disclosure.record_in(session, request, f"evidence:{req.id}", action="evidence.download_head",
+                                       link=link.id)
+            return web.Response(headers={**_package_headers(req), "Content-Length": str(size_bytes),
+                                         "Accept-Ranges": "bytes"})
+        if start < link.reserved_bytes:
+            refused = link.id
+        else:
+            link.reserved_bytes = end
+            first_use = link.used_us is None
+            if first_use:
+                link.used_us = now_us()
+                locked = await get_request(session, req.id, for_update=True)
+                await _release(request, session, locked, who=link.created_by, via=f"one-time link {link.id}")
+            await disclosure.record_in(session, request, f"evidence:{req.id}",
+                                       action="evidence.download" if first_use else "evidence.download_resume",
+                                       range=f"{start}-{end - 1}", link=link.id)
+    if refused is not None:
+        await request.app[AUDIT].append(f"link:{link.created_by}", "evidence.link_reuse_refused",
+                                        f"evidence:{req.id}", link=refused, range=request.headers.get("Range"))
+        raise web.HTTPGone(text='{"error": "this one-time link was already used"}', content_type="application/json")
+    return await _send_link_bytes(request, link.id, path, req, start, end, size_bytes)
+
+
+async def _send_link_bytes(request: web.Request, link_id: int, path: Path, req: EvidenceRequest,
+                           start: int, end: int, size_bytes: int) -> web.StreamResponse:
+    partial = (start, end) != (0, size_bytes)
+    response = web.StreamResponse(status=206 if partial else 200, headers=_package_headers(req))
+    response.content_length = end - start
+    if partial:
+        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size_bytes}"
+    sent = 0
+    try:
+        await response.prepare(request)
+        with open(path, "rb") as f:  # noqa: ASYNC230 - reads are in to_thread below
+            await asyncio.to_thread(f.seek, start)
+            while sent < end - start:
+                chunk = await asyncio.to_thread(f.read, min(LINK_CHUNK_BYTES, end - start - sent))
+                if not chunk:
+                    break
+                await response.write(chunk)
+                sent += len(chunk)
+        await response.write_eof()
+    except (ConnectionResetError, asyncio.CancelledError):
+        log.info("evidence %s: one-time link %s transfer broke off after %d of %d bytes",
+                 req.id, link_id, sent, end - start)
+        raise
+    finally:
+        # What reached the client is delivered; what did not is given back for a resume.
+        async with transaction(request.app[SESSIONS]) as session:
+            link = await session.get(DownloadLink, link_id, with_for_update=True)
+            if link is not None:
+                link.delivered_bytes = max(link.delivered_bytes, start + sent)
+                if sent < end - start and link.reserved_bytes == end:
+                    link.reserved_bytes = start + sent
+    return response
 
 
 @routes.get(f"{PREFIX}/requests/{{id}}/custody")
-@requires(Permission.AUTHENTICATED)
+@requires(Permission.AUTHENTICATED, discloses=Disclosure.PERSONAL, action="evidence.custody_read",
+          cameras=_request_cameras)
 async def custody(request: web.Request) -> web.Response:
     """The whole chain of custody (production and each download) as signed JSON lines."""
     owner = await _scope(request)
     async with request.app[SESSIONS]() as session:
         req = await get_request(session, _request_id(request), owner=owner)
         lines = [custody_line(e) for e in await custody_log(session, req.id)]
+    disclosure.note(request, f"evidence:{req.id}", entries=len(lines))
     text = "".join(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n" for line in lines)
     return web.Response(text=text, content_type="application/x-ndjson")
 
 
 @routes.get(f"{PREFIX}/register")
-@requires(Permission.APPROVE)
+@requires(Permission.APPROVE, discloses=Disclosure.PERSONAL, action="evidence.register_read")
 async def register(request: web.Request) -> web.Response:
+    allowed = await allowed_camera_ids(request)
     async with request.app[SESSIONS]() as session:
-        rows = [register_json(e) for e in await list_register(session)]
-    await request.app[AUDIT].append(actor(request), "evidence.register_read", "evidence:register", count=len(rows))
+        entries = await list_register(session)
+        if allowed is not None:
+            visible = {r.id for r in await list_requests(session) if _visible(r, allowed)}
+            entries = [e for e in entries if e.request_id in visible]
+        rows = [register_json(e) for e in entries]
+    disclosure.note(request, "evidence:register", count=len(rows))
     return web.json_response({"register": rows})
 
 

@@ -28,9 +28,10 @@ from aiohttp import WSMsgType, web
 
 from cameras import CameraUnavailable
 from cameras.live import LiveHub, Source, Upstream
+from controlroom import disclosure
 from controlroom.auth import actor
 from controlroom.context import AUDIT, KEYS, LIVE, SESSIONS
-from controlroom.permissions import Permission, requires
+from controlroom.permissions import Disclosure, Permission, requires
 from storage import Invalid, inventory
 from storage.inventory import credentialed_url
 from storage.models import Camera
@@ -104,18 +105,18 @@ def join(request: web.Request, cam: Camera, stream: str):
 
 
 @routes.get("/api/v1/cameras/{camera}/live")
-@requires(Permission.LIVE_VIEW)
+@requires(Permission.LIVE_VIEW, discloses=Disclosure.FOOTAGE, action="live.start")
 async def live_ws(request: web.Request) -> web.StreamResponse:
     check_origin(request)
     stream = stream_of(request)
     cam = await _camera(request, stream)
     who = actor(request)
     ws = web.WebSocketResponse(heartbeat=20.0)
+    disclosure.note(request, f"camera:{cam.id}", stream=stream)
     try:
-        await ws.prepare(request)
+        await ws.prepare(request)  # writes the live.start entry first (controlroom.disclosure)
     except ConnectionResetError:
         return ws  # the browser left before the upgrade completed (a tile changed meanwhile)
-    await request.app[AUDIT].append(who, "live.start", f"camera:{cam.id}", stream=stream)
     started = time.monotonic()
     up, viewer = await join(request, cam, stream)
     closer = asyncio.create_task(_wait_client_close(ws, viewer))
@@ -179,7 +180,7 @@ async def snapshot_jpeg(up: Upstream, timeout_s: float = SNAPSHOT_TIMEOUT_S) -> 
 
 
 @routes.get("/api/v1/cameras/{camera}/snapshot.jpg")
-@requires(Permission.LIVE_VIEW)
+@requires(Permission.LIVE_VIEW, discloses=Disclosure.FOOTAGE, action="live.snapshot")
 async def snapshot(request: web.Request) -> web.Response:
     stream = stream_of(request)
     cam = await _camera(request, stream)
@@ -192,5 +193,5 @@ async def snapshot(request: web.Request) -> web.Response:
     if request.query.get("download") == "1":
         taken = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         headers["Content-Disposition"] = f'attachment; filename="camera{cam.id}-{taken}.jpg"'
-        await request.app[AUDIT].append(actor(request), "live.snapshot", f"camera:{cam.id}", stream=stream)
+    disclosure.note(request, f"camera:{cam.id}", stream=stream, download=request.query.get("download") == "1")
     return web.Response(body=jpeg, content_type="image/jpeg", headers=headers)

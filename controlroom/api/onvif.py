@@ -35,11 +35,11 @@ from cameras.onvif.clock import ClockWatcher
 from cameras.onvif.discovery import Device, HelloListener, parse_target
 from cameras.onvif.events import EventSubscriptions
 from cameras.onvif.session import SessionPool
-from controlroom import onvif_actions
+from controlroom import disclosure, onvif_actions
 from controlroom.auth import actor, can_access_camera
 from controlroom.context import ALERTS, KEYS, ONVIF, SESSIONS, SETTINGS, SUPERVISOR
 from controlroom.errors import json_body
-from controlroom.permissions import Permission, requires
+from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import iso_to_us
 from controlroom.views import camera_json
 from storage import Invalid, NotFound, inventory
@@ -264,7 +264,7 @@ async def clock_set(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/cameras/{camera}/events")
-@requires(Permission.PLAYBACK)
+@requires(Permission.PLAYBACK, discloses=Disclosure.EVENTS, action="events.list")
 async def camera_events(request: web.Request) -> web.Response:
     q = request.query
     from_us = iso_to_us(q["from"], "from") if "from" in q else None
@@ -274,4 +274,6 @@ async def camera_events(request: web.Request) -> web.Response:
         if not await can_access_camera(request, cam.id):
             raise NotFound(f"no camera {request.match_info['camera']!r}")
         events = await list_events(session, cam.id, from_us=from_us, to_us=to_us, kind=q.get("kind"))
+    disclosure.note(request, f"camera:{cam.id}", start=q.get("from"), end=q.get("to"), kind=q.get("kind"),
+                    results=len(events))
     return web.json_response({"events": [e.to_dict() for e in events]})

@@ -40,9 +40,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cameras.recorder import probe
-from controlroom.auth import actor
-from controlroom.context import AUDIT, PLAYBACK_PROCS, SESSIONS, SETTINGS
-from controlroom.permissions import Permission, requires
+from controlroom import disclosure
+from controlroom.context import PLAYBACK_PROCS, SESSIONS, SETTINGS
+from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import iso_to_us, us_to_iso
 from storage import Invalid, NotFound, inventory
 from storage.catalogue import incoming_dir, safe_path
@@ -181,7 +181,7 @@ async def on_shutdown(app: web.Application) -> None:
 
 
 @routes.get("/api/v1/cameras/{camera}/playback")
-@requires(Permission.PLAYBACK)
+@requires(Permission.PLAYBACK, discloses=Disclosure.RECORDINGS, action="playback.start")
 async def plan(request: web.Request) -> web.Response:
     at_text = request.query.get("at")
     if not at_text:
@@ -192,8 +192,7 @@ async def plan(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         cam = await inventory.get_camera(session, request.match_info["camera"])
         pieces = await find_run(session, settings.storage_root, cam.id, at_us)
-    await request.app[AUDIT].append(actor(request), "playback.start", f"camera:{cam.id}",
-                                    at=us_to_iso(at_us), found=bool(pieces))
+    disclosure.note(request, f"camera:{cam.id}", at=us_to_iso(at_us), found=bool(pieces))
     if not pieces:
         raise NotFound(f"camera {cam.name!r} has no recording at or after {us_to_iso(at_us, tz)}")
     start_us = pieces[0].start_us
@@ -217,7 +216,7 @@ async def plan(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/cameras/{camera}/playback/stream.mp4")
-@requires(Permission.PLAYBACK)
+@requires(Permission.PLAYBACK, discloses=Disclosure.FOOTAGE, action="playback.stream")
 async def stream(request: web.Request) -> web.StreamResponse:
     try:
         start_us = int(request.query["start_us"])
@@ -257,8 +256,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
             "Content-Type": "video/mp4", "Cache-Control": "no-store",
             "X-Media-Start-Us": str(pieces[0].start_us),
         })
+        disclosure.note(request, f"camera:{cam.id}", start=us_to_iso(pieces[0].start_us), pieces=len(pieces))
         try:
-            await response.prepare(request)
+            await response.prepare(request)  # writes the playback.stream entry first
             assert proc.stdout is not None
             while chunk := await proc.stdout.read(256 * 1024):
                 await response.write(chunk)

@@ -11,10 +11,11 @@ from typing import Any
 
 from aiohttp import web
 
+from controlroom import disclosure
 from controlroom.auth import actor
 from controlroom.context import AUTH, SESSIONS, SETTINGS
 from controlroom.errors import json_body
-from controlroom.permissions import Permission, requires
+from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import us_to_iso
 from storage import Invalid, accounts, audit
 from storage.db import now_us, transaction
@@ -51,15 +52,16 @@ async def _enabled_admins(session) -> int:
 
 
 @routes.get("/api/v1/users")
-@requires(Permission.ADMIN)
+@requires(Permission.ADMIN, discloses=Disclosure.PERSONAL, action="user.list")
 async def list_users(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         rows = await accounts.list_users(session)
+    disclosure.note(request, "users", count=len(rows))
     return web.json_response({"users": [user_json(u) for u in rows]})
 
 
 @routes.get("/api/v1/users/{username}")
-@requires(Permission.ADMIN)
+@requires(Permission.ADMIN, discloses=Disclosure.PERSONAL, action="user.view")
 async def show_user(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         row = await accounts.get_user(session, request.match_info["username"])
