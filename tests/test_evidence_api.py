@@ -235,3 +235,52 @@ async def test_operator_cannot_approve_and_admin_cannot_see_requests(app_client,
     admin = await users.as_("administrator", "admin1")
     assert (await client.get("/api/v1/evidence/requests", headers=admin)).status == 403
     assert "evidence.denied" in await audit_actions(app)
+
+
+async def test_one_time_link_sends_each_byte_once_whatever_the_range(app_client, login, sources, settings):
+    """A used one-time link gave the package again to a Range request (any range not starting at
+    byte 0, and several spellings of a whole-file range). Resuming the first download is allowed;
+    nothing already sent is sent again, and the refusals are audited."""
+    client, app = app_client, app_client.server.app
+    footage = await catalogue_footage(app[SESSIONS], settings.storage_root, sources, cameras=1)
+    users = Users(client, login)
+    window = {"camera": footage.camera_ids[0], "from": us_to_iso(footage.base_us),
+              "to": us_to_iso(footage.base_us + 2 * SEGMENT_US)}
+    police = await users.as_("police", "pc77")
+    rid = (await (await client.post("/api/v1/evidence/requests", json={**FIELDS, "windows": [window]},
+                                    headers=police)).json())["id"]
+    supervisor = await users.as_("supervisor", "sgt77")
+    resp = await client.post(f"/api/v1/evidence/requests/{rid}/approve", json={"reason": "Proportionate"},
+                             headers=supervisor)
+    assert resp.status == 200, await resp.text()
+    size = (await wait_export(client, supervisor, rid))["package"]["bytes"]
+    police = await users.as_("police", "pc77")
+    url = (await (await client.post(f"/api/v1/evidence/requests/{rid}/links", headers=police)).json())["url"]
+    client.session.cookie_jar.clear()
+
+    head = await client.head(url)  # sizing the file releases nothing
+    assert head.status == 200 and int(head.headers["Content-Length"]) == size
+    first = await client.get(url, headers={"Range": "bytes=0-999"})
+    assert first.status == 206 and first.headers["Content-Range"] == f"bytes 0-999/{size}"
+    part = await first.read()
+    # Nothing before byte 1000 again, however the range is spelt.
+    for spelling in ("bytes=0-", "bytes = 0 -", "bytes=500-", "bytes=999-", None):
+        resp = await client.get(url, headers={"Range": spelling} if spelling else {})
+        assert resp.status == 410, (spelling, resp.status)
+    for odd in ("bytes=-100", "bytes=0-0,1-", "items=0-", f"bytes={size}-"):
+        assert (await client.get(url, headers={"Range": odd})).status == 416, odd
+    rest = await client.get(url, headers={"Range": "bytes=1000-"})  # the resume
+    assert rest.status == 206
+    data = part + await rest.read()
+    assert len(data) == size
+    for spelling in ("bytes=1000-", f"bytes={size - 1}-", None):
+        resp = await client.get(url, headers={"Range": spelling} if spelling else {})
+        assert resp.status == 410, spelling
+    actions = await audit_actions(app)
+    assert actions.count("evidence.download") == 1 and actions.count("evidence.download_resume") == 1
+    assert actions.count("evidence.link_reuse_refused") == 8
+    assert actions.count("evidence.download_head") == 1
+    async with app[SESSIONS]() as session:
+        entries = (await session.execute(select(AuditEntry).where(AuditEntry.action.like("evidence.download%")))).scalars().all()
+    assert {e.actor for e in entries} == {"pc77"}
+    assert all(json.loads(e.details)["via"] == "link" for e in entries)
