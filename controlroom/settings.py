@@ -136,6 +136,9 @@ class EvidenceSettings(_Section):
     # After closing, the (released) hold's review date by default.
     close_review_days: int = Field(365, ge=1, le=3650)
     max_window_hours: float = Field(24, gt=0)
+    # Windows (camera x time) in one request: a request for more is a trawl, not a targeted
+    # disclosure, and each window costs a catalogue query before the supervisor sees anything.
+    max_windows: int = Field(16, ge=1, le=1000)
 
 
 class Settings(_Section):

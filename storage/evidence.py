@@ -273,7 +273,11 @@ async def decide(session: AsyncSession, req: EvidenceRequest, *, by: str, approv
         raise Invalid("a decision needs a reason")
     move(req, RequestState.APPROVED if approve else RequestState.REFUSED)
     req.decided_by, req.decided_us, req.decision_reason = by, now_us(), reason.strip()
-    return await queue_export(session, req, by=by) if approve else None
+    if approve:
+        return await queue_export(session, req, by=by)
+    if req.hold_id is not None:  # a refused request has no claim on the footage
+        await release_hold(session, req.hold_id, by)
+    return None
 
 
 async def queue_export(session: AsyncSession, req: EvidenceRequest, *, by: str) -> ExportJob:

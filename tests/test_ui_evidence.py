@@ -325,7 +325,7 @@ async def test_refused_request_shows_its_reason_and_is_closed(stack, police, sup
     assert not police.errors and not supervisor.errors
 
 
-async def test_the_october_hour_is_chosen_not_guessed(stack, police, artifacts: Path):
+async def test_the_october_hour_is_chosen_not_guessed(stack, police, supervisor, artifacts: Path):
     cam_id = next(iter(stack.cameras.values()))
     await fill_request(police, [(cam_id, "2026-10-25 01:30:00", "2026-10-25T02:10:00")])
     when = police.locator("#ev-windows .ev-window").first.locator(".ev-when").first  # the "from" time
@@ -354,6 +354,11 @@ async def test_the_october_hour_is_chosen_not_guessed(stack, police, artifacts: 
     async with stack.app[SESSIONS]() as session:
         req = await get_request(session, rid)
     assert req.windows[0].start_us == int(datetime(2026, 10, 25, 1, 30, tzinfo=UTC).timestamp() * 1e6)
-    # Nothing was recorded then: said, not hidden.
-    assert "No footage at all in this window." in await police.text_content("#ev-detail .ev-findings")
-    assert not police.errors
+    # Nothing was recorded then: said to the supervisor who decides, not hidden; what the council
+    # recorded is not shown to the police.
+    await police.locator("#ev-detail .ev-facts").wait_for()
+    assert await police.locator("#ev-detail .ev-findings").count() == 0
+    await supervisor.goto(f"{stack.base_url}/#evidence/{rid}")
+    await supervisor.locator("#ev-detail .ev-findings").wait_for()
+    assert "No footage at all in this window." in await supervisor.text_content("#ev-detail .ev-findings")
+    assert not police.errors and not supervisor.errors

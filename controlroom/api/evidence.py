@@ -116,8 +116,15 @@ def _visible(req: EvidenceRequest, allowed: frozenset[int] | None) -> bool:
     return allowed is None or {w.camera_id for w in req.windows} <= allowed
 
 
-async def _show(session, req: EvidenceRequest) -> dict[str, Any]:
-    return request_json(req, await latest_job(session, req.id))
+async def _show(request: web.Request, session, req: EvidenceRequest) -> dict[str, Any]:
+    """A request as its reader may see it. What the catalogue holds for its windows (gaps,
+    clock flags) is for the council's staff who decide and export: police see the request and
+    its outcome, not what the council has recorded (issue 11)."""
+    data = request_json(req, await latest_job(session, req.id))
+    user = current_user(request)
+    if not (user.can(Permission.APPROVE) or user.can(Permission.EXPORT)):
+        data.pop("findings", None)
+    return data
 
 
 @routes.post(f"{PREFIX}/requests")
@@ -134,6 +141,9 @@ async def submit(request: web.Request) -> web.Response:
     windows_in = body.get("windows")
     if not isinstance(windows_in, list) or not windows_in:
         raise Invalid("windows: a list of {camera, from, to} is required")
+    max_windows = request.app[SETTINGS].evidence.max_windows
+    if len(windows_in) > max_windows:
+        raise Invalid(f"windows: at most {max_windows} camera windows in one request")
     for key in REQUIRED_TEXT:
         if not isinstance(body.get(key, ""), str):
             raise Invalid(f"{key}: must be text")
@@ -163,7 +173,7 @@ async def submit(request: web.Request) -> web.Response:
                            crime_reference=req.crime_reference, force=req.force, hold=req.hold_id,
                            windows=[{"camera": w.camera_id, "from": us_to_iso(w.start_us), "to": us_to_iso(w.end_us)}
                                     for w in windows])
-        data = await _show(session, req)
+        data = await _show(request, session, req)
     return web.json_response(data, status=201)
 
 
@@ -173,7 +183,7 @@ async def list_all(request: web.Request) -> web.Response:
     owner = await _scope(request)
     allowed = await allowed_camera_ids(request)
     async with request.app[SESSIONS]() as session:
-        rows = [await _show(session, r) for r in await list_requests(session, owner=owner) if _visible(r, allowed)]
+        rows = [await _show(request, session, r) for r in await list_requests(session, owner=owner) if _visible(r, allowed)]
     disclosure.note(request, "evidence", count=len(rows))
     return web.json_response({"requests": rows})
 
@@ -184,7 +194,7 @@ async def show(request: web.Request) -> web.Response:
     owner = await _scope(request)
     async with request.app[SESSIONS]() as session:
         req = await get_request(session, _request_id(request), owner=owner)
-        data = await _show(session, req)
+        data = await _show(request, session, req)
     disclosure.note(request, f"evidence:{req.id}")
     return web.json_response(data)
 
@@ -204,7 +214,7 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
         await add_custody(session, req.id, actor(request), f"request.{verb}", request.app[KEYS].sign, reason=reason)
         await audit.append(session, actor(request), f"evidence.{'approve' if approve else 'refuse'}",
                            f"evidence:{req.id}", reason=reason, job=job.id if job else None)
-        data = await _show(session, req)
+        data = await _show(request, session, req)
     if approve:
         request.app[EVIDENCE].wake()
     return web.json_response(data)
@@ -231,7 +241,7 @@ async def export_again(request: web.Request) -> web.Response:
         req = await get_request(session, _request_id(request), owner=owner, for_update=True)
         job = await queue_export(session, req, by=actor(request))
         await audit.append(session, actor(request), "evidence.export_queue", f"evidence:{req.id}", job=job.id)
-        data = await _show(session, req)
+        data = await _show(request, session, req)
     request.app[EVIDENCE].wake()
     return web.json_response(data, status=202)
 
@@ -253,7 +263,7 @@ async def cancel_export(request: web.Request) -> web.Response:
         job_id = job.id
     request.app[EVIDENCE].cancel_local(job_id)
     async with request.app[SESSIONS]() as session:
-        return web.json_response(await _show(session, await get_request(session, req.id)), status=202)
+        return web.json_response(await _show(request, session, await get_request(session, req.id)), status=202)
 
 
 @routes.post(f"{PREFIX}/requests/{{id}}/close")
@@ -274,7 +284,7 @@ async def close(request: web.Request) -> web.Response:
                           reason=reason, review=us_to_iso(review_us))
         await audit.append(session, actor(request), "evidence.close", f"evidence:{req.id}", reason=reason,
                            review=us_to_iso(review_us), hold=req.hold_id)
-        data = await _show(session, req)
+        data = await _show(request, session, req)
     return web.json_response(data)
 
 

@@ -298,7 +298,7 @@ export class EvidenceView {
       el("div", { class: "ev-detail-head" },
         el("h3", { text: req.exhibit_reference || `Request ${req.id}` }), stateBadge(req.state, "ev-state")),
       factsList(req),
-      findingsSection(req),
+      req.findings ? findingsSection(req) : null,  // council staff only (the API leaves it out)
       exportSection(req),
       packageSection(req),
       this.actions(req),
