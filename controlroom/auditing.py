@@ -24,6 +24,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlroom.context import ALERTS, AUDIT, KEYS, MQTT, SESSIONS, SETTINGS
+from controlroom.mqtt import MqttBridge
 from storage import accounts, audit
 from storage.alerts import AlertHub, raise_alert
 from storage.db import now_us, transaction
@@ -31,6 +32,12 @@ from storage.keys import Keys
 
 log = logging.getLogger(__name__)
 ANCHOR_TOPIC = "audit/anchor"  # under the MQTT topic prefix
+
+
+def send_anchor(bridge: MqttBridge, anchor: audit.Anchor) -> None:
+    """The signed anchor, as in the file, retained on ``<prefix>/audit/anchor``: a subscriber
+    that keeps every message holds a copy of each head the database cannot take back."""
+    bridge.send(ANCHOR_TOPIC, json.dumps(anchor.to_json(), sort_keys=True).encode(), retain=True)
 
 
 class AnchorLoop:
@@ -92,9 +99,9 @@ async def audit_anchor_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
 
     def publish(anchor: audit.Anchor) -> None:
-        bridge = app.get(MQTT)
+        bridge = app.get(MQTT)  # started after this context, stopped before it: absent at the edges
         if bridge is not None:
-            bridge.send(ANCHOR_TOPIC, json.dumps(anchor.to_json(), sort_keys=True).encode(), retain=True)
+            send_anchor(bridge, anchor)
 
     loop = AnchorLoop(
         app[SESSIONS], app[KEYS], settings.audit_anchor_file,
