@@ -5,7 +5,8 @@ head outside the database and purges expired login sessions.
 signed anchor file (storage.audit.write_anchor) and hands the anchor to the MQTT bridge where
 one runs (``<topic_prefix>/audit/anchor``, retained). An anchor that the database contradicts
 (its entry is gone or different) is never overwritten: the loop raises an ``audit.truncated``
-alert instead, so the evidence stays on disk. A missing or replaced anchor file raises
+alert instead, so the evidence stays on disk; so is a head shorter than the newest entry this
+process's writer committed (the tail cut between two anchors). A missing or replaced anchor file raises
 ``audit.anchor_missing`` and is written afresh. The last anchor is written at shutdown, after
 the audit writer has written what was queued; if it fails, that is logged with the head it
 could not anchor.
@@ -45,10 +46,15 @@ class AnchorLoop:
         self, sessions: async_sessionmaker[AsyncSession], keys: Keys, anchor_file: Path,
         *, interval_s: float, session_idle_s: float, alerts: AlertHub | None = None,
         publish: Callable[[audit.Anchor], None] | None = None,
+        writer: Callable[[], audit.AuditWriter | None] | None = None,
     ) -> None:
         self.sessions, self.keys, self.anchor_file = sessions, keys, anchor_file
         self.interval_s, self.session_idle_s, self.alerts = interval_s, session_idle_s, alerts
         self.publish = publish
+        self.writer = writer  # the process's audit writer, whose last committed entry is checked
+        # An entry found cut: it stays the expectation (no anchor of the shorter chain, an
+        # alert each interval) until the process restarts, as a contradicted anchor file does.
+        self.cut: audit.WrittenEntry | None = None
 
     async def run_once(self) -> audit.AnchorResult | None:
         async with transaction(self.sessions) as session:
@@ -58,8 +64,12 @@ class AnchorLoop:
     async def anchor(self) -> audit.AnchorResult | None:
         """Anchor the head now; None when the existing anchor proves the chain was cut (alerted)."""
         try:
-            result = await audit.write_anchor(self.sessions, self.keys, self.anchor_file)
+            writer = self.writer() if self.writer is not None else None
+            committed = self.cut or (writer.committed if writer is not None else None)
+            result = await audit.write_anchor(self.sessions, self.keys, self.anchor_file, committed)
         except audit.AnchorError as exc:
+            if isinstance(exc, audit.TailCutError):
+                self.cut = committed
             log.error("audit: %s", exc)
             async with transaction(self.sessions) as session:
                 await raise_alert(session, self.alerts, "audit.truncated", str(exc), None)
@@ -107,6 +117,7 @@ async def audit_anchor_ctx(app: web.Application) -> AsyncIterator[None]:
         app[SESSIONS], app[KEYS], settings.audit_anchor_file,
         interval_s=settings.security.audit_anchor_interval_s,
         session_idle_s=settings.security.session_idle_s, alerts=app[ALERTS], publish=publish,
+        writer=lambda: app.get(AUDIT),
     )
     task = asyncio.create_task(loop.run(), name="audit-anchor")
     yield

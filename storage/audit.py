@@ -256,6 +256,9 @@ class AuditWriter:
         self._closed = False
         self._task: asyncio.Task[None] | None = None
         self.batches = self.written = 0  # committed so far (written / batches = the batch size)
+        # The newest entry this writer committed: only a deletion or a rewrite can take it out
+        # of the chain (a commit is not undone), so the anchor loop checks it is still there.
+        self.committed: WrittenEntry | None = None
 
     async def append(self, actor: str, action: str, target: str = "", **details: Any) -> WrittenEntry:
         if self._closed:
@@ -290,6 +293,7 @@ class AuditWriter:
                 return 0
             raise
         self.batches, self.written = self.batches + 1, self.written + len(batch)
+        self.committed = written[-1]
         for (_, future), entry in zip(batch, written, strict=True):
             if not future.done():  # the caller may have been cancelled meanwhile
                 future.set_result(entry)
@@ -510,6 +514,20 @@ def signature_ok(signed: bytes, signature: str, public_key: Ed25519PublicKey) ->
         return False
 
 
+class TailCutError(AnchorError):
+    """An entry this process committed is no longer in the chain as written."""
+
+
+async def check_committed(session: AsyncSession, entry: WrittenEntry) -> None:
+    """Raise :class:`TailCutError` if ``entry``, known to have been committed, is not in the chain
+    as written: the tail was cut (or rewritten) since, even if no anchor names it yet."""
+    stored = await _entry_hash_at(session, entry.seq)
+    if stored != entry.hash:
+        what = "is gone" if stored is None else "has a different MAC"
+        raise TailCutError(f"entry {entry.seq} ({entry.action} by {entry.actor}), committed by this process, {what}: "
+                          f"the audit trail was cut or rewritten after the last anchor; not anchoring")
+
+
 async def _entry_hash_at(session: AsyncSession, seq: int) -> str | None:
     if seq == 0:
         return GENESIS
@@ -553,13 +571,17 @@ class AnchorResult:
     warning: str = ""  # the file was missing or older than the database's record (raise an alert)
 
 
-async def write_anchor(sessions: async_sessionmaker[AsyncSession], keys: Keys, path: Path) -> AnchorResult:
+async def write_anchor(sessions: async_sessionmaker[AsyncSession], keys: Keys, path: Path,
+                       committed: WrittenEntry | None = None) -> AnchorResult:
     """Anchor the current head in ``path`` and record it in the database.
 
     Refuses, with :class:`AnchorError`, to overwrite an anchor whose entry the chain no longer
     holds as recorded: that file is the evidence. An anchor already at (or past) the head is
     left as it is. A file that is missing, or older than the last anchor the database records,
-    is written afresh and reported in ``warning`` (the caller raises an alert).
+    is written afresh and reported in ``warning`` (the caller raises an alert). ``committed``,
+    the newest entry this process is known to have committed, must still be in the chain:
+    otherwise entries newer than the last anchor were deleted, and the shorter head is not
+    anchored (:class:`AnchorError`).
     """
     fd = await asyncio.to_thread(_lock, path)
     try:
@@ -571,6 +593,8 @@ async def write_anchor(sessions: async_sessionmaker[AsyncSession], keys: Keys, p
             record = await chain_record(session)
             if record is None:
                 raise AnchorError("the audit_chain record is missing from the database; not anchoring")
+            if committed is not None:
+                await check_committed(session, committed)
             if old is not None:
                 stored = await _entry_hash_at(session, old.seq)
                 if stored != old.hash:

@@ -340,3 +340,33 @@ async def test_a_failed_final_anchor_is_logged_with_the_head(settings, tmp_path,
         await client.close()
     final = [r for r in caplog.records if "final anchor at shutdown failed" in r.getMessage()]
     assert final and f"head entry {entry.seq}" in final[0].getMessage() and final[0].exc_info
+
+
+async def test_a_tail_cut_between_two_anchors_is_caught_by_the_running_service(sessions, keys, tmp_path):
+    """Entries newer than the last anchor, deleted while the service runs: the writer knows the
+    newest entry it committed, so the loop refuses to anchor the shorter chain and alerts, each
+    interval, even after new entries have taken the deleted numbers."""
+    from controlroom.auditing import AnchorLoop
+
+    path = tmp_path / "anchor.json"
+    writer = audit.AuditWriter(sessions)
+    writer.start()
+    try:
+        loop = AnchorLoop(sessions, keys, path, interval_s=300, session_idle_s=1800, writer=lambda: writer)
+        for i in range(3):
+            await writer.append("op", "live.start", f"camera:{i}")
+        assert (await loop.run_once()).anchor.seq == 3
+        for i in range(2):
+            await writer.append("op", "playback.start", f"camera:{i}")
+        async with transaction(sessions) as session:
+            await session.execute(text("DELETE FROM audit WHERE seq > 3"))
+        assert await loop.run_once() is None
+        await writer.append("op", "live.stop", "camera:9")  # takes number 4 again
+        assert await loop.run_once() is None
+    finally:
+        await writer.close()
+    assert audit.read_anchor(path).seq == 3
+    async with sessions() as session:
+        alerts = (await session.execute(text("SELECT kind, message FROM alerts ORDER BY id"))).all()
+    assert [a.kind for a in alerts] == ["audit.truncated", "audit.truncated"]
+    assert "entry 5 (playback.start by op), committed by this process, is gone" in alerts[0].message
