@@ -606,7 +606,7 @@ async def write_anchor(sessions: async_sessionmaker[AsyncSession], keys: Keys, p
                 if old.seq >= seq:
                     return AnchorResult(old, False)
         warning = ""
-        if old is None and record.anchored_seq:
+        if old is None and record.anchored_us:
             warning = (f"anchor file {path} is missing: the database records an anchor of entry "
                        f"{record.anchored_seq} written at {_iso(record.anchored_us)} (at {record.anchor_path}); "
                        f"writing a new one")
@@ -677,7 +677,7 @@ async def verify_anchors(session: AsyncSession, public_key: Ed25519PublicKey, pa
             problems.append(AnchorProblem(str(source), 0, str(exc)))
             continue
         if a is None:
-            if required and record is not None and record.anchored_seq:
+            if required and record is not None and record.anchored_us:
                 problems.append(AnchorProblem(
                     str(source), 0, f"anchor file {source} is missing: the database records an anchor of entry "
                                     f"{record.anchored_seq} written at {_iso(record.anchored_us)} "

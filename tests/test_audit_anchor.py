@@ -318,7 +318,7 @@ async def test_service_anchors_each_interval_at_shutdown_and_over_mqtt(settings,
             await session.execute(text("DELETE FROM audit WHERE seq >= :s"), {"s": first.seq})
         path.unlink()  # and the file, as someone with both the database and the files would
         async with transaction(sessions) as session:  # ... and the database's record of it
-            await session.execute(text("UPDATE audit_chain SET anchored_seq = 0"))
+            await session.execute(text("UPDATE audit_chain SET anchored_seq = 0, anchored_us = 0"))
         async with sessions() as session:
             r = await audit.verify_all(session, keys, path, s.audit_digest_dir, [saved])
         assert not r.ok and r.first_bad_seq == first.seq and "truncated" in r.problems[0], r.problems
@@ -370,3 +370,32 @@ async def test_a_tail_cut_between_two_anchors_is_caught_by_the_running_service(s
         alerts = (await session.execute(text("SELECT kind, message FROM alerts ORDER BY id"))).all()
     assert [a.kind for a in alerts] == ["audit.truncated", "audit.truncated"]
     assert "entry 5 (playback.start by op), committed by this process, is gone" in alerts[0].message
+
+
+async def test_api_verify_reports_the_anchor(settings, aiohttp_client, login):
+    """GET /api/v1/audit/verify checks the anchor file (written at start-up) too."""
+    from controlroom.app import create_app
+
+    app = create_app(settings, record=False, anpr=False)
+    client = await aiohttp_client(app)
+    path = settings.audit_anchor_file
+    for _ in range(200):
+        if path.exists():
+            break
+        await asyncio.sleep(0.05)
+    assert audit.read_anchor(path).seq <= 1  # the start-up anchor (the first administrator may be in it)
+    headers = await login(client, "supervisor")
+    body = await (await client.get("/api/v1/audit/verify", headers=headers)).json()
+    assert body["ok"] and body["anchors_checked"] == 1, body
+    path.unlink()
+    body = await (await client.get("/api/v1/audit/verify", headers=headers)).json()
+    assert not body["ok"] and f"anchor file {path} is missing" in body["problems"][0], body
+
+
+async def test_a_deleted_anchor_of_the_empty_chain_is_reported(sessions, keys, tmp_path):
+    path = tmp_path / "anchor.json"
+    assert (await audit.write_anchor(sessions, keys, path)).anchor.seq == 0
+    path.unlink()
+    async with sessions() as session:
+        r = await audit.verify_all(session, keys, path, tmp_path / "none")
+    assert not r.ok and "is missing" in r.problems[0]
