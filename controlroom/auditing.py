@@ -33,6 +33,9 @@ from storage.keys import Keys
 
 log = logging.getLogger(__name__)
 ANCHOR_TOPIC = "audit/anchor"  # under the MQTT topic prefix
+# The last anchor at shutdown normally takes milliseconds; a database or disk that does not
+# answer must not hold up the stop (the whole stop has 30 s), so it is given up and logged.
+FINAL_ANCHOR_TIMEOUT_S = 10.0
 
 
 def send_anchor(bridge: MqttBridge, anchor: audit.Anchor) -> None:
@@ -125,13 +128,13 @@ async def audit_anchor_ctx(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     try:
-        await loop.anchor()  # the head at shutdown
+        await asyncio.wait_for(loop.anchor(), FINAL_ANCHOR_TIMEOUT_S)  # the head at shutdown
     except Exception:
         # Nothing is lost from the database, but entries since the last anchor are unprotected
         # until the next start: say which, so an operator can anchor by hand (audit anchor).
         try:
             async with app[SESSIONS]() as session:
-                head = await audit.head(session)
+                head = await asyncio.wait_for(audit.head(session), 2)
         except Exception:
             head = None
         log.exception("audit: the final anchor at shutdown failed (head %s, anchor file %s); run "

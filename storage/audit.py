@@ -551,17 +551,32 @@ def _fsync_write(path: Path, body: bytes) -> None:
         os.close(dfd)
 
 
-def _lock(path: Path) -> int:
-    """An exclusive lock beside the anchor file (blocking): the service and the CLI never
-    interleave their read-check-write of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o640)
+# Another process holds the anchor's lock for milliseconds; a holder stuck this long is a fault
+# to report, not to wait out (the last anchor at shutdown must not hang the stop).
+ANCHOR_LOCK_TIMEOUT_S = 10.0
+
+
+async def _lock(path: Path) -> int:
+    """An exclusive lock beside the anchor file: the service and the CLI never interleave their
+    read-check-write of it. Polled on the event loop rather than blocking in a thread: a
+    cancelled wait must not leave a thread that takes the lock later and never releases it."""
+    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o640)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        deadline = asyncio.get_running_loop().time() + ANCHOR_LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"{lock_path}: held by another process for over "
+                                       f"{ANCHOR_LOCK_TIMEOUT_S:g} s; not anchoring") from None
+                await asyncio.sleep(0.05)
     except BaseException:
         os.close(fd)
         raise
-    return fd
 
 
 @dataclass(frozen=True)
@@ -583,7 +598,7 @@ async def write_anchor(sessions: async_sessionmaker[AsyncSession], keys: Keys, p
     otherwise entries newer than the last anchor were deleted, and the shorter head is not
     anchored (:class:`AnchorError`).
     """
-    fd = await asyncio.to_thread(_lock, path)
+    fd = await _lock(path)
     try:
         old = await asyncio.to_thread(read_anchor, path)  # read before the database: see below
         # A fresh session, begun after the file was read under the lock: a newer anchor written

@@ -399,3 +399,27 @@ async def test_a_deleted_anchor_of_the_empty_chain_is_reported(sessions, keys, t
     async with sessions() as session:
         r = await audit.verify_all(session, keys, path, tmp_path / "none")
     assert not r.ok and "is missing" in r.problems[0]
+
+
+async def test_the_anchor_lock_is_bounded_and_cancellable(sessions, keys, tmp_path, monkeypatch):
+    """Another process holding the anchor's lock (a CLI stuck mid-anchor): the wait gives up
+    with an error instead of hanging the service's stop, and a cancelled wait leaves no lock
+    behind."""
+    import fcntl
+    import os
+
+    path = tmp_path / "anchor.json"
+    monkeypatch.setattr(audit, "ANCHOR_LOCK_TIMEOUT_S", 0.3)
+    other = os.open(tmp_path / "anchor.json.lock", os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        with pytest.raises(TimeoutError, match="held by another process"):
+            await audit.write_anchor(sessions, keys, path)
+        waiting = asyncio.create_task(audit.write_anchor(sessions, keys, path))
+        await asyncio.sleep(0.1)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    finally:
+        os.close(other)
+    assert (await asyncio.wait_for(audit.write_anchor(sessions, keys, path), 2)).written
