@@ -11,7 +11,9 @@
      transaction (how actions that change the database append);
    - group commit, the app's path (storage.audit.AuditWriter) with --tasks (50) concurrent
      callers each waiting for its entry, against the same writer doing a plain insert of the
-     same rows (same queue, same batches, no lock, no head, no chain link).
+     same rows (same queue, same batches, no lock, no head, no chain link), and against the
+     chain as it was before issue 11 (the same append_many, chained with plain SHA-256 instead
+     of HMAC-SHA-256); plus the CPU cost of one entry's MAC against its plain SHA-256.
 
     .venv/bin/python -m bench.auth [--requests 3000] [--appends 3000] [--only sqlite|postgresql]
                                    [--seconds 5] [--tasks 50] [--skip-middleware]
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import statistics
 import tempfile
 import time
@@ -180,6 +183,36 @@ PLAIN_TABLE = Table("audit_bench_plain", MetaData(naming_convention=Base.metadat
 COLUMNS = [c.name for c in PLAIN_TABLE.columns if c.name != "id"]
 
 
+def _unkeyed(_key: bytes, e: audit.NewEntry, seq: int, prev: str) -> audit.WrittenEntry:
+    return audit.WrittenEntry(seq, e.at_us, e.actor, e.action, e.target, e.details, prev,
+                              entry_hash(seq, e.at_us, e.actor, e.action, e.target, e.details, prev))
+
+
+class UnkeyedWriter(audit.AuditWriter):
+    """The chain before issue 11: the same append_many, each entry chained with plain SHA-256.
+    Its entries are deleted after each round (append_bench), so the chain still verifies."""
+
+    async def write(self, session, pending):
+        keyed, audit._chained = audit._chained, _unkeyed  # nothing else appends during its round
+        try:
+            return await audit.append_many(session, pending)
+        finally:
+            audit._chained = keyed
+
+
+def mac_cost_us(rounds: int = 50_000) -> tuple[float, float]:
+    """CPU microseconds per entry: (HMAC-SHA-256, plain SHA-256) of the same canonical entry."""
+    key, body = os.urandom(32), '{"camera":12,"from":"2026-11-28T10:00:00Z","reason":"incident 2026/123"}'
+    out = []
+    for rule in (lambda i: audit.entry_mac(key, i, 1, "operator1", "playback.start", "camera:12", body, audit.GENESIS),
+                 lambda i: entry_hash(i, 1, "operator1", "playback.start", "camera:12", body, audit.GENESIS)):
+        c0 = time.process_time()
+        for i in range(rounds):
+            rule(i)
+        out.append((time.process_time() - c0) / rounds * 1e6)
+    return out[0], out[1]
+
+
 class PlainWriter(audit.AuditWriter):
     """The baseline for group commit: the same queue, batches and transactions as the app's
     writer, but a plain insert of the rows (hashed the same way) without the chain's lock, its
@@ -220,7 +253,7 @@ async def producers(writer: audit.AuditWriter, tasks: int, budget_s: float) -> t
 async def append_bench(name: str, url: str, n: int, budget_s: float, tasks: int) -> None:
     engine = make_engine(url)
     await upgrade(engine)
-    sessions = make_sessionmaker(engine)
+    sessions = make_sessionmaker(engine, audit_key=os.urandom(32))  # a throwaway database's key
     try:
         for _ in range(20):  # warm the pool and the statement caches
             async with transaction(sessions) as session:
@@ -263,10 +296,16 @@ async def append_bench(name: str, url: str, n: int, budget_s: float, tasks: int)
         #    Two rounds each, alternating, so drift in the machine's load hits both alike.
         async with engine.begin() as conn:
             await conn.run_sync(PLAIN_TABLE.metadata.create_all)
-        totals = {"plain": [0, 0.0, 0.0, [], 0], "chained": [0, 0.0, 0.0, [], 0]}
+        totals = {"plain": [0, 0.0, 0.0, [], 0], "unkeyed": [0, 0.0, 0.0, [], 0], "chained": [0, 0.0, 0.0, [], 0]}
         for _ in range(2):
-            for kind, make in (("plain", PlainWriter), ("chained", audit.AuditWriter)):
-                result = await producers(make(sessions), tasks, budget_s / 2)
+            for kind, make in (("plain", PlainWriter), ("unkeyed", UnkeyedWriter), ("chained", audit.AuditWriter)):
+                async with sessions() as session:
+                    before = (await audit.head(session))[0]
+                result = await producers(make(sessions), tasks, budget_s / 3)
+                if kind == "unkeyed":  # take its entries out of the keyed chain again
+                    async with transaction(sessions) as session:
+                        await session.execute(AuditEntry.__table__.delete().where(AuditEntry.seq > before))
+                    audit._HEADS.clear()
                 t = totals[kind]
                 for k in (0, 1, 2, 4):
                     t[k] += result[k]
@@ -279,6 +318,9 @@ async def append_bench(name: str, url: str, n: int, budget_s: float, tasks: int)
         print(f"  {'':10s}  group commit, {tasks} concurrent callers: plain insert {rate['plain']:7.0f}/s; "
               f"audit append {rate['chained']:7.0f}/s ({rate['chained'] / rate['plain']:.2f} of plain; goal 2,000/s: "
               f"{'met' if rate['chained'] >= 2000 else 'NOT met'}); chain of {report.entries} verified")
+        print(f"  {'':10s}  keyed chain against the unkeyed chain of before (same run): {rate['unkeyed']:7.0f}/s unkeyed, "
+              f"{rate['chained']:7.0f}/s keyed ({rate['chained'] / rate['unkeyed']:.2f}); per CPU second: unkeyed "
+              f"{totals['unkeyed'][0] / totals['unkeyed'][2]:7.0f}/s, keyed {totals['chained'][0] / totals['chained'][2]:7.0f}/s")
         print(f"  {'':10s}  mean batch: plain {batch['plain']:.1f}, audit {batch['chained']:.1f} entries per transaction")
         print(f"  {'':10s}  latency per append (caller waits for the commit): plain {ms(totals['plain'][3])}; "
               f"audit {ms(totals['chained'][3])}; per second of this process's CPU: plain "
@@ -289,6 +331,8 @@ async def append_bench(name: str, url: str, n: int, budget_s: float, tasks: int)
 
 async def audit_bench(n: int, only: str | None, budget_s: float, tasks: int) -> None:
     print(f"audit appends, up to {n} one-entry transactions or {budget_s:g} s per phase (goal: at least 2,000/s)")
+    mac_us, sha_us = mac_cost_us()
+    print(f"  one entry's chain value, CPU: HMAC-SHA-256 {mac_us:.2f} us, plain SHA-256 {sha_us:.2f} us")
     if only in (None, "sqlite"):
         with tempfile.TemporaryDirectory() as tmp:
             await append_bench("SQLite", f"sqlite+aiosqlite:///{tmp}/bench.db", n, budget_s, tasks)

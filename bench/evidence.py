@@ -128,8 +128,8 @@ async def child_export(data: Path, ids: list[int], start_us: int, end_us: int) -
     from storage.keys import load_or_create_keys
 
     engine = make_engine(f"sqlite+aiosqlite:///{data / 'controlroom.db'}")
-    sessions = make_sessionmaker(engine)
     keys = load_or_create_keys(data / "secret.key")
+    sessions = make_sessionmaker(engine, audit_key=keys.audit_mac_key)  # the runner audits the export
     fields = {k: "bench" for k in ("officer_name", "collar_number", "force", "crime_reference", "offence",
                                    "necessity", "lawful_basis", "authorised_by")}
     async with transaction(sessions) as session:

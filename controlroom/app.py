@@ -21,7 +21,7 @@ from controlroom.api import anpr as anpr_routes
 from controlroom.api import audit as audit_routes
 from controlroom.api import evidence as evidence_routes
 from controlroom.api import onvif as onvif_routes
-from controlroom.auditing import audit_digest_ctx, audit_writer_ctx
+from controlroom.auditing import audit_anchor_ctx, audit_writer_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
 from controlroom.context import ALERTS, ENGINE, KEYS, SESSIONS, SETTINGS, SUPERVISOR
 from controlroom.errors import error_middleware
@@ -46,7 +46,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     engine = make_engine(settings.db_url)
     await upgrade(engine)
     app[ENGINE] = engine
-    app[SESSIONS] = make_sessionmaker(engine)
+    app[SESSIONS] = make_sessionmaker(engine, audit_key=app[KEYS].audit_mac_key)
     yield
     await engine.dispose()
 
@@ -110,9 +110,9 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app[SETTINGS] = settings
     app[ALERTS] = AlertHub()
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(audit_anchor_ctx)  # stops after the writer: the last anchor covers its last batch
     app.cleanup_ctx.append(audit_writer_ctx)
     app.cleanup_ctx.append(accounts_ctx)
-    app.cleanup_ctx.append(audit_digest_ctx)
     app.cleanup_ctx.append(live.live_ctx)
     app.cleanup_ctx.append(alerts.alerts_ctx)
     app.cleanup_ctx.append(playback.playback_ctx)

@@ -1,50 +1,89 @@
-"""The audit writer (group commit, ``app[AUDIT]``), and the loop that writes the signed digest
-of the audit chain head outside the database and purges expired login sessions.
+"""The audit writer (group commit, ``app[AUDIT]``), and the loop that anchors the audit chain
+head outside the database and purges expired login sessions.
 
-``run_once()`` is what the loop does each interval (tests call it directly). A digest that the
-database contradicts (its entry is gone or different) is never overwritten: the loop raises an
-alert instead, so the evidence of truncation stays on disk.
+``run_once()`` is what the loop does each interval (tests call it directly): it writes the
+signed anchor file (storage.audit.write_anchor) and hands the anchor to the MQTT bridge where
+one runs (``<topic_prefix>/audit/anchor``, retained). An anchor that the database contradicts
+(its entry is gone or different) is never overwritten: the loop raises an ``audit.truncated``
+alert instead, so the evidence stays on disk; so is a head shorter than the newest entry this
+process's writer committed (the tail cut between two anchors). A missing or replaced anchor file raises
+``audit.anchor_missing`` and is written afresh. The last anchor is written at shutdown, after
+the audit writer has written what was queued; if it fails, that is logged with the head it
+could not anchor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from controlroom.context import ALERTS, AUDIT, KEYS, SESSIONS, SETTINGS
+from controlroom.context import ALERTS, AUDIT, KEYS, MQTT, SESSIONS, SETTINGS
+from controlroom.mqtt import MqttBridge
 from storage import accounts, audit
 from storage.alerts import AlertHub, raise_alert
 from storage.db import now_us, transaction
 from storage.keys import Keys
 
 log = logging.getLogger(__name__)
+ANCHOR_TOPIC = "audit/anchor"  # under the MQTT topic prefix
+# The last anchor at shutdown normally takes milliseconds; a database or disk that does not
+# answer must not hold up the stop (the whole stop has 30 s), so it is given up and logged.
+FINAL_ANCHOR_TIMEOUT_S = 10.0
 
 
-class DigestLoop:
+def send_anchor(bridge: MqttBridge, anchor: audit.Anchor) -> None:
+    """The signed anchor, as in the file, retained on ``<prefix>/audit/anchor``: a subscriber
+    that keeps every message holds a copy of each head the database cannot take back."""
+    bridge.send(ANCHOR_TOPIC, json.dumps(anchor.to_json(), sort_keys=True).encode(), retain=True)
+
+
+class AnchorLoop:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], keys: Keys, directory: Path,
+        self, sessions: async_sessionmaker[AsyncSession], keys: Keys, anchor_file: Path,
         *, interval_s: float, session_idle_s: float, alerts: AlertHub | None = None,
+        publish: Callable[[audit.Anchor], None] | None = None,
+        writer: Callable[[], audit.AuditWriter | None] | None = None,
     ) -> None:
-        self.sessions, self.keys, self.directory = sessions, keys, directory
+        self.sessions, self.keys, self.anchor_file = sessions, keys, anchor_file
         self.interval_s, self.session_idle_s, self.alerts = interval_s, session_idle_s, alerts
+        self.publish = publish
+        self.writer = writer  # the process's audit writer, whose last committed entry is checked
+        # An entry found cut: it stays the expectation (no anchor of the shorter chain, an
+        # alert each interval) until the process restarts, as a contradicted anchor file does.
+        self.cut: audit.WrittenEntry | None = None
 
-    async def run_once(self) -> Path | None:
+    async def run_once(self) -> audit.AnchorResult | None:
         async with transaction(self.sessions) as session:
             await accounts.purge_sessions(session, now_us(), self.session_idle_s)
+        return await self.anchor()
+
+    async def anchor(self) -> audit.AnchorResult | None:
+        """Anchor the head now; None when the existing anchor proves the chain was cut (alerted)."""
         try:
-            async with self.sessions() as session:
-                return await audit.write_digest(session, self.keys, self.directory)
-        except audit.DigestError as exc:
+            writer = self.writer() if self.writer is not None else None
+            committed = self.cut or (writer.committed if writer is not None else None)
+            result = await audit.write_anchor(self.sessions, self.keys, self.anchor_file, committed)
+        except audit.AnchorError as exc:
+            if isinstance(exc, audit.TailCutError):
+                self.cut = committed
             log.error("audit: %s", exc)
             async with transaction(self.sessions) as session:
                 await raise_alert(session, self.alerts, "audit.truncated", str(exc), None)
             return None
+        if result.warning:
+            log.error("audit: %s", result.warning)
+            async with transaction(self.sessions) as session:
+                await raise_alert(session, self.alerts, "audit.anchor_missing", result.warning, None)
+        if result.written and self.publish is not None:
+            self.publish(result.anchor)
+        return result
 
     async def run(self) -> None:
         while True:
@@ -53,12 +92,14 @@ class DigestLoop:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("audit digest failed; next try in %ss", self.interval_s)
+                log.exception("audit: anchoring the chain head in %s failed; next try in %ss",
+                              self.anchor_file, self.interval_s)
             await asyncio.sleep(self.interval_s)
 
 
 async def audit_writer_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Right after database_ctx, so it stops last: what is queued at shutdown is still written."""
+    """Right after audit_anchor_ctx, so it stops before it: what is queued at shutdown is
+    written, then anchored."""
     writer = audit.AuditWriter(app[SESSIONS])
     writer.start()
     app[AUDIT] = writer
@@ -66,17 +107,36 @@ async def audit_writer_ctx(app: web.Application) -> AsyncIterator[None]:
     await writer.close()
 
 
-async def audit_digest_ctx(app: web.Application) -> AsyncIterator[None]:
+async def audit_anchor_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Right after database_ctx: anchors at start-up, every interval, and last at shutdown."""
     settings = app[SETTINGS]
-    loop = DigestLoop(
-        app[SESSIONS], app[KEYS], settings.audit_digest_dir,
-        interval_s=settings.security.audit_digest_interval_s,
-        session_idle_s=settings.security.session_idle_s, alerts=app[ALERTS],
+
+    def publish(anchor: audit.Anchor) -> None:
+        bridge = app.get(MQTT)  # started after this context, stopped before it: absent at the edges
+        if bridge is not None:
+            send_anchor(bridge, anchor)
+
+    loop = AnchorLoop(
+        app[SESSIONS], app[KEYS], settings.audit_anchor_file,
+        interval_s=settings.security.audit_anchor_interval_s,
+        session_idle_s=settings.security.session_idle_s, alerts=app[ALERTS], publish=publish,
+        writer=lambda: app.get(AUDIT),
     )
-    task = asyncio.create_task(loop.run(), name="audit-digest")
+    task = asyncio.create_task(loop.run(), name="audit-anchor")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    with contextlib.suppress(Exception):
-        await loop.run_once()  # the head at shutdown
+    try:
+        await asyncio.wait_for(loop.anchor(), FINAL_ANCHOR_TIMEOUT_S)  # the head at shutdown
+    except Exception:
+        # Nothing is lost from the database, but entries since the last anchor are unprotected
+        # until the next start: say which, so an operator can anchor by hand (audit anchor).
+        try:
+            async with app[SESSIONS]() as session:
+                head = await asyncio.wait_for(audit.head(session), 2)
+        except Exception:
+            head = None
+        log.exception("audit: the final anchor at shutdown failed (head %s, anchor file %s); run "
+                      "`controlroom audit anchor` before trusting entries after the last anchor",
+                      f"entry {head[0]}" if head else "unknown", settings.audit_anchor_file)

@@ -5,6 +5,10 @@ JSON: ANPR hotlist hits to ``<topic_prefix>/anpr/hits`` (QoS 1), every other ale
 ``<topic_prefix>/alerts/<kind>``. It reconnects with a doubling backoff; alerts raised while the
 broker is away wait in the hub's bounded queue (oldest dropped first when it fills) and go out
 on reconnection. MQTT is an extra channel: the alert is already stored and on the WebSocket.
+
+Other parts of the service send their own messages with :meth:`MqttBridge.send` (the audit
+chain's signed anchor, ``<topic_prefix>/audit/anchor``, retained): they wait in a small outbox
+while the broker is away, the newest kept.
 """
 
 from __future__ import annotations
@@ -47,6 +51,16 @@ class MqttBridge:
         self.connected = asyncio.Event()
         self.published = 0
         self._pending: dict[str, Any] | None = None
+        # (topic under the prefix, payload, retain); the oldest dropped when full.
+        self.outbox: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue(maxsize=100)
+        self._pending_out: tuple[str, bytes, bool] | None = None
+
+    def send(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish ``payload`` to ``<topic_prefix>/<topic>`` (QoS 1) as soon as connected."""
+        if self.outbox.full():
+            dropped = self.outbox.get_nowait()
+            log.warning("mqtt: outbox full; dropped the oldest message (to %s)", dropped[0])
+        self.outbox.put_nowait((topic, payload, retain))
 
     async def run_once(self) -> None:
         """One connection: publish until it fails (raises aiomqtt.MqttError) or is cancelled."""
@@ -56,7 +70,8 @@ class MqttBridge:
             log.info("mqtt: connected to %s:%s", s.host, s.port)
             # Waiting for the next alert does not notice a dead broker; the (empty) message
             # stream does: it ends with MqttError on disconnection.
-            tasks = {asyncio.create_task(self._publish(client)), asyncio.create_task(self._watch(client))}
+            tasks = {asyncio.create_task(self._publish(client)), asyncio.create_task(self._watch(client)),
+                     asyncio.create_task(self._send_outbox(client))}
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
@@ -77,6 +92,15 @@ class MqttBridge:
             await client.publish(topic_for(prefix, alert), payload_for(alert), qos=1)
             self._pending = None
             self.published += 1
+
+    async def _send_outbox(self, client: aiomqtt.Client) -> None:
+        prefix = self.settings.topic_prefix
+        while True:
+            if self._pending_out is None:
+                self._pending_out = await self.outbox.get()
+            topic, payload, retain = self._pending_out  # kept until the broker has it
+            await client.publish(f"{prefix}/{topic}", payload, qos=1, retain=retain)
+            self._pending_out = None
 
     @staticmethod
     async def _watch(client: aiomqtt.Client) -> None:

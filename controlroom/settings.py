@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "settings.toml"
 ENV_PREFIX = "CONTROLROOM_"
@@ -117,8 +117,13 @@ class SecuritySettings(_Section):
     # A session or token is re-read from the database at most this often per process (a user
     # disabled from the CLI loses access within this time; logout here is immediate).
     auth_cache_s: float = Field(5, ge=0, le=60)
-    # How often the signed digest of the audit chain head is written outside the database.
-    audit_digest_interval_s: float = Field(3600, gt=0)
+    # How often the audit chain head is anchored outside the database (signed file, MQTT), and
+    # at shutdown. Entries newer than the last anchor can be deleted unnoticed by someone who
+    # also stops the service, so this bounds that window: at most five minutes (issue 11).
+    audit_anchor_interval_s: float = Field(300, gt=0, le=300)
+    # The signed anchor file. Must be outside data_dir (a copy or restore of the data directory
+    # must not carry its own anchor). Empty: <data_dir>.audit-anchor.json beside the data dir.
+    audit_anchor_file: str = ""
 
 
 class EvidenceSettings(_Section):
@@ -177,7 +182,22 @@ class Settings(_Section):
 
     @property
     def audit_digest_dir(self) -> Path:
+        """Daily digests written by versions before the anchor (still verified, no longer written)."""
         return self.data_dir / "audit-digests"
+
+    @property
+    def audit_anchor_file(self) -> Path:
+        if self.security.audit_anchor_file:
+            return Path(self.security.audit_anchor_file)
+        resolved = self.data_dir.resolve()
+        return resolved.parent / f"{resolved.name}.audit-anchor.json"
+
+    @model_validator(mode="after")
+    def _anchor_outside_data_dir(self) -> Settings:
+        if self.audit_anchor_file.resolve().is_relative_to(self.data_dir.resolve()):
+            raise ValueError(f"security.audit_anchor_file ({self.audit_anchor_file}) must be outside data_dir "
+                             f"({self.data_dir}): the anchor is what a copy of the data directory cannot rewrite")
+        return self
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with top-level or dotted (``"http.port"``) keys changed, validated again."""

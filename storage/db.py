@@ -55,8 +55,16 @@ def make_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+# Session.info key of the audit chain's HMAC key (storage.audit reads it when it appends).
+AUDIT_KEY = "audit_mac_key"
+
+
+def make_sessionmaker(engine: AsyncEngine, *, audit_key: bytes | None = None) -> async_sessionmaker[AsyncSession]:
+    """Sessions on ``engine``. ``audit_key`` (``Keys.audit_mac_key``) travels with each session
+    so that every audit append, wherever it is called, chains with the keyed MAC; sessions
+    made without it read everything but refuse to append to the audit trail."""
+    info = {AUDIT_KEY: audit_key} if audit_key is not None else {}
+    return async_sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 @asynccontextmanager

@@ -2,8 +2,12 @@
 
 The file (JSON, mode 0600) is generated on first run. It holds a Fernet key (AES-128-CBC with
 HMAC-SHA256, from ``cryptography``) for secrets at rest, and an Ed25519 private key for signing
-evidence manifests and audit digests. Neither key, nor anything decrypted with them, is ever
-logged.
+evidence manifests and audit anchors. The audit chain's HMAC key is derived from the Ed25519
+seed with HKDF-SHA256 (its own ``info`` label, so it is independent of the signing key in use):
+it lives wherever the key file lives, never in the database, and an existing key file needs no
+rewrite to gain it (a rewrite of this file that failed or raced another process could lose the
+Fernet key, and with it every camera password). No key, nor anything decrypted with them, is
+ever logged.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from storage import StorageError
 
@@ -26,10 +31,26 @@ class KeyFileError(StorageError):
     """The key file is unreadable, malformed or too widely readable."""
 
 
+# The HKDF label of the audit chain's MAC key: changing it would make every keyed entry fail.
+AUDIT_MAC_INFO = b"controlroom audit chain HMAC-SHA-256 v1"
+
+
+def derive_audit_mac_key(signing: Ed25519PrivateKey) -> bytes:
+    """The 32-byte HMAC key of the audit chain, derived from the signing key's seed."""
+    seed = signing.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                 serialization.NoEncryption())
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=AUDIT_MAC_INFO).derive(seed)
+
+
 @dataclass(frozen=True)
 class Keys:
     fernet: Fernet
     signing: Ed25519PrivateKey
+
+    @property
+    def audit_mac_key(self) -> bytes:
+        """The audit chain's HMAC-SHA-256 key (storage.audit); not stored anywhere."""
+        return derive_audit_mac_key(self.signing)
 
     def encrypt(self, secret: str) -> str:
         return self.fernet.encrypt(secret.encode()).decode() if secret else ""

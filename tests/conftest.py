@@ -19,6 +19,7 @@ import pytest
 
 from controlroom.settings import Settings, load_settings
 from storage.db import make_engine, make_sessionmaker
+from storage.keys import load_or_create_keys
 from storage.migrate import upgrade
 
 PG_ADMIN_URL = os.environ.get("CONTROLROOM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -74,11 +75,12 @@ def db_url(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-async def sessions(db_url: str):
-    """A migrated database (SQLite and PostgreSQL) and its session factory."""
+async def sessions(db_url: str, data_dir: Path):
+    """A migrated database (SQLite and PostgreSQL) and its session factory, carrying the audit
+    chain's key from ``data_dir/secret.key`` (the key file the app on that data_dir uses)."""
     engine = make_engine(db_url)
     await upgrade(engine)
-    yield make_sessionmaker(engine)
+    yield make_sessionmaker(engine, audit_key=load_or_create_keys(data_dir / "secret.key").audit_mac_key)
     await engine.dispose()
 
 

@@ -1,5 +1,6 @@
 """The audit chain on SQLite and PostgreSQL: tampering is found and named (a changed row, a
-deleted row, a truncated tail caught by the signed digest), appends never fork the chain, an
+row re-hashed without the key, a deleted row, a truncated tail caught by the signed anchor),
+appends never fork the chain, an
 action whose audit entry cannot be written fails, and the JSON-lines export re-verifies. The
 group-commit writer: concurrent callers get a gap-free chain, a batch that cannot be written
 fails every caller in it, and two writers on one database (two processes) share one chain."""
@@ -27,9 +28,14 @@ async def fill(sessions, n: int, start: int = 0) -> None:
             await audit.append(session, f"user{i % 3}", "test.action", f"thing:{i}", n=i, note="ünïcode <b>")
 
 
-async def report(sessions, keys, digest_dir: Path) -> audit.AuditReport:
+async def report(sessions, keys, anchor_dir: Path) -> audit.AuditReport:
+    """The whole check, with the anchor file ``anchor_dir/anchor.json`` (and no legacy digests)."""
     async with sessions() as session:
-        return await audit.verify_all(session, keys.public_key, digest_dir)
+        return await audit.verify_all(session, keys, anchor_dir / "anchor.json", anchor_dir / "no-digests")
+
+
+async def anchor(sessions, keys, anchor_dir: Path) -> audit.AnchorResult:
+    return await audit.write_anchor(sessions, keys, anchor_dir / "anchor.json")
 
 
 @pytest.fixture
@@ -40,10 +46,9 @@ def keys(data_dir: Path):
 async def test_tampering_is_found_and_named(sessions, keys, tmp_path):
     """One chain, tampered with three ways in turn (each undone before the next)."""
     await fill(sessions, 10)
-    async with sessions() as session:
-        await audit.write_digest(session, keys, tmp_path)
+    await anchor(sessions, keys, tmp_path)
     r = await report(sessions, keys, tmp_path)
-    assert r.ok and r.chain.entries == 10 and r.digests_checked == 1 and r.first_bad_seq is None
+    assert r.ok and r.chain.entries == 10 and r.anchors_checked == 1 and r.first_bad_seq is None
 
     async def sql(statement: str, **params) -> None:
         async with transaction(sessions) as session:
@@ -63,12 +68,18 @@ async def test_tampering_is_found_and_named(sessions, keys, tmp_path):
     await sql("UPDATE audit SET target = :t WHERE seq = 4", t=original.target)
     assert (await report(sessions, keys, tmp_path)).ok
 
-    # 2. A changed row whose own hash the attacker recomputed: entry 5's link breaks.
-    new_hash = audit.entry_hash(4, original.at_us, "someone else", original.action, original.target,
-                                original.details, original.prev_hash)
+    # 2. A changed row whose own MAC was recomputed (with the key): entry 5's link breaks.
+    new_hash = audit.entry_mac(keys.audit_mac_key, 4, original.at_us, "someone else", original.action,
+                               original.target, original.details, original.prev_hash)
     await sql("UPDATE audit SET actor = 'someone else', hash = :h WHERE seq = 4", h=new_hash)
     r = await report(sessions, keys, tmp_path)
     assert not r.ok and r.first_bad_seq == 5 and "does not follow" in r.problems[0]
+    # ... and re-hashed as someone without the key can (plain SHA-256): entry 4 itself fails.
+    new_hash = audit.entry_hash(4, original.at_us, "someone else", original.action, original.target,
+                                original.details, original.prev_hash)
+    await sql("UPDATE audit SET hash = :h WHERE seq = 4", h=new_hash)
+    r = await report(sessions, keys, tmp_path)
+    assert not r.ok and r.first_bad_seq == 4 and "entry 4 was altered (its hash is a plain SHA-256" in r.problems[0]
     await sql("UPDATE audit SET actor = :a, hash = :h WHERE seq = 4", a=original.actor, h=original.hash)
     assert (await report(sessions, keys, tmp_path)).ok
 
@@ -84,14 +95,13 @@ async def test_tampering_is_found_and_named(sessions, keys, tmp_path):
     assert (await report(sessions, keys, tmp_path)).ok
 
 
-async def test_truncation_is_caught_by_the_signed_digest(sessions, keys, tmp_path):
+async def test_truncation_is_caught_by_the_signed_anchor(sessions, keys, tmp_path):
     await fill(sessions, 10)
-    async with sessions() as session:
-        await audit.write_digest(session, keys, tmp_path)
-    digest = next(tmp_path.glob("*.json"))
+    await anchor(sessions, keys, tmp_path)
+    digest = tmp_path / "anchor.json"
     saved = digest.read_text()
 
-    # A forged digest (an earlier head, to hide entries about to be deleted) does not verify.
+    # A forged anchor (an earlier head, to hide entries about to be deleted) does not verify.
     data = json.loads(saved)
     async with sessions() as session:
         data["seq"], data["hash"] = 7, (await session.execute(text("SELECT hash FROM audit WHERE seq = 7"))).scalar_one()
@@ -106,11 +116,10 @@ async def test_truncation_is_caught_by_the_signed_digest(sessions, keys, tmp_pat
     assert r.chain.ok  # the shorter chain is self-consistent: only the digest can tell
     assert not r.ok and r.first_bad_seq == 8
     assert "entries 8 to 10 are missing" in r.problems[0] and "truncated" in r.problems[0]
-    # The digest that proves it is never overwritten by a later, shorter head.
+    # The anchor that proves it is never overwritten by a later, shorter head.
     await fill(sessions, 1)
-    async with sessions() as session:
-        with pytest.raises(audit.DigestError, match="cut"):
-            await audit.write_digest(session, keys, tmp_path)
+    with pytest.raises(audit.AnchorError, match="cut"):
+        await anchor(sessions, keys, tmp_path)
     assert json.loads(digest.read_text())["seq"] == 10
 
     # Emptying the whole table is caught the same way.
@@ -158,7 +167,7 @@ async def test_action_fails_when_its_audit_entry_cannot_be_written(sessions):
         assert (await session.execute(text("SELECT count(*) FROM sites"))).scalar_one() == 0
 
 
-async def test_export_lines_reverify(sessions):
+async def test_export_lines_reverify(sessions, keys):
     await fill(sessions, 6)
     async with sessions() as session:
         rows = [audit.entry_json(e) async for e in audit.entries(session)]
@@ -168,8 +177,8 @@ async def test_export_lines_reverify(sessions):
     prev = audit.GENESIS
     for r in json.loads("[" + ",".join(json.dumps(x) for x in rows) + "]"):
         assert r["prev_hash"] == prev
-        assert audit.entry_hash(r["seq"], r["at_us"], r["actor"], r["action"], r["target"],
-                                r["details_canonical"], r["prev_hash"]) == r["hash"]
+        assert audit.entry_mac(keys.audit_mac_key, r["seq"], r["at_us"], r["actor"], r["action"], r["target"],
+                               r["details_canonical"], r["prev_hash"]) == r["hash"]
         assert json.loads(r["details_canonical"]) == r["details"]
         prev = r["hash"]
 
@@ -300,7 +309,7 @@ async def test_two_writers_on_one_database_share_one_chain(db_url, keys, tmp_pat
     writer, plus in-transaction appends, all at once; one chain, no gaps, no fork."""
     engines = [make_engine(db_url) for _ in range(2)]
     await upgrade(engines[0])
-    makers = [make_sessionmaker(e) for e in engines]
+    makers = [make_sessionmaker(e, audit_key=keys.audit_mac_key) for e in engines]
     writers = [audit.AuditWriter(m) for m in makers]
     for w in writers:
         w.start()

@@ -61,7 +61,7 @@ class Store:
     async def open(self) -> None:
         self.engine = make_engine(self.db_url)
         await upgrade(self.engine)
-        self.sessions = make_sessionmaker(self.engine)
+        self.sessions = make_sessionmaker(self.engine, audit_key=self.keys.audit_mac_key)
 
     def runner(self, **kw) -> ExportRunner:
         return ExportRunner(self.sessions, self.keys, storage_root=self.root, export_root=self.exports,
@@ -408,7 +408,8 @@ package_mod.PackageWriter.add_file = slow_add
 
 async def main():
     engine = make_engine(f"sqlite+aiosqlite:///{data / 'controlroom.db'}")
-    runner = ExportRunner(make_sessionmaker(engine), load_or_create_keys(data / "secret.key"),
+    keys = load_or_create_keys(data / "secret.key")
+    runner = ExportRunner(make_sessionmaker(engine, audit_key=keys.audit_mac_key), keys,
                           storage_root=data / "recordings", export_root=data / "evidence", heartbeat_s=0.2)
     await runner.run_once()
 asyncio.run(main())

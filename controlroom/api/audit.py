@@ -44,13 +44,15 @@ async def list_entries(request: web.Request) -> web.Response:
 async def verify(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     async with request.app[SESSIONS]() as session:
-        report = await audit.verify_all(session, request.app[KEYS].public_key, settings.audit_digest_dir)
+        report = await audit.verify_all(session, request.app[KEYS], settings.audit_anchor_file,
+                                        settings.audit_digest_dir)
     await request.app[AUDIT].append(actor(request), "audit.verify", "audit", ok=report.ok,
                                     first_bad_seq=report.first_bad_seq)
     return web.json_response({
         "ok": report.ok,
         "entries": report.chain.entries,
         "head_hash": report.chain.head_hash,
+        "anchors_checked": report.anchors_checked,
         "digests_checked": report.digests_checked,
         "first_bad_seq": report.first_bad_seq,
         "problems": report.problems,

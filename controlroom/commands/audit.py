@@ -1,8 +1,11 @@
-"""controlroom audit verify|export|digest
+"""controlroom audit verify|export|anchor
 
-``verify`` checks the whole hash chain and every signed digest in <data_dir>/audit-digests,
-names the first bad entry and exits 1 when anything is wrong. ``export`` writes JSON lines
-(one entry per line, with the hashes, so the export can be re-checked elsewhere).
+``verify`` checks the whole MAC chain, the signed anchor file (security.audit_anchor_file) and
+any copies given with ``--anchor`` (e.g. received over MQTT), and the legacy digests in
+<data_dir>/audit-digests; it names the first bad entry and exits 1 when anything is wrong.
+``export`` writes JSON lines (one entry per line, with the MACs and canonical details: the links
+can be re-checked by anyone, the MACs by whoever holds the key file). ``anchor`` (alias
+``digest``) anchors the head now.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     v = s.add_parser("verify", help="check the chain and the digests; exit 1 if broken")
     v.add_argument("--json", action="store_true")
+    v.add_argument("--anchor", dest="anchors", action="append", type=Path, default=[],
+                   help="also check this copy of an anchor (repeatable), e.g. one kept off the machine")
     v.set_defaults(func=cmd_verify)
 
     e = s.add_parser("export", help="write entries as JSON lines")
@@ -34,22 +39,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--output", "-o", type=Path, help="file to write (default: standard output)")
     e.set_defaults(func=cmd_export)
 
-    d = s.add_parser("digest", help="write today's signed digest of the chain head now")
-    d.set_defaults(func=cmd_digest)
+    d = s.add_parser("anchor", aliases=["digest"], help="anchor the chain head now (the signed anchor file)")
+    d.set_defaults(func=cmd_anchor)
 
 
 async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     async with open_store(settings) as store, store.sessions() as session:
-        report = await audit.verify_all(session, store.keys.public_key, settings.audit_digest_dir)
+        report = await audit.verify_all(session, store.keys, settings.audit_anchor_file, settings.audit_digest_dir,
+                                        args.anchors)
     if args.json:
         print_json({
             "ok": report.ok, "entries": report.chain.entries, "head_hash": report.chain.head_hash,
-            "digests_checked": report.digests_checked, "first_bad_seq": report.first_bad_seq,
-            "problems": report.problems,
+            "anchors_checked": report.anchors_checked, "digests_checked": report.digests_checked,
+            "first_bad_seq": report.first_bad_seq, "problems": report.problems,
         })
     elif report.ok:
-        print(f"audit trail intact: {report.chain.entries} entries, {report.digests_checked} digests, "
-              f"head {report.chain.head_hash}")
+        print(f"audit trail intact: {report.chain.entries} entries, {report.anchors_checked} anchors, "
+              f"{report.digests_checked} legacy digests, head {report.chain.head_hash}")
     else:
         print(f"AUDIT TRAIL BROKEN: first bad entry {report.first_bad_seq}", file=sys.stderr)
         for problem in report.problems:
@@ -78,8 +84,15 @@ async def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
-    async with open_store(settings) as store, store.sessions() as session:
-        path = await audit.write_digest(session, store.keys, settings.audit_digest_dir)
-    print(f"wrote {path}")
+async def cmd_anchor(settings: Settings, args: argparse.Namespace) -> int:
+    path = settings.audit_anchor_file
+    async with open_store(settings) as store:
+        try:
+            result = await audit.write_anchor(store.sessions, store.keys, path)
+        except audit.AnchorError as exc:
+            print(f"AUDIT TRAIL BROKEN: {exc}", file=sys.stderr)
+            return 1
+    if result.warning:
+        print(f"warning: {result.warning}", file=sys.stderr)
+    print(f"{'wrote' if result.written else 'unchanged'} {path} (entry {result.anchor.seq})")
     return 0

@@ -32,7 +32,7 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
     engine = make_engine(settings.db_url)
     try:
         await upgrade(engine)
-        yield Store(make_sessionmaker(engine), keys)
+        yield Store(make_sessionmaker(engine, audit_key=keys.audit_mac_key), keys)
     finally:
         await engine.dispose()
 
