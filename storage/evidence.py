@@ -168,7 +168,7 @@ class DownloadLink(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     expires_us: Mapped[int] = mapped_column(BigInteger)
     used_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    # Each byte of the package is sent through a link at most once (migration 0009 says why):
+    # Each byte of the package is sent through a link at most once (migration 0010 says why):
     # a range is served only from reserved_bytes on; a broken transfer gives back what it did
     # not send (reserved_bytes = delivered_bytes), so a download can resume.
     delivered_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

@@ -382,7 +382,7 @@ def link_range(header: str, size_bytes: int) -> tuple[int, int]:
 @requires(Permission.PUBLIC, discloses=Disclosure.FOOTAGE, action="evidence.download")  # the token is the credential
 async def download_by_link(request: web.Request) -> web.StreamResponse:
     """Serve a one-time link: each byte of the package at most once (``link_range``, migration
-    0009). A transfer that breaks off gives back what it did not send, so it can resume; a
+    0010). A transfer that breaks off gives back what it did not send, so it can resume; a
     finished one leaves nothing, and any later request gets 410. A HEAD sizes the package and
     releases nothing."""
     refused = None

@@ -1,7 +1,7 @@
 """evidence_links: bytes delivered and reserved, so a one-time link delivers each byte once
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-07 01:00:00
 
 A used one-time link answered a Range request again (any range not starting at byte 0, and
@@ -15,8 +15,8 @@ resume where it stopped; nothing already sent is sent again.
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0009'
-down_revision = '0008'
+revision = '0010'
+down_revision = '0009_audit'
 branch_labels = None
 depends_on = None
 
