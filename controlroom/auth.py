@@ -498,6 +498,9 @@ async def auth_middleware(
         else:
             return await auth.deny(request, ANONYMOUS, d.status, d.reason, perm)
     request[USER] = user
+    # Every audit entry this request appends names the token it acts through (aiohttp runs each
+    # request in a task of its own, so this does not leak into another request).
+    audit.ACTING_TOKEN.set(user.token_name)
     if perm is Permission.PUBLIC:
         return await handler(request)
     if not user.authenticated:
