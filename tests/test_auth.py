@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -221,6 +222,45 @@ async def test_lockout_after_repeated_failures_is_audited(aiohttp_client, settin
     # It unlocks itself after lockout_s (test_administrator_unlocks: or an administrator does).
     await asyncio.sleep(1.6)
     assert (await post_login(client, "olive")).status == 200
+
+
+async def test_lockout_answers_do_not_tell_which_accounts_exist(aiohttp_client, settings):
+    """Issue 11, found 14: a known account locked after N failures (423) while an unknown name
+    kept answering 401, so lockout told which usernames exist. Both now get the same answers
+    (status, message, fields); only the audit trail says which name was unknown."""
+    client = await make_client(aiohttp_client, settings, **{"security.lockout_failures": 3})
+    await add_user(client, "olive", "operator")
+
+    async def answers(name: str, password: str) -> tuple[int, str, list[str]]:
+        r = await post_login(client, name, password)
+        body = await r.json()
+        return r.status, re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+Z?", "TIME", body["error"]), sorted(body)
+
+    for password in ("wrong password!", "wrong password!", "wrong password!", TEST_PASSWORD, "wrong password!"):
+        known, unknown = await answers("olive", password), await answers("ghost", password)
+        assert known == unknown, (password, known, unknown)
+    assert known[0] == 423
+    truth = [(e.target, json.loads(e.details)["reason"]) for e in await entries(client, "session.login_refused")]
+    assert ("user:olive", "account locked") in truth
+    assert ("user:ghost", "unknown user, answered as a locked account") in truth
+    assert [e.target for e in await entries(client, "user.locked")] == ["user:olive"]
+
+
+async def test_common_passwords_are_refused(aiohttp_client, settings, login):
+    """Issue 11, found 14: Password1234 was accepted. The one strength check refuses common
+    passwords and their variants (zxcvbn), wherever a password is set; long ones are judged too."""
+    client = await make_client(aiohttp_client, settings)
+    h = await login(client, "administrator")
+    for weak in ("Password1234", "qwertyuiop123", "Summer20242024"):
+        r = await client.post("/api/v1/users", json={"username": "olive", "role": "operator", "password": weak}, headers=h)
+        assert r.status == 400 and "too easy to guess" in (await r.json())["error"], weak
+    r = await client.post("/api/v1/session/password", json={"current_password": TEST_PASSWORD,
+                                                             "new_password": "Password1234"}, headers=h)
+    assert r.status == 400 and "too easy to guess" in (await r.json())["error"]
+    accounts.check_password_strength("x7 " + "pale moon river " * 10, "olive")  # over 72 characters: fine
+    r = await client.post("/api/v1/users", json={"username": "olive", "role": "operator",
+                                                 "password": "pale moon river lantern"}, headers=h)
+    assert r.status == 201
 
 
 async def test_administrator_unlocks(aiohttp_client, settings, login):
