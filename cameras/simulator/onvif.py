@@ -34,6 +34,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -907,6 +908,13 @@ class OnvifSimulator:
             location=getattr(sc, "site", "") or "town-centre",
             model="SimCam PTZ" if ptz else "SimCam 1080",
         )
+        # A device's identity outlives its address, as a real camera's does: derived from the
+        # simulation's folder and the camera's name, so a demo restarted on its own data is the
+        # same devices on new ports (and is re-adopted by identity, docs/design/onvif.md).
+        work_dir = getattr(self.sim, "work_dir", None)
+        if work_dir is not None:
+            identity = uuid.uuid5(uuid.NAMESPACE_URL, f"controlroom-simulator:{Path(work_dir).resolve()}:{name}")
+            cam.endpoint, cam.serial = f"urn:uuid:{identity}", f"SIM{identity.hex[:12].upper()}"
         offsets = getattr(self.sim, "clock_offsets_s", None)
         default_offset = float(getattr(sc, "clock_offset_s", 0.0) or 0.0)
         if isinstance(offsets, dict):
