@@ -188,6 +188,9 @@ class Authenticator:
     _by_session: dict[str, _Cached] = field(default_factory=dict)
     _by_token: dict[str, _Cached] = field(default_factory=dict)
     _address_failures: dict[str, collections.deque[float]] = field(default_factory=dict)
+    # Unknown usernames tried: (consecutive failures, locked until (us) or 0). They lock exactly
+    # as a real account does, so the answers do not tell which accounts exist.
+    _unknown_users: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def security(self) -> SecuritySettings:
@@ -326,8 +329,31 @@ class Authenticator:
             for addr in [a for a, d in self._address_failures.items() if not d or d[-1] < cutoff]:
                 self._address_failures.pop(addr, None)
 
+    def _unknown_locked_until(self, username: str, at_us: int) -> int | None:
+        failures, until_us = self._unknown_users.get(username, (0, 0))
+        return until_us if until_us > at_us else None
+
+    def _unknown_failed(self, username: str, at_us: int) -> int | None:
+        """Count a failure for a name that is no account, as :func:`accounts.record_failure`
+        counts one for an account. The locked-until time if this failure "locked" it."""
+        failures, _ = self._unknown_users.pop(username, (0, 0))
+        if len(self._unknown_users) >= CACHE_MAX:  # bound memory under a spray of names: oldest go
+            for name in list(self._unknown_users)[: CACHE_MAX // 2]:
+                del self._unknown_users[name]
+        failures += 1
+        if failures >= self.security.lockout_failures:
+            until_us = at_us + int(self.security.lockout_s * 1_000_000)
+            self._unknown_users[username] = (0, until_us)
+            return until_us
+        self._unknown_users[username] = (failures, 0)
+        return None
+
     async def login(self, username: str, password: str, totp: str | None, address: str) -> LoginResult:
-        """Check a login; audit it either way. Raises :class:`Denied` (401, 423 or 429)."""
+        """Check a login; audit it either way. Raises :class:`Denied` (401, 423 or 429).
+
+        An unknown username gets the same answers as an account (a dummy Argon2 verification,
+        the same lockout after the same number of failures, the same 423): only the audit
+        trail says it was unknown."""
         sec = self.security
         if self._address_throttled(address):
             async with transaction(self.sessions) as session:
@@ -339,12 +365,17 @@ class Authenticator:
             password_hash = row.password_hash if row is not None else None
             user_id = row.id if row is not None else None
         now = now_us()
-        if row is not None and accounts.locked(row, now):
+        if row is not None:
+            locked_until_us = row.locked_until_us if accounts.locked(row, now) else None
+        else:
+            locked_until_us = self._unknown_locked_until(username, now)
+        if locked_until_us is not None:
             async with transaction(self.sessions) as session:
-                await audit.append(session, username, "session.login_refused", f"user:{username}",
-                                   address=address, reason="account locked")
-            raise Denied(423, f"account locked until {us_to_iso(row.locked_until_us)}; "
-                              "an administrator can unlock it", locked_until=us_to_iso(row.locked_until_us))
+                await audit.append(session, username or "anonymous", "session.login_refused", f"user:{username}",
+                                   address=address, reason="account locked" if row is not None
+                                   else "unknown user, answered as a locked account")
+            raise Denied(423, f"account locked until {us_to_iso(locked_until_us)}; "
+                              "an administrator can unlock it", locked_until=us_to_iso(locked_until_us))
         ok = await asyncio.to_thread(accounts.verify_password, password_hash, password)
         async with transaction(self.sessions) as session:
             user = await accounts.get_user_by_id(session, user_id) if user_id is not None else None
@@ -353,9 +384,14 @@ class Authenticator:
                 locked_now = False
                 if user is not None:
                     locked_now = accounts.record_failure(user, now, sec.lockout_failures, sec.lockout_s)
+                    locked_until_us = user.locked_until_us
+                else:
+                    locked_until_us = self._unknown_failed(username, now)
+                    locked_now = locked_until_us is not None
                 await audit.append(session, username or "anonymous", "session.login_failed", f"user:{username}",
-                                   address=address, reason="unknown user" if user is None else "wrong password")
-                if locked_now:
+                                   address=address, reason="unknown user" if user is None else "wrong password",
+                                   **({"answered": "as a locked account"} if user is None and locked_now else {}))
+                if locked_now and user is not None:
                     await audit.append(session, "system", "user.locked", f"user:{username}", address=address,
                                        failures=sec.lockout_failures, until_us=user.locked_until_us)
             elif user.disabled:
@@ -366,8 +402,8 @@ class Authenticator:
                 locked_now = None
         if user is None or not ok:
             if locked_now:
-                raise Denied(423, f"account locked until {us_to_iso(user.locked_until_us)} after "
-                                  f"{sec.lockout_failures} failed logins", locked_until=us_to_iso(user.locked_until_us))
+                raise Denied(423, f"account locked until {us_to_iso(locked_until_us)} after "
+                                  f"{sec.lockout_failures} failed logins", locked_until=us_to_iso(locked_until_us))
             raise Denied(401, "wrong username or password")
         if user.disabled:
             raise Denied(403, "account disabled")
@@ -516,6 +552,9 @@ async def auth_middleware(
         else:
             return await auth.deny(request, ANONYMOUS, d.status, d.reason, perm)
     request[USER] = user
+    # Every audit entry this request appends names the token it acts through (aiohttp runs each
+    # request in a task of its own, so this does not leak into another request).
+    audit.ACTING_TOKEN.set(user.token_name)
     if perm is Permission.PUBLIC:
         return await handler(request)
     if not user.authenticated:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from controlroom.commands import COMMAND_MODULES
 from controlroom.errors import status_for
+from controlroom.files import restrict_umask, secure_data_dir
 from controlroom.settings import SettingsError, load_settings
 
 
@@ -41,8 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:
+        # Alembic announces its context and every migration at INFO on each command; a command's
+        # output is its result (and stderr its errors), so those lines appear only with -v.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    restrict_umask()  # before anything is written: files 0640, folders 0750 (controlroom/files.py)
     try:
         settings = load_settings(args.data_dir, args.config)
+        secure_data_dir(settings.data_dir)
         result = args.func(settings, args)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)

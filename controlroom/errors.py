@@ -14,6 +14,7 @@ from aiohttp import web
 
 from anpr import AnprError
 from cameras import CameraAuthError, CameraError, CameraUnavailable
+from controlroom.access_log import loggable_path
 from storage import Invalid, NotFound, StorageError
 from storage.audit import AuditWriteError
 
@@ -62,7 +63,7 @@ async def error_middleware(
     except Exception as exc:  # noqa: BLE001 - this is the one place that maps them
         status = status_for(exc)
         if status is None:
-            log.exception("unhandled error in %s %s", request.method, request.path)
+            log.exception("unhandled error in %s %s", request.method, loggable_path(request))
             return error_response(500, "internal error")
         message = "malformed JSON body" if isinstance(exc, json.JSONDecodeError) else str(exc)
         return error_response(status, message)

@@ -44,11 +44,24 @@ async def adopt_camera(sessions: async_sessionmaker[AsyncSession], keys: Keys, h
         raise Invalid(f"{xaddr} is already adopted as camera {existing[0]} {existing[1]!r}")
     facts = await adopt.inspect(xaddr, username, password, timeout_s=settings.cameras.onvif_timeout_s)
     async with transaction(sessions) as session:
-        cam = await adopt.save(session, keys, facts, username, password, name=name, site=site,
-                               threshold_s=settings.cameras.clock_threshold_s, hub=hub)
-        await audit.append(session, actor, "camera.adopt", f"camera:{cam.id}", name=cam.name, xaddr=xaddr,
-                           model=facts.model, ptz=facts.ptz, clock_offset_s=cam.clock_offset_s)
-    log.info("camera %s: adopted %s (%s %s)", cam.id, cam.name, facts.manufacturer, facts.model)
+        previous = await adopt.same_device(session, facts)
+        if previous is not None:
+            # The same device (by serial) at a new address: re-adopt it, keeping its name,
+            # history and settings, rather than add a second camera for it.
+            old_xaddr = previous.onvif_xaddr
+            cam = await adopt.readopt(session, keys, previous, facts, username, password,
+                                      threshold_s=settings.cameras.clock_threshold_s, hub=hub)
+            await audit.append(session, actor, "camera.readopt", f"camera:{cam.id}", name=cam.name, xaddr=xaddr,
+                               previous_xaddr=old_xaddr, serial=facts.serial, model=facts.model)
+        else:
+            cam = await adopt.save(session, keys, facts, username, password, name=name, site=site,
+                                   threshold_s=settings.cameras.clock_threshold_s, hub=hub)
+            await audit.append(session, actor, "camera.adopt", f"camera:{cam.id}", name=cam.name, xaddr=xaddr,
+                               model=facts.model, ptz=facts.ptz, clock_offset_s=cam.clock_offset_s)
+    if previous is not None:
+        log.info("camera %s: re-adopted %s at %s (was %s; serial %s)", cam.id, cam.name, xaddr, old_xaddr, facts.serial)
+    else:
+        log.info("camera %s: adopted %s (%s %s)", cam.id, cam.name, facts.manufacturer, facts.model)
     return cam, facts
 
 

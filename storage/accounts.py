@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyotp
+import zxcvbn
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import (
@@ -50,6 +51,11 @@ USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 TOKEN_PREFIX = "crt_"  # makes a leaked token recognisable to secret scanners
 PASSWORD_MIN_LENGTH = 12
+# zxcvbn's score (0 to 4) a password must reach. 3 is zxcvbn's "safely unguessable: moderate
+# protection from offline slow-hash attacks" (about 10^10 guesses); our hashes are Argon2id,
+# and below 3 are the common passwords and their variants (Password1234 scores 1).
+PASSWORD_MIN_SCORE = 3
+ZXCVBN_MAX_CHARS = 72  # zxcvbn 4.5 raises on longer input
 TOTP_STEP_S = 30
 
 
@@ -150,6 +156,12 @@ def check_password_strength(password: str, username: str = "", min_length: int =
         raise Invalid("the password must not contain the username")
     if len(set(password)) < 5:
         raise Invalid("the password is too repetitive")
+    # zxcvbn raises on more than 72 characters; the first 72 of a long one are judged.
+    judged = zxcvbn.zxcvbn(password[:ZXCVBN_MAX_CHARS], user_inputs=[username] if username else [])
+    if judged["score"] < PASSWORD_MIN_SCORE:
+        warning = judged["feedback"].get("warning") or "it is too easy to guess"
+        raise Invalid(f"the password is too easy to guess: {warning.rstrip('.').lower()}; "
+                      "a few unrelated words make a strong one")
 
 
 def generate_password() -> str:

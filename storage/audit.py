@@ -26,6 +26,7 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -150,8 +151,19 @@ class AuditWriteError(StorageError):
     """The audit entry was not written, so the action it records must not be reported as done."""
 
 
+# The name of the API token the current request acts through ("" for none). The service's auth
+# middleware sets it for each request's task; every entry appended under it names the token
+# (``details.token``), so the trail tells a token's use from its user's own use by one mechanism
+# rather than by each call site remembering to.
+ACTING_TOKEN: ContextVar[str] = ContextVar("audit_acting_token", default="")
+
+
 def new_entry(actor: str, action: str, target: str = "", **details: Any) -> NewEntry:
-    """The entry to append, with its details in canonical JSON. ``details`` must hold no secrets."""
+    """The entry to append, with its details in canonical JSON. ``details`` must hold no secrets.
+    Under a request made with an API token, ``details.token`` names it (:data:`ACTING_TOKEN`)."""
+    acting = ACTING_TOKEN.get()
+    if acting and details.get("token") is None:
+        details["token"] = acting
     for name, value in (("actor", actor), ("action", action), ("target", target)):
         if len(value) > _LIMITS[name]:
             raise AuditWriteError(f"audit {name} longer than {_LIMITS[name]} characters: {value[:40]!r}...")

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
+from storage import StorageError
+
 # Stable constraint names, so Alembic migrations work the same on SQLite and PostgreSQL.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -38,10 +40,37 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+class DatabaseReadOnly(StorageError):
+    """The database refuses writes: a read-only file, folder, filesystem or server."""
+
+
+# How the drivers say "you may not write here" (SQLite's SQLITE_READONLY and a file it cannot
+# open for writing; PostgreSQL's read_only_sql_transaction, 25006, e.g. a hot standby).
+_READ_ONLY = ("readonly database", "read-only file system", "read-only transaction")
+
+
+def _name_read_only(engine: AsyncEngine) -> None:
+    """Turn a driver's read-only error into :class:`DatabaseReadOnly`, one clear line that names
+    the database and what to check, instead of a long driver traceback (issue 11, found 14)."""
+    where = engine.url.render_as_string(hide_password=True)
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _read_only(context) -> None:  # pragma: no cover - exercised by test_files
+        message = str(context.original_exception).lower()
+        if any(marker in message for marker in _READ_ONLY):
+            raise DatabaseReadOnly(
+                f"the database {where} is read-only ({context.original_exception}): the service must be "
+                "able to write the database file and its folder; check their owner and mode, the "
+                "filesystem, or the server's read-only setting"
+            ) from None
+
+
 def make_engine(url: str) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, foreign keys and a busy timeout."""
+    """An async engine; SQLite gets WAL, foreign keys and a busy timeout. Both name a read-only
+    database clearly (:class:`DatabaseReadOnly`)."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
+        _name_read_only(engine)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every test
@@ -52,7 +81,9 @@ def make_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    _name_read_only(engine)
+    return engine
 
 
 # Session.info key of the audit chain's HMAC key (storage.audit reads it when it appends).

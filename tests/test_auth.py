@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -222,6 +224,45 @@ async def test_lockout_after_repeated_failures_is_audited(aiohttp_client, settin
     assert (await post_login(client, "olive")).status == 200
 
 
+async def test_lockout_answers_do_not_tell_which_accounts_exist(aiohttp_client, settings):
+    """Issue 11, found 14: a known account locked after N failures (423) while an unknown name
+    kept answering 401, so lockout told which usernames exist. Both now get the same answers
+    (status, message, fields); only the audit trail says which name was unknown."""
+    client = await make_client(aiohttp_client, settings, **{"security.lockout_failures": 3})
+    await add_user(client, "olive", "operator")
+
+    async def answers(name: str, password: str) -> tuple[int, str, list[str]]:
+        r = await post_login(client, name, password)
+        body = await r.json()
+        return r.status, re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+Z?", "TIME", body["error"]), sorted(body)
+
+    for password in ("wrong password!", "wrong password!", "wrong password!", TEST_PASSWORD, "wrong password!"):
+        known, unknown = await answers("olive", password), await answers("ghost", password)
+        assert known == unknown, (password, known, unknown)
+    assert known[0] == 423
+    truth = [(e.target, json.loads(e.details)["reason"]) for e in await entries(client, "session.login_refused")]
+    assert ("user:olive", "account locked") in truth
+    assert ("user:ghost", "unknown user, answered as a locked account") in truth
+    assert [e.target for e in await entries(client, "user.locked")] == ["user:olive"]
+
+
+async def test_common_passwords_are_refused(aiohttp_client, settings, login):
+    """Issue 11, found 14: Password1234 was accepted. The one strength check refuses common
+    passwords and their variants (zxcvbn), wherever a password is set; long ones are judged too."""
+    client = await make_client(aiohttp_client, settings)
+    h = await login(client, "administrator")
+    for weak in ("Password1234", "qwertyuiop123", "Summer20242024"):
+        r = await client.post("/api/v1/users", json={"username": "olive", "role": "operator", "password": weak}, headers=h)
+        assert r.status == 400 and "too easy to guess" in (await r.json())["error"], weak
+    r = await client.post("/api/v1/session/password", json={"current_password": TEST_PASSWORD,
+                                                             "new_password": "Password1234"}, headers=h)
+    assert r.status == 400 and "too easy to guess" in (await r.json())["error"]
+    accounts.check_password_strength("x7 " + "pale moon river " * 10, "olive")  # over 72 characters: fine
+    r = await client.post("/api/v1/users", json={"username": "olive", "role": "operator",
+                                                 "password": "pale moon river lantern"}, headers=h)
+    assert r.status == 201
+
+
 async def test_administrator_unlocks(aiohttp_client, settings, login):
     client = await make_client(aiohttp_client, settings, **{"security.lockout_failures": 2})
     await add_user(client, "olive", "operator")
@@ -307,8 +348,11 @@ async def test_api_tokens_scopes_expiry_revocation(aiohttp_client, settings, log
 async def _tokens(stack, client, login):
     h = await login(client, "administrator")
     await add_user(client, "robot", "operator")
-    r = await client.post("/api/v1/tokens", json={"name": "nvr-sync", "user": "robot", "scopes": ["playback"],
-                                                  "expires": "1h"}, headers=h)
+    # The token's user creates it through their own session (rights are not transferable).
+    robot = await stack.enter_async_context(other_browser(client))
+    r = await post_login(robot, "robot")
+    rh = {"X-CSRF-Token": (await r.json())["csrf_token"]}
+    r = await robot.post("/api/v1/tokens", json={"name": "nvr-sync", "scopes": ["playback"], "expires": "1h"}, headers=rh)
     assert r.status == 201
     token = (await r.json())["token"]
     # Listing never shows it; the database holds only its hash.
@@ -326,18 +370,18 @@ async def _tokens(stack, client, login):
     # Out of scope, though the role could: refused and audited.
     r = await bare.get("/api/v1/cameras", headers=bearer)
     assert r.status == 403 and "scope" in (await r.json())["error"]
-    # A scope beyond the user's role grants nothing.
-    r = await client.post("/api/v1/tokens", json={"name": "greedy", "user": "robot", "scopes": ["admin"],
-                                                  "expires": "1h"}, headers=h)
-    greedy = {"Authorization": f"Bearer {(await r.json())['token']}"}
-    r = await bare.post("/api/v1/users", json={"username": "x", "role": "police", "password": "p" * 20}, headers=greedy)
-    assert r.status == 403
+    # A scope beyond the user's role is refused at creation, so it can grant nothing.
+    r = await robot.post("/api/v1/tokens", json={"name": "greedy", "scopes": ["admin"], "expires": "1h"}, headers=rh)
+    assert r.status == 403 and "beyond" in (await r.json())["error"]
     # State-changing requests with a token need no CSRF header.
-    r = await client.post("/api/v1/tokens", json={"name": "ops", "user": "robot", "scopes": ["inventory_read", "authenticated"],
-                                                  "expires": "1h"}, headers=h)
+    r = await robot.post("/api/v1/tokens", json={"name": "ops", "scopes": ["inventory_read", "authenticated"],
+                                                 "expires": "1h"}, headers=rh)
     ops = {"Authorization": f"Bearer {(await r.json())['token']}"}
     assert (await bare.get("/api/v1/cameras", headers=ops)).status == 200
     assert (await bare.delete("/api/v1/session", headers=ops)).status == 400  # no session to end
+    # A token cannot mint tokens.
+    r = await bare.post("/api/v1/tokens", json={"name": "child", "scopes": ["inventory_read"], "expires": "1h"}, headers=ops)
+    assert r.status == 403
 
     # Expired.
     async with transaction(client.server.app[SESSIONS]) as session:
@@ -359,6 +403,31 @@ async def _tokens(stack, client, login):
     assert any("expired" in d for d in denials) and any("scope" in d for d in denials)
     for e in await entries(client):
         assert token not in e.details
+
+
+async def test_tokens_are_not_transferable(aiohttp_client, settings, login):
+    """Issue 11, found 3: an administrator made out a playback token to an operator and watched
+    footage through it. Tokens are created only by their own user, through their own session,
+    within their own rights; entries written under a token name it."""
+    client = await make_client(aiohttp_client, settings)
+    h = await login(client, "administrator", "root")
+    await add_user(client, "olive", "operator")
+    for body in ({"name": "t1", "user": "olive", "scopes": ["playback", "live_view"], "expires": "1h"},
+                 {"name": "t2", "scopes": ["playback"], "expires": "1h"}):  # for oneself, beyond one's rights
+        r = await client.post("/api/v1/tokens", json=body, headers=h)
+        assert r.status == 403, await r.text()
+    async with client.server.app[SESSIONS]() as session:
+        assert (await session.execute(text("SELECT count(*) FROM api_tokens"))).scalar_one() == 0
+    # The administrator's own token, within their rights, is fine.
+    r = await client.post("/api/v1/tokens", json={"name": "mine", "scopes": ["audit_read"], "expires": "1h"}, headers=h)
+    assert r.status == 201 and (await r.json())["user"] == "root"
+    # Every entry written under a token names it, as well as its user.
+    async with other_browser(client) as bare:
+        bearer = {"Authorization": f"Bearer {(await r.json())['token']}"}
+        assert (await bare.get("/api/v1/audit", headers=bearer)).status == 200
+    reads = await entries(client, "audit.read")
+    assert [(e.actor, json.loads(e.details).get("token")) for e in reads] == [("root", "mine")]
+    assert all("token" not in json.loads(e.details) for e in await entries(client, "session.login"))
 
 
 async def _user_id(client, name: str) -> int:
@@ -626,9 +695,11 @@ async def test_accounts_on_postgresql(aiohttp_client, settings, pg_url, login):
     r = await client.post("/api/v1/users", json={"username": "nora", "role": "operator", "password": TEST_PASSWORD,
                                                  "camera_ids": [north], "must_change_password": False}, headers=h)
     assert r.status == 201
-    r = await client.post("/api/v1/tokens", json={"name": "t1", "user": "nora", "scopes": ["playback"],
-                                                  "expires": "1h"}, headers=h)
-    bearer = {"Authorization": f"Bearer {(await r.json())['token']}"}
+    async with other_browser(client) as nora:  # a token is made by its own user
+        r = await post_login(nora, "nora")
+        r = await nora.post("/api/v1/tokens", json={"name": "t1", "scopes": ["playback"], "expires": "1h"},
+                            headers={"X-CSRF-Token": (await r.json())["csrf_token"]})
+        bearer = {"Authorization": f"Bearer {(await r.json())['token']}"}
     q = "?from=2026-01-01T00:00:00Z&to=2026-01-01T01:00:00Z"
     assert (await client.get(f"/api/v1/cameras/{north}/recordings{q}", headers=bearer)).status == 200
     assert (await client.get(f"/api/v1/cameras/{south}/recordings{q}", headers=bearer)).status == 403

@@ -35,15 +35,23 @@ async def test_users_and_tokens_from_the_cli(aiohttp_client, settings, data_dir,
     r = await client.post("/api/v1/session", json={"username": "olive", "password": "operator password 1"})
     assert r.status == 200
 
-    # A token made by the CLI works against the running service, within its scopes.
+    # A token made by the CLI works against the running service, within its scopes. It needs the
+    # user's own password (rights are not transferable by whoever runs the CLI) and scopes within
+    # the user's role; refusals are audited.
     assert await run(data_dir, "tokens", "create", "exporter", "--user", "olive", "--scope", "inventory_read",
-                     "--expires", "2h") == 0
+                     "--expires", "2h", "--password-file", str(weak)) == 1
+    assert await run(data_dir, "tokens", "create", "exporter", "--user", "olive", "--scope", "admin",
+                     "--expires", "2h", "--password-file", str(pw)) == 1
+    assert "beyond" in capsys.readouterr().err
+    assert await run(data_dir, "tokens", "create", "exporter", "--user", "olive", "--scope", "inventory_read",
+                     "--expires", "2h", "--password-file", str(pw)) == 0
     token = capsys.readouterr().out.strip()
     assert token.startswith("crt_")
     bearer = {"Authorization": f"Bearer {token}"}
     client.session.cookie_jar.clear()
     assert (await client.get("/api/v1/cameras", headers=bearer)).status == 200
-    assert await run(data_dir, "tokens", "create", "bad", "--user", "olive", "--scope", "nonsense", "--expires", "2h") == 1
+    assert await run(data_dir, "tokens", "create", "bad", "--user", "olive", "--scope", "nonsense", "--expires", "2h",
+                     "--password-file", str(pw)) == 1
     assert await run(data_dir, "tokens", "list") == 0
     listing = capsys.readouterr().out
     assert "exporter" in listing and token not in listing
@@ -73,8 +81,10 @@ async def test_users_and_tokens_from_the_cli(aiohttp_client, settings, data_dir,
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     actions = [(x["actor"].split(":")[0], x["action"]) for x in lines if x["actor"].startswith("cli:")]
     assert ("cli", "user.add") in actions and ("cli", "token.create") in actions
-    assert ("cli", "token.revoke") in actions and ("cli", "user.disable") in actions
+    assert ("cli", "token.create_refused") in actions and ("cli", "token.revoke") in actions and ("cli", "user.disable") in actions
     assert ("cli", "user.reset_password") in actions
+    created = [x for x in lines if x["action"] == "token.create"]
+    assert len(created) == 1 and created[0]["target"] == "token:exporter"  # the refused ones made nothing
     text = json.dumps(lines)
     assert "operator password 1" not in text and "another password 2" not in text and token not in text
     assert await run(data_dir, "audit", "verify") == 0

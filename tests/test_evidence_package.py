@@ -4,8 +4,11 @@ the standard tools'), tampering, cancellation, a killed export, a full disk."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -201,6 +204,49 @@ async def test_standard_tools_verify_the_package(store, sources, tmp_path):
     forged = sh("openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(key), "-rawin",
                 "-in", "manifest.json", "-sigfile", "manifest.sig")
     assert forged.returncode != 0
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def documented_commands() -> dict[str, str]:
+    """The verification commands as people read them: the README's shell block and the
+    evidence screen's (controlroom/web/index.html), verbatim."""
+    readme = (ROOT / "README.md").read_text().split("## Verifying an evidence package", 1)[1]
+    page = (ROOT / "controlroom" / "web" / "index.html").read_text()
+    screen = re.search(r'<pre class="small" id="ev-verify-commands">(.*?)</pre>', page, re.S)[1]
+    return {"README.md": readme.split("```sh\n", 1)[1].split("```", 1)[0], "screen": html.unescape(screen)}
+
+
+async def test_the_documented_commands_verify_a_real_package(store, sources, tmp_path, data_dir, capsys):
+    """Issue 11, found 10: the README's and the screen's commands failed as written (the ZIP
+    holds a top-level folder), and ``export public-key > council.pem`` put a fingerprint line
+    into the PEM. Run them, as written, with bash, openssl and sha256sum, on a real package."""
+    package, _ = await produce(store, sources, cameras=1)
+    work = tmp_path / "desk"
+    work.mkdir()
+    (work / "package.zip").write_bytes(package.read_bytes())
+    capsys.readouterr()
+    assert cli_main(["--data-dir", str(data_dir), "export", "public-key"]) == 0
+    out = capsys.readouterr()
+    (work / "council.pem").write_text(out.out)  # what "> council.pem" writes
+    assert out.out == store.keys.public_key_pem().decode()  # the PEM and nothing else
+    assert store.keys.public_key_fingerprint() in out.err
+    assert cli_main(["--data-dir", str(data_dir), "export", "public-key", "--fingerprint"]) == 0
+    assert capsys.readouterr().out.strip() == store.keys.public_key_fingerprint()
+
+    for where, commands in documented_commands().items():
+        shutil.rmtree(work / "package", ignore_errors=True)
+        done = await run(["bash", "-e", "-o", "pipefail", "-c", commands], cwd=work, capture_output=True, text=True)
+        assert done.returncode == 0, f"{where}:\n{commands}\n{done.stdout}{done.stderr}"
+        assert "Signature Verified Successfully" in done.stdout and "SHA256SUMS: OK" in done.stdout, where
+        assert ": FAILED" not in done.stdout and done.stdout.count(": OK") >= 4, where
+    assert store.keys.public_key_fingerprint() in done.stdout  # the screen's fingerprint line
+    # The one-line SHA256SUMS check fails when the list is not the signed one.
+    folder = next((work / "package").iterdir())
+    (folder / "SHA256SUMS").write_text((folder / "SHA256SUMS").read_text() + "\n")
+    check = next(line for line in documented_commands()["README.md"].splitlines() if line.startswith("grep"))
+    assert (await run(["bash", "-c", check], cwd=folder, capture_output=True, text=True)).returncode != 0
 
 
 async def test_flipping_one_byte_in_any_file_fails_and_names_it(store, sources, tmp_path, capsys):

@@ -113,3 +113,44 @@ def test_real_probe_matches():
     assert device.endpoint == "uuid:c9790c3a-701b-464d-a189-0060351c8ada"
     assert (device.name, device.hardware, device.location) == ("PREDATOR", "HD_PREDATOR", "")
     assert device.xaddrs == ["SERVICE_URI"]
+
+
+def test_bare_probe_match_without_the_probe_matches_wrapper():
+    """Issue 11, found 13: a camera that puts its ProbeMatch straight in the Body was not
+    discovered at all. Taken as if wrapped; the standard form and other messages unchanged."""
+    message = discovery.parse_message((FIXTURES / "bare_ProbeMatch.xml").read_bytes(), "192.0.2.10:3702")
+    assert message is not None and message.kind == "ProbeMatch"
+    (device,) = message.devices
+    assert device.endpoint == "uuid:c9790c3a-701b-464d-a189-0060351c8ada"
+    assert device.xaddrs == ["http://192.0.2.10/onvif/device_service"] and device.name == "PREDATOR"
+    # The same reply in SOAP 1.1 and WS-Discovery 1.1 namespaces, as other firmware sends it.
+    other = ((FIXTURES / "bare_ProbeMatch.xml").read_text()
+             .replace("http://www.w3.org/2003/05/soap-envelope", "http://schemas.xmlsoap.org/soap/envelope/")
+             .replace("http://schemas.xmlsoap.org/ws/2005/04/discovery", "http://docs.oasis-open.org/ws-dd/ns/discovery/2009/01"))
+    assert [d.endpoint for d in discovery.parse_message(other.encode()).devices] == [device.endpoint]
+    assert discovery.parse_message(b"<a><Body><ProbeMatch/></Body></a>") is None  # not an envelope
+
+
+async def test_a_device_answering_with_a_bare_probe_match_is_discovered():
+    """Through the real socket path: a directed Probe on loopback, answered as that camera does."""
+    import asyncio
+    import re
+
+    reply = (FIXTURES / "bare_ProbeMatch.xml").read_bytes()
+
+    class Camera(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            message_id = re.search(rb"MessageID>([^<]+)<", data)[1]
+            self.transport.sendto(re.sub(rb"(RelatesTo>)[^<]+(<)", rb"\g<1>" + message_id + rb"\g<2>", reply), addr)
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(Camera, local_addr=("127.0.0.1", 0))
+    try:
+        port = transport.get_extra_info("sockname")[1]
+        found = await discovery.discover(targets=[f"127.0.0.1:{port}"], timeout_s=1.0)
+    finally:
+        transport.close()
+    assert [d.endpoint for d in found] == ["uuid:c9790c3a-701b-464d-a189-0060351c8ada"]

@@ -193,6 +193,47 @@ async def save(session: AsyncSession, keys: Keys, facts: CameraFacts, username: 
     return cam
 
 
+def identity(facts_or_extra: CameraFacts | dict[str, Any]) -> tuple[str, str, str] | None:
+    """A device's lasting identity, (manufacturer, model, serial), or None when it has no serial
+    to go by. Addresses change (DHCP, a restarted simulation); the serial does not."""
+    data = facts_or_extra if isinstance(facts_or_extra, dict) else asdict(facts_or_extra)
+    serial = str(data.get("serial") or "").strip()
+    if not serial:
+        return None
+    return (str(data.get("manufacturer") or "").strip(), str(data.get("model") or "").strip(), serial)
+
+
+async def same_device(session: AsyncSession, facts: CameraFacts) -> Camera | None:
+    """The adopted camera that is this device at another address, if exactly one is."""
+    wanted = identity(facts)
+    if wanted is None:
+        return None
+    rows = (await session.execute(select(Camera).where(Camera.onvif_xaddr != ""))).scalars().all()
+    matches = [c for c in rows if identity(((c.extra or {}).get("onvif")) or {}) == wanted]
+    if len(matches) > 1:  # devices that share a serial (some firmwares ship one): go by address only
+        log.warning("cameras %s report the same identity %s: not re-adopting by identity",
+                    [c.id for c in matches], wanted)
+        return None
+    return matches[0] if matches else None
+
+
+async def readopt(session: AsyncSession, keys: Keys, cam: Camera, facts: CameraFacts, username: str, password: str,
+                  *, threshold_s: float = 1.0, hub: AlertHub | None = None) -> Camera:
+    """Point an adopted camera at its device's new address (in the caller's transaction): the
+    addresses, credentials and what ONVIF says change; the name, site, kind, lane and anything
+    an administrator set stay."""
+    update = inventory.CameraUpdate(
+        onvif_xaddr=facts.xaddr, main_url=facts.main_url, sub_url=facts.sub_url,
+        snapshot_url=facts.snapshot_url, username=username, password=password, ptz=facts.ptz,
+    )
+    cam = await inventory.update_camera(session, cam.id, update, keys)
+    cam.extra = {**(cam.extra or {}), "onvif": facts.onvif_extra()}
+    if facts.clock is not None:
+        await record_offset(session, hub, cam, facts.clock, threshold_s)
+    await session.flush()
+    return cam
+
+
 async def inspect_many(targets: list[tuple[str, str, str]], *, concurrency: int = 16, timeout_s: float = 10.0,
                        precise_clock: bool = True) -> list[CameraFacts | CameraError]:
     """Inspect many cameras, at most ``concurrency`` at a time (each camera one request at a time)."""

@@ -100,36 +100,58 @@ def build_probe(message_id: str) -> bytes:
     ).encode()
 
 
-def _words(node: etree._Element | None, path: str) -> list[str]:
-    found = node.find(path, namespaces=NS) if node is not None else None
+# Elements are found by local name, whatever their namespace: devices answer with SOAP 1.1 or
+# 1.2 envelopes and the 2004/08 or 2005/08 WS-Addressing and 2005/04 or 2009/01 (WS-Discovery
+# 1.1) namespaces, and we take them all (be liberal in what is accepted from devices).
+
+
+def _local(node: etree._Element) -> str:
+    return etree.QName(node).localname if isinstance(node.tag, str) else ""
+
+
+def _child(node: etree._Element | None, *path: str) -> etree._Element | None:
+    for name in path:
+        if node is None:
+            return None
+        node = next((c for c in node if _local(c) == name), None)
+    return node
+
+
+def _words(node: etree._Element | None, name: str) -> list[str]:
+    found = _child(node, name)
     return found.text.split() if found is not None and found.text else []
 
 
 def _device(node: etree._Element, source: str) -> Device | None:
-    address = node.find("wsa:EndpointReference/wsa:Address", namespaces=NS)
+    address = _child(node, "EndpointReference", "Address")
     if address is None or not (address.text or "").strip():
         return None
-    return Device(endpoint=address.text.strip(), xaddrs=_words(node, "d:XAddrs"), scopes=_words(node, "d:Scopes"),
-                  types=_words(node, "d:Types"), seen_from=source, last_seen_s=time.time())
+    return Device(endpoint=address.text.strip(), xaddrs=_words(node, "XAddrs"), scopes=_words(node, "Scopes"),
+                  types=_words(node, "Types"), seen_from=source, last_seen_s=time.time())
 
 
 def parse_message(data: bytes, source: str = "") -> Message | None:
-    """A ProbeMatches, Hello or Bye datagram, or ``None`` for anything else (never raises)."""
+    """A ProbeMatches, Hello or Bye datagram, or ``None`` for anything else (never raises).
+
+    A ProbeMatch is taken inside its ProbeMatches wrapper, as the standard has it, or bare in
+    the Body, as some cameras send it (issue 11, found 13)."""
     try:
         root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False))
     except etree.XMLSyntaxError:
         return None
-    body = root.find("soap:Body", namespaces=NS)
+    if _local(root) != "Envelope":
+        return None
+    body = _child(root, "Body")
     if body is None:
         return None
-    relates = root.find("soap:Header/wsa:RelatesTo", namespaces=NS)
+    relates = _child(root, "Header", "RelatesTo")
     relates_to = (relates.text or "").strip() if relates is not None else ""
-    matches = body.find("d:ProbeMatches", namespaces=NS)
-    if matches is not None:
-        devices = [d for m in matches.findall("d:ProbeMatch", namespaces=NS) if (d := _device(m, source))]
-        return Message("ProbeMatch", relates_to, devices)
+    matches = [m for c in body for m in ([c] if _local(c) == "ProbeMatch" else
+                                         [x for x in c if _local(x) == "ProbeMatch"] if _local(c) == "ProbeMatches" else [])]
+    if matches or _child(body, "ProbeMatches") is not None:
+        return Message("ProbeMatch", relates_to, [d for m in matches if (d := _device(m, source))])
     for kind in ("Hello", "Bye"):
-        node = body.find(f"d:{kind}", namespaces=NS)
+        node = _child(body, kind)
         if node is not None:
             device = _device(node, source)
             return Message(kind, relates_to, [device] if device else [])

@@ -34,6 +34,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -384,9 +385,14 @@ class CameraService:
         return urls
 
     def GetServices(self, req: etree._Element) -> str:  # noqa: N802
+        # With IncludeCapability, each service carries its capabilities, as GetServiceCapabilities
+        # of that service would answer (ONVIF Core 8.1.2.1; clients such as the npm onvif
+        # package read them from here).
+        include = _text(req, "tds:IncludeCapability").strip().lower() in ("true", "1")
         out = []
         for ns, url in self._service_urls().values():
-            out.append(f"<tds:Service><tds:Namespace>{ns}</tds:Namespace><tds:XAddr>{url}</tds:XAddr>"
+            caps = f"<tds:Capabilities>{service_capabilities(ns)}</tds:Capabilities>" if include else ""
+            out.append(f"<tds:Service><tds:Namespace>{ns}</tds:Namespace><tds:XAddr>{url}</tds:XAddr>{caps}"
                        "<tds:Version><tt:Major>2</tt:Major><tt:Minor>60</tt:Minor></tds:Version></tds:Service>")
         return f"<tds:GetServicesResponse>{''.join(out)}</tds:GetServicesResponse>"
 
@@ -482,6 +488,15 @@ class CameraService:
             "<tt:Port>0</tt:Port><tt:TTL>1</tt:TTL><tt:AutoStart>false</tt:AutoStart></tt:Multicast>"
             f"<tt:SessionTimeout>PT60S</tt:SessionTimeout></tt:VideoEncoderConfiguration>{ptz}</trt:Profiles>"
         )
+
+    def GetVideoSources(self, req: etree._Element) -> str:  # noqa: N802
+        """The one sensor every profile's VideoSourceConfiguration names (``VideoSource_1``).
+        Required of a Profile S device; a client that lists sources to pick the active one
+        (and its PTZ) needs it (issue 11, found 13)."""
+        w, h = self.cam.main_size
+        return ('<trt:GetVideoSourcesResponse><trt:VideoSources token="VideoSource_1"><tt:Framerate>25</tt:Framerate>'
+                f"<tt:Resolution><tt:Width>{w}</tt:Width><tt:Height>{h}</tt:Height></tt:Resolution>"
+                "</trt:VideoSources></trt:GetVideoSourcesResponse>")
 
     def GetProfiles(self, req: etree._Element) -> str:  # noqa: N802
         return f"<trt:GetProfilesResponse>{''.join(self._profile_xml(*p) for p in self._profiles())}</trt:GetProfilesResponse>"
@@ -652,8 +667,9 @@ class CameraService:
 
     def GetServiceCapabilities(self, req: etree._Element) -> str:  # noqa: N802
         ns = etree.QName(req).namespace
-        prefix = {NS["tds"]: "tds", NS["trt"]: "trt", NS["tptz"]: "tptz", NS["tev"]: "tev"}.get(ns, "tds")
-        return f"<{prefix}:GetServiceCapabilitiesResponse><{prefix}:Capabilities/></{prefix}:GetServiceCapabilitiesResponse>"
+        prefix = _SERVICE_PREFIX.get(ns, "tds")
+        return (f"<{prefix}:GetServiceCapabilitiesResponse>{service_capabilities(ns)}"
+                f"</{prefix}:GetServiceCapabilitiesResponse>")
 
 
 class SubscriptionService:
@@ -710,10 +726,31 @@ class SubscriptionService:
         return "<tev:SetSynchronizationPointResponse/>"
 
 
+_SERVICE_PREFIX = {NS["tds"]: "tds", NS["trt"]: "trt", NS["tptz"]: "tptz", NS["tev"]: "tev"}
+# Each service's capabilities, as its schema has them (the required child elements included):
+# what this simulated camera can do, said the way firmware says it.
+_SERVICE_CAPABILITIES = {
+    "tds": ('<tds:Capabilities><tds:Network IPFilter="false" ZeroConfiguration="false" IPVersion6="false" '
+            'DynDNS="false"/><tds:Security TLS1.2="false" UsernameToken="true" HttpDigest="false"/>'
+            '<tds:System DiscoveryResolve="false" DiscoveryBye="true" RemoteDiscovery="false" SystemBackup="false" '
+            'SystemLogging="false" FirmwareUpgrade="false"/></tds:Capabilities>'),
+    "trt": ('<trt:Capabilities SnapshotUri="true" Rotation="false"><trt:ProfileCapabilities MaximumNumberOfProfiles="2"/>'
+            '<trt:StreamingCapabilities RTPMulticast="false" RTP_TCP="true" RTP_RTSP_TCP="true"/></trt:Capabilities>'),
+    "tptz": ('<tptz:Capabilities EFlip="false" Reverse="false" GetCompatibleConfigurations="false" MoveStatus="true" '
+             'StatusPosition="true"/>'),
+    "tev": ('<tev:Capabilities WSSubscriptionPolicySupport="false" WSPullPointSupport="true" '
+            'WSPausableSubscriptionManagerInterfaceSupport="false" MaxPullPoints="10"/>'),
+}
+
+
+def service_capabilities(namespace: str) -> str:
+    return _SERVICE_CAPABILITIES[_SERVICE_PREFIX.get(namespace, "tds")]
+
+
 # Which operations each endpoint path serves (a real camera answers ActionNotSupported to the rest).
 _DEVICE_OPS = {"GetDeviceInformation", "GetServices", "GetCapabilities", "GetSystemDateAndTime",
                "SetSystemDateAndTime", "GetScopes", "GetServiceCapabilities"}
-_MEDIA_OPS = {"GetProfiles", "GetStreamUri", "GetSnapshotUri", "GetServiceCapabilities"}
+_MEDIA_OPS = {"GetProfiles", "GetVideoSources", "GetStreamUri", "GetSnapshotUri", "GetServiceCapabilities"}
 _PTZ_OPS = {"ContinuousMove", "RelativeMove", "AbsoluteMove", "Stop", "GetStatus", "GetPresets", "SetPreset",
             "RemovePreset", "GotoPreset", "GotoHomePosition", "SetHomePosition", "GetServiceCapabilities"}
 _EVENT_OPS = {"CreatePullPointSubscription", "GetEventProperties", "GetServiceCapabilities"}
@@ -907,6 +944,13 @@ class OnvifSimulator:
             location=getattr(sc, "site", "") or "town-centre",
             model="SimCam PTZ" if ptz else "SimCam 1080",
         )
+        # A device's identity outlives its address, as a real camera's does: derived from the
+        # simulation's folder and the camera's name, so a demo restarted on its own data is the
+        # same devices on new ports (and is re-adopted by identity, docs/design/onvif.md).
+        work_dir = getattr(self.sim, "work_dir", None)
+        if work_dir is not None:
+            identity = uuid.uuid5(uuid.NAMESPACE_URL, f"controlroom-simulator:{Path(work_dir).resolve()}:{name}")
+            cam.endpoint, cam.serial = f"urn:uuid:{identity}", f"SIM{identity.hex[:12].upper()}"
         offsets = getattr(self.sim, "clock_offsets_s", None)
         default_offset = float(getattr(sc, "clock_offset_s", 0.0) or 0.0)
         if isinstance(offsets, dict):

@@ -1,4 +1,5 @@
-"""Administering users and API tokens: /api/v1/users..., /api/v1/tokens... (administrators).
+"""Administering users and API tokens: /api/v1/users..., /api/v1/tokens... (administrators;
+any user creates tokens for themselves).
 
 Listings never include a password hash, a TOTP secret or a token: a token is shown once, in
 the reply that creates it. Every change is audited in the same transaction.
@@ -12,9 +13,9 @@ from typing import Any
 from aiohttp import web
 
 from controlroom import disclosure
-from controlroom.auth import actor
+from controlroom.auth import actor, current_user
 from controlroom.context import AUTH, SESSIONS, SETTINGS
-from controlroom.errors import json_body
+from controlroom.errors import Forbidden, json_body
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import us_to_iso
 from storage import Invalid, accounts, audit
@@ -45,6 +46,13 @@ def check_scopes(scopes: Any) -> list[str]:
     if unknown:
         raise Invalid(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return sorted(set(scopes))
+
+
+def check_scopes_held(scopes: list[str], held: frozenset[Permission]) -> None:
+    """A token grants at most what its user holds: refuse scopes beyond the user's own rights."""
+    beyond = sorted(set(scopes) - {p.value for p in held})
+    if beyond:
+        raise Forbidden(f"scope(s) {', '.join(beyond)} beyond the user's own rights")
 
 
 async def _enabled_admins(session) -> int:
@@ -149,14 +157,23 @@ async def list_tokens(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/tokens")
-@requires(Permission.ADMIN)
+@requires(Permission.AUTHENTICATED)
 async def create_token(request: web.Request) -> web.Response:
-    """``{"name", "user", "scopes": [...], "expires": "30d"}``; the token is in this reply only."""
+    """``{"name", "scopes": [...], "expires": "30d"}``: the caller makes a token for themselves,
+    through their own login session, with scopes within their own rights. ``"user"`` may be
+    sent but must name the caller: rights are not transferable, not even by an administrator
+    (docs/design/security-model.md, "API tokens"). The token is in this reply only."""
+    caller = current_user(request)
     body = await json_body(request)
-    name, username = body.get("name"), body.get("user")
+    name, username = body.get("name"), body.get("user", caller.username)
     if not isinstance(name, str) or not isinstance(username, str):
-        raise Invalid('send {"name": "...", "user": "...", "scopes": [...], "expires": "30d"}')
+        raise Invalid('send {"name": "...", "scopes": [...], "expires": "30d"}')
+    if caller.via != "session":
+        raise Forbidden("a token is created through its user's own login session, not with another token")
+    if username != caller.username:
+        raise Forbidden(f"a token acts as the user who creates it: {username} must log in and create their own")
     scopes = check_scopes(body.get("scopes"))
+    check_scopes_held(scopes, caller.permissions)
     expires_us = now_us() + accounts.parse_duration_s(str(body.get("expires", ""))) * 1_000_000
     async with transaction(request.app[SESSIONS]) as session:
         user = await accounts.get_user(session, username)

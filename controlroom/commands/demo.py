@@ -29,6 +29,11 @@ SIMULATED_ANPR_READING = {"anpr_roi": [0.2, 0.1, 0.6, 0.9], "anpr_stream": "sub"
 DEMO_USERS = {"operator": "operator", "supervisor": "supervisor", "police": "police"}
 
 
+def demo_accounts(settings: Settings) -> dict[str, str]:
+    """Every account the demo makes (username -> role): the banner names exactly these."""
+    return {settings.security.admin_username: "administrator", **DEMO_USERS}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run simulated cameras and the service on this machine (SQLite, local disk)")
     p.add_argument("--cameras", type=int, default=6, help="fixed town-centre and park cameras (default 6)")
@@ -51,6 +56,13 @@ def demo_admin_password(settings: Settings) -> tuple[Settings, str]:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(12) + "\n")
     return settings.with_overrides(**{"security.admin_password_file": str(path)}), path.read_text().splitlines()[0]
+
+
+def banner_accounts(settings: Settings) -> str:
+    """The accounts line of the banner, made from :func:`demo_accounts`."""
+    what = {"operator": "live view, PTZ, playback", "supervisor": "also approvals and holds",
+            "police": "evidence requests", "administrator": "cameras and users, no footage"}
+    return ", ".join(f"{name} ({what[role]})" for name, role in demo_accounts(settings).items())
 
 
 async def adopt_simulated(settings: Settings, sim: Simulation) -> int:
@@ -82,9 +94,11 @@ async def adopt_simulated(settings: Settings, sim: Simulation) -> int:
 
 
 async def create_demo_users(settings: Settings, password: str) -> None:
-    """The demo's named accounts (same password as the administrator), created once."""
+    """The demo's named accounts (one password for all), created once. The administrator is
+    made here too: the service's first-run bootstrap makes it only when there are no users,
+    and by then these exist."""
     async with open_store(settings) as store, transaction(store.sessions) as session:
-        for username, role in DEMO_USERS.items():
+        for username, role in demo_accounts(settings).items():
             if await accounts.find_user(session, username) is None:
                 await accounts.create_user(session, username, role, accounts.hash_password(password))
                 await audit.append(session, DEMO_ACTOR, "user.add", f"user:{username}", role=role)
@@ -108,8 +122,7 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
                 f"\ncontrolroom demo: {len(sim.cameras)} simulated cameras ({added} adopted just now over ONVIF), "
                 f"data in {settings.data_dir.resolve()}\n"
                 f"  operators' screen: http://{args.host}:{args.port}/\n"
-                f"  log in as operator (live view, PTZ, playback), supervisor, police or "
-                f"{settings.security.admin_username}; password {password}\n"
+                f"  log in as {banner_accounts(settings)}; password {password}\n"
                 f"  health:            http://{args.host}:{args.port}/healthz\n"
                 f"  the CLI:           .venv/bin/controlroom --data-dir {settings.data_dir} cameras list\n"
                 f"Stop with Ctrl-C (segments being recorded are finalised).\n",

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ver.add_argument("--public-key", type=Path, help="the council's Ed25519 public key (PEM)")
     ver.add_argument("--json", action="store_true")
     ver.set_defaults(func=cmd_verify)
-    pk = es.add_parser("public-key", help="print the service's signing public key and its fingerprint")
+    pk = es.add_parser("public-key", help="print the service's signing public key (PEM) on stdout, its fingerprint on stderr")
+    pk.add_argument("--fingerprint", action="store_true", help="print only the SHA-256 fingerprint, on stdout")
     pk.set_defaults(func=cmd_public_key)
     req = es.add_parser("requests", help="evidence requests")
     rs = req.add_subparsers(dest="requests_command", required=True)
@@ -83,9 +84,15 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_public_key(settings: Settings, args: argparse.Namespace) -> int:
+    """``export public-key > council.pem`` must give a PEM file and nothing else: the PEM goes
+    to stdout, the fingerprint (for the person at the terminal) to stderr; ``--fingerprint``
+    prints the fingerprint alone on stdout, for scripts."""
     keys = load_or_create_keys(settings.key_file)
+    if args.fingerprint:
+        print(keys.public_key_fingerprint())
+        return 0
     sys.stdout.write(keys.public_key_pem().decode())
-    print(f"fingerprint (SHA-256 of the raw Ed25519 key): {keys.public_key_fingerprint()}")
+    print(f"fingerprint (SHA-256 of the raw Ed25519 key): {keys.public_key_fingerprint()}", file=sys.stderr)
     return 0
 
 

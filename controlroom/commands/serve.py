@@ -10,6 +10,7 @@ import ssl
 
 from aiohttp import web
 
+from controlroom.access_log import RedactingAccessLogger
 from controlroom.app import create_app
 from controlroom.settings import Settings
 
@@ -32,9 +33,14 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
+def make_runner(app: web.Application, **kwargs: object) -> web.AppRunner:
+    """The app's runner: signals are ours, and the access log carries no secrets."""
+    return web.AppRunner(app, handle_signals=False, access_log_class=RedactingAccessLogger, **kwargs)
+
+
 async def run_service(settings: Settings, app: web.Application, ready: asyncio.Event | None = None) -> None:
     """Serve ``app`` until SIGTERM/SIGINT, then stop cleanly (every segment finalised)."""
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = make_runner(app)
     await runner.setup()
     site = web.TCPSite(runner, settings.http.host, settings.http.port, ssl_context=ssl_context(settings))
     await site.start()

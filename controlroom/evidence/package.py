@@ -215,7 +215,8 @@ Unzip the package and go into the {exhibit} folder, then:
 
 3. Check SHA256SUMS is the one the manifest names:
        sha256sum SHA256SUMS
-   must print the value of "sha256sums_sha256" in manifest.json.
+   must print the value of "sha256sums_sha256" in manifest.json. In one command:
+       grep -q "\\"sha256sums_sha256\\": \\"$(sha256sum SHA256SUMS | cut -c1-64)\\"" manifest.json && echo "SHA256SUMS: OK"
 
 4. Check every file:
        sha256sum -c SHA256SUMS
