@@ -79,8 +79,9 @@ PREFIX = "/api/v1/evidence"
 async def _refuse(request: web.Request, message: str) -> None:
     """Record the refusal (as ``evidence.denied``: the middleware's ``access.denied`` is for
     routes the role may not call at all), then answer 403."""
-    await request.app[AUDIT].append(actor(request), "evidence.denied", f"{request.method} {request.path}"[:400],
-                                    reason=message)
+    user = current_user(request)
+    await request.app[AUDIT].append(user.username, "evidence.denied", f"{request.method} {request.path}"[:400],
+                                    reason=message, via=user.via, token=user.token_name or None)
     raise Forbidden(message)
 
 
