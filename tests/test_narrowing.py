@@ -147,6 +147,7 @@ def sources(tmp_path_factory) -> list[Path]:
     return make_segments(tmp_path_factory.mktemp("media"), 2)
 
 
+@pytest.mark.slow  # about 12 s: some 700 calls, real snapshots, playback remuxes and downloads
 async def test_narrowing_matrix(aiohttp_client, settings, tmp_path, sources):
     async with world(aiohttp_client, settings, tmp_path, sources) as w:
         reached, lists, problems = classify(w.app)
