@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -25,8 +26,10 @@ from evidence_media import SEGMENT_US, make_segments
 from test_auth_matrix import app_routes
 
 from controlroom.app import create_app
+from controlroom.context import SESSIONS
 from controlroom.permissions import Permission, role_permissions, route_spec
 from controlroom.timefmt import us_to_iso
+from storage.evidence import custody_log
 
 # Rights whose GET routes return footage, recordings, events, plates, images, the audit trail or
 # the disclosure register: each such route must declare what it discloses.
@@ -160,6 +163,13 @@ async def fetch(w: World, canonical: str, url: str, headers: dict[str, str]) -> 
             return resp.status, await resp.read()
 
 
+async def custody_via(w: World, c: str) -> str | None:
+    """How the newest download of camera ``c``'s package left, as its custody log records it."""
+    async with w.app[SESSIONS]() as session:
+        downloads = [e for e in await custody_log(session, w.request[c]) if e.action == "package.downloaded"]
+    return json.loads(downloads[-1].details).get("via") if downloads else None
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> list[Path]:
     return make_segments(tmp_path_factory.mktemp("media"), 2)
@@ -204,6 +214,10 @@ async def test_every_disclosing_route_writes_exactly_one_entry(aiohttp_client, s
                        "via": details.get("via")}
                 if got != expected or not entry.action.startswith(spec.action):
                     problems.append(f"{what}: entry {entry.action} {got}, expected {spec.action} {expected}")
+                if canonical.endswith("/package"):  # the signed custody log says how it left, too
+                    custody = await custody_via(w, "A")
+                    if custody != ("session" if via == "session" else f"API token {who.token_name}"):
+                        problems.append(f"{what}: the custody log records the download via {custody!r}")
                 token = details.get("token")
                 if public and not (token or "").startswith("link "):
                     problems.append(f"{what}: the entry does not name the link: {token!r}")

@@ -322,7 +322,9 @@ async def download(request: web.Request) -> web.StreamResponse:
             fresh = not any(e.action == "package.downloaded" and e.actor == who
                             for e in await custody_log(session, req.id))
         if fresh:
-            await _release(request, session, locked, who=who, via="session")
+            user = current_user(request)
+            await _release(request, session, locked, who=who,
+                           via=f"API token {user.token_name}" if user.via == "token" else user.via)
         action = "evidence.download" if fresh else ("evidence.download_head" if request.method == "HEAD"
                                                     else "evidence.download_resume")
         await disclosure.record_in(session, request, f"evidence:{req.id}", action=action, range=ranged or None)
