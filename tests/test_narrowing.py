@@ -29,14 +29,16 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from disclosure_world import NAME, ROLES, Who, World, world
+from disclosure_world import NAME, ROLES, S, Who, World, world
 from evidence_media import make_segments
 from test_auth_matrix import app_routes
 from test_disclosure import URLS, fetch
+from test_evidence_api import FIELDS
 
 from controlroom.app import create_app
 from controlroom.context import ALERTS, SESSIONS
 from controlroom.permissions import Permission, RouteSpec, role_permissions, route_spec
+from controlroom.timefmt import us_to_iso
 from storage.alerts import raise_alert
 from storage.db import transaction
 
@@ -142,6 +144,13 @@ async def denied_for_camera(w: World, before: int) -> bool:
                for e, d in await w.entries_after(before))
 
 
+async def submit_request(w: World, who: Who, via: str, camera: int | str) -> tuple[int, bytes]:
+    window = {"camera": camera, "from": us_to_iso(w.base_us + S), "to": us_to_iso(w.base_us + 2 * S)}
+    resp = await w.client.post("/api/v1/evidence/requests", json={**FIELDS, "windows": [window]},
+                               headers=who.headers(via))
+    return resp.status, await resp.read()
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> list[Path]:
     return make_segments(tmp_path_factory.mktemp("media"), 2)
@@ -224,6 +233,13 @@ async def test_narrowing_matrix(aiohttp_client, settings, tmp_path, sources):
                                 out.append(f"{tag}: {status}")
                             if c == "A" and (status != 200 or w.markers("A")[0].encode() not in body):
                                 out.append(f"{tag}: {status} {body[:120]!r}")
+                # Cameras named in a body: an evidence request for B is refused as if B did not exist.
+                for role in ("police", "operator"):
+                    for c, ref in (("B", w.cam["B"]), ("B", NAME["B"]), ("A", w.cam["A"])):
+                        status, body = await submit_request(w, users[role], via, ref)
+                        if (c == "B") != (status == 400) or status not in (201, 400):
+                            out.append(f"{role} narrowed to {narrowing} A by {via}: evidence request for {ref}: "
+                                       f"{status} {body[:120]!r}")
             await w.set_scope(w.users["police"], [], [])
         assert not out, f"{len(out)} problems:\n" + "\n".join(out)
         # Not vacuous: B's data was there to hide, and the matrix was walked.
