@@ -7,7 +7,9 @@
 - ``POST /api/v1/alerts/{id}/ack``: records who and when (audited); acknowledging twice keeps
   the first acknowledgement.
 
-Permission: LIVE_VIEW for all three. The alerts panel sits on the live screen and its alerts
+Permission: LIVE_VIEW for all three. Alerts of ANPR hits carry the registration, hotlist and
+reason, so reading the list and opening the feed are disclosures of plate data (audited once per
+request and once per connection, by controlroom.disclosure). The alerts panel sits on the live screen and its alerts
 (camera lost, clock off, recording stopped) are about what the operator is watching; a user who
 confirms ANPR hits without live view does that on the ANPR screen (ANPR_ALERTS).
 """
@@ -21,11 +23,12 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from sqlalchemy import select
 
+from controlroom import disclosure
 from controlroom.api.live import check_origin
 from controlroom.auth import actor, allowed_camera_ids
 from controlroom.context import ALERT_ACKS, ALERTS, SESSIONS, SETTINGS
 from controlroom.errors import as_id
-from controlroom.permissions import Permission, requires
+from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import us_to_iso
 from storage import Invalid, NotFound, audit
 from storage.alerts import Alert, AlertHub
@@ -59,7 +62,7 @@ async def alerts_ctx(app: web.Application) -> Any:
 
 
 @routes.get("/api/v1/alerts")
-@requires(Permission.LIVE_VIEW)
+@requires(Permission.LIVE_VIEW, discloses=Disclosure.PLATES, action="alerts.list")
 async def list_alerts(request: web.Request) -> web.Response:
     try:
         limit = min(int(request.query.get("limit", "100")), MAX_LIMIT)
@@ -75,6 +78,7 @@ async def list_alerts(request: web.Request) -> web.Response:
         rows = (await session.execute(query)).scalars().all()
     tz = request.app[SETTINGS].display_timezone
     names = await _camera_names(request)
+    disclosure.note(request, "alerts", open_only=request.query.get("open") == "1", results=len(rows))
     return web.json_response({"alerts": [alert_json(a.to_dict(), tz, names) for a in rows]})
 
 
@@ -108,12 +112,13 @@ async def ack_alert(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/alerts/ws")
-@requires(Permission.LIVE_VIEW)
+@requires(Permission.LIVE_VIEW, discloses=Disclosure.PLATES, action="alerts.watch")
 async def alerts_ws(request: web.Request) -> web.StreamResponse:
     check_origin(request)
     ws = web.WebSocketResponse(heartbeat=20.0)
+    disclosure.note(request, "alerts")
     try:
-        await ws.prepare(request)
+        await ws.prepare(request)  # writes the alerts.watch entry first (controlroom.disclosure)
     except ConnectionResetError:
         return ws  # the browser left before the upgrade completed (a tile changed meanwhile)
     tz = request.app[SETTINGS].display_timezone

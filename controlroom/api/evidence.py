@@ -79,8 +79,9 @@ PREFIX = "/api/v1/evidence"
 async def _refuse(request: web.Request, message: str) -> None:
     """Record the refusal (as ``evidence.denied``: the middleware's ``access.denied`` is for
     routes the role may not call at all), then answer 403."""
-    await request.app[AUDIT].append(actor(request), "evidence.denied", f"{request.method} {request.path}"[:400],
-                                    reason=message)
+    user = current_user(request)
+    await request.app[AUDIT].append(user.username, "evidence.denied", f"{request.method} {request.path}"[:400],
+                                    reason=message, via=user.via, token=user.token_name or None)
     raise Forbidden(message)
 
 
@@ -331,7 +332,9 @@ async def download(request: web.Request) -> web.StreamResponse:
             fresh = not any(e.action == "package.downloaded" and e.actor == who
                             for e in await custody_log(session, req.id))
         if fresh:
-            await _release(request, session, locked, who=who, via="session")
+            user = current_user(request)
+            await _release(request, session, locked, who=who,
+                           via=f"API token {user.token_name}" if user.via == "token" else user.via)
         action = "evidence.download" if fresh else ("evidence.download_head" if request.method == "HEAD"
                                                     else "evidence.download_resume")
         await disclosure.record_in(session, request, f"evidence:{req.id}", action=action, range=ranged or None)

@@ -149,10 +149,12 @@ async def update_user(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/tokens")
-@requires(Permission.ADMIN)
+@requires(Permission.ADMIN, discloses=Disclosure.PERSONAL, action="token.list")
 async def list_tokens(request: web.Request) -> web.Response:
+    """Who holds which token, with which rights, and when it was last used: people's data."""
     async with request.app[SESSIONS]() as session:
         rows = await accounts.list_tokens(session)
+    disclosure.note(request, "tokens", count=len(rows))
     return web.json_response({"tokens": [token_json(t, u) for t, u in rows]})
 
 

@@ -1,0 +1,231 @@
+"""One small, real world for the disclosure walk and the narrowing matrix (tests/test_disclosure.py,
+tests/test_narrowing.py): two sites, one camera on each, and on each camera everything a route
+can disclose, so that every disclosing route can be called and succeed.
+
+- Cameras "Camera Alpha" (site "Site Alpha") and "Camera Bravo" (site "Site Bravo"), streaming
+  from the project's simulator (live view and snapshots are real ffmpeg over real RTSP).
+- Two catalogued segments of real H.264 footage on each (tests/evidence_media.py).
+- ANPR: a read with plate and overview images on each (AA11AAA on Alpha, BB22BBB on Bravo), a
+  journey (JJ11JJJ seen on Alpha, then on Bravo), a hotlist hit and its alert on each.
+- A camera event on each (storage.onvif).
+- An evidence request per camera, submitted by a police officer, approved by a supervisor and
+  exported to a package (the real exporter of the app).
+- One logged-in user of each role, each with an API token holding all the role's rights.
+
+Each user is called through explicit headers (a session cookie or a bearer token); the test
+client keeps no cookies, so a call is made exactly as the headers say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from evidence_media import SEGMENT_US
+from sqlalchemy import select
+from test_evidence_api import FIELDS, wait_export
+
+from cameras.simulator import Simulation
+from controlroom.app import create_app
+from controlroom.auth import COOKIE
+from controlroom.context import ALERTS, AUTH, KEYS, SESSIONS, SETTINGS
+from controlroom.permissions import Permission, role_permissions
+from controlroom.timefmt import us_to_iso
+from storage import accounts, audit
+from storage import anpr as store
+from storage.alerts import raise_alert
+from storage.audit import AuditEntry
+from storage.catalogue import NewSegment, commit_segment
+from storage.db import now_us, transaction
+from storage.inventory import CameraSpec, add_camera
+from storage.onvif import CameraEvent, add_events
+
+S = 1_000_000
+PASSWORD = "correct horse battery staple"
+JUSTIFIED = {"reason": "disclosure walk", "reference": "TEST/1"}
+CAMS = ("A", "B")
+VRM = {"A": "AA11AAA", "B": "BB22BBB"}
+JOURNEY_VRM = "JJ11JJJ"
+NAME = {"A": "Camera Alpha", "B": "Camera Bravo"}
+SITE = {"A": "Site Alpha", "B": "Site Bravo"}
+ROLES = ("operator", "supervisor", "administrator", "police")
+_HASH: list[str] = []
+
+
+@dataclass
+class Who:
+    """A user and the two ways they can call: a session cookie (with its CSRF token) or a token."""
+
+    username: str
+    role: str
+    user_id: int
+    cookie: str = ""
+    csrf: str = ""
+    token: str = ""
+    token_name: str = ""
+
+    def headers(self, via: str) -> dict[str, str]:
+        if via == "session":
+            return {"Cookie": f"{COOKIE}={self.cookie}", "X-CSRF-Token": self.csrf}
+        assert via == "token"
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class World:
+    client: Any
+    app: Any
+    cam: dict[str, int] = field(default_factory=dict)
+    site: dict[str, int] = field(default_factory=dict)
+    base_us: int = 0
+    read: dict[str, int] = field(default_factory=dict)
+    hit: dict[str, int] = field(default_factory=dict)
+    alert: dict[str, int] = field(default_factory=dict)
+    event: dict[str, int] = field(default_factory=dict)
+    request: dict[str, int] = field(default_factory=dict)
+    exhibit: dict[str, str] = field(default_factory=dict)
+    crime_ref: dict[str, str] = field(default_factory=dict)
+    users: dict[str, Who] = field(default_factory=dict)  # by role: the un-narrowed user of each role
+
+    def markers(self, c: str) -> list[str]:
+        """Strings that only camera ``c``'s data carries (a list naming one of them leaks it)."""
+        return [VRM[c], NAME[c], SITE[c], self.exhibit[c], self.crime_ref[c]]
+
+    async def audit_head(self) -> int:
+        async with self.app[SESSIONS]() as session:
+            return int(await session.scalar(select(AuditEntry.seq).order_by(AuditEntry.seq.desc()).limit(1)) or 0)
+
+    async def entries_after(self, seq: int) -> list[tuple[AuditEntry, dict[str, Any]]]:
+        async with self.app[SESSIONS]() as session:
+            rows = (await session.execute(
+                select(AuditEntry).where(AuditEntry.seq > seq).order_by(AuditEntry.seq))).scalars().all()
+        return [(e, json.loads(e.details or "{}")) for e in rows]
+
+    async def user(self, role: str, username: str, *, site_ids: list[int] | None = None,
+                   camera_ids: list[int] | None = None, scopes: list[str] | None = None) -> Who:
+        """A new user of ``role`` (optionally narrowed), logged in, with a token of ``scopes``
+        (default: every right of the role)."""
+        if not _HASH:
+            _HASH.append(await asyncio.to_thread(accounts.hash_password, PASSWORD))
+        all_scopes = sorted(p.value for p in role_permissions(role) - {Permission.PUBLIC})
+        async with transaction(self.app[SESSIONS]) as session:
+            row = await accounts.create_user(session, username, role, _HASH[0], site_ids=site_ids,
+                                             camera_ids=camera_ids)
+            await audit.append(session, "test", "user.add", f"user:{username}", role=role)
+            token, _ = await accounts.create_token(session, f"tok-{username}", row, scopes or all_scopes,
+                                                   now_us() + 3600 * S, "test")
+        resp = await self.client.post("/api/v1/session", json={"username": username, "password": PASSWORD})
+        assert resp.status == 200, await resp.text()
+        return Who(username, role, row.id, resp.cookies[COOKIE].value, (await resp.json())["csrf_token"],
+                   token, f"tok-{username}")
+
+    async def token_for(self, who: Who, name: str, scopes: list[str]) -> str:
+        async with transaction(self.app[SESSIONS]) as session:
+            row = await accounts.get_user(session, who.username)
+            token, _ = await accounts.create_token(session, name, row, scopes, now_us() + 3600 * S, "test")
+        return token
+
+    async def set_scope(self, who: Who, site_ids: list[int] | None, camera_ids: list[int] | None) -> None:
+        """Narrow (or widen) an existing user, effective at once (as the API's user update does)."""
+        async with transaction(self.app[SESSIONS]) as session:
+            row = await accounts.get_user(session, who.username)
+            accounts.set_scope(row, site_ids, camera_ids)
+        self.app[AUTH].forget_user(who.user_id)
+
+
+async def _footage(w: World, sources: list[Path]) -> None:
+    root = w.app[SETTINGS].storage_root
+    for c in CAMS:
+        incoming = root / str(w.cam[c]) / "incoming"
+        incoming.mkdir(parents=True, exist_ok=True)
+        for i, src in enumerate(sources):
+            tmp = incoming / f"{i}.mkv"
+            shutil.copyfile(src, tmp)
+            start = w.base_us + i * SEGMENT_US
+            await commit_segment(w.app[SESSIONS], root, tmp, NewSegment(
+                w.cam[c], start, start + SEGMENT_US, codec="h264", width=320, height=240, clock_offset_s=0.1))
+
+
+async def _anpr(w: World) -> None:
+    app = w.app
+    root = app[SETTINGS].anpr_root
+    t0 = now_us() - 600 * S
+    async with transaction(app[SESSIONS]) as session:
+        hotlist = await store.add_hotlist(session, "Walk list", created_by="test")
+        entries = await store.add_entries(session, hotlist.id, [
+            store.EntrySpec(VRM[c], f"wanted {c}", "test", 1, now_us() + 86_400 * S) for c in CAMS], created_by="test")
+    for n, c in enumerate(CAMS):
+        sightings = [(VRM[c], t0 + n * S), (JOURNEY_VRM, t0 + (100 + 60 * n) * S)]
+        for vrm, t in sightings:
+            plate, overview = store.save_read_images(root, t, w.cam[c], b"\xff\xd8\xffplate-" + vrm.encode(),
+                                                     b"\xff\xd8\xffoverview-" + vrm.encode())
+            async with transaction(app[SESSIONS]) as session:
+                read = await store.add_read(session, store.NewRead(vrm=vrm, confidence=0.95, read_us=t,
+                                                                   camera_id=w.cam[c], plate_path=plate,
+                                                                   overview_path=overview))
+                if vrm != VRM[c]:
+                    continue
+                w.read[c] = read.id
+                hit = await store.add_hit(session, read, entries[n])
+                alert = await raise_alert(session, app[ALERTS], "anpr_hit", f"{vrm} on hotlist 'Walk list'",
+                                          w.cam[c], vrm=vrm, read_id=read.id, hit_id=hit.id)
+                hit.alert_id = alert.id
+                await session.flush()
+                w.hit[c], w.alert[c] = hit.id, alert.id
+
+
+async def _events(w: World) -> None:
+    async with transaction(w.app[SESSIONS]) as session:
+        for c in CAMS:
+            event = CameraEvent(camera_id=w.cam[c], kind="motion", state=True, at_us=w.base_us + S,
+                                camera_time_us=w.base_us + S, received_us=w.base_us + S,
+                                topic="tns1:VideoSource/MotionAlarm", source="VideoSourceToken", data={})
+            await add_events(session, [event])
+            w.event[c] = event.id
+
+
+async def _evidence(w: World) -> None:
+    police, supervisor = w.users["police"], w.users["supervisor"]
+    start, end = w.base_us + S, w.base_us + 2 * SEGMENT_US - S
+    for c in CAMS:
+        body = {**FIELDS, "crime_reference": f"AS/{VRM[c]}/26",
+                "windows": [{"camera": w.cam[c], "from": us_to_iso(start), "to": us_to_iso(end)}]}
+        resp = await w.client.post("/api/v1/evidence/requests", json=body, headers=police.headers("session"))
+        assert resp.status == 201, await resp.text()
+        created = await resp.json()
+        w.request[c], w.exhibit[c], w.crime_ref[c] = created["id"], created["exhibit_reference"], body["crime_reference"]
+        resp = await w.client.post(f"/api/v1/evidence/requests/{created['id']}/approve",
+                                   json={"reason": "necessary and proportionate"}, headers=supervisor.headers("session"))
+        assert resp.status == 200, await resp.text()
+    for c in CAMS:
+        done = await wait_export(w.client, police.headers("session"), w.request[c])
+        assert done["state"] == "ready", done
+
+
+@asynccontextmanager
+async def world(aiohttp_client, settings, tmp_path: Path, sources: list[Path]) -> AsyncIterator[World]:
+    async with Simulation(tmp_path / "sim", cameras=2) as sim:
+        app = create_app(settings.with_overrides(**{"mqtt.enabled": False}), record=False)
+        client = await aiohttp_client(app, cookie_jar=aiohttp.DummyCookieJar())
+        w = World(client, app, base_us=(now_us() // S - 3600) * S)
+        async with transaction(app[SESSIONS]) as session:
+            for c, sim_cam in zip(CAMS, sim.cameras, strict=False):
+                cam = await add_camera(session, CameraSpec(
+                    name=NAME[c], site=SITE[c], position=f"{NAME[c]} column", main_url=sim_cam.main_url,
+                    sub_url=sim_cam.sub_url, username=sim_cam.username, password=sim_cam.password,
+                    recording=False), app[KEYS])
+                w.cam[c], w.site[c] = cam.id, cam.site_id
+        for role in ROLES:
+            w.users[role] = await w.user(role, f"{role}1")
+        await _footage(w, sources)
+        await _anpr(w)
+        await _events(w)
+        await _evidence(w)
+        yield w
