@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,11 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if not args.verbose:
-        # Alembic announces its context and every migration at INFO on each command; a command's
-        # output is its result (and stderr its errors), so those lines appear only with -v.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-    restrict_umask()  # before anything is written: files 0640, folders 0750 (controlroom/files.py)
+    # Alembic announces its context and every migration at INFO on each command; a command's
+    # output is its result (and stderr its errors), so those lines appear only with -v.
+    logging.getLogger("alembic").setLevel(logging.NOTSET if args.verbose else logging.WARNING)
+    # Before anything is written: files 0640, folders 0750 (controlroom/files.py). Put back on
+    # return, so a caller that runs main() in its own process (the tests) keeps its own.
+    previous_umask = restrict_umask()
     try:
         settings = load_settings(args.data_dir, args.config)
         secure_data_dir(settings.data_dir)
@@ -64,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"controlroom: {exc}", file=sys.stderr)
         return 1
+    finally:
+        os.umask(previous_umask)
 
 
 if __name__ == "__main__":  # pragma: no cover

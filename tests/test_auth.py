@@ -382,6 +382,20 @@ async def _tokens(stack, client, login):
     # A token cannot mint tokens.
     r = await bare.post("/api/v1/tokens", json={"name": "child", "scopes": ["inventory_read"], "expires": "1h"}, headers=ops)
     assert r.status == 403
+    # Its user lists their own tokens, and may revoke them; not another user's.
+    mine = await (await robot.get("/api/v1/session/tokens")).json()
+    assert sorted(t["name"] for t in mine["tokens"]) == ["nvr-sync", "ops"] and token not in json.dumps(mine)
+    r = await client.post("/api/v1/tokens", json={"name": "admins", "scopes": ["audit_read"], "expires": "1h"}, headers=h)
+    assert r.status == 201
+    assert (await robot.delete("/api/v1/session/tokens/admins", headers=rh)).status == 404
+    listed = {t["name"]: t for t in (await (await client.get("/api/v1/tokens")).json())["tokens"]}
+    assert listed["admins"]["revoked"] is None  # the refused revocation changed nothing
+    r = await robot.post("/api/v1/tokens", json={"name": "spare", "scopes": ["playback"], "expires": "1h"}, headers=rh)
+    spare = {"Authorization": f"Bearer {(await r.json())['token']}"}
+    assert (await robot.delete("/api/v1/session/tokens/spare", headers=rh)).status == 200
+    r = await bare.get("/api/v1/cameras/5/recordings?from=2026-01-01T00:00:00Z&to=2026-01-01T01:00:00Z", headers=spare)
+    assert r.status == 401 and "revoked" in (await r.json())["error"]
+    assert (await client.get("/api/v1/session/tokens")).status == 200
 
     # Expired.
     async with transaction(client.server.app[SESSIONS]) as session:

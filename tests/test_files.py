@@ -67,3 +67,21 @@ def test_an_open_data_folder_is_closed_and_a_read_only_database_is_one_clear_lin
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 2 and "was open to other users" in lines[0], r.stderr
     assert r.returncode == 1 and "is read-only" in lines[1] and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.postgres
+async def test_a_read_only_postgresql_database_is_named_as_such(pg_url):
+    """The same on PostgreSQL: a database (here one set read-only, as a hot standby is) fails
+    with DatabaseReadOnly, not asyncpg's ReadOnlySQLTransactionError and its traceback."""
+    from conftest import _pg
+
+    from storage.db import DatabaseReadOnly, make_engine
+    from storage.migrate import upgrade
+
+    _pg(f'ALTER DATABASE "{pg_url.rsplit("/", 1)[1]}" SET default_transaction_read_only = on')
+    engine = make_engine(pg_url)
+    try:
+        with pytest.raises(DatabaseReadOnly, match="is read-only .*read-only transaction"):
+            await upgrade(engine)
+    finally:
+        await engine.dispose()

@@ -443,3 +443,25 @@ async def test_service_hears_hello_and_lists_it(settings, login):
         await asyncio.sleep(0.3)  # Bye
         r = await client.post("/api/v1/discover", json={}, headers=admin)
         assert (await r.json())["devices"] == []
+
+
+@pytest.mark.parametrize("quirk", ["absent", "unfilled"])
+async def test_camera_without_utc_time_adopts_and_its_clock_is_one_clear_line(quirk, data_dir, capsys):
+    """Issue 11, found 13: a camera whose GetSystemDateAndTime leaves UTCDateTime unfilled (or
+    out) could not be adopted ("not an ONVIF device (AttributeError)") and its clock gave a
+    library error. Now it adopts, with its offset unknown, and asking for its clock says why."""
+    from controlroom.cli import main as cli_main
+
+    cam = SimOnvifCamera(name=f"No UTC {quirk}", utc_quirk=quirk, password=PASSWORD,
+                         main_url="rtsp://127.0.0.1:8554/n/main", sub_url="rtsp://127.0.0.1:8554/n/sub")
+    pw = data_dir / "camera-pw"
+    pw.write_text(PASSWORD + "\n")
+    async with OnvifSimulator(cameras=[cam]):
+        code = await asyncio.to_thread(cli_main, ["--data-dir", str(data_dir), "cameras", "adopt", cam.xaddr,
+                                                  "--username", "admin", "--password-file", str(pw), "--json"])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        assert json.loads(out.out)["camera"]["name"] == cam.name
+        code = await asyncio.to_thread(cli_main, ["--data-dir", str(data_dir), "clock", "check", cam.name])
+        err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "does not report its UTC time" in err[0], err

@@ -16,7 +16,7 @@ from zeep.loader import parse_xml
 
 from cameras.onvif import OnvifFault, discovery
 from cameras.onvif.clock import camera_utc_s
-from cameras.onvif.errors import from_exception
+from cameras.onvif.errors import ClockUnreported, from_exception
 from cameras.onvif.events import parse_notification
 
 FIXTURES = Path(__file__).parent / "fixtures" / "onvif"
@@ -154,3 +154,13 @@ async def test_a_device_answering_with_a_bare_probe_match_is_discovered():
     finally:
         transport.close()
     assert [d.endpoint for d in found] == ["uuid:c9790c3a-701b-464d-a189-0060351c8ada"]
+
+
+@pytest.mark.parametrize("fixture", ["unfilled_UTCDateTime_GetSystemDateAndTime.xml", "no_UTCDateTime_GetSystemDateAndTime.xml"])
+async def test_a_camera_that_does_not_report_utc_is_a_clear_error(device, fixture):
+    """Issue 11, found 13: an unfilled UTC time gave the CLI user a library traceback. The reply
+    parses; reading its UTC time is one clear error that says what to do."""
+    when = await reply(device, "devicemgmt", "GetSystemDateAndTime", fixture)
+    assert when.LocalDateTime.Date.Year == 2014
+    with pytest.raises(ClockUnreported, match="does not report its UTC time.*set its clock or turn on NTP"):
+        camera_utc_s(when, "http://192.0.2.10/onvif/device_service")

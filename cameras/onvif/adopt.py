@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cameras import CameraError
 from cameras.onvif.clock import ClockReading, measure_offset, record_offset
-from cameras.onvif.errors import NotOnvifDevice
+from cameras.onvif.errors import ClockUnreported, NotOnvifDevice
 from cameras.onvif.session import OnvifSession, connect
 from storage import Invalid, inventory
 from storage.alerts import AlertHub
@@ -107,7 +107,10 @@ async def _stream_uri(onvif: OnvifSession, token: str) -> str:
 
 async def inspect_session(onvif: OnvifSession, *, precise_clock: bool = True) -> CameraFacts:
     facts = CameraFacts(xaddr=onvif.xaddr)
-    facts.clock = await measure_offset(onvif, max_samples=12 if precise_clock else 1)
+    try:
+        facts.clock = await measure_offset(onvif, max_samples=12 if precise_clock else 1)
+    except ClockUnreported as exc:  # adopt it all the same; its offset stays unknown
+        log.warning("%s", exc)
     info = await onvif.call("devicemgmt", "GetDeviceInformation")
     facts.manufacturer, facts.model = str(info.Manufacturer or ""), str(info.Model or "")
     facts.firmware, facts.serial = str(info.FirmwareVersion or ""), str(info.SerialNumber or "")

@@ -22,6 +22,11 @@ from zeep.exceptions import Fault, TransportError, XMLParseError, XMLSyntaxError
 from cameras import CameraAuthError, CameraError, CameraUnavailable
 
 
+class ClockUnreported(CameraError):
+    """The camera answers GetSystemDateAndTime without a usable UTCDateTime (left out, or its
+    fields unfilled): its clock cannot be read, though everything else may work."""
+
+
 class NotOnvifDevice(CameraError):
     """The address answers, but not as an ONVIF device."""
 

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from lxml import etree
 
-from cameras.onvif.errors import ServiceMissing, translate
+from cameras.onvif.errors import ClockUnreported, ServiceMissing, translate
 
 _root = logging.getLogger()
 _handlers_before = list(_root.handlers)
@@ -98,6 +98,20 @@ class _Device(ONVIFCamera):
         super().__init__(*args, **kwargs)
         self._device_xaddr = xaddr
 
+    async def _adjust_time(self, devicemgmt: ONVIFService) -> ONVIFService:
+        """The library's clock-skew handshake, tolerant of a camera that does not report UTC
+        (issue 11, found 13: the library raised AttributeError on a reply whose UTCDateTime was
+        left out or unfilled, and the camera could not be used at all). Such a camera is
+        spoken to with our own clock in WS-Security, as without ``adjust_time``; its offset is
+        reported as unknown where it is asked for (:class:`ClockUnreported`)."""
+        try:
+            return await super()._adjust_time(devicemgmt)
+        except (AttributeError, TypeError, ValueError) as exc:
+            log.warning("%s: the camera does not report its UTC time (%s: %s); talking to it without "
+                        "correcting for its clock", self._device_xaddr, type(exc).__name__, exc)
+            self.dt_diff = dt.timedelta(0)
+            return devicemgmt
+
     def get_definition(self, name: str, port_type: str | None = None) -> tuple[str, str, str]:
         xaddr, wsdl, binding = super().get_definition(name, port_type)
         if name == "devicemgmt":
@@ -112,15 +126,21 @@ _TIME_REQUEST = (
 _TT = "{http://www.onvif.org/ver10/schema}"
 
 
-def camera_utc_s(reply: Any) -> float:
-    """Epoch seconds of a GetSystemDateAndTime reply's UTCDateTime (whole seconds)."""
-    utc = reply.UTCDateTime
-    if utc is None:
-        from cameras import CameraError
+UNREPORTED_UTC = ("the camera does not report its UTC time (GetSystemDateAndTime has no usable "
+                  "UTCDateTime): its clock offset cannot be measured; set its clock or turn on NTP on it")
 
-        raise CameraError("the camera's GetSystemDateAndTime reply has no UTCDateTime")
-    return dt.datetime(utc.Date.Year, utc.Date.Month, utc.Date.Day, utc.Time.Hour, utc.Time.Minute,
-                       utc.Time.Second, tzinfo=dt.UTC).timestamp()
+
+def camera_utc_s(reply: Any, where: str = "") -> float:
+    """Epoch seconds of a GetSystemDateAndTime reply's UTCDateTime (whole seconds).
+    :class:`ClockUnreported` when it is left out or unfilled (a reply must not raise a library
+    error at the user)."""
+    utc = getattr(reply, "UTCDateTime", None)
+    date, clock_time = getattr(utc, "Date", None), getattr(utc, "Time", None)
+    try:
+        return dt.datetime(date.Year, date.Month, date.Day, clock_time.Hour, clock_time.Minute,
+                           clock_time.Second, tzinfo=dt.UTC).timestamp()
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        raise ClockUnreported(f"{where + ': ' if where else ''}{UNREPORTED_UTC}") from None
 
 
 def _utc_from_xml(body: bytes) -> float | None:
@@ -173,7 +193,7 @@ class OnvifSession:
                     sent = time.time()
                     reply = await svc.GetSystemDateAndTime()
                     received = time.time()
-                    return sent, received, camera_utc_s(reply)
+                    return sent, received, camera_utc_s(reply, self.xaddr)
 
     @property
     def where(self) -> str:

@@ -246,6 +246,8 @@ class SimOnvifCamera:
     location: str = "town-centre"
     serial: str = ""
     endpoint: str = field(default_factory=lambda: f"urn:uuid:{uuid.uuid4()}")
+    # "" (a proper UTCDateTime), "absent" or "unfilled": how GetSystemDateAndTime gives UTC.
+    utc_quirk: str = ""
     # Camera clock minus true time, seconds. A callable lets the simulation own it.
     clock_offset_s: float = 0.0
     clock_source: Callable[[], float] | None = None
@@ -423,13 +425,21 @@ class CameraService:
 
     def GetSystemDateAndTime(self, req: etree._Element) -> str:  # noqa: N802
         t = time.gmtime(self.cam.now_s())
+        time_xml = (f"<tt:Time><tt:Hour>{t.tm_hour}</tt:Hour><tt:Minute>{t.tm_min}</tt:Minute>"
+                    f"<tt:Second>{t.tm_sec}</tt:Second></tt:Time>"
+                    f"<tt:Date><tt:Year>{t.tm_year}</tt:Year><tt:Month>{t.tm_mon}</tt:Month>"
+                    f"<tt:Day>{t.tm_mday}</tt:Day></tt:Date>")
+        utc = {
+            "": f"<tt:UTCDateTime>{time_xml}</tt:UTCDateTime>",
+            # Firmware seen in the field: UTCDateTime left out (it is optional in the schema), or
+            # present with its fields unfilled; LocalDateTime is still there.
+            "absent": f"<tt:LocalDateTime>{time_xml}</tt:LocalDateTime>",
+            "unfilled": f"<tt:UTCDateTime><tt:Time/><tt:Date/></tt:UTCDateTime><tt:LocalDateTime>{time_xml}</tt:LocalDateTime>",
+        }[self.cam.utc_quirk]
         return (
             "<tds:GetSystemDateAndTimeResponse><tds:SystemDateAndTime><tt:DateTimeType>Manual</tt:DateTimeType>"
             "<tt:DaylightSavings>false</tt:DaylightSavings><tt:TimeZone><tt:TZ>GMT0BST,M3.5.0/1,M10.5.0</tt:TZ>"
-            "</tt:TimeZone><tt:UTCDateTime>"
-            f"<tt:Time><tt:Hour>{t.tm_hour}</tt:Hour><tt:Minute>{t.tm_min}</tt:Minute><tt:Second>{t.tm_sec}</tt:Second></tt:Time>"
-            f"<tt:Date><tt:Year>{t.tm_year}</tt:Year><tt:Month>{t.tm_mon}</tt:Month><tt:Day>{t.tm_mday}</tt:Day></tt:Date>"
-            "</tt:UTCDateTime></tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>"
+            f"</tt:TimeZone>{utc}</tds:SystemDateAndTime></tds:GetSystemDateAndTimeResponse>"
         )
 
     def SetSystemDateAndTime(self, req: etree._Element) -> str:  # noqa: N802

@@ -18,7 +18,7 @@ from controlroom.context import AUTH, SESSIONS, SETTINGS
 from controlroom.errors import Forbidden, json_body
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import us_to_iso
-from storage import Invalid, accounts, audit
+from storage import Invalid, NotFound, accounts, audit
 from storage.db import now_us, transaction
 
 routes = web.RouteTableDef()
@@ -183,6 +183,30 @@ async def create_token(request: web.Request) -> web.Response:
         await audit.append(session, actor(request), "token.create", f"token:{name}", user=username,
                            scopes=scopes, expires_us=expires_us)
     return web.json_response({**token_json(row, username), "token": token}, status=201)
+
+
+@routes.get("/api/v1/session/tokens")
+@requires(Permission.AUTHENTICATED)
+async def list_own_tokens(request: web.Request) -> web.Response:
+    """The caller's own tokens (never the token itself)."""
+    caller = current_user(request)
+    async with request.app[SESSIONS]() as session:
+        rows = await accounts.list_tokens(session)
+    return web.json_response({"tokens": [token_json(t, u) for t, u in rows if t.user_id == caller.id]})
+
+
+@routes.delete("/api/v1/session/tokens/{name}")
+@requires(Permission.AUTHENTICATED)
+async def revoke_own_token(request: web.Request) -> web.Response:
+    """Revoke one of the caller's own tokens (another user's is "no such token")."""
+    caller, name = current_user(request), request.match_info["name"]
+    async with transaction(request.app[SESSIONS]) as session:
+        row = await accounts.revoke_token(session, name)
+        if row.user_id != caller.id:
+            raise NotFound(f"no token {name!r}")  # rolls the revocation back
+        await audit.append(session, actor(request), "token.revoke", f"token:{name}", own=True)
+    request.app[AUTH].forget_user(caller.id)
+    return web.json_response({"ok": True})
 
 
 @routes.delete("/api/v1/tokens/{name}")

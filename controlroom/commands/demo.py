@@ -65,11 +65,14 @@ def banner_accounts(settings: Settings) -> str:
     return ", ".join(f"{name} ({what[role]})" for name, role in demo_accounts(settings).items())
 
 
-async def adopt_simulated(settings: Settings, sim: Simulation) -> int:
-    """Discover the simulated cameras on loopback and adopt the new ones; returns how many."""
+async def adopt_simulated(settings: Settings, sim: Simulation) -> tuple[int, int]:
+    """Discover the simulated cameras on loopback and adopt the new ones, re-adopting by their
+    identity those that came back on new ports; returns (adopted, re-adopted)."""
     by_xaddr = {c.onvif_xaddr: c for c in sim.cameras}
-    adopted = 0
+    adopted = readopted = 0
     async with open_store(settings) as store:
+        async with store.sessions() as session:
+            known = {c.id for c in await inventory.list_cameras(session)}
         found = await discover_devices(store.sessions, targets=[f"{sim.host}:{sim.onvif.discovery_port}"],
                                        interfaces=[], timeout_s=2.0)
         for device in found:
@@ -89,8 +92,11 @@ async def adopt_simulated(settings: Settings, sim: Simulation) -> int:
                     # The road, not the burnt-in name and clock; the sub stream reads these
                     # synthetic plates as well as the main one at a quarter of the cost.
                     saved.extra = {**(saved.extra or {}), **SIMULATED_ANPR_READING}
-            adopted += 1
-    return adopted
+            if row.id in known:
+                readopted += 1
+            else:
+                adopted += 1
+    return adopted, readopted
 
 
 async def create_demo_users(settings: Settings, password: str) -> None:
@@ -109,7 +115,7 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     settings, password = demo_admin_password(settings)
     async with Simulation(settings.data_dir / "simulator", cameras=args.cameras, ptz=args.ptz, anpr=args.anpr,
                           onvif=True) as sim:
-        added = await adopt_simulated(settings, sim)
+        added, readded = await adopt_simulated(settings, sim)
         await create_demo_users(settings, password)
         app = create_app(settings)
         ready = asyncio.Event()
@@ -119,7 +125,8 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         waiter.cancel()
         if ready.is_set():
             print(
-                f"\ncontrolroom demo: {len(sim.cameras)} simulated cameras ({added} adopted just now over ONVIF), "
+                f"\ncontrolroom demo: {len(sim.cameras)} simulated cameras ({added} adopted, {readded} re-adopted at new "
+                f"addresses just now over ONVIF), "
                 f"data in {settings.data_dir.resolve()}\n"
                 f"  operators' screen: http://{args.host}:{args.port}/\n"
                 f"  log in as {banner_accounts(settings)}; password {password}\n"
