@@ -6,10 +6,11 @@ signed anchor file (storage.audit.write_anchor) and hands the anchor to the MQTT
 one runs (``<topic_prefix>/audit/anchor``, retained). An anchor that the database contradicts
 (its entry is gone or different) is never overwritten: the loop raises an ``audit.truncated``
 alert instead, so the evidence stays on disk; so is a head shorter than the newest entry this
-process's writer committed (the tail cut between two anchors). A missing or replaced anchor file raises
-``audit.anchor_missing`` and is written afresh. The last anchor is written at shutdown, after
-the audit writer has written what was queued; if it fails, that is logged with the head it
-could not anchor.
+process's writer committed (the tail cut between two anchors). A missing or replaced anchor
+file raises ``audit.anchor_missing`` and is written afresh; an anchor that cannot be written
+at all (an unwritable folder) raises ``audit.anchor_failed`` once per run of failures. The
+last anchor is written at shutdown, after the audit writer has written what was queued; if it
+fails, that is logged with the head it could not anchor.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class AnchorLoop:
         # An entry found cut: it stays the expectation (no anchor of the shorter chain, an
         # alert each interval) until the process restarts, as a contradicted anchor file does.
         self.cut: audit.WrittenEntry | None = None
+        self.failing = False  # the last tick failed (alerted once per run of failures)
 
     async def run_once(self) -> audit.AnchorResult | None:
         async with transaction(self.sessions) as session:
@@ -85,15 +87,30 @@ class AnchorLoop:
             self.publish(result.anchor)
         return result
 
+    async def tick(self) -> None:
+        """One interval's work; a failure is logged each time and alerted once per run of
+        failures (an unwritable anchor folder would otherwise alert every five minutes)."""
+        try:
+            await self.run_once()
+            self.failing = False
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("audit: anchoring the chain head in %s failed; next try in %ss",
+                          self.anchor_file, self.interval_s)
+            if not self.failing:
+                self.failing = True
+                message = (f"the audit chain head could not be anchored in {self.anchor_file} "
+                           f"({type(exc).__name__}: {exc}); entries since the last anchor are unprotected")
+                try:
+                    async with transaction(self.sessions) as session:
+                        await raise_alert(session, self.alerts, "audit.anchor_failed", message, None)
+                except Exception:
+                    log.exception("audit: could not raise the alert either: %s", message)
+
     async def run(self) -> None:
         while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("audit: anchoring the chain head in %s failed; next try in %ss",
-                              self.anchor_file, self.interval_s)
+            await self.tick()
             await asyncio.sleep(self.interval_s)
 
 

@@ -371,9 +371,8 @@ async def verify_chain(session: AsyncSession, key: bytes | None = None, batch: i
                 return ChainReport(False, count, prev, expected_seq, f"entry {expected_seq} is missing")
             if e.prev_hash != prev:
                 return ChainReport(False, count, prev, e.seq, f"entry {e.seq} does not follow entry {e.seq - 1}")
-            plain = entry_hash(e.seq, e.at_us, e.actor, e.action, e.target, e.details, e.prev_hash)
             if e.seq < keyed_from:
-                if plain != e.hash:
+                if entry_hash(e.seq, e.at_us, e.actor, e.action, e.target, e.details, e.prev_hash) != e.hash:
                     return ChainReport(False, count, prev, e.seq, f"entry {e.seq} was altered")
                 if e.seq == keyed_from - 1 and not _marks_switch(e, keyed_from):
                     return ChainReport(False, count, prev, e.seq,
@@ -381,6 +380,7 @@ async def verify_chain(session: AsyncSession, key: bytes | None = None, batch: i
                                        f"{keyed_from}, but entry {e.seq} is not the {CHAIN_KEYED_ACTION} entry")
             elif not hmac.compare_digest(entry_mac(key, e.seq, e.at_us, e.actor, e.action, e.target, e.details,
                                                    e.prev_hash), e.hash):
+                plain = entry_hash(e.seq, e.at_us, e.actor, e.action, e.target, e.details, e.prev_hash)
                 how = ("its hash is a plain SHA-256, recomputed without the key" if plain == e.hash
                        else "its MAC does not verify with this key")
                 return ChainReport(False, count, prev, e.seq, f"entry {e.seq} was altered ({how})")

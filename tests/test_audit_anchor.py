@@ -423,3 +423,18 @@ async def test_the_anchor_lock_is_bounded_and_cancellable(sessions, keys, tmp_pa
     finally:
         os.close(other)
     assert (await asyncio.wait_for(audit.write_anchor(sessions, keys, path), 2)).written
+
+
+async def test_an_anchor_that_cannot_be_written_is_alerted_once(sessions, keys, tmp_path, caplog):
+    from controlroom.auditing import AnchorLoop
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    loop = AnchorLoop(sessions, keys, blocker / "anchor.json", interval_s=300, session_idle_s=1800)
+    with caplog.at_level(logging.ERROR, logger="controlroom.auditing"):
+        await loop.tick()
+        await loop.tick()
+    assert sum("anchoring the chain head" in r.getMessage() for r in caplog.records) == 2
+    async with sessions() as session:
+        kinds = (await session.execute(text("SELECT kind, message FROM alerts"))).all()
+    assert [k.kind for k in kinds] == ["audit.anchor_failed"] and "unprotected" in kinds[0].message
