@@ -8,7 +8,7 @@ API token:
 
 - calls every route that reaches a camera (a ``{camera}`` path parameter, a declared
   ``cameras=`` resolver, ``?camera=``) with camera B's objects: 403, audited as access.denied;
-- calls the same GET routes with camera A's objects: the same answer as the un-narrowed user of
+- calls the same GET routes with camera A's objects (by session): the same answer as the un-narrowed user of
   the same role gets (narrowing to A changes nothing about A);
 - calls every list and search of camera data: none of camera B's markers (its name, site, VRM,
   evidence references) is in the answer, and every marker of A that the un-narrowed user sees
@@ -197,8 +197,9 @@ async def test_narrowing_matrix(aiohttp_client, settings, tmp_path, sources):
                             counts["refused"] += 1
                             if status != 403 or not await denied_for_camera(w, before):
                                 out.append(f"{tag} on B ({url}): {status} {body[:120]!r}")
-                        # Camera A's objects: as for the un-narrowed user (GET: nothing changes).
-                        if method == "GET":
+                        # Camera A's objects: as for the un-narrowed user (GET: nothing changes). Once,
+                        # by session: a token's user is narrowed by the same scope (B's side shows it).
+                        if method == "GET" and via == "session":
                             status, body = await call(w, method, canonical, object_url(w, method, canonical, "A"),
                                                       who.headers(via))
                             counts["kept"] += 1
@@ -243,7 +244,7 @@ async def test_narrowing_matrix(aiohttp_client, settings, tmp_path, sources):
             await w.set_scope(w.users["police"], [], [])
         assert not out, f"{len(out)} problems:\n" + "\n".join(out)
         # Not vacuous: B's data was there to hide, and the matrix was walked.
-        assert counts["hidden"] >= 10 and counts["refused"] >= 100 and counts["kept"] >= 40, counts
+        assert counts["hidden"] >= 10 and counts["refused"] >= 100 and counts["kept"] >= 20, counts
 
 
 async def test_a_token_without_the_right_is_refused(aiohttp_client, settings, tmp_path, sources):
