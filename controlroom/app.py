@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from cameras.recorder import Supervisor
-from controlroom import security
+from controlroom import metrics, security
 from controlroom.anpr_service import anpr_ctx
 from controlroom.api import alerts, cameras, health, live, playback, session, ui, users
 from controlroom.api import anpr as anpr_routes
@@ -23,7 +23,7 @@ from controlroom.api import evidence as evidence_routes
 from controlroom.api import onvif as onvif_routes
 from controlroom.auditing import audit_digest_ctx, audit_writer_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
-from controlroom.context import ALERTS, ENGINE, KEYS, SESSIONS, SETTINGS, SUPERVISOR
+from controlroom.context import ALERTS, ENGINE, KEYS, PURGE_NOW, SESSIONS, SETTINGS, SUPERVISOR
 from controlroom.errors import error_middleware
 from controlroom.evidence import evidence_ctx
 from controlroom.mqtt import mqtt_ctx
@@ -36,7 +36,10 @@ from storage.migrate import upgrade
 from storage.retention import run_retention
 
 log = logging.getLogger(__name__)
-ROUTE_MODULES = [onvif_routes, health, cameras, session, users, audit_routes, ui, live, playback, alerts, anpr_routes, evidence_routes]
+# Emergency purges run at most this often: each looks at the free space again, so a disk that
+# stays below the floor (everything held) is not scanned in a tight loop.
+EMERGENCY_PURGE_MIN_INTERVAL_S = 2.0
+ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, alerts, anpr_routes, evidence_routes]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -65,6 +68,9 @@ async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
         backoff_initial_s=settings.recording.backoff_initial_s,
         backoff_max_s=settings.recording.backoff_max_s,
         alerts=app[ALERTS],
+        floor_bytes=settings.retention.free_space_floor_bytes,
+        min_free_bytes=settings.recording.min_free_bytes,
+        on_disk_low=app[PURGE_NOW].set,
     )
     app[SUPERVISOR] = supervisor
     await supervisor.start()
@@ -82,19 +88,33 @@ async def recorders_stopping(app: web.Application) -> None:
 async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
 
+    purge_now = app[PURGE_NOW]
+
     async def loop() -> None:
+        # Every sweep interval, and at once when the recorders find the disk below its floor
+        # (the emergency purge: the same run, whose floor rule deletes the oldest unheld footage).
+        emergency = False
         while True:
+            purge_now.clear()
             try:
-                await run_retention(
+                result = await run_retention(
                     app[SESSIONS], settings.storage_root,
                     default_days=settings.retention.default_days,
                     floor_bytes=settings.retention.free_space_floor_bytes,
+                    actor="system:emergency-purge" if emergency else "system:retention",
                 )
+                if emergency:
+                    log.warning("store: emergency purge deleted %d segments (%d bytes)", result.deleted, result.bytes)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("retention run failed; next try in %ss", settings.retention.sweep_interval_s)
-            await asyncio.sleep(settings.retention.sweep_interval_s)
+            try:
+                await asyncio.wait_for(purge_now.wait(), settings.retention.sweep_interval_s)
+                emergency = True
+                await asyncio.sleep(EMERGENCY_PURGE_MIN_INTERVAL_S)  # a burst of requests makes one run
+            except TimeoutError:
+                emergency = False
 
     task = asyncio.create_task(loop(), name="retention")
     yield
@@ -109,6 +129,7 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=8 * 1024 * 1024)
     app[SETTINGS] = settings
     app[ALERTS] = AlertHub()
+    app[PURGE_NOW] = asyncio.Event()
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(audit_writer_ctx)
     app.cleanup_ctx.append(accounts_ctx)
@@ -120,6 +141,7 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app.on_shutdown.append(playback.on_shutdown)
     app.cleanup_ctx.append(evidence_ctx)
     security.install(app)
+    metrics.install(app)
     app.cleanup_ctx.append(onvif_routes.onvif_ctx)
     if record:
         app.cleanup_ctx.append(recorder_ctx)
