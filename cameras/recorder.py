@@ -76,6 +76,8 @@ CATALOGUE_RETRY_S = 2.0
 DISK_POLL_S = 2.0
 # How often the supervisor judges every recorder's health and the disk's free space.
 HEALTH_INTERVAL_S = 1.0
+# The "disk below its floor" alert is repeated at most this often while the disk keeps dipping.
+DISK_ALERT_REPEAT_S = 3600.0
 
 _PR_SET_PDEATHSIG = 1
 _STREAM_RE = re.compile(r"Stream #0:\d+.*?: Video: (?P<codec>\w+).*?, (?P<w>\d{2,5})x(?P<h>\d{2,5})")
@@ -604,6 +606,11 @@ class CameraRecorder:
             path = out_dir / Path(name).name
             if media_end_us <= media_start_us or not path.exists():
                 continue
+            if path.stat().st_size == 0:  # ffmpeg could not write it (a full disk): nothing to keep
+                log.error("camera %s: ffmpeg finished an empty segment %s (%s); removed", self.cam.id, path.name,
+                          "recording disk is full" if self.disk_full else "no data written")
+                path.unlink(missing_ok=True)
+                continue
             self._offsets_us.append(arrived_us - media_end_us)
             wall_offset_us = min(self._offsets_us)
             offset, flag = self._clock_cache  # read before ffmpeg started: no database on this path
@@ -717,6 +724,7 @@ class Supervisor:
         self.problems: dict[int, str] = {}  # camera id -> why its recording is unhealthy
         self._unstored_alerts: deque[tuple[str, str, int | None, dict]] = deque()
         self._alert_writer: asyncio.Task[None] | None = None
+        self._disk_alerted: float | None = None
 
     # -- health ----------------------------------------------------------------------------
     def _disk_full(self) -> None:
@@ -759,12 +767,15 @@ class Supervisor:
             if low and not self.disk_low:
                 log.error("store: %d bytes free, below the floor of %d: purging the oldest unheld footage",
                           self.disk_free_bytes, self.floor_bytes)
-                self._alert("disk_floor", f"recording disk below its free-space floor ({self.disk_free_bytes} bytes "
-                            "free): the oldest unheld footage is being purged", free_bytes=self.disk_free_bytes,
-                            floor_bytes=self.floor_bytes)
+                # Once an hour at most: a disk that does not cover retention dips below the floor
+                # again after every purge (the purge restores the floor, recording eats it).
+                if self._disk_alerted is None or time.monotonic() - self._disk_alerted > DISK_ALERT_REPEAT_S:
+                    self._disk_alerted = time.monotonic()
+                    self._alert("disk_floor", f"recording disk below its free-space floor ({self.disk_free_bytes} "
+                                "bytes free): the oldest unheld footage is being purged; the disk does not cover "
+                                "the retention period", free_bytes=self.disk_free_bytes, floor_bytes=self.floor_bytes)
             elif self.disk_low and not low:
                 log.warning("store: %d bytes free, above the floor again", self.disk_free_bytes)
-                self._alert("disk_ok", "recording disk back above its free-space floor", free_bytes=self.disk_free_bytes)
             self.disk_low = low
         now = time.monotonic()
         for cam_id, rec in list(self.recorders.items()):

@@ -1,16 +1,20 @@
 """One middleware maps exceptions to JSON HTTP errors, in one place.
 
 Known errors ("bad input", "not found", "peer unavailable") become their status with the
-message; anything else is logged with its traceback and becomes a bare 500.
+message; a full disk (ENOSPC, SQLite's "database or disk is full") becomes 507 and an
+unavailable database (locked, restarting) 503, each with a message that says so; anything else
+is logged with its traceback and becomes a bare 500.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from anpr import AnprError
 from cameras import CameraAuthError, CameraError, CameraUnavailable
@@ -32,7 +36,52 @@ def error_response(status: int, message: str, **extra: object) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
+# The storage's "no room" errors: the request may succeed once space is freed (507, RFC 4918).
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_FULL_MESSAGE = "the storage is full; the oldest unheld footage is being purged, try again shortly"
+_DB_DOWN_MESSAGE = "the database is unavailable (locked or restarting); try again shortly"
+
+
+def storage_full(exc: BaseException) -> bool:
+    """A full disk, however it reached us: an OSError from a file write, or SQLite's own
+    "database or disk is full" through SQLAlchemy."""
+    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        return True
+    return isinstance(exc, DBAPIError) and ("disk is full" in str(exc.orig) or getattr(exc.orig, "errno", None) in _FULL_ERRNOS)
+
+
+# What drivers say when the database is there but cannot serve now (SQLite locked; PostgreSQL
+# restarting or unreachable). Other OperationalErrors (SQLite's "no such table") stay bugs: 500.
+_DB_DOWN_WORDS = ("locked", "busy", "unable to open", "connection", "connect call failed", "could not connect",
+                  "terminating", "shutting down", "starting up", "recovery mode", "closed")
+
+
+def database_down(exc: BaseException) -> bool:
+    """The database cannot be reached or is locked: the peer is unavailable, not our bug."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    text = f"{type(exc.orig).__name__} {exc.orig}".lower()
+    return isinstance(exc, (OperationalError, InterfaceError)) and any(w in text for w in _DB_DOWN_WORDS) or \
+        "connectiondoesnotexist" in text or "cannotconnectnow" in text
+
+
+def message_for(exc: BaseException) -> str:
+    if storage_full(exc):
+        return _FULL_MESSAGE
+    if database_down(exc):
+        return _DB_DOWN_MESSAGE
+    if isinstance(exc, json.JSONDecodeError):
+        return "malformed JSON body"
+    return str(exc)
+
+
 def status_for(exc: BaseException) -> int | None:
+    if storage_full(exc):
+        return 507
+    if database_down(exc):
+        return 503
     match exc:
         case Invalid() | json.JSONDecodeError():
             return 400
@@ -64,8 +113,9 @@ async def error_middleware(
         if status is None:
             log.exception("unhandled error in %s %s", request.method, request.path)
             return error_response(500, "internal error")
-        message = "malformed JSON body" if isinstance(exc, json.JSONDecodeError) else str(exc)
-        return error_response(status, message)
+        if status >= 500:  # the service's trouble, not the caller's: logged with what was asked
+            log.error("%s %s: %d: %s", request.method, request.path, status, exc, exc_info=True)
+        return error_response(status, message_for(exc))
 
 
 async def json_body(request: web.Request) -> dict:

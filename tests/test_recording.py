@@ -259,7 +259,7 @@ def tiny_disk(tmp_path: Path):
 
 async def test_full_disk_is_told_and_loses_nothing_catalogued(settings: Settings, tmp_path: Path, tiny_disk: Path) -> None:
     settings = settings.with_overrides(**{"recording.segment_s": 2, "recording.storage_root": str(tiny_disk),
-                                          "retention.free_space_floor_bytes": 0})
+                                          "retention.free_space_floor_bytes": 0, "recording.min_free_bytes": 1_000_000})
     async with Simulation(tmp_path / "sim", cameras=1) as sim:
         cam = sim.cameras[0]
         await add_cameras(settings, [dict(name="fills the disk", main_url=cam.main_url, username=cam.username,
