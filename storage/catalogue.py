@@ -25,7 +25,7 @@ from typing import NamedTuple, TypeVar, overload
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage import Invalid
+from storage import Invalid, audit
 from storage.db import transaction
 from storage.models import Camera, Gap, Segment, SegmentState
 
@@ -338,6 +338,18 @@ async def reconcile(sessions: async_sessionmaker[AsyncSession], root: Path) -> R
         await asyncio.to_thread(unlink_segments, root, [s.path for s in garbage])
         if garbage:
             await session.execute(delete(Segment).where(Segment.id.in_([s.id for s in garbage])))
+            # The interrupted run died before its audit entry: footage is never deleted unaudited.
+            per: dict[int, list[int]] = {}
+            for seg in garbage:
+                agg = per.setdefault(seg.camera_id, [0, 0, seg.start_us, seg.end_us])
+                agg[0] += 1
+                agg[1] += seg.bytes
+                agg[2], agg[3] = min(agg[2], seg.start_us), max(agg[3], seg.end_us)
+            summary = [{"camera_id": c, "reason": "interrupted deletion", "segments": n, "bytes": b,
+                        "from_us": lo, "to_us": hi} for c, (n, b, lo, hi) in sorted(per.items())]
+            await audit.append(session, "system:reconcile", "retention.delete", "reconcile",
+                               segments=len(garbage), bytes=sum(s.bytes for s in garbage), summary=summary)
+            log.warning("store: finished %d deletions an interrupted retention run left, and audited them", len(garbage))
         report.garbage_finished = len(garbage)
         known = set((await session.execute(select(Segment.path))).scalars())
         camera_ids = set((await session.execute(select(Camera.id))).scalars())

@@ -398,3 +398,72 @@ async def test_full_disk_purges_oldest_unheld_footage_and_recording_resumes(
     assert "controlroom_disk_free_bytes " in text and "controlroom_disk_floor_bytes 1.048576e+07" in text
     # No restart loop leaving empty or unreadable files behind.
     assert damaged == [] and empty == []
+
+
+# --- kill -9 mid-retention ------------------------------------------------------------------------------
+
+KILLABLE_RETENTION = r"""
+import asyncio, sys, time
+from pathlib import Path
+import storage.retention as retention
+from storage.db import make_engine, make_sessionmaker
+
+data = Path(sys.argv[1])
+real_unlink = retention.unlink_segments
+def slow_unlink(root, paths):
+    real_unlink(root, paths[: len(paths) // 2])
+    print("unlinked half", flush=True)
+    time.sleep(30)  # killed here: rows marked garbage, half the files gone, no receipt, no audit
+retention.unlink_segments = slow_unlink
+
+async def main():
+    engine = make_engine(f"sqlite+aiosqlite:///{data / 'controlroom.db'}")
+    await retention.run_retention(make_sessionmaker(engine), data / "recordings", default_days=31, floor_bytes=0)
+asyncio.run(main())
+"""
+
+
+async def test_kill9_mid_retention_is_finished_and_audited_at_start(settings, tmp_path) -> None:
+    import sys
+
+    from storage.catalogue import reconcile
+    from storage.db import make_engine, make_sessionmaker
+    from storage.migrate import upgrade
+
+    root = settings.storage_root
+    engine = make_engine(settings.db_url)
+    await upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    ids = await add_cameras(settings, [dict(name="old camera", main_url="rtsp://127.0.0.1:9/x")])
+    cam = ids["old camera"]
+    t0 = now_us() - 40 * 86_400 * US  # expired
+    for i in range(8):
+        tmp = incoming_dir(root, cam) / f"{i}.mkv"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(os.urandom(1000))
+        await commit_segment(sessions, root, tmp, NewSegment(cam, t0 + i * 30 * US, t0 + (i + 1) * 30 * US))
+    young = incoming_dir(root, cam) / "young.mkv"
+    young.write_bytes(b"young")
+    kept = await commit_segment(sessions, root, young, NewSegment(cam, now_us() - 60 * US, now_us() - 30 * US))
+
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", KILLABLE_RETENTION, str(settings.data_dir),
+                                                stdout=asyncio.subprocess.PIPE, env={**os.environ})
+    try:
+        assert await asyncio.wait_for(proc.stdout.readline(), 60) == b"unlinked half\n"
+    finally:
+        proc.kill()
+        await proc.wait()
+    async with sessions() as s:
+        garbage = list((await s.execute(select(Segment).where(Segment.state == "garbage"))).scalars())
+    assert len(garbage) == 8  # the kill landed between "mark garbage" and "drop the rows"
+
+    report = await reconcile(sessions, root)  # what the next start does
+    async with sessions() as s:
+        rows = list((await s.execute(select(Segment))).scalars())
+        entries = list((await s.execute(select(AuditEntry).where(AuditEntry.action == "retention.delete"))).scalars())
+    await engine.dispose()
+    assert report.garbage_finished == 8 and report.missing == []
+    assert [r.path for r in rows] == [kept.path] and (root / kept.path).exists()
+    assert await asyncio.to_thread(scan_store, root) == {kept.path}
+    # Footage is never deleted unaudited, even when the run that deleted it died first.
+    assert len(entries) == 1 and entries[0].actor == "system:reconcile" and '"segments":8' in entries[0].details
