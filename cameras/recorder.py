@@ -743,15 +743,22 @@ class Supervisor:
             self._alert_writer = asyncio.create_task(self._store_alerts(), name="recorder-alerts")
 
     async def _store_alerts(self) -> None:
+        failures = 0
         while self._unstored_alerts:
             kind, message, camera_id, data = self._unstored_alerts[0]
             try:
                 async with transaction(self.sessions) as session:
                     await raise_alert(session, None, kind, message, camera_id, **data)  # already published
             except Exception as exc:  # noqa: BLE001 - retried; it was published already
-                log.warning("camera %s: alert %s not stored yet (%s); retrying", camera_id, kind, describe_error(exc))
+                if failures % 30 == 0:  # once a minute: the catalogue's own log says why
+                    log.warning("camera %s: alert %s published but not stored yet (%s); retrying",
+                                camera_id, kind, describe_error(exc))
+                failures += 1
                 await asyncio.sleep(CATALOGUE_RETRY_S)
                 continue
+            if failures:
+                log.warning("camera %s: alert %s stored after %d tries", camera_id, kind, failures + 1)
+                failures = 0
             self._unstored_alerts.popleft()
 
     async def check_health(self) -> None:

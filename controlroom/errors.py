@@ -72,6 +72,8 @@ def message_for(exc: BaseException) -> str:
         return _FULL_MESSAGE
     if database_down(exc):
         return _DB_DOWN_MESSAGE
+    if isinstance(exc, ConnectionError):
+        return "a service this request needs (the database?) is unavailable; try again shortly"
     if isinstance(exc, json.JSONDecodeError):
         return "malformed JSON body"
     return str(exc)
@@ -80,7 +82,7 @@ def message_for(exc: BaseException) -> str:
 def status_for(exc: BaseException) -> int | None:
     if storage_full(exc):
         return 507
-    if database_down(exc):
+    if database_down(exc) or isinstance(exc, ConnectionError):  # asyncpg's connect raises it bare
         return 503
     match exc:
         case Invalid() | json.JSONDecodeError():

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
@@ -84,8 +85,9 @@ class Watch:
         self.metrics: list[str] = []
 
     async def look(self) -> None:
-        r = await self.client.get("/healthz")
-        self.healthz.append((r.status, await r.json()))
+        # As a monitor asks: no session cookie (the logged-in client's would need the database).
+        async with aiohttp.ClientSession() as monitor, monitor.get(self.client.make_url("/healthz")) as r:
+            self.healthz.append((r.status, await r.json()))
         while not self.queue.empty():
             self.alerts.append(self.queue.get_nowait())
 
@@ -230,7 +232,7 @@ def private_pg(unused_tcp_port_factory) -> Iterator[PrivatePostgres]:
 
 
 @pytest.mark.postgres
-async def test_postgresql_restarted_mid_recording(aiohttp_client, login, settings, tmp_path, private_pg) -> None:
+async def test_postgresql_restarted_mid_recording(private_pg, aiohttp_client, login, settings, tmp_path) -> None:
     settings = fault_settings(settings, database_url=private_pg.url)
     async with Simulation(tmp_path / "sim", cameras=1) as sim:
         async with recording(aiohttp_client, login, settings, sim) as (client, headers, (cam,)):
