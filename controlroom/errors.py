@@ -42,12 +42,26 @@ _FULL_MESSAGE = "the storage is full; the oldest unheld footage is being purged,
 _DB_DOWN_MESSAGE = "the database is unavailable (locked or restarting); try again shortly"
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from (an AuditWriteError carries the database's error)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 8:
+        chain.append(current)
+        current = current.__cause__
+    return chain
+
+
 def storage_full(exc: BaseException) -> bool:
     """A full disk, however it reached us: an OSError from a file write, or SQLite's own
-    "database or disk is full" through SQLAlchemy."""
-    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
-        return True
-    return isinstance(exc, DBAPIError) and ("disk is full" in str(exc.orig) or getattr(exc.orig, "errno", None) in _FULL_ERRNOS)
+    "database or disk is full" through SQLAlchemy, possibly as the cause of another error."""
+    for cause in _causes(exc):
+        if isinstance(cause, OSError) and cause.errno in _FULL_ERRNOS:
+            return True
+        if isinstance(cause, DBAPIError) and ("disk is full" in str(cause.orig)
+                                              or getattr(cause.orig, "errno", None) in _FULL_ERRNOS):
+            return True
+    return False
 
 
 # What drivers say when the database is there but cannot serve now (SQLite locked; PostgreSQL

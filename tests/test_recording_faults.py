@@ -469,3 +469,22 @@ async def test_kill9_mid_retention_is_finished_and_audited_at_start(settings, tm
     assert await asyncio.to_thread(scan_store, root) == {kept.path}
     # Footage is never deleted unaudited, even when the run that deleted it died first.
     assert len(entries) == 1 and entries[0].actor == "system:reconcile" and '"segments":8' in entries[0].details
+
+
+async def test_api_on_a_full_disk_answers_507_not_500(aiohttp_client, login, settings, small_disk) -> None:
+    # Found: with the disk full the recordings API answered 500 "internal error".
+    from controlroom.settings import load_settings
+
+    settings = load_settings(small_disk / "data", environ={}).with_overrides(**{"http.port": 0})
+    (small_disk / "data").mkdir()
+    client = await aiohttp_client(create_app(settings, record=False))
+    headers = await login(client, "supervisor")
+    ids = await add_cameras(settings, [dict(name="cam", main_url="rtsp://127.0.0.1:9/x")])
+    fill(small_disk / "filler")
+    url = f"/api/v1/cameras/{ids['cam']}/recordings?from=2026-12-01T00:00:00Z&to=2026-12-01T01:00:00Z"
+    r = await client.get(url, headers=headers)
+    body = await r.json()
+    assert r.status in (507, 503) and "full" in body["error"], (r.status, body)
+    (small_disk / "filler").unlink()
+    r = await client.get(url, headers=headers)
+    assert r.status == 200, await r.text()
