@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,13 +26,15 @@ from sqlalchemy import select
 from cameras.simulator import Simulation
 from controlroom.app import create_app
 from controlroom.context import ALERTS, SESSIONS, SUPERVISOR
-from controlroom.settings import Settings
+from controlroom.mqtt import MqttBridge
+from controlroom.settings import MqttSettings, Settings
 from storage import holds as holds_store
 from storage.alerts import Alert
 from storage.audit import AuditEntry
 from storage.catalogue import NewSegment, commit_segment, incoming_dir, scan_store, timeline
 from storage.db import now_us, transaction
 from storage.models import Camera, Segment
+from tests.test_anpr_mqtt import subscriber
 from tests.test_recording import add_cameras
 
 pytestmark = pytest.mark.slow
@@ -145,14 +148,25 @@ async def test_sqlite_locked_40s_is_reported_and_catalogued_after(aiohttp_client
             app = client.server.app
             await wait_until(lambda: segments_after(app, cam, 0), 60, "a first segment")
             watch = Watch(client, headers)
-            locked: list[float] = []
-            locker = asyncio.create_task(asyncio.to_thread(hold_write_lock, settings.data_dir / "controlroom.db", 40, locked))
-            lock_from_us = now_us()
-            while not locker.done():
-                await watch.look()
-                await asyncio.sleep(1)
-            await locker
-            lock_to_us = now_us()
+            # The MQTT bridge (as the service runs it) on the loopback Mosquitto, under a topic of our own.
+            prefix = f"controlroom-test-{uuid.uuid4().hex[:8]}"
+            bridge = MqttBridge(app[ALERTS], MqttSettings(topic_prefix=prefix))
+            bridge_task = asyncio.create_task(bridge.run())
+            async with subscriber(1883, f"{prefix}/alerts/#") as mqtt_messages:
+                await asyncio.wait_for(bridge.connected.wait(), 10)
+                locked: list[float] = []
+                locker = asyncio.create_task(asyncio.to_thread(hold_write_lock, settings.data_dir / "controlroom.db", 40,
+                                                               locked))
+                lock_from_us = now_us()
+                while not locker.done():
+                    await watch.look()
+                    await asyncio.sleep(1)
+                mqtt_during_lock = [t for t, _ in mqtt_messages]
+                await locker
+                lock_to_us = now_us()
+                bridge_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await bridge_task
             await wait_until(lambda: all_catalogued(app, settings.storage_root), 60, "the backlog catalogued")
             await wait_until(lambda: segments_after(app, cam, lock_to_us + SEGMENT_S * US), 30, "new segments after")
             await asyncio.sleep(2)  # the next health check sees it recovered
@@ -170,6 +184,7 @@ async def test_sqlite_locked_40s_is_reported_and_catalogued_after(aiohttp_client
     assert any("no segment catalogued" in r and "locked" in r for r in reasons), reasons
     assert "recording_stopped" in watch.kinds(cam), watch.alerts
     assert "recording_resumed" in watch.kinds(cam)
+    assert f"{prefix}/alerts/recording_stopped" in mqtt_during_lock  # out on MQTT while the database was locked
     assert {"recording_stopped", "recording_resumed"} <= set(stored)  # stored once the database was back
     assert f"camera {cam}: cannot catalogue" in caplog.text
     # Repaired without a restart: recording, healthy, everything catalogued, no hole in the footage.
