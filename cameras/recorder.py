@@ -3,7 +3,11 @@
 Each :class:`CameraRecorder` runs ffmpeg (arguments built with ffmpeg-python, never a shell
 string) with the segment muxer writing Matroska files into ``<root>/<camera>/incoming/`` and
 the list of finished segments on its stdout. Each finished segment is committed to the store
-(storage.catalogue.commit_segment: fsync, rename into its day folder, then the catalogue row).
+(storage.catalogue.commit_segment: fsync, rename into its day folder, then the catalogue row)
+through the recorder's catalogue queue, which retries each write until the database takes it:
+nothing between ffmpeg and the disk waits for the database. The :class:`Supervisor` judges
+each recorder by catalogue progress once a second and reports every change (state, alert,
+/healthz, /metrics); see docs/design/recording-store.md, "Health".
 
 Health is judged by progress, not by "still running": ffmpeg reports ``out_time_us`` on
 stderr (``-progress pipe:2``) twice a second; no progress for ``stall_timeout_s`` means it is
@@ -48,7 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cameras.rtsp import scrub
 from storage.alerts import AlertHub, raise_alert
-from storage.catalogue import NewSegment, commit_segment, incoming_dir, open_gap
+from storage.catalogue import NewSegment, commit_segment, incoming_dir, open_gap, segment_relpath
 from storage.db import now_us, transaction
 from storage.inventory import credentialed_url
 from storage.keys import Keys
@@ -300,6 +304,7 @@ class CameraRecorder:
         self._work = asyncio.Event()
         self._idle = asyncio.Event()  # set while the queue is empty and the state written
         self._state_dirty = False
+        self._written: tuple[CameraState, str] | None = None  # the state the inventory row holds
         self._catalogue_task: asyncio.Task[None] | None = None
         self.catalogue_error = ""  # why the head of the queue cannot be written ("" when it can)
         self.catalogue_error_since: float | None = None
@@ -361,6 +366,10 @@ class CameraRecorder:
 
     async def _write_state(self) -> None:
         state, reason = self.visible_state
+        # Unchanged: nothing to write (a degraded reason's "for N s" changes every second).
+        if self._written is not None and self._written[0] == state and (
+                state == CameraState.DEGRADED or self._written[1] == reason):
+            return
         async with transaction(self.sessions) as session:
             await session.execute(
                 update(Camera).where(Camera.id == self.cam.id)
@@ -376,6 +385,7 @@ class CameraRecorder:
             else:
                 lost = self._lost_alerted
         self._lost_alerted = lost
+        self._written = (state, reason)
 
     async def _clock(self) -> tuple[float | None, bool]:
         """The camera's clock offset and flag; the last known ones while the database is away."""
@@ -411,7 +421,6 @@ class CameraRecorder:
                     self._state_dirty = False
                     if not await self._attempt(self._write_state, "the camera's state"):
                         self._state_dirty = True
-                        continue
                 if not self._queue:
                     continue
                 op = self._queue[0]
@@ -455,6 +464,11 @@ class CameraRecorder:
             async with transaction(self.sessions) as session:
                 last = await session.scalar(select(Camera.last_segment_us).where(Camera.id == self.cam.id))
                 await open_gap(session, self.cam.id, last or op.at_us, op.reason)
+            return
+        final = self.root / segment_relpath(op.seg.camera_id, op.seg.start_us, op.seg.end_us, op.path.suffix or ".mkv")
+        if not op.path.exists() and not final.exists():
+            # Someone removed it from incoming/ before it could be catalogued: say so, go on.
+            log.error("camera %s: finished segment %s vanished before it was catalogued", self.cam.id, op.path.name)
             return
         row = await commit_segment(self.sessions, self.root, op.path, op.seg, closes_gap=op.closes_gap)
         if op.seg.state == SegmentState.RECOVERED:
