@@ -80,6 +80,9 @@ CATALOGUE_RETRY_S = 2.0
 DISK_POLL_S = 2.0
 # How often the supervisor judges every recorder's health and the disk's free space.
 HEALTH_INTERVAL_S = 1.0
+# A wall clock that moves this much more (or less) than the monotonic clock between two health
+# checks has been stepped; NTP's slewing changes it by at most 0.5 ms per second.
+CLOCK_STEP_S = 2.0
 # The "disk below its floor" alert is repeated at most this often while the disk keeps dipping.
 DISK_ALERT_REPEAT_S = 3600.0
 
@@ -313,6 +316,7 @@ class CameraRecorder:
         self._recording_since = time.monotonic()
         self.disk_full = False
         self._clock_cache: tuple[float | None, bool] = (None, False)
+        self._offsets_us: deque[int] = deque(maxlen=OFFSET_WINDOW)  # media timeline -> wall clock
 
     # -- health ----------------------------------------------------------------------------
     @property
@@ -345,6 +349,12 @@ class CameraRecorder:
         if problem and self.state == CameraState.RECORDING:
             return CameraState.DEGRADED, problem
         return self.state, self._reason
+
+    def clock_stepped(self) -> None:
+        """The host's wall clock stepped: estimate the media-to-wall offset afresh, so the next
+        segments follow the new clock at once (not after OFFSET_WINDOW segments, and never with
+        a minimum taken across the step)."""
+        self._offsets_us.clear()
 
     # -- state -----------------------------------------------------------------------------
     def _set_state(self, state: CameraState, reason: str = "") -> None:
@@ -714,6 +724,7 @@ class Supervisor:
         min_free_bytes: int = 0,
         on_disk_low: Callable[[], None] | None = None,
         health_interval_s: float = HEALTH_INTERVAL_S,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.sessions = sessions
         self.keys = keys
@@ -739,6 +750,9 @@ class Supervisor:
         self._unstored_alerts: deque[tuple[str, str, int | None, dict]] = deque()
         self._alert_writer: asyncio.Task[None] | None = None
         self._disk_alerted: float | None = None
+        self._wall_clock = wall_clock
+        self._last_tick: tuple[float, float] | None = None  # (wall, monotonic) at the last check
+        self.clock_steps = 0
 
     # -- health ----------------------------------------------------------------------------
     def _disk_full(self) -> None:
@@ -775,8 +789,26 @@ class Supervisor:
                 failures = 0
             self._unstored_alerts.popleft()
 
+    def _check_clock(self) -> None:
+        """A step of the host's wall clock (NTP correcting it, an administrator setting it) shows
+        as wall time moving apart from monotonic time between two checks. It is reported (the
+        footage's times around it are as good as the clock was) and every recorder's offset
+        estimate starts afresh."""
+        wall, mono = self._wall_clock(), time.monotonic()
+        if self._last_tick is not None:
+            step_s = (wall - self._last_tick[0]) - (mono - self._last_tick[1])
+            if abs(step_s) > CLOCK_STEP_S:
+                self.clock_steps += 1
+                log.error("host: the wall clock stepped by %+.1f s; footage times follow the new clock", step_s)
+                self._alert("clock_step", f"the server's clock stepped by {step_s:+.1f} s: footage recorded around "
+                            "now is timed by the new clock", step_s=round(step_s, 3))
+                for rec in self.recorders.values():
+                    rec.clock_stepped()
+        self._last_tick = (wall, mono)
+
     async def check_health(self) -> None:
         """One look at every recorder and the disk: report each change (log, alert, state)."""
+        self._check_clock()
         try:
             self.disk_free_bytes = await asyncio.to_thread(free_space, self.root)
         except OSError as exc:

@@ -77,6 +77,9 @@ class ServiceCollector(Collector):
         if sup.disk_free_bytes is not None:
             disk.add_metric([], float(sup.disk_free_bytes))
         yield disk
+        steps = CounterMetricFamily("controlroom_clock_steps", "Steps of the host's wall clock seen by the recorders")
+        steps.add_metric([], float(sup.clock_steps))
+        yield steps
         floor = GaugeMetricFamily("controlroom_disk_floor_bytes", "The free-space floor retention restores")
         floor.add_metric([], float(sup.floor_bytes))
         yield floor
