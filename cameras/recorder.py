@@ -747,6 +747,7 @@ class Supervisor:
         self.disk_free_bytes: int | None = None
         self.disk_low = False
         self.problems: dict[int, str] = {}  # camera id -> why its recording is unhealthy
+        self.notes: dict[str, str] = {}  # component ("recorders", "retention") -> why it is failing
         self._unstored_alerts: deque[tuple[str, str, int | None, dict]] = deque()
         self._alert_writer: asyncio.Task[None] | None = None
         self._disk_alerted: float | None = None
@@ -885,8 +886,9 @@ class Supervisor:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("camera %s: recorder failed; restarting in 5 s", rec.cam.id)
+                rec._set_state(CameraState.OFFLINE, f"recorder error: {describe_error(exc)}")
                 await asyncio.sleep(5)
 
     async def _stop_one(self, cam_id: int) -> None:
@@ -915,10 +917,12 @@ class Supervisor:
                 await asyncio.sleep(self.reload_interval_s)
                 try:
                     await self.reload()
+                    self.notes.pop("recorders", None)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("recorder reload failed")
+                except Exception as exc:
+                    log.exception("recorder reload failed; the next in %.0f s", self.reload_interval_s)
+                    self.notes["recorders"] = f"cannot read the inventory to start or stop recorders: {describe_error(exc)}"
 
         self._reloader = asyncio.create_task(reload_loop(), name="recorder-reload")
 

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 # Emergency purges run at most this often: each looks at the free space again, so a disk that
 # stays below the floor (everything held) is not scanned in a tight loop.
 EMERGENCY_PURGE_MIN_INTERVAL_S = 2.0
+# A failed retention run (database away) is tried again this soon, not a whole sweep later.
+RETENTION_RETRY_S = 30.0
 ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, alerts, anpr_routes, evidence_routes]
 
 
@@ -96,6 +98,7 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
         emergency = False
         while True:
             purge_now.clear()
+            wait_s = settings.retention.sweep_interval_s
             try:
                 result = await run_retention(
                     app[SESSIONS], settings.storage_root,
@@ -105,12 +108,17 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
                 )
                 if emergency:
                     log.warning("store: emergency purge deleted %d segments (%d bytes)", result.deleted, result.bytes)
+                if SUPERVISOR in app:
+                    app[SUPERVISOR].notes.pop("retention", None)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("retention run failed; next try in %ss", settings.retention.sweep_interval_s)
+                if SUPERVISOR in app:  # shown by /healthz until a run succeeds
+                    app[SUPERVISOR].notes["retention"] = f"retention failed: {type(exc).__name__}: {str(exc)[:200]}"
+                wait_s = min(wait_s, RETENTION_RETRY_S)
             try:
-                await asyncio.wait_for(purge_now.wait(), settings.retention.sweep_interval_s)
+                await asyncio.wait_for(purge_now.wait(), wait_s)
                 emergency = True
                 await asyncio.sleep(EMERGENCY_PURGE_MIN_INTERVAL_S)  # a burst of requests makes one run
             except TimeoutError:

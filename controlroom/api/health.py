@@ -36,6 +36,8 @@ async def healthz(request: web.Request) -> web.Response:
         if supervisor.disk_low:
             problems.append({"component": "disk", "reason": f"free space {supervisor.disk_free_bytes} bytes is below "
                              f"the floor of {supervisor.floor_bytes}: purging the oldest unheld footage"})
+        for component, reason in sorted(supervisor.notes.items()):
+            problems.append({"component": component, "reason": reason})
         for cam_id, reason in sorted(supervisor.problems.items()):
             problems.append({"component": "camera", "camera_id": cam_id, "reason": reason})
     body: dict[str, object] = {"status": "degraded" if problems else "ok", "cameras": states}
