@@ -85,12 +85,14 @@ class Watch:
         self.queue = client.server.app[ALERTS].subscribe()
         self.alerts: list[dict] = []
         self.healthz: list[tuple[int, dict]] = []
+        self.at: list[float] = []  # monotonic time of each /healthz answer
         self.metrics: list[str] = []
 
     async def look(self) -> None:
         # As a monitor asks: no session cookie (the logged-in client's would need the database).
         async with aiohttp.ClientSession() as monitor, monitor.get(self.client.make_url("/healthz")) as r:
             self.healthz.append((r.status, await r.json()))
+            self.at.append(time.monotonic())
         while not self.queue.empty():
             self.alerts.append(self.queue.get_nowait())
 
@@ -101,6 +103,12 @@ class Watch:
         text = await r.text()
         self.metrics.append(text)
         return text
+
+    def first_degraded(self, cam_id: int) -> float | None:
+        for at, (status, body) in zip(self.at, self.healthz, strict=True):
+            if status == 503 and any(p.get("camera_id") == cam_id for p in body.get("problems", [])):
+                return at
+        return None
 
     def degraded(self, cam_id: int) -> list[str]:
         return [p["reason"] for status, body in self.healthz if status == 503
@@ -157,7 +165,7 @@ async def test_sqlite_locked_40s_is_reported_and_catalogued_after(aiohttp_client
                 locked: list[float] = []
                 locker = asyncio.create_task(asyncio.to_thread(hold_write_lock, settings.data_dir / "controlroom.db", 40,
                                                                locked))
-                lock_from_us = now_us()
+                lock_from_us, lock_from = now_us(), time.monotonic()
                 while not locker.done():
                     await watch.look()
                     await asyncio.sleep(1)
@@ -182,6 +190,9 @@ async def test_sqlite_locked_40s_is_reported_and_catalogued_after(aiohttp_client
     reasons = watch.degraded(cam)
     assert reasons, watch.healthz
     assert any("no segment catalogued" in r and "locked" in r for r in reasons), reasons
+    # ... within two segment lengths of the last catalogued segment (plus the 1 s check and our 1 s poll).
+    told_after_s = watch.first_degraded(cam) - lock_from
+    assert told_after_s <= 3 * SEGMENT_S + 3, told_after_s
     assert "recording_stopped" in watch.kinds(cam), watch.alerts
     assert "recording_resumed" in watch.kinds(cam)
     assert f"{prefix}/alerts/recording_stopped" in mqtt_during_lock  # out on MQTT while the database was locked
