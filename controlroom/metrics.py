@@ -110,6 +110,9 @@ class ServiceCollector(Collector):
         yield from (state, healthy, since, pending, written, segments, reconnects)
 
 
+METRICS_COLLECTOR = web.AppKey("metrics_collector", ServiceCollector)
+
+
 def install(app: web.Application) -> None:
     registry = CollectorRegistry(auto_describe=False)
     collector = ServiceCollector(app)
@@ -117,8 +120,6 @@ def install(app: web.Application) -> None:
     app[METRICS] = registry
     app[METRICS_COLLECTOR] = collector
 
-
-METRICS_COLLECTOR = web.AppKey("metrics_collector", ServiceCollector)
 
 
 @routes.get("/metrics")
