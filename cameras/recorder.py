@@ -3,7 +3,11 @@
 Each :class:`CameraRecorder` runs ffmpeg (arguments built with ffmpeg-python, never a shell
 string) with the segment muxer writing Matroska files into ``<root>/<camera>/incoming/`` and
 the list of finished segments on its stdout. Each finished segment is committed to the store
-(storage.catalogue.commit_segment: fsync, rename into its day folder, then the catalogue row).
+(storage.catalogue.commit_segment: fsync, rename into its day folder, then the catalogue row)
+through the recorder's catalogue queue, which retries each write until the database takes it:
+nothing between ffmpeg and the disk waits for the database. The :class:`Supervisor` judges
+each recorder by catalogue progress once a second and reports every change (state, alert,
+/healthz, /metrics); see docs/design/recording-store.md, "Health".
 
 Health is judged by progress, not by "still running": ffmpeg reports ``out_time_us`` on
 stderr (``-progress pipe:2``) twice a second; no progress for ``stall_timeout_s`` means it is
@@ -30,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import json
 import logging
 import os
@@ -37,6 +42,7 @@ import re
 import signal
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,11 +52,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cameras.rtsp import scrub
 from storage.alerts import AlertHub, raise_alert
-from storage.catalogue import NewSegment, close_gap, commit_segment, incoming_dir, open_gap
+from storage.catalogue import NewSegment, commit_segment, incoming_dir, open_gap, segment_relpath
 from storage.db import now_us, transaction
 from storage.inventory import credentialed_url
 from storage.keys import Keys
 from storage.models import Camera, CameraState, SegmentState
+from storage.retention import free_space
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +72,19 @@ STOP_GRACE_S = 10.0
 STDERR_RING_LINES = 40
 # Segments over which the smallest wall-minus-media offset is taken (see the module docstring).
 OFFSET_WINDOW = 10
+
+# A segment that cannot be catalogued (database locked or restarting, disk error) is retried
+# this often: short enough that the catalogue catches up within seconds of the database's return.
+CATALOGUE_RETRY_S = 2.0
+# How often a recorder waiting for disk space looks again (statvfs is cheap).
+DISK_POLL_S = 2.0
+# How often the supervisor judges every recorder's health and the disk's free space.
+HEALTH_INTERVAL_S = 1.0
+# A wall clock that moves this much more (or less) than the monotonic clock between two health
+# checks has been stepped; NTP's slewing changes it by at most 0.5 ms per second.
+CLOCK_STEP_S = 2.0
+# The "disk below its floor" alert is repeated at most this often while the disk keeps dipping.
+DISK_ALERT_REPEAT_S = 3600.0
 
 _PR_SET_PDEATHSIG = 1
 _STREAM_RE = re.compile(r"Stream #0:\d+.*?: Video: (?P<codec>\w+).*?, (?P<w>\d{2,5})x(?P<h>\d{2,5})")
@@ -161,20 +181,21 @@ async def probe(path: Path) -> tuple[float, str, int, int]:
     return duration, stream.get("codec_name", ""), int(stream.get("width") or 0), int(stream.get("height") or 0)
 
 
-async def recover_incoming(
-    sessions: async_sessionmaker[AsyncSession], root: Path, camera_id: int, clock: tuple[float | None, bool] = (None, False)
-) -> list[Path]:
-    """Catalogue (as ``recovered``) what a crash left in the camera's ``incoming/`` folder.
+async def find_incoming(
+    root: Path, camera_id: int, clock: tuple[float | None, bool] = (None, False), skip: frozenset[Path] = frozenset()
+) -> list[tuple[Path, NewSegment]]:
+    """What a crash or an interrupted run left in the camera's ``incoming/`` folder, to catalogue
+    as ``recovered`` (the files in ``skip`` are already queued for cataloguing).
 
-    A file with no readable video is moved to ``<camera>/damaged/`` and logged, never deleted.
-    Returns the recovered files' final paths. Call only when no ffmpeg writes that folder.
+    An empty file is removed; a file with no readable video is moved to ``<camera>/damaged/``
+    and logged, never deleted. Call only when no ffmpeg writes that folder.
     """
     folder = incoming_dir(root, camera_id)
     if not folder.is_dir():
         return []
-    recovered = []
+    found = []
     for path in sorted(folder.iterdir()):
-        if not path.is_file():
+        if not path.is_file() or path in skip:
             continue
         if path.stat().st_size == 0:
             path.unlink()
@@ -187,16 +208,59 @@ async def recover_incoming(
             log.error("camera %s: unreadable partial segment %s moved to damaged/", camera_id, path.name)
             continue
         end_us = int(path.stat().st_mtime * 1_000_000)
-        seg = NewSegment(camera_id, end_us - int(duration * 1_000_000), end_us, codec, width, height,
-                         clock[0], clock[1], SegmentState.RECOVERED)
+        found.append((path, NewSegment(camera_id, end_us - int(duration * 1_000_000), end_us, codec, width, height,
+                                       clock[0], clock[1], SegmentState.RECOVERED)))
+    return found
+
+
+async def recover_incoming(
+    sessions: async_sessionmaker[AsyncSession], root: Path, camera_id: int, clock: tuple[float | None, bool] = (None, False)
+) -> list[Path]:
+    """Catalogue (as ``recovered``) what a crash left in ``incoming/`` (:func:`find_incoming`).
+    Returns the recovered files' final paths."""
+    recovered = []
+    for path, seg in await find_incoming(root, camera_id, clock):
         row = await commit_segment(sessions, root, path, seg)
-        log.warning("camera %s: recovered interrupted segment %s (%.1f s)", camera_id, row.path, duration)
+        log.warning("camera %s: recovered interrupted segment %s (%.1f s)", camera_id, row.path,
+                    (seg.end_us - seg.start_us) / 1e6)
         recovered.append(root / row.path)
     return recovered
 
 
+def describe_error(exc: BaseException) -> str:
+    """One line for the operator: what failed, without a traceback or a statement's parameters."""
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}".rstrip(": ")
+
+
+@dataclass
+class _Commit:
+    """A finished file waiting to be catalogued (retried until it is)."""
+
+    path: Path
+    seg: NewSegment
+    closes_gap: bool
+
+
+@dataclass
+class _OpenGap:
+    """The recording stopped: a gap from the end of the last catalogued footage (read when the
+    operation runs, after every segment queued before it has been catalogued)."""
+
+    reason: str
+    at_us: int
+
+
 class CameraRecorder:
-    """Records one camera forever: start ffmpeg, watch it, commit segments, restart on failure."""
+    """Records one camera forever: start ffmpeg, watch it, commit segments, restart on failure.
+
+    Nothing on the path from ffmpeg to the disk waits for the database: finished segments,
+    gaps and the camera's state go into a queue that :meth:`_catalogue_loop` writes in order,
+    retrying each until it is written (a locked or restarting database delays the catalogue;
+    it never stops ffmpeg nor loses a file). :meth:`problem` judges health by progress: a
+    recorder whose ffmpeg runs but that has catalogued nothing for two segment lengths is not
+    healthy, whatever ffmpeg says.
+    """
 
     def __init__(
         self,
@@ -209,6 +273,8 @@ class CameraRecorder:
         backoff_initial_s: float,
         backoff_max_s: float,
         alerts: AlertHub | None = None,
+        min_free_bytes: int = 0,
+        on_disk_full: Callable[[], None] | None = None,
     ) -> None:
         self.cam = cam
         self.sessions = sessions
@@ -218,9 +284,12 @@ class CameraRecorder:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.alerts = alerts
+        self.min_free_bytes = min_free_bytes
+        self.on_disk_full = on_disk_full
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_RING_LINES)
         self.state = CameraState.STARTING
         self.segments_committed = 0
+        self.bytes_committed = 0
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._stopping = False
@@ -232,41 +301,229 @@ class CameraRecorder:
         self._gap_open = True
         self._lost_alerted = False
         self._reason = ""
+        # The catalogue queue (see the class docstring) and what it tells about health.
+        self._queue: deque[_Commit | _OpenGap] = deque()
+        self._queued_paths: set[Path] = set()
+        self._work = asyncio.Event()
+        self._idle = asyncio.Event()  # set while the queue is empty and the state written
+        self._state_dirty = False
+        self._written: tuple[CameraState, str] | None = None  # the state the inventory row holds
+        self._catalogue_task: asyncio.Task[None] | None = None
+        self.catalogue_error = ""  # why the head of the queue cannot be written ("" when it can)
+        self.catalogue_error_since: float | None = None
+        self.last_catalogued = time.monotonic()  # monotonic time of the last catalogued segment
+        self.last_catalogued_us: int | None = None  # its wall-clock end
+        self._recording_since = time.monotonic()
+        self.disk_full = False
+        self._clock_cache: tuple[float | None, bool] = (None, False)
+        self._offsets_us: deque[int] = deque(maxlen=OFFSET_WINDOW)  # media timeline -> wall clock
+
+    # -- health ----------------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Segments written to disk and not yet catalogued."""
+        return sum(isinstance(op, _Commit) for op in self._queue)
+
+    def seconds_since_catalogued(self, now: float | None = None) -> float:
+        return (time.monotonic() if now is None else now) - self.last_catalogued
+
+    def problem(self, now: float | None = None) -> str:
+        """Why this camera's recording is not healthy ("" when it is). Judged by progress."""
+        now = time.monotonic() if now is None else now
+        if self.disk_full:
+            return "recording disk is full"
+        if self.state != CameraState.RECORDING:
+            return ""  # reconnecting/offline: the camera's own state says what is wrong
+        silent_s = now - max(self.last_catalogued, self._recording_since)
+        if silent_s <= 2 * self.segment_s:
+            return ""
+        why = f"no segment catalogued for {silent_s:.0f} s"
+        if self.catalogue_error:
+            why += f" ({self.pending} waiting: {self.catalogue_error})"
+        return why
+
+    @property
+    def visible_state(self) -> tuple[CameraState, str]:
+        """The state and reason operators see: ffmpeg's state, unless recording is unhealthy."""
+        problem = self.problem()
+        if problem and self.state == CameraState.RECORDING:
+            return CameraState.DEGRADED, problem
+        return self.state, self._reason
+
+    def clock_stepped(self) -> None:
+        """The host's wall clock stepped: estimate the media-to-wall offset afresh, so the next
+        segments follow the new clock at once (not after OFFSET_WINDOW segments, and never with
+        a minimum taken across the step)."""
+        self._offsets_us.clear()
 
     # -- state -----------------------------------------------------------------------------
-    async def _set_state(self, state: CameraState, reason: str = "") -> None:
+    def _set_state(self, state: CameraState, reason: str = "") -> None:
+        """Change the state now; the inventory row follows through the catalogue queue (so a
+        database outage never holds up the reading of ffmpeg's output)."""
         if state == self.state and reason == self._reason:
             return
+        if state == CameraState.RECORDING:
+            self._recording_since = time.monotonic()
         self.state, self._reason = state, reason
         log.info("camera %s: %s%s", self.cam.id, state.value, f" ({reason})" if reason else "")
+        self.state_changed()
+
+    def state_changed(self) -> None:
+        """The visible state may have changed: write it to the inventory row (queued)."""
+        self._state_dirty = True
+        self._idle.clear()
+        self._work.set()
+
+    async def _write_state(self) -> None:
+        state, reason = self.visible_state
+        # Unchanged: nothing to write (a degraded reason's "for N s" changes every second).
+        if self._written is not None and self._written[0] == state and (
+                state == CameraState.DEGRADED or self._written[1] == reason):
+            return
         async with transaction(self.sessions) as session:
             await session.execute(
                 update(Camera).where(Camera.id == self.cam.id)
                 .values(state=state.value, state_reason=reason, state_since_us=now_us())
             )
             if state in (CameraState.RECONNECTING, CameraState.OFFLINE) and not self._lost_alerted:
-                self._lost_alerted = True
                 await raise_alert(session, self.alerts, "camera_offline",
                                   f"{self.cam.name}: recording stopped: {reason}", self.cam.id, reason=reason)
+                lost = True
             elif state == CameraState.RECORDING and self._lost_alerted:
-                self._lost_alerted = False
                 await raise_alert(session, self.alerts, "camera_online", f"{self.cam.name}: recording again", self.cam.id)
+                lost = False
+            else:
+                lost = self._lost_alerted
+        self._lost_alerted = lost
+        self._written = (state, reason)
 
     async def _clock(self) -> tuple[float | None, bool]:
-        async with self.sessions() as session:
-            row = (await session.execute(
-                select(Camera.clock_offset_s, Camera.clock_flag).where(Camera.id == self.cam.id)
-            )).first()
-        return (row[0], bool(row[1])) if row else (None, False)
+        """The camera's clock offset and flag; the last known ones while the database is away."""
+        try:
+            async with self.sessions() as session:
+                row = (await session.execute(
+                    select(Camera.clock_offset_s, Camera.clock_flag).where(Camera.id == self.cam.id)
+                )).first()
+        except Exception as exc:  # noqa: BLE001 - a database outage must not stop recording
+            log.warning("camera %s: cannot read the camera's clock offset (%s); using the last known",
+                        self.cam.id, describe_error(exc))
+            return self._clock_cache
+        self._clock_cache = (row[0], bool(row[1])) if row else (None, False)
+        return self._clock_cache
+
+    # -- the catalogue queue ---------------------------------------------------------------
+    def _enqueue(self, op: _Commit | _OpenGap) -> None:
+        self._queue.append(op)
+        if isinstance(op, _Commit):
+            self._queued_paths.add(op.path)
+        self._idle.clear()
+        self._work.set()
+
+    async def _catalogue_loop(self) -> None:
+        """Write the queue in order, each operation retried until it is written."""
+        while True:
+            if not (self._queue or self._state_dirty):
+                self._idle.set()
+            await self._work.wait()
+            self._work.clear()
+            while self._state_dirty or self._queue:
+                if self._state_dirty:
+                    self._state_dirty = False
+                    if not await self._attempt(self._write_state, "the camera's state"):
+                        self._state_dirty = True
+                if not self._queue:
+                    continue
+                op = self._queue[0]
+                what = op.path.name if isinstance(op, _Commit) else "a gap"
+                if await self._attempt(lambda op=op: self._apply(op), what):
+                    self._queue.popleft()
+                    if isinstance(op, _Commit):
+                        self._queued_paths.discard(op.path)
+
+    async def _attempt(self, write: Callable[[], Awaitable[None]], what: str) -> bool:
+        """One try; on failure log (camera id first), make it visible, wait a backoff. Never raises
+        but CancelledError."""
+        try:
+            await write()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is retried, logged and shown
+            error = describe_error(exc)
+            first = not self.catalogue_error
+            if first:
+                self.catalogue_error_since = time.monotonic()
+                log.error("camera %s: cannot catalogue %s: %s; retrying (%d segments waiting)",
+                          self.cam.id, what, error, self.pending, exc_info=True)
+            elif error != self.catalogue_error:
+                log.error("camera %s: still cannot catalogue %s: %s (%d segments waiting)",
+                          self.cam.id, what, error, self.pending)
+            self.catalogue_error = error
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) and self.on_disk_full:
+                self.on_disk_full()
+            await asyncio.sleep(CATALOGUE_RETRY_S)
+            return False
+        if self.catalogue_error:
+            waited = time.monotonic() - (self.catalogue_error_since or time.monotonic())
+            log.warning("camera %s: catalogue writable again after %.0f s (%d segments waiting)",
+                        self.cam.id, waited, self.pending)
+            self.catalogue_error, self.catalogue_error_since = "", None
+        return True
+
+    async def _apply(self, op: _Commit | _OpenGap) -> None:
+        if isinstance(op, _OpenGap):
+            async with transaction(self.sessions) as session:
+                last = await session.scalar(select(Camera.last_segment_us).where(Camera.id == self.cam.id))
+                await open_gap(session, self.cam.id, last or op.at_us, op.reason)
+            return
+        final = self.root / segment_relpath(op.seg.camera_id, op.seg.start_us, op.seg.end_us, op.path.suffix or ".mkv")
+        if not op.path.exists() and not final.exists():
+            # Someone removed it from incoming/ before it could be catalogued: say so, go on.
+            log.error("camera %s: finished segment %s vanished before it was catalogued", self.cam.id, op.path.name)
+            return
+        row = await commit_segment(self.sessions, self.root, op.path, op.seg, closes_gap=op.closes_gap)
+        if op.seg.state == SegmentState.RECOVERED:
+            log.warning("camera %s: recovered interrupted segment %s (%.1f s)", self.cam.id, row.path,
+                        (op.seg.end_us - op.seg.start_us) / 1e6)
+        self.segments_committed += 1
+        self.bytes_committed += row.bytes
+        self.last_catalogued = time.monotonic()
+        self.last_catalogued_us = row.end_us
+        self.state_changed()  # a degraded camera is healthy again
+
+    async def drain(self, timeout_s: float) -> None:
+        """Give the queue up to ``timeout_s`` to empty, then stop it. Whatever is left is on disk
+        (in ``incoming/`` or a day folder) and is catalogued by the next start's recovery."""
+        if self._catalogue_task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        if self._queue:
+            log.error("camera %s: stopping with %d segments not catalogued (%s); they are on disk and are "
+                      "catalogued at the next start", self.cam.id, self.pending, self.catalogue_error or "no error")
+        self._catalogue_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._catalogue_task
+        self._catalogue_task = None
 
     # -- the loop --------------------------------------------------------------------------
     async def run(self) -> None:
         """Record until cancelled or :meth:`stop`; never returns on its own."""
+        if self._catalogue_task is None:
+            self._catalogue_task = asyncio.create_task(self._catalogue_loop(), name=f"rec{self.cam.id}-catalogue")
+        try:
+            await self._record()
+        finally:
+            await self.drain(STOP_GRACE_S)
+
+    async def _record(self) -> None:
         backoff = self.backoff_initial_s
+        self.state_changed()
         while not self._stopping:
-            recovered = await recover_incoming(self.sessions, self.root, self.cam.id, await self._clock())
-            if recovered:
-                self.segments_committed += len(recovered)
+            for path, seg in await find_incoming(self.root, self.cam.id, await self._clock(),
+                                                 frozenset(self._queued_paths)):
+                self._enqueue(_Commit(path, seg, closes_gap=False))
+            if not await self._wait_for_disk():
+                break
             started = time.monotonic()
             await self._run_ffmpeg()
             if self._stopping:
@@ -274,24 +531,51 @@ class CameraRecorder:
             self.restarts += 1
             if time.monotonic() - started > 2 * self.segment_s:
                 backoff = self.backoff_initial_s  # it had been working: retry quickly
-            await self._on_failure()
+            self._on_failure()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.backoff_max_s)
 
-    async def _on_failure(self) -> None:
-        reason, final = classify_failure(list(self.stderr_tail))
+    async def _wait_for_disk(self) -> bool:
+        """Start ffmpeg only with room to record: on a full disk it fails at once and each retry
+        leaves an empty or unreadable file. Waits (offline, "recording disk is full", asking for
+        an emergency purge) until there is room. False if the recorder is stopping."""
+        while not self._stopping:
+            try:
+                free = await asyncio.to_thread(free_space, self.root)
+            except OSError as exc:
+                log.error("camera %s: cannot read the free space of %s: %s", self.cam.id, self.root, exc)
+                free = self.min_free_bytes
+            if free >= self.min_free_bytes:
+                if self.disk_full:
+                    log.warning("camera %s: %d bytes free again; recording resumes", self.cam.id, free)
+                    self.disk_full = False
+                    self.state_changed()
+                return True
+            if not self.disk_full:
+                log.error("camera %s: recording disk is full (%d bytes free, %d needed); waiting for space",
+                          self.cam.id, free, self.min_free_bytes)
+                self.disk_full = True
+                self._on_failure("recording disk is full", final=True)
+            if self.on_disk_full is not None:
+                self.on_disk_full()
+            await asyncio.sleep(DISK_POLL_S)
+        return False
+
+    def _on_failure(self, reason: str = "", final: bool = False) -> None:
+        if not reason:
+            reason, final = classify_failure(list(self.stderr_tail))
+        if reason == "recording disk is full" and self.on_disk_full is not None:
+            self.on_disk_full()
         now = time.monotonic()
         if self._failing_since is None:
             self._failing_since = now
-            async with transaction(self.sessions) as session:
-                last = await session.scalar(select(Camera.last_segment_us).where(Camera.id == self.cam.id))
-                await open_gap(session, self.cam.id, last or now_us(), reason)
+            self._enqueue(_OpenGap(reason, now_us()))
             self._gap_open = True
         log.warning("camera %s: ffmpeg exited: %s", self.cam.id, reason)
         if final or now - self._failing_since >= OFFLINE_AFTER_S:
-            await self._set_state(CameraState.OFFLINE, reason)
+            self._set_state(CameraState.OFFLINE, reason)
         else:
-            await self._set_state(CameraState.RECONNECTING, reason)
+            self._set_state(CameraState.RECONNECTING, reason)
 
     async def _run_ffmpeg(self) -> None:
         out_dir = incoming_dir(self.root, self.cam.id)
@@ -346,18 +630,19 @@ class CameraRecorder:
             path = out_dir / Path(name).name
             if media_end_us <= media_start_us or not path.exists():
                 continue
+            if path.stat().st_size == 0:  # ffmpeg could not write it (a full disk): nothing to keep
+                log.error("camera %s: ffmpeg finished an empty segment %s (%s); removed", self.cam.id, path.name,
+                          "recording disk is full" if self.disk_full else "no data written")
+                path.unlink(missing_ok=True)
+                continue
             self._offsets_us.append(arrived_us - media_end_us)
             wall_offset_us = min(self._offsets_us)
-            offset, flag = await self._clock()
+            offset, flag = self._clock_cache  # read before ffmpeg started: no database on this path
             codec, width, height = self._codec
             seg = NewSegment(self.cam.id, media_start_us + wall_offset_us, media_end_us + wall_offset_us,
                              codec, width, height, offset, flag)
-            await commit_segment(self.sessions, self.root, path, seg)
-            self.segments_committed += 1
-            if self._gap_open:
-                async with transaction(self.sessions) as session:
-                    await close_gap(session, self.cam.id, seg.start_us)
-                self._gap_open = False
+            self._enqueue(_Commit(path, seg, closes_gap=self._gap_open))
+            self._gap_open = False
 
     async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None
@@ -371,7 +656,7 @@ class CameraRecorder:
                     self._last_progress = time.monotonic()
                     if self.state != CameraState.RECORDING:
                         self._failing_since = None
-                        await self._set_state(CameraState.RECORDING)
+                        self._set_state(CameraState.RECORDING)
                 continue
             if "=" in line and " " not in line:
                 continue  # the rest of a progress block
@@ -435,19 +720,135 @@ class Supervisor:
         backoff_max_s: float,
         alerts: AlertHub | None = None,
         reload_interval_s: float = 10.0,
+        floor_bytes: int = 0,
+        min_free_bytes: int = 0,
+        on_disk_low: Callable[[], None] | None = None,
+        health_interval_s: float = HEALTH_INTERVAL_S,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.sessions = sessions
         self.keys = keys
         self.root = root
         self.alerts = alerts
         self.reload_interval_s = reload_interval_s
+        self.health_interval_s = health_interval_s
+        self.floor_bytes = floor_bytes
+        self.on_disk_low = on_disk_low
         self._options = dict(segment_s=segment_s, stall_timeout_s=stall_timeout_s,
-                             backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s)
+                             backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,
+                             min_free_bytes=min_free_bytes, on_disk_full=self._disk_full)
         self.recorders: dict[int, CameraRecorder] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._reloader: asyncio.Task[None] | None = None
+        self._monitor: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._shutting_down = False
+        # Health, as the monitor last judged it (read by /healthz and /metrics).
+        self.disk_free_bytes: int | None = None
+        self.disk_low = False
+        self.problems: dict[int, str] = {}  # camera id -> why its recording is unhealthy
+        self.notes: dict[str, str] = {}  # component ("recorders", "retention") -> why it is failing
+        self._unstored_alerts: deque[tuple[str, str, int | None, dict]] = deque()
+        self._alert_writer: asyncio.Task[None] | None = None
+        self._disk_alerted: float | None = None
+        self._wall_clock = wall_clock
+        self._last_tick: tuple[float, float] | None = None  # (wall, monotonic) at the last check
+        self.clock_steps = 0
+
+    # -- health ----------------------------------------------------------------------------
+    def _disk_full(self) -> None:
+        """A recorder met a full disk: ask for an emergency purge now (retention's floor rule)."""
+        if self.on_disk_low is not None:
+            self.on_disk_low()
+
+    def _alert(self, kind: str, message: str, camera_id: int | None = None, **data: object) -> None:
+        """Publish at once (WebSocket, MQTT), store when the database takes it: the alerts that
+        matter here are raised exactly when the database may be unavailable."""
+        if self.alerts is not None:
+            self.alerts.publish({"id": None, "at_us": now_us(), "kind": kind, "camera_id": camera_id,
+                                 "message": message, "data": data, "acknowledged_by": "", "acknowledged_us": None})
+        self._unstored_alerts.append((kind, message, camera_id, {**data, "raised_us": now_us()}))
+        if self._alert_writer is None or self._alert_writer.done():
+            self._alert_writer = asyncio.create_task(self._store_alerts(), name="recorder-alerts")
+
+    async def _store_alerts(self) -> None:
+        failures = 0
+        while self._unstored_alerts:
+            kind, message, camera_id, data = self._unstored_alerts[0]
+            try:
+                async with transaction(self.sessions) as session:
+                    await raise_alert(session, None, kind, message, camera_id, **data)  # already published
+            except Exception as exc:  # noqa: BLE001 - retried; it was published already
+                if failures % 30 == 0:  # once a minute: the catalogue's own log says why
+                    log.warning("camera %s: alert %s published but not stored yet (%s); retrying",
+                                camera_id, kind, describe_error(exc))
+                failures += 1
+                await asyncio.sleep(CATALOGUE_RETRY_S)
+                continue
+            if failures:
+                log.warning("camera %s: alert %s stored after %d tries", camera_id, kind, failures + 1)
+                failures = 0
+            self._unstored_alerts.popleft()
+
+    def _check_clock(self) -> None:
+        """A step of the host's wall clock (NTP correcting it, an administrator setting it) shows
+        as wall time moving apart from monotonic time between two checks. It is reported (the
+        footage's times around it are as good as the clock was) and every recorder's offset
+        estimate starts afresh."""
+        wall, mono = self._wall_clock(), time.monotonic()
+        if self._last_tick is not None:
+            step_s = (wall - self._last_tick[0]) - (mono - self._last_tick[1])
+            if abs(step_s) > CLOCK_STEP_S:
+                self.clock_steps += 1
+                log.error("host: the wall clock stepped by %+.1f s; footage times follow the new clock", step_s)
+                self._alert("clock_step", f"the server's clock stepped by {step_s:+.1f} s: footage recorded around "
+                            "now is timed by the new clock", step_s=round(step_s, 3))
+                for rec in self.recorders.values():
+                    rec.clock_stepped()
+        self._last_tick = (wall, mono)
+
+    async def check_health(self) -> None:
+        """One look at every recorder and the disk: report each change (log, alert, state)."""
+        self._check_clock()
+        try:
+            self.disk_free_bytes = await asyncio.to_thread(free_space, self.root)
+        except OSError as exc:
+            log.error("store: cannot read the free space of %s: %s", self.root, exc)
+        if self.disk_free_bytes is not None:
+            low = self.disk_free_bytes < self.floor_bytes
+            if low:
+                self._disk_full()
+            if low and not self.disk_low:
+                log.error("store: %d bytes free, below the floor of %d: purging the oldest unheld footage",
+                          self.disk_free_bytes, self.floor_bytes)
+                # Once an hour at most: a disk that does not cover retention dips below the floor
+                # again after every purge (the purge restores the floor, recording eats it).
+                if self._disk_alerted is None or time.monotonic() - self._disk_alerted > DISK_ALERT_REPEAT_S:
+                    self._disk_alerted = time.monotonic()
+                    self._alert("disk_floor", f"recording disk below its free-space floor ({self.disk_free_bytes} "
+                                "bytes free): the oldest unheld footage is being purged; the disk does not cover "
+                                "the retention period", free_bytes=self.disk_free_bytes, floor_bytes=self.floor_bytes)
+            elif self.disk_low and not low:
+                log.warning("store: %d bytes free, above the floor again", self.disk_free_bytes)
+            self.disk_low = low
+        now = time.monotonic()
+        for cam_id, rec in list(self.recorders.items()):
+            problem = rec.problem(now)
+            if problem and cam_id not in self.problems:
+                log.error("camera %s: recording unhealthy: %s", cam_id, problem)
+                self._alert("recording_stopped", f"{rec.cam.name}: footage is not being catalogued: {problem}",
+                            cam_id, reason=problem)
+                rec.state_changed()
+            elif not problem and cam_id in self.problems:
+                log.warning("camera %s: recording healthy again (%d segments catalogued)", cam_id, rec.segments_committed)
+                self._alert("recording_resumed", f"{rec.cam.name}: footage is being catalogued again", cam_id)
+                rec.state_changed()
+            if problem:
+                self.problems[cam_id] = problem
+            else:
+                self.problems.pop(cam_id, None)
+        for cam_id in set(self.problems) - set(self.recorders):
+            del self.problems[cam_id]
 
     async def _wanted(self) -> dict[int, RecorderCamera]:
         async with self.sessions() as session:
@@ -485,8 +886,9 @@ class Supervisor:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("camera %s: recorder failed; restarting in 5 s", rec.cam.id)
+                rec._set_state(CameraState.OFFLINE, f"recorder error: {describe_error(exc)}")
                 await asyncio.sleep(5)
 
     async def _stop_one(self, cam_id: int) -> None:
@@ -515,12 +917,26 @@ class Supervisor:
                 await asyncio.sleep(self.reload_interval_s)
                 try:
                     await self.reload()
+                    self.notes.pop("recorders", None)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.exception("recorder reload failed; the next in %.0f s", self.reload_interval_s)
+                    self.notes["recorders"] = f"cannot read the inventory to start or stop recorders: {describe_error(exc)}"
+
+        self._reloader = asyncio.create_task(reload_loop(), name="recorder-reload")
+
+        async def monitor_loop() -> None:
+            while True:
+                try:
+                    await self.check_health()
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("recorder reload failed")
+                    log.exception("recording health check failed; the next in %.0f s", self.health_interval_s)
+                await asyncio.sleep(self.health_interval_s)
 
-        self._reloader = asyncio.create_task(reload_loop(), name="recorder-reload")
+        self._monitor = asyncio.create_task(monitor_loop(), name="recorder-health")
 
     def stopping(self) -> None:
         """The service has begun to stop (aiohttp's on_shutdown): no recorder reconnects."""
@@ -530,9 +946,18 @@ class Supervisor:
 
     async def stop(self) -> None:
         """Stop every recorder, each finalising its current segment."""
-        if self._reloader is not None:
-            self._reloader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reloader
+        for task in (self._reloader, self._monitor):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         async with self._lock:
             await asyncio.gather(*(self._stop_one(cam_id) for cam_id in list(self.recorders)))
+        if self._alert_writer is not None and not self._alert_writer.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._alert_writer), STOP_GRACE_S)
+            except TimeoutError:
+                log.error("store: %d alerts not stored at stop (they were published)", len(self._unstored_alerts))
+                self._alert_writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._alert_writer

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from cameras.recorder import Supervisor
-from controlroom import disclosure, security
+from controlroom import disclosure, metrics, security
 from controlroom.anpr_service import anpr_ctx
 from controlroom.api import alerts, cameras, health, live, playback, session, ui, users
 from controlroom.api import anpr as anpr_routes
@@ -23,7 +23,7 @@ from controlroom.api import evidence as evidence_routes
 from controlroom.api import onvif as onvif_routes
 from controlroom.auditing import audit_anchor_ctx, audit_writer_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
-from controlroom.context import ALERTS, ENGINE, KEYS, SESSIONS, SETTINGS, SUPERVISOR
+from controlroom.context import ALERTS, ENGINE, KEYS, PURGE_NOW, SESSIONS, SETTINGS, SUPERVISOR
 from controlroom.errors import error_middleware
 from controlroom.evidence import evidence_ctx
 from controlroom.mqtt import mqtt_ctx
@@ -36,7 +36,12 @@ from storage.migrate import upgrade
 from storage.retention import run_retention
 
 log = logging.getLogger(__name__)
-ROUTE_MODULES = [onvif_routes, health, cameras, session, users, audit_routes, ui, live, playback, alerts, anpr_routes, evidence_routes]
+# Emergency purges run at most this often: each looks at the free space again, so a disk that
+# stays below the floor (everything held) is not scanned in a tight loop.
+EMERGENCY_PURGE_MIN_INTERVAL_S = 2.0
+# A failed retention run (database away) is tried again this soon, not a whole sweep later.
+RETENTION_RETRY_S = 30.0
+ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, alerts, anpr_routes, evidence_routes]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -65,6 +70,9 @@ async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
         backoff_initial_s=settings.recording.backoff_initial_s,
         backoff_max_s=settings.recording.backoff_max_s,
         alerts=app[ALERTS],
+        floor_bytes=settings.retention.free_space_floor_bytes,
+        min_free_bytes=settings.recording.min_free_bytes,
+        on_disk_low=app[PURGE_NOW].set,
     )
     app[SUPERVISOR] = supervisor
     await supervisor.start()
@@ -82,19 +90,39 @@ async def recorders_stopping(app: web.Application) -> None:
 async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
 
+    purge_now = app[PURGE_NOW]
+
     async def loop() -> None:
+        # Every sweep interval, and at once when the recorders find the disk below its floor
+        # (the emergency purge: the same run, whose floor rule deletes the oldest unheld footage).
+        emergency = False
         while True:
+            purge_now.clear()
+            wait_s = settings.retention.sweep_interval_s
             try:
-                await run_retention(
+                result = await run_retention(
                     app[SESSIONS], settings.storage_root,
                     default_days=settings.retention.default_days,
                     floor_bytes=settings.retention.free_space_floor_bytes,
+                    actor="system:emergency-purge" if emergency else "system:retention",
                 )
+                if emergency:
+                    log.warning("store: emergency purge deleted %d segments (%d bytes)", result.deleted, result.bytes)
+                if SUPERVISOR in app:
+                    app[SUPERVISOR].notes.pop("retention", None)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("retention run failed; next try in %ss", settings.retention.sweep_interval_s)
-            await asyncio.sleep(settings.retention.sweep_interval_s)
+                if SUPERVISOR in app:  # shown by /healthz until a run succeeds
+                    app[SUPERVISOR].notes["retention"] = f"retention failed: {type(exc).__name__}: {str(exc)[:200]}"
+                wait_s = min(wait_s, RETENTION_RETRY_S)
+            try:
+                await asyncio.wait_for(purge_now.wait(), wait_s)
+                emergency = True
+                await asyncio.sleep(EMERGENCY_PURGE_MIN_INTERVAL_S)  # a burst of requests makes one run
+            except TimeoutError:
+                emergency = False
 
     task = asyncio.create_task(loop(), name="retention")
     yield
@@ -109,6 +137,7 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app = web.Application(middlewares=[error_middleware, auth_middleware, disclosure.disclosure_middleware], client_max_size=8 * 1024 * 1024)
     app[SETTINGS] = settings
     app[ALERTS] = AlertHub()
+    app[PURGE_NOW] = asyncio.Event()
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(audit_anchor_ctx)  # stops after the writer: the last anchor covers its last batch
     app.cleanup_ctx.append(audit_writer_ctx)
@@ -121,6 +150,7 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app.cleanup_ctx.append(evidence_ctx)
     security.install(app)
     disclosure.install(app)
+    metrics.install(app)
     app.cleanup_ctx.append(onvif_routes.onvif_ctx)
     if record:
         app.cleanup_ctx.append(recorder_ctx)

@@ -132,6 +132,14 @@ async def allowed_camera_ids(request: web.Request) -> frozenset[int] | None:
     return request[ALLOWED_CAMERAS]
 
 
+async def every_camera(request: web.Request) -> set[int]:
+    """A ``cameras=`` resolver for routes that reach every camera's data and cannot be cut to a
+    user's cameras item by item (the audit trail, the metrics): a user narrowed to some sites or
+    cameras is refused them by the middleware."""
+    async with request.app[SESSIONS]() as session:
+        return set((await session.execute(select(Camera.id))).scalars())
+
+
 async def can_access_camera(request: web.Request, camera_id: int) -> bool:
     allowed = await allowed_camera_ids(request)
     return allowed is None or camera_id in allowed

@@ -42,6 +42,8 @@ class RecordingSettings(_Section):
     stall_timeout_s: float = Field(20, gt=0)
     backoff_initial_s: float = Field(1, gt=0)
     backoff_max_s: float = Field(5, gt=0)
+    # ffmpeg is not (re)started with less free space than this (see config/settings.toml).
+    min_free_bytes: int = Field(500_000_000, ge=0)
 
 
 class RetentionSettings(_Section):

@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple, TypeVar, overload
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage import Invalid
+from storage import Invalid, audit
 from storage.db import transaction
 from storage.models import Camera, Gap, Segment, SegmentState
 
@@ -82,11 +82,17 @@ class NewSegment:
 
 
 def _move_into_place(root: Path, tmp: Path, relpath: str) -> tuple[str, int]:
-    """fsync, hash, rename into the day folder, fsync the folder. Blocking."""
+    """fsync, hash, rename into the day folder, fsync the folder. Blocking.
+
+    Idempotent: when a retry finds the file already moved (the row's insert failed after the
+    rename, e.g. the database was locked or restarting), it only hashes the file in place.
+    """
+    final = root / relpath
+    if not tmp.exists() and final.is_file():
+        return sha256_file(final)
     with tmp.open("rb+") as fh:
         os.fsync(fh.fileno())
     sha, size = sha256_file(tmp)
-    final = root / relpath
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, final)
     fsync_dir(final.parent)
@@ -94,8 +100,16 @@ def _move_into_place(root: Path, tmp: Path, relpath: str) -> tuple[str, int]:
     return sha, size
 
 
-async def commit_segment(sessions: async_sessionmaker[AsyncSession], root: Path, tmp: Path, seg: NewSegment) -> Segment:
-    """Move a finished file into the store and catalogue it (file first, then row)."""
+async def commit_segment(
+    sessions: async_sessionmaker[AsyncSession], root: Path, tmp: Path, seg: NewSegment, *, closes_gap: bool = False
+) -> Segment:
+    """Move a finished file into the store and catalogue it (file first, then row).
+
+    Safe to retry after any failure (the move is idempotent, and a row already inserted for the
+    path, as when a commit's acknowledgement was lost to a database restart, is returned as is).
+    In the row's transaction: ``closes_gap`` ends the camera's open gap at the segment's start,
+    and every gap is cut back so that none overlaps the segment (:func:`trim_gaps`).
+    """
     relpath = segment_relpath(seg.camera_id, seg.start_us, seg.end_us, tmp.suffix or ".mkv")
     sha, size = await asyncio.to_thread(_move_into_place, root, tmp, relpath)
     row = Segment(
@@ -104,9 +118,18 @@ async def commit_segment(sessions: async_sessionmaker[AsyncSession], root: Path,
         clock_offset_s=seg.clock_offset_s, clock_flag=seg.clock_flag,
     )
     async with transaction(sessions) as session:
+        existing = await session.scalar(select(Segment).where(Segment.path == relpath))
+        if existing is not None:
+            return existing
         session.add(row)
+        if closes_gap:
+            await close_gap(session, seg.camera_id, seg.start_us)
+        await trim_gaps(session, seg.camera_id, seg.start_us, seg.end_us)
         await session.execute(
-            update(Camera).where(Camera.id == seg.camera_id).values(last_segment_us=seg.end_us)
+            update(Camera).where(Camera.id == seg.camera_id)
+            .values(last_segment_us=case(
+                (Camera.last_segment_us.is_(None) | (Camera.last_segment_us < seg.end_us), seg.end_us),
+                else_=Camera.last_segment_us))
         )
     return row
 
@@ -223,9 +246,36 @@ async def open_gap(session: AsyncSession, camera_id: int, start_us: int, reason:
 
 
 async def close_gap(session: AsyncSession, camera_id: int, end_us: int) -> None:
+    """End the camera's open gap at ``end_us``; a gap that would end before it began is dropped
+    (it was opened after the footage that closes it began: nothing was missing)."""
     await session.execute(
         update(Gap).where(Gap.camera_id == camera_id, Gap.end_us.is_(None)).values(end_us=end_us)
     )
+    await session.execute(delete(Gap).where(Gap.camera_id == camera_id, Gap.end_us <= Gap.start_us))
+
+
+async def trim_gaps(session: AsyncSession, camera_id: int, start_us: int, end_us: int) -> None:
+    """Cut the footage [start_us, end_us) out of the camera's gaps: a gap never overlaps a
+    catalogued segment. A gap is opened at the end of the last catalogued footage; a segment
+    recovered afterwards (a crash's or a stall's partial file) lies inside it, and the gap
+    would otherwise overstate what is missing. A gap around the segment is split in two."""
+    gaps = (await session.execute(
+        select(Gap).where(Gap.camera_id == camera_id, Gap.start_us < end_us)
+        .where(Gap.end_us.is_(None) | (Gap.end_us > start_us))
+    )).scalars().all()
+    for gap in gaps:
+        before = gap.start_us < start_us
+        after = gap.end_us is None or gap.end_us > end_us
+        if before and after:
+            session.add(Gap(camera_id=camera_id, start_us=end_us, end_us=gap.end_us, reason=gap.reason))
+            gap.end_us = start_us
+        elif before:
+            gap.end_us = start_us
+        elif after:
+            gap.start_us = end_us
+        else:
+            await session.delete(gap)
+    await session.flush()
 
 
 @dataclass
@@ -288,6 +338,18 @@ async def reconcile(sessions: async_sessionmaker[AsyncSession], root: Path) -> R
         await asyncio.to_thread(unlink_segments, root, [s.path for s in garbage])
         if garbage:
             await session.execute(delete(Segment).where(Segment.id.in_([s.id for s in garbage])))
+            # The interrupted run died before its audit entry: footage is never deleted unaudited.
+            per: dict[int, list[int]] = {}
+            for seg in garbage:
+                agg = per.setdefault(seg.camera_id, [0, 0, seg.start_us, seg.end_us])
+                agg[0] += 1
+                agg[1] += seg.bytes
+                agg[2], agg[3] = min(agg[2], seg.start_us), max(agg[3], seg.end_us)
+            summary = [{"camera_id": c, "reason": "interrupted deletion", "segments": n, "bytes": b,
+                        "from_us": lo, "to_us": hi} for c, (n, b, lo, hi) in sorted(per.items())]
+            await audit.append(session, "system:reconcile", "retention.delete", "reconcile",
+                               segments=len(garbage), bytes=sum(s.bytes for s in garbage), summary=summary)
+            log.warning("store: finished %d deletions an interrupted retention run left, and audited them", len(garbage))
         report.garbage_finished = len(garbage)
         known = set((await session.execute(select(Segment.path))).scalars())
         camera_ids = set((await session.execute(select(Camera.id))).scalars())
@@ -304,6 +366,7 @@ async def reconcile(sessions: async_sessionmaker[AsyncSession], root: Path) -> R
         async with transaction(sessions) as session:
             session.add(Segment(camera_id=cam_id, start_us=times[0], end_us=times[1], bytes=size, sha256=sha,
                                 path=rel, state=SegmentState.RECOVERED.value))
+            await trim_gaps(session, cam_id, times[0], times[1])
         report.recatalogued.append(rel)
         log.warning("camera %s: catalogued orphan segment %s", cam_id, rel)
 

@@ -27,6 +27,9 @@ class CameraState(enum.StrEnum):
     OFFLINE = "offline"
     DISABLED = "disabled"
     STARTING = "starting"
+    # ffmpeg runs but nothing has been catalogued for two segment lengths (database or disk
+    # trouble): "still running" is not "healthy" (docs/design/recording-store.md, Health).
+    DEGRADED = "degraded"
 
 
 class SegmentState(enum.StrEnum):

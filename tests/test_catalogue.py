@@ -124,3 +124,30 @@ async def test_timeline_rows_read_like_the_model_and_stay_untracked(sessions, tm
     # track, so it is never promoted into the old generation (whose full collections were the tail).
     gc.collect()
     assert not any(gc.is_tracked(r) for r in tl.segments._rows)
+
+
+async def test_a_gap_never_overlaps_catalogued_footage(sessions, tmp_path: Path) -> None:
+    """Issue 11: after a crash the gap opened at the last catalogued segment's end covered the
+    partial segments recovered from it; every commit now cuts its span out of the gaps."""
+    from storage.models import Gap
+
+    root = tmp_path / "rec"
+    cam = await make_camera(sessions, tmp_path)
+    s1 = 1_000_000
+    async with transaction(sessions) as s:  # Supervisor.start: "service not recording" from the last segment
+        await open_gap(s, cam, T0, "service not recording")
+    # recovered partial segments (a crash's leftovers), a real hole between them, then new footage
+    await commit_segment(sessions, root, incoming_file(root, cam, "a.mkv", b"a"), NewSegment(cam, T0, T0 + 20 * s1))
+    await commit_segment(sessions, root, incoming_file(root, cam, "b.mkv", b"b"), NewSegment(cam, T0 + 25 * s1, T0 + 28 * s1))
+    async with transaction(sessions) as s:
+        await close_gap(s, cam, T0 + 40 * s1)
+    await commit_segment(sessions, root, incoming_file(root, cam, "c.mkv", b"c"), NewSegment(cam, T0 + 40 * s1, T0 + 70 * s1))
+    # a gap around a late-recovered segment is split in two
+    async with transaction(sessions) as s:
+        s.add(Gap(camera_id=cam, start_us=T0 + 100 * s1, end_us=T0 + 200 * s1, reason="stalled"))
+    await commit_segment(sessions, root, incoming_file(root, cam, "d.mkv", b"d"), NewSegment(cam, T0 + 120 * s1, T0 + 130 * s1))
+    async with sessions() as s:
+        tl = await timeline(s, cam, T0 - s1, T0 + 300 * s1)
+    assert [(g.start_us - T0, g.end_us - T0, g.reason) for g in tl.gaps] == [
+        (20 * s1, 25 * s1, "service not recording"), (28 * s1, 40 * s1, "service not recording"),
+        (100 * s1, 120 * s1, "stalled"), (130 * s1, 200 * s1, "stalled")]

@@ -39,6 +39,7 @@ NOT_DISCLOSING = {
     "/login": "the login page",
     "/static/{path}": "the web UI's scripts and styles",
     "/healthz": "whether the service runs: no camera's data, no one's data",
+    "/metrics": "recording health as numbers (states, bytes, reconnects): no footage, no one's data",
     "/api/v1/session": "the caller's own account and CSRF token",
     "/api/v1/cameras": "camera configuration for the screens (names, sites, state): no footage, no people",
     "/api/v1/cameras/{camera}": "one camera's configuration (no credentials): no footage, no people",

@@ -78,7 +78,7 @@ MIXED_ITEMS = {"/api/v1/anpr/journeys"}
 EVIDENCE_RIGHTS = {Permission.EVIDENCE_REQUEST, Permission.EXPORT, Permission.APPROVE}
 # Routes that reach every camera's data and cannot be cut entry by entry: refused to any narrowed
 # user, on A's side too (docs/design/security-model.md, the audit trail).
-EVERY_CAMERA = {"/api/v1/audit", "/api/v1/audit/verify"}
+EVERY_CAMERA = {"/api/v1/audit", "/api/v1/audit/verify", "/metrics"}
 # Searches that take ?camera= (id or name), checked by the middleware.
 QUERY_CAMERA = ("/api/v1/anpr/reads", "/api/v1/anpr/reads.csv")
 REQUEST_TIMEOUT_S = 30

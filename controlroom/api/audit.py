@@ -6,26 +6,16 @@ Reading the trail is itself audited. Nothing here can change it.
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import select
 
 from controlroom import disclosure
-from controlroom.auth import actor
+from controlroom.auth import actor, every_camera
 from controlroom.context import AUDIT, KEYS, SESSIONS, SETTINGS
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import iso_to_us
 from storage import Invalid, audit
-from storage.models import Camera
 
 routes = web.RouteTableDef()
 MAX_LIMIT = 5000
-
-
-async def every_camera(request: web.Request) -> set[int]:
-    """The audit trail reaches every camera's data (entries name reads, requests, windows of all
-    of them) and cannot be cut to a user's cameras entry by entry: a user narrowed to some sites
-    or cameras is refused it by the narrowing mechanism (controlroom.auth)."""
-    async with request.app[SESSIONS]() as session:
-        return set((await session.execute(select(Camera.id))).scalars())
 
 
 @routes.get("/api/v1/audit")

@@ -46,6 +46,8 @@ export function badgesFor(cam) {
   switch (cam.state) {
     case "recording": out.push(badge("recording", "● REC", "Recording")); break;
     case "reconnecting": out.push(badge("reconnecting", "Reconnecting", reason)); break;
+    // ffmpeg runs but footage is not being catalogued (database or disk trouble): not "REC".
+    case "degraded": out.push(badge("offline", "Not catalogued", reason)); break;
     case "offline":
       out.push(badge("offline", since ? `Offline since ${formatLocal(since, { date: false })}` : "Offline",
         `${reason}${since ? ` (for ${sinceText(since)})` : ""}`));
