@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -44,6 +43,7 @@ import ffmpeg
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cameras import children
 from cameras.rtsp import scrub
 from storage.alerts import AlertHub, raise_alert
 from storage.catalogue import NewSegment, close_gap, commit_segment, incoming_dir, open_gap
@@ -66,15 +66,7 @@ STDERR_RING_LINES = 40
 # Segments over which the smallest wall-minus-media offset is taken (see the module docstring).
 OFFSET_WINDOW = 10
 
-_PR_SET_PDEATHSIG = 1
 _STREAM_RE = re.compile(r"Stream #0:\d+.*?: Video: (?P<codec>\w+).*?, (?P<w>\d{2,5})x(?P<h>\d{2,5})")
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """ffmpeg gets SIGTERM (it finalises its segment) if the service dies, even by SIGKILL."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    os.setpgrp()  # a terminal's Ctrl-C goes to the service, which stops ffmpeg in order
 
 
 def classify_failure(lines: list[str]) -> tuple[str, bool]:
@@ -144,13 +136,16 @@ def ffmpeg_args(url: str, out_dir: Path, run_id: str, segment_s: int) -> list[st
 
 async def probe(path: Path) -> tuple[float, str, int, int]:
     """(media duration in s, codec, width, height) of a possibly unfinished MKV, by reading packets."""
-    proc = await asyncio.create_subprocess_exec(
+    proc = await children.spawn(
         "ffprobe", "-v", "error", "-select_streams", "v:0",
         "-show_entries", "stream=codec_name,width,height:packet=pts_time",
         "-of", "json", str(path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )
-    out, _ = await proc.communicate()
+    try:
+        out, _ = await proc.communicate()
+    finally:
+        await children.end(proc)  # the caller went away (a playback request cancelled)
     try:
         data = json.loads(out or b"{}")
     except json.JSONDecodeError:
@@ -303,10 +298,10 @@ class CameraRecorder:
         self._last_progress = time.monotonic()
         self._progress_value = -1
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            # SIGTERM if the service dies (even by SIGKILL): ffmpeg finalises its segment on it.
+            self._proc = await children.spawn(
+                *args, deathsig=signal.SIGTERM, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, env={"TZ": "UTC", "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             self.stderr_tail.append(f"cannot start ffmpeg: {exc}")
