@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import ffmpeg
 
-from cameras import CameraUnavailable
+from cameras import CameraUnavailable, children
 from cameras.rtsp import scrub
 
 log = logging.getLogger(__name__)
@@ -378,7 +378,7 @@ class Upstream:
         self._secrets = source.secrets
         args = self._args_factory(source.url)
         del source
-        self._proc = await asyncio.create_subprocess_exec(
+        self._proc = await children.spawn(  # killed with the service, even by SIGKILL
             *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -432,12 +432,8 @@ class Upstream:
 
     async def _kill(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(proc.wait())
+        if proc is not None:
+            await children.end(proc)
 
 
 class LiveHub:
@@ -460,9 +456,12 @@ class LiveHub:
         self._stoppers: dict[str, asyncio.TimerHandle] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self.started = 0  # upstreams ever started (tests and benchmarks read it)
+        self.closed = False  # the service is stopping: no upstream starts any more
 
     def upstream(self, key: str, source_factory: SourceFactory) -> Upstream:
         """The running upstream for ``key``, started now if there is none."""
+        if self.closed:
+            raise CameraUnavailable(f"camera stream {key}: the service is stopping")
         self._cancel_stop(key)
         up = self.upstreams.get(key)
         if up is None or up.ended:
@@ -510,6 +509,8 @@ class LiveHub:
         task.add_done_callback(self._stopping.discard)
 
     async def close(self) -> None:
+        """Stop every upstream (their viewers are told the stream ended) and start no more."""
+        self.closed = True
         for handle in self._stoppers.values():
             handle.cancel()
         self._stoppers.clear()

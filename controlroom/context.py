@@ -30,3 +30,5 @@ LIVE = web.AppKey("live", "LiveHub")  # cameras.live.LiveHub: live view upstream
 ALERT_ACKS = web.AppKey("alert_acks", AlertHub)  # acknowledgements, fanned out to alert panels
 EVIDENCE = web.AppKey("evidence", "ExportRunner")  # controlroom.evidence.runner.ExportRunner
 PLAYBACK_PROCS = web.AppKey("playback_procs", set)  # running playback remux processes
+OPEN_SOCKETS = web.AppKey("open_sockets", object)  # WeakSet of open WebSockets, closed when the service stops
+RECORDERS_STOP = web.AppKey("recorders_stop", list)  # [the task of every recorder finalising], from on_shutdown

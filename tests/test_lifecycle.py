@@ -25,6 +25,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from controlroom.context import SESSIONS
+from storage.db import transaction
+from storage.models import Camera
 from tests.ui_stack import OPERATOR, PASSWORD, running_stack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -171,6 +174,23 @@ async def open_playback(http: aiohttp.ClientSession, camera_id: int, since_s: fl
     return stream
 
 
+def stalled_live(base_url: str, cookies: str, camera_id: int, stream: str = "main") -> socket.socket:
+    """A live WebSocket whose browser stopped reading (a background tab, a laptop lid shut, a
+    dropped network): upgraded, then never read, with a small receive window."""
+    host, port = base_url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    sock.sendall((f"GET /api/v1/cameras/{camera_id}/live?stream={stream} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                  f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: {cookies}\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
 @pytest.mark.slow
 async def test_sigterm_stops_the_service_within_30s_whatever_is_open(service: Service):
     await service.wait_up()
@@ -179,6 +199,8 @@ async def test_sigterm_stops_the_service_within_30s_whatever_is_open(service: Se
     try:
         alerts = await http.ws_connect("/api/v1/alerts/ws")
         live = await open_live(http, 1)
+        cookies = "; ".join(f"{c.key}={c.value}" for c in http.cookie_jar)
+        stalled = stalled_live(service.base_url, cookies, 1)
         # Enough footage that the remux cannot write it all into the socket buffers at once.
         await asyncio.sleep(max(0.0, up_s + 20 - time.time()))
         playback = await open_playback(http, 1, up_s)
@@ -195,6 +217,7 @@ async def test_sigterm_stops_the_service_within_30s_whatever_is_open(service: Se
         assert service.proc.returncode == 0, service.log_text()[-3000:]
         print(f"stopped {took_s:.1f} s after SIGTERM")
         playback.close()
+        stalled.close()
         for ws in (alerts, live):
             with contextlib.suppress(aiohttp.ClientError):
                 await ws.close()
@@ -228,29 +251,39 @@ async def wait_sessions(sim, name: str, want: dict[str, int], timeout_s: float =
 
 @pytest.mark.slow
 async def test_live_viewers_share_one_rtsp_session_per_stream_and_it_ends_after_them(tmp_path: Path):
-    async with running_stack(tmp_path, cameras=1, live=0, ptz=0, record=True,
+    """Three operators each watch two cameras' sub and main streams (grid and single view) and
+    take a snapshot. The second camera has no sub stream: its "sub" view reads the main stream
+    and must share the main stream's upstream, not open a session of its own."""
+    async with running_stack(tmp_path, cameras=2, live=0, ptz=0, record=True,
                              **{"live.linger_s": 1.0}) as stack:
-        name = next(iter(stack.cameras))
-        cam_id = stack.camera_id(name)
-        assert await wait_sessions(stack.sim, name, {"/main": 1}) == {"/main": 1}  # the recorder
-        await stack.sim.reset_peak_sessions(name)
+        names = sorted(stack.cameras, key=stack.camera_id)
+        no_sub = names[1]
+        async with transaction(stack.app[SESSIONS]) as session:
+            (await session.get(Camera, stack.camera_id(no_sub))).sub_url = ""
+        expected_live = {names[0]: {"/main": 2, "/sub": 1}, no_sub: {"/main": 2}}
+        for name in names:
+            assert await wait_sessions(stack.sim, name, {"/main": 1}) == {"/main": 1}  # the recorder
+            await stack.sim.reset_peak_sessions(name)
         clients = [await logged_in(stack.base_url, OPERATOR, PASSWORD) for _ in range(3)]
         try:
-            # three operators, each with the sub stream in the grid and the main one in a single view
             views = []
             for http, _ in clients:
-                views.append(await open_live(http, cam_id, "sub"))
-                views.append(await open_live(http, cam_id, "main"))
-            snap = await clients[0][0].get(f"/api/v1/cameras/{cam_id}/snapshot.jpg?stream=sub")
-            assert snap.status == 200 and (await snap.read())[:2] == b"\xff\xd8"
-            now, peak = await stack.sim.sessions(name)
-            assert now == {"/main": 2, "/sub": 1}, now  # recording + one live upstream per stream
+                for name in names:
+                    views.append(await open_live(http, stack.camera_id(name), "sub"))
+                    views.append(await open_live(http, stack.camera_id(name), "main"))
+            for name in names:
+                snap = await clients[0][0].get(f"/api/v1/cameras/{stack.camera_id(name)}/snapshot.jpg?stream=sub")
+                assert snap.status == 200 and (await snap.read())[:2] == b"\xff\xd8"
+            for name in names:  # recording + one live upstream per camera stream
+                now, _ = await stack.sim.sessions(name)
+                assert {k: v for k, v in now.items() if v} == expected_live[name], (name, now)
             for ws in views:
                 await ws.close()
         finally:
             for http, _ in clients:
                 await http.close()
-        # the upstreams linger a second, then end: only the recorder is left
-        assert await wait_sessions(stack.sim, name, {"/main": 1}, timeout_s=10) == {"/main": 1}
-        _, peak = await stack.sim.sessions(name)
-        assert peak == {"/main": 2, "/sub": 1}, peak  # never more, at any moment
+        for name in names:
+            # the upstreams linger a second, then end: only the recorder is left
+            assert await wait_sessions(stack.sim, name, {"/main": 1}, timeout_s=10) == {"/main": 1}
+            _, peak = await stack.sim.sessions(name)
+            assert peak == expected_live[name], (name, peak)  # never more, at any moment

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from sqlalchemy import select
 
-from controlroom.api.live import check_origin
+from controlroom.api.live import WS_CLOSE_TIMEOUT_S, check_origin, open_socket
 from controlroom.auth import actor, allowed_camera_ids
 from controlroom.context import ALERT_ACKS, ALERTS, SESSIONS, SETTINGS
 from controlroom.permissions import Permission, requires
@@ -103,11 +103,12 @@ async def ack_alert(request: web.Request) -> web.Response:
 @requires(Permission.LIVE_VIEW)
 async def alerts_ws(request: web.Request) -> web.StreamResponse:
     check_origin(request)
-    ws = web.WebSocketResponse(heartbeat=20.0)
+    ws = web.WebSocketResponse(heartbeat=20.0, timeout=WS_CLOSE_TIMEOUT_S)
     try:
         await ws.prepare(request)
     except ConnectionResetError:
         return ws  # the browser left before the upgrade completed (a tile changed meanwhile)
+    open_socket(request, ws)  # closed when the service stops (controlroom.api.live.on_shutdown)
     tz = request.app[SETTINGS].display_timezone
     allowed = await allowed_camera_ids(request)
     new, acks = request.app[ALERTS].subscribe(), request.app[ALERT_ACKS].subscribe()
