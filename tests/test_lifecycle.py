@@ -287,3 +287,24 @@ async def test_live_viewers_share_one_rtsp_session_per_stream_and_it_ends_after_
             assert await wait_sessions(stack.sim, name, {"/main": 1}, timeout_s=10) == {"/main": 1}
             _, peak = await stack.sim.sessions(name)
             assert peak == expected_live[name], (name, peak)  # never more, at any moment
+
+
+@pytest.mark.slow
+async def test_children_end_with_the_service_even_on_kill_9(service: Service):
+    await service.wait_up()
+    http, _ = await logged_in(service.base_url, "operator", service.password())
+    try:
+        await open_live(http, 1)
+        running = descendants(service.proc.pid)
+        assert len(ffmpegs(running)) >= 2, running  # the recorder and the live upstream
+        service.proc.kill()
+        service.proc.wait(5)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            alive = {pid: st for pid in running if (st := proc_stat(pid)) is not None and st[0] != "Z"}
+            if not alive:
+                break
+            await asyncio.sleep(0.1)
+        assert not alive, {pid: (st, cmdline(pid)[:3]) for pid, st in alive.items()}
+    finally:
+        await http.close()
