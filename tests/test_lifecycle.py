@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -71,6 +72,12 @@ def descendants(root: int) -> dict[int, list[str]]:
 
 def ffmpegs(procs: dict[int, list[str]]) -> dict[int, list[str]]:
     return {pid: argv for pid, argv in procs.items() if argv and Path(argv[0]).name == "ffmpeg"}
+
+
+def assert_no_credentials_in_argv(procs: dict[int, list[str]]) -> None:
+    """No camera password in any command line (every local user can read them)."""
+    for pid, argv in procs.items():
+        assert not any(re.search(r"://[^/@\s]+@", arg) for arg in argv), (pid, argv)
 
 
 def free_port() -> int:
@@ -207,6 +214,7 @@ async def test_sigterm_stops_the_service_within_30s_whatever_is_open(service: Se
         running = ffmpegs(descendants(service.proc.pid))
         # the recorder, the live upstream and the playback remux
         assert len(running) >= 3, running
+        assert_no_credentials_in_argv(running)
         started = time.monotonic()
         service.proc.send_signal(signal.SIGTERM)
         while service.proc.poll() is None and time.monotonic() - started < STOP_LIMIT_S + 30:
@@ -274,6 +282,7 @@ async def test_live_viewers_share_one_rtsp_session_per_stream_and_it_ends_after_
             for name in names:
                 snap = await clients[0][0].get(f"/api/v1/cameras/{stack.camera_id(name)}/snapshot.jpg?stream=sub")
                 assert snap.status == 200 and (await snap.read())[:2] == b"\xff\xd8"
+            assert_no_credentials_in_argv(ffmpegs(descendants(os.getpid())))
             for name in names:  # recording + one live upstream per camera stream
                 now, _ = await stack.sim.sessions(name)
                 assert {k: v for k, v in now.items() if v} == expected_live[name], (name, now)

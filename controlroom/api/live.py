@@ -61,8 +61,19 @@ async def on_shutdown(app: web.Application) -> None:
         await app[LIVE].close()
     sockets = list(app.get(OPEN_SOCKETS, ()))
     if sockets:
-        await asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"service stopping")
-                               for ws in sockets), return_exceptions=True)
+        # A browser that stopped reading blocks even the close frame: wait a bounded time, then
+        # leave those to aiohttp's shutdown, which cancels their handlers and drops the connection.
+        closing = [asyncio.create_task(_close_socket(ws)) for ws in sockets]
+        _, late = await asyncio.wait(closing, timeout=WS_CLOSE_TIMEOUT_S)
+        for task in late:
+            task.cancel()
+        if late:
+            log.info("stopping: %d WebSocket(s) did not take the close frame; dropping them", len(late))
+
+
+async def _close_socket(ws: web.WebSocketResponse) -> None:
+    with contextlib.suppress(Exception):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"service stopping")
 
 
 def open_socket(request: web.Request, ws: web.WebSocketResponse) -> None:
@@ -164,10 +175,12 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
             # A browser that takes nothing for send_timeout_s is gone (closed laptop, dropped
             # network): without this bound, its handler and the upstream would wait for TCP to
             # give up, many minutes later.
-            await asyncio.wait_for(ws.send_bytes(chunk), send_timeout_s)
+            async with asyncio.timeout(send_timeout_s):
+                await ws.send_bytes(chunk)
             sent_bytes += len(chunk)
         if not ws.closed and viewer.end_reason != "client left":
-            await asyncio.wait_for(ws.send_json({"type": "end", "reason": viewer.end_reason}), send_timeout_s)
+            async with asyncio.timeout(send_timeout_s):
+                await ws.send_json({"type": "end", "reason": viewer.end_reason})
     except TimeoutError:
         log.info("camera %s: live viewer %s took nothing for %gs; disconnected", cam.id, who, send_timeout_s)
     except (ConnectionResetError, RuntimeError):
