@@ -199,7 +199,12 @@ def stalled_live(base_url: str, cookies: str, camera_id: int, stream: str = "mai
 
 
 @pytest.mark.slow
-async def test_sigterm_stops_the_service_within_30s_whatever_is_open(service: Service):
+@pytest.mark.parametrize("signals, status, limit_s", [
+    ((signal.SIGTERM,), 0, STOP_LIMIT_S),
+    # a second signal cuts the stop short (http.force_stop_s, 5 s), still finalising segments
+    ((signal.SIGTERM, signal.SIGINT), 1, 10.0),
+], ids=["sigterm", "sigterm-then-sigint"])
+async def test_sigterm_stops_the_service_within_30s_whatever_is_open(service: Service, signals, status, limit_s):
     await service.wait_up()
     up_s = time.time()
     http, _ = await logged_in(service.base_url, "operator", service.password())
@@ -216,13 +221,15 @@ async def test_sigterm_stops_the_service_within_30s_whatever_is_open(service: Se
         assert len(running) >= 3, running
         assert_no_credentials_in_argv(running)
         started = time.monotonic()
-        service.proc.send_signal(signal.SIGTERM)
+        for sig in signals:
+            service.proc.send_signal(sig)
+            await asyncio.sleep(0.3)
         while service.proc.poll() is None and time.monotonic() - started < STOP_LIMIT_S + 30:
             await asyncio.sleep(0.2)
         took_s = time.monotonic() - started
-        assert service.proc.poll() is not None, f"still running {took_s:.0f} s after SIGTERM"
-        assert took_s <= STOP_LIMIT_S, f"stopped after {took_s:.1f} s"
-        assert service.proc.returncode == 0, service.log_text()[-3000:]
+        assert service.proc.poll() is not None, f"still running {took_s:.0f} s after {signals}"
+        assert took_s <= limit_s, f"stopped after {took_s:.1f} s"
+        assert service.proc.returncode == status, service.log_text()[-3000:]
         print(f"stopped {took_s:.1f} s after SIGTERM")
         playback.close()
         stalled.close()
@@ -317,3 +324,30 @@ async def test_children_end_with_the_service_even_on_kill_9(service: Service):
         assert not alive, {pid: (st, cmdline(pid)[:3]) for pid, st in alive.items()}
     finally:
         await http.close()
+
+
+# --- credentials out of the process list --------------------------------------------------------
+
+
+def test_credentials_reach_ffmpeg_in_a_private_file_not_its_argv():
+    from cameras.live import private_upstream_args
+    from cameras.recorder import ffmpeg_args, input_options
+    from cameras.rtsp import InputList, has_credentials
+
+    url = "rtsp://admin:s3cr%27et@127.0.0.1:8554/main"
+    assert has_credentials(url) and not has_credentials("rtsp://127.0.0.1:8554/main")
+    args, listing = private_upstream_args(url)
+    recorder = InputList(url, input_options())
+    try:
+        for argv, lst in ((args, listing), (ffmpeg_args(url, Path("/tmp/x"), "1", 30, recorder), recorder)):
+            assert not any("s3cr" in a or "@" in a for a in argv), argv
+            assert argv[argv.index("-i") + 1] == str(lst.path)
+            assert lst.path.stat().st_mode & 0o777 == 0o600
+            assert lst.path.parent.stat().st_mode & 0o777 == 0o700
+            text = lst.path.read_text()
+            assert f"file '{url}'" in text and "option rtsp_transport tcp" in text
+    finally:
+        listing.remove()
+        recorder.remove()
+    assert not listing.path.exists() and not listing.path.parent.exists()
+    listing.remove()  # idempotent
