@@ -351,3 +351,26 @@ def test_credentials_reach_ffmpeg_in_a_private_file_not_its_argv():
         recorder.remove()
     assert not listing.path.exists() and not listing.path.parent.exists()
     listing.remove()  # idempotent
+
+
+@pytest.mark.slow
+async def test_a_playback_remux_ends_when_its_player_goes(tmp_path: Path):
+    async with running_stack(tmp_path, cameras=1, live=0, ptz=0, record=True,
+                             **{"recording.segment_s": 4}) as stack:
+        from controlroom.context import PLAYBACK_PROCS
+
+        since_s = time.time()
+        await asyncio.sleep(16)  # footage enough that the remux cannot write it all at once
+        http, _ = await logged_in(stack.base_url, OPERATOR, PASSWORD)
+        try:
+            stream = await open_playback(http, stack.camera_id(next(iter(stack.cameras))), since_s)
+            remuxes = {pid: argv for pid, argv in ffmpegs(descendants(os.getpid())).items() if any(a.endswith("run.ffconcat") for a in argv)}
+            assert len(stack.app[PLAYBACK_PROCS]) == 1 and len(remuxes) == 1, remuxes
+            stream.close()  # the operator leaves (or seeks: the player drops the connection)
+            deadline = time.monotonic() + 5
+            while stack.app[PLAYBACK_PROCS] and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert not stack.app[PLAYBACK_PROCS]
+            assert all(proc_stat(pid) is None for pid in remuxes), "the remux outlived its player (or is a zombie)"
+        finally:
+            await http.close()
