@@ -72,8 +72,10 @@ async def on_shutdown(app: web.Application) -> None:
 
 
 async def _close_socket(ws: web.WebSocketResponse) -> None:
-    with contextlib.suppress(Exception):
+    try:
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"service stopping")
+    except (ConnectionError, RuntimeError) as exc:  # the browser went meanwhile
+        log.debug("stopping: a WebSocket was gone before its close frame: %s", exc)
 
 
 def open_socket(request: web.Request, ws: web.WebSocketResponse) -> None:
