@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -42,6 +43,8 @@ def scrub(text: str, *secrets: str) -> str:
 # (0700, the file 0600) and is removed as soon as ffmpeg has opened the stream, or when it ends.
 
 PROTOCOLS = "file,rtsp,rtsps,rtp,srtp,tcp,udp,tls"
+_PREFIX = "controlroom-input-"
+STALE_INPUT_LIST_S = 60.0
 
 
 class InputList:
@@ -52,7 +55,9 @@ class InputList:
     """
 
     def __init__(self, url: str, options: dict[str, object] | None = None) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="controlroom-input-"))  # 0700
+        sweep_stale_input_lists()
+        self._dir = Path(tempfile.mkdtemp(prefix=_PREFIX))  # 0700
+        self._removed = False
         self.path = self._dir / "input.ffconcat"
         lines = ["ffconcat version 1.0", "file '" + url.replace("'", "'\\''") + "'"]
         lines += [f"option {key} {value}" for key, value in (options or {}).items()]
@@ -62,7 +67,28 @@ class InputList:
         self.args = ["-f", "concat", "-safe", "0", "-protocol_whitelist", PROTOCOLS, "-i", str(self.path)]
 
     def remove(self) -> None:
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if not self._removed:
+            self._removed = True
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def sweep_stale_input_lists(older_than_s: float = STALE_INPUT_LIST_S) -> None:
+    """Remove list files left by a service killed before its ffmpeg opened the stream (ours
+    only: same owner). ffmpeg opens its list within its connect timeout (10 s), so a list
+    older than a minute serves nobody."""
+    root = Path(tempfile.gettempdir())
+    cutoff = time.time() - older_than_s
+    try:
+        entries = [p for p in root.iterdir() if p.name.startswith(_PREFIX)]
+    except OSError:
+        return
+    for path in entries:
+        try:
+            st = path.lstat()
+            if st.st_uid == os.getuid() and st.st_mtime < cutoff:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue  # removed meanwhile by another instance
 
 
 def has_credentials(url: str) -> bool:
