@@ -27,7 +27,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from controlroom.context import SESSIONS
+from controlroom.context import LIVE, SESSIONS
 from storage.db import transaction
 from storage.models import Camera
 from tests.ui_stack import OPERATOR, PASSWORD, running_stack
@@ -380,5 +380,28 @@ async def test_a_playback_remux_ends_when_its_player_goes(tmp_path: Path):
                 await asyncio.sleep(0.1)
             assert not stack.app[PLAYBACK_PROCS]
             assert all(proc_stat(pid) is None for pid in remuxes), "the remux outlived its player (or is a zombie)"
+        finally:
+            await http.close()
+
+
+@pytest.mark.slow
+async def test_a_viewer_that_stopped_reading_does_not_hold_the_camera(tmp_path: Path):
+    """A browser that stops reading (lid shut, network dropped) is disconnected after
+    live.send_timeout_s, and the upstream it held ends after the linger: the camera's session
+    is free again (before, it stayed until TCP gave up, many minutes later)."""
+    async with running_stack(tmp_path, cameras=1, live=0, ptz=0, record=False,
+                             **{"live.linger_s": 1.0, "live.send_timeout_s": 2.0}) as stack:
+        name = next(iter(stack.cameras))
+        http, _ = await logged_in(stack.base_url, OPERATOR, PASSWORD)
+        try:
+            cookies = "; ".join(f"{c.key}={c.value}" for c in http.cookie_jar)
+            stalled = await asyncio.to_thread(stalled_live, stack.base_url, cookies, stack.camera_id(name))
+            try:
+                assert await wait_sessions(stack.sim, name, {"/main": 1}) == {"/main": 1}
+                # send buffers fill, then 2 s without progress, then 1 s of linger
+                assert await wait_sessions(stack.sim, name, {}, timeout_s=30) == {}
+                assert not stack.app[LIVE].upstreams
+            finally:
+                stalled.close()
         finally:
             await http.close()

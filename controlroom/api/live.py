@@ -192,12 +192,24 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
         closer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await closer
-        with contextlib.suppress(Exception):
-            await ws.close()
+        await close_or_drop(request, ws)
         await request.app[AUDIT].append(who, "live.stop", f"camera:{cam.id}", stream=stream,
                                         duration_s=round(time.monotonic() - started, 1),
                                         skipped_fragments=viewer.skipped_fragments)
     return ws
+
+
+async def close_or_drop(request: web.Request, ws: web.WebSocketResponse) -> None:
+    """Close a WebSocket; drop the connection if even the close frame cannot be sent (a
+    browser that stopped reading blocks it for as long as TCP keeps the connection)."""
+    try:
+        async with asyncio.timeout(WS_CLOSE_TIMEOUT_S):
+            await ws.close()
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()
+    except Exception as exc:  # noqa: BLE001 - the browser went meanwhile: nothing to close
+        log.debug("live: closing a WebSocket failed: %s", exc)
 
 
 async def _wait_client_close(ws: web.WebSocketResponse, viewer) -> None:
