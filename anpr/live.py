@@ -487,10 +487,14 @@ class CameraReader:
         for t in self._threads:
             t.start()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def request_stop(self) -> None:
+        """Ask both threads to end (returns at once; :meth:`stop` waits for them)."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self.request_stop()
         deadline = time.monotonic() + timeout_s
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -738,6 +742,8 @@ class LiveReading:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         readers, self.readers = list(self.readers.values()), {}
+        for r in readers:  # all at once: the joins below share a few executor threads
+            r.request_stop()
         await asyncio.gather(*(asyncio.to_thread(r.stop) for r in readers))
         await self.drain()
 

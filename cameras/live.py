@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 
 import ffmpeg
 
-from cameras import CameraUnavailable
-from cameras.rtsp import scrub
+from cameras import CameraUnavailable, children
+from cameras.rtsp import PROTOCOLS, InputList, has_credentials, scrub
 
 log = logging.getLogger(__name__)
 
@@ -261,8 +261,7 @@ class Viewer:
 SourceFactory = Callable[[], Awaitable[Source]]
 
 
-def upstream_args(url: str, frag_duration_us: int = FRAG_DURATION_US, rtsp: bool = True) -> list[str]:
-    """The ffmpeg command for one upstream: stream copy of the first video track to fMP4."""
+def upstream_input_options(url: str, rtsp: bool = True) -> dict[str, object]:
     # No "-fflags nobuffer": it drops the packets read while ffmpeg probes the stream, which
     # hold the first keyframe, so the first fragment waited a whole GOP (measured 2.3 s to the
     # first fragment with it, 1.3 s without, against the simulator). The player skips the
@@ -272,12 +271,28 @@ def upstream_args(url: str, frag_duration_us: int = FRAG_DURATION_US, rtsp: bool
     in_opts: dict[str, object] = {"analyzeduration": 300_000}
     if rtsp and url.startswith(("rtsp://", "rtsps://")):
         in_opts["rtsp_transport"] = "tcp"
-    stream = ffmpeg.input(url, **in_opts)
+    return in_opts
+
+
+def _upstream_output(stream, frag_duration_us: int) -> list[str]:
     out = ffmpeg.output(
         stream["v:0"], "pipe:1", c="copy", f="mp4",
         movflags="frag_keyframe+empty_moov+default_base_moof", frag_duration=frag_duration_us,
     )
     return ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", *ffmpeg.get_args(out)]
+
+
+def upstream_args(url: str, frag_duration_us: int = FRAG_DURATION_US, rtsp: bool = True) -> list[str]:
+    """The ffmpeg command for one upstream: stream copy of the first video track to fMP4."""
+    return _upstream_output(ffmpeg.input(url, **upstream_input_options(url, rtsp)), frag_duration_us)
+
+
+def private_upstream_args(url: str, frag_duration_us: int = FRAG_DURATION_US) -> tuple[list[str], InputList]:
+    """:func:`upstream_args` for a URL with credentials: the URL and its options go in a
+    private list file (see cameras.rtsp.InputList), so the password is not in ffmpeg's argv."""
+    listing = InputList(url, upstream_input_options(url))
+    stream = ffmpeg.input(str(listing.path), f="concat", safe=0, protocol_whitelist=PROTOCOLS)
+    return _upstream_output(stream, frag_duration_us), listing
 
 
 class Upstream:
@@ -314,6 +329,12 @@ class Upstream:
         self._task = asyncio.create_task(self._run(), name=f"live {self.key}")
 
     async def stop(self) -> None:
+        # Kill ffmpeg first, then cancel: the reader then sees the end of the stream even if
+        # the cancellation is lost (Python 3.11's wait_for can swallow a cancellation that
+        # arrives as its read completes, which a busy stream makes likely).
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -376,12 +397,21 @@ class Upstream:
     async def _read(self) -> str:
         source = await self._source_factory()
         self._secrets = source.secrets
-        args = self._args_factory(source.url)
+        listing: InputList | None = None
+        if self._args_factory is upstream_args and has_credentials(source.url):
+            args, listing = private_upstream_args(source.url)  # no password in the process list
+        else:
+            args = self._args_factory(source.url)
         del source
-        self._proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        try:
+            self._proc = await children.spawn(  # killed with the service, even by SIGKILL
+                *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except BaseException:
+            if listing is not None:
+                listing.remove()
+            raise
         del args
         stderr_task = asyncio.create_task(self._drain_stderr(self._proc.stderr))
         boxes = BoxStream()
@@ -390,11 +420,14 @@ class Upstream:
             while True:
                 timeout = self._connect_timeout_s if self.init is None else self._stall_timeout_s
                 try:
-                    chunk = await asyncio.wait_for(self._proc.stdout.read(READ_CHUNK_BYTES), timeout)
+                    async with asyncio.timeout(timeout):  # unlike wait_for, never loses a cancel
+                        chunk = await self._proc.stdout.read(READ_CHUNK_BYTES)
                 except TimeoutError:
                     return f"no data for {timeout:g}s"
                 if not chunk:
                     return "camera stream closed"
+                if listing is not None:
+                    listing.remove()  # ffmpeg has opened the stream: the file is no longer needed
                 self.bytes += len(chunk)
                 for item in boxes.feed(chunk):
                     if isinstance(item, bytes):
@@ -405,6 +438,8 @@ class Upstream:
                     else:
                         self._publish(item)
         finally:
+            if listing is not None:
+                listing.remove()
             stderr_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stderr_task
@@ -432,12 +467,8 @@ class Upstream:
 
     async def _kill(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(proc.wait())
+        if proc is not None:
+            await children.end(proc)
 
 
 class LiveHub:
@@ -460,9 +491,12 @@ class LiveHub:
         self._stoppers: dict[str, asyncio.TimerHandle] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self.started = 0  # upstreams ever started (tests and benchmarks read it)
+        self.closed = False  # the service is stopping: no upstream starts any more
 
     def upstream(self, key: str, source_factory: SourceFactory) -> Upstream:
         """The running upstream for ``key``, started now if there is none."""
+        if self.closed:
+            raise CameraUnavailable(f"camera stream {key}: the service is stopping")
         self._cancel_stop(key)
         up = self.upstreams.get(key)
         if up is None or up.ended:
@@ -510,6 +544,8 @@ class LiveHub:
         task.add_done_callback(self._stopping.discard)
 
     async def close(self) -> None:
+        """Stop every upstream (their viewers are told the stream ended) and start no more."""
+        self.closed = True
         for handle in self._stoppers.values():
             handle.cancel()
         self._stoppers.clear()

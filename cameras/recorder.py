@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import errno
 import json
 import logging
@@ -50,7 +49,8 @@ import ffmpeg
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cameras.rtsp import scrub
+from cameras import children
+from cameras.rtsp import PROTOCOLS, InputList, has_credentials, scrub
 from storage.alerts import AlertHub, raise_alert
 from storage.catalogue import NewSegment, commit_segment, incoming_dir, open_gap, segment_relpath
 from storage.db import now_us, transaction
@@ -86,15 +86,7 @@ CLOCK_STEP_S = 2.0
 # The "disk below its floor" alert is repeated at most this often while the disk keeps dipping.
 DISK_ALERT_REPEAT_S = 3600.0
 
-_PR_SET_PDEATHSIG = 1
 _STREAM_RE = re.compile(r"Stream #0:\d+.*?: Video: (?P<codec>\w+).*?, (?P<w>\d{2,5})x(?P<h>\d{2,5})")
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """ffmpeg gets SIGTERM (it finalises its segment) if the service dies, even by SIGKILL."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    os.setpgrp()  # a terminal's Ctrl-C goes to the service, which stops ffmpeg in order
 
 
 def classify_failure(lines: list[str]) -> tuple[str, bool]:
@@ -138,9 +130,19 @@ class RecorderCamera:
         return (self.main_url, self.username, self.password)
 
 
-def ffmpeg_args(url: str, out_dir: Path, run_id: str, segment_s: int) -> list[str]:
-    """The ffmpeg command for one camera: RTSP over TCP in, video stream-copied to MKV segments."""
-    out = ffmpeg.input(url, rtsp_transport="tcp", timeout=str(int(RTSP_IO_TIMEOUT_S * 1e6))).output(
+def input_options() -> dict[str, object]:
+    return {"rtsp_transport": "tcp", "timeout": str(int(RTSP_IO_TIMEOUT_S * 1e6))}
+
+
+def ffmpeg_args(url: str, out_dir: Path, run_id: str, segment_s: int, listing: InputList | None = None) -> list[str]:
+    """The ffmpeg command for one camera: RTSP over TCP in, video stream-copied to MKV segments.
+    With ``listing`` (a URL with credentials), ffmpeg reads the URL and its input options from
+    that private list file instead of ``url`` (see cameras.rtsp.InputList)."""
+    if listing is not None:
+        source = ffmpeg.input(str(listing.path), f="concat", safe=0, protocol_whitelist=PROTOCOLS)
+    else:
+        source = ffmpeg.input(url, **input_options())
+    out = source.output(
         str(out_dir / f"{run_id}-%Y%m%dT%H%M%SZ.mkv"),
         map="0:v",  # video only: councils do not record audio in public space
         c="copy",
@@ -164,13 +166,16 @@ def ffmpeg_args(url: str, out_dir: Path, run_id: str, segment_s: int) -> list[st
 
 async def probe(path: Path) -> tuple[float, str, int, int]:
     """(media duration in s, codec, width, height) of a possibly unfinished MKV, by reading packets."""
-    proc = await asyncio.create_subprocess_exec(
+    proc = await children.spawn(
         "ffprobe", "-v", "error", "-select_streams", "v:0",
         "-show_entries", "stream=codec_name,width,height:packet=pts_time",
         "-of", "json", str(path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )
-    out, _ = await proc.communicate()
+    try:
+        out, _ = await proc.communicate()
+    finally:
+        await children.end(proc)  # the caller went away (a playback request cancelled)
     try:
         data = json.loads(out or b"{}")
     except json.JSONDecodeError:
@@ -292,6 +297,7 @@ class CameraRecorder:
         self.bytes_committed = 0
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
+        self._input_list: InputList | None = None  # the private file handing ffmpeg its URL
         self._stopping = False
         self._last_progress = time.monotonic()
         self._codec = ("", 0, 0)
@@ -581,19 +587,22 @@ class CameraRecorder:
         out_dir = incoming_dir(self.root, self.cam.id)
         out_dir.mkdir(parents=True, exist_ok=True)
         url = credentialed_url(self.cam.main_url, self.cam.username, self.cam.password)
-        args = ffmpeg_args(url, out_dir, str(time.time_ns() // 1_000_000), self.segment_s)
+        # The password goes in a private file, not in ffmpeg's argv (the process list).
+        self._input_list = InputList(url, input_options()) if has_credentials(url) else None
+        args = ffmpeg_args(url, out_dir, str(time.time_ns() // 1_000_000), self.segment_s, self._input_list)
         self.stderr_tail.clear()
         self._offsets_us: deque[int] = deque(maxlen=OFFSET_WINDOW)  # media timeline -> wall clock
         self._last_progress = time.monotonic()
         self._progress_value = -1
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            # SIGTERM if the service dies (even by SIGKILL): ffmpeg finalises its segment on it.
+            self._proc = await children.spawn(
+                *args, deathsig=signal.SIGTERM, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, env={"TZ": "UTC", "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             self.stderr_tail.append(f"cannot start ffmpeg: {exc}")
+            self._forget_input_list()
             return
         proc = self._proc
         readers = [
@@ -616,6 +625,13 @@ class CameraRecorder:
                 proc.kill()
                 await proc.wait()
             self._proc = None
+            self._forget_input_list()
+
+    def _forget_input_list(self) -> None:
+        """Delete the private file that handed ffmpeg the URL (once it has opened the stream)."""
+        if self._input_list is not None:
+            self._input_list.remove()
+            self._input_list = None
 
     async def _read_segments(self, proc: asyncio.subprocess.Process, out_dir: Path) -> None:
         assert proc.stdout is not None
@@ -651,6 +667,7 @@ class CameraRecorder:
             line = raw.decode(errors="replace").rstrip()
             if line.startswith("out_time_us="):
                 value = line.partition("=")[2]
+                self._forget_input_list()  # ffmpeg is reading: the URL's file is no longer needed
                 if value.isdigit() and int(value) > self._progress_value:
                     self._progress_value = int(value)
                     self._last_progress = time.monotonic()

@@ -23,7 +23,16 @@ from controlroom.api import evidence as evidence_routes
 from controlroom.api import onvif as onvif_routes
 from controlroom.auditing import audit_anchor_ctx, audit_writer_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
-from controlroom.context import ALERTS, ENGINE, KEYS, PURGE_NOW, SESSIONS, SETTINGS, SUPERVISOR
+from controlroom.context import (
+    ALERTS,
+    ENGINE,
+    KEYS,
+    PURGE_NOW,
+    RECORDERS_STOP,
+    SESSIONS,
+    SETTINGS,
+    SUPERVISOR,
+)
 from controlroom.errors import error_middleware
 from controlroom.evidence import evidence_ctx
 from controlroom.mqtt import mqtt_ctx
@@ -75,16 +84,23 @@ async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
         on_disk_low=app[PURGE_NOW].set,
     )
     app[SUPERVISOR] = supervisor
+    stopping: list[asyncio.Task[None]] = []  # set by recorders_stopping, when the stop begins
+    app[RECORDERS_STOP] = stopping
     await supervisor.start()
     yield
-    await supervisor.stop()
+    if stopping:
+        await stopping[0]
+    else:
+        await supervisor.stop()
 
 
 async def recorders_stopping(app: web.Application) -> None:
-    """on_shutdown, before any context stops: from now on no recorder reconnects (a Ctrl-C
-    that also reached the cameras' side closes their streams while the service stops)."""
+    """The first on_shutdown hook: no recorder reconnects from now on, and every recorder
+    finalises its segment now, while the rest of the service stops (the segments matter
+    most, and are never left waiting behind a slow WebSocket or export)."""
     if SUPERVISOR in app:
         app[SUPERVISOR].stopping()
+        app[RECORDERS_STOP].append(asyncio.create_task(app[SUPERVISOR].stop(), name="recorders stop"))
 
 
 async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -145,6 +161,8 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app.cleanup_ctx.append(live.live_ctx)
     app.cleanup_ctx.append(alerts.alerts_ctx)
     app.cleanup_ctx.append(playback.playback_ctx)
+    if record:
+        app.on_shutdown.append(recorders_stopping)  # first: segments are finalised meanwhile
     app.on_shutdown.append(live.on_shutdown)
     app.on_shutdown.append(playback.on_shutdown)
     app.cleanup_ctx.append(evidence_ctx)
@@ -154,7 +172,6 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app.cleanup_ctx.append(onvif_routes.onvif_ctx)
     if record:
         app.cleanup_ctx.append(recorder_ctx)
-        app.on_shutdown.append(recorders_stopping)
         app.cleanup_ctx.append(retention_ctx)
         app.cleanup_ctx.append(onvif_routes.onvif_background_ctx)  # after the streams
     if record if anpr is None else anpr:

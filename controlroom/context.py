@@ -33,3 +33,5 @@ EVIDENCE = web.AppKey("evidence", "ExportRunner")  # controlroom.evidence.runner
 PURGE_NOW = web.AppKey("purge_now", asyncio.Event)  # set: the disk is below its floor, purge now
 METRICS = web.AppKey("metrics", "CollectorRegistry")  # prometheus_client registry of this app
 PLAYBACK_PROCS = web.AppKey("playback_procs", set)  # running playback remux processes
+OPEN_SOCKETS = web.AppKey("open_sockets", object)  # WeakSet of open WebSockets, closed when the service stops
+RECORDERS_STOP = web.AppKey("recorders_stop", list)  # [the task of every recorder finalising], from on_shutdown

@@ -34,6 +34,10 @@ class HttpSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)
     tls_cert: str = ""
     tls_key: str = ""
+    # Stopping (SIGTERM/SIGINT): see docs/design/recording-store.md, "Processes and stopping".
+    stop_timeout_s: float = Field(25, gt=0, le=600)
+    handler_grace_s: float = Field(2, ge=0, le=60)
+    force_stop_s: float = Field(5, gt=0, le=60)
 
 
 class RecordingSettings(_Section):
@@ -44,6 +48,11 @@ class RecordingSettings(_Section):
     backoff_max_s: float = Field(5, gt=0)
     # ffmpeg is not (re)started with less free space than this (see config/settings.toml).
     min_free_bytes: int = Field(500_000_000, ge=0)
+
+
+class LiveSettings(_Section):
+    linger_s: float = Field(5, ge=0, le=300)
+    send_timeout_s: float = Field(10, gt=0, le=300)
 
 
 class RetentionSettings(_Section):
@@ -154,6 +163,7 @@ class Settings(_Section):
     display_timezone: str = "Europe/London"
     http: HttpSettings = HttpSettings()
     recording: RecordingSettings = RecordingSettings()
+    live: LiveSettings = LiveSettings()
     retention: RetentionSettings = RetentionSettings()
     cameras: CameraSettings = CameraSettings()
     anpr: AnprSettings = AnprSettings()

@@ -22,6 +22,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 from sqlalchemy import select
+from test_anpr_mqtt import subscriber
+from test_recording import add_cameras
 
 from cameras.simulator import Simulation
 from controlroom.app import create_app
@@ -33,9 +35,8 @@ from storage.alerts import Alert
 from storage.audit import AuditEntry
 from storage.catalogue import NewSegment, commit_segment, incoming_dir, scan_store, timeline
 from storage.db import now_us, transaction
+from storage.keys import load_or_create_keys
 from storage.models import Camera, Segment
-from tests.test_anpr_mqtt import subscriber
-from tests.test_recording import add_cameras
 
 pytestmark = pytest.mark.slow
 SEGMENT_S = 4
@@ -375,7 +376,7 @@ async def test_full_disk_purges_oldest_unheld_footage_and_recording_resumes(
         # Six old segments of 4 MiB (two days old: not expired), the oldest under a hold.
         from storage.db import make_engine, make_sessionmaker
         engine = make_engine(settings.db_url)
-        sessions = make_sessionmaker(engine)
+        sessions = make_sessionmaker(engine, audit_key=load_or_create_keys(settings.key_file).audit_mac_key)
         t0 = now_us() - 2 * 86_400 * US
         old = []
         for i in range(6):
@@ -437,6 +438,7 @@ import asyncio, sys, time
 from pathlib import Path
 import storage.retention as retention
 from storage.db import make_engine, make_sessionmaker
+from storage.keys import load_or_create_keys
 
 data = Path(sys.argv[1])
 real_unlink = retention.unlink_segments
@@ -448,7 +450,9 @@ retention.unlink_segments = slow_unlink
 
 async def main():
     engine = make_engine(f"sqlite+aiosqlite:///{data / 'controlroom.db'}")
-    await retention.run_retention(make_sessionmaker(engine), data / "recordings", default_days=31, floor_bytes=0)
+    key = load_or_create_keys(data / "secret.key").audit_mac_key
+    await retention.run_retention(make_sessionmaker(engine, audit_key=key), data / "recordings", default_days=31,
+                                  floor_bytes=0)
 asyncio.run(main())
 """
 
@@ -463,7 +467,7 @@ async def test_kill9_mid_retention_is_finished_and_audited_at_start(settings, tm
     root = settings.storage_root
     engine = make_engine(settings.db_url)
     await upgrade(engine)
-    sessions = make_sessionmaker(engine)
+    sessions = make_sessionmaker(engine, audit_key=load_or_create_keys(settings.key_file).audit_mac_key)
     ids = await add_cameras(settings, [dict(name="old camera", main_url="rtsp://127.0.0.1:9/x")])
     cam = ids["old camera"]
     t0 = now_us() - 40 * 86_400 * US  # expired

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import importlib
 import itertools
 import json
@@ -27,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cameras import CameraError
+from cameras import CameraError, children
 from cameras.simulator import anpr_schedule, clips
 
 log = logging.getLogger(__name__)
@@ -100,11 +99,6 @@ def plan_cameras(cameras: int = 4, anpr: int = 0, ptz: int = 0, live: int = 0) -
     return plan
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 class Simulation:
     """Simulated cameras served by one RTSP server subprocess; an async context manager."""
 
@@ -164,7 +158,9 @@ class Simulation:
         self._proc = await asyncio.create_subprocess_exec(
             SYSTEM_PYTHON, "-u", str(SERVER_SCRIPT),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=self._log_file,
-            preexec_fn=_die_with_parent, limit=2**20,
+            # Killed with its parent, even by SIGKILL; its own process group, so a terminal's
+            # Ctrl-C reaches the service, which stops the recorders before the cameras.
+            preexec_fn=children.bind_to_parent(signal.SIGKILL), limit=2**20,
         )
         self._ready = loop.create_future()
         self._reader = asyncio.create_task(self._read_replies(), name="simulator replies")
@@ -323,8 +319,19 @@ class Simulation:
         await self.request("move_ptz", camera=name, velocity=[float(vpan), float(vtilt), float(vzoom)])
 
     async def status(self) -> list[dict[str, Any]]:
-        """Per camera: port, on_air, number of RTSP clients, PTZ position and velocity."""
+        """Per camera: port, on_air, number of RTSP clients, ``sessions`` (RTSP sessions per
+        mount now, e.g. ``{"/main": 1, "/sub": 1}``), ``peak_sessions`` (the most at once per
+        mount since the start or the last :meth:`reset_peak_sessions`), PTZ position and velocity."""
         return (await self.request("status"))["cameras"]
+
+    async def sessions(self, name: str) -> tuple[dict[str, int], dict[str, int]]:
+        """(RTSP sessions per mount now, the peak per mount) of one camera."""
+        status = next(c for c in await self.status() if c["name"] == name)
+        return status["sessions"], status["peak_sessions"]
+
+    async def reset_peak_sessions(self, name: str) -> None:
+        """Start counting the peak again from the sessions open now."""
+        await self.request("reset_peak_sessions", camera=name)
 
     async def server_status(self) -> dict[str, Any]:
         """``status()`` plus server-wide counters: ``clip_streams`` flowing, ``clip_frames`` sent."""

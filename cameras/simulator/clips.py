@@ -25,7 +25,7 @@ import os
 import time
 from pathlib import Path
 
-from cameras import CameraError
+from cameras import CameraError, children
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ async def _encode(recipe: tuple[str, list[str], str], out: Path, limit: asyncio.
             return
         tmp = out.with_name(f"{out.stem}.{os.getpid()}.{id(recipe)}.tmp")
         source, filters, bitrate = recipe
-        proc = await asyncio.create_subprocess_exec(
-            *_encode_args(source, filters, bitrate, tmp),
+        proc = await children.spawn(
+            *_encode_args(source, filters, bitrate, tmp), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )
         try:

@@ -465,6 +465,11 @@ class Camera:
         self.port: int = spec.get("port", 0)
         self.context = context
         self.clients: set[GstRtspServer.RTSPClient] = set()
+        # RTSP sessions per mount ("/main", "/sub"): a client counts from its SETUP until its
+        # TEARDOWN or disconnection. Real cameras allow two to four; tests assert the service
+        # never holds more than it needs (recording + one live upstream per stream).
+        self.sessions: dict[GstRtspServer.RTSPClient, str] = {}
+        self.peak_sessions: dict[str, int] = {}
         self.ptz = PtzState() if spec["mode"] == "ptz" else None
         self.source = None
 
@@ -511,9 +516,28 @@ class Camera:
 
     def on_client_connected(self, _server, client: GstRtspServer.RTSPClient) -> None:
         self.clients.add(client)
-        client.connect("closed", lambda c: self.clients.discard(c))
+        client.connect("closed", self.on_client_closed)
+        client.connect("setup-request", self.on_setup_request)
+        client.connect("teardown-request", lambda c, _ctx: self.sessions.pop(c, None))
         if self.spec["mode"] != "clip":  # clip media are per client and start on a keyframe
             client.connect("play-request", self.on_play_request)
+
+    def on_client_closed(self, client: GstRtspServer.RTSPClient) -> None:
+        self.clients.discard(client)
+        self.sessions.pop(client, None)
+
+    def on_setup_request(self, client: GstRtspServer.RTSPClient, context) -> None:
+        path = context.uri.abspath if context.uri is not None else ""
+        mount = "/" + path.strip("/").split("/", 1)[0]
+        self.sessions[client] = mount
+        count = self.session_counts().get(mount, 0)
+        self.peak_sessions[mount] = max(self.peak_sessions.get(mount, 0), count)
+
+    def session_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for mount in self.sessions.values():
+            counts[mount] = counts.get(mount, 0) + 1
+        return counts
 
     @staticmethod
     def on_play_request(_client, context) -> None:
@@ -549,10 +573,12 @@ class Camera:
         for client in list(self.clients):
             client.close()
         self.clients.clear()
+        self.sessions.clear()
 
     def status(self) -> dict:
         status = {"name": self.name, "port": self.port, "on_air": self.source is not None,
-                  "clients": len(self.clients)}
+                  "clients": len(self.clients), "sessions": self.session_counts(),
+                  "peak_sessions": dict(self.peak_sessions)}
         if self.ptz is not None:
             status["ptz"] = [self.ptz.pan, self.ptz.tilt, self.ptz.zoom]
             status["velocity"] = list(self.ptz.velocity)
@@ -616,6 +642,9 @@ class Service:
             GLib.idle_add(self.loop.quit)
             return {}
         camera = self.camera(request)
+        if op == "reset_peak_sessions":
+            camera.peak_sessions = camera.session_counts()
+            return camera.status()
         if op == "off_air":
             if request["value"]:
                 camera.off_air()

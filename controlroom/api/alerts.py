@@ -24,7 +24,7 @@ from aiohttp import WSMsgType, web
 from sqlalchemy import select
 
 from controlroom import disclosure
-from controlroom.api.live import check_origin
+from controlroom.api.live import WS_CLOSE_TIMEOUT_S, check_origin, open_socket
 from controlroom.auth import actor, allowed_camera_ids
 from controlroom.context import ALERT_ACKS, ALERTS, SESSIONS, SETTINGS
 from controlroom.errors import as_id
@@ -115,12 +115,13 @@ async def ack_alert(request: web.Request) -> web.Response:
 @requires(Permission.LIVE_VIEW, discloses=Disclosure.PLATES, action="alerts.watch")
 async def alerts_ws(request: web.Request) -> web.StreamResponse:
     check_origin(request)
-    ws = web.WebSocketResponse(heartbeat=20.0)
+    ws = web.WebSocketResponse(heartbeat=20.0, timeout=WS_CLOSE_TIMEOUT_S)
     disclosure.note(request, "alerts")
     try:
         await ws.prepare(request)  # writes the alerts.watch entry first (controlroom.disclosure)
     except ConnectionResetError:
         return ws  # the browser left before the upgrade completed (a tile changed meanwhile)
+    open_socket(request, ws)  # closed when the service stops (controlroom.api.live.on_shutdown)
     tz = request.app[SETTINGS].display_timezone
     allowed = await allowed_camera_ids(request)
     new, acks = request.app[ALERTS].subscribe(), request.app[ALERT_ACKS].subscribe()

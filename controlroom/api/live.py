@@ -20,17 +20,18 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
-from cameras import CameraUnavailable
+from cameras import CameraUnavailable, children
 from cameras.live import LiveHub, Source, Upstream
 from controlroom import disclosure
 from controlroom.auth import actor
-from controlroom.context import AUDIT, KEYS, LIVE, SESSIONS
+from controlroom.context import AUDIT, KEYS, LIVE, OPEN_SOCKETS, SESSIONS, SETTINGS
 from controlroom.permissions import Disclosure, Permission, requires
 from storage import Invalid, inventory
 from storage.inventory import credentialed_url
@@ -39,24 +40,48 @@ from storage.models import Camera
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-# An upstream with no viewers is kept this long, so flicking between views does not reconnect
-# (a camera's RTSP session takes about 1.2-1.5 s to give its first frame).
-GRACE_S = 10.0
 STREAMS = ("sub", "main")
 SNAPSHOT_TIMEOUT_S = 10.0
+# Closing a WebSocket waits this long for the browser's answer to our close frame (aiohttp's
+# default is 10 s, which a vanished browser makes every stop and every departure wait).
+WS_CLOSE_TIMEOUT_S = 2.0
 
 
 async def live_ctx(app: web.Application) -> AsyncIterator[None]:
-    hub = LiveHub(grace_s=GRACE_S)
+    hub = LiveHub(grace_s=app[SETTINGS].live.linger_s)
     app[LIVE] = hub
+    app[OPEN_SOCKETS] = weakref.WeakSet()
     yield
     await hub.close()
 
 
 async def on_shutdown(app: web.Application) -> None:
-    """End every live stream first, so open WebSockets finish instead of holding up shutdown."""
+    """End every live stream and close every WebSocket (live and alerts, code 1001 "going
+    away"), so open views finish at once instead of holding up the stop."""
     if LIVE in app:
         await app[LIVE].close()
+    sockets = list(app.get(OPEN_SOCKETS, ()))
+    if sockets:
+        # A browser that stopped reading blocks even the close frame: wait a bounded time, then
+        # leave those to aiohttp's shutdown, which cancels their handlers and drops the connection.
+        closing = [asyncio.create_task(_close_socket(ws)) for ws in sockets]
+        _, late = await asyncio.wait(closing, timeout=WS_CLOSE_TIMEOUT_S)
+        for task in late:
+            task.cancel()
+        if late:
+            log.info("stopping: %d WebSocket(s) did not take the close frame; dropping them", len(late))
+
+
+async def _close_socket(ws: web.WebSocketResponse) -> None:
+    try:
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"service stopping")
+    except (ConnectionError, RuntimeError) as exc:  # the browser went meanwhile
+        log.debug("stopping: a WebSocket was gone before its close frame: %s", exc)
+
+
+def open_socket(request: web.Request, ws: web.WebSocketResponse) -> None:
+    """Register a prepared WebSocket, so that a stop closes it (see on_shutdown)."""
+    request.app[OPEN_SOCKETS].add(ws)
 
 
 def check_origin(request: web.Request) -> None:
@@ -71,6 +96,13 @@ def stream_of(request: web.Request) -> str:
     if stream not in STREAMS:
         raise Invalid(f"stream must be one of {', '.join(STREAMS)}")
     return stream
+
+
+def upstream_stream(cam: Camera, stream: str) -> str:
+    """The camera stream a request for ``stream`` actually reads: "sub" falls back to the
+    main stream when the camera has none, and then shares the main stream's upstream (one
+    RTSP session per camera stream, not per name asked for)."""
+    return "sub" if stream == "sub" and cam.sub_url else "main"
 
 
 def stream_url(cam: Camera, stream: str) -> str:
@@ -101,7 +133,8 @@ async def _camera(request: web.Request, stream: str) -> Camera:
 
 def join(request: web.Request, cam: Camera, stream: str):
     hub = request.app[LIVE]
-    return hub.join(f"{cam.id}/{stream}", source_factory(request.app, cam.id, stream))
+    actual = upstream_stream(cam, stream)
+    return hub.join(f"{cam.id}/{actual}", source_factory(request.app, cam.id, actual))
 
 
 @routes.get("/api/v1/cameras/{camera}/live")
@@ -111,14 +144,24 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
     stream = stream_of(request)
     cam = await _camera(request, stream)
     who = actor(request)
-    ws = web.WebSocketResponse(heartbeat=20.0)
+    ws = web.WebSocketResponse(heartbeat=20.0, timeout=WS_CLOSE_TIMEOUT_S)
     disclosure.note(request, f"camera:{cam.id}", stream=stream)
     try:
         await ws.prepare(request)  # writes the live.start entry first (controlroom.disclosure)
     except ConnectionResetError:
         return ws  # the browser left before the upgrade completed (a tile changed meanwhile)
+    open_socket(request, ws)
+    send_timeout_s = request.app[SETTINGS].live.send_timeout_s
     started = time.monotonic()
-    up, viewer = await join(request, cam, stream)
+    try:
+        up, viewer = await join(request, cam, stream)
+    except CameraUnavailable as exc:  # the service is stopping
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await ws.send_json({"type": "end", "reason": str(exc)})
+        await ws.close(code=WSCloseCode.GOING_AWAY)
+        await request.app[AUDIT].append(who, "live.stop", f"camera:{cam.id}", stream=stream, duration_s=0.0,
+                                        skipped_fragments=0)
+        return ws
     closer = asyncio.create_task(_wait_client_close(ws, viewer))
     sent_bytes = 0
     try:
@@ -132,10 +175,17 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
         assert viewer.init is not None
         await ws.send_bytes(viewer.init)
         while (chunk := await viewer.next_chunk()) is not None:
-            await ws.send_bytes(chunk)
+            # A browser that takes nothing for send_timeout_s is gone (closed laptop, dropped
+            # network): without this bound, its handler and the upstream would wait for TCP to
+            # give up, many minutes later.
+            async with asyncio.timeout(send_timeout_s):
+                await ws.send_bytes(chunk)
             sent_bytes += len(chunk)
         if not ws.closed and viewer.end_reason != "client left":
-            await ws.send_json({"type": "end", "reason": viewer.end_reason})
+            async with asyncio.timeout(send_timeout_s):
+                await ws.send_json({"type": "end", "reason": viewer.end_reason})
+    except TimeoutError:
+        log.info("camera %s: live viewer %s took nothing for %gs; disconnected", cam.id, who, send_timeout_s)
     except (ConnectionResetError, RuntimeError):
         pass  # the browser went away mid-send
     finally:
@@ -143,12 +193,24 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
         closer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await closer
-        with contextlib.suppress(Exception):
-            await ws.close()
+        await close_or_drop(request, ws)
         await request.app[AUDIT].append(who, "live.stop", f"camera:{cam.id}", stream=stream,
                                         duration_s=round(time.monotonic() - started, 1),
                                         skipped_fragments=viewer.skipped_fragments)
     return ws
+
+
+async def close_or_drop(request: web.Request, ws: web.WebSocketResponse) -> None:
+    """Close a WebSocket; drop the connection if even the close frame cannot be sent (a
+    browser that stopped reading blocks it for as long as TCP keeps the connection)."""
+    try:
+        async with asyncio.timeout(WS_CLOSE_TIMEOUT_S):
+            await ws.close()
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()
+    except Exception as exc:  # noqa: BLE001 - the browser went meanwhile: nothing to close
+        log.debug("live: closing a WebSocket failed: %s", exc)
 
 
 async def _wait_client_close(ws: web.WebSocketResponse, viewer) -> None:
@@ -167,12 +229,15 @@ async def snapshot_jpeg(up: Upstream, timeout_s: float = SNAPSHOT_TIMEOUT_S) -> 
             raise CameraUnavailable(f"camera stream {up.key}: no keyframe within {timeout_s:g}s")
         await asyncio.sleep(0.1)
     assert up.init is not None
-    proc = await asyncio.create_subprocess_exec(
+    proc = await children.spawn(
         "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "mp4", "-i", "pipe:0",
         "-frames:v", "1", "-q:v", "3", "-f", "image2", "-c:v", "mjpeg", "pipe:1",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(up.init + frag.data), timeout_s)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(up.init + frag.data), timeout_s)
+    finally:
+        await children.end(proc)  # timed out or cancelled: the decoder goes too
     if proc.returncode != 0 or not out:
         log.warning("camera %s: snapshot decode failed: %s", up.key, err.decode(errors="replace")[-300:])
         raise CameraUnavailable(f"camera stream {up.key}: could not decode a frame")

@@ -39,6 +39,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cameras import children
 from cameras.recorder import probe
 from controlroom import disclosure
 from controlroom.context import PLAYBACK_PROCS, SESSIONS, SETTINGS
@@ -168,14 +169,24 @@ def remux_args(list_path: Path) -> list[str]:
             "pipe:1"]
 
 
+class Remuxes(set):
+    """The running playback remux processes; ``stopping`` once the service stops."""
+
+    stopping = False
+
+
 async def playback_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[PLAYBACK_PROCS] = set()
+    app[PLAYBACK_PROCS] = Remuxes()
     yield
 
 
 async def on_shutdown(app: web.Application) -> None:
     """Stop every playback remux, so open streams end instead of holding up shutdown."""
-    for proc in list(app.get(PLAYBACK_PROCS, ())):
+    procs = app.get(PLAYBACK_PROCS)
+    if procs is None:
+        return
+    procs.stopping = True
+    for proc in list(procs):
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
 
@@ -246,7 +257,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
             closing.callback(os.close, fd)
         list_path = Path(tmp) / "run.ffconcat"
         list_path.write_text(concat_list([f"/proc/self/fd/{fd}" for fd in fds]))
-        proc = await asyncio.create_subprocess_exec(
+        # One remux per open stream, killed when the player goes, when the service stops
+        # (on_shutdown) and, by the kernel, if the service dies.
+        proc = await children.spawn(
             *remux_args(list_path), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, pass_fds=fds,
         )
@@ -263,7 +276,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             while chunk := await proc.stdout.read(256 * 1024):
                 await response.write(chunk)
             await proc.wait()
-            if proc.returncode:
+            if proc.returncode and not request.app[PLAYBACK_PROCS].stopping:
                 err = await proc.stderr.read() if proc.stderr else b""
                 log.warning("camera %s: playback remux exited %s: %s", cam.id, proc.returncode,
                             err.decode(errors="replace")[-300:])
@@ -272,8 +285,5 @@ async def stream(request: web.Request) -> web.StreamResponse:
             pass  # the player went away (a seek, or the operator left): stop remuxing
         finally:
             procs.discard(proc)
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+            await children.end(proc)
     return response

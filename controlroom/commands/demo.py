@@ -135,5 +135,5 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
                 f"Stop with Ctrl-C (segments being recorded are finalised).\n",
                 flush=True,
             )
-        await service
-    return 0
+        status = await service
+    return status

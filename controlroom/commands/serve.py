@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import faulthandler
 import logging
+import os
 import signal
 import ssl
+import threading
+import time
 
 from aiohttp import web
 
+from cameras import children
 from controlroom.access_log import RedactingAccessLogger
 from controlroom.app import create_app
 from controlroom.settings import Settings
@@ -33,34 +39,114 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
-def make_runner(app: web.Application, **kwargs: object) -> web.AppRunner:
-    """The app's runner: signals are ours, and the access log carries no secrets."""
-    return web.AppRunner(app, handle_signals=False, access_log_class=RedactingAccessLogger, **kwargs)
+class Stop:
+    """The stop of the service: the first SIGTERM/SIGINT begins it, a second cuts it short.
+
+    The stop is bounded whatever is open: a watchdog thread (it runs even if the event loop or
+    the interpreter's exit is stuck, e.g. joining a blocked worker thread) ends every child
+    process and exits the process at the deadline, after printing every thread's stack so the
+    cause can be found. The deadline is ``stop_timeout_s`` after the first signal, and
+    ``force_stop_s`` after a second one.
+    """
+
+    def __init__(self, stop_timeout_s: float, force_stop_s: float) -> None:
+        self.stop_timeout_s = stop_timeout_s
+        self.force_stop_s = force_stop_s
+        self.requested = asyncio.Event()
+        self.forced = asyncio.Event()
+        self.signal_name = ""
+        self._deadline_s: float | None = None  # time.monotonic() at which the watchdog fires
+        self._wake = threading.Event()
+
+    def on_signal(self, sig: signal.Signals) -> None:
+        if not self.requested.is_set():
+            self.signal_name = sig.name
+            self.requested.set()
+            self._arm(self.stop_timeout_s)
+        elif not self.forced.is_set():
+            log.warning("%s again: stopping now; %g s to finalise segments, then every child is killed",
+                        sig.name, self.force_stop_s)
+            self.forced.set()
+            self._arm(self.force_stop_s)
+
+    def _arm(self, within_s: float) -> None:
+        deadline = time.monotonic() + within_s
+        first = self._deadline_s is None
+        self._deadline_s = deadline if first else min(deadline, self._deadline_s)
+        if first:
+            threading.Thread(target=self._watch, name="stop-watchdog", daemon=True).start()
+        else:
+            self._wake.set()
+
+    def _watch(self) -> None:  # the watchdog thread
+        while True:
+            assert self._deadline_s is not None
+            left = self._deadline_s - time.monotonic()
+            if left <= 0:
+                break
+            self._wake.wait(left)
+            self._wake.clear()
+        log.error("the service did not stop in time; every thread's stack follows, then every child "
+                  "process is ended and the service exits")
+        with contextlib.suppress(Exception):
+            faulthandler.dump_traceback(all_threads=True)
+        killed = children.end_descendants(grace_s=1.0)
+        if killed:
+            log.error("killed child processes that did not end on SIGTERM: %s", killed)
+        logging.shutdown()
+        os._exit(1)
 
 
-async def run_service(settings: Settings, app: web.Application, ready: asyncio.Event | None = None) -> None:
-    """Serve ``app`` until SIGTERM/SIGINT, then stop cleanly (every segment finalised)."""
-    runner = make_runner(app)
+async def run_service(settings: Settings, app: web.Application, ready: asyncio.Event | None = None) -> int:
+    """Serve ``app`` until SIGTERM/SIGINT, then stop cleanly (every segment finalised) within
+    ``http.stop_timeout_s``; a second signal cuts the stop to ``http.force_stop_s``.
+    Returns the exit status: 0 after a clean stop, 1 after a forced one."""
+    http = settings.http
+    # Requests still running when the stop begins get handler_grace_s, then are cancelled
+    # (aiohttp's default is 60 s to finish, then 60 s more after cancelling).
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=http.handler_grace_s,
+                           access_log_class=RedactingAccessLogger)  # the access log carries no secrets
     await runner.setup()
-    site = web.TCPSite(runner, settings.http.host, settings.http.port, ssl_context=ssl_context(settings))
+    site = web.TCPSite(runner, http.host, http.port, ssl_context=ssl_context(settings))
     await site.start()
-    scheme = "https" if settings.http.tls_cert else "http"
-    log.info("serving on %s://%s:%s", scheme, settings.http.host, settings.http.port)
-    stop = asyncio.Event()
+    scheme = "https" if http.tls_cert else "http"
+    log.info("serving on %s://%s:%s", scheme, http.host, http.port)
+    stop = Stop(http.stop_timeout_s, http.force_stop_s)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop.on_signal, sig)
     if ready is not None:
         ready.set()
     try:
-        await stop.wait()
+        await stop.requested.wait()
     finally:
-        log.info("stopping: finalising segments")
-        await runner.cleanup()
+        log.info("stopping (%s): finalising segments; at most %g s", stop.signal_name or "cancelled",
+                 http.stop_timeout_s)
+        cleanup = asyncio.create_task(runner.cleanup(), name="service stop")
+        forced = asyncio.create_task(stop.forced.wait())
+        started = time.monotonic()
+        await asyncio.wait([cleanup, forced], return_when=asyncio.FIRST_COMPLETED)
+        if not cleanup.done():
+            # The second signal: the recorders were told to finalise first (on_shutdown); give
+            # them most of force_stop_s, then cancel what is left of the stop.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(cleanup), max(0.0, http.force_stop_s - 1.5))
+            if not cleanup.done():
+                log.warning("stop cut short: %s", "; ".join(sorted(
+                    t.get_name() for t in asyncio.all_tasks() if t is not asyncio.current_task())) or "-")
+                cleanup.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await cleanup
+            status = 1  # anything still running is ended by the watchdog at the deadline
+        else:
+            forced.cancel()
+            cleanup.result()
+            status = 0
+        log.info("stopped in %.1f s", time.monotonic() - started)
+    return status
 
 
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     changes = {k: v for k, v in {"http.host": args.host, "http.port": args.port}.items() if v is not None}
     settings = settings.with_overrides(**changes) if changes else settings
-    await run_service(settings, create_app(settings))
-    return 0
+    return await run_service(settings, create_app(settings))

@@ -64,6 +64,9 @@ from storage.keys import Keys
 
 log = logging.getLogger(__name__)
 RUNNER_ACTOR = "system:export"
+# The writer sees a cancellation within 0.2 s (ffmpeg polled) or one chunk; this bound keeps a
+# stopping service within its stop budget (http.stop_timeout_s, 25 s) even if the disk stalls.
+CANCEL_WAIT_S = 10.0
 
 
 def free_bytes(path: Path) -> int:
@@ -221,7 +224,7 @@ class ExportRunner:
             except asyncio.CancelledError:
                 cancel.set()  # the service is stopping: stop the thread, queue the job again
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(work), 30)
+                    await asyncio.wait_for(asyncio.shield(work), CANCEL_WAIT_S)
                 await self._stop_beat(beat, stop_beat)
                 await self._requeue(job_id, request_id)
                 raise

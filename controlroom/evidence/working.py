@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cameras import children
 from controlroom.evidence.plan import CameraWindow
 from controlroom.timefmt import LONDON
 
@@ -159,7 +160,10 @@ class WorkingJob:
         # ffmpeg's messages go to the system temporary folder, not the export disk (which may
         # be the disk that filled up: the message saying so must still be readable).
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log)
+        # Killed if the service dies (even by SIGKILL): a half-made working copy serves nobody,
+        # and the export is restarted from the beginning (ExportRunner.recover).
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log,
+                                     preexec_fn=children.bind_to_parent())
 
     def finished(self) -> bool:
         return self.proc is None or self.proc.poll() is not None
