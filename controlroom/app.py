@@ -16,7 +16,7 @@ from aiohttp import web
 from cameras.recorder import Supervisor
 from controlroom import disclosure, security
 from controlroom.anpr_service import anpr_ctx
-from controlroom.api import alerts, cameras, health, live, playback, session, ui, users
+from controlroom.api import alerts, cameras, health, live, openapi, playback, session, ui, users
 from controlroom.api import anpr as anpr_routes
 from controlroom.api import audit as audit_routes
 from controlroom.api import evidence as evidence_routes
@@ -24,6 +24,7 @@ from controlroom.api import onvif as onvif_routes
 from controlroom.auditing import audit_digest_ctx, audit_writer_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
 from controlroom.context import ALERTS, ENGINE, KEYS, SESSIONS, SETTINGS, SUPERVISOR
+from controlroom.contract import contract_middleware
 from controlroom.errors import error_middleware
 from controlroom.evidence import evidence_ctx
 from controlroom.mqtt import mqtt_ctx
@@ -36,7 +37,8 @@ from storage.migrate import upgrade
 from storage.retention import run_retention
 
 log = logging.getLogger(__name__)
-ROUTE_MODULES = [onvif_routes, health, cameras, session, users, audit_routes, ui, live, playback, alerts, anpr_routes, evidence_routes]
+ROUTE_MODULES = [onvif_routes, health, cameras, session, users, audit_routes, ui, live, playback, alerts, anpr_routes,
+                 evidence_routes, openapi]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -106,7 +108,12 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = None) -> web.Application:
     """The whole service. ``record=False`` leaves recorders and retention off (API-only tests);
     ``anpr`` (default: as ``record``) runs live ANPR reading, ANPR retention and MQTT."""
-    app = web.Application(middlewares=[error_middleware, auth_middleware, disclosure.disclosure_middleware], client_max_size=8 * 1024 * 1024)
+    # Order: errors become JSON; then who is asking and may they; then is the input what the
+    # route declares (only for those allowed to call it); then the disclosure is audited.
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware, contract_middleware, disclosure.disclosure_middleware],
+        client_max_size=8 * 1024 * 1024,
+    )
     app[SETTINGS] = settings
     app[ALERTS] = AlertHub()
     app.cleanup_ctx.append(database_ctx)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import Invalid, NotFound
 from storage.keys import Keys
 from storage.models import Camera, CameraKind, CameraState, Segment, Site
+from storage.text import CleanText
 
 
 def credentialed_url(url: str, username: str, password: str) -> str:
@@ -29,14 +30,14 @@ def credentialed_url(url: str, username: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-class SiteSpec(BaseModel):
+class SiteSpec(CleanText):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     location: str = ""
     notes: str = ""
 
 
-class CameraSpec(BaseModel):
+class CameraSpec(CleanText):
     """A camera as an administrator describes it (CLI, API, inventory files)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -71,7 +72,7 @@ class CameraSpec(BaseModel):
         return value
 
 
-class CameraUpdate(BaseModel):
+class CameraUpdate(CleanText):
     """Fields an update may change; absent means unchanged."""
 
     model_config = ConfigDict(extra="forbid")

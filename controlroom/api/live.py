@@ -22,15 +22,18 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Literal
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
+from pydantic import Field
 
 from cameras import CameraUnavailable
 from cameras.live import LiveHub, Source, Upstream
 from controlroom import disclosure
 from controlroom.auth import actor
 from controlroom.context import AUDIT, KEYS, LIVE, SESSIONS
+from controlroom.contract import Flag, Query, query_of
 from controlroom.permissions import Disclosure, Permission, requires
 from storage import Invalid, inventory
 from storage.inventory import credentialed_url
@@ -66,11 +69,16 @@ def check_origin(request: web.Request) -> None:
         raise web.HTTPForbidden(text='{"error": "cross-origin request refused"}', content_type="application/json")
 
 
+class LiveQuery(Query):
+    stream: Literal["sub", "main"] = Field("sub", description="the camera's sub stream (smaller) or main stream")
+
+
+class SnapshotQuery(LiveQuery):
+    download: Flag = Field(False, description="offer the picture as a file to save")
+
+
 def stream_of(request: web.Request) -> str:
-    stream = request.query.get("stream", "sub")
-    if stream not in STREAMS:
-        raise Invalid(f"stream must be one of {', '.join(STREAMS)}")
-    return stream
+    return query_of(request, LiveQuery).stream
 
 
 def stream_url(cam: Camera, stream: str) -> str:
@@ -105,7 +113,8 @@ def join(request: web.Request, cam: Camera, stream: str):
 
 
 @routes.get("/api/v1/cameras/{camera}/live")
-@requires(Permission.LIVE_VIEW, discloses=Disclosure.FOOTAGE, action="live.start")
+@requires(Permission.LIVE_VIEW, discloses=Disclosure.FOOTAGE, action="live.start", query=LiveQuery, produces="",
+          status=101)
 async def live_ws(request: web.Request) -> web.StreamResponse:
     check_origin(request)
     stream = stream_of(request)
@@ -180,7 +189,8 @@ async def snapshot_jpeg(up: Upstream, timeout_s: float = SNAPSHOT_TIMEOUT_S) -> 
 
 
 @routes.get("/api/v1/cameras/{camera}/snapshot.jpg")
-@requires(Permission.LIVE_VIEW, discloses=Disclosure.FOOTAGE, action="live.snapshot")
+@requires(Permission.LIVE_VIEW, discloses=Disclosure.FOOTAGE, action="live.snapshot", query=SnapshotQuery,
+          produces="image/jpeg")
 async def snapshot(request: web.Request) -> web.Response:
     stream = stream_of(request)
     cam = await _camera(request, stream)
@@ -190,8 +200,9 @@ async def snapshot(request: web.Request) -> web.Response:
     finally:
         request.app[LIVE].leave(up, viewer)
     headers = {"Cache-Control": "no-store"}
-    if request.query.get("download") == "1":
+    download = query_of(request, SnapshotQuery).download
+    if download:
         taken = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         headers["Content-Disposition"] = f'attachment; filename="camera{cam.id}-{taken}.jpg"'
-    disclosure.note(request, f"camera:{cam.id}", stream=stream, download=request.query.get("download") == "1")
+    disclosure.note(request, f"camera:{cam.id}", stream=stream, download=download)
     return web.Response(body=jpeg, content_type="image/jpeg", headers=headers)
