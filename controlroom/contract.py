@@ -29,10 +29,11 @@ from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic.json_schema import models_json_schema
 
-from controlroom.errors import MAX_ID, json_body
+from controlroom.errors import json_body
 from controlroom.permissions import RouteSpec, route_spec
 from controlroom.timefmt import iso_to_us
 from storage import Invalid
+from storage.db import MAX_ID
 from storage.text import bad_character
 
 M = TypeVar("M", bound=BaseModel)

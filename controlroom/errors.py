@@ -16,6 +16,7 @@ from anpr import AnprError
 from cameras import CameraAuthError, CameraError, CameraUnavailable
 from storage import Invalid, NotFound, StorageError
 from storage.audit import AuditWriteError
+from storage.db import row_id
 from storage.text import bad_character
 
 log = logging.getLogger(__name__)
@@ -77,18 +78,10 @@ async def error_middleware(
         return error_response(status, message)
 
 
-MAX_ID = 2**63 - 1  # ids are BIGINT in PostgreSQL: anything larger names nothing
-
-
 def as_id(text: str | None) -> int | None:
-    """A row id written in a path or query (ASCII digits, within BIGINT), else None.
-
-    ``str.isdigit`` alone accepts other scripts' digits and superscripts, which ``int`` then
-    refuses or a database rejects: both were server errors."""
-    if not text or len(text) > 19 or not (text.isascii() and text.isdigit()):
-        return None
-    value = int(text)
-    return value if 0 < value <= MAX_ID else None
+    """A row id written in a path or query (ASCII digits, within BIGINT), else None: the one
+    rule of ``storage.db.row_id``, which storage's "id or name" lookups use too."""
+    return row_id(text)
 
 
 MAX_JSON_DEPTH = 32  # our bodies nest three deep; a parser's recursion limit is ~1000

@@ -33,6 +33,22 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+MAX_ID = 2**63 - 1  # ids are BIGINT in PostgreSQL (and SQLite's INTEGER): anything larger names nothing
+
+
+def row_id(text: str | int | None) -> int | None:
+    """A row id written by a person or in a URL (ASCII digits, 1..MAX_ID), else None.
+
+    ``str.isdigit`` alone accepts other scripts' digits and superscripts, which ``int`` then
+    refuses, and a number past BIGINT overflows the database driver: both were server errors."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text if 0 < text <= MAX_ID else None
+    if not isinstance(text, str) or not text or len(text) > 19 or not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if 0 < value <= MAX_ID else None
+
+
 def now_us() -> int:
     """Wall-clock time now, UTC microseconds."""
     return time.time_ns() // 1000

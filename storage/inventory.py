@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import Invalid, NotFound
+from storage.db import row_id
 from storage.keys import Keys
 from storage.models import Camera, CameraKind, CameraState, Segment, Site
 from storage.text import CleanText
@@ -143,10 +144,9 @@ async def add_camera(session: AsyncSession, spec: CameraSpec, keys: Keys) -> Cam
 
 async def get_camera(session: AsyncSession, ref: int | str) -> Camera:
     """A camera by id or by name."""
-    if isinstance(ref, str) and ref.isascii() and ref.isdigit():
-        ref = int(ref) if len(ref) <= 19 else -1  # longer than any BIGINT: names nothing
-    if isinstance(ref, int):
-        cam = await session.get(Camera, ref) if 0 < ref < 2**63 else None
+    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
+        found = row_id(ref)
+        cam = await session.get(Camera, found) if found is not None else None
     else:
         cam = (await session.execute(select(Camera).where(Camera.name == ref))).scalar_one_or_none()
     if cam is None:
