@@ -234,8 +234,10 @@ def openapi_document(app: web.Application, *, title: str = "controlroom", versio
         if route.method == "HEAD" or route.resource is None or spec is None:
             continue
         routes.append((route, spec))
-    models = sorted({m for _, s in routes for m in (s.body, s.response) if m is not None}, key=lambda m: m.__name__)
-    refs, defs = models_json_schema([(m, "validation") for m in models], ref_template=REF)
+    # Bodies as they are validated, answers as they are written.
+    wanted = {(s.body, "validation") for _, s in routes if s.body} | {(s.response, "serialization") for _, s in routes
+                                                                         if s.response}
+    refs, defs = models_json_schema(sorted(wanted, key=lambda m: (m[0].__name__, m[1])), ref_template=REF)
     components: dict[str, Any] = dict(defs.get("$defs", {}))
     components["Error"] = ERROR_SCHEMA
     paths: dict[str, dict[str, Any]] = {}
@@ -254,7 +256,7 @@ def openapi_document(app: web.Application, *, title: str = "controlroom", versio
                 params.append(param)
         success: dict[str, Any] = {"description": "done"}
         if spec.produces:
-            body_schema = refs[(spec.response, "validation")] if spec.response else (
+            body_schema = refs[(spec.response, "serialization")] if spec.response else (
                 {"type": "object"} if spec.produces == "application/json" else {})
             success["content"] = {spec.produces: {"schema": body_schema}}
         responses: dict[str, Any] = {str(spec.status): success}

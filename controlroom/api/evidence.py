@@ -24,10 +24,10 @@ import re
 import secrets
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from controlroom import disclosure
 from controlroom.auth import (
@@ -510,8 +510,16 @@ async def cameras(request: web.Request) -> web.Response:
         for c in cams if allowed is None or c.id in allowed]})
 
 
+class PublicKey(BaseModel):
+    """The key that signs evidence manifests and custody lines."""
+
+    algorithm: Literal["Ed25519"]
+    pem: str
+    fingerprint_sha256: str
+
+
 @routes.get(f"{PREFIX}/public-key")
-@requires(Permission.AUTHENTICATED)
+@requires(Permission.AUTHENTICATED, response=PublicKey)
 async def public_key(request: web.Request) -> web.Response:
     keys = request.app[KEYS]
     return web.json_response({"algorithm": "Ed25519", "pem": keys.public_key_pem().decode(),

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from controlroom.auth import COOKIE, Denied, actor, client_address, current_user
 from controlroom.context import AUTH, KEYS, SESSIONS, SETTINGS
@@ -49,6 +49,24 @@ class TotpCode(Body):
     totp: Code
 
 
+class Caller(BaseModel):
+    """The caller as ``CurrentUser.public()`` shows them."""
+
+    id: int
+    username: str
+    role: str
+    permissions: list[str]
+    site_ids: list[int]
+    camera_ids: list[int]
+    via: Literal["session", "token"]
+    restricted: str
+
+
+class WhoAmI(BaseModel):
+    user: Caller
+    csrf_token: str | None = Field(description="send it back in X-CSRF-Token; null for an API token")
+
+
 def _denied(d: Denied) -> web.Response:
     resp = error_response(d.status, d.reason, **{k: v for k, v in d.extra.items() if k != "retry_after_s"})
     if "retry_after_s" in d.extra:
@@ -77,7 +95,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/session")
-@requires(Permission.AUTHENTICATED)
+@requires(Permission.AUTHENTICATED, response=WhoAmI)
 async def whoami(request: web.Request) -> web.Response:
     user = current_user(request)
     return web.json_response({
