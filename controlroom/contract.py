@@ -128,13 +128,14 @@ def _is_list(annotation: Any) -> bool:
 
 
 def query_values(request: web.Request, model: type[BaseModel]) -> dict[str, Any]:
-    """The query string as the model's fields: repeated parameters for list fields."""
+    """The query string as the model's fields: repeated parameters for list fields. An empty
+    value is the same as leaving the parameter out (a form's empty field: ``?from=&to=``)."""
     found: dict[str, Any] = {}
     for name, field in model.model_fields.items():
         key = field.alias or name
-        if key not in request.query:
-            continue
-        found[key] = request.query.getall(key) if _is_list(field.annotation) else request.query[key]
+        values = [v for v in request.query.getall(key, []) if v != ""]
+        if values:
+            found[key] = values if _is_list(field.annotation) else values[0]
     return found
 
 

@@ -137,3 +137,14 @@ async def test_ids_past_bigint_or_in_other_scripts_name_nothing(client, login):
         assert "no hotlist" in await _error(resp, 404), ref
         resp = await client.get(f"/api/v1/cameras/{ref}", headers=admin)
         assert "no camera" in await _error(resp, 404), ref
+
+
+async def test_an_empty_query_value_means_absent(client, login):
+    """As before the contract: a form's empty fields (``from=&limit=``) take the defaults."""
+    operator = await login(client, "operator")
+    resp = await client.get("/api/v1/anpr/reads?vrm=AB12CDE&reason=r&reference=x&from=&to=&limit=&offset=",
+                            headers=operator)
+    assert resp.status == 200, await resp.text()
+    resp = await client.get("/api/v1/anpr/journeys?from_site=a&to_site=b&within_s=&reason=r&reference=x",
+                            headers=operator)
+    assert resp.status == 200, await resp.text()
