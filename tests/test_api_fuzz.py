@@ -30,6 +30,7 @@ import contextlib
 import os
 import re
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from pathlib import Path
 import pytest
 import requests
 import schemathesis
+from conftest import PG_ADMIN_URL, _pg
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
@@ -89,11 +91,12 @@ async def _seed(app) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_service(work: Path) -> Iterator[Service]:
+def running_service(work: Path, database_url: str = "") -> Iterator[Service]:
     """The service on a free loopback port, its event loop in a thread (schemathesis blocks)."""
     data = work / "data"
     data.mkdir(parents=True)
-    cfg = load_settings(data, environ={}).with_overrides(**{"http.port": 0, "mqtt.enabled": False})
+    cfg = load_settings(data, environ={}).with_overrides(
+        **{"http.port": 0, "mqtt.enabled": False, "database_url": database_url})
     loop = asyncio.new_event_loop()
     ready: dict[str, object] = {}
     started = threading.Event()
@@ -132,10 +135,21 @@ def running_service(work: Path) -> Iterator[Service]:
         loop.close()
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory) -> Iterator[Service]:
-    with running_service(tmp_path_factory.mktemp("fuzz")) as svc:
-        yield svc
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def service(request, tmp_path_factory) -> Iterator[Service]:
+    """The service on SQLite, then on the real PostgreSQL (stricter: NUL, column sizes, BIGINT)."""
+    if request.param == "sqlite":
+        with running_service(tmp_path_factory.mktemp("fuzz")) as svc:
+            yield svc
+        return
+    name = f"controlroom_fuzz_{uuid.uuid4().hex[:12]}"
+    _pg(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        with running_service(tmp_path_factory.mktemp("fuzz-pg"), f"{base}/{name}") as svc:
+            yield svc
+    finally:
+        _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _bearer(token: str) -> dict[str, str]:

@@ -148,3 +148,14 @@ async def test_an_empty_query_value_means_absent(client, login):
     resp = await client.get("/api/v1/anpr/journeys?from_site=a&to_site=b&within_s=&reason=r&reference=x",
                             headers=operator)
     assert resp.status == 200, await resp.text()
+
+
+async def test_text_longer_than_its_column_is_400(client, login):
+    """A value past its String(n) column: PostgreSQL refused it mid-flush (500), SQLite stored it.
+    storage.db checks every sized column before each flush, whichever way the value came in."""
+    admin = await login(client, "administrator")
+    resp = await client.post("/api/v1/anpr/hotlists", json={"name": "long", "source": "s" * 300}, headers=admin)
+    assert "source: at most 200 characters" in await _error(resp)
+    resp = await client.post("/api/v1/cameras", json={"name": "long", "position": "p" * 401}, headers=admin)
+    assert "position: at most 400 characters" in await _error(resp)
+    assert (await client.get("/api/v1/cameras/long", headers=admin)).status == 404  # nothing stored
