@@ -159,3 +159,15 @@ async def test_text_longer_than_its_column_is_400(client, login):
     resp = await client.post("/api/v1/cameras", json={"name": "long", "position": "p" * 401}, headers=admin)
     assert "position: at most 400 characters" in await _error(resp)
     assert (await client.get("/api/v1/cameras/long", headers=admin)).status == 404  # nothing stored
+
+
+async def test_a_camera_update_takes_only_stream_urls(client, login):
+    """Found writing the camera models down: a PATCH skipped the rule a new camera obeys, so an
+    administrator could point a recorder at file:///etc/shadow or put a password in the URL."""
+    admin = await login(client, "administrator")
+    cam = await (await client.post("/api/v1/cameras", json={"name": "gate"}, headers=admin)).json()
+    for url in ("file:///etc/shadow", "rtsp://user:secret@127.0.0.1/main"):
+        resp = await client.patch(f"/api/v1/cameras/{cam['id']}", json={"main_url": url}, headers=admin)
+        assert "main_url" in await _error(resp), url
+    resp = await client.patch(f"/api/v1/cameras/{cam['id']}", json={"main_url": "rtsp://127.0.0.1/main"}, headers=admin)
+    assert resp.status == 200, await resp.text()

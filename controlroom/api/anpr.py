@@ -103,14 +103,14 @@ class HotlistQuery(Query):
 class HotlistNew(Body):
     name: Name
     description: Text = ""
-    source: Annotated[str, Field(max_length=MAX_TEXT)] = ""
+    source: Annotated[str, Field(max_length=200)] = ""
     default_priority: int = Field(3, ge=store.PRIORITY_MIN, le=store.PRIORITY_MAX)
 
 
 class HotlistChange(Body):
     name: Name | None = None
     description: Text | None = None
-    source: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
+    source: Annotated[str, Field(max_length=200)] | None = None
     default_priority: int | None = Field(None, ge=store.PRIORITY_MIN, le=store.PRIORITY_MAX)
     enabled: bool | None = None
 
@@ -118,7 +118,7 @@ class HotlistChange(Body):
 class EntryNew(Body):
     vrm: Annotated[str, Field(min_length=1, max_length=20)]
     reason: Text
-    source: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
+    source: Annotated[str, Field(max_length=200)] | None = None
     priority: int | None = Field(None, ge=store.PRIORITY_MIN, le=store.PRIORITY_MAX)
     expires: Annotated[str, Field(max_length=40, description="ISO 8601 with an offset, or YYYY-MM-DD")]
 

@@ -24,7 +24,7 @@ import re
 import secrets
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -90,14 +90,15 @@ class Window(Body):
 class EvidenceRequestNew(Body):
     """A request for footage: who asks, under which power, and which cameras when."""
 
-    officer_name: Text = ""
-    collar_number: Text = ""
-    force: Text = ""
-    crime_reference: Text = ""
+    # The sizes of their columns (storage.evidence.EvidenceRequest), so the document says them.
+    officer_name: Annotated[str, Field(max_length=200)] = ""
+    collar_number: Annotated[str, Field(max_length=50)] = ""
+    force: Annotated[str, Field(max_length=200)] = ""
+    crime_reference: Annotated[str, Field(max_length=200)] = ""
     offence: Text = ""
     necessity: Text = ""
     lawful_basis: Text = ""
-    authorised_by: Text = ""
+    authorised_by: Annotated[str, Field(max_length=200)] = ""
     windows: list[Window] = Field(min_length=1, max_length=MAX_WINDOWS)
 
 
