@@ -171,3 +171,26 @@ async def test_a_camera_update_takes_only_stream_urls(client, login):
         assert "main_url" in await _error(resp), url
     resp = await client.patch(f"/api/v1/cameras/{cam['id']}", json={"main_url": "rtsp://127.0.0.1/main"}, headers=admin)
     assert resp.status == 200, await resp.text()
+
+
+def test_every_route_that_reads_input_declares_it(tmp_path):
+    """A handler that reads the query string or a JSON body declares the model it expects, so
+    the input is validated in one place and published in the document: a new route cannot
+    quietly parse its own."""
+    import inspect
+
+    from controlroom.permissions import route_spec
+    from controlroom.settings import load_settings
+
+    app = create_app(load_settings(tmp_path, environ={}), record=False)
+    undeclared = []
+    for route in app.router.routes():
+        spec = route_spec(route.handler)
+        if route.method == "HEAD" or spec is None:
+            continue
+        source = inspect.getsource(route.handler)
+        if ("request.query" in source or "stream_of(request)" in source) and spec.query is None:
+            undeclared.append(f"{route.method} {route.resource.canonical}: reads the query, declares no query=")
+        if "json_body(" in source and spec.body is None:
+            undeclared.append(f"{route.method} {route.resource.canonical}: reads JSON, declares no body=")
+    assert not undeclared, "\n".join(undeclared)
