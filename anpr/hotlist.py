@@ -31,6 +31,7 @@ from storage import anpr as store
 from storage.anpr import EntrySpec, Hotlist, HotlistEntry
 
 LONDON = ZoneInfo("Europe/London")
+LATEST_EXPIRY_US = 7_258_118_400_000_000  # 2200-01-01T00:00:00Z, as controlroom.timefmt.LATEST_US
 CSV_COLUMNS = ("vrm", "reason", "source", "priority", "expires")
 MAX_CSV_LINES = 100_000
 
@@ -79,21 +80,29 @@ async def check_read(session: AsyncSession, vrm: str, at_us: int) -> list[tuple[
 
 
 def parse_expiry(text: str, field: str = "expires") -> int:
-    """UTC microseconds from ISO 8601 with an offset, or from a date (end of that London day)."""
+    """UTC microseconds from ISO 8601 with an offset, or from a date (end of that London day),
+    within 1970..2200 (outside it, datetime arithmetic overflowed: a server error)."""
     text = (text or "").strip()
     if not text:
         raise Invalid(f"{field} is required (ISO 8601 with offset, or YYYY-MM-DD)")
+    shown = repr(text[:60])
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
             end = datetime.combine(day + timedelta(days=1), time(0), LONDON)
-            return int(end.astimezone(UTC).timestamp()) * 1_000_000
-        dt = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+            found = int(end.astimezone(UTC).timestamp()) * 1_000_000
+        else:
+            dt = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+            if dt.tzinfo is None:
+                raise Invalid(f"{field}: {shown} has no UTC offset; add Z or +01:00")
+            found = int(dt.replace(microsecond=0).astimezone(UTC).timestamp()) * 1_000_000 + dt.microsecond
+    except OverflowError:
+        found = -1
     except ValueError:
-        raise Invalid(f"{field}: {text!r} is not a date or an ISO 8601 time") from None
-    if dt.tzinfo is None:
-        raise Invalid(f"{field}: {text!r} has no UTC offset; add Z or +01:00")
-    return int(dt.replace(microsecond=0).timestamp()) * 1_000_000 + dt.microsecond
+        raise Invalid(f"{field}: {shown} is not a date or an ISO 8601 time") from None
+    if not 0 <= found < LATEST_EXPIRY_US:
+        raise Invalid(f"{field}: {shown} is outside 1970 to 2200")
+    return found
 
 
 def parse_entry(data: dict[str, Any], hotlist: Hotlist, now_us: int | None = None) -> EntrySpec:

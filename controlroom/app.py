@@ -16,7 +16,7 @@ from aiohttp import web
 from cameras.recorder import Supervisor
 from controlroom import disclosure, metrics, security
 from controlroom.anpr_service import anpr_ctx
-from controlroom.api import alerts, cameras, health, live, playback, session, ui, users
+from controlroom.api import alerts, cameras, health, live, openapi, playback, session, ui, users
 from controlroom.api import anpr as anpr_routes
 from controlroom.api import audit as audit_routes
 from controlroom.api import evidence as evidence_routes
@@ -33,6 +33,7 @@ from controlroom.context import (
     SETTINGS,
     SUPERVISOR,
 )
+from controlroom.contract import contract_middleware
 from controlroom.errors import error_middleware
 from controlroom.evidence import evidence_ctx
 from controlroom.mqtt import mqtt_ctx
@@ -50,7 +51,8 @@ log = logging.getLogger(__name__)
 EMERGENCY_PURGE_MIN_INTERVAL_S = 2.0
 # A failed retention run (database away) is tried again this soon, not a whole sweep later.
 RETENTION_RETRY_S = 30.0
-ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, alerts, anpr_routes, evidence_routes]
+ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, alerts,
+                 anpr_routes, evidence_routes, openapi]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -150,7 +152,12 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = None) -> web.Application:
     """The whole service. ``record=False`` leaves recorders and retention off (API-only tests);
     ``anpr`` (default: as ``record``) runs live ANPR reading, ANPR retention and MQTT."""
-    app = web.Application(middlewares=[error_middleware, auth_middleware, disclosure.disclosure_middleware], client_max_size=8 * 1024 * 1024)
+    # Order: errors become JSON; then who is asking and may they; then is the input what the
+    # route declares (only for those allowed to call it); then the disclosure is audited.
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware, contract_middleware, disclosure.disclosure_middleware],
+        client_max_size=8 * 1024 * 1024,
+    )
     app[SETTINGS] = settings
     app[ALERTS] = AlertHub()
     app[PURGE_NOW] = asyncio.Event()

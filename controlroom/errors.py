@@ -21,6 +21,8 @@ from cameras import CameraAuthError, CameraError, CameraUnavailable
 from controlroom.access_log import loggable_path
 from storage import Invalid, NotFound, StorageError
 from storage.audit import AuditWriteError
+from storage.db import row_id
+from storage.text import bad_character
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +125,16 @@ async def error_middleware(
 ) -> web.StreamResponse:
     try:
         return await handler(request)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        # aiohttp's own answers (no route: 404, wrong method: 405, a body over the size limit:
+        # 413) and a bare HTTPNotFound are text/plain: every error of the API is JSON instead.
+        resp = error_response(exc.status, exc.reason)
+        for name, value in exc.headers.items():
+            if name.lower() not in ("content-type", "content-length"):
+                resp.headers[name] = value
+        return resp
     except Exception as exc:  # noqa: BLE001 - this is the one place that maps them
         status = status_for(exc)
         if status is None:
@@ -135,26 +145,71 @@ async def error_middleware(
         return error_response(status, message_for(exc))
 
 
-MAX_ID = 2**63 - 1  # ids are BIGINT in PostgreSQL: anything larger names nothing
-
-
 def as_id(text: str | None) -> int | None:
-    """A row id written in a path or query (ASCII digits, within BIGINT), else None.
+    """A row id written in a path or query (ASCII digits, within BIGINT), else None: the one
+    rule of ``storage.db.row_id``, which storage's "id or name" lookups use too."""
+    return row_id(text)
 
-    ``str.isdigit`` alone accepts other scripts' digits and superscripts, which ``int`` then
-    refuses or a database rejects: both were server errors."""
-    if not text or len(text) > 19 or not (text.isascii() and text.isdigit()):
-        return None
-    value = int(text)
-    return value if 0 < value <= MAX_ID else None
+
+MAX_JSON_DEPTH = 32  # our bodies nest three deep; a parser's recursion limit is ~1000
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1  # a number must fit a BIGINT column
+
+
+def _json_int(text: str) -> int:
+    # Python refuses integers over 4300 digits with ValueError (a server error before); a
+    # number past int64 would fail in the database instead. Both are bad input.
+    if len(text.lstrip("-")) > 19 or not MIN_INT <= (value := int(text)) <= MAX_INT:
+        raise Invalid(f"a number in the request body is beyond 64 bits: {text[:24]}...")
+    return value
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise Invalid(f"a number in the request body is out of range: {text[:24]}")
+    return value
+
+
+def _json_constant(text: str) -> float:
+    raise Invalid(f"{text} is not JSON")  # Python's parser accepts NaN and Infinity; JSON does not
+
+
+def _check_tree(value: object) -> None:
+    """At most MAX_JSON_DEPTH arrays and objects deep, and every key and string passes the one
+    text rule (storage.text); checked without recursion."""
+    todo: list[tuple[object, int]] = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, str):
+            bad = bad_character(item)
+            if bad is not None:
+                raise Invalid(f"the request body holds control character U+{ord(bad):04X}, which is not allowed")
+            continue
+        children = [*item, *item.values()] if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise Invalid(f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
+        todo.extend((child, depth + 1) for child in children)
+
+
+def parse_json(raw: bytes) -> object:
+    """Decode a request body as strict JSON (UTF-8, no NaN, numbers within int64 and double,
+    nesting at most MAX_JSON_DEPTH, no control characters in any string), else :class:`Invalid`."""
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_int=_json_int, parse_float=_json_float,
+                           parse_constant=_json_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise Invalid("the request body is not valid JSON") from None
+    except RecursionError:  # nesting deep enough to exhaust the parser's stack
+        raise Invalid(f"the request body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    _check_tree(value)
+    return value
 
 
 async def json_body(request: web.Request) -> dict:
     """The request's JSON object body, or a 400 that says what is wrong."""
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise Invalid("the request body is not valid JSON") from None
+    body = parse_json(await request.read())
     if not isinstance(body, dict):
         raise Invalid("the request body must be a JSON object")
     return body

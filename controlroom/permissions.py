@@ -88,6 +88,15 @@ class RouteSpec:
     discloses: Disclosure | None = None
     action: str = ""
     cameras: CameraResolver | None = None
+    # The contract (controlroom.contract, docs/design/api.md): pydantic models of the query
+    # string and the JSON body, validated before the handler runs (400 naming the field) and
+    # handed to it parsed; the success answer's model, status and media type. All of them go
+    # into the OpenAPI document served at /api/v1/openapi.json.
+    query: type[Any] | None = None
+    body: type[Any] | None = None
+    response: type[Any] | None = None
+    status: int = 200
+    produces: str = "application/json"
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -96,16 +105,20 @@ ATTR = "__controlroom_route__"
 
 def requires(
     permission: Permission, *, discloses: Disclosure | None = None, action: str = "",
-    cameras: CameraResolver | None = None,
+    cameras: CameraResolver | None = None, query: type[Any] | None = None, body: type[Any] | None = None,
+    response: type[Any] | None = None, status: int = 200, produces: str = "application/json",
 ) -> Callable[[F], F]:
     """Declare the permission a handler needs and, if it hands out footage, images, plate data
     or personal data, what it discloses and the audit action that records each disclosure
-    (written by ``controlroom.disclosure``, never by the handler)."""
+    (written by ``controlroom.disclosure``, never by the handler). ``query=``/``body=`` name the
+    pydantic models its input is validated against (``controlroom.contract``), ``response=``,
+    ``status=`` and ``produces=`` its success answer (published in the OpenAPI document)."""
     if (discloses is None) != (not action):
         raise ValueError("a disclosing route declares both discloses= and action=")
 
     def mark(handler: F) -> F:
-        setattr(handler, ATTR, RouteSpec(permission, discloses, action, cameras))
+        setattr(handler, ATTR, RouteSpec(permission, discloses, action, cameras, query, body, response,
+                                         status, produces))
         return handler
 
     return mark

@@ -154,7 +154,7 @@ class EvidenceSettings(_Section):
     max_window_hours: float = Field(24, gt=0)
     # Windows (camera x time) in one request: a request for more is a trawl, not a targeted
     # disclosure, and each window costs a catalogue query before the supervisor sees anything.
-    max_windows: int = Field(16, ge=1, le=1000)
+    max_windows: int = Field(16, ge=1, le=100)  # le: the API's schema cap (controlroom.api.evidence)
 
 
 class Settings(_Section):

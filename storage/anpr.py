@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage import Invalid, NotFound, audit
-from storage.db import Base, now_us, transaction
+from storage.db import Base, now_us, row_id, transaction
 from storage.models import Camera, Site
 
 log = logging.getLogger(__name__)
@@ -395,8 +395,10 @@ async def add_hotlist(session: AsyncSession, name: str, *, description: str = ""
 
 
 async def get_hotlist(session: AsyncSession, ref: int | str) -> Hotlist:
-    if isinstance(ref, int) or str(ref).isdigit():
-        hl = await session.get(Hotlist, int(ref))
+    """A hotlist by id (ASCII digits) or by name."""
+    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
+        found = row_id(ref)
+        hl = await session.get(Hotlist, found) if found is not None else None
     else:
         hl = (await session.execute(select(Hotlist).where(Hotlist.name == ref))).scalar_one_or_none()
     if hl is None:

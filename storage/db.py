@@ -9,17 +9,19 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import MetaData, String, event, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Mapper, Session
 
-from storage import StorageError
+from storage import Invalid, StorageError
 
 # Stable constraint names, so Alembic migrations work the same on SQLite and PostgreSQL.
 NAMING = {
@@ -33,6 +35,44 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+@cache
+def _sized_columns(mapper: Mapper) -> tuple[tuple[str, int], ...]:
+    """(attribute, length) of every ``String(n)`` column of a model."""
+    return tuple((attr.key, col.type.length) for attr in mapper.column_attrs for col in attr.columns
+                 if isinstance(col.type, String) and col.type.length)
+
+
+@event.listens_for(Session, "before_flush")
+def _values_fit_their_columns(session: Session, _context: object, _instances: object) -> None:
+    """Refuse, as bad input naming the field, any text longer than its ``String(n)`` column.
+
+    PostgreSQL refused such a value inside the flush (a server error: "value too long"), while
+    SQLite stored it whole, so the same input gave a 500 on one database and silently broke
+    the declared size on the other. One check here covers every table and every way in (API,
+    CLI, imports); the API's models keep their own, usually tighter, limits."""
+    for obj in (*session.new, *session.dirty):
+        for key, length in _sized_columns(sa_inspect(obj).mapper):
+            value = getattr(obj, key, None)
+            if isinstance(value, str) and len(value) > length:
+                raise Invalid(f"{key}: at most {length} characters ({len(value)} given)")
+
+
+MAX_ID = 2**63 - 1  # ids are BIGINT in PostgreSQL (and SQLite's INTEGER): anything larger names nothing
+
+
+def row_id(text: str | int | None) -> int | None:
+    """A row id written by a person or in a URL (ASCII digits, 1..MAX_ID), else None.
+
+    ``str.isdigit`` alone accepts other scripts' digits and superscripts, which ``int`` then
+    refuses, and a number past BIGINT overflows the database driver: both were server errors."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text if 0 < text <= MAX_ID else None
+    if not isinstance(text, str) or not text or len(text) > 19 or not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if 0 < value <= MAX_ID else None
 
 
 def now_us() -> int:

@@ -10,8 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import Invalid, NotFound
+from storage.db import row_id
 from storage.keys import Keys
 from storage.models import Camera, CameraKind, CameraState, Segment, Site
+from storage.text import CleanText
 
 
 def credentialed_url(url: str, username: str, password: str) -> str:
@@ -29,69 +31,80 @@ def credentialed_url(url: str, username: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-class SiteSpec(BaseModel):
+class SiteSpec(CleanText):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
     location: str = ""
     notes: str = ""
 
 
-class CameraSpec(BaseModel):
+def check_stream_url(value: str) -> str:
+    """An rtsp:// or http(s):// URL without credentials (or ""), else ValueError. Updates and
+    new cameras both: a PATCH took any scheme (file://) and credentials in the URL."""
+    if value:
+        parts = urlsplit(value)
+        if parts.scheme not in ("rtsp", "rtsps", "http", "https"):
+            raise ValueError("must be an rtsp:// or http(s):// URL")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials: use username and password")
+    return value
+
+
+class CameraSpec(CleanText):
     """A camera as an administrator describes it (CLI, API, inventory files)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    site: str | None = None
-    position: str = ""
+    site: str | None = Field(None, max_length=200)
+    position: str = Field("", max_length=400)
     kind: CameraKind = CameraKind.FIXED
-    main_url: str = ""
-    sub_url: str = ""
-    snapshot_url: str = ""
-    onvif_xaddr: str = ""
-    username: str = ""
+    main_url: str = Field("", max_length=1000)
+    sub_url: str = Field("", max_length=1000)
+    snapshot_url: str = Field("", max_length=1000)
+    onvif_xaddr: str = Field("", max_length=1000)
+    username: str = Field("", max_length=200)
     password: str = Field("", repr=False)
     enabled: bool = True
     recording: bool = True
     retention_days: int | None = Field(None, ge=1, le=3650)
     notes: str = ""
-    lane: str = ""
-    direction: str = ""
+    lane: str = Field("", max_length=50)
+    direction: str = Field("", max_length=50)
     ptz: bool = False
     extra: dict[str, Any] = {}
 
     @field_validator("main_url", "sub_url", "snapshot_url")
     @classmethod
     def _no_credentials_in_url(cls, value: str) -> str:
-        if value:
-            parts = urlsplit(value)
-            if parts.scheme not in ("rtsp", "rtsps", "http", "https"):
-                raise ValueError("must be an rtsp:// or http(s):// URL")
-            if parts.username or parts.password:
-                raise ValueError("must not carry credentials: use username and password")
-        return value
+        return check_stream_url(value)
 
 
-class CameraUpdate(BaseModel):
+class CameraUpdate(CleanText):
     """Fields an update may change; absent means unchanged."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = None
-    site: str | None = None
-    position: str | None = None
+    name: str | None = Field(None, min_length=1, max_length=200)
+    site: str | None = Field(None, max_length=200)
+    position: str | None = Field(None, max_length=400)
     kind: CameraKind | None = None
-    main_url: str | None = None
-    sub_url: str | None = None
-    snapshot_url: str | None = None
-    onvif_xaddr: str | None = None
-    username: str | None = None
+    main_url: str | None = Field(None, max_length=1000)
+    sub_url: str | None = Field(None, max_length=1000)
+    snapshot_url: str | None = Field(None, max_length=1000)
+    onvif_xaddr: str | None = Field(None, max_length=1000)
+    username: str | None = Field(None, max_length=200)
     password: str | None = Field(None, repr=False)
     enabled: bool | None = None
     recording: bool | None = None
     retention_days: int | None = Field(None, ge=1, le=3650)
     notes: str | None = None
-    lane: str | None = None
-    direction: str | None = None
+    lane: str | None = Field(None, max_length=50)
+    direction: str | None = Field(None, max_length=50)
     ptz: bool | None = None
+
+    @field_validator("main_url", "sub_url", "snapshot_url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str | None) -> str | None:
+        return check_stream_url(value) if value is not None else None
 
 
 def parse_spec(model: type[BaseModel], data: Any, where: str = "") -> Any:
@@ -142,10 +155,9 @@ async def add_camera(session: AsyncSession, spec: CameraSpec, keys: Keys) -> Cam
 
 async def get_camera(session: AsyncSession, ref: int | str) -> Camera:
     """A camera by id or by name."""
-    if isinstance(ref, str) and ref.isascii() and ref.isdigit():
-        ref = int(ref) if len(ref) <= 19 else -1  # longer than any BIGINT: names nothing
-    if isinstance(ref, int):
-        cam = await session.get(Camera, ref) if 0 < ref < 2**63 else None
+    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
+        found = row_id(ref)
+        cam = await session.get(Camera, found) if found is not None else None
     else:
         cam = (await session.execute(select(Camera).where(Camera.name == ref))).scalar_one_or_none()
     if cam is None:

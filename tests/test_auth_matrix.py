@@ -174,3 +174,44 @@ async def test_undeclared_route_fails_closed(aiohttp_client, settings, login, ro
     r = await client.get("/api/v1/naked")
     assert r.status == 500
     assert "secret" not in await r.text()
+
+
+async def test_input_is_checked_only_after_the_right(aiohttp_client, settings, login):
+    """The contract (controlroom.contract) validates a route's declared query and body only for
+    a caller allowed to call it: anyone else gets 401/403 (audited) whatever they send, and
+    learns nothing of the route's input from a 400."""
+    from controlroom.permissions import route_spec
+
+    app = create_app(settings, record=False)
+    client = await aiohttp_client(app)
+    routes = [(m, u, r) for m, u, r in app_routes(app)
+              if route_spec(r.handler) and (route_spec(r.handler).query or route_spec(r.handler).body)]
+    assert len(routes) > 20
+    garbage = {"no_such_field": "\x00", "limit": -1}
+    problems = []
+    for method, url, route in routes:
+        if declared(route.handler) is Permission.PUBLIC:
+            continue
+        status = (await client.request(method, url + "?limit=-1&from=x", json=garbage)).status
+        if status != 401:
+            problems.append(f"anonymous {method} {url}: {status}")
+    for role in ROLE_PERMISSIONS:
+        client.session.cookie_jar.clear()
+        headers = await login(client, role)
+        for method, url, route in routes:
+            perm = declared(route.handler)
+            if perm in role_permissions(role):
+                continue
+            before = await denied_count(app)
+            status = (await client.request(method, url + "?limit=-1&from=x", json=garbage, headers=headers)).status
+            if status != 403 or await denied_count(app) != before + 1:
+                problems.append(f"{role} {method} {url} ({perm}): {status}")
+    assert not problems, "\n".join(problems)
+
+
+async def test_openapi_document_needs_a_login(aiohttp_client, settings, login):
+    client = await aiohttp_client(create_app(settings, record=False))
+    assert (await client.get("/api/v1/openapi.json")).status == 401
+    await login(client, "police")
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    assert doc["paths"]["/api/v1/audit"]["get"]["x-permission"] == Permission.AUDIT_READ.value

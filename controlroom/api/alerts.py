@@ -21,22 +21,29 @@ import contextlib
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from pydantic import Field
 from sqlalchemy import select
 
 from controlroom import disclosure
 from controlroom.api.live import WS_CLOSE_TIMEOUT_S, check_origin, open_socket
 from controlroom.auth import actor, allowed_camera_ids
 from controlroom.context import ALERT_ACKS, ALERTS, SESSIONS, SETTINGS
+from controlroom.contract import Flag, Query, limit, query_of
 from controlroom.errors import as_id
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import us_to_iso
-from storage import Invalid, NotFound, audit
+from storage import NotFound, audit
 from storage.alerts import Alert, AlertHub
 from storage.db import now_us, transaction
 from storage.models import Camera
 
 routes = web.RouteTableDef()
 MAX_LIMIT = 500
+
+
+class AlertsQuery(Query):
+    limit: int = limit(100, MAX_LIMIT)
+    open: Flag = Field(False, description="only alerts nobody has acknowledged")
 
 
 def alert_json(data: dict[str, Any], tz: str, camera_names: dict[int, str] | None = None) -> dict[str, Any]:
@@ -62,14 +69,11 @@ async def alerts_ctx(app: web.Application) -> Any:
 
 
 @routes.get("/api/v1/alerts")
-@requires(Permission.LIVE_VIEW, discloses=Disclosure.PLATES, action="alerts.list")
+@requires(Permission.LIVE_VIEW, discloses=Disclosure.PLATES, action="alerts.list", query=AlertsQuery)
 async def list_alerts(request: web.Request) -> web.Response:
-    try:
-        limit = min(int(request.query.get("limit", "100")), MAX_LIMIT)
-    except ValueError:
-        raise Invalid("limit must be a whole number") from None
-    query = select(Alert).order_by(Alert.at_us.desc(), Alert.id.desc()).limit(limit)
-    if request.query.get("open") == "1":
+    params = query_of(request, AlertsQuery)
+    query = select(Alert).order_by(Alert.at_us.desc(), Alert.id.desc()).limit(params.limit)
+    if params.open:
         query = query.where(Alert.acknowledged_us.is_(None))
     allowed = await allowed_camera_ids(request)  # a user limited to some cameras sees theirs
     if allowed is not None:
@@ -112,7 +116,7 @@ async def ack_alert(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/alerts/ws")
-@requires(Permission.LIVE_VIEW, discloses=Disclosure.PLATES, action="alerts.watch")
+@requires(Permission.LIVE_VIEW, discloses=Disclosure.PLATES, action="alerts.watch", produces="", status=101)
 async def alerts_ws(request: web.Request) -> web.StreamResponse:
     check_origin(request)
     ws = web.WebSocketResponse(heartbeat=20.0, timeout=WS_CLOSE_TIMEOUT_S)

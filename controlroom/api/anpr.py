@@ -20,28 +20,111 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from pydantic import Field
 
 from anpr.hotlist import HotlistImportError, import_csv, parse_entry
 from anpr.journeys import Journey, find_journeys
 from controlroom import disclosure
 from controlroom.auth import actor, allowed_camera_ids
 from controlroom.context import SESSIONS, SETTINGS
-from controlroom.errors import as_id, error_response, json_body
+from controlroom.contract import (
+    Body,
+    Flag,
+    Name,
+    Query,
+    Text,
+    Time,
+    body_of,
+    limit,
+    offset,
+    query_of,
+)
+from controlroom.errors import as_id, error_response
 from controlroom.permissions import Disclosure, Permission, requires
-from controlroom.timefmt import iso_to_us, us_to_iso
+from controlroom.timefmt import us_to_iso
 from storage import Invalid, NotFound, audit
 from storage import anpr as store
 from storage.db import transaction
 from storage.inventory import get_camera
+from storage.text import check_text
 
 routes = web.RouteTableDef()
 PREFIX = "/api/v1/anpr"
 MAX_TEXT = 500
 MAX_CSV_BYTES = 8 * 1024 * 1024
+Reason = Annotated[str, Field(max_length=MAX_TEXT)]
+
+
+class Justified(Query):
+    """Every search states why (both are audited with it)."""
+
+    reason: Reason | None = Field(None, description="why this search is made (required)")
+    reference: Reason | None = Field(None, description="an incident or crime number (required)")
+
+
+class ReadsQuery(Justified):
+    vrm: Annotated[str, Field(max_length=20)] | None = Field(
+        None, description="a registration, or a pattern with * and ? (required)")
+    start_us: Time | None = Field(None, alias="from")
+    end_us: Time | None = Field(None, alias="to")
+    site: list[Name] = Field(default_factory=list, max_length=100)
+    camera: Name | None = None
+    limit: int = limit(1000, 10_000)
+    offset: int = offset()
+
+
+class JourneysQuery(Justified):
+    from_site: Name | None = None
+    to_site: Name | None = None
+    within_s: float = Field(900, gt=0, le=7 * 86_400, description="longest travel time between the sites")
+    either_direction: Flag = False
+    start_us: Time | None = Field(None, alias="from")
+    end_us: Time | None = Field(None, alias="to")
+    vrm: Annotated[str, Field(max_length=20)] | None = None
+
+
+class HitsQuery(Query):
+    state: store.HitState | None = None
+    limit: int = limit(200, 1000)
+
+
+class HitDecision(Body):
+    note: Text | None = None
+
+
+class HotlistQuery(Query):
+    all: Flag = Field(False, description="include removed and expired entries")
+
+
+class HotlistNew(Body):
+    name: Name
+    description: Text = ""
+    source: Annotated[str, Field(max_length=200)] = ""
+    default_priority: int = Field(3, ge=store.PRIORITY_MIN, le=store.PRIORITY_MAX)
+
+
+class HotlistChange(Body):
+    name: Name | None = None
+    description: Text | None = None
+    source: Annotated[str, Field(max_length=200)] | None = None
+    default_priority: int | None = Field(None, ge=store.PRIORITY_MIN, le=store.PRIORITY_MAX)
+    enabled: bool | None = None
+
+
+class EntryNew(Body):
+    vrm: Annotated[str, Field(min_length=1, max_length=20)]
+    reason: Text
+    source: Annotated[str, Field(max_length=200)] | None = None
+    priority: int | None = Field(None, ge=store.PRIORITY_MIN, le=store.PRIORITY_MAX)
+    expires: Annotated[str, Field(max_length=40, description="ISO 8601 with an offset, or YYYY-MM-DD")]
+
+
+class ImportQuery(Query):
+    replace: Flag = Field(False, description="replace the hotlist's live entries")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,37 +205,21 @@ def justification(query: Any) -> tuple[str, str]:
     return reason, reference
 
 
-def _int(query: Any, name: str, default: int) -> int:
-    raw = query.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise Invalid(f"{name} must be a whole number") from None
-
-
-def _range(query: Any) -> tuple[int | None, int | None]:
-    start, end = query.get("from"), query.get("to")
-    return (iso_to_us(start, "from") if start else None, iso_to_us(end, "to") if end else None)
-
-
 async def _read_query(request: web.Request, session) -> store.ReadQuery:
-    q = request.query
-    vrm = (q.get("vrm") or "").strip()
+    q = query_of(request, ReadsQuery)
+    vrm = (q.vrm or "").strip()
     if not vrm:
         raise Invalid("vrm is required: a registration, or a pattern with * and ? (e.g. AB12*, ?B12CDE)")
-    from_us, to_us = _range(q)
     camera_id = None
-    if q.get("camera"):
-        camera_id = (await get_camera(session, q["camera"])).id
-    return store.ReadQuery(pattern=vrm, from_us=from_us, to_us=to_us, sites=tuple(s for s in q.getall("site", []) if s),
-                           camera_id=camera_id, limit=_int(q, "limit", 1000), offset=_int(q, "offset", 0),
+    if q.camera:
+        camera_id = (await get_camera(session, q.camera)).id
+    return store.ReadQuery(pattern=vrm, from_us=q.start_us, to_us=q.end_us, sites=tuple(s for s in q.site if s),
+                           camera_id=camera_id, limit=q.limit, offset=q.offset,
                            allowed_camera_ids=await allowed_camera_ids(request))
 
 
 async def _search(request: web.Request) -> list[store.AnprRead]:
-    reason, reference = justification(request.query)
+    reason, reference = justification(query_of(request, ReadsQuery).model_dump())
     async with request.app[SESSIONS]() as session:
         query = await _read_query(request, session)
         reads = await store.search_reads(session, query)
@@ -178,7 +245,7 @@ async def _hit_cameras(request: web.Request) -> set[int] | None:
 
 
 @routes.get(f"{PREFIX}/reads")
-@requires(Permission.ANPR_SEARCH, discloses=Disclosure.PLATES, action="anpr.search")
+@requires(Permission.ANPR_SEARCH, discloses=Disclosure.PLATES, action="anpr.search", query=ReadsQuery)
 async def search(request: web.Request) -> web.Response:
     reads = await _search(request)
     tz = _tz(request)
@@ -190,7 +257,8 @@ CSV_FIELDS = ["id", "vrm", "time", "time_local", "site", "lane", "direction", "c
 
 
 @routes.get(f"{PREFIX}/reads.csv")
-@requires(Permission.ANPR_SEARCH, discloses=Disclosure.PLATES, action="anpr.export")
+@requires(Permission.ANPR_SEARCH, discloses=Disclosure.PLATES, action="anpr.export", query=ReadsQuery,
+          produces="text/csv")
 async def search_csv(request: web.Request) -> web.Response:
     reads = await _search(request)
     tz = _tz(request)
@@ -206,20 +274,15 @@ async def search_csv(request: web.Request) -> web.Response:
 
 
 @routes.get(f"{PREFIX}/journeys")
-@requires(Permission.ANPR_SEARCH, discloses=Disclosure.PLATES, action="anpr.journeys")
+@requires(Permission.ANPR_SEARCH, discloses=Disclosure.PLATES, action="anpr.journeys", query=JourneysQuery)
 async def journeys(request: web.Request) -> web.Response:
-    q = request.query
-    reason, reference = justification(q)
-    from_site, to_site = (q.get("from_site") or "").strip(), (q.get("to_site") or "").strip()
+    q = query_of(request, JourneysQuery)
+    reason, reference = justification(q.model_dump())
+    from_site, to_site = (q.from_site or "").strip(), (q.to_site or "").strip()
     if not from_site or not to_site:
         raise Invalid("from_site and to_site are required")
-    try:
-        within_s = float(q.get("within_s") or 900)
-    except ValueError:
-        raise Invalid("within_s must be a number of seconds") from None
-    either = q.get("either_direction", "0").lower() in ("1", "true", "yes")
-    from_us, to_us = _range(q)
-    vrm = (q.get("vrm") or "").strip() or None
+    within_s, either, from_us, to_us = q.within_s, q.either_direction, q.start_us, q.end_us
+    vrm = (q.vrm or "").strip() or None
     async with request.app[SESSIONS]() as session:
         found = await find_journeys(session, from_site, to_site, within_s, from_us, to_us, vrm, either,
                                     allowed_camera_ids=await allowed_camera_ids(request))
@@ -246,7 +309,8 @@ def _id(request: web.Request, name: str) -> int:
 
 
 @routes.get(PREFIX + "/reads/{read}/{image:plate|overview}.jpg")
-@requires(Permission.ANPR_SEARCH, discloses=Disclosure.IMAGES, action="anpr.image", cameras=_read_cameras)
+@requires(Permission.ANPR_SEARCH, discloses=Disclosure.IMAGES, action="anpr.image", cameras=_read_cameras,
+          produces="image/jpeg")
 async def read_image(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONS]() as session:
         read = await store.get_read(session, _id(request, "read"))
@@ -266,12 +330,12 @@ async def _hit_row(session, hit_id: int):
 
 
 @routes.get(f"{PREFIX}/hits")
-@requires(Permission.ANPR_ALERTS, discloses=Disclosure.PLATES, action="anpr.hits")
+@requires(Permission.ANPR_ALERTS, discloses=Disclosure.PLATES, action="anpr.hits", query=HitsQuery)
 async def list_hits(request: web.Request) -> web.Response:
-    state = request.query.get("state") or None
-    limit = min(max(_int(request.query, "limit", 200), 1), 1000)
+    q = query_of(request, HitsQuery)
+    state = q.state.value if q.state else None
     async with request.app[SESSIONS]() as session:
-        rows = await store.list_hits(session, state=state, limit=limit,
+        rows = await store.list_hits(session, state=state, limit=q.limit,
                                      allowed_camera_ids=await allowed_camera_ids(request))
     disclosure.note(request, "anpr", state=state, results=len(rows))
     tz = _tz(request)
@@ -288,12 +352,9 @@ async def show_hit(request: web.Request) -> web.Response:
 
 
 @routes.post(PREFIX + "/hits/{hit}/{decision:confirm|dismiss}")
-@requires(Permission.ANPR_ALERTS, cameras=_hit_cameras)
+@requires(Permission.ANPR_ALERTS, cameras=_hit_cameras, body=HitDecision)
 async def decide_hit(request: web.Request) -> web.Response:
-    body = await json_body(request) if request.can_read_body else {}
-    note = str(body.get("note") or "").strip()
-    if len(note) > 2000:
-        raise Invalid("note must be at most 2000 characters")
+    note = (body_of(request, HitDecision).note or "").strip()
     decision = request.match_info["decision"]
     state = store.HitState.CONFIRMED if decision == "confirm" else store.HitState.DISMISSED
     who = actor(request)
@@ -306,7 +367,8 @@ async def decide_hit(request: web.Request) -> web.Response:
 
 
 @routes.get(PREFIX + "/hits/{hit}/{image:plate|overview}.jpg")
-@requires(Permission.ANPR_ALERTS, discloses=Disclosure.IMAGES, action="anpr.hit.image", cameras=_hit_cameras)
+@requires(Permission.ANPR_ALERTS, discloses=Disclosure.IMAGES, action="anpr.hit.image", cameras=_hit_cameras,
+          produces="image/jpeg")
 async def hit_image(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONS]() as session:
         hit = await store.get_hit(session, _id(request, "hit"))
@@ -327,25 +389,21 @@ async def list_hotlists(request: web.Request) -> web.Response:
 
 
 @routes.post(f"{PREFIX}/hotlists")
-@requires(Permission.HOTLIST_ADMIN)
+@requires(Permission.HOTLIST_ADMIN, body=HotlistNew, status=201)
 async def add_hotlist(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    unknown = set(body) - {"name", "description", "source", "default_priority"}
-    if unknown:
-        raise Invalid(f"unknown field(s): {', '.join(sorted(unknown))}")
+    new = body_of(request, HotlistNew)
     who = actor(request)
     async with transaction(request.app[SESSIONS]) as session:
-        hl = await store.add_hotlist(session, str(body.get("name") or ""), description=str(body.get("description") or ""),
-                                     source=str(body.get("source") or ""),
-                                     default_priority=body.get("default_priority", 3), created_by=who)
+        hl = await store.add_hotlist(session, new.name, description=new.description, source=new.source,
+                                     default_priority=new.default_priority, created_by=who)
         await audit.append(session, who, "hotlist.add", f"hotlist:{hl.id}", name=hl.name, source=hl.source)
     return web.json_response(hotlist_json(hl, 0), status=201)
 
 
 @routes.get(PREFIX + "/hotlists/{hotlist}")
-@requires(Permission.HOTLIST_ADMIN)
+@requires(Permission.HOTLIST_ADMIN, query=HotlistQuery)
 async def show_hotlist(request: web.Request) -> web.Response:
-    include = request.query.get("all") == "1"
+    include = query_of(request, HotlistQuery).all
     async with request.app[SESSIONS]() as session:
         hl = await store.get_hotlist(session, request.match_info["hotlist"])
         entries = await store.list_entries(session, hl.id, include_inactive=include)
@@ -355,9 +413,9 @@ async def show_hotlist(request: web.Request) -> web.Response:
 
 
 @routes.patch(PREFIX + "/hotlists/{hotlist}")
-@requires(Permission.HOTLIST_ADMIN)
+@requires(Permission.HOTLIST_ADMIN, body=HotlistChange)
 async def update_hotlist(request: web.Request) -> web.Response:
-    body = await json_body(request)
+    body = body_of(request, HotlistChange).model_dump(exclude_unset=True, exclude_none=True)
     who = actor(request)
     async with transaction(request.app[SESSIONS]) as session:
         hl = await store.update_hotlist(session, request.match_info["hotlist"], **body)
@@ -376,12 +434,9 @@ async def remove_hotlist(request: web.Request) -> web.Response:
 
 
 @routes.post(PREFIX + "/hotlists/{hotlist}/entries")
-@requires(Permission.HOTLIST_ADMIN)
+@requires(Permission.HOTLIST_ADMIN, body=EntryNew, status=201)
 async def add_entry(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    unknown = set(body) - {"vrm", "reason", "source", "priority", "expires"}
-    if unknown:
-        raise Invalid(f"unknown field(s): {', '.join(sorted(unknown))}")
+    body = body_of(request, EntryNew).model_dump(exclude_none=True)
     who = actor(request)
     async with transaction(request.app[SESSIONS]) as session:
         hl = await store.get_hotlist(session, request.match_info["hotlist"])
@@ -404,7 +459,7 @@ async def remove_entry(request: web.Request) -> web.Response:
 
 
 @routes.post(PREFIX + "/hotlists/{hotlist}/import")
-@requires(Permission.HOTLIST_ADMIN)
+@requires(Permission.HOTLIST_ADMIN, query=ImportQuery)
 async def import_entries(request: web.Request) -> web.Response:
     if request.content_length and request.content_length > MAX_CSV_BYTES:
         raise Invalid(f"the CSV file is larger than {MAX_CSV_BYTES} bytes")
@@ -413,7 +468,8 @@ async def import_entries(request: web.Request) -> web.Response:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise Invalid("the CSV file is not UTF-8 text") from None
-    replace = request.query.get("replace", "0").lower() in ("1", "true", "yes")
+    check_text(text, "the CSV file")
+    replace = query_of(request, ImportQuery).replace
     who = actor(request)
     try:
         async with transaction(request.app[SESSIONS]) as session:

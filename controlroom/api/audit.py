@@ -6,33 +6,37 @@ Reading the trail is itself audited. Nothing here can change it.
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import Field
 
 from controlroom import disclosure
 from controlroom.auth import actor, every_camera
 from controlroom.context import AUDIT, KEYS, SESSIONS, SETTINGS
+from controlroom.contract import Name, Query, Time, limit, query_of
 from controlroom.permissions import Disclosure, Permission, requires
-from controlroom.timefmt import iso_to_us
-from storage import Invalid, audit
+from storage import audit
 
 routes = web.RouteTableDef()
 MAX_LIMIT = 5000
 
 
+class AuditQuery(Query):
+    start_us: Time | None = Field(None, alias="from", description="entries at or after this time")
+    end_us: Time | None = Field(None, alias="to", description="entries before this time")
+    action: Name | None = None
+    actor: Name | None = None
+    limit: int = limit(500, MAX_LIMIT)
+
+
 @routes.get("/api/v1/audit")
-@requires(Permission.AUDIT_READ, discloses=Disclosure.PERSONAL, action="audit.read", cameras=every_camera)
+@requires(Permission.AUDIT_READ, discloses=Disclosure.PERSONAL, action="audit.read", cameras=every_camera, query=AuditQuery)
 async def list_entries(request: web.Request) -> web.Response:
     """``?from=ISO&to=ISO&action=&actor=&limit=`` (default 500, at most 5000), oldest first."""
     q = request.query
-    from_us = iso_to_us(q["from"], "from") if "from" in q else None
-    to_us = iso_to_us(q["to"], "to") if "to" in q else None
-    try:
-        limit = min(int(q.get("limit", "500")), MAX_LIMIT)
-    except ValueError:
-        raise Invalid("limit must be an integer") from None
+    p = query_of(request, AuditQuery)
     async with request.app[SESSIONS]() as session:
         rows = [
             audit.entry_json(e)
-            async for e in audit.entries(session, from_us, to_us, action=q.get("action"), actor=q.get("actor"), limit=limit)
+            async for e in audit.entries(session, p.start_us, p.end_us, action=p.action, actor=p.actor, limit=p.limit)
         ]
     disclosure.note(request, "audit", start=q.get("from"), end=q.get("to"), action_filter=q.get("action"),
                     actor_filter=q.get("actor"), returned=len(rows))

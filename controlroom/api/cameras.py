@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import Field
 
 from controlroom import disclosure
 from controlroom.auth import actor, allowed_camera_ids
 from controlroom.context import KEYS, SESSIONS, SETTINGS
-from controlroom.errors import json_body
+from controlroom.contract import Name, Query, Time, body_of, query_of
 from controlroom.permissions import Disclosure, Permission, requires
-from controlroom.timefmt import iso_to_us
 from controlroom.views import camera_json, timeline_json
 from storage import audit, inventory
 from storage.catalogue import timeline
@@ -18,13 +18,22 @@ from storage.db import transaction
 routes = web.RouteTableDef()
 
 
+class CameraListQuery(Query):
+    site: Name | None = Field(None, description="only the cameras of this site")
+
+
+class TimelineQuery(Query):
+    start_us: Time = Field(alias="from")
+    end_us: Time = Field(alias="to")
+
+
 @routes.get("/api/v1/cameras")
-@requires(Permission.INVENTORY_READ)
+@requires(Permission.INVENTORY_READ, query=CameraListQuery)
 async def list_cameras(request: web.Request) -> web.Response:
     allowed = await allowed_camera_ids(request)  # None: every camera
     async with request.app[SESSIONS]() as session:
         sites = await inventory.site_names(session)
-        cams = await inventory.list_cameras(session, site=request.query.get("site"))
+        cams = await inventory.list_cameras(session, site=query_of(request, CameraListQuery).site)
     return web.json_response({"cameras": [camera_json(c, sites) for c in cams if allowed is None or c.id in allowed]})
 
 
@@ -38,9 +47,9 @@ async def show_camera(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/cameras")
-@requires(Permission.ADMIN)
+@requires(Permission.ADMIN, body=inventory.CameraSpec, status=201)
 async def add_camera(request: web.Request) -> web.Response:
-    spec = inventory.parse_spec(inventory.CameraSpec, await json_body(request))
+    spec = body_of(request, inventory.CameraSpec)
     async with transaction(request.app[SESSIONS]) as session:
         cam = await inventory.add_camera(session, spec, request.app[KEYS])
         await audit.append(session, actor(request), "camera.add", f"camera:{cam.id}", name=cam.name)
@@ -49,9 +58,9 @@ async def add_camera(request: web.Request) -> web.Response:
 
 
 @routes.patch("/api/v1/cameras/{camera}")
-@requires(Permission.ADMIN)
+@requires(Permission.ADMIN, body=inventory.CameraUpdate)
 async def update_camera(request: web.Request) -> web.Response:
-    update = inventory.parse_spec(inventory.CameraUpdate, await json_body(request))
+    update = body_of(request, inventory.CameraUpdate)
     async with transaction(request.app[SESSIONS]) as session:
         cam = await inventory.update_camera(session, request.match_info["camera"], update, request.app[KEYS])
         changed = sorted(update.model_dump(exclude_unset=True))
@@ -61,14 +70,11 @@ async def update_camera(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/cameras/{camera}/recordings")
-@requires(Permission.PLAYBACK, discloses=Disclosure.RECORDINGS, action="recordings.list")
+@requires(Permission.PLAYBACK, discloses=Disclosure.RECORDINGS, action="recordings.list", query=TimelineQuery)
 async def recordings(request: web.Request) -> web.Response:
-    try:
-        start, end = request.query["from"], request.query["to"]
-    except KeyError as missing:
-        raise web.HTTPBadRequest(text=f'{{"error": "query parameter {missing} is required"}}',
-                                 content_type="application/json") from None
-    from_us, to_us = iso_to_us(start, "from"), iso_to_us(end, "to")
+    params = query_of(request, TimelineQuery)
+    start, end = request.query["from"], request.query["to"]
+    from_us, to_us = params.start_us, params.end_us
     tz = request.app[SETTINGS].display_timezone
     async with request.app[SESSIONS]() as session:
         cam = await inventory.get_camera(session, request.match_info["camera"])

@@ -24,9 +24,10 @@ import re
 import secrets
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 from controlroom import disclosure
 from controlroom.auth import (
@@ -38,11 +39,12 @@ from controlroom.auth import (
     current_user,
 )
 from controlroom.context import AUDIT, EVIDENCE, KEYS, SESSIONS, SETTINGS
-from controlroom.errors import Forbidden, as_id, json_body
+from controlroom.contract import Body, Name, Text, Time, body_of
+from controlroom.errors import Forbidden, as_id
 from controlroom.evidence.plan import build_plan, findings
 from controlroom.evidence.shapes import register_json, request_json
 from controlroom.permissions import Disclosure, Permission, requires
-from controlroom.timefmt import iso_to_us, us_to_iso
+from controlroom.timefmt import us_to_iso
 from storage import Invalid, NotFound, audit, inventory
 from storage.db import now_us, transaction
 from storage.evidence import (
@@ -74,6 +76,41 @@ from storage.evidence import (
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 PREFIX = "/api/v1/evidence"
+MAX_WINDOWS = 100  # a bound on one request's work (each window is a plan, a hold, an export)
+
+
+class Window(Body):
+    camera: Name | int = Field(description="the camera's id or name")
+    start_us: Time = Field(alias="from")
+    end_us: Time = Field(alias="to")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class EvidenceRequestNew(Body):
+    """A request for footage: who asks, under which power, and which cameras when."""
+
+    # The sizes of their columns (storage.evidence.EvidenceRequest), so the document says them.
+    officer_name: Annotated[str, Field(max_length=200)] = ""
+    collar_number: Annotated[str, Field(max_length=50)] = ""
+    force: Annotated[str, Field(max_length=200)] = ""
+    crime_reference: Annotated[str, Field(max_length=200)] = ""
+    offence: Text = ""
+    necessity: Text = ""
+    lawful_basis: Text = ""
+    authorised_by: Annotated[str, Field(max_length=200)] = ""
+    windows: list[Window] = Field(min_length=1, max_length=MAX_WINDOWS)
+
+
+class Decision(Body):
+    reason: Text = ""
+
+
+class Closing(Body):
+    reason: Text = ""
+    review_us: Time | None = Field(None, alias="review", description="when to review the closed request")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 async def _refuse(request: web.Request, message: str) -> None:
@@ -129,39 +166,28 @@ async def _show(request: web.Request, session, req: EvidenceRequest) -> dict[str
 
 
 @routes.post(f"{PREFIX}/requests")
-@requires(Permission.AUTHENTICATED)
+@requires(Permission.AUTHENTICATED, body=EvidenceRequestNew, status=201)
 async def submit(request: web.Request) -> web.Response:
     """Record a request and place its hold at once (same transaction), with the findings."""
     user = current_user(request)
     if not (user.can(Permission.EVIDENCE_REQUEST) or user.can(Permission.EXPORT)):
         await _refuse(request, "submitting an evidence request needs the evidence_request or export right")
-    body = await json_body(request)
-    unknown = set(body) - set(REQUIRED_TEXT) - {"windows"}
-    if unknown:
-        raise Invalid(f"unknown fields: {', '.join(sorted(unknown))}")
-    windows_in = body.get("windows")
-    if not isinstance(windows_in, list) or not windows_in:
-        raise Invalid("windows: a list of {camera, from, to} is required")
+    new = body_of(request, EvidenceRequestNew)
+    body = new.model_dump(include=set(REQUIRED_TEXT))
     max_windows = request.app[SETTINGS].evidence.max_windows
-    if len(windows_in) > max_windows:
+    if len(new.windows) > max_windows:
         raise Invalid(f"windows: at most {max_windows} camera windows in one request")
-    for key in REQUIRED_TEXT:
-        if not isinstance(body.get(key, ""), str):
-            raise Invalid(f"{key}: must be text")
     settings = request.app[SETTINGS].evidence
     async with transaction(request.app[SESSIONS]) as session:
         windows = []
-        for n, w in enumerate(windows_in):
-            if not isinstance(w, dict) or set(w) - {"camera", "from", "to"} or not {"camera", "from", "to"} <= set(w):
-                raise Invalid(f"windows[{n}]: needs exactly camera, from and to")
+        for n, w in enumerate(new.windows):
             try:
-                cam = await inventory.get_camera(session, str(w["camera"]))
+                cam = await inventory.get_camera(session, str(w.camera))
                 if not await can_access_camera(request, cam.id):  # narrowed users: as if absent
-                    raise NotFound(str(w["camera"]))
+                    raise NotFound(str(w.camera))
             except NotFound:
-                raise Invalid(f"windows[{n}]: no camera {w['camera']}") from None
-            windows.append(WindowSpec(cam.id, iso_to_us(str(w["from"]), f"windows[{n}].from"),
-                                      iso_to_us(str(w["to"]), f"windows[{n}].to")))
+                raise Invalid(f"windows[{n}]: no camera {str(w.camera)[:60]}") from None
+            windows.append(WindowSpec(cam.id, w.start_us, w.end_us))
         req = await create_request(
             session, requested_by=actor(request), fields=body, windows=windows,
             hold_review_us=now_us() + settings.hold_review_days * DAY_US,
@@ -201,9 +227,8 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def _decide(request: web.Request, approve: bool) -> web.Response:
-    body = await json_body(request)
-    reason = body.get("reason", "")
-    if not isinstance(reason, str) or not reason.strip():
+    reason = body_of(request, Decision).reason
+    if not reason.strip():
         raise Invalid("reason: a decision needs a reason")
     async with transaction(request.app[SESSIONS]) as session:
         req = await get_request(session, _request_id(request), for_update=True)
@@ -222,19 +247,19 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
 
 
 @routes.post(f"{PREFIX}/requests/{{id}}/approve")
-@requires(Permission.APPROVE, cameras=_request_cameras)
+@requires(Permission.APPROVE, cameras=_request_cameras, body=Decision)
 async def approve(request: web.Request) -> web.Response:
     return await _decide(request, True)
 
 
 @routes.post(f"{PREFIX}/requests/{{id}}/refuse")
-@requires(Permission.APPROVE, cameras=_request_cameras)
+@requires(Permission.APPROVE, cameras=_request_cameras, body=Decision)
 async def refuse(request: web.Request) -> web.Response:
     return await _decide(request, False)
 
 
 @routes.post(f"{PREFIX}/requests/{{id}}/export")
-@requires(Permission.EXPORT, cameras=_request_cameras)
+@requires(Permission.EXPORT, cameras=_request_cameras, status=202)
 async def export_again(request: web.Request) -> web.Response:
     """Queue the export again after a failure or cancellation."""
     owner = await _scope(request)
@@ -248,7 +273,7 @@ async def export_again(request: web.Request) -> web.Response:
 
 
 @routes.post(f"{PREFIX}/requests/{{id}}/cancel")
-@requires(Permission.EXPORT, cameras=_request_cameras)
+@requires(Permission.EXPORT, cameras=_request_cameras, status=202)
 async def cancel_export(request: web.Request) -> web.Response:
     owner = await _scope(request)
     async with transaction(request.app[SESSIONS]) as session:
@@ -268,16 +293,13 @@ async def cancel_export(request: web.Request) -> web.Response:
 
 
 @routes.post(f"{PREFIX}/requests/{{id}}/close")
-@requires(Permission.APPROVE, cameras=_request_cameras)
+@requires(Permission.APPROVE, cameras=_request_cameras, body=Closing)
 async def close(request: web.Request) -> web.Response:
     """Close the request: its hold is released and a review date recorded."""
-    body = await json_body(request)
-    reason = body.get("reason", "")
-    if not isinstance(reason, str):
-        raise Invalid("reason: must be text")
+    closing = body_of(request, Closing)
+    reason = closing.reason
     settings = request.app[SETTINGS].evidence
-    review_us = (iso_to_us(body["review"], "review") if body.get("review")
-                 else now_us() + settings.close_review_days * DAY_US)
+    review_us = closing.review_us or now_us() + settings.close_review_days * DAY_US
     async with transaction(request.app[SESSIONS]) as session:
         req = await get_request(session, _request_id(request), for_update=True)
         await close_request(session, req, by=actor(request), reason=reason, review_us=review_us)
@@ -314,7 +336,8 @@ def _package_headers(req: EvidenceRequest) -> dict[str, str]:
 
 
 @routes.get(f"{PREFIX}/requests/{{id}}/package")
-@requires(Permission.AUTHENTICATED, discloses=Disclosure.FOOTAGE, action="evidence.download", cameras=_request_cameras)
+@requires(Permission.AUTHENTICATED, discloses=Disclosure.FOOTAGE, action="evidence.download", cameras=_request_cameras,
+          produces="application/zip")
 async def download(request: web.Request) -> web.StreamResponse:
     """Stream the package. A GET from byte 0, or any GET by someone who never downloaded this
     package before, is a release (custody, register, audit); other Range GETs resume one."""
@@ -342,7 +365,7 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post(f"{PREFIX}/requests/{{id}}/links")
-@requires(Permission.AUTHENTICATED, cameras=_request_cameras)
+@requires(Permission.AUTHENTICATED, cameras=_request_cameras, status=201)
 async def make_link(request: web.Request) -> web.Response:
     """A one-time download link that expires (for a download manager or another machine)."""
     owner = await _scope(request)
@@ -382,7 +405,8 @@ def link_range(header: str, size_bytes: int) -> tuple[int, int]:
 
 
 @routes.get(f"{PREFIX}/download/{{token}}")
-@requires(Permission.PUBLIC, discloses=Disclosure.FOOTAGE, action="evidence.download")  # the token is the credential
+@requires(Permission.PUBLIC, discloses=Disclosure.FOOTAGE, action="evidence.download",  # the token is the credential
+          produces="application/zip")
 async def download_by_link(request: web.Request) -> web.StreamResponse:
     """Serve a one-time link: each byte of the package at most once (``link_range``, migration
     0010). A transfer that breaks off gives back what it did not send, so it can resume; a
@@ -457,7 +481,7 @@ async def _send_link_bytes(request: web.Request, link_id: int, path: Path, req: 
 
 @routes.get(f"{PREFIX}/requests/{{id}}/custody")
 @requires(Permission.AUTHENTICATED, discloses=Disclosure.PERSONAL, action="evidence.custody_read",
-          cameras=_request_cameras)
+          cameras=_request_cameras, produces="application/x-ndjson")
 async def custody(request: web.Request) -> web.Response:
     """The whole chain of custody (production and each download) as signed JSON lines."""
     owner = await _scope(request)
@@ -500,8 +524,16 @@ async def cameras(request: web.Request) -> web.Response:
         for c in cams if allowed is None or c.id in allowed]})
 
 
+class PublicKey(BaseModel):
+    """The key that signs evidence manifests and custody lines."""
+
+    algorithm: Literal["Ed25519"]
+    pem: str
+    fingerprint_sha256: str
+
+
 @routes.get(f"{PREFIX}/public-key")
-@requires(Permission.AUTHENTICATED)
+@requires(Permission.AUTHENTICATED, response=PublicKey)
 async def public_key(request: web.Request) -> web.Response:
     keys = request.app[KEYS]
     return web.json_response({"algorithm": "Ed25519", "pem": keys.public_key_pem().decode(),

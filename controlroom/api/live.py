@@ -23,15 +23,18 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Literal
 from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from pydantic import Field
 
 from cameras import CameraUnavailable, children
 from cameras.live import LiveHub, Source, Upstream
 from controlroom import disclosure
 from controlroom.auth import actor
 from controlroom.context import AUDIT, KEYS, LIVE, OPEN_SOCKETS, SESSIONS, SETTINGS
+from controlroom.contract import Flag, Query, query_of
 from controlroom.permissions import Disclosure, Permission, requires
 from storage import Invalid, inventory
 from storage.inventory import credentialed_url
@@ -91,11 +94,16 @@ def check_origin(request: web.Request) -> None:
         raise web.HTTPForbidden(text='{"error": "cross-origin request refused"}', content_type="application/json")
 
 
+class LiveQuery(Query):
+    stream: Literal["sub", "main"] = Field("sub", description="the camera's sub stream (smaller) or main stream")
+
+
+class SnapshotQuery(LiveQuery):
+    download: Flag = Field(False, description="offer the picture as a file to save")
+
+
 def stream_of(request: web.Request) -> str:
-    stream = request.query.get("stream", "sub")
-    if stream not in STREAMS:
-        raise Invalid(f"stream must be one of {', '.join(STREAMS)}")
-    return stream
+    return query_of(request, LiveQuery).stream
 
 
 def upstream_stream(cam: Camera, stream: str) -> str:
@@ -138,7 +146,8 @@ def join(request: web.Request, cam: Camera, stream: str):
 
 
 @routes.get("/api/v1/cameras/{camera}/live")
-@requires(Permission.LIVE_VIEW, discloses=Disclosure.FOOTAGE, action="live.start")
+@requires(Permission.LIVE_VIEW, discloses=Disclosure.FOOTAGE, action="live.start", query=LiveQuery, produces="",
+          status=101)
 async def live_ws(request: web.Request) -> web.StreamResponse:
     check_origin(request)
     stream = stream_of(request)
@@ -245,7 +254,8 @@ async def snapshot_jpeg(up: Upstream, timeout_s: float = SNAPSHOT_TIMEOUT_S) -> 
 
 
 @routes.get("/api/v1/cameras/{camera}/snapshot.jpg")
-@requires(Permission.LIVE_VIEW, discloses=Disclosure.FOOTAGE, action="live.snapshot")
+@requires(Permission.LIVE_VIEW, discloses=Disclosure.FOOTAGE, action="live.snapshot", query=SnapshotQuery,
+          produces="image/jpeg")
 async def snapshot(request: web.Request) -> web.Response:
     stream = stream_of(request)
     cam = await _camera(request, stream)
@@ -255,8 +265,9 @@ async def snapshot(request: web.Request) -> web.Response:
     finally:
         request.app[LIVE].leave(up, viewer)
     headers = {"Cache-Control": "no-store"}
-    if request.query.get("download") == "1":
+    download = query_of(request, SnapshotQuery).download
+    if download:
         taken = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         headers["Content-Disposition"] = f'attachment; filename="camera{cam.id}-{taken}.jpg"'
-    disclosure.note(request, f"camera:{cam.id}", stream=stream, download=request.query.get("download") == "1")
+    disclosure.note(request, f"camera:{cam.id}", stream=stream, download=download)
     return web.Response(body=jpeg, content_type="image/jpeg", headers=headers)

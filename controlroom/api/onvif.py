@@ -27,9 +27,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import Field
 
 from cameras.onvif.clock import ClockWatcher
 from cameras.onvif.discovery import Device, HelloListener, parse_target
@@ -38,15 +39,51 @@ from cameras.onvif.session import SessionPool
 from controlroom import disclosure, onvif_actions
 from controlroom.auth import actor, can_access_camera
 from controlroom.context import ALERTS, KEYS, ONVIF, SESSIONS, SETTINGS, SUPERVISOR
-from controlroom.errors import json_body
+from controlroom.contract import Body, Name, Query, Time, body_of, query_of
 from controlroom.permissions import Disclosure, Permission, requires
-from controlroom.timefmt import iso_to_us
 from controlroom.views import camera_json
-from storage import Invalid, NotFound, inventory
+from storage import NotFound, inventory
 from storage.onvif import list_events
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+Address = Annotated[str, Field(max_length=500)]
+Speed = Annotated[float, Field(ge=-1, le=1)]  # ONVIF's generic velocity space
+
+
+class Discovery(Body):
+    timeout_s: float = Field(3.0, gt=0, le=30)
+    interfaces: list[Name] | Name | None = Field(None, max_length=32)
+    targets: list[Address] | Address | None = Field(None, max_length=256)
+
+
+class Adoption(Body):
+    xaddr: Address = ""
+    username: Annotated[str, Field(max_length=200)] = ""
+    password: Annotated[str, Field(max_length=200)] = ""
+    name: Name | None = None
+    site: Name | None = None
+
+
+class PtzMove(Body):
+    pan: Speed = 0.0
+    tilt: Speed = 0.0
+    zoom: Speed = 0.0
+    timeout_s: float | None = Field(None, gt=0, le=60)
+
+
+class PtzPreset(Body):
+    preset: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class PtzPresetNew(Body):
+    name: Name
+
+
+class EventsQuery(Query):
+    start_us: Time | None = Field(None, alias="from")
+    end_us: Time | None = Field(None, alias="to")
+    kind: Annotated[str, Field(max_length=200)] | None = None
 INVENTORY_FOLLOW_S = 30.0
 
 
@@ -123,44 +160,33 @@ def _runtime(request: web.Request) -> OnvifRuntime | None:
     return request.app.get(ONVIF)
 
 
-def _strings(body: dict[str, Any], key: str) -> list[str]:
-    value = body.get(key, [])
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise Invalid(f"{key} must be a list of strings")
-    return value
+def _strings(value: list[str] | str | None) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
 
 
 @routes.post("/api/v1/discover")
-@requires(Permission.ADMIN)
+@requires(Permission.ADMIN, body=Discovery)
 async def discover(request: web.Request) -> web.Response:
-    body = await json_body(request) if request.can_read_body else {}
-    timeout_s = float(body.get("timeout_s", 3.0))
-    if not 0 < timeout_s <= 30:
-        raise Invalid("timeout_s must be above 0 and at most 30")
+    body = body_of(request, Discovery)
+    timeout_s = body.timeout_s
     runtime = _runtime(request)
     # Multicast only out of interfaces named in the request or in the settings (none by default).
-    interfaces = _strings(body, "interfaces") or list(request.app[SETTINGS].cameras.discovery_interfaces)
+    interfaces = _strings(body.interfaces) or list(request.app[SETTINGS].cameras.discovery_interfaces)
     devices = await onvif_actions.discover_devices(
-        request.app[SESSIONS], targets=_strings(body, "targets"), interfaces=interfaces,
+        request.app[SESSIONS], targets=_strings(body.targets), interfaces=interfaces,
         timeout_s=timeout_s, heard=runtime.heard() if runtime else None,
     )
     return web.json_response({"devices": devices})
 
 
 @routes.post("/api/v1/cameras/adopt")
-@requires(Permission.ADMIN)
+@requires(Permission.ADMIN, body=Adoption, status=201)
 async def adopt_camera(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    unknown = set(body) - {"xaddr", "username", "password", "name", "site"}
-    if unknown:
-        raise Invalid(f"unknown fields {sorted(unknown)}")
+    body = body_of(request, Adoption)
     settings = request.app[SETTINGS]
     cam, facts = await onvif_actions.adopt_camera(
         request.app[SESSIONS], request.app[KEYS], request.app[ALERTS], settings, actor(request),
-        xaddr=str(body.get("xaddr", "")), username=str(body.get("username", "")),
-        password=str(body.get("password", "")), name=body.get("name"), site=body.get("site"),
+        xaddr=body.xaddr, username=body.username, password=body.password, name=body.name, site=body.site,
     )
     supervisor = request.app.get(SUPERVISOR)
     if supervisor is not None and hasattr(supervisor, "reload"):
@@ -188,15 +214,6 @@ async def _ptz(request: web.Request, action: str, **params: Any) -> web.Response
     return web.json_response(result if isinstance(result, dict) else {"presets": result})
 
 
-def _number(body: dict[str, Any], key: str, default: float | None = 0.0) -> float | None:
-    value = body.get(key, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Invalid(f"{key} must be a number")
-    return float(value)
-
-
 @routes.get("/api/v1/cameras/{camera}/ptz")
 @requires(Permission.PTZ)
 async def ptz_status(request: web.Request) -> web.Response:
@@ -210,11 +227,10 @@ async def ptz_presets(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/cameras/{camera}/ptz/move")
-@requires(Permission.PTZ)
+@requires(Permission.PTZ, body=PtzMove)
 async def ptz_move(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    return await _ptz(request, "move", pan=_number(body, "pan"), tilt=_number(body, "tilt"),
-                      zoom=_number(body, "zoom"), timeout_s=_number(body, "timeout_s", None))
+    body = body_of(request, PtzMove)
+    return await _ptz(request, "move", pan=body.pan, tilt=body.tilt, zoom=body.zoom, timeout_s=body.timeout_s)
 
 
 @routes.post("/api/v1/cameras/{camera}/ptz/stop")
@@ -224,21 +240,15 @@ async def ptz_stop(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/cameras/{camera}/ptz/goto")
-@requires(Permission.PTZ)
+@requires(Permission.PTZ, body=PtzPreset)
 async def ptz_goto(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    if not body.get("preset"):
-        raise Invalid("preset is required (its token or name)")
-    return await _ptz(request, "goto", preset=str(body["preset"]))
+    return await _ptz(request, "goto", preset=body_of(request, PtzPreset).preset)
 
 
 @routes.post("/api/v1/cameras/{camera}/ptz/presets")
-@requires(Permission.PTZ)
+@requires(Permission.PTZ, body=PtzPresetNew, status=200)
 async def ptz_set_preset(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    if not body.get("name"):
-        raise Invalid("name is required")
-    return await _ptz(request, "set_preset", name=str(body["name"]))
+    return await _ptz(request, "set_preset", name=body_of(request, PtzPresetNew).name)
 
 
 @routes.post("/api/v1/cameras/{camera}/ptz/home")
@@ -264,11 +274,11 @@ async def clock_set(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/cameras/{camera}/events")
-@requires(Permission.PLAYBACK, discloses=Disclosure.EVENTS, action="events.list")
+@requires(Permission.PLAYBACK, discloses=Disclosure.EVENTS, action="events.list", query=EventsQuery)
 async def camera_events(request: web.Request) -> web.Response:
     q = request.query
-    from_us = iso_to_us(q["from"], "from") if "from" in q else None
-    to_us = iso_to_us(q["to"], "to") if "to" in q else None
+    params = query_of(request, EventsQuery)
+    from_us, to_us = params.start_us, params.end_us
     async with request.app[SESSIONS]() as session:
         cam = await inventory.get_camera(session, request.match_info["camera"])
         if not await can_access_camera(request, cam.id):

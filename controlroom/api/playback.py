@@ -36,6 +36,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,9 +44,10 @@ from cameras import children
 from cameras.recorder import probe
 from controlroom import disclosure
 from controlroom.context import PLAYBACK_PROCS, SESSIONS, SETTINGS
+from controlroom.contract import Query, Time, query_of
 from controlroom.permissions import Disclosure, Permission, requires
-from controlroom.timefmt import iso_to_us, us_to_iso
-from storage import Invalid, NotFound, inventory
+from controlroom.timefmt import LATEST_US, us_to_iso
+from storage import NotFound, inventory
 from storage.catalogue import incoming_dir, safe_path
 from storage.db import now_us
 from storage.models import Segment, SegmentState
@@ -56,6 +58,14 @@ routes = web.RouteTableDef()
 JOIN_GAP_US = 1_500_000  # segments closer than this play as one run (keyframe-cut boundaries)
 MAX_RUN_US = 15 * 60 * 1_000_000  # one stream covers at most this much; the player asks again
 _INCOMING_NAME = re.compile(r"(\d{8}T\d{6})Z\.mkv$")
+
+
+class PlanQuery(Query):
+    at_us: Time = Field(alias="at", description="the moment to play from (ISO 8601 with offset)")
+
+
+class StreamQuery(Query):
+    start_us: int = Field(ge=0, lt=LATEST_US, description="the plan's start_us (UTC microseconds)")
 
 
 @dataclass(frozen=True)
@@ -192,12 +202,9 @@ async def on_shutdown(app: web.Application) -> None:
 
 
 @routes.get("/api/v1/cameras/{camera}/playback")
-@requires(Permission.PLAYBACK, discloses=Disclosure.RECORDINGS, action="playback.start")
+@requires(Permission.PLAYBACK, discloses=Disclosure.RECORDINGS, action="playback.start", query=PlanQuery)
 async def plan(request: web.Request) -> web.Response:
-    at_text = request.query.get("at")
-    if not at_text:
-        raise Invalid("query parameter at (ISO 8601 with offset) is required")
-    at_us = iso_to_us(at_text, "at")
+    at_us = query_of(request, PlanQuery).at_us
     settings = request.app[SETTINGS]
     tz = ZoneInfo(settings.display_timezone)
     async with request.app[SESSIONS]() as session:
@@ -227,12 +234,10 @@ async def plan(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/cameras/{camera}/playback/stream.mp4")
-@requires(Permission.PLAYBACK, discloses=Disclosure.FOOTAGE, action="playback.stream")
+@requires(Permission.PLAYBACK, discloses=Disclosure.FOOTAGE, action="playback.stream", query=StreamQuery,
+          produces="video/mp4")
 async def stream(request: web.Request) -> web.StreamResponse:
-    try:
-        start_us = int(request.query["start_us"])
-    except (KeyError, ValueError):
-        raise Invalid("query parameter start_us (integer UTC microseconds) is required") from None
+    start_us = query_of(request, StreamQuery).start_us
     root = request.app[SETTINGS].storage_root
     async with request.app[SESSIONS]() as session:
         cam = await inventory.get_camera(session, request.match_info["camera"])

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Annotated, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, Field
 
 from controlroom.auth import COOKIE, Denied, actor, client_address, current_user
 from controlroom.context import AUTH, KEYS, SESSIONS, SETTINGS
-from controlroom.errors import error_response, json_body
+from controlroom.contract import Body, body_of
+from controlroom.errors import error_response
 from controlroom.permissions import Permission, requires
 from controlroom.security import tls_enabled
 from controlroom.timefmt import us_to_iso
@@ -23,6 +26,45 @@ from storage import Invalid, accounts, audit
 from storage.db import transaction
 
 routes = web.RouteTableDef()
+Secret = Annotated[str, Field(max_length=1024)]  # a passphrase; Argon2 of megabytes is a DoS
+Code = Annotated[str, Field(max_length=16)]
+
+
+class Login(Body):
+    username: Annotated[str, Field(max_length=200)]
+    password: Secret
+    totp: Code | None = None
+
+
+class PasswordChange(Body):
+    current_password: Secret
+    new_password: Secret
+
+
+class PasswordProof(Body):
+    password: Secret
+
+
+class TotpCode(Body):
+    totp: Code
+
+
+class Caller(BaseModel):
+    """The caller as ``CurrentUser.public()`` shows them."""
+
+    id: int
+    username: str
+    role: str
+    permissions: list[str]
+    site_ids: list[int]
+    camera_ids: list[int]
+    via: Literal["session", "token"]
+    restricted: str
+
+
+class WhoAmI(BaseModel):
+    user: Caller
+    csrf_token: str | None = Field(description="send it back in X-CSRF-Token; null for an API token")
 
 
 def _denied(d: Denied) -> web.Response:
@@ -33,12 +75,10 @@ def _denied(d: Denied) -> web.Response:
 
 
 @routes.post("/api/v1/session")
-@requires(Permission.PUBLIC)
+@requires(Permission.PUBLIC, body=Login)
 async def login(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    username, password, totp = body.get("username"), body.get("password"), body.get("totp")
-    if not isinstance(username, str) or not isinstance(password, str) or not (totp is None or isinstance(totp, str)):
-        raise Invalid('send {"username": "...", "password": "...", "totp": "123456"?}')
+    body = body_of(request, Login)
+    username, password, totp = body.username, body.password, body.totp
     try:
         result = await request.app[AUTH].login(username, password, totp, client_address(request))
     except Denied as d:
@@ -55,7 +95,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/session")
-@requires(Permission.AUTHENTICATED)
+@requires(Permission.AUTHENTICATED, response=WhoAmI)
 async def whoami(request: web.Request) -> web.Response:
     user = current_user(request)
     return web.json_response({
@@ -76,17 +116,15 @@ async def logout(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/session/password")
-@requires(Permission.AUTHENTICATED)
+@requires(Permission.AUTHENTICATED, body=PasswordChange)
 async def change_password(request: web.Request) -> web.Response:
     """``{"current_password", "new_password"}``: the caller changes their own password. Other
     sessions of the user end; this one stays."""
     user = current_user(request)
     if user.via != "session":
         raise Invalid("log in with a password to change it")
-    body = await json_body(request)
-    current, new = body.get("current_password"), body.get("new_password")
-    if not isinstance(current, str) or not isinstance(new, str):
-        raise Invalid('send {"current_password": "...", "new_password": "..."}')
+    body = body_of(request, PasswordChange)
+    current, new = body.current_password, body.new_password
     sec = request.app[SETTINGS].security
     accounts.check_password_strength(new, user.username, sec.password_min_length)
     async with request.app[SESSIONS]() as session:
@@ -116,16 +154,13 @@ async def change_password(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/session/totp")
-@requires(Permission.AUTHENTICATED)
+@requires(Permission.AUTHENTICATED, body=PasswordProof)
 async def totp_begin(request: web.Request) -> web.Response:
     """``{"password"}``: start TOTP enrolment. Returns the secret and an otpauth:// URI once."""
     user = current_user(request)
     if user.via != "session":
         raise Invalid("log in with a password to enrol a second factor")
-    body = await json_body(request)
-    password = body.get("password")
-    if not isinstance(password, str):
-        raise Invalid('send {"password": "..."}')
+    password = body_of(request, PasswordProof).password
     async with request.app[SESSIONS]() as session:
         row = await accounts.get_user(session, user.username)
         password_hash, enrolled = row.password_hash, row.totp_enabled
@@ -141,14 +176,11 @@ async def totp_begin(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/session/totp/confirm")
-@requires(Permission.AUTHENTICATED)
+@requires(Permission.AUTHENTICATED, body=TotpCode)
 async def totp_confirm(request: web.Request) -> web.Response:
     """``{"totp"}``: finish enrolment with a code from the authenticator app."""
     user = current_user(request)
-    body = await json_body(request)
-    code = body.get("totp")
-    if not isinstance(code, str):
-        raise Invalid('send {"totp": "123456"}')
+    code = body_of(request, TotpCode).totp
     async with transaction(request.app[SESSIONS]) as session:
         row = await accounts.get_user(session, user.username)
         ok = accounts.totp_confirm(row, request.app[KEYS], code, time.time())

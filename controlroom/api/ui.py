@@ -30,19 +30,19 @@ def _page(request: web.Request, name: str) -> web.Response:
 
 
 @routes.get("/")
-@requires(Permission.PUBLIC)
+@requires(Permission.PUBLIC, produces="text/html")
 async def index(request: web.Request) -> web.Response:
     return _page(request, "index.html")
 
 
 @routes.get("/login")
-@requires(Permission.PUBLIC)
+@requires(Permission.PUBLIC, produces="text/html")
 async def login_page(request: web.Request) -> web.Response:
     return _page(request, "login.html")
 
 
 @routes.get("/static/{path:.+}")
-@requires(Permission.PUBLIC)
+@requires(Permission.PUBLIC, produces="*/*")  # scripts, styles, images: the type of each file
 async def static(request: web.Request) -> web.Response:
     rel = request.match_info["path"]
     full = (WEB_ROOT / rel).resolve()

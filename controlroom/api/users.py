@@ -8,20 +8,53 @@ the reply that creates it. Every change is audited in the same transaction.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
+from pydantic import Field
 
 from controlroom import disclosure
 from controlroom.auth import actor, current_user
 from controlroom.context import AUTH, SESSIONS, SETTINGS
-from controlroom.errors import Forbidden, json_body
+from controlroom.contract import Body, Name, RowId, body_of
+from controlroom.errors import Forbidden
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import us_to_iso
 from storage import Invalid, NotFound, accounts, audit
 from storage.db import now_us, transaction
 
 routes = web.RouteTableDef()
+Role = Literal["administrator", "supervisor", "operator", "police"]
+Password = Annotated[str, Field(max_length=1024)]  # a passphrase, not a document to hash
+Scope = Literal[tuple(p.value for p in Permission if p is not Permission.PUBLIC)]  # type: ignore[valid-type]
+
+
+class UserCreate(Body):
+    username: Name
+    role: Role
+    password: Password
+    site_ids: list[RowId] | None = Field(None, max_length=1000)
+    camera_ids: list[RowId] | None = Field(None, max_length=1000)
+    must_change_password: bool = True
+
+
+class UserUpdate(Body):
+    role: Role | None = None
+    disabled: bool | None = None
+    password: Password | None = None
+    site_ids: list[RowId] | None = Field(None, max_length=1000)
+    camera_ids: list[RowId] | None = Field(None, max_length=1000)
+    unlock: bool | None = None
+    reset_totp: bool | None = None
+
+
+class TokenCreate(Body):
+    name: Name
+    user: Name | None = None  # if sent, it must name the caller (rights are not transferable)
+    scopes: list[Scope] = Field(min_length=1, max_length=len(Permission))
+    # 90m, 12h, 30d, 2w or seconds (storage.accounts.parse_duration_s); six digits at most, so
+    # the expiry stays a 64-bit number of microseconds.
+    expires: str = Field(pattern=r"^[0-9]{1,6}[mhdw]?$")
 
 
 def user_json(row: accounts.User) -> dict[str, Any]:
@@ -77,24 +110,18 @@ async def show_user(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/users")
-@requires(Permission.ADMIN)
+@requires(Permission.ADMIN, body=UserCreate, status=201)
 async def add_user(request: web.Request) -> web.Response:
     """``{"username", "role", "password", "site_ids"?, "camera_ids"?, "must_change_password"?}``.
     A password set by an administrator must be changed at first login unless told otherwise."""
-    body = await json_body(request)
-    username, role, password = body.get("username"), body.get("role"), body.get("password")
-    if not all(isinstance(v, str) for v in (username, role, password)):
-        raise Invalid('send {"username": "...", "role": "...", "password": "..."}')
-    extra = set(body) - {"username", "role", "password", "site_ids", "camera_ids", "must_change_password"}
-    if extra:
-        raise Invalid(f"unknown field(s) {', '.join(sorted(extra))}")
+    new = body_of(request, UserCreate)
+    username, role, password = new.username, new.role, new.password
     accounts.check_password_strength(password, username, request.app[SETTINGS].security.password_min_length)
     password_hash = await asyncio.to_thread(accounts.hash_password, password)
     async with transaction(request.app[SESSIONS]) as session:
         row = await accounts.create_user(
-            session, username, role, password_hash,
-            must_change_password=bool(body.get("must_change_password", True)),
-            site_ids=body.get("site_ids"), camera_ids=body.get("camera_ids"),
+            session, username, role, password_hash, must_change_password=new.must_change_password,
+            site_ids=new.site_ids, camera_ids=new.camera_ids,
         )
         await audit.append(session, actor(request), "user.add", f"user:{username}", role=role,
                            site_ids=row.site_ids, camera_ids=row.camera_ids)
@@ -102,15 +129,13 @@ async def add_user(request: web.Request) -> web.Response:
 
 
 @routes.patch("/api/v1/users/{username}")
-@requires(Permission.ADMIN)
+@requires(Permission.ADMIN, body=UserUpdate)
 async def update_user(request: web.Request) -> web.Response:
     """Any of ``{"role", "disabled", "password", "site_ids", "camera_ids", "unlock": true,
     "reset_totp": true}``. Disabling ends the user's sessions and revokes their tokens."""
-    body = await json_body(request)
-    allowed = {"role", "disabled", "password", "site_ids", "camera_ids", "unlock", "reset_totp"}
-    extra = set(body) - allowed
-    if extra or not body:
-        raise Invalid(f"send one or more of {', '.join(sorted(allowed))}")
+    body = body_of(request, UserUpdate).model_dump(exclude_unset=True, exclude_none=True)
+    if not body:
+        raise Invalid(f"send one or more of {', '.join(sorted(UserUpdate.model_fields))}")
     name = request.match_info["username"]
     new_hash = None
     if "password" in body:
@@ -159,24 +184,22 @@ async def list_tokens(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/tokens")
-@requires(Permission.AUTHENTICATED)
+@requires(Permission.AUTHENTICATED, body=TokenCreate, status=201)
 async def create_token(request: web.Request) -> web.Response:
     """``{"name", "scopes": [...], "expires": "30d"}``: the caller makes a token for themselves,
     through their own login session, with scopes within their own rights. ``"user"`` may be
     sent but must name the caller: rights are not transferable, not even by an administrator
     (docs/design/security-model.md, "API tokens"). The token is in this reply only."""
     caller = current_user(request)
-    body = await json_body(request)
-    name, username = body.get("name"), body.get("user", caller.username)
-    if not isinstance(name, str) or not isinstance(username, str):
-        raise Invalid('send {"name": "...", "scopes": [...], "expires": "30d"}')
+    body = body_of(request, TokenCreate)
+    name, username = body.name, body.user or caller.username
     if caller.via != "session":
         raise Forbidden("a token is created through its user's own login session, not with another token")
     if username != caller.username:
         raise Forbidden(f"a token acts as the user who creates it: {username} must log in and create their own")
-    scopes = check_scopes(body.get("scopes"))
+    scopes = check_scopes(list(body.scopes))
     check_scopes_held(scopes, caller.permissions)
-    expires_us = now_us() + accounts.parse_duration_s(str(body.get("expires", ""))) * 1_000_000
+    expires_us = now_us() + accounts.parse_duration_s(body.expires) * 1_000_000
     async with transaction(request.app[SESSIONS]) as session:
         user = await accounts.get_user(session, username)
         token, row = await accounts.create_token(session, name, user, scopes, expires_us, actor(request))
