@@ -26,11 +26,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from ui_stack import OPERATOR, PASSWORD, running_stack
 
 from controlroom.context import LIVE, SESSIONS
 from storage.db import transaction
 from storage.models import Camera
-from tests.ui_stack import OPERATOR, PASSWORD, running_stack
 
 REPO = Path(__file__).resolve().parent.parent
 STOP_LIMIT_S = 30.0

@@ -97,6 +97,11 @@ class Stop:
         os._exit(1)
 
 
+def make_runner(app: web.Application, **kwargs: object) -> web.AppRunner:
+    """The app's runner: signals are ours, and the access log carries no secrets."""
+    return web.AppRunner(app, handle_signals=False, access_log_class=RedactingAccessLogger, **kwargs)
+
+
 async def run_service(settings: Settings, app: web.Application, ready: asyncio.Event | None = None) -> int:
     """Serve ``app`` until SIGTERM/SIGINT, then stop cleanly (every segment finalised) within
     ``http.stop_timeout_s``; a second signal cuts the stop to ``http.force_stop_s``.
@@ -104,8 +109,7 @@ async def run_service(settings: Settings, app: web.Application, ready: asyncio.E
     http = settings.http
     # Requests still running when the stop begins get handler_grace_s, then are cancelled
     # (aiohttp's default is 60 s to finish, then 60 s more after cancelling).
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=http.handler_grace_s,
-                           access_log_class=RedactingAccessLogger)  # the access log carries no secrets
+    runner = make_runner(app, shutdown_timeout=http.handler_grace_s)
     await runner.setup()
     site = web.TCPSite(runner, http.host, http.port, ssl_context=ssl_context(settings))
     await site.start()
