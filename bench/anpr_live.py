@@ -27,7 +27,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from anpr.live import LiveOptions, LiveReading
+from anpr.camera_reader import LiveOptions
+from anpr.live import LiveReading
 from cameras.simulator import Simulation, anpr_schedule
 from storage import anpr as store
 from storage.alerts import AlertHub

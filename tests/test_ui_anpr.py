@@ -31,8 +31,10 @@ import pytest_asyncio
 from sqlalchemy import select
 from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, signed_in
 
+from anpr.frames import encode_jpeg, overview, plate_patch
 from anpr.hotlist import parse_entry
-from anpr.live import LiveReading, Vehicle, encode_jpeg, overview, plate_patch
+from anpr.live import LiveReading
+from anpr.tracking import Vehicle
 from controlroom.anpr_service import live_options
 from controlroom.context import ALERTS, KEYS, SESSIONS, SETTINGS
 from storage import accounts, audit
