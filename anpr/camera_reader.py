@@ -40,7 +40,8 @@ from anpr.frames import (
     roi_pixels,
 )
 from anpr.tracking import FrameRead, Vehicle, VehicleTracker
-from storage import anpr as store
+from storage.anpr.images import save_read_images
+from storage.anpr.vrm import normalise_vrm
 from storage.db import now_us
 
 # FFmpeg inside OpenCV prints its own errors to stderr, some with the URL it was given, and
@@ -285,7 +286,7 @@ class CameraReader:
         out = []
         for p in plates:
             try:
-                text = store.normalise_vrm(p.text)
+                text = normalise_vrm(p.text)
             except Exception:  # noqa: BLE001 - not a registration: ignore this read
                 continue
             bx, by, bw, bh = (int(v) for v in p.box)
@@ -308,7 +309,7 @@ class CameraReader:
             plate_rel = overview_rel = ""
             if v.frame is not None:
                 q = self.options.jpeg_quality
-                plate_rel, overview_rel = store.save_read_images(
+                plate_rel, overview_rel = save_read_images(
                     self.image_root, v.read_us, self.config.camera_id,
                     encode_jpeg(plate_patch(v.frame, v.box), q), encode_jpeg(overview(v.frame, self.options.overview_width), q),
                 )

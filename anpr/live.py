@@ -35,8 +35,9 @@ from anpr.camera_reader import (
 from anpr.frames import parse_roi
 from anpr.hotlist import check_read
 from anpr.tracking import Vehicle
-from storage import anpr as store
 from storage.alerts import AlertHub, raise_alert
+from storage.anpr.hits import add_hit
+from storage.anpr.reads import NewRead, add_read
 from storage.db import transaction
 from storage.inventory import credentialed_url
 from storage.keys import Keys
@@ -191,7 +192,7 @@ class LiveReading:
                             overview_rel: str = "") -> StoredVehicle:
         """Store the read, check the hotlists, store each hit and raise its alert: one transaction."""
         async with transaction(self.sessions) as session:
-            read = await store.add_read(session, store.NewRead(
+            read = await add_read(session, NewRead(
                 vrm=vehicle.text, confidence=vehicle.confidence, read_us=vehicle.read_us, camera_id=camera_id,
                 raw_text=vehicle.raw_text, plate_format=vehicle.format, box=list(vehicle.box),
                 char_confidences=vehicle.char_confidences, frames=vehicle.frames, plate_path=plate_rel,
@@ -199,7 +200,7 @@ class LiveReading:
             ))
             stored = StoredVehicle(read.id, camera_id, read.vrm, read.read_us, vehicle.commit_frame_us, read.stored_us)
             for entry, hotlist in await check_read(session, read.vrm, read.read_us):
-                hit = await store.add_hit(session, read, entry)
+                hit = await add_hit(session, read, entry)
                 where = " ".join(p for p in (read.site_name, read.lane and f"lane {read.lane}", read.direction) if p)
                 alert = await raise_alert(
                     session, self.hub, "anpr_hit",

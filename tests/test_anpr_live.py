@@ -16,7 +16,10 @@ from anpr import AnprError
 from anpr.camera_reader import CameraConfig, LiveOptions
 from anpr.frames import MotionGate, StreamClock, check_frame
 from anpr.live import LiveReading
-from storage import anpr as store
+from storage.anpr.hits import list_hits
+from storage.anpr.hotlists import EntrySpec, add_entries, add_hotlist, get_hotlist
+from storage.anpr.images import resolve_image
+from storage.anpr.reads import get_read
 from storage.db import now_us, transaction
 from storage.inventory import CameraSpec, add_camera, credentialed_url
 from storage.keys import load_or_create_keys
@@ -86,8 +89,8 @@ async def anpr_camera(sessions, tmp_path):
     async with transaction(sessions) as s:
         cam = await add_camera(s, CameraSpec(name="ANPR test 1", site="Horns Bridge roundabout", kind="anpr",
                                              lane="1", direction="westbound", recording=False), keys)
-        hl = await store.add_hotlist(s, "Stolen", source="PNC")
-        await store.add_entries(s, hl.id, [store.EntrySpec("AB12CDE", "stolen", "PNC", 1, now_us() + 86_400 * S)])
+        hl = await add_hotlist(s, "Stolen", source="PNC")
+        await add_entries(s, hl.id, [EntrySpec("AB12CDE", "stolen", "PNC", 1, now_us() + 86_400 * S)])
     return cam, keys
 
 
@@ -129,12 +132,12 @@ async def test_bad_empty_huge_frames_then_a_good_one_is_read_and_alerted(session
     assert alert["kind"] == "anpr_hit" and alert["data"]["vrm"] == "AB12CDE" and alert["data"]["hotlist"] == "Stolen"
     assert alert["data"]["read_id"] == stored[0].read_id and alert["data"]["priority"] == 1
     async with sessions() as s:
-        read = await store.get_read(s, stored[0].read_id)
-        (hit, *_), = await store.list_hits(s)
+        read = await get_read(s, stored[0].read_id)
+        (hit, *_), = await list_hits(s)
     assert (read.site_name, read.lane, read.direction) == ("Horns Bridge roundabout", "1", "westbound")
     assert hit.read_id == read.id and hit.state == "pending" and hit.alert_id == alert["id"]
-    plate = store.resolve_image(tmp_path / "anpr", read.plate_path).read_bytes()
-    overview = store.resolve_image(tmp_path / "anpr", read.overview_path).read_bytes()
+    plate = resolve_image(tmp_path / "anpr", read.plate_path).read_bytes()
+    overview = resolve_image(tmp_path / "anpr", read.overview_path).read_bytes()
     assert plate[:2] == overview[:2] == b"\xff\xd8"
     assert 0 < len(plate) < len(overview)
 
@@ -158,8 +161,8 @@ async def test_expired_hotlist_entry_does_not_alert(sessions, tmp_path, anpr_cam
 
     cam, keys = anpr_camera
     async with transaction(sessions) as s:
-        hl = await store.get_hotlist(s, "Stolen")
-        await store.add_entries(s, hl.id, [store.EntrySpec("XY70ZZZ", "was stolen", "PNC", 1, now_us() + 300_000)])
+        hl = await get_hotlist(s, "Stolen")
+        await add_entries(s, hl.id, [EntrySpec("XY70ZZZ", "was stolen", "PNC", 1, now_us() + 300_000)])
     await asyncio.sleep(0.5)  # the entry has now expired
     hub = AlertHub()
     alerts = hub.subscribe()
@@ -204,8 +207,8 @@ async def test_hit_reaches_the_websocket_and_mqtt(aiohttp_client, settings, logi
     async with transaction(app[SESSIONS]) as s:
         cam = await add_camera(s, CameraSpec(name="ANPR lane 1", site="West Bars roundabout", kind="anpr",
                                              lane="1", direction="eastbound", recording=False), app[KEYS])
-        hl = await store.add_hotlist(s, "Stolen", source="PNC")
-        await store.add_entries(s, hl.id, [store.EntrySpec("AB12*", "stolen series", "PNC", 1, now_us() + 3600 * S)])
+        hl = await add_hotlist(s, "Stolen", source="PNC")
+        await add_entries(s, hl.id, [EntrySpec("AB12*", "stolen series", "PNC", 1, now_us() + 3600 * S)])
     headers = await login(client, "operator")
     ws = await client.ws_connect("/api/v1/alerts/ws", headers=headers)
     mqtt_messages: list[dict] = []

@@ -13,7 +13,7 @@ Hotlists (HOTLIST_ADMIN): ``GET|POST /hotlists``, ``GET|PATCH|DELETE /hotlists/{
 ``POST /hotlists/{id}/entries``, ``DELETE /hotlists/{id}/entries/{entry}``,
 ``POST /hotlists/{id}/import?replace=0`` (a CSV body; 400 with per-line errors, nothing imported).
 Images are only served through these permission-checked routes; a stored path that would
-leave the ANPR folder is refused (storage.anpr.resolve_image).
+leave the ANPR folder is refused (storage.anpr.images.resolve_image).
 """
 
 from __future__ import annotations
@@ -34,7 +34,11 @@ from controlroom.errors import as_id, error_response, json_body
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import iso_to_us, us_to_iso
 from storage import Invalid, NotFound, audit
-from storage import anpr as store
+from storage.anpr import hits as hit_store
+from storage.anpr import hotlists as hotlist_store
+from storage.anpr import images as image_store
+from storage.anpr import reads as read_store
+from storage.anpr.models import AnprHit, AnprRead, HitState, Hotlist, HotlistEntry
 from storage.db import transaction
 from storage.inventory import get_camera
 
@@ -48,7 +52,7 @@ MAX_CSV_BYTES = 8 * 1024 * 1024
 # Shapes
 
 
-def read_json(r: store.AnprRead, tz: ZoneInfo, image_base: str | None = None) -> dict[str, Any]:
+def read_json(r: AnprRead, tz: ZoneInfo, image_base: str | None = None) -> dict[str, Any]:
     base = image_base or f"{PREFIX}/reads/{r.id}"
     return {
         "id": r.id, "vrm": r.vrm, "raw_text": r.raw_text, "format": r.plate_format,
@@ -60,7 +64,7 @@ def read_json(r: store.AnprRead, tz: ZoneInfo, image_base: str | None = None) ->
     }
 
 
-def entry_json(e: store.HotlistEntry) -> dict[str, Any]:
+def entry_json(e: HotlistEntry) -> dict[str, Any]:
     return {
         "id": e.id, "hotlist_id": e.hotlist_id, "vrm": e.pattern, "is_pattern": e.is_pattern, "reason": e.reason,
         "source": e.source, "priority": e.priority, "expires": us_to_iso(e.expires_us),
@@ -69,7 +73,7 @@ def entry_json(e: store.HotlistEntry) -> dict[str, Any]:
     }
 
 
-def hotlist_json(h: store.Hotlist, live_entries: int | None = None) -> dict[str, Any]:
+def hotlist_json(h: Hotlist, live_entries: int | None = None) -> dict[str, Any]:
     out = {
         "id": h.id, "name": h.name, "description": h.description, "source": h.source,
         "default_priority": h.default_priority, "enabled": h.enabled, "created": us_to_iso(h.created_us),
@@ -80,7 +84,7 @@ def hotlist_json(h: store.Hotlist, live_entries: int | None = None) -> dict[str,
     return out
 
 
-def hit_json(hit: store.AnprHit, read: store.AnprRead, entry: store.HotlistEntry, hl: store.Hotlist,
+def hit_json(hit: AnprHit, read: AnprRead, entry: HotlistEntry, hl: Hotlist,
              tz: ZoneInfo) -> dict[str, Any]:
     return {
         "id": hit.id, "state": hit.state, "at": us_to_iso(hit.at_us), "at_local": us_to_iso(hit.at_us, tz),
@@ -137,7 +141,7 @@ def _range(query: Any) -> tuple[int | None, int | None]:
     return (iso_to_us(start, "from") if start else None, iso_to_us(end, "to") if end else None)
 
 
-async def _read_query(request: web.Request, session) -> store.ReadQuery:
+async def _read_query(request: web.Request, session) -> read_store.ReadQuery:
     q = request.query
     vrm = (q.get("vrm") or "").strip()
     if not vrm:
@@ -146,16 +150,17 @@ async def _read_query(request: web.Request, session) -> store.ReadQuery:
     camera_id = None
     if q.get("camera"):
         camera_id = (await get_camera(session, q["camera"])).id
-    return store.ReadQuery(pattern=vrm, from_us=from_us, to_us=to_us, sites=tuple(s for s in q.getall("site", []) if s),
-                           camera_id=camera_id, limit=_int(q, "limit", 1000), offset=_int(q, "offset", 0),
-                           allowed_camera_ids=await allowed_camera_ids(request))
+    return read_store.ReadQuery(
+        pattern=vrm, from_us=from_us, to_us=to_us, sites=tuple(s for s in q.getall("site", []) if s),
+        camera_id=camera_id, limit=_int(q, "limit", 1000), offset=_int(q, "offset", 0),
+        allowed_camera_ids=await allowed_camera_ids(request))
 
 
-async def _search(request: web.Request) -> list[store.AnprRead]:
+async def _search(request: web.Request) -> list[AnprRead]:
     reason, reference = justification(request.query)
     async with request.app[SESSIONS]() as session:
         query = await _read_query(request, session)
-        reads = await store.search_reads(session, query)
+        reads = await read_store.search_reads(session, query)
     disclosure.note(request, "anpr", reason=reason, reference=reference, results=len(reads), **query.described())
     return reads
 
@@ -164,7 +169,7 @@ async def _read_cameras(request: web.Request) -> set[int] | None:
     """The camera of the read in the path (narrowing, controlroom.auth)."""
     read_id = as_id(request.match_info["read"])
     async with request.app[SESSIONS]() as session:
-        read = await session.get(store.AnprRead, read_id) if read_id else None
+        read = await session.get(AnprRead, read_id) if read_id else None
     return {read.camera_id} if read is not None and read.camera_id is not None else None
 
 
@@ -172,8 +177,8 @@ async def _hit_cameras(request: web.Request) -> set[int] | None:
     """The camera of the hit in the path (narrowing, controlroom.auth)."""
     hit_id = as_id(request.match_info["hit"])
     async with request.app[SESSIONS]() as session:
-        hit = await session.get(store.AnprHit, hit_id) if hit_id else None
-        read = await session.get(store.AnprRead, hit.read_id) if hit is not None else None
+        hit = await session.get(AnprHit, hit_id) if hit_id else None
+        read = await session.get(AnprRead, hit.read_id) if hit is not None else None
     return {read.camera_id} if read is not None and read.camera_id is not None else None
 
 
@@ -230,10 +235,10 @@ async def journeys(request: web.Request) -> web.Response:
     return web.json_response({"count": len(found), "journeys": [journey_json(j, tz) for j in found]})
 
 
-def _image_response(request: web.Request, read: store.AnprRead, which: str) -> web.FileResponse:
+def _image_response(request: web.Request, read: AnprRead, which: str) -> web.FileResponse:
     disclosure.note(request, f"anpr_read:{read.id}", image=which, vrm=read.vrm, camera_id=read.camera_id)
     rel = read.plate_path if which == "plate" else read.overview_path
-    path = store.resolve_image(request.app[SETTINGS].anpr_root, rel)
+    path = image_store.resolve_image(request.app[SETTINGS].anpr_root, rel)
     return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, no-store"})
 
 
@@ -249,7 +254,7 @@ def _id(request: web.Request, name: str) -> int:
 @requires(Permission.ANPR_SEARCH, discloses=Disclosure.IMAGES, action="anpr.image", cameras=_read_cameras)
 async def read_image(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONS]() as session:
-        read = await store.get_read(session, _id(request, "read"))
+        read = await read_store.get_read(session, _id(request, "read"))
     return _image_response(request, read, request.match_info["image"])
 
 
@@ -258,10 +263,10 @@ async def read_image(request: web.Request) -> web.StreamResponse:
 
 
 async def _hit_row(session, hit_id: int):
-    hit = await store.get_hit(session, hit_id)
-    read = await store.get_read(session, hit.read_id)
-    entry = await session.get(store.HotlistEntry, hit.entry_id)
-    hl = await session.get(store.Hotlist, hit.hotlist_id)
+    hit = await hit_store.get_hit(session, hit_id)
+    read = await read_store.get_read(session, hit.read_id)
+    entry = await session.get(HotlistEntry, hit.entry_id)
+    hl = await session.get(Hotlist, hit.hotlist_id)
     return hit, read, entry, hl
 
 
@@ -271,7 +276,7 @@ async def list_hits(request: web.Request) -> web.Response:
     state = request.query.get("state") or None
     limit = min(max(_int(request.query, "limit", 200), 1), 1000)
     async with request.app[SESSIONS]() as session:
-        rows = await store.list_hits(session, state=state, limit=limit,
+        rows = await hit_store.list_hits(session, state=state, limit=limit,
                                      allowed_camera_ids=await allowed_camera_ids(request))
     disclosure.note(request, "anpr", state=state, results=len(rows))
     tz = _tz(request)
@@ -295,10 +300,10 @@ async def decide_hit(request: web.Request) -> web.Response:
     if len(note) > 2000:
         raise Invalid("note must be at most 2000 characters")
     decision = request.match_info["decision"]
-    state = store.HitState.CONFIRMED if decision == "confirm" else store.HitState.DISMISSED
+    state = HitState.CONFIRMED if decision == "confirm" else HitState.DISMISSED
     who = actor(request)
     async with transaction(request.app[SESSIONS]) as session:
-        hit = await store.decide_hit(session, _id(request, "hit"), state, who, note)
+        hit = await hit_store.decide_hit(session, _id(request, "hit"), state, who, note)
         await audit.append(session, who, f"anpr.hit.{decision}", f"anpr_hit:{hit.id}", vrm=hit.vrm,
                            read_id=hit.read_id, entry_id=hit.entry_id, note=note)
         row = await _hit_row(session, hit.id)
@@ -309,8 +314,8 @@ async def decide_hit(request: web.Request) -> web.Response:
 @requires(Permission.ANPR_ALERTS, discloses=Disclosure.IMAGES, action="anpr.hit.image", cameras=_hit_cameras)
 async def hit_image(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONS]() as session:
-        hit = await store.get_hit(session, _id(request, "hit"))
-        read = await store.get_read(session, hit.read_id)
+        hit = await hit_store.get_hit(session, _id(request, "hit"))
+        read = await read_store.get_read(session, hit.read_id)
     return _image_response(request, read, request.match_info["image"])
 
 
@@ -322,7 +327,7 @@ async def hit_image(request: web.Request) -> web.StreamResponse:
 @requires(Permission.HOTLIST_ADMIN)
 async def list_hotlists(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
-        rows = await store.list_hotlists(session)
+        rows = await hotlist_store.list_hotlists(session)
     return web.json_response({"hotlists": [hotlist_json(h, n) for h, n in rows]})
 
 
@@ -335,9 +340,10 @@ async def add_hotlist(request: web.Request) -> web.Response:
         raise Invalid(f"unknown field(s): {', '.join(sorted(unknown))}")
     who = actor(request)
     async with transaction(request.app[SESSIONS]) as session:
-        hl = await store.add_hotlist(session, str(body.get("name") or ""), description=str(body.get("description") or ""),
-                                     source=str(body.get("source") or ""),
-                                     default_priority=body.get("default_priority", 3), created_by=who)
+        hl = await hotlist_store.add_hotlist(
+            session, str(body.get("name") or ""), description=str(body.get("description") or ""),
+            source=str(body.get("source") or ""), default_priority=body.get("default_priority", 3),
+            created_by=who)
         await audit.append(session, who, "hotlist.add", f"hotlist:{hl.id}", name=hl.name, source=hl.source)
     return web.json_response(hotlist_json(hl, 0), status=201)
 
@@ -347,8 +353,8 @@ async def add_hotlist(request: web.Request) -> web.Response:
 async def show_hotlist(request: web.Request) -> web.Response:
     include = request.query.get("all") == "1"
     async with request.app[SESSIONS]() as session:
-        hl = await store.get_hotlist(session, request.match_info["hotlist"])
-        entries = await store.list_entries(session, hl.id, include_inactive=include)
+        hl = await hotlist_store.get_hotlist(session, request.match_info["hotlist"])
+        entries = await hotlist_store.list_entries(session, hl.id, include_inactive=include)
     out = hotlist_json(hl)
     out["entries"] = [entry_json(e) for e in entries]
     return web.json_response(out)
@@ -360,7 +366,7 @@ async def update_hotlist(request: web.Request) -> web.Response:
     body = await json_body(request)
     who = actor(request)
     async with transaction(request.app[SESSIONS]) as session:
-        hl = await store.update_hotlist(session, request.match_info["hotlist"], **body)
+        hl = await hotlist_store.update_hotlist(session, request.match_info["hotlist"], **body)
         await audit.append(session, who, "hotlist.update", f"hotlist:{hl.id}", fields=sorted(body))
     return web.json_response(hotlist_json(hl))
 
@@ -370,7 +376,7 @@ async def update_hotlist(request: web.Request) -> web.Response:
 async def remove_hotlist(request: web.Request) -> web.Response:
     who = actor(request)
     async with transaction(request.app[SESSIONS]) as session:
-        hl = await store.remove_hotlist(session, request.match_info["hotlist"])
+        hl = await hotlist_store.remove_hotlist(session, request.match_info["hotlist"])
         await audit.append(session, who, "hotlist.remove", f"hotlist:{hl.id}", name=hl.name)
     return web.json_response({"removed": hl.id})
 
@@ -384,8 +390,8 @@ async def add_entry(request: web.Request) -> web.Response:
         raise Invalid(f"unknown field(s): {', '.join(sorted(unknown))}")
     who = actor(request)
     async with transaction(request.app[SESSIONS]) as session:
-        hl = await store.get_hotlist(session, request.match_info["hotlist"])
-        (entry,) = await store.add_entries(session, hl.id, [parse_entry(body, hl)], created_by=who)
+        hl = await hotlist_store.get_hotlist(session, request.match_info["hotlist"])
+        (entry,) = await hotlist_store.add_entries(session, hl.id, [parse_entry(body, hl)], created_by=who)
         await audit.append(session, who, "hotlist.entry.add", f"hotlist:{hl.id}", entry_id=entry.id,
                            vrm=entry.pattern, reason=entry.reason, source=entry.source, expires_us=entry.expires_us)
     return web.json_response(entry_json(entry), status=201)
@@ -396,8 +402,8 @@ async def add_entry(request: web.Request) -> web.Response:
 async def remove_entry(request: web.Request) -> web.Response:
     who = actor(request)
     async with transaction(request.app[SESSIONS]) as session:
-        hl = await store.get_hotlist(session, request.match_info["hotlist"])
-        entry = await store.remove_entry(session, hl.id, _id(request, "entry"), who)
+        hl = await hotlist_store.get_hotlist(session, request.match_info["hotlist"])
+        entry = await hotlist_store.remove_entry(session, hl.id, _id(request, "entry"), who)
         await audit.append(session, who, "hotlist.entry.remove", f"hotlist:{hl.id}", entry_id=entry.id,
                            vrm=entry.pattern)
     return web.json_response(entry_json(entry))
@@ -417,7 +423,7 @@ async def import_entries(request: web.Request) -> web.Response:
     who = actor(request)
     try:
         async with transaction(request.app[SESSIONS]) as session:
-            hl = await store.get_hotlist(session, request.match_info["hotlist"])
+            hl = await hotlist_store.get_hotlist(session, request.match_info["hotlist"])
             result = await import_csv(session, hl, text, who, replace=replace)
             await audit.append(session, who, "hotlist.import", f"hotlist:{hl.id}", added=result.added,
                                replaced=result.replaced)
