@@ -27,8 +27,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from anpr import AnprError
 from storage import Invalid
-from storage import anpr as store
-from storage.anpr import EntrySpec, Hotlist, HotlistEntry
+from storage.anpr.hotlists import (
+    EntrySpec,
+    add_entries,
+    check_entry,
+    list_entries,
+    live_entries_for,
+    remove_entry,
+)
+from storage.anpr.models import Hotlist, HotlistEntry
+from storage.anpr.vrm import is_pattern, normalise_vrm, pattern_to_regex
 
 LONDON = ZoneInfo("Europe/London")
 LATEST_EXPIRY_US = 7_258_118_400_000_000  # 2200-01-01T00:00:00Z, as controlroom.timefmt.LATEST_US
@@ -48,12 +56,12 @@ class HotlistImportError(AnprError, Invalid):
 
 @lru_cache(maxsize=4096)
 def _regex(pattern: str):
-    return store.pattern_to_regex(pattern)
+    return pattern_to_regex(pattern)
 
 
 def matches(pattern: str, vrm: str) -> bool:
     """Does a normalised pattern (or plain VRM) match a normalised VRM?"""
-    if not store.is_pattern(pattern):
+    if not is_pattern(pattern):
         return pattern == vrm
     return _regex(pattern).match(vrm) is not None
 
@@ -65,7 +73,7 @@ def is_live(entry: HotlistEntry, at_us: int) -> bool:
 def match_entries(vrm: str, candidates: list[tuple[HotlistEntry, Hotlist]],
                   at_us: int) -> list[tuple[HotlistEntry, Hotlist]]:
     """The live entries of enabled hotlists matching ``vrm`` at ``at_us``, most urgent first."""
-    vrm = store.normalise_vrm(vrm)
+    vrm = normalise_vrm(vrm)
     found = [
         (e, h) for e, h in candidates
         if h.enabled and is_live(e, at_us) and matches(e.pattern, vrm)
@@ -75,8 +83,8 @@ def match_entries(vrm: str, candidates: list[tuple[HotlistEntry, Hotlist]],
 
 async def check_read(session: AsyncSession, vrm: str, at_us: int) -> list[tuple[HotlistEntry, Hotlist]]:
     """Entries that a read of ``vrm`` at ``at_us`` hits (exact entries and wildcard patterns)."""
-    vrm = store.normalise_vrm(vrm)
-    return match_entries(vrm, await store.live_entries_for(session, vrm, at_us), at_us)
+    vrm = normalise_vrm(vrm)
+    return match_entries(vrm, await live_entries_for(session, vrm, at_us), at_us)
 
 
 def parse_expiry(text: str, field: str = "expires") -> int:
@@ -124,7 +132,7 @@ def parse_entry(data: dict[str, Any], hotlist: Hotlist, now_us: int | None = Non
         pattern=vrm, reason=str(data.get("reason") or ""), source=str(data.get("source") or hotlist.source or ""),
         priority=priority, expires_us=expires_us,
     )
-    return store.check_entry(spec, now_us)
+    return check_entry(spec, now_us)
 
 
 def parse_csv(text: str, hotlist: Hotlist, now_us: int | None = None) -> list[EntrySpec]:
@@ -193,8 +201,8 @@ async def import_csv(session: AsyncSession, hotlist: Hotlist, text: str, by: str
     specs = parse_csv(text, hotlist)
     replaced = 0
     if replace:
-        for entry in await store.list_entries(session, hotlist.id):
-            await store.remove_entry(session, hotlist.id, entry.id, by)
+        for entry in await list_entries(session, hotlist.id):
+            await remove_entry(session, hotlist.id, entry.id, by)
             replaced += 1
-    added = await store.add_entries(session, hotlist.id, specs, created_by=by)
+    added = await add_entries(session, hotlist.id, specs, created_by=by)
     return ImportResult(len(added), replaced)

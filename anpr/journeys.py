@@ -18,7 +18,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import Invalid
-from storage import anpr as store
+from storage.anpr.reads import reads_at_both
 
 MAX_WINDOW_S = 7 * 86_400
 
@@ -78,7 +78,7 @@ async def find_journeys(session: AsyncSession, from_site: str, to_site: str, wit
     within_us = int(within_s * 1_000_000)
     # Reads up to one window past the range end can still finish a journey that starts in it.
     end = None if to_us is None else to_us + within_us
-    reads = await store.reads_at_both(session, from_site, to_site, from_us, end, vrm,
+    reads = await reads_at_both(session, from_site, to_site, from_us, end, vrm,
                                       allowed_camera_ids=allowed_camera_ids)
     journeys = pair_journeys(reads, from_site, to_site, within_us, either_direction)
     return [j for j in journeys if to_us is None or j.start_us < to_us]

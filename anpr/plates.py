@@ -1,7 +1,9 @@
 """Registration rules: UK formats, confusion resolution by position, and a generic mode.
 
 Everything here is a pure function of strings, so it is tested without images
-(tests/test_plates.py, property-based). Normalised registrations are upper case with no spaces.
+(tests/test_plates.py, property-based). Normalised registrations are upper case with no spaces:
+raw text is cleaned by the one normaliser of plate text, ``storage.anpr.vrm.clean_plate_text``,
+which storage applies to what it stores and searches.
 
 UK formats (DVLA, Great Britain; what we implement and why is in docs/design/anpr-reader.md):
 
@@ -30,6 +32,8 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
+from storage.anpr.vrm import clean_plate_text
+
 FORMATS = ("current", "prefix", "suffix", "dateless")
 
 # Letter the reader may have produced in a digit slot -> the digit it stands for, and back.
@@ -55,7 +59,6 @@ _PATTERNS = {
 # suffix plate DNS 400X (one change) over the current DN54 OOX (two: the Os read as 0s).
 _RARITY = {"current": 0.0, "prefix": 0.0, "suffix": 1.0, "dateless": 0.0}
 _GENERIC = re.compile(r"[A-Z0-9]{2,8}")
-_NOT_ALNUM = re.compile(r"[^A-Z0-9]")
 
 
 @dataclass(frozen=True)
@@ -67,14 +70,9 @@ class UkPlate:
     corrections: int
 
 
-def clean(raw: str) -> str:
-    """Upper case, only A-Z and 0-9 (spaces, dashes, dots and anything else dropped)."""
-    return _NOT_ALNUM.sub("", raw.upper())
-
-
 def uk_format(text: str) -> str | None:
     """The UK format ``text`` fits exactly (no corrections), or None."""
-    text = clean(text)
+    text = clean_plate_text(text)
     if len(text) > 7:
         return None
     for name in FORMATS:
@@ -130,7 +128,7 @@ def resolve_uk(raw: str, max_corrections: int = 2) -> UkPlate | None:
     ``raw`` may hold spaces and punctuation. At most ``max_corrections`` characters are changed;
     a read needing more is more likely not a plate (or a misread) than a plate.
     """
-    text = clean(raw)
+    text = clean_plate_text(raw)
     if not 2 <= len(text) <= 7:
         return None
     if not mixed(text):
@@ -166,7 +164,7 @@ def display_uk(text: str) -> str:
 
     Text that fits no UK format is returned cleaned, without a space.
     """
-    text = clean(text)
+    text = clean_plate_text(text)
     fmt = uk_format(text)
     if fmt == "current":
         return f"{text[:4]} {text[4:]}"
@@ -184,5 +182,5 @@ def display_uk(text: str) -> str:
 
 def normalise_generic(raw: str) -> str | None:
     """A foreign plate: 2 to 8 letters and digits once spaces and punctuation are dropped."""
-    text = clean(raw)
+    text = clean_plate_text(raw)
     return text if _GENERIC.fullmatch(text) else None

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from anpr import AnprError
-from anpr.plates import clean, mixed, normalise_generic, resolve_uk
+from anpr.plates import mixed, normalise_generic, resolve_uk
 
 log = logging.getLogger(__name__)
 
@@ -726,8 +726,3 @@ def _merge_reads(scored: list[tuple[float, PlateRead]]) -> list[tuple[float, Pla
 def _shift(r: PlateRead, dx: int, dy: int) -> PlateRead:
     x, y, w, h = r.box
     return PlateRead(r.text, r.confidence, (x + dx, y + dy, w, h), r.char_confidences, r.raw_text, r.format)
-
-
-def clean_text(raw: str) -> str:
-    """What the recogniser's text becomes before the rules (re-exported for the bench)."""
-    return clean(raw)

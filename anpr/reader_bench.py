@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from anpr import AnprError
-from anpr.plates import clean
+from storage.anpr.vrm import clean_plate_text
 
 FRAME_1080P = (1920, 1080)
 
@@ -56,8 +56,8 @@ def load_samples(folder: Path) -> list[Sample]:
         plates = []
         for line in txt.read_text(errors="replace").splitlines():
             parts = line.rstrip("\r\n").split("\t")
-            if len(parts) >= 6 and clean(parts[5]):
-                plates.append(clean(parts[5]))
+            if len(parts) >= 6 and clean_plate_text(parts[5]):
+                plates.append(clean_plate_text(parts[5]))
         image = txt.with_suffix(".jpg")
         if plates and image.exists():
             samples.append(Sample(txt.stem, image, tuple(plates)))
@@ -103,7 +103,7 @@ class Baseline:
         result, _ = self._ocr(image)
         best = ("", -1.0)
         for _box, text, score in result or []:
-            text = clean(text)
+            text = clean_plate_text(text)
             if self._PLATE.fullmatch(text) and float(score) > best[1]:
                 best = (text, float(score))
         return best[0]

@@ -27,10 +27,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from anpr.live import LiveOptions, LiveReading
+from anpr.camera_reader import LiveOptions
+from anpr.live import LiveReading
 from cameras.simulator import Simulation, anpr_schedule
-from storage import anpr as store
 from storage.alerts import AlertHub
+from storage.anpr.hotlists import EntrySpec, add_entries, add_hotlist
+from storage.anpr.reads import ReadQuery, search_reads
+from storage.anpr.vrm import normalise_vrm
 from storage.db import make_engine, make_sessionmaker, now_us, transaction
 from storage.inventory import CameraSpec, add_camera
 from storage.keys import load_or_create_keys
@@ -70,11 +73,11 @@ async def phase(name: str, sim: Simulation, work: Path, options: LiveOptions, du
         for cam in sim.cameras:
             await add_camera(s, CameraSpec(**{**cam.spec(), "recording": False, "extra": {"anpr_roi": ROI, "anpr_stream": "sub"}}), keys)
         # A hotlist holding every registration the simulated cameras will show meanwhile.
-        hl = await store.add_hotlist(s, "All vehicles (benchmark)", source="bench")
+        hl = await add_hotlist(s, "All vehicles (benchmark)", source="bench")
         start = now_us()
-        plates = {store.normalise_vrm(p.plate) for site in anpr_schedule.SITES
+        plates = {normalise_vrm(p.plate) for site in anpr_schedule.SITES
                   for p in anpr_schedule.passes(site, start, start + int((duration_s + 60) * S))}
-        await store.add_entries(s, hl.id, [store.EntrySpec(v, "benchmark", "bench", 3, start + 3600 * S)
+        await add_entries(s, hl.id, [EntrySpec(v, "benchmark", "bench", 3, start + 3600 * S)
                                            for v in sorted(plates)])
     hub = AlertHub(queue_size=10_000)
     alerts = hub.subscribe()
@@ -97,7 +100,7 @@ async def phase(name: str, sim: Simulation, work: Path, options: LiveOptions, du
     finally:
         await live.stop()
     async with sessions() as s:
-        reads = await store.search_reads(s, store.ReadQuery("*", from_us=ready_us - 2 * S, limit=10_000))
+        reads = await search_reads(s, ReadQuery("*", from_us=ready_us - 2 * S, limit=10_000))
     await engine.dispose()
 
     expected = []
@@ -106,8 +109,8 @@ async def phase(name: str, sim: Simulation, work: Path, options: LiveOptions, du
     once = 0
     for p in expected:
         near = [r for r in reads if r.site_name == p.site and abs(r.read_us - p.time_us) <= 1.5 * S]
-        once += [r.vrm for r in near] == [store.normalise_vrm(p.plate)]
-    pass_time = {(store.normalise_vrm(p.plate), p.site): p.time_us for p in expected}
+        once += [r.vrm for r in near] == [normalise_vrm(p.plate)]
+    pass_time = {(normalise_vrm(p.plate), p.site): p.time_us for p in expected}
     from_pass, from_frame = [], []
     while not alerts.empty():
         a = alerts.get_nowait()

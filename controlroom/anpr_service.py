@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from anpr.live import LiveOptions, LiveReading
+from anpr.camera_reader import LiveOptions
+from anpr.live import LiveReading
 from controlroom.context import ALERTS, ANPR_LIVE, KEYS, SESSIONS, SETTINGS
 from controlroom.settings import Settings
-from storage.anpr import run_anpr_retention
+from storage.anpr.retention import run_anpr_retention
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from controlroom.auth import every_camera
 from controlroom.context import METRICS, SESSIONS, SUPERVISOR
 from controlroom.permissions import Permission, requires
-from storage.anpr import AnprRead
+from storage.anpr.models import AnprRead
 from storage.audit import AuditEntry
 from storage.evidence import ExportJob
 from storage.models import CameraState

@@ -39,8 +39,11 @@ from controlroom.context import ALERTS, AUTH, KEYS, SESSIONS, SETTINGS
 from controlroom.permissions import Permission, role_permissions
 from controlroom.timefmt import us_to_iso
 from storage import accounts, audit
-from storage import anpr as store
 from storage.alerts import raise_alert
+from storage.anpr.hits import add_hit
+from storage.anpr.hotlists import EntrySpec, add_entries, add_hotlist
+from storage.anpr.images import save_read_images
+from storage.anpr.reads import NewRead, add_read
 from storage.audit import AuditEntry
 from storage.catalogue import NewSegment, commit_segment
 from storage.db import now_us, transaction
@@ -158,22 +161,22 @@ async def _anpr(w: World) -> None:
     root = app[SETTINGS].anpr_root
     t0 = now_us() - 600 * S
     async with transaction(app[SESSIONS]) as session:
-        hotlist = await store.add_hotlist(session, "Walk list", created_by="test")
-        entries = await store.add_entries(session, hotlist.id, [
-            store.EntrySpec(VRM[c], f"wanted {c}", "test", 1, now_us() + 86_400 * S) for c in CAMS], created_by="test")
+        hotlist = await add_hotlist(session, "Walk list", created_by="test")
+        entries = await add_entries(session, hotlist.id, [
+            EntrySpec(VRM[c], f"wanted {c}", "test", 1, now_us() + 86_400 * S) for c in CAMS], created_by="test")
     for n, c in enumerate(CAMS):
         sightings = [(VRM[c], t0 + n * S), (JOURNEY_VRM, t0 + (100 + 60 * n) * S)]
         for vrm, t in sightings:
-            plate, overview = store.save_read_images(root, t, w.cam[c], b"\xff\xd8\xffplate-" + vrm.encode(),
+            plate, overview = save_read_images(root, t, w.cam[c], b"\xff\xd8\xffplate-" + vrm.encode(),
                                                      b"\xff\xd8\xffoverview-" + vrm.encode())
             async with transaction(app[SESSIONS]) as session:
-                read = await store.add_read(session, store.NewRead(vrm=vrm, confidence=0.95, read_us=t,
+                read = await add_read(session, NewRead(vrm=vrm, confidence=0.95, read_us=t,
                                                                    camera_id=w.cam[c], plate_path=plate,
                                                                    overview_path=overview))
                 if vrm != VRM[c]:
                     continue
                 w.read[c] = read.id
-                hit = await store.add_hit(session, read, entries[n])
+                hit = await add_hit(session, read, entries[n])
                 alert = await raise_alert(session, app[ALERTS], "anpr_hit", f"{vrm} on hotlist 'Walk list'",
                                           w.cam[c], vrm=vrm, read_id=read.id, hit_id=hit.id)
                 hit.alert_id = alert.id

@@ -10,7 +10,10 @@ import pytest
 
 from controlroom.app import create_app
 from controlroom.context import KEYS, SESSIONS, SETTINGS
-from storage import anpr as store
+from storage.anpr.hits import add_hit
+from storage.anpr.hotlists import EntrySpec, add_entries, add_hotlist
+from storage.anpr.images import save_read_images
+from storage.anpr.reads import NewRead, add_read, get_read
 from storage.audit import AuditEntry
 from storage.db import now_us, transaction
 from storage.inventory import CameraSpec, add_camera
@@ -37,9 +40,9 @@ async def _seed(client) -> dict:
     reads = {}
     for vrm, cam, t in (("AB12CDE", hb.id, t0), ("AB12CDE", wb.id, t0 + 40 * S), ("XB12CDE", wb.id, t0 + 100 * S),
                         ("ZZ99ZZZ", hb.id, t0 + 200 * S)):
-        plate, ov = store.save_read_images(root, t, cam, b"\xff\xd8\xffplate-" + vrm.encode(), b"\xff\xd8\xffoverview")
+        plate, ov = save_read_images(root, t, cam, b"\xff\xd8\xffplate-" + vrm.encode(), b"\xff\xd8\xffoverview")
         async with transaction(app[SESSIONS]) as s:
-            r = await store.add_read(s, store.NewRead(vrm=vrm, confidence=0.95, read_us=t, camera_id=cam,
+            r = await add_read(s, NewRead(vrm=vrm, confidence=0.95, read_us=t, camera_id=cam,
                                                       plate_path=plate, overview_path=ov))
         reads.setdefault(vrm, []).append(r)
     return {"hb": hb, "wb": wb, "t0": t0, "reads": reads}
@@ -172,9 +175,9 @@ async def test_hit_confirm_and_dismiss_recorded_with_who(client, login):
     seed = await _seed(client)
     app = client.server.app
     async with transaction(app[SESSIONS]) as s:
-        hl = await store.add_hotlist(s, "Interest", source="local")
-        (entry,) = await store.add_entries(s, hl.id, [store.EntrySpec("AB12CDE", "stolen", "PNC", 1, now_us() + DAY)])
-        hits = [await store.add_hit(s, read, entry) for read in seed["reads"]["AB12CDE"]]
+        hl = await add_hotlist(s, "Interest", source="local")
+        (entry,) = await add_entries(s, hl.id, [EntrySpec("AB12CDE", "stolen", "PNC", 1, now_us() + DAY)])
+        hits = [await add_hit(s, read, entry) for read in seed["reads"]["AB12CDE"]]
     h = await login(client, "operator", username="op-jones")
     r = await client.get("/api/v1/anpr/hits", params={"state": "pending"}, headers=h)
     listed = (await r.json())["hits"]
@@ -202,7 +205,7 @@ async def test_image_path_never_leaves_the_anpr_folder(client, login):
     assert secret.exists()
     read = seed["reads"]["ZZ99ZZZ"][0]
     async with transaction(app[SESSIONS]) as s:
-        row = await store.get_read(s, read.id)
+        row = await get_read(s, read.id)
         row.plate_path = "../secret.key"
         row.overview_path = str(secret)
     h = await login(client, "operator")

@@ -65,7 +65,7 @@ def test_anpr_search_and_journeys_cli(data_dir: Path, tmp_path: Path, capsys) ->
 
     from controlroom.commands.common import open_store
     from controlroom.settings import load_settings
-    from storage import anpr as store
+    from storage.anpr.reads import NewRead, add_read
     from storage.audit import AuditEntry
     from storage.db import now_us, transaction
 
@@ -76,7 +76,7 @@ def test_anpr_search_and_journeys_cli(data_dir: Path, tmp_path: Path, capsys) ->
         async with open_store(settings) as st, transaction(st.sessions) as s:
             for vrm, site, dt in (("AB12CDE", "Horns Bridge roundabout", 0), ("AB12CDE", "West Bars roundabout", 40),
                                   ("XY70ZZZ", "West Bars roundabout", 50)):
-                await store.add_read(s, store.NewRead(vrm=vrm, confidence=0.9, read_us=t0 + dt * 1_000_000,
+                await add_read(s, NewRead(vrm=vrm, confidence=0.9, read_us=t0 + dt * 1_000_000,
                                                       camera_id=None, site_name=site))
 
     asyncio.run(seed())

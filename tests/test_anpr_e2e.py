@@ -22,7 +22,9 @@ import pytest
 from cameras.simulator import Simulation, anpr_schedule
 from controlroom.app import create_app
 from controlroom.context import ANPR_LIVE, SESSIONS
-from storage import anpr as store
+from storage.anpr.hotlists import EntrySpec, add_entries, add_hotlist
+from storage.anpr.reads import ReadQuery, search_reads
+from storage.anpr.vrm import normalise_vrm
 from storage.db import make_engine, make_sessionmaker, now_us, transaction
 from storage.inventory import CameraSpec, add_camera
 from storage.keys import load_or_create_keys
@@ -58,7 +60,7 @@ def _plan(start_us: int) -> dict:
     seen = anpr_schedule.passes(HB, start_us, end_us, lanes=(1,)) + anpr_schedule.passes(WB, start_us, end_us, lanes=(1,))
     later = [p for p in seen if p.time_us > start_us + 10 * S and p.plate != first.plate]
     expired = later[0]
-    norm = store.normalise_vrm
+    norm = normalise_vrm
     # A wildcard entry that matches the journey's vehicle and nothing else on the road meanwhile.
     pattern = norm(first.plate)[:4] + "*"
     if any(norm(p.plate).startswith(pattern[:-1]) and p.plate != first.plate for p in seen):
@@ -113,11 +115,11 @@ async def test_simulated_anpr_cameras_end_to_end(aiohttp_client, settings, login
         plan = _plan(ready_us)
         first, second = plan["journey"]
         async with transaction(app[SESSIONS]) as s:
-            hl = await store.add_hotlist(s, "Stolen vehicles", source="PNC")
-            await store.add_entries(s, hl.id, [
-                store.EntrySpec(plan["pattern"], "stolen", "PNC", 1, now_us() + 86_400 * S),
+            hl = await add_hotlist(s, "Stolen vehicles", source="PNC")
+            await add_entries(s, hl.id, [
+                EntrySpec(plan["pattern"], "stolen", "PNC", 1, now_us() + 86_400 * S),
                 # Expires before its vehicle passes: must never alert.
-                store.EntrySpec(plan["expired"].plate, "was of interest", "PNC", 2, plan["expired"].time_us - 4 * S),
+                EntrySpec(plan["expired"].plate, "was of interest", "PNC", 2, plan["expired"].time_us - 4 * S),
             ])
         # Vehicles passing from the start to the end of the plan must each be read once. On a
         # busy machine reads lag behind the stream: wait (a bounded time) for the last ones.
@@ -131,7 +133,7 @@ async def test_simulated_anpr_cameras_end_to_end(aiohttp_client, settings, login
         while True:
             await live.drain()
             async with app[SESSIONS]() as s:
-                reads = await store.search_reads(s, store.ReadQuery("*", from_us=ready_us - 2 * S, limit=1000))
+                reads = await search_reads(s, ReadQuery("*", from_us=ready_us - 2 * S, limit=1000))
             if all(near(p, reads) for p in expected) or now_us() > end_us + 15 * S:
                 break
             await asyncio.sleep(0.5)
@@ -143,7 +145,7 @@ async def test_simulated_anpr_cameras_end_to_end(aiohttp_client, settings, login
 
         # What was read against what passed, for the log of a failed run.
         for p in sorted(plan["seen"], key=lambda p: p.time_us):
-            print(f"pass {p.time_us / S:.1f} {p.site[:5]} {store.normalise_vrm(p.plate)}")
+            print(f"pass {p.time_us / S:.1f} {p.site[:5]} {normalise_vrm(p.plate)}")
         for r in sorted(reads, key=lambda r: r.read_us):
             print(f"read {r.read_us / S:.1f} {r.site_name[:5]} {r.vrm} {r.confidence:.2f} frames={r.frames}")
         for cid, st in stats.items():
@@ -155,7 +157,7 @@ async def test_simulated_anpr_cameras_end_to_end(aiohttp_client, settings, login
         missed = []
         for p in expected:
             matches = near(p, reads)
-            assert [r.vrm for r in matches] in ([store.normalise_vrm(p.plate)], []), (p, [r.vrm for r in matches])
+            assert [r.vrm for r in matches] in ([normalise_vrm(p.plate)], []), (p, [r.vrm for r in matches])
             if matches:
                 unmatched.remove(matches[0])
             else:
@@ -169,11 +171,11 @@ async def test_simulated_anpr_cameras_end_to_end(aiohttp_client, settings, login
         # Anything else read must be a vehicle only partly inside the watched time window.
         for r in unmatched:
             around = anpr_schedule.passes(r.site_name, r.read_us - 3 * S, r.read_us + 3 * S, lanes=(1,))
-            edge = [p for p in around if store.normalise_vrm(p.plate) == r.vrm]
+            edge = [p for p in around if normalise_vrm(p.plate) == r.vrm]
             assert edge and not (ready_us + 1 * S <= edge[0].time_us <= end_us), (r.vrm, r.read_us)
 
         # The hotlisted vehicle alerted at both sites, on the WebSocket and on MQTT, promptly.
-        plate = store.normalise_vrm(first.plate)
+        plate = normalise_vrm(first.plate)
         hits_ws = [a for a in ws_alerts if a["kind"] == "anpr_hit"]
         assert sorted(a["data"]["site"] for a in hits_ws if a["data"]["vrm"] == plate) == [HB, WB], ws_alerts
         for _ in range(20):
@@ -185,7 +187,7 @@ async def test_simulated_anpr_cameras_end_to_end(aiohttp_client, settings, login
             # The goal (1 s) is measured by bench.anpr_live; this bound holds on a busy machine.
             assert a["at_us"] - a["data"]["frame_us"] < 3 * S, a
         # The expired entry's vehicle was read, and did not alert.
-        expired = store.normalise_vrm(plan["expired"].plate)
+        expired = normalise_vrm(plan["expired"].plate)
         assert expired not in {a["data"]["vrm"] for a in hits_ws + mqtt_messages}
         if ready_us + S <= plan["expired"].time_us <= end_us:
             assert expired in {r.vrm for r in reads}

@@ -1,5 +1,6 @@
-"""Live ANPR reading without the RTSP stream: the vehicle tracker (pure), bad frames, and the
-worker thread storing a read, checking hotlists and alerting. Frames hold synthetic UK plates
+"""Live ANPR reading without the RTSP stream: bad frames, the motion gate, the stream clock, and
+the worker thread storing a read, checking hotlists and alerting (the vehicle tracker, pure, is
+tested in test_anpr_tracking.py). Frames hold synthetic UK plates
 drawn here (DejaVu Sans Bold on a yellow plate, as the simulator draws them)."""
 
 from __future__ import annotations
@@ -12,16 +13,13 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from anpr import AnprError
-from anpr.live import (
-    CameraConfig,
-    FrameRead,
-    LiveOptions,
-    LiveReading,
-    MotionGate,
-    VehicleTracker,
-    check_frame,
-)
-from storage import anpr as store
+from anpr.camera_reader import CameraConfig, LiveOptions
+from anpr.frames import MotionGate, StreamClock, check_frame
+from anpr.live import LiveReading
+from storage.anpr.hits import list_hits
+from storage.anpr.hotlists import EntrySpec, add_entries, add_hotlist, get_hotlist
+from storage.anpr.images import resolve_image
+from storage.anpr.reads import get_read
 from storage.db import now_us, transaction
 from storage.inventory import CameraSpec, add_camera, credentialed_url
 from storage.keys import load_or_create_keys
@@ -46,63 +44,8 @@ def synthetic_frame(plate: str | None, y: int = 400, width: int = 1280, height: 
     return np.ascontiguousarray(np.asarray(img)[:, :, ::-1])
 
 
-def fr(text: str, conf: float, t_us: int) -> FrameRead:
-    return FrameRead(text, conf, t_us, (100, 100, 200, 40))
-
-
-def leave(t: VehicleTracker, at_us: int) -> list:
-    """Two frames looked at with nothing in them: what ends a vehicle that has left."""
-    return t.add([], at_us) + t.add([], at_us + 200_000)
-
-
 # ---------------------------------------------------------------------------------------------
-# The tracker: pure
-
-
-def test_tracker_commits_each_vehicle_once_when_frames_agree():
-    t = VehicleTracker(agree_frames=2, gap_us=S)
-    assert t.add([fr("AB12CDE", 0.9, 0)], 0) == []
-    (v,) = t.add([fr("AB12CDE", 0.95, 200_000)], 200_000)
-    assert (v.text, v.frames, v.read_us, v.commit_frame_us) == ("AB12CDE", 2, 200_000, 200_000)
-    # Later frames of the same vehicle, misread or partly visible, are absorbed.
-    assert t.add([fr("AB12CDF", 0.8, 400_000)], 400_000) == []
-    assert t.add([fr("AB12CD", 0.7, 600_000)], 600_000) == []
-    assert leave(t, 3 * S) == []
-    # The next vehicle is its own read.
-    t.add([fr("XY70ZZZ", 0.9, 4 * S)], 4 * S)
-    (w,) = t.add([fr("XY70ZZZ", 0.9, 4 * S + 200_000)], 4 * S + 200_000)
-    assert w.text == "XY70ZZZ"
-
-
-def test_tracker_votes_when_frames_disagree_and_commits_at_gap():
-    t = VehicleTracker(agree_frames=3, gap_us=S)
-    t.add([fr("AB12CDE", 0.9, 0)], 0)
-    t.add([fr("A812CDE", 0.6, 200_000)], 200_000)
-    t.add([fr("AB12CDE", 0.8, 400_000)], 400_000)
-    t.add([fr("AB12COE", 0.7, 600_000)], 600_000)
-    assert t.add([], 1_000_000) == []  # one empty frame, 0.4 s later: not gone yet
-    (v,) = leave(t, 2 * S)
-    assert v.text == "AB12CDE" and v.frames == 4 and v.read_us == 0
-    assert 0 < v.confidence < 0.9
-
-
-def test_tracker_single_glimpse_needs_high_confidence():
-    t = VehicleTracker(agree_frames=2, gap_us=S, single_conf=0.9)
-    t.add([fr("LOW1", 0.6, 0)], 0)
-    assert leave(t, 2 * S) == []
-    t.add([fr("MN73", 1.0, 2500_000)], 2500_000)  # a plate's left group alone, however sure
-    assert leave(t, 4 * S) == []
-    t.add([fr("HIGH12", 0.97, 5 * S)], 5 * S)
-    assert t.flush(6 * S) == []  # no frames looked at: only a long silence ends it
-    (v,) = t.flush(9 * S)
-    assert v.text == "HIGH12"
-
-
-def test_tracker_two_plates_in_one_frame_are_two_vehicles():
-    t = VehicleTracker(agree_frames=2, gap_us=S)
-    t.add([fr("AB12CDE", 0.9, 0), fr("XY70ZZZ", 0.9, 0)], 0)
-    out = t.add([fr("AB12CDE", 0.9, 100_000), fr("XY70ZZZ", 0.9, 100_000)], 100_000)
-    assert sorted(v.text for v in out) == ["AB12CDE", "XY70ZZZ"]
+# Frames
 
 
 def test_bad_frames_give_clear_errors():
@@ -146,8 +89,8 @@ async def anpr_camera(sessions, tmp_path):
     async with transaction(sessions) as s:
         cam = await add_camera(s, CameraSpec(name="ANPR test 1", site="Horns Bridge roundabout", kind="anpr",
                                              lane="1", direction="westbound", recording=False), keys)
-        hl = await store.add_hotlist(s, "Stolen", source="PNC")
-        await store.add_entries(s, hl.id, [store.EntrySpec("AB12CDE", "stolen", "PNC", 1, now_us() + 86_400 * S)])
+        hl = await add_hotlist(s, "Stolen", source="PNC")
+        await add_entries(s, hl.id, [EntrySpec("AB12CDE", "stolen", "PNC", 1, now_us() + 86_400 * S)])
     return cam, keys
 
 
@@ -189,101 +132,17 @@ async def test_bad_empty_huge_frames_then_a_good_one_is_read_and_alerted(session
     assert alert["kind"] == "anpr_hit" and alert["data"]["vrm"] == "AB12CDE" and alert["data"]["hotlist"] == "Stolen"
     assert alert["data"]["read_id"] == stored[0].read_id and alert["data"]["priority"] == 1
     async with sessions() as s:
-        read = await store.get_read(s, stored[0].read_id)
-        (hit, *_), = await store.list_hits(s)
+        read = await get_read(s, stored[0].read_id)
+        (hit, *_), = await list_hits(s)
     assert (read.site_name, read.lane, read.direction) == ("Horns Bridge roundabout", "1", "westbound")
     assert hit.read_id == read.id and hit.state == "pending" and hit.alert_id == alert["id"]
-    plate = store.resolve_image(tmp_path / "anpr", read.plate_path).read_bytes()
-    overview = store.resolve_image(tmp_path / "anpr", read.overview_path).read_bytes()
+    plate = resolve_image(tmp_path / "anpr", read.plate_path).read_bytes()
+    overview = resolve_image(tmp_path / "anpr", read.overview_path).read_bytes()
     assert plate[:2] == overview[:2] == b"\xff\xd8"
     assert 0 < len(plate) < len(overview)
 
 
-def test_tracker_partial_plate_joins_its_vehicle():
-    t = VehicleTracker(agree_frames=2, gap_us=S, single_conf=0.9)
-    t.add([fr("19JX", 0.95, 0)], 0)  # the plate entering the view
-    t.add([fr("FJ19JXY", 0.99, 200_000)], 200_000)
-    (v,) = t.add([fr("FJ19JXY", 0.99, 400_000)], 400_000)
-    assert v.text == "FJ19JXY" and v.frames == 3
-    assert t.add([fr("J19JXY", 0.95, 600_000)], 600_000) == []
-    assert leave(t, 3 * S) == []
-
-
-def test_tracker_piece_with_a_misread_cut_end_joins_its_vehicle():
-    # Seen in CI: "ID815" (the G of "WGD815C" half in view, read as I) in one frame at 0.94,
-    # then the whole plate; the piece was committed as a vehicle of its own.
-    t = VehicleTracker(agree_frames=2, gap_us=S, single_conf=0.9)
-    committed = t.add([fr("ID815", 0.94, 0)], 0)
-    committed += t.add([fr("WGD815C", 1.0, 100_000)], 100_000)
-    committed += t.add([fr("WGD815C", 1.0, 300_000)], 300_000)
-    committed += leave(t, 3 * S)
-    assert [v.text for v in committed] == ["WGD815C"]
-    # Seen in CI too: "FKG3A" (the front of "FK63AFH", its 6 read as G) a second after the
-    # whole plate was committed; it was committed as a vehicle of its own.
-    t = VehicleTracker(agree_frames=2, gap_us=S, single_conf=0.9)
-    committed = t.add([fr("FK63AFH", 1.0, 0)], 0) + t.add([fr("FK63AFH", 1.0, 200_000)], 200_000)
-    committed += t.add([fr("FKG3A", 0.93, 1_200_000)], 1_200_000) + leave(t, 4 * S)
-    assert [v.text for v in committed] == ["FK63AFH"]
-    # Two vehicles that share only three characters stay apart.
-    u = VehicleTracker(agree_frames=2, gap_us=S, single_conf=0.9)
-    committed = u.add([fr("XY815", 0.95, 0)], 0) + u.add([fr("WGD815C", 1.0, 100_000)], 100_000)
-    committed += u.add([fr("WGD815C", 1.0, 300_000)], 300_000) + leave(u, 3 * S)
-    assert sorted(v.text for v in committed) == ["WGD815C", "XY815"]
-
-
-def test_tracker_piece_read_beside_the_whole_plate_in_one_frame_is_not_a_second_vehicle():
-    # Seen in the end-to-end run: the reader returned "9ERA" beside "GW19ERA" in the same
-    # frames, and the piece was committed as a vehicle of its own.
-    t = VehicleTracker(agree_frames=2, gap_us=S)
-    committed = t.add([fr("GW19ERA", 0.95, 0), fr("9ERA", 0.9, 0)], 0)
-    committed += t.add([fr("GW19ERA", 0.97, 200_000), fr("9ERA", 0.92, 200_000)], 200_000)
-    committed += t.add([fr("9ERA", 0.9, 400_000)], 400_000)
-    committed += leave(t, 3 * S)
-    assert [v.text for v in committed] == ["GW19ERA"]
-
-
-def test_tracker_end_of_a_plate_read_twice_before_the_whole_is_not_the_vehicle():
-    # Seen in the end-to-end run: "15DRH" (a valid dateless registration) read in two frames as
-    # "BG15DRH" entered the view was committed early as the vehicle.
-    t = VehicleTracker(agree_frames=2, gap_us=S)
-    committed = t.add([fr("15DRH", 0.95, 0)], 0)
-    committed += t.add([fr("15DRH", 0.95, 200_000)], 200_000)
-    committed += t.add([fr("BG15DRH", 0.97, 400_000)], 400_000)
-    committed += t.add([fr("BG15DRH", 0.97, 600_000)], 600_000)
-    committed += leave(t, 3 * S)
-    assert [v.text for v in committed] == ["BG15DRH"]
-
-
-def test_tracker_a_plates_left_group_read_twice_waits_for_the_whole():
-    t = VehicleTracker(agree_frames=2, gap_us=S)
-    assert t.add([fr("MS73", 0.99, 0)], 0) == []
-    assert t.add([fr("MS73", 0.99, 200_000)], 200_000) == []  # short: no early commit
-    assert t.add([fr("MS73BJA", 0.98, 400_000)], 400_000) == []
-    (v,) = t.add([fr("MS73BJA", 0.97, 600_000)], 600_000)
-    assert v.text == "MS73BJA"
-    # And a short plate that really is short is still read, when the vehicle has left.
-    t.add([fr("K1", 0.95, 5 * S)], 5 * S)
-    t.add([fr("K1", 0.95, 5 * S + 200_000)], 5 * S + 200_000)
-    (w,) = leave(t, 7 * S)
-    assert w.text == "K1"
-
-
-def test_tracker_slow_reads_do_not_split_a_vehicle_and_a_stopped_one_is_read_once():
-    t = VehicleTracker(agree_frames=2, gap_us=S)
-    # On a busy machine the reads of one vehicle came 1.5 s apart: still one vehicle.
-    assert t.add([fr("FV52", 0.99, 0)], 0) == []
-    (v,) = t.add([fr("FV52HFW", 0.99, 1_500_000)], 1_500_000) + t.add([fr("FV52HFW", 0.99, 3 * S)], 3 * S)
-    assert v.text == "FV52HFW"
-    # It stops under the camera (nothing moves: empty frames), then drives off: no second read.
-    assert leave(t, 5 * S) == []
-    assert t.add([fr("FV52HFW", 0.99, 8 * S)], 8 * S) == []
-    assert t.add([fr("FV52HFW", 0.99, 8 * S + 200_000)], 8 * S + 200_000) == []
-    assert leave(t, 10 * S) == []
-
-
 def test_stream_clock_undoes_bursts():
-    from anpr.live import StreamClock
-
     clock = StreamClock()
     t0 = 1_000_000 * S
     # At connection 1.4 s of buffered stream arrives at once (as seen from the simulator)...
@@ -297,22 +156,13 @@ def test_stream_clock_undoes_bursts():
     assert clock.wall_us(0.0, 123) == 123  # no timestamp: the grab time
 
 
-def test_vote_outvotes_a_misread_character():
-    from anpr.live import vote
-
-    reads = [FrameRead("AB12CDE", 0.9, 0, (0, 0, 1, 1), [0.9] * 7), FrameRead("A812CDE", 0.95, 1, (0, 0, 1, 1),
-             [0.99, 0.5, 0.99, 0.99, 0.99, 0.99, 0.99]), FrameRead("AB12CDE", 0.8, 2, (0, 0, 1, 1), [0.8] * 7)]
-    v = vote(reads)
-    assert v.text == "AB12CDE" and v.frame_us == 0 and len(v.char_confidences) == 7
-
-
 async def test_expired_hotlist_entry_does_not_alert(sessions, tmp_path, anpr_camera):
     from storage.alerts import AlertHub
 
     cam, keys = anpr_camera
     async with transaction(sessions) as s:
-        hl = await store.get_hotlist(s, "Stolen")
-        await store.add_entries(s, hl.id, [store.EntrySpec("XY70ZZZ", "was stolen", "PNC", 1, now_us() + 300_000)])
+        hl = await get_hotlist(s, "Stolen")
+        await add_entries(s, hl.id, [EntrySpec("XY70ZZZ", "was stolen", "PNC", 1, now_us() + 300_000)])
     await asyncio.sleep(0.5)  # the entry has now expired
     hub = AlertHub()
     alerts = hub.subscribe()
@@ -357,8 +207,8 @@ async def test_hit_reaches_the_websocket_and_mqtt(aiohttp_client, settings, logi
     async with transaction(app[SESSIONS]) as s:
         cam = await add_camera(s, CameraSpec(name="ANPR lane 1", site="West Bars roundabout", kind="anpr",
                                              lane="1", direction="eastbound", recording=False), app[KEYS])
-        hl = await store.add_hotlist(s, "Stolen", source="PNC")
-        await store.add_entries(s, hl.id, [store.EntrySpec("AB12*", "stolen series", "PNC", 1, now_us() + 3600 * S)])
+        hl = await add_hotlist(s, "Stolen", source="PNC")
+        await add_entries(s, hl.id, [EntrySpec("AB12*", "stolen series", "PNC", 1, now_us() + 3600 * S)])
     headers = await login(client, "operator")
     ws = await client.ws_connect("/api/v1/alerts/ws", headers=headers)
     mqtt_messages: list[dict] = []

@@ -1,4 +1,4 @@
-"""The plate reader (anpr/reader.py), multi-frame voting (anpr/voting.py), the anpr CLI and bench.
+"""The plate reader (anpr/reader.py), the anpr CLI and bench.
 
 UK plates are synthetic: rendered here with a bold font on a plain vehicle-like background
 (nothing copied from the development photographs). The development photographs are read in
@@ -18,8 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from anpr import AnprError
 from anpr.plates import display_uk
-from anpr.reader import MAX_PIXELS, PlateRead, PlateReader, ReaderError
-from anpr.voting import vote
+from anpr.reader import MAX_PIXELS, PlateReader, ReaderError
 from controlroom.cli import main
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
@@ -172,17 +171,6 @@ def test_bad_construction() -> None:
         PlateReader(mode="french")  # type: ignore[arg-type]
     with pytest.raises(ReaderError):
         PlateReader(roi=(0, 0, 0, 10))
-
-
-# ---------------------------------------------------------------------- voting
-def _read(text: str, confs: list[float] | None = None) -> PlateRead:
-    confs = confs or [0.9] * len(text)
-    return PlateRead(text, sum(confs) / len(confs), (10, 10, 100, 20), confs, text, "current")
-
-
-def test_vote_fixes_a_character_misread_in_one_frame() -> None:
-    text, confs = vote([_read("AB12CDE"), _read("AB12CDF", [0.9] * 6 + [0.4]), _read("AB12CDE")])
-    assert text == "AB12CDE" and len(confs) == 7 and confs[-1] < confs[0]
 
 
 # ---------------------------------------------------------------------- CLI and bench

@@ -13,7 +13,20 @@ from hypothesis import strategies as st
 from anpr.hotlist import HotlistImportError, check_read, import_csv, matches, parse_expiry
 from anpr.journeys import find_journeys, pair_journeys
 from storage import Invalid, NotFound
-from storage import anpr as store
+from storage.anpr.hits import add_hit, decide_hit, get_hit, list_hits
+from storage.anpr.hotlists import (
+    EntrySpec,
+    add_entries,
+    add_hotlist,
+    list_entries,
+    remove_entry,
+    remove_hotlist,
+    update_hotlist,
+)
+from storage.anpr.images import resolve_image, save_read_images, write_image
+from storage.anpr.models import AnprRead, HitState
+from storage.anpr.reads import NewRead, ReadQuery, add_read, get_read, search_reads
+from storage.anpr.retention import run_anpr_retention
 from storage.audit import verify_chain
 from storage.db import now_us, transaction
 from storage.inventory import CameraSpec, add_camera
@@ -33,9 +46,9 @@ async def _cameras(sessions, tmp_path: Path) -> dict[str, int]:
     return {"hb": hb.id, "wb": wb.id}
 
 
-async def _read(sessions, vrm: str, camera_id: int, at_us: int, **kw) -> store.AnprRead:
+async def _read(sessions, vrm: str, camera_id: int, at_us: int, **kw) -> AnprRead:
     async with transaction(sessions) as s:
-        return await store.add_read(s, store.NewRead(vrm=vrm, confidence=0.9, read_us=at_us, camera_id=camera_id, **kw))
+        return await add_read(s, NewRead(vrm=vrm, confidence=0.9, read_us=at_us, camera_id=camera_id, **kw))
 
 
 async def test_read_takes_site_lane_direction_from_camera(sessions, tmp_path):
@@ -54,18 +67,18 @@ async def test_wildcard_search_time_range_and_site(sessions, tmp_path):
     async with sessions() as s:
         def vrms(rows):
             return sorted(r.vrm for r in rows)
-        assert vrms(await store.search_reads(s, store.ReadQuery("AB12*"))) == ["AB12CDE", "AB12CDF"]
-        assert vrms(await store.search_reads(s, store.ReadQuery("?B12CDE"))) == ["AB12CDE", "XB12CDE"]
-        assert vrms(await store.search_reads(s, store.ReadQuery("ab12 cde"))) == ["AB12CDE"]
-        assert vrms(await store.search_reads(s, store.ReadQuery("*", sites=("west bars roundabout",)))) == [
+        assert vrms(await search_reads(s, ReadQuery("AB12*"))) == ["AB12CDE", "AB12CDF"]
+        assert vrms(await search_reads(s, ReadQuery("?B12CDE"))) == ["AB12CDE", "XB12CDE"]
+        assert vrms(await search_reads(s, ReadQuery("ab12 cde"))) == ["AB12CDE"]
+        assert vrms(await search_reads(s, ReadQuery("*", sites=("west bars roundabout",)))) == [
             "AB12CDF", "XB12CDE"]
-        assert vrms(await store.search_reads(s, store.ReadQuery("*", from_us=t0 + 5 * S, to_us=t0 + 25 * S))) == [
+        assert vrms(await search_reads(s, ReadQuery("*", from_us=t0 + 5 * S, to_us=t0 + 25 * S))) == [
             "AB12CDF", "XB12CDE"]
         # A search result never includes the % and _ of SQL: they are not pattern characters here.
         with pytest.raises(Invalid):
-            await store.search_reads(s, store.ReadQuery("AB%"))
+            await search_reads(s, ReadQuery("AB%"))
         with pytest.raises(Invalid):
-            await store.search_reads(s, store.ReadQuery("*", from_us=t0, to_us=t0 - 1))
+            await search_reads(s, ReadQuery("*", from_us=t0, to_us=t0 - 1))
 
 
 @given(st.from_regex(r"[A-Z0-9]{2,8}", fullmatch=True), st.data())
@@ -86,11 +99,11 @@ def test_pattern_matching_agrees_with_its_definition(vrm, data):
 async def test_hotlist_match_wildcards_and_expiry(sessions):
     now = now_us()
     async with transaction(sessions) as s:
-        hl = await store.add_hotlist(s, "Stolen", source="PNC", created_by="t")
-        await store.add_entries(s, hl.id, [
-            store.EntrySpec("AB12*", "stolen series", "PNC", 2, now + DAY),
-            store.EntrySpec("?B12CDE", "cloned", "PNC", 1, now + DAY),
-            store.EntrySpec("EX01PRD", "expires soon", "PNC", 3, now + 2 * S),
+        hl = await add_hotlist(s, "Stolen", source="PNC", created_by="t")
+        await add_entries(s, hl.id, [
+            EntrySpec("AB12*", "stolen series", "PNC", 2, now + DAY),
+            EntrySpec("?B12CDE", "cloned", "PNC", 1, now + DAY),
+            EntrySpec("EX01PRD", "expires soon", "PNC", 3, now + 2 * S),
         ])
     async with sessions() as s:
         hits = await check_read(s, "AB12 CDE", now)
@@ -101,30 +114,30 @@ async def test_hotlist_match_wildcards_and_expiry(sessions):
         assert await check_read(s, "ZZ99ZZZ", now) == []
     async with transaction(sessions) as s:
         with pytest.raises(Invalid, match="past"):
-            await store.add_entries(s, hl.id, [store.EntrySpec("OLD1", "x", "y", 3, now - S)])
+            await add_entries(s, hl.id, [EntrySpec("OLD1", "x", "y", 3, now - S)])
         with pytest.raises(Invalid, match="every vehicle"):
-            await store.add_entries(s, hl.id, [store.EntrySpec("*", "x", "y", 3, now + DAY)])
+            await add_entries(s, hl.id, [EntrySpec("*", "x", "y", 3, now + DAY)])
 
 
 async def test_disabled_hotlist_and_removed_entry_do_not_match(sessions):
     now = now_us()
     async with transaction(sessions) as s:
-        hl = await store.add_hotlist(s, "Interest", source="local")
-        (entry,) = await store.add_entries(s, hl.id, [store.EntrySpec("AB12CDE", "r", "s", 3, now + DAY)])
+        hl = await add_hotlist(s, "Interest", source="local")
+        (entry,) = await add_entries(s, hl.id, [EntrySpec("AB12CDE", "r", "s", 3, now + DAY)])
     async with transaction(sessions) as s:
-        await store.update_hotlist(s, hl.id, enabled=False)
+        await update_hotlist(s, hl.id, enabled=False)
     async with sessions() as s:
         assert await check_read(s, "AB12CDE", now) == []
     async with transaction(sessions) as s:
-        await store.update_hotlist(s, hl.id, enabled=True)
-        await store.remove_entry(s, hl.id, entry.id, "tester")
+        await update_hotlist(s, hl.id, enabled=True)
+        await remove_entry(s, hl.id, entry.id, "tester")
     async with sessions() as s:
         assert await check_read(s, "AB12CDE", now) == []
 
 
 async def test_csv_import_reports_each_bad_line_and_imports_nothing(sessions):
     async with transaction(sessions) as s:
-        hl = await store.add_hotlist(s, "Imported", source="Force intel", default_priority=4)
+        hl = await add_hotlist(s, "Imported", source="Force intel", default_priority=4)
     bad = (
         "vrm,reason,priority,expires\n"
         "AB12CDE,stolen,1,2099-01-01\n"
@@ -146,13 +159,13 @@ async def test_csv_import_reports_each_bad_line_and_imports_nothing(sessions):
     assert "priority" in lines[6] and "past" in lines[7] and "offset" in lines[8]
     assert "repeats line 2" in lines[9] and "fields" in lines[10]
     async with sessions() as s:
-        assert await store.list_entries(s, hl.id) == []
+        assert await list_entries(s, hl.id) == []
     good = "VRM,Reason,Expires,Source\nab12 cde,stolen,2099-01-01,\n?B12*,series,2099-01-01T00:00:00Z,ANPR unit\n"
     async with transaction(sessions) as s:
         result = await import_csv(s, hl, good, "tester")
     assert result.added == 2
     async with sessions() as s:
-        entries = {e.pattern: e for e in await store.list_entries(s, hl.id)}
+        entries = {e.pattern: e for e in await list_entries(s, hl.id)}
     assert set(entries) == {"AB12CDE", "?B12*"}
     assert entries["AB12CDE"].source == "Force intel" and entries["AB12CDE"].priority == 4
     assert entries["?B12*"].is_pattern and entries["?B12*"].source == "ANPR unit"
@@ -172,23 +185,23 @@ async def test_hits_confirm_dismiss_recorded(sessions, tmp_path):
     cams = await _cameras(sessions, tmp_path)
     now = now_us()
     async with transaction(sessions) as s:
-        hl = await store.add_hotlist(s, "H", source="PNC")
-        (entry,) = await store.add_entries(s, hl.id, [store.EntrySpec("AB12CDE", "stolen", "PNC", 1, now + DAY)])
+        hl = await add_hotlist(s, "H", source="PNC")
+        (entry,) = await add_entries(s, hl.id, [EntrySpec("AB12CDE", "stolen", "PNC", 1, now + DAY)])
     read = await _read(sessions, "AB12CDE", cams["hb"], now)
     async with transaction(sessions) as s:
-        hit = await store.add_hit(s, read, entry)
+        hit = await add_hit(s, read, entry)
     async with transaction(sessions) as s:
-        await store.decide_hit(s, hit.id, store.HitState.CONFIRMED, "op1", "matches the images")
+        await decide_hit(s, hit.id, HitState.CONFIRMED, "op1", "matches the images")
     async with transaction(sessions) as s:
         with pytest.raises(Invalid, match="already confirmed by op1"):
-            await store.decide_hit(s, hit.id, store.HitState.DISMISSED, "op2")
+            await decide_hit(s, hit.id, HitState.DISMISSED, "op2")
     async with sessions() as s:
-        rows = await store.list_hits(s, state="confirmed")
+        rows = await list_hits(s, state="confirmed")
         assert [(h.id, h.decided_by, h.note) for h, *_ in rows] == [(hit.id, "op1", "matches the images")]
         with pytest.raises(NotFound):
-            await store.get_hit(s, 999)
+            await get_hit(s, 999)
         with pytest.raises(Invalid):
-            await store.remove_hotlist(s, hl.id)
+            await remove_hotlist(s, hl.id)
 
 
 async def test_journeys_both_sites_within_window(sessions, tmp_path):
@@ -226,9 +239,9 @@ async def test_retention_deletes_old_reads_and_files_keeps_pending_hits(sessions
     root = tmp_path / "anpr"
     now = now_us()
     old = now - 40 * DAY
-    rels = store.save_read_images(root, old, cams["hb"], b"\xff\xd8plate", b"\xff\xd8overview")
+    rels = save_read_images(root, old, cams["hb"], b"\xff\xd8plate", b"\xff\xd8overview")
     old_read = await _read(sessions, "OL01DDD", cams["hb"], old, plate_path=rels[0], overview_path=rels[1])
-    pend_rels = store.save_read_images(root, old + S, cams["hb"], b"\xff\xd8p", b"\xff\xd8o")
+    pend_rels = save_read_images(root, old + S, cams["hb"], b"\xff\xd8p", b"\xff\xd8o")
     pending_read = await _read(sessions, "PE01DDD", cams["hb"], old + S, plate_path=pend_rels[0],
                                overview_path=pend_rels[1])
     new_read = await _read(sessions, "NE01WWW", cams["wb"], now)
@@ -236,27 +249,27 @@ async def test_retention_deletes_old_reads_and_files_keeps_pending_hits(sessions
     orphan.mkdir(parents=True)
     (orphan / "lost.jpg").write_bytes(b"x")
     async with transaction(sessions) as s:
-        hl = await store.add_hotlist(s, "R", source="x")
-        (entry,) = await store.add_entries(s, hl.id, [store.EntrySpec("PE01DDD", "r", "s", 3, now + DAY)])
-        await store.add_hit(s, pending_read, entry)
-    result = await store.run_anpr_retention(sessions, root, retention_days=31, now=now)
+        hl = await add_hotlist(s, "R", source="x")
+        (entry,) = await add_entries(s, hl.id, [EntrySpec("PE01DDD", "r", "s", 3, now + DAY)])
+        await add_hit(s, pending_read, entry)
+    result = await run_anpr_retention(sessions, root, retention_days=31, now=now)
     assert (result.reads, result.files, result.kept_pending) == (1, 2, 1)
     assert not (root / rels[0]).exists() and (root / pend_rels[0]).exists()
     assert not orphan.exists()
     async with sessions() as s:
         with pytest.raises(NotFound):
-            await store.get_read(s, old_read.id)
-        await store.get_read(s, pending_read.id)
-        await store.get_read(s, new_read.id)
+            await get_read(s, old_read.id)
+        await get_read(s, pending_read.id)
+        await get_read(s, new_read.id)
         assert (await verify_chain(s)).ok
 
 
 def test_resolve_image_never_leaves_root(tmp_path):
     root = tmp_path / "anpr"
-    rel = store.write_image(root, "2026/01/01/1", "a.jpg", b"jpeg")
-    assert store.resolve_image(root, rel) == (root / rel).resolve()
+    rel = write_image(root, "2026/01/01/1", "a.jpg", b"jpeg")
+    assert resolve_image(root, rel) == (root / rel).resolve()
     (tmp_path / "secret.key").write_text("no")
     os.symlink(tmp_path / "secret.key", root / "2026/01/01/1/link.jpg")
     for bad in ("../secret.key", "/etc/passwd", "2026/01/01/1/link.jpg", "", "2026/01/01/1/missing.jpg"):
         with pytest.raises(NotFound):
-            store.resolve_image(root, bad)
+            resolve_image(root, bad)

@@ -54,7 +54,8 @@ from controlroom.app import create_app
 from controlroom.context import KEYS, SESSIONS
 from controlroom.permissions import ROLE_PERMISSIONS, Permission, role_permissions
 from controlroom.settings import load_settings
-from storage import accounts, anpr, audit, inventory
+from storage import accounts, audit, inventory
+from storage.anpr.hotlists import add_hotlist
 from storage.db import now_us, transaction
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
@@ -79,7 +80,7 @@ async def _seed(app) -> dict[str, str]:
         for n in (1, 2):
             await inventory.add_camera(session, inventory.CameraSpec(
                 name=f"cam-{n}", site="north", main_url=f"rtsp://127.0.0.1:{9 + n}/main"), app[KEYS])
-        await anpr.add_hotlist(session, "stolen", created_by="test")
+        await add_hotlist(session, "stolen", created_by="test")
         for role in ROLES:
             user = await accounts.create_user(session, f"fuzz-{role}", role, password_hash)
             scopes = sorted(p.value for p in role_permissions(role) - {Permission.PUBLIC})

@@ -31,13 +31,18 @@ import pytest_asyncio
 from sqlalchemy import select
 from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, signed_in
 
+from anpr.frames import encode_jpeg, overview, plate_patch
 from anpr.hotlist import parse_entry
-from anpr.live import LiveReading, Vehicle, encode_jpeg, overview, plate_patch
+from anpr.live import LiveReading
+from anpr.tracking import Vehicle
 from controlroom.anpr_service import live_options
 from controlroom.context import ALERTS, KEYS, SESSIONS, SETTINGS
 from storage import accounts, audit
-from storage import anpr as store
 from storage.alerts import Alert
+from storage.anpr.hits import get_hit
+from storage.anpr.hotlists import add_entries, add_hotlist, get_hotlist, list_entries
+from storage.anpr.images import save_read_images
+from storage.anpr.reads import NewRead, add_read
 from storage.audit import AuditEntry
 from storage.db import now_us, transaction
 from storage.inventory import CameraSpec, add_camera
@@ -88,9 +93,9 @@ async def stack(tmp_path_factory):
                   ("CD56EFG", wb.id, t0 + 40 * 60 * S)]  # 40 min later: not a 15-minute journey
         reads = []
         for vrm, cam, t in seeded:
-            plate, ov = store.save_read_images(app[SETTINGS].anpr_root, t, cam, *jpegs(vrm))
+            plate, ov = save_read_images(app[SETTINGS].anpr_root, t, cam, *jpegs(vrm))
             async with transaction(app[SESSIONS]) as s:
-                reads.append(await store.add_read(s, store.NewRead(vrm=vrm, confidence=0.93, read_us=t, camera_id=cam,
+                reads.append(await add_read(s, NewRead(vrm=vrm, confidence=0.93, read_us=t, camera_id=cam,
                                                                    plate_path=plate, overview_path=ov)))
         hashed = await asyncio.to_thread(accounts.hash_password, PASSWORD)
         async with transaction(app[SESSIONS]) as s:
@@ -286,8 +291,8 @@ async def test_hotlists_for_a_supervisor(stack, supervisor, artifacts: Path):
     await page.locator("#hl-entries-body tr", has_text="LM90NOP").wait_for(timeout=10_000)
     await page.screenshot(path=str(artifacts / "ui-anpr-hotlists.png"))
     async with stack.app[SESSIONS]() as s:
-        hl = await store.get_hotlist(s, "Watch <b>list</b>")
-        entries = {e.pattern: e for e in await store.list_entries(s, hl.id)}
+        hl = await get_hotlist(s, "Watch <b>list</b>")
+        entries = {e.pattern: e for e in await list_entries(s, hl.id)}
     assert sorted(entries) == ["EF56*", "GH78IJK", "LM90NOP"] and entries["EF56*"].priority == 1
     assert entries["GH78IJK"].created_by == SUPERVISOR
     # Removing an entry.
@@ -301,15 +306,15 @@ async def test_hotlists_for_a_supervisor(stack, supervisor, artifacts: Path):
 async def test_hit_arrives_live_with_its_pictures_and_is_confirmed(stack, page, supervisor, artifacts: Path):
     app = stack.app
     async with transaction(app[SESSIONS]) as s:
-        hl = await store.add_hotlist(s, "Stolen vehicles", source="PNC", default_priority=1, created_by="test")
-        (entry,) = await store.add_entries(s, hl.id, [parse_entry(
+        hl = await add_hotlist(s, "Stolen vehicles", source="PNC", default_priority=1, created_by="test")
+        (entry,) = await add_entries(s, hl.id, [parse_entry(
             {"vrm": "KM70*", "reason": "Stolen in a burglary", "expires": "2099-12-31"}, hl)], created_by="test")
     await page.locator("#alerts-conn", has_text="Live").wait_for(timeout=10_000)
     # The live reader's own storing path: the read, the hotlist check, the hit, the alert on the hub.
     live = LiveReading(app[SESSIONS], app[KEYS], app[ALERTS], app[SETTINGS].anpr_root, live_options(app[SETTINGS]))
     frame = frame_with_plate("KM70 XYZ")
     read_us = now_us()
-    plate_rel, overview_rel = store.save_read_images(app[SETTINGS].anpr_root, read_us, stack.seed["hb"].id,
+    plate_rel, overview_rel = save_read_images(app[SETTINGS].anpr_root, read_us, stack.seed["hb"].id,
                                                      *jpegs("KM70 XYZ"))
     raised = time.monotonic()
     stored = await live.store_vehicle(stack.seed["hb"].id, Vehicle(
@@ -339,7 +344,7 @@ async def test_hit_arrives_live_with_its_pictures_and_is_confirmed(stack, page, 
     decision = item.locator(".hit-decision")
     await decision.filter(has_text=f"Confirmed by {OPERATOR} at ").wait_for(timeout=10_000)
     async with app[SESSIONS]() as s:
-        hit = await store.get_hit(s, hit_id)
+        hit = await get_hit(s, hit_id)
         alert = await s.get(Alert, hit.alert_id)
     assert (hit.state, hit.decided_by, hit.note) == ("confirmed", OPERATOR,
                                                      "Plate matches; vehicle colour matches the PNC record")

@@ -47,7 +47,11 @@ from controlroom.errors import as_id, error_response
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import us_to_iso
 from storage import Invalid, NotFound, audit
-from storage import anpr as store
+from storage.anpr import hits as hit_store
+from storage.anpr import hotlists as hotlist_store
+from storage.anpr import images as image_store
+from storage.anpr import reads as read_store
+from storage.anpr.models import AnprHit, AnprRead, HitState, Hotlist, HotlistEntry
 from storage.db import transaction
 from storage.inventory import get_camera
 from storage.text import check_text
@@ -88,7 +92,7 @@ class JourneysQuery(Justified):
 
 
 class HitsQuery(Query):
-    state: store.HitState | None = None
+    state: HitState | None = None
     limit: int = limit(200, 1000)
 
 
@@ -104,14 +108,14 @@ class HotlistNew(Body):
     name: Name
     description: Text = ""
     source: Annotated[str, Field(max_length=200)] = ""
-    default_priority: int = Field(3, ge=store.PRIORITY_MIN, le=store.PRIORITY_MAX)
+    default_priority: int = Field(3, ge=hotlist_store.PRIORITY_MIN, le=hotlist_store.PRIORITY_MAX)
 
 
 class HotlistChange(Body):
     name: Name | None = None
     description: Text | None = None
     source: Annotated[str, Field(max_length=200)] | None = None
-    default_priority: int | None = Field(None, ge=store.PRIORITY_MIN, le=store.PRIORITY_MAX)
+    default_priority: int | None = Field(None, ge=hotlist_store.PRIORITY_MIN, le=hotlist_store.PRIORITY_MAX)
     enabled: bool | None = None
 
 
@@ -119,7 +123,7 @@ class EntryNew(Body):
     vrm: Annotated[str, Field(min_length=1, max_length=20)]
     reason: Text
     source: Annotated[str, Field(max_length=200)] | None = None
-    priority: int | None = Field(None, ge=store.PRIORITY_MIN, le=store.PRIORITY_MAX)
+    priority: int | None = Field(None, ge=hotlist_store.PRIORITY_MIN, le=hotlist_store.PRIORITY_MAX)
     expires: Annotated[str, Field(max_length=40, description="ISO 8601 with an offset, or YYYY-MM-DD")]
 
 
@@ -131,7 +135,7 @@ class ImportQuery(Query):
 # Shapes
 
 
-def read_json(r: store.AnprRead, tz: ZoneInfo, image_base: str | None = None) -> dict[str, Any]:
+def read_json(r: AnprRead, tz: ZoneInfo, image_base: str | None = None) -> dict[str, Any]:
     base = image_base or f"{PREFIX}/reads/{r.id}"
     return {
         "id": r.id, "vrm": r.vrm, "raw_text": r.raw_text, "format": r.plate_format,
@@ -143,7 +147,7 @@ def read_json(r: store.AnprRead, tz: ZoneInfo, image_base: str | None = None) ->
     }
 
 
-def entry_json(e: store.HotlistEntry) -> dict[str, Any]:
+def entry_json(e: HotlistEntry) -> dict[str, Any]:
     return {
         "id": e.id, "hotlist_id": e.hotlist_id, "vrm": e.pattern, "is_pattern": e.is_pattern, "reason": e.reason,
         "source": e.source, "priority": e.priority, "expires": us_to_iso(e.expires_us),
@@ -152,7 +156,7 @@ def entry_json(e: store.HotlistEntry) -> dict[str, Any]:
     }
 
 
-def hotlist_json(h: store.Hotlist, live_entries: int | None = None) -> dict[str, Any]:
+def hotlist_json(h: Hotlist, live_entries: int | None = None) -> dict[str, Any]:
     out = {
         "id": h.id, "name": h.name, "description": h.description, "source": h.source,
         "default_priority": h.default_priority, "enabled": h.enabled, "created": us_to_iso(h.created_us),
@@ -163,7 +167,7 @@ def hotlist_json(h: store.Hotlist, live_entries: int | None = None) -> dict[str,
     return out
 
 
-def hit_json(hit: store.AnprHit, read: store.AnprRead, entry: store.HotlistEntry, hl: store.Hotlist,
+def hit_json(hit: AnprHit, read: AnprRead, entry: HotlistEntry, hl: Hotlist,
              tz: ZoneInfo) -> dict[str, Any]:
     return {
         "id": hit.id, "state": hit.state, "at": us_to_iso(hit.at_us), "at_local": us_to_iso(hit.at_us, tz),
@@ -205,7 +209,7 @@ def justification(query: Any) -> tuple[str, str]:
     return reason, reference
 
 
-async def _read_query(request: web.Request, session) -> store.ReadQuery:
+async def _read_query(request: web.Request, session) -> read_store.ReadQuery:
     q = query_of(request, ReadsQuery)
     vrm = (q.vrm or "").strip()
     if not vrm:
@@ -213,16 +217,16 @@ async def _read_query(request: web.Request, session) -> store.ReadQuery:
     camera_id = None
     if q.camera:
         camera_id = (await get_camera(session, q.camera)).id
-    return store.ReadQuery(pattern=vrm, from_us=q.start_us, to_us=q.end_us, sites=tuple(s for s in q.site if s),
+    return read_store.ReadQuery(pattern=vrm, from_us=q.start_us, to_us=q.end_us, sites=tuple(s for s in q.site if s),
                            camera_id=camera_id, limit=q.limit, offset=q.offset,
                            allowed_camera_ids=await allowed_camera_ids(request))
 
 
-async def _search(request: web.Request) -> list[store.AnprRead]:
+async def _search(request: web.Request) -> list[AnprRead]:
     reason, reference = justification(query_of(request, ReadsQuery).model_dump())
     async with request.app[SESSIONS]() as session:
         query = await _read_query(request, session)
-        reads = await store.search_reads(session, query)
+        reads = await read_store.search_reads(session, query)
     disclosure.note(request, "anpr", reason=reason, reference=reference, results=len(reads), **query.described())
     return reads
 
@@ -231,7 +235,7 @@ async def _read_cameras(request: web.Request) -> set[int] | None:
     """The camera of the read in the path (narrowing, controlroom.auth)."""
     read_id = as_id(request.match_info["read"])
     async with request.app[SESSIONS]() as session:
-        read = await session.get(store.AnprRead, read_id) if read_id else None
+        read = await session.get(AnprRead, read_id) if read_id else None
     return {read.camera_id} if read is not None and read.camera_id is not None else None
 
 
@@ -239,8 +243,8 @@ async def _hit_cameras(request: web.Request) -> set[int] | None:
     """The camera of the hit in the path (narrowing, controlroom.auth)."""
     hit_id = as_id(request.match_info["hit"])
     async with request.app[SESSIONS]() as session:
-        hit = await session.get(store.AnprHit, hit_id) if hit_id else None
-        read = await session.get(store.AnprRead, hit.read_id) if hit is not None else None
+        hit = await session.get(AnprHit, hit_id) if hit_id else None
+        read = await session.get(AnprRead, hit.read_id) if hit is not None else None
     return {read.camera_id} if read is not None and read.camera_id is not None else None
 
 
@@ -293,10 +297,10 @@ async def journeys(request: web.Request) -> web.Response:
     return web.json_response({"count": len(found), "journeys": [journey_json(j, tz) for j in found]})
 
 
-def _image_response(request: web.Request, read: store.AnprRead, which: str) -> web.FileResponse:
+def _image_response(request: web.Request, read: AnprRead, which: str) -> web.FileResponse:
     disclosure.note(request, f"anpr_read:{read.id}", image=which, vrm=read.vrm, camera_id=read.camera_id)
     rel = read.plate_path if which == "plate" else read.overview_path
-    path = store.resolve_image(request.app[SETTINGS].anpr_root, rel)
+    path = image_store.resolve_image(request.app[SETTINGS].anpr_root, rel)
     return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, no-store"})
 
 
@@ -313,7 +317,7 @@ def _id(request: web.Request, name: str) -> int:
           produces="image/jpeg")
 async def read_image(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONS]() as session:
-        read = await store.get_read(session, _id(request, "read"))
+        read = await read_store.get_read(session, _id(request, "read"))
     return _image_response(request, read, request.match_info["image"])
 
 
@@ -322,10 +326,10 @@ async def read_image(request: web.Request) -> web.StreamResponse:
 
 
 async def _hit_row(session, hit_id: int):
-    hit = await store.get_hit(session, hit_id)
-    read = await store.get_read(session, hit.read_id)
-    entry = await session.get(store.HotlistEntry, hit.entry_id)
-    hl = await session.get(store.Hotlist, hit.hotlist_id)
+    hit = await hit_store.get_hit(session, hit_id)
+    read = await read_store.get_read(session, hit.read_id)
+    entry = await session.get(HotlistEntry, hit.entry_id)
+    hl = await session.get(Hotlist, hit.hotlist_id)
     return hit, read, entry, hl
 
 
@@ -335,7 +339,7 @@ async def list_hits(request: web.Request) -> web.Response:
     q = query_of(request, HitsQuery)
     state = q.state.value if q.state else None
     async with request.app[SESSIONS]() as session:
-        rows = await store.list_hits(session, state=state, limit=q.limit,
+        rows = await hit_store.list_hits(session, state=state, limit=q.limit,
                                      allowed_camera_ids=await allowed_camera_ids(request))
     disclosure.note(request, "anpr", state=state, results=len(rows))
     tz = _tz(request)
@@ -356,10 +360,10 @@ async def show_hit(request: web.Request) -> web.Response:
 async def decide_hit(request: web.Request) -> web.Response:
     note = (body_of(request, HitDecision).note or "").strip()
     decision = request.match_info["decision"]
-    state = store.HitState.CONFIRMED if decision == "confirm" else store.HitState.DISMISSED
+    state = HitState.CONFIRMED if decision == "confirm" else HitState.DISMISSED
     who = actor(request)
     async with transaction(request.app[SESSIONS]) as session:
-        hit = await store.decide_hit(session, _id(request, "hit"), state, who, note)
+        hit = await hit_store.decide_hit(session, _id(request, "hit"), state, who, note)
         await audit.append(session, who, f"anpr.hit.{decision}", f"anpr_hit:{hit.id}", vrm=hit.vrm,
                            read_id=hit.read_id, entry_id=hit.entry_id, note=note)
         row = await _hit_row(session, hit.id)
@@ -371,8 +375,8 @@ async def decide_hit(request: web.Request) -> web.Response:
           produces="image/jpeg")
 async def hit_image(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONS]() as session:
-        hit = await store.get_hit(session, _id(request, "hit"))
-        read = await store.get_read(session, hit.read_id)
+        hit = await hit_store.get_hit(session, _id(request, "hit"))
+        read = await read_store.get_read(session, hit.read_id)
     return _image_response(request, read, request.match_info["image"])
 
 
@@ -384,7 +388,7 @@ async def hit_image(request: web.Request) -> web.StreamResponse:
 @requires(Permission.HOTLIST_ADMIN)
 async def list_hotlists(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
-        rows = await store.list_hotlists(session)
+        rows = await hotlist_store.list_hotlists(session)
     return web.json_response({"hotlists": [hotlist_json(h, n) for h, n in rows]})
 
 
@@ -394,7 +398,7 @@ async def add_hotlist(request: web.Request) -> web.Response:
     new = body_of(request, HotlistNew)
     who = actor(request)
     async with transaction(request.app[SESSIONS]) as session:
-        hl = await store.add_hotlist(session, new.name, description=new.description, source=new.source,
+        hl = await hotlist_store.add_hotlist(session, new.name, description=new.description, source=new.source,
                                      default_priority=new.default_priority, created_by=who)
         await audit.append(session, who, "hotlist.add", f"hotlist:{hl.id}", name=hl.name, source=hl.source)
     return web.json_response(hotlist_json(hl, 0), status=201)
@@ -405,8 +409,8 @@ async def add_hotlist(request: web.Request) -> web.Response:
 async def show_hotlist(request: web.Request) -> web.Response:
     include = query_of(request, HotlistQuery).all
     async with request.app[SESSIONS]() as session:
-        hl = await store.get_hotlist(session, request.match_info["hotlist"])
-        entries = await store.list_entries(session, hl.id, include_inactive=include)
+        hl = await hotlist_store.get_hotlist(session, request.match_info["hotlist"])
+        entries = await hotlist_store.list_entries(session, hl.id, include_inactive=include)
     out = hotlist_json(hl)
     out["entries"] = [entry_json(e) for e in entries]
     return web.json_response(out)
@@ -418,7 +422,7 @@ async def update_hotlist(request: web.Request) -> web.Response:
     body = body_of(request, HotlistChange).model_dump(exclude_unset=True, exclude_none=True)
     who = actor(request)
     async with transaction(request.app[SESSIONS]) as session:
-        hl = await store.update_hotlist(session, request.match_info["hotlist"], **body)
+        hl = await hotlist_store.update_hotlist(session, request.match_info["hotlist"], **body)
         await audit.append(session, who, "hotlist.update", f"hotlist:{hl.id}", fields=sorted(body))
     return web.json_response(hotlist_json(hl))
 
@@ -428,7 +432,7 @@ async def update_hotlist(request: web.Request) -> web.Response:
 async def remove_hotlist(request: web.Request) -> web.Response:
     who = actor(request)
     async with transaction(request.app[SESSIONS]) as session:
-        hl = await store.remove_hotlist(session, request.match_info["hotlist"])
+        hl = await hotlist_store.remove_hotlist(session, request.match_info["hotlist"])
         await audit.append(session, who, "hotlist.remove", f"hotlist:{hl.id}", name=hl.name)
     return web.json_response({"removed": hl.id})
 
@@ -439,8 +443,8 @@ async def add_entry(request: web.Request) -> web.Response:
     body = body_of(request, EntryNew).model_dump(exclude_none=True)
     who = actor(request)
     async with transaction(request.app[SESSIONS]) as session:
-        hl = await store.get_hotlist(session, request.match_info["hotlist"])
-        (entry,) = await store.add_entries(session, hl.id, [parse_entry(body, hl)], created_by=who)
+        hl = await hotlist_store.get_hotlist(session, request.match_info["hotlist"])
+        (entry,) = await hotlist_store.add_entries(session, hl.id, [parse_entry(body, hl)], created_by=who)
         await audit.append(session, who, "hotlist.entry.add", f"hotlist:{hl.id}", entry_id=entry.id,
                            vrm=entry.pattern, reason=entry.reason, source=entry.source, expires_us=entry.expires_us)
     return web.json_response(entry_json(entry), status=201)
@@ -451,8 +455,8 @@ async def add_entry(request: web.Request) -> web.Response:
 async def remove_entry(request: web.Request) -> web.Response:
     who = actor(request)
     async with transaction(request.app[SESSIONS]) as session:
-        hl = await store.get_hotlist(session, request.match_info["hotlist"])
-        entry = await store.remove_entry(session, hl.id, _id(request, "entry"), who)
+        hl = await hotlist_store.get_hotlist(session, request.match_info["hotlist"])
+        entry = await hotlist_store.remove_entry(session, hl.id, _id(request, "entry"), who)
         await audit.append(session, who, "hotlist.entry.remove", f"hotlist:{hl.id}", entry_id=entry.id,
                            vrm=entry.pattern)
     return web.json_response(entry_json(entry))
@@ -473,7 +477,7 @@ async def import_entries(request: web.Request) -> web.Response:
     who = actor(request)
     try:
         async with transaction(request.app[SESSIONS]) as session:
-            hl = await store.get_hotlist(session, request.match_info["hotlist"])
+            hl = await hotlist_store.get_hotlist(session, request.match_info["hotlist"])
             result = await import_csv(session, hl, text, who, replace=replace)
             await audit.append(session, who, "hotlist.import", f"hotlist:{hl.id}", added=result.added,
                                replaced=result.replaced)

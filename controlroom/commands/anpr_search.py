@@ -18,7 +18,8 @@ from controlroom.commands.users import cli_actor
 from controlroom.settings import Settings
 from controlroom.timefmt import LONDON, iso_to_us, us_to_iso
 from storage import Invalid, audit
-from storage import anpr as store
+from storage.anpr.models import AnprRead
+from storage.anpr.reads import ReadQuery, search_reads
 from storage.db import transaction
 from storage.inventory import get_camera
 
@@ -63,7 +64,7 @@ def _range(args: argparse.Namespace) -> tuple[int | None, int | None]:
     return (iso_to_us(args.start, "--from") if args.start else None, iso_to_us(args.end, "--to") if args.end else None)
 
 
-def _row(r: store.AnprRead) -> dict:
+def _row(r: AnprRead) -> dict:
     return {"id": r.id, "vrm": r.vrm, "time": us_to_iso(r.read_us), "time_local": us_to_iso(r.read_us, LONDON),
             "site": r.site_name, "lane": r.lane, "direction": r.direction, "camera_id": r.camera_id,
             "confidence": round(r.confidence, 3), "plate_path": r.plate_path, "overview_path": r.overview_path}
@@ -75,9 +76,9 @@ async def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     who = cli_actor()
     async with open_store(settings) as st, transaction(st.sessions) as session:
         camera_id = (await get_camera(session, args.camera)).id if args.camera else None
-        query = store.ReadQuery(pattern=args.vrm, from_us=from_us, to_us=to_us, sites=tuple(args.site),
+        query = ReadQuery(pattern=args.vrm, from_us=from_us, to_us=to_us, sites=tuple(args.site),
                                 camera_id=camera_id, limit=args.limit)
-        reads = await store.search_reads(session, query)
+        reads = await search_reads(session, query)
         await audit.append(session, who, "anpr.export" if args.csv else "anpr.search", "anpr", reason=args.reason,
                            reference=args.reference, results=len(reads), **query.described())
     rows = [_row(r) for r in reads]

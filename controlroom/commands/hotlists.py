@@ -15,7 +15,16 @@ from controlroom.commands.users import cli_actor
 from controlroom.settings import Settings
 from controlroom.timefmt import us_to_iso
 from storage import Invalid, audit
-from storage import anpr as store
+from storage.anpr.hotlists import (
+    add_entries,
+    add_hotlist,
+    get_hotlist,
+    list_entries,
+    list_hotlists,
+    remove_entry,
+    remove_hotlist,
+)
+from storage.anpr.models import HotlistEntry
 from storage.db import transaction
 
 
@@ -60,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 async def cmd_add(settings: Settings, args: argparse.Namespace) -> int:
     who = cli_actor()
     async with open_store(settings) as st, transaction(st.sessions) as session:
-        hl = await store.add_hotlist(session, args.name, description=args.description, source=args.source,
+        hl = await add_hotlist(session, args.name, description=args.description, source=args.source,
                                      default_priority=args.priority, created_by=who)
         await audit.append(session, who, "hotlist.add", f"hotlist:{hl.id}", name=hl.name, source=hl.source)
     print(f"hotlist {hl.id} {hl.name!r} created")
@@ -70,10 +79,10 @@ async def cmd_add(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_add_entry(settings: Settings, args: argparse.Namespace) -> int:
     who = cli_actor()
     async with open_store(settings) as st, transaction(st.sessions) as session:
-        hl = await store.get_hotlist(session, args.hotlist)
+        hl = await get_hotlist(session, args.hotlist)
         spec = parse_entry({"vrm": args.vrm, "reason": args.reason, "source": args.source,
                             "priority": args.priority, "expires": args.expires}, hl)
-        (entry,) = await store.add_entries(session, hl.id, [spec], created_by=who)
+        (entry,) = await add_entries(session, hl.id, [spec], created_by=who)
         await audit.append(session, who, "hotlist.entry.add", f"hotlist:{hl.id}", entry_id=entry.id, vrm=entry.pattern,
                            reason=entry.reason, source=entry.source, expires_us=entry.expires_us)
     print(f"entry {entry.id} {entry.pattern} added to {hl.name!r}, expires {us_to_iso(entry.expires_us)}")
@@ -88,7 +97,7 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     who = cli_actor()
     try:
         async with open_store(settings) as st, transaction(st.sessions) as session:
-            hl = await store.get_hotlist(session, args.hotlist)
+            hl = await get_hotlist(session, args.hotlist)
             result = await import_csv(session, hl, text, who, replace=args.replace)
             await audit.append(session, who, "hotlist.import", f"hotlist:{hl.id}", added=result.added,
                                replaced=result.replaced, file=str(args.file))
@@ -101,7 +110,7 @@ async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _entry_row(e: store.HotlistEntry) -> dict:
+def _entry_row(e: HotlistEntry) -> dict:
     return {"id": e.id, "vrm": e.pattern, "priority": e.priority, "expires": us_to_iso(e.expires_us),
             "source": e.source, "reason": e.reason, "removed": us_to_iso(e.removed_us)}
 
@@ -109,12 +118,12 @@ def _entry_row(e: store.HotlistEntry) -> dict:
 async def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     async with open_store(settings) as st, st.sessions() as session:
         if args.hotlist:
-            hl = await store.get_hotlist(session, args.hotlist)
-            rows = [_entry_row(e) for e in await store.list_entries(session, hl.id, include_inactive=args.all)]
+            hl = await get_hotlist(session, args.hotlist)
+            rows = [_entry_row(e) for e in await list_entries(session, hl.id, include_inactive=args.all)]
             columns = ["id", "vrm", "priority", "expires", "source", "reason"] + (["removed"] if args.all else [])
         else:
             rows = [{"id": h.id, "name": h.name, "source": h.source, "enabled": h.enabled, "live_entries": n,
-                     "default_priority": h.default_priority} for h, n in await store.list_hotlists(session)]
+                     "default_priority": h.default_priority} for h, n in await list_hotlists(session)]
             columns = ["id", "name", "source", "enabled", "live_entries", "default_priority"]
     if args.json:
         print_json(rows)
@@ -126,14 +135,14 @@ async def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_remove(settings: Settings, args: argparse.Namespace) -> int:
     who = cli_actor()
     async with open_store(settings) as st, transaction(st.sessions) as session:
-        hl = await store.get_hotlist(session, args.hotlist)
+        hl = await get_hotlist(session, args.hotlist)
         if args.entry is not None:
-            entry = await store.remove_entry(session, hl.id, args.entry, who)
+            entry = await remove_entry(session, hl.id, args.entry, who)
             await audit.append(session, who, "hotlist.entry.remove", f"hotlist:{hl.id}", entry_id=entry.id,
                                vrm=entry.pattern)
             print(f"entry {entry.id} {entry.pattern} removed from {hl.name!r}")
         else:
-            await store.remove_hotlist(session, hl.id)
+            await remove_hotlist(session, hl.id)
             await audit.append(session, who, "hotlist.remove", f"hotlist:{hl.id}", name=hl.name)
             print(f"hotlist {hl.id} {hl.name!r} removed")
     return 0
