@@ -42,6 +42,7 @@ NOT_DISCLOSING = {
     "/metrics": "recording health as numbers (states, bytes, reconnects): no footage, no one's data",
     "/api/v1/session": "the caller's own account and CSRF token",
     "/api/v1/session/tokens": "the caller's own API tokens (names, scopes, expiry; never a secret)",
+    "/api/v1/openapi.json": "the API's contract: routes, rights and models, no data",
     "/api/v1/cameras": "camera configuration for the screens (names, sites, state): no footage, no people",
     "/api/v1/cameras/{camera}": "one camera's configuration (no credentials): no footage, no people",
     "/api/v1/cameras/{camera}/ptz": "where a PTZ camera points: no footage",
