@@ -124,7 +124,7 @@ def install(app: web.Application) -> None:
 
 
 @routes.get("/metrics")
-@requires(Permission.INVENTORY_READ, cameras=every_camera)  # every camera's health: not for narrowed users
+@requires(Permission.INVENTORY_READ, cameras=every_camera, produces="text/plain")  # every camera: not for narrowed users
 async def metrics(request: web.Request) -> web.Response:
     await request.app[METRICS_COLLECTOR].refresh()
     body = generate_latest(request.app[METRICS])  # on the loop: it reads the recorders' live state
