@@ -33,12 +33,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlroom.context import AUDIT, AUTH, KEYS, SESSIONS, SETTINGS
-from controlroom.errors import as_id, error_response
+from controlroom.errors import error_response
 from controlroom.permissions import Permission, RouteSpec, role_permissions, route_spec
 from controlroom.settings import SecuritySettings, Settings, SettingsError
 from controlroom.timefmt import us_to_iso
 from storage import Invalid, accounts, audit
-from storage.db import now_us, transaction
+from storage.db import now_us, row_id, transaction
 from storage.keys import Keys
 from storage.models import Camera
 
@@ -503,7 +503,7 @@ class Authenticator:
 
 async def _camera_id(request: web.Request, ref: str) -> int | None:
     if ref.isascii() and ref.isdigit():
-        return as_id(ref)
+        return row_id(ref)
     async with request.app[SESSIONS]() as session:
         row = await session.execute(select(Camera.id).where(Camera.name == ref))
         found = row.first()

@@ -21,7 +21,6 @@ from cameras import CameraAuthError, CameraError, CameraUnavailable
 from controlroom.access_log import loggable_path
 from storage import Invalid, NotFound, StorageError
 from storage.audit import AuditWriteError
-from storage.db import row_id
 from storage.text import bad_character
 
 log = logging.getLogger(__name__)
@@ -143,12 +142,6 @@ async def error_middleware(
         if status >= 500:  # the service's trouble, not the caller's: logged with what was asked
             log.error("%s %s: %d: %s", request.method, request.path, status, exc, exc_info=True)
         return error_response(status, message_for(exc))
-
-
-def as_id(text: str | None) -> int | None:
-    """A row id written in a path or query (ASCII digits, within BIGINT), else None: the one
-    rule of ``storage.db.row_id``, which storage's "id or name" lookups use too."""
-    return row_id(text)
 
 
 MAX_JSON_DEPTH = 32  # our bodies nest three deep; a parser's recursion limit is ~1000

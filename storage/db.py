@@ -10,8 +10,9 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache
+from typing import Any, TypeVar
 
-from sqlalchemy import MetaData, String, event, text
+from sqlalchemy import MetaData, String, event, select, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapper, Session
 
-from storage import Invalid, StorageError
+from storage import Invalid, NotFound, StorageError
 
 # Stable constraint names, so Alembic migrations work the same on SQLite and PostgreSQL.
 NAMING = {
@@ -73,6 +74,22 @@ def row_id(text: str | int | None) -> int | None:
         return None
     value = int(text)
     return value if 0 < value <= MAX_ID else None
+
+
+T = TypeVar("T", bound=Any)
+
+
+async def by_id_or_name(session: AsyncSession, model: type[T], ref: int | str, what: str) -> T:
+    """A row by id (ASCII digits, :func:`row_id`) or by its ``name`` column; NotFound names
+    ``what`` ("camera", "hotlist") and the reference."""
+    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
+        found = row_id(ref)
+        row = await session.get(model, found) if found is not None else None
+    else:
+        row = (await session.execute(select(model).where(model.name == ref))).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"no {what} {ref!r}")
+    return row
 
 
 def now_us() -> int:

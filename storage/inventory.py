@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import Invalid, NotFound
-from storage.db import row_id
+from storage import Invalid
+from storage.db import by_id_or_name
 from storage.keys import Keys
 from storage.models import Camera, CameraKind, CameraState, Segment, Site
 from storage.text import CleanText
@@ -155,14 +155,7 @@ async def add_camera(session: AsyncSession, spec: CameraSpec, keys: Keys) -> Cam
 
 async def get_camera(session: AsyncSession, ref: int | str) -> Camera:
     """A camera by id or by name."""
-    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
-        found = row_id(ref)
-        cam = await session.get(Camera, found) if found is not None else None
-    else:
-        cam = (await session.execute(select(Camera).where(Camera.name == ref))).scalar_one_or_none()
-    if cam is None:
-        raise NotFound(f"no camera {ref!r}")
-    return cam
+    return await by_id_or_name(session, Camera, ref, "camera")
 
 
 async def list_cameras(session: AsyncSession, site: str | None = None) -> list[Camera]:

@@ -29,12 +29,11 @@ from controlroom.api.live import WS_CLOSE_TIMEOUT_S, check_origin, open_socket
 from controlroom.auth import actor, allowed_camera_ids
 from controlroom.context import ALERT_ACKS, ALERTS, SESSIONS, SETTINGS
 from controlroom.contract import Flag, Query, limit, query_of
-from controlroom.errors import as_id
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import us_to_iso
 from storage import NotFound, audit
 from storage.alerts import Alert, AlertHub
-from storage.db import now_us, transaction
+from storage.db import now_us, row_id, transaction
 from storage.models import Camera
 
 routes = web.RouteTableDef()
@@ -88,7 +87,7 @@ async def list_alerts(request: web.Request) -> web.Response:
 
 async def _alert_cameras(request: web.Request) -> set[int] | None:
     """The camera of the alert in the path (narrowing, controlroom.auth)."""
-    alert_id = as_id(request.match_info["alert"])
+    alert_id = row_id(request.match_info["alert"])
     async with request.app[SESSIONS]() as session:
         alert = await session.get(Alert, alert_id) if alert_id else None
     return {alert.camera_id} if alert is not None and alert.camera_id is not None else None
@@ -97,7 +96,7 @@ async def _alert_cameras(request: web.Request) -> set[int] | None:
 @routes.post("/api/v1/alerts/{alert}/ack")
 @requires(Permission.LIVE_VIEW, cameras=_alert_cameras)
 async def ack_alert(request: web.Request) -> web.Response:
-    alert_id = as_id(request.match_info["alert"])
+    alert_id = row_id(request.match_info["alert"])
     if alert_id is None:
         raise NotFound(f"no alert {request.match_info['alert'][:40]!r}")
     who = actor(request)

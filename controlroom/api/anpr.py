@@ -43,7 +43,7 @@ from controlroom.contract import (
     offset,
     query_of,
 )
-from controlroom.errors import as_id, error_response
+from controlroom.errors import error_response
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import us_to_iso
 from storage import Invalid, NotFound, audit
@@ -52,7 +52,7 @@ from storage.anpr import hotlists as hotlist_store
 from storage.anpr import images as image_store
 from storage.anpr import reads as read_store
 from storage.anpr.models import AnprHit, AnprRead, HitState, Hotlist, HotlistEntry
-from storage.db import transaction
+from storage.db import row_id, transaction
 from storage.inventory import get_camera
 from storage.text import check_text
 
@@ -233,7 +233,7 @@ async def _search(request: web.Request) -> list[AnprRead]:
 
 async def _read_cameras(request: web.Request) -> set[int] | None:
     """The camera of the read in the path (narrowing, controlroom.auth)."""
-    read_id = as_id(request.match_info["read"])
+    read_id = row_id(request.match_info["read"])
     async with request.app[SESSIONS]() as session:
         read = await session.get(AnprRead, read_id) if read_id else None
     return {read.camera_id} if read is not None and read.camera_id is not None else None
@@ -241,7 +241,7 @@ async def _read_cameras(request: web.Request) -> set[int] | None:
 
 async def _hit_cameras(request: web.Request) -> set[int] | None:
     """The camera of the hit in the path (narrowing, controlroom.auth)."""
-    hit_id = as_id(request.match_info["hit"])
+    hit_id = row_id(request.match_info["hit"])
     async with request.app[SESSIONS]() as session:
         hit = await session.get(AnprHit, hit_id) if hit_id else None
         read = await session.get(AnprRead, hit.read_id) if hit is not None else None
@@ -306,7 +306,7 @@ def _image_response(request: web.Request, read: AnprRead, which: str) -> web.Fil
 
 def _id(request: web.Request, name: str) -> int:
     raw = request.match_info[name]
-    found = as_id(raw)
+    found = row_id(raw)
     if found is None:
         raise NotFound(f"no {name} {raw[:40]!r}")
     return found

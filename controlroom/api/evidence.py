@@ -40,13 +40,13 @@ from controlroom.auth import (
 )
 from controlroom.context import AUDIT, EVIDENCE, KEYS, SESSIONS, SETTINGS
 from controlroom.contract import Body, Name, Text, Time, body_of
-from controlroom.errors import Forbidden, as_id
+from controlroom.errors import Forbidden
 from controlroom.evidence.plan import build_plan, findings
 from controlroom.evidence.shapes import register_json, request_json
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import us_to_iso
 from storage import Invalid, NotFound, audit, inventory
-from storage.db import now_us, transaction
+from storage.db import now_us, row_id, transaction
 from storage.evidence import (
     DAY_US,
     REQUIRED_TEXT,
@@ -135,7 +135,7 @@ async def _scope(request: web.Request) -> str | None:
 
 def _request_id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    found = as_id(raw)
+    found = row_id(raw)
     if found is None:
         raise NotFound(f"no evidence request {raw[:40]!r}")
     return found
@@ -143,7 +143,7 @@ def _request_id(request: web.Request) -> int:
 
 async def _request_cameras(request: web.Request) -> set[int] | None:
     """The cameras of the request in the path (narrowing, controlroom.auth)."""
-    request_id = as_id(request.match_info["id"])
+    request_id = row_id(request.match_info["id"])
     async with request.app[SESSIONS]() as session:
         req = await session.get(EvidenceRequest, request_id) if request_id else None
         return {w.camera_id for w in req.windows} if req is not None else None

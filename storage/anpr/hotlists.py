@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import Invalid, NotFound
 from storage.anpr.models import AnprHit, Hotlist, HotlistEntry
 from storage.anpr.vrm import is_pattern, normalise_pattern
-from storage.db import now_us, row_id
+from storage.db import by_id_or_name, now_us
 
 PRIORITY_MIN, PRIORITY_MAX = 1, 5  # 1 is the most urgent
 
@@ -35,14 +35,7 @@ async def add_hotlist(session: AsyncSession, name: str, *, description: str = ""
 
 async def get_hotlist(session: AsyncSession, ref: int | str) -> Hotlist:
     """A hotlist by id (ASCII digits) or by name."""
-    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
-        found = row_id(ref)
-        hl = await session.get(Hotlist, found) if found is not None else None
-    else:
-        hl = (await session.execute(select(Hotlist).where(Hotlist.name == ref))).scalar_one_or_none()
-    if hl is None:
-        raise NotFound(f"no hotlist {ref!r}")
-    return hl
+    return await by_id_or_name(session, Hotlist, ref, "hotlist")
 
 
 async def list_hotlists(session: AsyncSession) -> list[tuple[Hotlist, int]]:
