@@ -29,9 +29,9 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from controlroom.auth import client_address, current_user
+from controlroom.auth import client_address, current_user, route_of
 from controlroom.context import AUDIT
-from controlroom.permissions import RouteSpec, route_spec
+from controlroom.permissions import RouteSpec
 from storage import audit
 
 DETAILS = web.RequestKey("disclosure_details", dict)
@@ -49,13 +49,6 @@ def note(request: web.Request, target: str | None = None, **details: Any) -> Non
     found.update(details)
 
 
-def spec_of(request: web.Request) -> RouteSpec | None:
-    info = request.match_info
-    if info.http_exception is not None:
-        return None
-    return route_spec(info.handler)
-
-
 def _entry(request: web.Request, spec: RouteSpec) -> tuple[str, str, str, dict[str, Any]]:
     user = current_user(request)
     details = dict(request.get(DETAILS) or {})
@@ -71,7 +64,7 @@ def _entry(request: web.Request, spec: RouteSpec) -> tuple[str, str, str, dict[s
 
 async def record(request: web.Request) -> None:
     """Write this request's disclosure entry through the group-commit writer (once)."""
-    spec = spec_of(request)
+    spec = route_of(request)
     if spec is None or spec.discloses is None or request.get(DONE):
         return
     who, action, target, details = _entry(request, spec)
@@ -83,7 +76,7 @@ async def record_in(session: AsyncSession, request: web.Request, target: str | N
                     action: str | None = None, **details: Any) -> None:
     """Write the disclosure entry inside the handler's own transaction (once). ``action`` may
     name a variant of the declared one (``evidence.download_resume`` of ``evidence.download``)."""
-    spec = spec_of(request)
+    spec = route_of(request)
     if spec is None or spec.discloses is None:
         raise RuntimeError(f"{request.method} {request.path} declares no disclosure")
     if action is not None and not action.startswith(spec.action):
