@@ -3,7 +3,7 @@
 Each entry carries an HMAC-SHA-256, under a key that is not in the database (storage.keys), of
 its own canonical encoding and the previous entry's MAC, so changing, deleting or reordering a
 row breaks the chain from there on, and someone who can write the database but does not hold
-the key cannot recompute it. Entries written before the chain was keyed (migration 0009) keep
+the key cannot recompute it. Entries written before the chain was keyed (migration 0008_audit_keyed_chain) keep
 their plain SHA-256; the ``audit_chain`` row says from which entry on the MAC applies, and the
 entry just before it (``audit.chain_keyed``) records the switch in the trail itself. The head
 is anchored outside the database (:func:`write_anchor`): a signed file, so that deleting the
@@ -80,7 +80,7 @@ def entry_mac(key: bytes, seq: int, at_us: int, actor: str, action: str, target:
 
 
 class AuditChain(Base):
-    """One row (id 1), written by migration 0009: from which entry on the chain is keyed, and
+    """One row (id 1), written by migration 0008_audit_keyed_chain: from which entry on the chain is keyed, and
     the last anchor written outside the database (so a deleted anchor file is noticed)."""
 
     __tablename__ = "audit_chain"
@@ -202,7 +202,7 @@ async def append_many(session: AsyncSession, pending: list[NewEntry]) -> list[Wr
     """
     if not pending:
         return []
-    mac_key = session_key(session)  # every entry appended from now on is keyed (migration 0009)
+    mac_key = session_key(session)  # every entry appended from now on is keyed (migration 0008_audit_keyed_chain)
     bind = session.get_bind()
     key = bind.url.render_as_string(hide_password=True)
     postgres = bind.dialect.name == "postgresql"

@@ -8,9 +8,39 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+# Until December 2026 the revisions were numbered in the order they were written, not the order
+# they apply (0001, 0002, 0006, 0007, 0004, 0003, 0008, 0009_audit, 0010). They are now numbered
+# in apply order, each with its name. A database stamped with an old id is restamped with the
+# same revision's new id before upgrading; the schema it holds is the same either way.
+RENUMBERED = {
+    "0001": "0001_core_tables",
+    "0002": "0002_alerts",
+    "0006": "0003_anpr",
+    "0007": "0004_evidence",
+    "0004": "0005_accounts",
+    "0003": "0006_onvif",
+    "0008": "0007_segments_timeline_index",
+    "0009_audit": "0008_audit_keyed_chain",
+    "0010": "0009_link_bytes",
+}
+
+
+def restamp_renumbered(conn) -> str | None:
+    """Rewrite an old revision id in ``alembic_version`` to its new id; return the new id or
+    None when there was nothing to rewrite."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    new = RENUMBERED.get(current)
+    if new is not None:
+        conn.execute(text("UPDATE alembic_version SET version_num = :new"), {"new": new})
+    return new
 
 
 def alembic_config(url: str) -> Config:
@@ -26,6 +56,7 @@ async def upgrade(engine: AsyncEngine) -> None:
 
     def _run(conn) -> None:
         cfg.attributes["connection"] = conn
+        restamp_renumbered(conn)
         command.upgrade(cfg, "head")
 
     async with engine.begin() as conn:

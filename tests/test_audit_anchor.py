@@ -126,14 +126,14 @@ async def test_cli_reports_a_deleted_or_older_anchor_file(db_url, data_dir, monk
 
 
 async def test_a_database_from_before_the_keyed_chain(db_url, data_dir, keys, tmp_path):
-    """Unkeyed entries from before migration 0009 still verify; the switch is an entry of the
+    """Unkeyed entries from before migration 0008_audit_keyed_chain still verify; the switch is an entry of the
     trail; moving it to pass a recomputed chain off as unkeyed disagrees with the anchor."""
     engine = make_engine(db_url)
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
 
     def to_0008(conn) -> None:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0008")
+        command.upgrade(cfg, "0007_segments_timeline_index")
 
     try:
         async with engine.begin() as conn:

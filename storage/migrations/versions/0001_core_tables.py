@@ -1,6 +1,6 @@
 """core tables
 
-Revision ID: 0001
+Revision ID: 0001_core_tables
 Revises:
 Create Date: 2026-11-28 04:23:17.045452
 """
@@ -8,7 +8,7 @@ Create Date: 2026-11-28 04:23:17.045452
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0001'
+revision = '0001_core_tables'
 down_revision = None
 branch_labels = None
 depends_on = None

@@ -1,15 +1,15 @@
 """alerts
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0002_alerts
+Revises: 0001_core_tables
 Create Date: 2026-11-28 04:26:30.168428
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0002'
-down_revision = '0001'
+revision = '0002_alerts'
+down_revision = '0001_core_tables'
 branch_labels = None
 depends_on = None
 

@@ -1,15 +1,15 @@
 """onvif camera events
 
-Revision ID: 0003
-Revises: 0004
+Revision ID: 0006_onvif
+Revises: 0005_accounts
 Create Date: 2026-11-28 05:05:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003'
-down_revision = '0004'
+revision = '0006_onvif'
+down_revision = '0005_accounts'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """evidence_links: bytes delivered and reserved, so a one-time link delivers each byte once
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0009_link_bytes
+Revises: 0008_audit_keyed_chain
 Create Date: 2026-12-07 01:00:00
 
 A used one-time link answered a Range request again (any range not starting at byte 0, and
@@ -15,8 +15,8 @@ resume where it stopped; nothing already sent is sent again.
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0010'
-down_revision = '0009_audit'
+revision = '0009_link_bytes'
+down_revision = '0008_audit_keyed_chain'
 branch_labels = None
 depends_on = None
 

@@ -1,15 +1,15 @@
 """anpr: reads, hotlists and entries, hits
 
-Revision ID: 0006
-Revises: 0002
+Revision ID: 0003_anpr
+Revises: 0002_alerts
 Create Date: 2026-11-28 04:31:50.144045
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0006'
-down_revision = '0002'
+revision = '0003_anpr'
+down_revision = '0002_alerts'
 branch_labels = None
 depends_on = None
 

@@ -1,15 +1,15 @@
 """accounts
 
-Revision ID: 0004
-Revises: 0007
+Revision ID: 0005_accounts
+Revises: 0004_evidence
 Create Date: 2026-11-28 04:32:13.895582
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0004'
-down_revision = '0007'
+revision = '0005_accounts'
+down_revision = '0004_evidence'
 branch_labels = None
 depends_on = None
 

@@ -1,15 +1,15 @@
 """evidence
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0004_evidence
+Revises: 0003_anpr
 Create Date: 2026-11-28 04:32:00.510106
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0007'
-down_revision = '0006'
+revision = '0004_evidence'
+down_revision = '0003_anpr'
 branch_labels = None
 depends_on = None
 

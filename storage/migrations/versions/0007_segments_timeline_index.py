@@ -1,7 +1,7 @@
 """segments: a covering index for the timeline, in place of (camera_id, start_us)
 
-Revision ID: 0008
-Revises: 0003
+Revision ID: 0007_segments_timeline_index
+Revises: 0006_onvif
 Create Date: 2026-12-01 20:10:00
 
 The timeline of a camera-day reads 2,880 rows. Through (camera_id, start_us) each row is a
@@ -18,8 +18,8 @@ an insert-only table reads only the pages not yet marked.
 
 from alembic import op
 
-revision = '0008'
-down_revision = '0003'
+revision = '0007_segments_timeline_index'
+down_revision = '0006_onvif'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """audit: the chain is keyed (HMAC-SHA-256) from here on, and the last anchor is recorded
 
-Revision ID: 0009_audit
-Revises: 0008
+Revision ID: 0008_audit_keyed_chain
+Revises: 0007_segments_timeline_index
 Create Date: 2026-12-07 00:40:00
 
 Entries already written keep their plain SHA-256 (they cannot be re-keyed without rewriting the
@@ -21,8 +21,8 @@ import time
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0009_audit'
-down_revision = '0008'
+revision = '0008_audit_keyed_chain'
+down_revision = '0007_segments_timeline_index'
 branch_labels = None
 depends_on = None
 
