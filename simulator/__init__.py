@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cameras import CameraError, children
-from cameras.simulator import anpr_schedule, clips
+from simulator import anpr_schedule, clips
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class Simulation:
         self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
         self.clock_offsets_s = dict(clock_offsets_s or {})
         self.onvif_enabled = onvif
-        self.onvif: Any = None  # cameras.simulator.onvif.OnvifSimulator once started
+        self.onvif: Any = None  # simulator.onvif.OnvifSimulator once started
         self._plan = plan_cameras(cameras, anpr, ptz, live)
         unknown = set(self.clock_offsets_s) - {p["name"] for p in self._plan}
         if unknown:
@@ -214,11 +214,11 @@ class Simulation:
 
     async def _start_onvif(self) -> None:
         try:
-            module = importlib.import_module("cameras.simulator.onvif")
+            module = importlib.import_module("simulator.onvif")
         except ModuleNotFoundError as exc:
-            if exc.name != "cameras.simulator.onvif":
+            if exc.name != "simulator.onvif":
                 raise
-            log.warning("simulator: ONVIF asked for but cameras.simulator.onvif is not there yet")
+            log.warning("simulator: ONVIF asked for but simulator.onvif is not there yet")
             return
         self.onvif = module.OnvifSimulator(self)
         await self.onvif.start()  # fills each SimCamera.onvif_xaddr

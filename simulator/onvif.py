@@ -7,7 +7,7 @@ and checked by the tests through onvif-zeep-async and the ONVIF WSDLs it ships.
 
 Used two ways:
 
-- ``OnvifSimulator(sim)``: inside a running :class:`cameras.simulator.Simulation` (its
+- ``OnvifSimulator(sim)``: inside a running :class:`simulator.Simulation` (its
   ``onvif=True`` hook), one ONVIF camera per simulated RTSP camera; PTZ really moves the
   RTSP picture through ``sim.set_ptz`` / ``sim.move_ptz`` and clocks follow
   ``sim.clock_offsets_s``.
@@ -176,7 +176,7 @@ class LocalPtz:
 
 
 class SimPtzBridge:
-    """PTZ of a camera in a :class:`cameras.simulator.Simulation`: moves its RTSP picture.
+    """PTZ of a camera in a :class:`simulator.Simulation`: moves its RTSP picture.
 
     The simulation's ``set_ptz(name, pan, tilt, zoom)`` and ``move_ptz(name, vpan, vtilt,
     vzoom)`` (ONVIF generic velocities, same rates as :data:`PTZ_RATES`) change what its
@@ -939,7 +939,7 @@ class OnvifSimulator:
         ptz = bool(getattr(sc, "ptz", False)) or getattr(sc, "kind", "") == "ptz"
         main_size, sub_size = (1280, 720), (640, 360)
         if getattr(sc, "mode", "") == "clip":
-            from cameras.simulator import clips
+            from simulator import clips
 
             main_size, sub_size = tuple(clips.MAIN_SIZE), tuple(clips.SUB_SIZE)
         cam = SimOnvifCamera(
@@ -994,7 +994,7 @@ class OnvifSimulator:
                     if sc.name == cam.name and hasattr(sc, "onvif_xaddr"):
                         sc.onvif_xaddr = cam.xaddr
         if self.discovery_port is not None:
-            from cameras.simulator.wsdiscovery import DiscoveryResponder
+            from simulator.wsdiscovery import DiscoveryResponder
 
             self.responder = DiscoveryResponder(
                 self.cameras, host=self.host, port=self.discovery_port,

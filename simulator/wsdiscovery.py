@@ -8,7 +8,7 @@ test created, never in the host's own namespace.
 
 Run standalone (the namespace test does this inside ``ip netns exec``)::
 
-    python -m cameras.simulator.wsdiscovery --cameras 3 --host 10.0.0.1 --interface veth0
+    python -m simulator.wsdiscovery --cameras 3 --host 10.0.0.1 --interface veth0
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ class DiscoveryResponder:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    from cameras.simulator.onvif import OnvifSimulator, SimOnvifCamera
+    from simulator.onvif import OnvifSimulator, SimOnvifCamera
 
     cams = [SimOnvifCamera(name=f"{args.prefix}{i + 1}", main_url=f"rtsp://{args.host}:8554/cam{i + 1}/main",
                            sub_url=f"rtsp://{args.host}:8554/cam{i + 1}/sub", ptz=i % 10 == 0)
