@@ -22,7 +22,8 @@ import signal
 import socket
 import struct
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import Protocol
 from xml.sax.saxutils import escape
 
 from lxml import etree
@@ -49,6 +50,19 @@ _ENV_OPEN = (
 _TYPES = "dn:NetworkVideoTransmitter tds:Device"
 
 
+class Discoverable(Protocol):
+    """What a camera's discovery messages carry (``simulator.onvif.SimOnvifCamera`` is one)."""
+
+    endpoint: str  # its WS-Addressing endpoint reference, a stable urn:uuid
+
+    @property
+    def xaddr(self) -> str:
+        """The URL of its ONVIF device service."""
+        ...
+
+    def scopes(self) -> list[str]: ...
+
+
 def interface_address(name: str) -> str:
     """IPv4 address of a network interface (SIOCGIFADDR)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -56,7 +70,7 @@ def interface_address(name: str) -> str:
     return socket.inet_ntoa(packed[20:24])
 
 
-def _device_body(cam: Any) -> str:
+def _device_body(cam: Discoverable) -> str:
     return (
         f"<wsa:EndpointReference><wsa:Address>{escape(cam.endpoint)}</wsa:Address></wsa:EndpointReference>"
         f"<d:Types>{_TYPES}</d:Types><d:Scopes>{escape(' '.join(cam.scopes()))}</d:Scopes>"
@@ -64,7 +78,7 @@ def _device_body(cam: Any) -> str:
     )
 
 
-def probe_matches(cam: Any, relates_to: str, seq: int) -> bytes:
+def probe_matches(cam: Discoverable, relates_to: str, seq: int) -> bytes:
     return (
         f"{_ENV_OPEN}<SOAP-ENV:Header><wsa:MessageID>urn:uuid:{uuid.uuid4()}</wsa:MessageID>"
         f"<wsa:RelatesTo>{escape(relates_to)}</wsa:RelatesTo>"
@@ -76,7 +90,7 @@ def probe_matches(cam: Any, relates_to: str, seq: int) -> bytes:
     ).encode()
 
 
-def announcement(cam: Any, kind: str, seq: int) -> bytes:
+def announcement(cam: Discoverable, kind: str, seq: int) -> bytes:
     """A Hello or Bye message for one camera."""
     body = _device_body(cam) if kind == "Hello" else (
         f"<wsa:EndpointReference><wsa:Address>{escape(cam.endpoint)}</wsa:Address></wsa:EndpointReference>")
@@ -122,7 +136,7 @@ class _Protocol(asyncio.DatagramProtocol):
 class DiscoveryResponder:
     """Answers Probes for a list of cameras; announces them with Hello on start, Bye on stop."""
 
-    def __init__(self, cameras: list[Any], *, host: str = "127.0.0.1", port: int = 0,
+    def __init__(self, cameras: Sequence[Discoverable], *, host: str = "127.0.0.1", port: int = 0,
                  multicast_interface: str | None = None, hello_targets: list[tuple[str, int]] | None = None) -> None:
         self.cameras = cameras
         self.host = host
