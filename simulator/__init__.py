@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import itertools
 import json
 import logging
@@ -29,6 +28,7 @@ from typing import Any, BinaryIO
 from cameras import CameraError, children
 from simulator import anpr_schedule, clips
 from simulator.link import SimCamera
+from simulator.onvif import OnvifSimulator
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class Simulation:
         self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
         self.clock_offsets_s = dict(clock_offsets_s or {})
         self.onvif_enabled = onvif
-        self.onvif: Any = None  # simulator.onvif.OnvifSimulator once started
+        self.onvif: OnvifSimulator | None = None  # once started
         self._plan = plan_cameras(cameras, anpr, ptz, live)
         unknown = set(self.clock_offsets_s) - {p["name"] for p in self._plan}
         if unknown:
@@ -178,14 +178,7 @@ class Simulation:
         )
 
     async def _start_onvif(self) -> None:
-        try:
-            module = importlib.import_module("simulator.onvif")
-        except ModuleNotFoundError as exc:
-            if exc.name != "simulator.onvif":
-                raise
-            log.warning("simulator: ONVIF asked for but simulator.onvif is not there yet")
-            return
-        self.onvif = module.OnvifSimulator(self)
+        self.onvif = OnvifSimulator(self)
         await self.onvif.start()  # fills each SimCamera.onvif_xaddr
 
     async def stop(self) -> None:

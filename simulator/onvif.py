@@ -34,7 +34,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
@@ -42,6 +41,7 @@ from lxml import etree
 
 from simulator import clips
 from simulator.link import SimCamera, SimulationLink
+from simulator.wsdiscovery import DiscoveryResponder
 
 log = logging.getLogger(__name__)
 
@@ -962,7 +962,7 @@ class OnvifSimulator:
         self.stopping = asyncio.Event()
         self.in_flight = 0  # requests being served now, all cameras
         self.peak_in_flight = 0
-        self.responder: Any = None
+        self.responder: DiscoveryResponder | None = None
         self._servers: list[_CameraServer] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -989,8 +989,6 @@ class OnvifSimulator:
                     if sc.name == cam.name:
                         sc.onvif_xaddr = cam.xaddr
         if self.discovery_port is not None:
-            from simulator.wsdiscovery import DiscoveryResponder
-
             self.responder = DiscoveryResponder(
                 self.cameras, host=self.host, port=self.discovery_port,
                 multicast_interface=self.multicast_interface, hello_targets=self.hello_targets,

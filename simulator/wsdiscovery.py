@@ -6,19 +6,15 @@ and answers unicast (directed) Probes. With ``multicast_interface`` it joins 239
 that interface and sends Hello and Bye there: use that only inside a network namespace that a
 test created, never in the host's own namespace.
 
-Run standalone (the namespace test does this inside ``ip netns exec``)::
-
-    python -m simulator.wsdiscovery --cameras 3 --host 10.0.0.1 --interface veth0
+``simulator.onvif`` starts it for its cameras; it knows nothing of them beyond
+:class:`Discoverable`. ``python -m simulator.onvif_standalone`` runs cameras with it alone.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import fcntl
 import logging
-import signal
 import socket
 import struct
 import uuid
@@ -211,44 +207,3 @@ class DiscoveryResponder:
         for cam in self.cameras:
             self._seq += 1
             self.transport.sendto(probe_matches(cam, relates_to, self._seq), addr)
-
-
-async def _serve(args: argparse.Namespace) -> None:
-    from simulator.onvif import OnvifSimulator, SimOnvifCamera
-
-    cams = [SimOnvifCamera(name=f"{args.prefix}{i + 1}", main_url=f"rtsp://{args.host}:8554/cam{i + 1}/main",
-                           sub_url=f"rtsp://{args.host}:8554/cam{i + 1}/sub", ptz=i % 10 == 0)
-            for i in range(args.cameras)]
-    sim = OnvifSimulator(cameras=cams, host=args.host, discovery_port=args.port,
-                         multicast_interface=args.interface, response_delay_s=args.delay_ms / 1000)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with sim:
-        print(f"ready {len(cams)} {sim.discovery_port}", flush=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=args.duration_s)
-        if args.stats:
-            import json
-
-            print(json.dumps(sim.stats()), flush=True)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="simulated ONVIF cameras with WS-Discovery")
-    parser.add_argument("--cameras", type=int, default=3)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="discovery UDP port (3702 with --interface)")
-    parser.add_argument("--interface", help="multicast on this interface (network namespaces only)")
-    parser.add_argument("--prefix", default="NS-Cam-")
-    parser.add_argument("--duration-s", type=float, default=120.0, help="stop by itself after this long")
-    parser.add_argument("--delay-ms", type=float, default=0.0, help="each SOAP reply takes this long (camera CPU)")
-    parser.add_argument("--stats", action="store_true", help="print request statistics as JSON when stopping")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO)
-    asyncio.run(_serve(args))
-
-
-if __name__ == "__main__":
-    main()
