@@ -29,7 +29,7 @@ from pathlib import Path
 
 from anpr.camera_reader import LiveOptions
 from anpr.live import LiveReading
-from cameras.simulator import Simulation, anpr_schedule
+from simulator import Simulation, anpr_schedule
 from storage.alerts import AlertHub
 from storage.anpr.hotlists import EntrySpec, add_entries, add_hotlist
 from storage.anpr.reads import ReadQuery, search_reads

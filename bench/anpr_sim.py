@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from anpr.reader_bench import run_bench
-from cameras.simulator import SERVER_SCRIPT, SYSTEM_PYTHON
+from simulator import SERVER_SCRIPT, SYSTEM_PYTHON
 
 SIZES = ((1920, 1080), (1280, 720), (640, 360))
 FROM_US = 1_796_000_000_000_000  # a fixed moment: the same vehicles every run

@@ -39,7 +39,7 @@ CAMERA_DELAY_MS = 20
 
 async def start_cameras(n: int) -> tuple[asyncio.subprocess.Process, int]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cameras.simulator.wsdiscovery", "--cameras", str(n), "--host", "127.0.0.1",
+        sys.executable, "-m", "simulator.onvif_standalone", "--cameras", str(n), "--host", "127.0.0.1",
         "--port", "0", "--duration-s", str(TIME_LIMIT_S), "--stats", "--prefix", "Bench Cam ",
         "--delay-ms", str(CAMERA_DELAY_MS),
         cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)

@@ -32,8 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from cameras.simulator import Simulation
 from controlroom.settings import load_settings
+from simulator import Simulation
 from storage import inventory
 from storage.catalogue import timeline
 from storage.db import make_engine, make_sessionmaker, now_us, transaction

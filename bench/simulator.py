@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cameras.simulator import Simulation
+from simulator import Simulation
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SETTLE_S = 5.0

@@ -32,12 +32,12 @@ from evidence_media import SEGMENT_US
 from sqlalchemy import select
 from test_evidence_api import FIELDS, wait_export
 
-from cameras.simulator import Simulation
 from controlroom.app import create_app
 from controlroom.auth import COOKIE
 from controlroom.context import ALERTS, AUTH, KEYS, SESSIONS, SETTINGS
 from controlroom.permissions import Permission, role_permissions
 from controlroom.timefmt import us_to_iso
+from simulator import Simulation
 from storage import accounts, audit
 from storage.alerts import raise_alert
 from storage.anpr.hits import add_hit

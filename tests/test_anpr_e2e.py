@@ -3,7 +3,7 @@ Mosquitto): every synthetic UK vehicle passing is read exactly once with the rig
 registration; a hotlisted one alerts over the WebSocket and MQTT; an expired entry does not;
 a journey between the two sites is found with the right travel time.
 
-The ground truth is the simulator's pure schedule (cameras.simulator.anpr_schedule).
+The ground truth is the simulator's pure schedule (simulator.anpr_schedule).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from cameras.simulator import Simulation, anpr_schedule
 from controlroom.app import create_app
 from controlroom.context import ANPR_LIVE, SESSIONS
+from simulator import Simulation, anpr_schedule
 from storage.anpr.hotlists import EntrySpec, add_entries, add_hotlist
 from storage.anpr.reads import ReadQuery, search_reads
 from storage.anpr.vrm import normalise_vrm

@@ -9,7 +9,6 @@ import json
 import pytest
 from sqlalchemy import select
 
-from cameras.simulator import Simulation
 from controlroom.commands.common import open_store
 from controlroom.commands.demo import (
     adopt_simulated,
@@ -17,6 +16,7 @@ from controlroom.commands.demo import (
     create_demo_users,
     demo_accounts,
 )
+from simulator import Simulation
 from storage import accounts
 from storage.audit import AuditEntry
 from storage.models import Camera

@@ -17,8 +17,8 @@ from sqlalchemy import select
 from ui_stack import OPERATOR, PASSWORD, running_stack
 
 from cameras.live import BoxStream, Fragment, LiveHub, Source, Viewer, upstream_args
-from cameras.simulator import Simulation
 from controlroom.context import ALERTS, LIVE, SESSIONS
+from simulator import Simulation
 from storage import accounts
 from storage.alerts import raise_alert
 from storage.audit import AuditEntry

@@ -16,7 +16,7 @@ from cameras import CameraAuthError, CameraUnavailable
 from cameras.onvif import NotOnvifDevice, ServiceMissing, adopt, clock, discovery, ptz
 from cameras.onvif.events import EventSubscriptions
 from cameras.onvif.session import connect
-from cameras.simulator.onvif import OnvifSimulator, SimOnvifCamera
+from simulator.onvif import OnvifSimulator, SimOnvifCamera
 from storage import Invalid, audit
 from storage.alerts import Alert, AlertHub
 from storage.db import transaction

@@ -21,11 +21,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 from ui_stack import wait_for
 
-from cameras.simulator import Simulation, plan_cameras
 from controlroom.app import create_app
 from controlroom.cli import main as cli_main
 from controlroom.context import SESSIONS
 from controlroom.settings import Settings
+from simulator import Simulation, plan_cameras
 from storage.alerts import Alert
 from storage.audit import AuditEntry
 from storage.inventory import credentialed_url
@@ -164,7 +164,7 @@ async def test_discover_adopt_record_ptz_events(settings: Settings, tmp_path: Pa
 
 def test_cli_adopt_and_ptz(tmp_path: Path, settings: Settings) -> None:
     """The CLI end of it: `cameras adopt`, `ptz ... status|set-preset|goto`, `clock check|set`."""
-    from cameras.simulator.onvif import OnvifSimulator, SimOnvifCamera
+    from simulator.onvif import OnvifSimulator, SimOnvifCamera
 
     async def scenario() -> None:
         cam = SimOnvifCamera(name="CLI PTZ", main_url="rtsp://127.0.0.1:1/m", sub_url="rtsp://127.0.0.1:1/s",

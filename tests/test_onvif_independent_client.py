@@ -20,7 +20,7 @@ import aiohttp
 from lxml import etree
 
 from cameras.onvif.session import connect
-from cameras.simulator.onvif import OnvifSimulator, SimOnvifCamera
+from simulator.onvif import OnvifSimulator, SimOnvifCamera
 
 FIXTURES = Path(__file__).parent / "fixtures" / "onvif"
 PASSWORD = "s3cret-pw"

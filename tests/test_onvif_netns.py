@@ -76,7 +76,7 @@ def test_multicast_probe_hello_and_bye_inside_namespaces(namespaces, tmp_path: P
     procs = [listener]
     try:
         assert json.loads(read_line(listener))["kind"] == "listening"
-        sim = in_ns(ns_cams, "-m", "cameras.simulator.wsdiscovery", "--cameras", "3", "--host", f"{SUBNET}.1",
+        sim = in_ns(ns_cams, "-m", "simulator.onvif_standalone", "--cameras", "3", "--host", f"{SUBNET}.1",
                     "--interface", namespaces["veth_c"], "--port", "3702", "--duration-s", "180")
         procs.append(sim)
         assert read_line(sim).startswith("ready 3 3702")

@@ -19,10 +19,10 @@ import pytest
 from aiohttp import web
 
 from cameras.recorder import ffmpeg_args
-from cameras.simulator import Simulation
 from controlroom.app import create_app
 from controlroom.context import SESSIONS, SUPERVISOR
 from controlroom.settings import Settings
+from simulator import Simulation
 from storage import inventory
 from storage.catalogue import scan_store, sha256_file, timeline
 from storage.db import make_engine, make_sessionmaker, now_us, transaction

@@ -25,11 +25,11 @@ from sqlalchemy import select
 from test_anpr_mqtt import subscriber
 from test_recording import add_cameras
 
-from cameras.simulator import Simulation
 from controlroom.app import create_app
 from controlroom.context import ALERTS, SESSIONS, SUPERVISOR
 from controlroom.mqtt import MqttBridge
 from controlroom.settings import MqttSettings, Settings
+from simulator import Simulation
 from storage import holds as holds_store
 from storage.alerts import Alert
 from storage.audit import AuditEntry

@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 
 from cameras import CameraError
-from cameras.simulator import Simulation, anpr_schedule, plan_cameras
+from simulator import Simulation, anpr_schedule, plan_cameras
 from storage.inventory import CameraSpec, credentialed_url
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")  # the shared simulation's loop
@@ -326,7 +326,7 @@ async def test_server_dies_with_its_parent(tmp_path: Path):
     script = (
         "import asyncio, os, sys\n"
         "from pathlib import Path\n"
-        "from cameras.simulator import Simulation\n"
+        "from simulator import Simulation\n"
         "async def main():\n"
         "    async with Simulation(Path(sys.argv[1]), cameras=1) as sim:\n"
         "        print(sim.server_pid, sim.cameras[0].port, flush=True)\n"
@@ -421,7 +421,7 @@ async def test_cli_serves_until_sigterm_and_cleans_up(tmp_path: Path):
 
 @in_module_loop
 async def test_a_failed_clip_encoding_is_a_camera_error_and_leaves_no_partial_file(tmp_path: Path):
-    from cameras.simulator import clips
+    from simulator import clips
 
     broken = ("testsrc2=size=64x64:rate=25", ["nosuchfilter"], "100k")
     with pytest.raises(CameraError, match="nosuchfilter"):

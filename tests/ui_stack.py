@@ -19,10 +19,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from cameras.simulator import Simulation
 from controlroom.app import create_app
 from controlroom.context import KEYS, SESSIONS
 from controlroom.settings import Settings, load_settings
+from simulator import Simulation
 from storage import accounts, audit, inventory
 from storage.db import transaction
 

@@ -12,12 +12,12 @@ import logging
 import os
 import secrets
 
-from cameras.simulator import Simulation
 from controlroom.app import create_app
 from controlroom.commands.common import open_store
 from controlroom.commands.serve import run_service
 from controlroom.onvif_actions import adopt_camera, discover_devices
 from controlroom.settings import Settings
+from simulator import Simulation
 from storage import accounts, audit, inventory
 from storage.db import transaction
 

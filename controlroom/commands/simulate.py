@@ -8,9 +8,9 @@ import json
 import signal
 from pathlib import Path
 
-from cameras.simulator import Simulation
 from controlroom.commands.common import print_table
 from controlroom.settings import Settings
+from simulator import Simulation
 
 
 def register(sub: argparse._SubParsersAction) -> None:

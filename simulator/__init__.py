@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import itertools
 import json
 import logging
 import signal
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cameras import CameraError, children
-from cameras.simulator import anpr_schedule, clips
+from simulator import anpr_schedule, clips
+from simulator.link import SimCamera
+from simulator.onvif import OnvifSimulator
 
 log = logging.getLogger(__name__)
 
@@ -38,42 +39,6 @@ START_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 10.0
 FIXED_SITES = ("Town Centre", "Queens Park")
 PTZ_PLACES = ("Market Square", "Bus Station", "Castle Gate")
-
-
-@dataclass
-class SimCamera:
-    name: str
-    kind: str  # "fixed" | "ptz" | "anpr"
-    site: str
-    main_url: str
-    sub_url: str
-    username: str
-    password: str = field(repr=False)
-    lane: str = ""
-    direction: str = ""
-    position: str = ""
-    onvif_xaddr: str = ""
-    live: bool = False  # encoded live with the wall clock burnt in
-    port: int = 0
-    clock_offset_s: float = 0.0  # what the camera's own clock is off by (the ONVIF side reports it)
-    mode: str = "clip"  # how the server makes the picture: clip | live | ptz | anpr
-
-    @property
-    def ptz(self) -> bool:
-        return self.kind == "ptz"
-
-    def spec(self) -> dict[str, Any]:
-        """A dict accepted by ``storage.inventory.CameraSpec``."""
-        spec = {
-            "name": self.name, "site": self.site, "kind": self.kind,
-            "main_url": self.main_url, "sub_url": self.sub_url,
-            "username": self.username, "password": self.password,
-            "lane": self.lane, "direction": self.direction, "position": self.position,
-            "ptz": self.ptz,
-        }
-        if self.onvif_xaddr:
-            spec["onvif_xaddr"] = self.onvif_xaddr
-        return spec
 
 
 def plan_cameras(cameras: int = 4, anpr: int = 0, ptz: int = 0, live: int = 0) -> list[dict[str, Any]]:
@@ -124,7 +89,7 @@ class Simulation:
         self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
         self.clock_offsets_s = dict(clock_offsets_s or {})
         self.onvif_enabled = onvif
-        self.onvif: Any = None  # cameras.simulator.onvif.OnvifSimulator once started
+        self.onvif: OnvifSimulator | None = None  # once started
         self._plan = plan_cameras(cameras, anpr, ptz, live)
         unknown = set(self.clock_offsets_s) - {p["name"] for p in self._plan}
         if unknown:
@@ -135,7 +100,7 @@ class Simulation:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._ready: asyncio.Future[dict[str, Any]] | None = None
-        self._log_file: Any = None
+        self._log_file: BinaryIO | None = None
         self.startup_s: float = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -213,14 +178,7 @@ class Simulation:
         )
 
     async def _start_onvif(self) -> None:
-        try:
-            module = importlib.import_module("cameras.simulator.onvif")
-        except ModuleNotFoundError as exc:
-            if exc.name != "cameras.simulator.onvif":
-                raise
-            log.warning("simulator: ONVIF asked for but cameras.simulator.onvif is not there yet")
-            return
-        self.onvif = module.OnvifSimulator(self)
+        self.onvif = OnvifSimulator(self)
         await self.onvif.start()  # fills each SimCamera.onvif_xaddr
 
     async def stop(self) -> None:

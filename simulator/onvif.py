@@ -7,10 +7,10 @@ and checked by the tests through onvif-zeep-async and the ONVIF WSDLs it ships.
 
 Used two ways:
 
-- ``OnvifSimulator(sim)``: inside a running :class:`cameras.simulator.Simulation` (its
-  ``onvif=True`` hook), one ONVIF camera per simulated RTSP camera; PTZ really moves the
-  RTSP picture through ``sim.set_ptz`` / ``sim.move_ptz`` and clocks follow
-  ``sim.clock_offsets_s``.
+- ``OnvifSimulator(simulation)``: inside a running :class:`simulator.Simulation` (its
+  ``onvif=True`` hook), one ONVIF camera per simulated RTSP camera, reached through
+  :class:`simulator.link.SimulationLink`: PTZ really moves the RTSP picture through
+  ``set_ptz`` / ``move_ptz`` and clocks follow ``clock_offsets_s``.
 - ``OnvifSimulator(cameras=[SimOnvifCamera(...), ...])``: standalone, for tests and the
   benchmark that need the ONVIF side only.
 
@@ -34,12 +34,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 from lxml import etree
+
+from simulator import clips
+from simulator.link import SimCamera, SimulationLink
+from simulator.wsdiscovery import DiscoveryResponder
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +178,7 @@ class LocalPtz:
 
 
 class SimPtzBridge:
-    """PTZ of a camera in a :class:`cameras.simulator.Simulation`: moves its RTSP picture.
+    """PTZ of a camera in a :class:`simulator.Simulation`: moves its RTSP picture.
 
     The simulation's ``set_ptz(name, pan, tilt, zoom)`` and ``move_ptz(name, vpan, vtilt,
     vzoom)`` (ONVIF generic velocities, same rates as :data:`PTZ_RATES`) change what its
@@ -184,7 +186,7 @@ class SimPtzBridge:
     kept here, since the simulation does not know about it.
     """
 
-    def __init__(self, sim: Any, name: str) -> None:
+    def __init__(self, sim: SimulationLink, name: str) -> None:
         self._sim, self._name, self._local = sim, name, LocalPtz()
         self._stopper: asyncio.Task[None] | None = None
 
@@ -251,7 +253,7 @@ class SimOnvifCamera:
     # Camera clock minus true time, seconds. A callable lets the simulation own it.
     clock_offset_s: float = 0.0
     clock_source: Callable[[], float] | None = None
-    ptz_head: Any = field(default_factory=LocalPtz)
+    ptz_head: LocalPtz | SimPtzBridge = field(default_factory=LocalPtz)
     # Filled when serving.
     host: str = "127.0.0.1"
     port: int = 0
@@ -834,7 +836,7 @@ class _CameraServer:
         service = SubscriptionService(self.cam, request.match_info["sub"], self.sim.stopping)
         return await self._dispatch(request, service, _SUBSCRIPTION_OPS)
 
-    async def _dispatch(self, request: web.Request, service: Any, allowed: set[str]) -> web.Response:
+    async def _dispatch(self, request: web.Request, service: CameraService | SubscriptionService, allowed: set[str]) -> web.Response:
         cam, sim = self.cam, self.sim
         cam.in_flight += 1
         cam.requests += 1
@@ -893,6 +895,36 @@ class _CameraServer:
         return web.json_response({"ok": True})
 
 
+def onvif_camera(simulation: SimulationLink, sc: SimCamera) -> SimOnvifCamera:
+    """The ONVIF side of one of a simulation's RTSP cameras: same streams, credentials, clock."""
+    name = sc.name
+    main_size, sub_size = (1280, 720), (640, 360)
+    if sc.mode == "clip":
+        main_size, sub_size = clips.MAIN_SIZE, clips.SUB_SIZE
+    cam = SimOnvifCamera(
+        name=name,
+        main_url=sc.main_url,
+        sub_url=sc.sub_url,
+        ptz=sc.ptz,
+        username=sc.username,
+        password=sc.password,
+        main_size=main_size,
+        sub_size=sub_size,
+        location=sc.site,
+        model="SimCam PTZ" if sc.ptz else "SimCam 1080",
+    )
+    # A device's identity outlives its address, as a real camera's does: derived from the
+    # simulation's folder and the camera's name, so a demo restarted on its own data is the
+    # same devices on new ports (and is re-adopted by identity, docs/design/onvif.md).
+    identity = uuid.uuid5(uuid.NAMESPACE_URL, f"controlroom-simulator:{simulation.work_dir.resolve()}:{name}")
+    cam.endpoint, cam.serial = f"urn:uuid:{identity}", f"SIM{identity.hex[:12].upper()}"
+    offsets, default_offset = simulation.clock_offsets_s, sc.clock_offset_s
+    cam.clock_source = lambda: float(offsets.get(name, default_offset))
+    if sc.ptz:
+        cam.ptz_head = SimPtzBridge(simulation, name)
+    return cam
+
+
 class OnvifSimulator:
     """Serves ONVIF for a set of simulated cameras (and, optionally, WS-Discovery for them).
 
@@ -905,7 +937,7 @@ class OnvifSimulator:
 
     def __init__(
         self,
-        sim: Any = None,
+        simulation: SimulationLink | None = None,
         *,
         cameras: list[SimOnvifCamera] | None = None,
         host: str = "127.0.0.1",
@@ -915,13 +947,13 @@ class OnvifSimulator:
         motion_every_s: float | None = None,
         response_delay_s: float = 0.0,
     ) -> None:
-        self.sim = sim
+        self.simulation = simulation
         self.host = host
         self.cameras: list[SimOnvifCamera] = list(cameras or [])
-        if sim is not None and not cameras:
-            self.cameras = [self._from_sim(c) for c in sim.cameras]
+        if simulation is not None and not cameras:
+            self.cameras = [onvif_camera(simulation, c) for c in simulation.cameras]
         if discovery_port == -1:  # the default: 3702 for a Simulation's cameras, else any free port
-            discovery_port = 3702 if sim is not None else 0
+            discovery_port = 3702 if simulation is not None else 0
         self.discovery_port = discovery_port
         self.multicast_interface = multicast_interface
         self.hello_targets = list(hello_targets or [])
@@ -930,46 +962,9 @@ class OnvifSimulator:
         self.stopping = asyncio.Event()
         self.in_flight = 0  # requests being served now, all cameras
         self.peak_in_flight = 0
-        self.responder: Any = None
+        self.responder: DiscoveryResponder | None = None
         self._servers: list[_CameraServer] = []
         self._tasks: list[asyncio.Task[None]] = []
-
-    def _from_sim(self, sc: Any) -> SimOnvifCamera:
-        name = sc.name
-        ptz = bool(getattr(sc, "ptz", False)) or getattr(sc, "kind", "") == "ptz"
-        main_size, sub_size = (1280, 720), (640, 360)
-        if getattr(sc, "mode", "") == "clip":
-            from cameras.simulator import clips
-
-            main_size, sub_size = tuple(clips.MAIN_SIZE), tuple(clips.SUB_SIZE)
-        cam = SimOnvifCamera(
-            name=name,
-            main_url=getattr(sc, "main_url", ""),
-            sub_url=getattr(sc, "sub_url", ""),
-            ptz=ptz,
-            username=getattr(sc, "username", "") or "admin",
-            password=getattr(sc, "password", "") or "admin",
-            main_size=main_size,
-            sub_size=sub_size,
-            location=getattr(sc, "site", "") or "town-centre",
-            model="SimCam PTZ" if ptz else "SimCam 1080",
-        )
-        # A device's identity outlives its address, as a real camera's does: derived from the
-        # simulation's folder and the camera's name, so a demo restarted on its own data is the
-        # same devices on new ports (and is re-adopted by identity, docs/design/onvif.md).
-        work_dir = getattr(self.sim, "work_dir", None)
-        if work_dir is not None:
-            identity = uuid.uuid5(uuid.NAMESPACE_URL, f"controlroom-simulator:{Path(work_dir).resolve()}:{name}")
-            cam.endpoint, cam.serial = f"urn:uuid:{identity}", f"SIM{identity.hex[:12].upper()}"
-        offsets = getattr(self.sim, "clock_offsets_s", None)
-        default_offset = float(getattr(sc, "clock_offset_s", 0.0) or 0.0)
-        if isinstance(offsets, dict):
-            cam.clock_source = lambda: float(offsets.get(name, default_offset))
-        else:
-            cam.clock_offset_s = default_offset
-        if ptz and hasattr(self.sim, "set_ptz"):
-            cam.ptz_head = SimPtzBridge(self.sim, name)
-        return cam
 
     def camera(self, name: str) -> SimOnvifCamera:
         for cam in self.cameras:
@@ -989,13 +984,11 @@ class OnvifSimulator:
             server = _CameraServer(cam, self)
             await server.start(self.host)
             self._servers.append(server)
-            if self.sim is not None:
-                for sc in getattr(self.sim, "cameras", []):
-                    if sc.name == cam.name and hasattr(sc, "onvif_xaddr"):
+            if self.simulation is not None:
+                for sc in self.simulation.cameras:
+                    if sc.name == cam.name:
                         sc.onvif_xaddr = cam.xaddr
         if self.discovery_port is not None:
-            from cameras.simulator.wsdiscovery import DiscoveryResponder
-
             self.responder = DiscoveryResponder(
                 self.cameras, host=self.host, port=self.discovery_port,
                 multicast_interface=self.multicast_interface, hello_targets=self.hello_targets,

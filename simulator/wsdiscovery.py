@@ -6,23 +6,20 @@ and answers unicast (directed) Probes. With ``multicast_interface`` it joins 239
 that interface and sends Hello and Bye there: use that only inside a network namespace that a
 test created, never in the host's own namespace.
 
-Run standalone (the namespace test does this inside ``ip netns exec``)::
-
-    python -m cameras.simulator.wsdiscovery --cameras 3 --host 10.0.0.1 --interface veth0
+``simulator.onvif`` starts it for its cameras; it knows nothing of them beyond
+:class:`Discoverable`. ``python -m simulator.onvif_standalone`` runs cameras with it alone.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import fcntl
 import logging
-import signal
 import socket
 import struct
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import Protocol
 from xml.sax.saxutils import escape
 
 from lxml import etree
@@ -49,6 +46,19 @@ _ENV_OPEN = (
 _TYPES = "dn:NetworkVideoTransmitter tds:Device"
 
 
+class Discoverable(Protocol):
+    """What a camera's discovery messages carry (``simulator.onvif.SimOnvifCamera`` is one)."""
+
+    endpoint: str  # its WS-Addressing endpoint reference, a stable urn:uuid
+
+    @property
+    def xaddr(self) -> str:
+        """The URL of its ONVIF device service."""
+        ...
+
+    def scopes(self) -> list[str]: ...
+
+
 def interface_address(name: str) -> str:
     """IPv4 address of a network interface (SIOCGIFADDR)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -56,7 +66,7 @@ def interface_address(name: str) -> str:
     return socket.inet_ntoa(packed[20:24])
 
 
-def _device_body(cam: Any) -> str:
+def _device_body(cam: Discoverable) -> str:
     return (
         f"<wsa:EndpointReference><wsa:Address>{escape(cam.endpoint)}</wsa:Address></wsa:EndpointReference>"
         f"<d:Types>{_TYPES}</d:Types><d:Scopes>{escape(' '.join(cam.scopes()))}</d:Scopes>"
@@ -64,7 +74,7 @@ def _device_body(cam: Any) -> str:
     )
 
 
-def probe_matches(cam: Any, relates_to: str, seq: int) -> bytes:
+def probe_matches(cam: Discoverable, relates_to: str, seq: int) -> bytes:
     return (
         f"{_ENV_OPEN}<SOAP-ENV:Header><wsa:MessageID>urn:uuid:{uuid.uuid4()}</wsa:MessageID>"
         f"<wsa:RelatesTo>{escape(relates_to)}</wsa:RelatesTo>"
@@ -76,7 +86,7 @@ def probe_matches(cam: Any, relates_to: str, seq: int) -> bytes:
     ).encode()
 
 
-def announcement(cam: Any, kind: str, seq: int) -> bytes:
+def announcement(cam: Discoverable, kind: str, seq: int) -> bytes:
     """A Hello or Bye message for one camera."""
     body = _device_body(cam) if kind == "Hello" else (
         f"<wsa:EndpointReference><wsa:Address>{escape(cam.endpoint)}</wsa:Address></wsa:EndpointReference>")
@@ -122,7 +132,7 @@ class _Protocol(asyncio.DatagramProtocol):
 class DiscoveryResponder:
     """Answers Probes for a list of cameras; announces them with Hello on start, Bye on stop."""
 
-    def __init__(self, cameras: list[Any], *, host: str = "127.0.0.1", port: int = 0,
+    def __init__(self, cameras: Sequence[Discoverable], *, host: str = "127.0.0.1", port: int = 0,
                  multicast_interface: str | None = None, hello_targets: list[tuple[str, int]] | None = None) -> None:
         self.cameras = cameras
         self.host = host
@@ -197,44 +207,3 @@ class DiscoveryResponder:
         for cam in self.cameras:
             self._seq += 1
             self.transport.sendto(probe_matches(cam, relates_to, self._seq), addr)
-
-
-async def _serve(args: argparse.Namespace) -> None:
-    from cameras.simulator.onvif import OnvifSimulator, SimOnvifCamera
-
-    cams = [SimOnvifCamera(name=f"{args.prefix}{i + 1}", main_url=f"rtsp://{args.host}:8554/cam{i + 1}/main",
-                           sub_url=f"rtsp://{args.host}:8554/cam{i + 1}/sub", ptz=i % 10 == 0)
-            for i in range(args.cameras)]
-    sim = OnvifSimulator(cameras=cams, host=args.host, discovery_port=args.port,
-                         multicast_interface=args.interface, response_delay_s=args.delay_ms / 1000)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with sim:
-        print(f"ready {len(cams)} {sim.discovery_port}", flush=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=args.duration_s)
-        if args.stats:
-            import json
-
-            print(json.dumps(sim.stats()), flush=True)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="simulated ONVIF cameras with WS-Discovery")
-    parser.add_argument("--cameras", type=int, default=3)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="discovery UDP port (3702 with --interface)")
-    parser.add_argument("--interface", help="multicast on this interface (network namespaces only)")
-    parser.add_argument("--prefix", default="NS-Cam-")
-    parser.add_argument("--duration-s", type=float, default=120.0, help="stop by itself after this long")
-    parser.add_argument("--delay-ms", type=float, default=0.0, help="each SOAP reply takes this long (camera CPU)")
-    parser.add_argument("--stats", action="store_true", help="print request statistics as JSON when stopping")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO)
-    asyncio.run(_serve(args))
-
-
-if __name__ == "__main__":
-    main()
