@@ -52,7 +52,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cameras import children
 from cameras.rtsp import PROTOCOLS, InputList, has_credentials, scrub
 from storage.alerts import AlertHub, raise_alert
-from storage.catalogue import NewSegment, commit_segment, incoming_dir, open_gap, segment_relpath
+from storage.catalogue import (
+    NewSegment,
+    commit_segment,
+    incoming_dir,
+    incoming_pattern,
+    open_gap,
+    segment_relpath,
+)
 from storage.db import now_us, transaction
 from storage.inventory import credentialed_url
 from storage.keys import Keys
@@ -143,7 +150,7 @@ def ffmpeg_args(url: str, out_dir: Path, run_id: str, segment_s: int, listing: I
     else:
         source = ffmpeg.input(url, **input_options())
     out = source.output(
-        str(out_dir / f"{run_id}-%Y%m%dT%H%M%SZ.mkv"),
+        str(out_dir / incoming_pattern(run_id)),
         map="0:v",  # video only: councils do not record audio in public space
         c="copy",
         f="segment",
@@ -184,6 +191,11 @@ async def probe(path: Path) -> tuple[float, str, int, int]:
     stream = (data.get("streams") or [{}])[0]
     duration = (max(times) - min(times)) if len(times) > 1 else 0.0
     return duration, stream.get("codec_name", ""), int(stream.get("width") or 0), int(stream.get("height") or 0)
+
+
+async def media_duration_s(path: Path) -> float:
+    """Media duration in s of a possibly unfinished MKV (storage.catalogue.MediaDuration)."""
+    return (await probe(path))[0]
 
 
 async def find_incoming(
