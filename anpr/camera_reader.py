@@ -17,7 +17,6 @@ the vehicle to the sink (:class:`anpr.live.LiveReading`, on the event loop).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -266,8 +265,13 @@ class CameraReader:
                 self.stats.errors += 1
                 log.exception("camera %d: reading a frame failed", self.config.camera_id)
             self.stats.worker_cpu_s = time.thread_time() - cpu0
-        with contextlib.suppress(Exception):
+        try:
             self._emit(self.tracker.flush(2**62))  # commit what was seen before stopping
+        except Exception as exc:  # noqa: BLE001 - the thread ends either way: say what was lost
+            self.stats.errors += 1
+            self.stats.last_error = f"the final flush failed: {type(exc).__name__}: {exc}"
+            log.exception("camera %d: the final flush of tracked vehicles failed as reading stopped; vehicles "
+                          "still tracked then were not stored", self.config.camera_id)
 
     # -- one step
 

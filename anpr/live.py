@@ -41,6 +41,7 @@ from storage.anpr.reads import NewRead, add_read
 from storage.db import transaction
 from storage.inventory import credentialed_url
 from storage.keys import Keys
+from storage.loops import run_every
 from storage.models import Camera, CameraKind
 
 log = logging.getLogger(__name__)
@@ -129,18 +130,9 @@ class LiveReading:
     async def start(self) -> None:
         await self.sync()
 
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(self.options.sync_interval_s)
-                try:
-                    await self.sync()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("ANPR: following the camera inventory failed; next try in %ss",
-                                  self.options.sync_interval_s)
-
-        self._task = asyncio.create_task(loop(), name="anpr-sync")
+        self._task = asyncio.create_task(run_every(
+            self.options.sync_interval_s, self.sync, name="ANPR: following the camera inventory", log=log,
+            wait_first=True), name="anpr-sync")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -182,8 +174,6 @@ class LiveReading:
     async def _store_logged(self, camera_id: int, vehicle: Vehicle, plate_rel: str, overview_rel: str) -> None:
         try:
             stored = await self.store_vehicle(camera_id, vehicle, plate_rel, overview_rel)
-        except asyncio.CancelledError:
-            raise
         except Exception:
             log.exception("camera %d: storing a read failed", camera_id)
             return

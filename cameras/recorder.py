@@ -52,10 +52,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cameras import children
 from cameras.rtsp import PROTOCOLS, InputList, has_credentials, scrub
 from storage.alerts import AlertHub, raise_alert
-from storage.catalogue import NewSegment, commit_segment, incoming_dir, open_gap, segment_relpath
+from storage.catalogue import (
+    NewSegment,
+    commit_segment,
+    incoming_dir,
+    incoming_pattern,
+    open_gap,
+    segment_relpath,
+)
 from storage.db import now_us, transaction
 from storage.inventory import credentialed_url
 from storage.keys import Keys
+from storage.loops import describe_error, run_every
 from storage.models import Camera, CameraState, SegmentState
 from storage.retention import free_space
 
@@ -80,6 +88,8 @@ CATALOGUE_RETRY_S = 2.0
 DISK_POLL_S = 2.0
 # How often the supervisor judges every recorder's health and the disk's free space.
 HEALTH_INTERVAL_S = 1.0
+# A recorder that raised (a bug) is started again after this, showing offline meanwhile.
+RECORDER_RESTART_S = 5.0
 # A wall clock that moves this much more (or less) than the monotonic clock between two health
 # checks has been stepped; NTP's slewing changes it by at most 0.5 ms per second.
 CLOCK_STEP_S = 2.0
@@ -143,7 +153,7 @@ def ffmpeg_args(url: str, out_dir: Path, run_id: str, segment_s: int, listing: I
     else:
         source = ffmpeg.input(url, **input_options())
     out = source.output(
-        str(out_dir / f"{run_id}-%Y%m%dT%H%M%SZ.mkv"),
+        str(out_dir / incoming_pattern(run_id)),
         map="0:v",  # video only: councils do not record audio in public space
         c="copy",
         f="segment",
@@ -184,6 +194,11 @@ async def probe(path: Path) -> tuple[float, str, int, int]:
     stream = (data.get("streams") or [{}])[0]
     duration = (max(times) - min(times)) if len(times) > 1 else 0.0
     return duration, stream.get("codec_name", ""), int(stream.get("width") or 0), int(stream.get("height") or 0)
+
+
+async def media_duration_s(path: Path) -> float:
+    """Media duration in s of a possibly unfinished MKV (storage.catalogue.MediaDuration)."""
+    return (await probe(path))[0]
 
 
 async def find_incoming(
@@ -230,12 +245,6 @@ async def recover_incoming(
                     (seg.end_us - seg.start_us) / 1e6)
         recovered.append(root / row.path)
     return recovered
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for the operator: what failed, without a traceback or a statement's parameters."""
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200] if text else ''}".rstrip(": ")
 
 
 @dataclass
@@ -451,8 +460,6 @@ class CameraRecorder:
         but CancelledError."""
         try:
             await write()
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # noqa: BLE001 - every failure is retried, logged and shown
             error = describe_error(exc)
             first = not self.catalogue_error
@@ -896,17 +903,13 @@ class Supervisor:
         self._tasks[cam.id] = asyncio.create_task(self._guard(rec), name=f"recorder-{cam.id}")
 
     async def _guard(self, rec: CameraRecorder) -> None:
-        """A bug in one recorder must not stop it for good: log with traceback and go again."""
-        while True:
-            try:
-                await rec.run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("camera %s: recorder failed; restarting in 5 s", rec.cam.id)
-                rec._set_state(CameraState.OFFLINE, f"recorder error: {describe_error(exc)}")
-                await asyncio.sleep(5)
+        """A bug in one recorder must not stop it for good: log, show it, and go again."""
+
+        def offline(exc: Exception, _failures: int) -> None:
+            rec._set_state(CameraState.OFFLINE, f"recorder error: {describe_error(exc)}")
+
+        await run_every(RECORDER_RESTART_S, rec.run, name=f"camera {rec.cam.id}: recorder", log=log,
+                        until_success=True, on_error=offline)
 
     async def _stop_one(self, cam_id: int) -> None:
         rec, task = self.recorders.pop(cam_id), self._tasks.pop(cam_id)
@@ -929,31 +932,19 @@ class Supervisor:
                     state=CameraState.STARTING.value, state_reason="", state_since_us=now_us()))
         await self.reload()
 
-        async def reload_loop() -> None:
-            while True:
-                await asyncio.sleep(self.reload_interval_s)
-                try:
-                    await self.reload()
-                    self.notes.pop("recorders", None)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.exception("recorder reload failed; the next in %.0f s", self.reload_interval_s)
-                    self.notes["recorders"] = f"cannot read the inventory to start or stop recorders: {describe_error(exc)}"
+        async def reload() -> None:
+            await self.reload()
+            self.notes.pop("recorders", None)
 
-        self._reloader = asyncio.create_task(reload_loop(), name="recorder-reload")
+        def reload_failed(exc: Exception, _failures: int) -> None:  # shown by /healthz until it works
+            self.notes["recorders"] = f"cannot read the inventory to start or stop recorders: {describe_error(exc)}"
 
-        async def monitor_loop() -> None:
-            while True:
-                try:
-                    await self.check_health()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("recording health check failed; the next in %.0f s", self.health_interval_s)
-                await asyncio.sleep(self.health_interval_s)
-
-        self._monitor = asyncio.create_task(monitor_loop(), name="recorder-health")
+        self._reloader = asyncio.create_task(run_every(
+            self.reload_interval_s, reload, name="recorder inventory reload", log=log, wait_first=True,
+            on_error=reload_failed), name="recorder-reload")
+        self._monitor = asyncio.create_task(run_every(
+            self.health_interval_s, self.check_health, name="recording health check", log=log),
+            name="recorder-health")
 
     def stopping(self) -> None:
         """The service has begun to stop (aiohttp's on_shutdown): no recorder reconnects."""

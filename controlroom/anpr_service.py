@@ -19,6 +19,7 @@ from anpr.live import LiveReading
 from controlroom.context import ALERTS, ANPR_LIVE, KEYS, SESSIONS, SETTINGS
 from controlroom.settings import Settings
 from storage.anpr.retention import run_anpr_retention
+from storage.loops import run_every
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +39,11 @@ async def anpr_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ANPR_LIVE] = live
     await live.start()
 
-    async def retention_loop() -> None:
-        while True:
-            try:
-                await run_anpr_retention(app[SESSIONS], settings.anpr_root, retention_days=settings.anpr.retention_days)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("ANPR retention run failed; next try in %ss", settings.anpr.sweep_interval_s)
-            await asyncio.sleep(settings.anpr.sweep_interval_s)
+    async def sweep() -> None:
+        await run_anpr_retention(app[SESSIONS], settings.anpr_root, retention_days=settings.anpr.retention_days)
 
-    task = asyncio.create_task(retention_loop(), name="anpr-retention")
+    task = asyncio.create_task(run_every(settings.anpr.sweep_interval_s, sweep, name="ANPR retention run", log=log),
+                               name="anpr-retention")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

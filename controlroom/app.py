@@ -42,6 +42,7 @@ from storage.alerts import AlertHub
 from storage.catalogue import reconcile
 from storage.db import make_engine, make_sessionmaker
 from storage.keys import load_or_create_keys
+from storage.loops import run_every
 from storage.migrate import upgrade
 from storage.retention import run_retention
 
@@ -110,39 +111,40 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
 
     purge_now = app[PURGE_NOW]
 
-    async def loop() -> None:
-        # Every sweep interval, and at once when the recorders find the disk below its floor
-        # (the emergency purge: the same run, whose floor rule deletes the oldest unheld footage).
-        emergency = False
-        while True:
-            purge_now.clear()
-            wait_s = settings.retention.sweep_interval_s
-            try:
-                result = await run_retention(
-                    app[SESSIONS], settings.storage_root,
-                    default_days=settings.retention.default_days,
-                    floor_bytes=settings.retention.free_space_floor_bytes,
-                    actor="system:emergency-purge" if emergency else "system:retention",
-                )
-                if emergency:
-                    log.warning("store: emergency purge deleted %d segments (%d bytes)", result.deleted, result.bytes)
-                if SUPERVISOR in app:
-                    app[SUPERVISOR].notes.pop("retention", None)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("retention run failed; next try in %ss", settings.retention.sweep_interval_s)
-                if SUPERVISOR in app:  # shown by /healthz until a run succeeds
-                    app[SUPERVISOR].notes["retention"] = f"retention failed: {type(exc).__name__}: {str(exc)[:200]}"
-                wait_s = min(wait_s, RETENTION_RETRY_S)
-            try:
-                await asyncio.wait_for(purge_now.wait(), wait_s)
-                emergency = True
-                await asyncio.sleep(EMERGENCY_PURGE_MIN_INTERVAL_S)  # a burst of requests makes one run
-            except TimeoutError:
-                emergency = False
+    # Every sweep interval, and at once when the recorders find the disk below its floor (the
+    # emergency purge: the same run, whose floor rule deletes the oldest unheld footage).
+    emergency = False
 
-    task = asyncio.create_task(loop(), name="retention")
+    async def sweep() -> None:
+        purge_now.clear()
+        result = await run_retention(
+            app[SESSIONS], settings.storage_root,
+            default_days=settings.retention.default_days,
+            floor_bytes=settings.retention.free_space_floor_bytes,
+            actor="system:emergency-purge" if emergency else "system:retention",
+        )
+        if emergency:
+            log.warning("store: emergency purge deleted %d segments (%d bytes)", result.deleted, result.bytes)
+        if SUPERVISOR in app:
+            app[SUPERVISOR].notes.pop("retention", None)
+
+    def failed(exc: Exception, _failures: int) -> None:
+        if SUPERVISOR in app:  # shown by /healthz until a run succeeds
+            app[SUPERVISOR].notes["retention"] = f"retention failed: {type(exc).__name__}: {str(exc)[:200]}"
+
+    async def wait(wait_s: float) -> None:
+        nonlocal emergency
+        try:
+            await asyncio.wait_for(purge_now.wait(), wait_s)
+            emergency = True
+            await asyncio.sleep(EMERGENCY_PURGE_MIN_INTERVAL_S)  # a burst of requests makes one run
+        except TimeoutError:
+            emergency = False
+
+    loop = run_every(settings.retention.sweep_interval_s, sweep, name="retention run", log=log,
+                     retry_s=RETENTION_RETRY_S, on_error=failed, wait=wait)
+
+    task = asyncio.create_task(loop, name="retention")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

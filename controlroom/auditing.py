@@ -31,6 +31,7 @@ from storage import accounts, audit
 from storage.alerts import AlertHub, raise_alert
 from storage.db import now_us, transaction
 from storage.keys import Keys
+from storage.loops import Every, describe_error
 
 log = logging.getLogger(__name__)
 ANCHOR_TOPIC = "audit/anchor"  # under the MQTT topic prefix
@@ -59,7 +60,10 @@ class AnchorLoop:
         # An entry found cut: it stays the expectation (no anchor of the shorter chain, an
         # alert each interval) until the process restarts, as a contradicted anchor file does.
         self.cut: audit.WrittenEntry | None = None
-        self.failing = False  # the last tick failed (alerted once per run of failures)
+        # The loop: a failure is logged each time and alerted once per run of failures (an
+        # unwritable anchor folder would otherwise alert every five minutes).
+        self.every = Every(interval_s, self.run_once, name=f"audit: anchoring the chain head in {anchor_file}",
+                           log=log, on_error=self._alert_first)
 
     async def run_once(self) -> audit.AnchorResult | None:
         async with transaction(self.sessions) as session:
@@ -87,31 +91,20 @@ class AnchorLoop:
             self.publish(result.anchor)
         return result
 
+    async def _alert_first(self, exc: Exception, failures: int) -> None:
+        if failures > 1:
+            return
+        message = (f"the audit chain head could not be anchored in {self.anchor_file} "
+                   f"({type(exc).__name__}: {exc}); entries since the last anchor are unprotected")
+        async with transaction(self.sessions) as session:
+            await raise_alert(session, self.alerts, "audit.anchor_failed", message, None)
+
     async def tick(self) -> None:
-        """One interval's work; a failure is logged each time and alerted once per run of
-        failures (an unwritable anchor folder would otherwise alert every five minutes)."""
-        try:
-            await self.run_once()
-            self.failing = False
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("audit: anchoring the chain head in %s failed; next try in %ss",
-                          self.anchor_file, self.interval_s)
-            if not self.failing:
-                self.failing = True
-                message = (f"the audit chain head could not be anchored in {self.anchor_file} "
-                           f"({type(exc).__name__}: {exc}); entries since the last anchor are unprotected")
-                try:
-                    async with transaction(self.sessions) as session:
-                        await raise_alert(session, self.alerts, "audit.anchor_failed", message, None)
-                except Exception:
-                    log.exception("audit: could not raise the alert either: %s", message)
+        """One interval's work (:meth:`run_once`), a failure logged and alerted as the loop does."""
+        await self.every.tick()
 
     async def run(self) -> None:
-        while True:
-            await self.tick()
-            await asyncio.sleep(self.interval_s)
+        await self.every.run()
 
 
 async def audit_writer_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -152,8 +145,9 @@ async def audit_anchor_ctx(app: web.Application) -> AsyncIterator[None]:
         try:
             async with app[SESSIONS]() as session:
                 head = await asyncio.wait_for(audit.head(session), 2)
-        except Exception:
-            head = None
+            head_text = f"entry {head[0]}"
+        except Exception as exc:  # noqa: BLE001 - said in the line below, whose traceback is the anchor's
+            head_text = f"unknown: it could not be read either ({describe_error(exc)})"
         log.exception("audit: the final anchor at shutdown failed (head %s, anchor file %s); run "
                       "`controlroom audit anchor` before trusting entries after the last anchor",
-                      f"entry {head[0]}" if head else "unknown", settings.audit_anchor_file)
+                      head_text, settings.audit_anchor_file)

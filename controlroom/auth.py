@@ -490,8 +490,6 @@ class Authenticator:
                 status=status, reason=reason, permission=permission.value if permission else None,
                 address=client_address(request), via=user.via, token=user.token_name or None,
             )
-        except asyncio.CancelledError:
-            raise
         except Exception:
             log.exception("could not audit a denied request %s %s", request.method, request.path)
         headers = {"WWW-Authenticate": 'Bearer realm="controlroom"'} if status == 401 else None

@@ -8,6 +8,9 @@ Layout under the storage root::
 A finished segment is committed by: fsync the file, rename it into its day folder, fsync the
 folder, then insert its row. Deletion: mark the row garbage (commit), unlink, fsync the folder,
 drop the row. :func:`reconcile` repairs whatever a crash left between those steps.
+
+:func:`find_run` answers "what is recorded around time T", including the segment ffmpeg is
+writing now (see its docstring); playback and anything else that reads footage by time ask it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+import re
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +57,26 @@ def fsync_dir(path: Path) -> None:
 
 def incoming_dir(root: Path, camera_id: int) -> Path:
     return root / str(camera_id) / "incoming"
+
+
+# The name of a segment being written, ``<run>-<YYYYmmddTHHMMSS>Z.mkv``: the recorder hands
+# ffmpeg this strftime pattern (the segment muxer fills in the UTC second it opens the file),
+# and a reader of the growing file parses it back (:func:`incoming_named_us`). One rule, here.
+_INCOMING_TIME = "%Y%m%dT%H%M%S"
+_INCOMING_NAME = re.compile(r"(\d{8}T\d{6})Z\.mkv$")
+
+
+def incoming_pattern(run_id: str) -> str:
+    """The strftime file-name pattern ffmpeg writes a recorder run's segments under."""
+    return f"{run_id}-{_INCOMING_TIME}Z.mkv"
+
+
+def incoming_named_us(path: Path) -> int | None:
+    """The UTC start (microseconds, whole seconds) in a growing segment's name, if it has one."""
+    match = _INCOMING_NAME.search(path.name)
+    if match is None:
+        return None
+    return int(datetime.strptime(match[1], _INCOMING_TIME).replace(tzinfo=UTC).timestamp() * 1e6)
 
 
 def segment_relpath(camera_id: int, start_us: int, end_us: int, suffix: str = ".mkv") -> str:
@@ -236,6 +260,136 @@ async def timeline(session: AsyncSession, camera_id: int, from_us: int, to_us: i
     )
     # tuple(row): each Row dies as soon as it is copied (see Rows).
     return Timeline(Rows(SegmentRow._make, list(map(tuple, segs))), Rows(GapRow._make, list(map(tuple, gaps))))
+
+
+JOIN_GAP_US = 1_500_000  # segments closer than this play as one run (keyframe-cut boundaries)
+MAX_RUN_US = 15 * 60 * 1_000_000  # one run covers at most this much; a player asks again
+
+MediaDuration = Callable[[Path], Awaitable[float]]
+"""Media duration in seconds of a possibly unfinished segment file (cameras.recorder
+probes it with ffprobe; storage imports nothing of ours, so the reader passes it in)."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One file of a run: a catalogued segment, or the one being written (``end_us`` None)."""
+
+    path: Path
+    start_us: int
+    end_us: int | None  # None: the file being written now
+    media_offset_s: float = 0.0  # where the piece begins in the run's media timeline
+
+
+async def growing_start_us(path: Path, last_end_us: int | None, duration_s: MediaDuration) -> int | None:
+    """When the file being written began: the end of the segment before it (the recorder closes
+    one segment exactly where the next begins) when its name agrees within 3 s; otherwise, the
+    first segment of a recorder run, its modification time minus its media duration so far (as
+    the recorder will catalogue it), or failing that the time in its name."""
+    named_us = incoming_named_us(path)
+    if last_end_us is not None and (named_us is None or abs(named_us - last_end_us) < 3_000_000):
+        return last_end_us
+    # The first segment of a recorder run: its name has whole seconds only, so measure it as
+    # the recorder will when it closes it (the time now minus its media duration so far).
+    mtime_us = int((await asyncio.to_thread(path.stat)).st_mtime * 1e6)
+    seconds = await duration_s(path)
+    if seconds > 0:
+        return mtime_us - int(seconds * 1e6)
+    return named_us
+
+
+def newest_incoming(root: Path, camera_id: int) -> Path | None:
+    """The camera's segment file being written now (the newest non-empty one). Blocking."""
+    folder = incoming_dir(root, camera_id)
+    try:
+        files = [p for p in folder.iterdir() if p.suffix == ".mkv" and p.stat().st_size > 0]
+    except FileNotFoundError:
+        return None
+    return max(files, key=lambda p: p.stat().st_mtime, default=None)
+
+
+async def find_run(
+    session: AsyncSession, root: Path, camera_id: int, at_us: int, duration_s: MediaDuration
+) -> list[Piece]:
+    """What is recorded around ``at_us``: the pieces of the run that contains it, or of the next
+    run after it ([] if none).
+
+    A run is catalogued segments joined while the gap between them is at most ``JOIN_GAP_US``,
+    capped at ``MAX_RUN_US``, and, when it reaches the newest catalogued segment, the segment
+    the recorder is writing now in ``incoming/`` (Matroska is readable while it is written;
+    its start is :func:`growing_start_us`, measured with ``duration_s``).
+    """
+    rows = (await session.execute(
+        select(Segment).where(
+            Segment.camera_id == camera_id, Segment.end_us > at_us,
+            Segment.start_us < at_us + MAX_RUN_US, Segment.state != SegmentState.GARBAGE.value,
+        ).order_by(Segment.start_us).limit(200)
+    )).scalars().all()
+    pieces: list[Piece] = []
+    media_s = 0.0
+    for seg in rows:
+        if pieces:
+            prev_end = pieces[-1].end_us or 0
+            if seg.start_us - prev_end > JOIN_GAP_US or seg.start_us - pieces[0].start_us > MAX_RUN_US:
+                return pieces
+        pieces.append(Piece(safe_path(root, seg.path), seg.start_us, seg.end_us, media_s))
+        media_s += (seg.end_us - seg.start_us) / 1e6
+    # The run reached the newest catalogued segment (or there is none after at_us): the file
+    # being written may continue it.
+    newest_end = await session.scalar(
+        select(Segment.end_us).where(Segment.camera_id == camera_id).order_by(Segment.end_us.desc()).limit(1)
+    )
+    if pieces and pieces[-1].end_us != newest_end:
+        return pieces
+    growing = await asyncio.to_thread(newest_incoming, root, camera_id)
+    if growing is None:
+        return pieces
+    start = await growing_start_us(growing, newest_end, duration_s)
+    if start is None:
+        return pieces
+    if pieces and start - (pieces[-1].end_us or 0) > JOIN_GAP_US:
+        return pieces
+    if not pieces and start > at_us + MAX_RUN_US:
+        return pieces
+    pieces.append(Piece(growing, start, None, media_s))
+    return pieces
+
+
+def run_from(pieces: list[Piece], start_us: int) -> list[Piece]:
+    """The pieces of a run from the one that starts at ``start_us`` (as a plan named it).
+
+    A segment that ends within JOIN_GAP_US after ``start_us`` cannot be that first piece
+    (segments are longer): it is an earlier one that the recorder's clock estimate made
+    overlap by a few milliseconds. Media offsets are made relative to the new first piece.
+    """
+    while len(pieces) > 1 and pieces[0].end_us is not None and pieces[0].end_us <= start_us + JOIN_GAP_US:
+        pieces = pieces[1:]
+    if not pieces:
+        return []
+    base = pieces[0].media_offset_s
+    return [Piece(p.path, p.start_us, p.end_us, p.media_offset_s - base) for p in pieces]
+
+
+async def run_starting(
+    session: AsyncSession, root: Path, camera_id: int, start_us: int, duration_s: MediaDuration
+) -> list[Piece]:
+    """The run that a :func:`find_run` answer named by its first piece's ``start_us``, from that
+    piece on; [] when it is no longer recorded.
+
+    The growing file may have been catalogued meanwhile (its catalogued start can differ from
+    the estimate by a few milliseconds), and its estimated start moves a little as it grows.
+    """
+    pieces = run_from(await find_run(session, root, camera_id, start_us + 1, duration_s), start_us)
+    if not pieces or (abs(pieces[0].start_us - start_us) > JOIN_GAP_US and pieces[0].end_us is not None):
+        return []
+    return pieces
+
+
+def media_offset_s(pieces: Sequence[Piece], at_us: int) -> float:
+    """Where ``at_us`` falls in a run's media timeline (0 if the run starts after it)."""
+    for piece in pieces:
+        if piece.end_us is None or piece.end_us > at_us:
+            return piece.media_offset_s + max(0, at_us - piece.start_us) / 1e6
+    return 0.0
 
 
 async def open_gap(session: AsyncSession, camera_id: int, start_us: int, reason: str) -> None:

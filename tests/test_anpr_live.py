@@ -251,3 +251,34 @@ async def test_hit_reaches_the_websocket_and_mqtt(aiohttp_client, settings, logi
         with contextlib.suppress(asyncio.CancelledError):
             await mqtt_task
         await ws.close()
+
+
+async def test_a_failed_final_flush_is_logged_not_swallowed(sessions, tmp_path, anpr_camera, caplog):
+    """Issue 12: the vehicles still tracked when reading stops are flushed last; a failure there
+    (here: the image folder cannot be created) was suppressed in silence. Now it is logged with
+    the camera and counted in the reader's errors."""
+    import logging
+
+    cam, keys = anpr_camera
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    stored = []
+    # agree_frames above the frames given: no early commit, the vehicle waits for the flush.
+    live = LiveReading(sessions, keys, None, blocker / "anpr", LiveOptions(agree_frames=10, track_gap_s=60),
+                       on_stored=stored.append)
+    reader = live.attach(CameraConfig(cam.id, cam.name, "rtsp://unused", roi=(0.2, 0.1, 0.6, 0.9)))
+    t0 = now_us()
+    try:
+        for i, y in enumerate((250, 300, 350)):
+            reader.submit(synthetic_frame("AB12 CDE", y=y), t0 + i * 150_000)
+            for _ in range(400):
+                if reader.stats.frames_read + reader.stats.frames_still >= i + 1:
+                    break
+                await asyncio.sleep(0.05)
+        assert reader.stats.errors == 0 and not stored
+    finally:
+        with caplog.at_level(logging.ERROR, logger="anpr.camera_reader"):
+            await live.stop()
+    flushed = [r for r in caplog.records if "final flush" in r.getMessage()]
+    assert flushed and f"camera {cam.id}:" in flushed[0].getMessage() and flushed[0].exc_info, caplog.text
+    assert reader.stats.errors == 1 and "final flush" in reader.stats.last_error and not stored

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,8 +16,13 @@ from storage.catalogue import (
     NewSegment,
     close_gap,
     commit_segment,
+    find_run,
+    incoming_named_us,
+    incoming_pattern,
+    media_offset_s,
     open_gap,
     reconcile,
+    run_starting,
     safe_path,
     scan_store,
     sha256_file,
@@ -151,3 +159,59 @@ async def test_a_gap_never_overlaps_catalogued_footage(sessions, tmp_path: Path)
     assert [(g.start_us - T0, g.end_us - T0, g.reason) for g in tl.gaps] == [
         (20 * s1, 25 * s1, "service not recording"), (28 * s1, 40 * s1, "service not recording"),
         (100 * s1, 120 * s1, "stalled"), (130 * s1, 200 * s1, "stalled")]
+
+
+def test_the_growing_segment_name_reads_back_as_ffmpeg_wrote_it() -> None:
+    """One naming rule: the pattern the recorder gives ffmpeg, filled in as ffmpeg's strftime
+    does, parses back to the second it was opened."""
+    opened = datetime.fromtimestamp(T0 / 1e6, UTC)
+    name = opened.strftime(incoming_pattern("1765000000000"))
+    assert name == "1765000000000-20270115T080000Z.mkv"
+    assert incoming_named_us(Path(name)) == T0
+    assert incoming_named_us(Path("1765000000000.mkv")) is None
+
+
+async def test_find_run_continues_into_the_segment_being_written(sessions, tmp_path: Path) -> None:
+    root = tmp_path / "rec"
+    cam = await make_camera(sessions, tmp_path)
+    s1 = 1_000_000
+    for i in range(2):
+        await commit_segment(sessions, root, incoming_file(root, cam, f"{i}.mkv", b"x"),
+                             NewSegment(cam, T0 + i * 30 * s1, T0 + (i + 1) * 30 * s1))
+    # ffmpeg opened the next segment where the last catalogued one ends: its start is that end.
+    opened = datetime.fromtimestamp((T0 + 60 * s1) / 1e6, UTC)
+    growing = incoming_file(root, cam, opened.strftime(incoming_pattern("9")), b"growing")
+
+    async def not_probed(path: Path) -> float:
+        raise AssertionError(f"{path} need not be probed: its name agrees with the last segment's end")
+
+    async with sessions() as s:
+        run = await find_run(s, root, cam, T0 + 5 * s1, not_probed)
+        later = await run_starting(s, root, cam, T0 + 30 * s1, not_probed)
+    assert [(p.start_us - T0, p.end_us and p.end_us - T0, p.media_offset_s) for p in run] == [
+        (0, 30 * s1, 0.0), (30 * s1, 60 * s1, 30.0), (60 * s1, None, 60.0)]
+    assert run[-1].path == growing
+    assert media_offset_s(run, T0 + 65 * s1) == 65.0
+    assert [(p.start_us - T0, p.media_offset_s) for p in later] == [(30 * s1, 0.0), (60 * s1, 30.0)]
+
+
+async def test_find_run_measures_the_first_segment_of_a_recorder_run(sessions, tmp_path: Path) -> None:
+    """Nothing catalogued before it: the growing file began at its modification time minus its
+    media duration so far, probed with ffprobe (real ffmpeg, real Matroska)."""
+    from cameras.recorder import media_duration_s
+
+    root = tmp_path / "rec"
+    cam = await make_camera(sessions, tmp_path)
+    opened = datetime.fromtimestamp(T0 / 1e6, UTC)
+    growing = root / str(cam) / "incoming" / opened.strftime(incoming_pattern("9"))
+    growing.parent.mkdir(parents=True)
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc=size=160x90:rate=25:duration=2", "-c:v", "libx264", "-g", "25", str(growing)],
+                   check=True, timeout=60)
+    mtime_us = T0 + 2_500_000
+    os.utime(growing, ns=(mtime_us * 1000, mtime_us * 1000))
+    duration_s = await media_duration_s(growing)
+    assert 1.9 <= duration_s <= 2.0
+    async with sessions() as s:
+        run = await find_run(s, root, cam, T0 - 60_000_000, media_duration_s)
+    assert [(p.path, p.start_us, p.end_us) for p in run] == [(growing, mtime_us - int(duration_s * 1e6), None)]

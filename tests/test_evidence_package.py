@@ -523,11 +523,13 @@ async def test_window_without_any_footage_is_reported_missing(store, sources):
     assert req.findings["any_missing"]
 
 
-async def test_clean_stop_queues_the_running_export_again(store, sources, monkeypatch):
-    footage = await catalogue_footage(store.sessions, store.root, sources, cameras=1)
-    rid = await store.request([(footage.camera_ids[0], footage.base_us, footage.base_us + 3 * SEGMENT_US)])
+async def export_under_way(store, sources, monkeypatch) -> tuple[int, ExportRunner, object]:
+    """A running runner whose export of one camera is writing its package (held there until
+    it is told to stop); the request id, the runner and the real ``PackageWriter.add_file``."""
     import controlroom.evidence.package as package_mod
 
+    footage = await catalogue_footage(store.sessions, store.root, sources, cameras=1)
+    rid = await store.request([(footage.camera_ids[0], footage.base_us, footage.base_us + 3 * SEGMENT_US)])
     real_add = package_mod.PackageWriter.add_file
     started = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -541,6 +543,13 @@ async def test_clean_stop_queues_the_running_export_again(store, sources, monkey
     runner = store.runner()
     await runner.start()
     await asyncio.wait_for(started.wait(), 20)
+    return rid, runner, real_add
+
+
+async def test_clean_stop_queues_the_running_export_again(store, sources, monkeypatch):
+    import controlroom.evidence.package as package_mod
+
+    rid, runner, real_add = await export_under_way(store, sources, monkeypatch)
     await asyncio.wait_for(runner.stop(), 30)
     req, job = await store.get(rid)
     assert job.state == JobState.QUEUED.value and req.state == RequestState.APPROVED.value
@@ -548,3 +557,22 @@ async def test_clean_stop_queues_the_running_export_again(store, sources, monkey
     assert await store.runner().run_once() == job.id
     req, job = await store.get(rid)
     assert job.state == JobState.DONE.value and req.state == RequestState.READY.value
+
+
+async def test_a_requeue_that_cannot_be_written_is_logged_with_the_job(store, sources, monkeypatch, caplog):
+    """Issue 12: the requeue at a clean stop swallowed every failure. Here the job's row is gone
+    when the service stops (deleted behind the runner's back): that is now logged, with the job
+    and the request and what happens next, never passed over in silence."""
+    import logging
+
+    from sqlalchemy import delete
+
+    rid, runner, _ = await export_under_way(store, sources, monkeypatch)
+    _, job = await store.get(rid)
+    async with transaction(store.sessions) as session:
+        await session.execute(delete(ExportJob).where(ExportJob.id == job.id))
+    with caplog.at_level(logging.ERROR, logger="controlroom.evidence.runner"):
+        await asyncio.wait_for(runner.stop(), 30)
+    logged = [r for r in caplog.records if "could not be queued again" in r.getMessage()]
+    assert logged, caplog.text
+    assert f"evidence request {rid}: export job {job.id}" in logged[0].getMessage() and logged[0].exc_info

@@ -17,11 +17,12 @@ import pytest_asyncio
 from sqlalchemy import select
 from ui_stack import OPERATOR, PASSWORD, browser_page, log_in, running_stack, wait_for
 
-from controlroom.api.playback import find_run
+from cameras.recorder import media_duration_s
 from controlroom.context import LIVE, SESSIONS
 from storage import inventory
 from storage.alerts import Alert
 from storage.audit import AuditEntry
+from storage.catalogue import find_run
 from storage.db import transaction
 from storage.models import Segment
 
@@ -174,7 +175,7 @@ async def test_playback_from_twenty_seconds_ago(stack, page, artifacts: Path):
     async def recorded_20s_ago():
         at_us = int((time.time() - 20) * 1e6)
         async with stack.app[SESSIONS]() as session:
-            run = await find_run(session, root, cam_id, at_us)
+            run = await find_run(session, root, cam_id, at_us, media_duration_s)
         return at_us // 1000 if run and run[0].start_us <= at_us - 500_000 else None
 
     target_ms = await wait_for(recorded_20s_ago, 60, 1.0)

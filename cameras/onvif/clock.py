@@ -32,6 +32,7 @@ from cameras.onvif.session import camera_utc_s as camera_utc_s  # re-exported: a
 from storage.alerts import AlertHub, raise_alert
 from storage.db import now_us, transaction
 from storage.keys import Keys
+from storage.loops import run_every
 from storage.models import Camera
 
 log = logging.getLogger(__name__)
@@ -155,11 +156,4 @@ class ClockWatcher:
         return dict(zip(ids, results, strict=True))
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("clock check pass failed; next in %ss", self.interval_s)
-            await asyncio.sleep(self.interval_s)
+        await run_every(self.interval_s, self.run_once, name="camera clock check pass", log=log)

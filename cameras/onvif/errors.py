@@ -119,8 +119,6 @@ def translate(where: str) -> Iterator[None]:
     """Re-raise any failure inside as the matching :class:`CameraError` (never CancelledError)."""
     try:
         yield
-    except asyncio.CancelledError:
-        raise
     except CameraError:
         raise
     except Exception as exc:  # noqa: BLE001 - sorted into our error kinds right here

@@ -43,6 +43,7 @@ from controlroom.contract import Body, Name, Query, Time, body_of, query_of
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.views import camera_json
 from storage import NotFound, inventory
+from storage.loops import run_every
 from storage.onvif import list_events
 
 log = logging.getLogger(__name__)
@@ -135,18 +136,10 @@ async def onvif_background_ctx(app: web.Application) -> AsyncIterator[None]:
                                                      timeout_s=settings.cameras.onvif_timeout_s)
         await events.start()
 
-        async def follow_inventory() -> None:
-            # Cameras adopted from the CLI (another process) get their subscription within this.
-            while True:
-                await asyncio.sleep(INVENTORY_FOLLOW_S)
-                try:
-                    await events.reload()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("events: following the inventory failed")
-
-        runtime.tasks.append(asyncio.create_task(follow_inventory(), name="onvif-events-inventory"))
+        # Cameras adopted from the CLI (another process) get their subscription within this.
+        runtime.tasks.append(asyncio.create_task(run_every(
+            INVENTORY_FOLLOW_S, events.reload, name="events: following the inventory", log=log, wait_first=True),
+            name="onvif-events-inventory"))
     yield
     for task in runtime.tasks:
         await _stop_task(task)

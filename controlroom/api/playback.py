@@ -12,13 +12,9 @@ Two steps, so that the browser knows how media time maps to wall-clock time:
    The browser feeds it to Media Source Extensions and reads it only as fast as it plays, so
    TCP back-pressure keeps ffmpeg (and memory) idle while the operator watches.
 
-A run is catalogued segments joined while the gap between them is at most ``JOIN_GAP_US``,
-capped at ``MAX_RUN_US``, and, when it reaches the newest catalogued segment, the segment the
-recorder is writing now in ``<root>/<camera>/incoming/`` (Matroska is readable while it is
-written). That is how "20 s ago" plays although segments are 30 s long. The growing file's start
-is the end of the segment before it (the recorder closes one segment exactly where the next
-begins); for the first segment of a recorder run, its modification time minus its media
-duration so far (as the recorder will catalogue it).
+What a run is, including the segment the recorder is writing now in ``incoming/`` (that is
+how "20 s ago" plays although segments are 30 s long), is the catalogue's answer:
+:func:`storage.catalogue.find_run`, given the recorder's probe of a growing file.
 """
 
 from __future__ import annotations
@@ -27,37 +23,27 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import Field
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from cameras import children
-from cameras.recorder import probe
+from cameras.recorder import media_duration_s
 from controlroom import disclosure
 from controlroom.context import PLAYBACK_PROCS, SESSIONS, SETTINGS
 from controlroom.contract import Query, Time, query_of
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import LATEST_US, us_to_iso
 from storage import NotFound, inventory
-from storage.catalogue import incoming_dir, safe_path
+from storage.catalogue import Piece, find_run, media_offset_s, run_starting
 from storage.db import now_us
-from storage.models import Segment, SegmentState
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-
-JOIN_GAP_US = 1_500_000  # segments closer than this play as one run (keyframe-cut boundaries)
-MAX_RUN_US = 15 * 60 * 1_000_000  # one stream covers at most this much; the player asks again
-_INCOMING_NAME = re.compile(r"(\d{8}T\d{6})Z\.mkv$")
 
 
 class PlanQuery(Query):
@@ -68,84 +54,13 @@ class StreamQuery(Query):
     start_us: int = Field(ge=0, lt=LATEST_US, description="the plan's start_us (UTC microseconds)")
 
 
-@dataclass(frozen=True)
-class Piece:
-    path: Path
-    start_us: int
-    end_us: int | None  # None: the file being written now
-    media_offset_s: float = 0.0
-
-    def json(self, tz: ZoneInfo) -> dict:
-        end = self.end_us
-        return {
-            "start_us": self.start_us, "end_us": end, "growing": end is None,
-            "start": us_to_iso(self.start_us), "start_local": us_to_iso(self.start_us, tz),
-            "media_offset_s": round(self.media_offset_s, 6),
-        }
-
-
-async def incoming_start_us(path: Path, last_end_us: int | None) -> int | None:
-    """When the file being written began (see the module docstring)."""
-    match = _INCOMING_NAME.search(path.name)
-    named_us = None
-    if match:
-        named_us = int(datetime.strptime(match[1], "%Y%m%dT%H%M%S").replace(tzinfo=UTC).timestamp() * 1e6)
-    if last_end_us is not None and (named_us is None or abs(named_us - last_end_us) < 3_000_000):
-        return last_end_us
-    # The first segment of a recorder run: its name has whole seconds only, so measure it as
-    # the recorder will when it closes it (the time now minus its media duration so far).
-    mtime_us = int((await asyncio.to_thread(path.stat)).st_mtime * 1e6)
-    duration_s, *_ = await probe(path)
-    if duration_s > 0:
-        return mtime_us - int(duration_s * 1e6)
-    return named_us
-
-
-def newest_incoming(root: Path, camera_id: int) -> Path | None:
-    folder = incoming_dir(root, camera_id)
-    try:
-        files = [p for p in folder.iterdir() if p.suffix == ".mkv" and p.stat().st_size > 0]
-    except FileNotFoundError:
-        return None
-    return max(files, key=lambda p: p.stat().st_mtime, default=None)
-
-
-async def find_run(session: AsyncSession, root: Path, camera_id: int, at_us: int) -> list[Piece]:
-    """The pieces of the run that contains ``at_us``, or the next run after it ([] if none)."""
-    rows = (await session.execute(
-        select(Segment).where(
-            Segment.camera_id == camera_id, Segment.end_us > at_us,
-            Segment.start_us < at_us + MAX_RUN_US, Segment.state != SegmentState.GARBAGE.value,
-        ).order_by(Segment.start_us).limit(200)
-    )).scalars().all()
-    pieces: list[Piece] = []
-    media_s = 0.0
-    for seg in rows:
-        if pieces:
-            prev_end = pieces[-1].end_us or 0
-            if seg.start_us - prev_end > JOIN_GAP_US or seg.start_us - pieces[0].start_us > MAX_RUN_US:
-                return pieces
-        pieces.append(Piece(safe_path(root, seg.path), seg.start_us, seg.end_us, media_s))
-        media_s += (seg.end_us - seg.start_us) / 1e6
-    # The run reached the newest catalogued segment (or there is none after at_us): the file
-    # being written may continue it.
-    newest_end = await session.scalar(
-        select(Segment.end_us).where(Segment.camera_id == camera_id).order_by(Segment.end_us.desc()).limit(1)
-    )
-    if pieces and pieces[-1].end_us != newest_end:
-        return pieces
-    growing = await asyncio.to_thread(newest_incoming, root, camera_id)
-    if growing is None:
-        return pieces
-    start = await incoming_start_us(growing, newest_end)
-    if start is None:
-        return pieces
-    if pieces and start - (pieces[-1].end_us or 0) > JOIN_GAP_US:
-        return pieces
-    if not pieces and start > at_us + MAX_RUN_US:
-        return pieces
-    pieces.append(Piece(growing, start, None, media_s))
-    return pieces
+def piece_json(piece: Piece, tz: ZoneInfo) -> dict:
+    end = piece.end_us
+    return {
+        "start_us": piece.start_us, "end_us": end, "growing": end is None,
+        "start": us_to_iso(piece.start_us), "start_local": us_to_iso(piece.start_us, tz),
+        "media_offset_s": round(piece.media_offset_s, 6),
+    }
 
 
 def concat_list(paths: list[str]) -> str:
@@ -154,21 +69,6 @@ def concat_list(paths: list[str]) -> str:
         escaped = path.replace("'", "'\\''")
         lines.append(f"file '{escaped}'")
     return "\n".join(lines) + "\n"
-
-
-def run_from(pieces: list[Piece], start_us: int) -> list[Piece]:
-    """The pieces of a run from the one that starts at ``start_us`` (as a plan named it).
-
-    A segment that ends within JOIN_GAP_US after ``start_us`` cannot be that first piece
-    (segments are longer): it is an earlier one that the recorder's clock estimate made
-    overlap by a few milliseconds. Media offsets are made relative to the new first piece.
-    """
-    while len(pieces) > 1 and pieces[0].end_us is not None and pieces[0].end_us <= start_us + JOIN_GAP_US:
-        pieces = pieces[1:]
-    if not pieces:
-        return []
-    base = pieces[0].media_offset_s
-    return [Piece(p.path, p.start_us, p.end_us, p.media_offset_s - base) for p in pieces]
 
 
 def remux_args(list_path: Path) -> list[str]:
@@ -209,25 +109,20 @@ async def plan(request: web.Request) -> web.Response:
     tz = ZoneInfo(settings.display_timezone)
     async with request.app[SESSIONS]() as session:
         cam = await inventory.get_camera(session, request.match_info["camera"])
-        pieces = await find_run(session, settings.storage_root, cam.id, at_us)
+        pieces = await find_run(session, settings.storage_root, cam.id, at_us, media_duration_s)
     disclosure.note(request, f"camera:{cam.id}", at=us_to_iso(at_us), found=bool(pieces))
     if not pieces:
         raise NotFound(f"camera {cam.name!r} has no recording at or after {us_to_iso(at_us, tz)}")
     start_us = pieces[0].start_us
-    offset_s = 0.0
-    for piece in pieces:
-        if piece.end_us is None or piece.end_us > at_us:
-            offset_s = piece.media_offset_s + max(0, at_us - piece.start_us) / 1e6
-            break
     last = pieces[-1]
     return web.json_response({
         "camera": cam.id,
         "at": us_to_iso(at_us), "at_local": us_to_iso(at_us, tz),
         "start_us": start_us, "start": us_to_iso(start_us), "start_local": us_to_iso(start_us, tz),
         "end_us": last.end_us, "growing": last.end_us is None,
-        "offset_s": round(offset_s, 6),
+        "offset_s": round(media_offset_s(pieces, at_us), 6),
         "in_gap": at_us < start_us,
-        "pieces": [p.json(tz) for p in pieces],
+        "pieces": [piece_json(p, tz) for p in pieces],
         "stream_url": f"/api/v1/cameras/{cam.id}/playback/stream.mp4?start_us={start_us}",
         "now_us": now_us(),
     })
@@ -241,11 +136,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     root = request.app[SETTINGS].storage_root
     async with request.app[SESSIONS]() as session:
         cam = await inventory.get_camera(session, request.match_info["camera"])
-        # The plan's start is a piece's start; tolerate the growing file having been
-        # catalogued meanwhile (its catalogued start can differ by a few milliseconds).
-        pieces = run_from(await find_run(session, root, cam.id, start_us + 1), start_us)
-    # The growing file's estimated start moves a little as it grows; there is only one.
-    if not pieces or (abs(pieces[0].start_us - start_us) > JOIN_GAP_US and pieces[0].end_us is not None):
+        pieces = await run_starting(session, root, cam.id, start_us, media_duration_s)
+    if not pieces:
         raise NotFound("that recording is no longer available")
     # Open every file now and hand ffmpeg the descriptors: the recorder may rename the growing
     # file into the store (or retention unlink a segment) before ffmpeg reaches it.

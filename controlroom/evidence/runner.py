@@ -28,6 +28,7 @@ import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -61,6 +62,7 @@ from storage.evidence import (
     stale_jobs,
 )
 from storage.keys import Keys
+from storage.loops import Every, run_every
 
 log = logging.getLogger(__name__)
 RUNNER_ACTOR = "system:export"
@@ -125,18 +127,18 @@ class ExportRunner:
             event.set()
 
     async def _loop(self) -> None:
-        while True:
-            try:
-                await self.recover()
-                while await self.run_once() is not None:
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("evidence export loop failed; next try in %ss", self.poll_s)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
-            self._wake.clear()
+        await run_every(self.poll_s, self._run_queue, name="evidence export loop", log=log, wait=self._wait_for_work)
+
+    async def _run_queue(self) -> None:
+        await self.recover()
+        while await self.run_once() is not None:
+            pass
+
+    async def _wait_for_work(self, timeout_s: float) -> None:
+        """Until a job is queued here (:meth:`wake`) or ``timeout_s`` (one queued by the CLI)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout_s)
+        self._wake.clear()
 
     # --- recovery -----------------------------------------------------------------------------
 
@@ -223,8 +225,7 @@ class ExportRunner:
                 info, report = await asyncio.shield(work)
             except asyncio.CancelledError:
                 cancel.set()  # the service is stopping: stop the thread, queue the job again
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(work), CANCEL_WAIT_S)
+                await self._wait_stopped(job_id, work)
                 await self._stop_beat(beat, stop_beat)
                 await self._requeue(job_id, request_id)
                 raise
@@ -236,8 +237,6 @@ class ExportRunner:
             await asyncio.to_thread(fsync_dir, final.parent)
             await asyncio.to_thread(remove_quietly, tmp)
             await self._finish(job_id, request_id, final, info, report, progress.timings_s)
-        except asyncio.CancelledError:
-            raise
         except Cancelled:
             await self._fail(job_id, "export cancelled", JobState.CANCELLED, part, tmp)
         except Exception as exc:  # every failure ends the job visibly; none is left "running"
@@ -272,6 +271,22 @@ class ExportRunner:
         return info, report
 
     @staticmethod
+    async def _wait_stopped(job_id: int, work: asyncio.Future[Any]) -> None:
+        """Give the package thread, told to stop, a moment to do so (the job is queued again
+        whatever it does; how it ended is logged, not lost)."""
+        try:
+            await asyncio.wait_for(asyncio.shield(work), CANCEL_WAIT_S)
+        except Cancelled:
+            pass  # stopped as asked
+        except TimeoutError:
+            log.warning("evidence export job %s: the package thread did not stop within %g s of the service "
+                        "stopping; the job is queued again (its partial files are removed when it runs again)",
+                        job_id, CANCEL_WAIT_S)
+        except Exception:
+            log.warning("evidence export job %s: the package thread failed while stopping; the job is queued "
+                        "again", job_id, exc_info=True)
+
+    @staticmethod
     async def _stop_beat(beat: asyncio.Task[None], stop: asyncio.Event) -> None:
         """Let the heartbeat finish its write rather than cancel it: a cancelled write can still
         commit afterwards (aiosqlite's thread), under the next transaction's feet."""
@@ -282,23 +297,23 @@ class ExportRunner:
             beat.cancel()
 
     async def _heartbeat(self, job_id: int, progress: Progress, cancel: threading.Event, stop: asyncio.Event) -> None:
+        async def beat() -> None:
+            done, total, stage = progress.snapshot()
+            async with transaction(self.sessions) as session:
+                await session.execute(update(ExportJob).where(ExportJob.id == job_id).values(
+                    heartbeat_us=now_us(), done_bytes=min(done, total), stage=stage[:100]))
+                job = await session.get(ExportJob, job_id, populate_existing=True)
+                if job is not None and job.cancel_requested:
+                    cancel.set()
+
+        # Ends on ``stop`` rather than on cancel (see _stop_beat), so it steps Every by hand.
+        every = Every(self.heartbeat_s, beat, name=f"evidence export job {job_id}: heartbeat", log=log)
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.heartbeat_s)
             if stop.is_set():
                 return
-            done, total, stage = progress.snapshot()
-            try:
-                async with transaction(self.sessions) as session:
-                    await session.execute(update(ExportJob).where(ExportJob.id == job_id).values(
-                        heartbeat_us=now_us(), done_bytes=min(done, total), stage=stage[:100]))
-                    job = await session.get(ExportJob, job_id, populate_existing=True)
-                    if job is not None and job.cancel_requested:
-                        cancel.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("evidence export job %s: heartbeat failed", job_id)
+            await every.tick()
 
     async def _finish(self, job_id: int, request_id: int, final: Path, info: PackageInfo, report: VerifyReport,
                       timings_s: dict[str, float]) -> None:
@@ -337,7 +352,9 @@ class ExportRunner:
         log.warning("evidence request export job %s %s: %s", job_id, state.value, message)
 
     async def _requeue(self, job_id: int, request_id: int) -> None:
-        with contextlib.suppress(Exception):
+        """Queue a job again as the service stops. If that cannot be written, the job stays
+        ``running`` with no heartbeat, and the next start's :meth:`recover` queues it again."""
+        try:
             async with transaction(self.sessions) as session:
                 job = await session.get(ExportJob, job_id)
                 job.state, job.error, job.done_bytes = JobState.QUEUED.value, "service stopped; queued again", 0
@@ -346,3 +363,7 @@ class ExportRunner:
                     move(req, RequestState.APPROVED)
                 await audit.append(session, RUNNER_ACTOR, "evidence.export_interrupted", f"evidence:{request_id}",
                                    job=job_id, requeued=True)
+        except Exception:
+            log.exception("evidence request %s: export job %s could not be queued again as the service stopped; "
+                          "it stays running until the next start finds it without a heartbeat and queues it",
+                          request_id, job_id)
