@@ -118,19 +118,8 @@ class Every:
             self.log.exception("%s: could not report its failure (%s) either", self.name, error)
 
 
-async def run_every(
-    interval_s: float,
-    step: Callable[[], Awaitable[Any]],
-    *,
-    name: str,
-    log: logging.Logger,
-    retry_s: float | None = None,
-    wait_first: bool = False,
-    until_success: bool = False,
-    on_error: OnError | None = None,
-    wait: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-) -> None:
-    """Run ``step`` every ``interval_s`` seconds until cancelled: a failure is logged with
-    ``name`` and the error, and the loop goes on (the options: :class:`Every`)."""
-    await Every(interval_s, step, name=name, log=log, retry_s=retry_s, wait_first=wait_first,
-                until_success=until_success, on_error=on_error, wait=wait).run()
+async def run_every(interval_s: float, step: Callable[[], Awaitable[Any]], **options: Any) -> None:
+    """Run ``step`` every ``interval_s`` seconds until cancelled: a failure is logged with the
+    loop's ``name`` and the error, and the loop goes on. ``options`` are :class:`Every`'s
+    (``name`` and ``log`` are required)."""
+    await Every(interval_s, step, **options).run()
