@@ -12,6 +12,7 @@ listed here.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable
 
@@ -64,9 +65,14 @@ class RedactingAccessLogger(AccessLogger):
 
     def _format_line(self, request: BaseRequest, response: StreamResponse, time: float):
         if self._patterns is None:  # the router is frozen once the app serves: read it once
-            app = getattr(request, "app", None)
-            self._patterns = secret_path_patterns(app.router) if app is not None else []
-        return [(key, redact(value, self._patterns) if isinstance(value, str) else value)
+            app = None
+            # A request the parser refused never reached the router: it has no app (aiohttp
+            # asserts), and must not fix the patterns to none for every later line.
+            with contextlib.suppress(AttributeError, AssertionError):
+                app = request.app
+            if app is not None:
+                self._patterns = secret_path_patterns(app.router)
+        return [(key, redact(value, self._patterns or ()) if isinstance(value, str) else value)
                 for key, value in super()._format_line(request, response, time)]
 
 

@@ -51,6 +51,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from controlroom.app import create_app
+from controlroom.commands.serve import make_runner
 from controlroom.context import KEYS, SESSIONS
 from controlroom.permissions import ROLE_PERMISSIONS, Permission, role_permissions
 from controlroom.settings import load_settings
@@ -106,7 +107,7 @@ def running_service(work: Path, database_url: str = "") -> Iterator[Service]:
         from aiohttp import web
 
         app = create_app(cfg, record=False, anpr=False)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
+        runner = make_runner(app, shutdown_timeout=2.0)  # the service's own runner
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

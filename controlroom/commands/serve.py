@@ -12,8 +12,12 @@ import signal
 import ssl
 import threading
 import time
+from http import HTTPStatus
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server
 
 from cameras import children
 from controlroom.access_log import RedactingAccessLogger
@@ -97,9 +101,50 @@ class Stop:
         os._exit(1)
 
 
+class _Connection(RequestHandler):
+    """aiohttp's connection handler, answering what never reaches the app (a request it cannot
+    parse, a failure outside the middlewares) in JSON like every other error. aiohttp's own
+    answer quotes the raw request bytes, and its log line carries them in the exception, so a
+    malformed header beside ``Authorization: Bearer ...`` put the token in the log and in a
+    text/plain body: here only the parser's first line is kept."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # aiohttp's rule: the answer has begun, the connection is broken
+            raise ConnectionError("response already sent, cannot send the error")
+        if status < 500:
+            reason = (message or HTTPStatus(status).phrase).strip().splitlines()[0].rstrip(":")
+            self.logger.warning("malformed HTTP request from %s: %s (%s)", request.remote, reason,
+                                type(exc).__name__ if exc else status)
+            error = f"malformed HTTP request: {reason}"
+        else:
+            self.log_exception("error handling a request from %s", request.remote, exc_info=exc)
+            error = HTTPStatus(status).phrase.lower()
+        response = web.json_response({"error": error}, status=status)
+        response.force_close()
+        return response
+
+
+class _Server(Server):
+    __slots__ = ()
+
+    def __call__(self) -> RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    async def _make_server(self) -> Server:
+        server = await super()._make_server()
+        server.__class__ = _Server  # the same server, making _Connection handlers
+        return server
+
+
 def make_runner(app: web.Application, **kwargs: object) -> web.AppRunner:
-    """The app's runner: signals are ours, and the access log carries no secrets."""
-    return web.AppRunner(app, handle_signals=False, access_log_class=RedactingAccessLogger, **kwargs)
+    """The app's runner: signals are ours, the access log carries no secrets, and requests that
+    never reach the app are answered in JSON without echoing them (``_Connection``)."""
+    return _Runner(app, handle_signals=False, access_log_class=RedactingAccessLogger, **kwargs)
 
 
 async def run_service(settings: Settings, app: web.Application, ready: asyncio.Event | None = None) -> int:
