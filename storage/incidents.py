@@ -420,15 +420,23 @@ async def incident_holds(session: AsyncSession, incident_id: int) -> list[Hold]:
     return list(rows.scalars())
 
 
-def _visible(column: Any, cameras: Collection[int] | None, owner_column: Any = None, user: str | None = None) -> Any:
-    """The narrowing condition: rows on one of ``cameras`` (None: every row). A row with no
-    camera, or one the user made, stays visible to them only through ``owner_column``."""
+def visible_to(cameras: Collection[int] | None, user: str | None) -> Any:
+    """The narrowing rule as a condition (None: no narrowing): an incident is seen by a user
+    narrowed to ``cameras`` when its camera is one of them; an incident on no camera only by
+    the user who opened it (it may name anything, so it is not everyone's)."""
     if cameras is None:
         return None
-    cond = column.in_(list(cameras))
-    if owner_column is not None and user is not None:
-        cond = or_(cond, owner_column == user)
-    return cond
+    return or_(Incident.camera_id.in_(list(cameras)),
+               Incident.camera_id.is_(None) & (Incident.opened_by == (user or "")))
+
+
+def is_visible(incident: Incident, cameras: Collection[int] | None, user: str | None) -> bool:
+    """:func:`visible_to` for one loaded incident."""
+    if cameras is None:
+        return True
+    if incident.camera_id is None:
+        return incident.opened_by == user
+    return incident.camera_id in cameras
 
 
 def _like(text: str) -> str:
@@ -453,7 +461,7 @@ async def search_incidents(
 ) -> list[Incident]:
     """Incidents, newest first by when they happened, filtered by time [from, to), category,
     camera, site, status and words in the location, summary or police reference. ``cameras``
-    narrows to those cameras (plus the incidents ``user`` opened)."""
+    narrows to those cameras (:func:`visible_to`)."""
     query = select(Incident)
     if from_us is not None:
         query = query.where(Incident.occurred_at_us >= from_us)
@@ -473,7 +481,7 @@ async def search_incidents(
         like = _like(text.strip())
         query = query.where(or_(Incident.summary.ilike(like, escape="\\"), Incident.location.ilike(like, escape="\\"),
                                 Incident.police_reference.ilike(like, escape="\\")))
-    narrowing = _visible(Incident.camera_id, cameras, Incident.opened_by, user)
+    narrowing = visible_to(cameras, user)
     if narrowing is not None:
         query = query.where(narrowing)
     query = query.order_by(Incident.occurred_at_us.desc(), Incident.id.desc()).limit(limit).offset(offset)
