@@ -529,6 +529,19 @@ async def get_bookmark(session: AsyncSession, bookmark_id: int) -> Bookmark:
     return mark
 
 
+async def set_bookmark_note(session: AsyncSession, bookmark_id: int, note: str, *, by: str) -> Bookmark:
+    """Change a bookmark's note (made with one key press, the note often comes a moment later).
+    Only its maker may: the note is theirs."""
+    mark = await get_bookmark(session, bookmark_id)
+    if mark.made_by != by:
+        raise Conflict(f"bookmark {mark.id} is {mark.made_by}'s: only they can change its note")
+    if mark.note != note.strip():
+        mark.note = note.strip()
+        await session.flush()
+        await audit.append(session, by, "bookmark.note", f"bookmark:{mark.id}")
+    return mark
+
+
 async def attach_bookmark(session: AsyncSession, bookmark_id: int, incident_id: int, *, by: str) -> Bookmark:
     """Attach a bookmark to an incident (open or closed: the link is an addition). A bookmark
     belongs to one incident; attaching it elsewhere is a conflict."""

@@ -101,8 +101,10 @@ async def test_bookmarks_links_holds_and_clear_errors(app_client, login):
     resp = await client.post("/api/v1/bookmarks", json={"camera": "Ticket Hall", "at": us_to_iso(t),
                                                          "to": us_to_iso(t + MIN_US), "note": "crowd"}, headers=op)
     assert resp.status == 201
+    resp = await client.patch(f"/api/v1/bookmarks/{mark['id']}", json={"note": "silver hatchback, bay 4"}, headers=op)
+    assert resp.status == 200 and (await resp.json())["note"] == "silver hatchback, bay 4"
     found = await (await client.get(f"/api/v1/bookmarks?camera={cam}", headers=op)).json()
-    assert [b["note"] for b in found["bookmarks"]] == ["silver hatchback"]
+    assert [b["note"] for b in found["bookmarks"]] == ["silver hatchback, bay 4"]
     found = await (await client.get("/api/v1/bookmarks?q=CROWD", headers=op)).json()
     assert [b["camera"] for b in found["bookmarks"]] == ["Ticket Hall"]
 
@@ -141,7 +143,11 @@ async def test_bookmarks_links_holds_and_clear_errors(app_client, login):
                              headers=op)
     assert resp.status == 400 and "end" in (await resp.json())["error"]
     # Police have no part in the occurrence book.
+    other_op = await users.as_("operator", "op3")  # the note is its maker's
+    resp = await client.patch(f"/api/v1/bookmarks/{mark['id']}", json={"note": "mine now"}, headers=other_op)
+    assert resp.status == 409
     police = await users.as_("police", "pc1")
     assert (await client.get("/api/v1/incidents", headers=police)).status == 403
     assert (await client.post("/api/v1/bookmarks", json={}, headers=police)).status == 403
-    assert await audit_actions(app, "bookmark.") == ["bookmark.create", "bookmark.create", "bookmark.attach"]
+    assert await audit_actions(app, "bookmark.") == ["bookmark.create", "bookmark.create", "bookmark.note",
+                                                     "bookmark.attach"]
