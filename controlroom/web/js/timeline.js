@@ -77,7 +77,11 @@ export class Timeline {
       }
       lastOffset = p.offset;
     }
-    // Bookmarks: a flag above the bar at the start, a line under a span's length.
+    if (this.cursor != null && this.cursor >= this.start && this.cursor <= this.end) {
+      const X = this.x(this.cursor, w);
+      g.fillStyle = COLOURS.cursor; g.fillRect(X - 1, 0, 3, h);
+    }
+    // Bookmarks, over the cursor: a flag above the bar at the start, a line under a span's length.
     g.fillStyle = COLOURS.mark;
     for (const [s, e] of this.marks) {
       if (e < this.start || s > this.end) continue;
@@ -85,10 +89,6 @@ export class Timeline {
       g.beginPath(); g.moveTo(X - 5, 0); g.lineTo(X + 5, 0); g.lineTo(X, 8); g.fill();
       g.fillRect(X, 0, 2, barTop + barH);
       if (e > s) g.fillRect(X, barTop + barH - 3, Math.max(2, this.x(e, w) - X), 3);
-    }
-    if (this.cursor != null && this.cursor >= this.start && this.cursor <= this.end) {
-      const X = this.x(this.cursor, w);
-      g.fillStyle = COLOURS.cursor; g.fillRect(X - 1, 0, 3, h);
     }
   }
 }
