@@ -396,9 +396,12 @@ async def hold_footage(
     cameras = list(camera_ids) if camera_ids else ([incident.camera_id] if incident.camera_id is not None else [])
     if not cameras:
         raise Invalid(f"incident {incident.id} names no camera: say which cameras' footage to hold")
+    names = []
     for c in cameras:
-        if await session.get(Camera, c) is None:
+        camera = await session.get(Camera, c)
+        if camera is None:
             raise Invalid(f"camera: no camera {c}")
+        names.append(camera.name)
     if before_us < 0 or after_us < 0 or before_us + after_us <= 0:
         raise Invalid("a hold needs a time range: before and after cannot both be zero")
     if review_us <= now_us():
@@ -408,8 +411,7 @@ async def hold_footage(
         session, reason=f"incident {incident.id} ({CATEGORIES[incident.category]})", owner=by,
         review_us=review_us, windows=[(c, start, end) for c in cameras], reference=hold_reference(incident.id),
     )
-    await _entry(session, incident.id, by, "link",
-                 f"hold {hold.id} on camera {', '.join(map(str, cameras))} footage")
+    await _entry(session, incident.id, by, "link", f"hold {hold.id} on the footage of {', '.join(names)}")
     await audit.append(session, by, "incident.hold", f"incident:{incident.id}", hold=hold.id, cameras=cameras,
                        start_us=start, end_us=end, review_us=review_us)
     return hold
@@ -500,7 +502,8 @@ async def create_bookmark(
     incident_id: int | None = None,
 ) -> Bookmark:
     """A bookmark at a moment (``end_us`` None) or over a span of one camera's timeline."""
-    if await session.get(Camera, camera_id) is None:
+    camera = await session.get(Camera, camera_id)
+    if camera is None:
         raise Invalid(f"camera: no camera {camera_id}")
     end_us = start_us if end_us is None else end_us
     if end_us < start_us:
@@ -516,7 +519,7 @@ async def create_bookmark(
     session.add(mark)
     await session.flush()
     if incident_id is not None:
-        await _entry(session, incident_id, by, "link", f"bookmark {mark.id} on camera {camera_id}")
+        await _entry(session, incident_id, by, "link", f"bookmark {mark.id} on {camera.name}")
     await audit.append(session, by, "bookmark.create", f"bookmark:{mark.id}", camera=camera_id, start_us=start_us,
                        end_us=end_us, incident=incident_id)
     return mark
@@ -553,7 +556,8 @@ async def attach_bookmark(session: AsyncSession, bookmark_id: int, incident_id: 
         raise Conflict(f"bookmark {mark.id} is already attached to incident {mark.incident_id}")
     mark.incident_id = incident.id
     await session.flush()
-    await _entry(session, incident.id, by, "link", f"bookmark {mark.id} on camera {mark.camera_id}")
+    camera = await session.get(Camera, mark.camera_id)
+    await _entry(session, incident.id, by, "link", f"bookmark {mark.id} on {camera.name if camera else mark.camera_id}")
     await audit.append(session, by, "bookmark.attach", f"bookmark:{mark.id}", incident=incident.id)
     return mark
 

@@ -40,7 +40,7 @@ export class IncidentsView {
 
   addButtons() {
     const nav = document.querySelector("nav.views");
-    this.nav = el("button", { type: "button", id: "nav-incidents", "aria-keyshortcuts": "o" }, "Incidents ", el("kbd", { text: "O" }));
+    this.nav = el("button", { type: "button", id: "nav-incidents", "aria-keyshortcuts": "l" }, "Incidents ", el("kbd", { text: "L" }));
     this.nav.addEventListener("click", () => this.go("#incidents"));
     nav.append(this.nav);
     const pair = (prefix) => {
@@ -71,13 +71,13 @@ export class IncidentsView {
     return { camera, ms: Math.round(wall ?? pb.day.cursor ?? Date.now()) };
   }
 
-  /** Keys: I (new incident) and B (bookmark) in live view and playback, O the occurrence
-   * book, Esc closes the quick form. True if the key was used. */
+  /** Keys: I (new incident) and B (bookmark) in live view and playback, L the occurrence
+   * book (the log), Esc closes the quick form. True if the key was used. */
   onKey(ev, current) {
     const k = ev.key;
     if (k === "Escape" && !this.quickBox.hidden) { this.closeQuick(); return true; }
     if (k === "Escape" && !this.bar.hidden) { this.bar.hidden = true; return true; }
-    if (k === "o") { this.go("#incidents"); return true; }
+    if (k === "l") { this.go("#incidents"); return true; }
     if (current !== "single" && current !== "playback") return false;
     if (k === "i") { this.quick(this.here(current)); return true; }
     if (k === "b") { this.bookmark(this.here(current)); return true; }
