@@ -28,7 +28,8 @@ class Permission(enum.StrEnum):
     AUDIT_READ = "audit_read"
     INVENTORY_READ = "inventory_read"  # list cameras and their state
     ADMIN = "admin"  # inventory, users, settings
-    INCIDENTS = "incidents"  # log and update incidents
+    INCIDENTS = "incidents"  # log and update incidents, make bookmarks
+    INCIDENT_CLOSE = "incident_close"  # close incidents (then append-only): supervisors
 
 
 # What each role may do (docs/design/security-model.md says why). Deny by default: a right not
@@ -47,6 +48,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     },
     "supervisor": _OPERATOR | {
         Permission.APPROVE, Permission.HOLDS, Permission.AUDIT_READ, Permission.HOTLIST_ADMIN,
+        Permission.INCIDENT_CLOSE,
     },
     "operator": frozenset(_OPERATOR),
     "police": _EVERYONE | {Permission.EVIDENCE_REQUEST},

@@ -14,3 +14,7 @@ class NotFound(StorageError):
 
 class Invalid(StorageError):
     """Bad input: the caller should fix the request."""
+
+
+class Conflict(StorageError):
+    """The thing is in a state that refuses this (a closed incident, a link that exists)."""

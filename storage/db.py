@@ -60,14 +60,17 @@ def _values_fit_their_columns(session: Session, _context: object, _instances: ob
                 raise Invalid(f"{key}: at most {length} characters ({len(value)} given)")
 
 
-MAX_ID = 2**63 - 1  # ids are BIGINT in PostgreSQL (and SQLite's INTEGER): anything larger names nothing
+# Every primary key is an Integer column: INTEGER (32 bits) in PostgreSQL. A larger id names
+# nothing, and passing one to the driver failed the query (asyncpg: "value out of int32 range"),
+# a server error the API fuzz found through a camera id in a body (issue 13).
+MAX_ID = 2**31 - 1
 
 
 def row_id(text: str | int | None) -> int | None:
     """A row id written by a person or in a URL (ASCII digits, 1..MAX_ID), else None.
 
     ``str.isdigit`` alone accepts other scripts' digits and superscripts, which ``int`` then
-    refuses, and a number past BIGINT overflows the database driver: both were server errors."""
+    refuses, and a number past INTEGER overflows the database driver: both were server errors."""
     if isinstance(text, int) and not isinstance(text, bool):
         return text if 0 < text <= MAX_ID else None
     if not isinstance(text, str) or not text or len(text) > 19 or not (text.isascii() and text.isdigit()):

@@ -10,6 +10,7 @@ can disclose, so that every disclosing route can be called and succeed.
 - A camera event on each (storage.onvif).
 - An evidence request per camera, submitted by a police officer, approved by a supervisor and
   exported to a package (the real exporter of the app).
+- An incident in the occurrence book and a bookmark on each camera, made by the operator.
 - One logged-in user of each role, each with an API token holding all the role's rights.
 
 Each user is called through explicit headers (a session cookie or a bearer token); the test
@@ -95,6 +96,8 @@ class World:
     request: dict[str, int] = field(default_factory=dict)
     exhibit: dict[str, str] = field(default_factory=dict)
     crime_ref: dict[str, str] = field(default_factory=dict)
+    incident: dict[str, int] = field(default_factory=dict)
+    bookmark: dict[str, int] = field(default_factory=dict)
     users: dict[str, Who] = field(default_factory=dict)  # by role: the un-narrowed user of each role
 
     def markers(self, c: str) -> list[str]:
@@ -212,6 +215,21 @@ async def _evidence(w: World) -> None:
         assert done["state"] == "ready", done
 
 
+async def _occurrences(w: World) -> None:
+    operator = w.users["operator"].headers("session")
+    for c in CAMS:
+        resp = await w.client.post("/api/v1/incidents", json={
+            "category": "shoplifting", "camera": w.cam[c], "occurred_at": us_to_iso(w.base_us + S),
+            "summary": f"seen on {NAME[c]}"}, headers=operator)
+        assert resp.status == 201, await resp.text()
+        w.incident[c] = (await resp.json())["id"]
+        resp = await w.client.post("/api/v1/bookmarks", json={
+            "camera": w.cam[c], "at": us_to_iso(w.base_us + 2 * S), "note": f"walk bookmark {c}",
+            "incident": w.incident[c]}, headers=operator)
+        assert resp.status == 201, await resp.text()
+        w.bookmark[c] = (await resp.json())["id"]
+
+
 @asynccontextmanager
 async def world(aiohttp_client, settings, tmp_path: Path, sources: list[Path]) -> AsyncIterator[World]:
     async with Simulation(tmp_path / "sim", cameras=2) as sim:
@@ -231,4 +249,5 @@ async def world(aiohttp_client, settings, tmp_path: Path, sources: list[Path]) -
         await _anpr(w)
         await _events(w)
         await _evidence(w)
+        await _occurrences(w)
         yield w

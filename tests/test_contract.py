@@ -130,9 +130,10 @@ def test_parse_json_and_text_rule():
 
 async def test_ids_past_bigint_or_in_other_scripts_name_nothing(client, login):
     """Found by tests/test_api_fuzz.py: a hotlist id past BIGINT overflowed the driver (500), and
-    a superscript digit passed str.isdigit but not int() (500). storage.db.row_id is the one rule."""
+    a superscript digit passed str.isdigit but not int() (500), and an id past 32 bits overflowed
+    PostgreSQL's INTEGER keys (500, issue 13). storage.db.row_id is the one rule."""
     admin = await login(client, "administrator")
-    for ref in ("9223372036854775808", "%C2%B2", "%D9%A3", "0"):
+    for ref in ("9223372036854775808", "2147483648", "%C2%B2", "%D9%A3", "0"):
         resp = await client.patch(f"/api/v1/anpr/hotlists/{ref}", json={"enabled": False}, headers=admin)
         assert "no hotlist" in await _error(resp, 404), ref
         resp = await client.get(f"/api/v1/cameras/{ref}", headers=admin)

@@ -55,6 +55,7 @@ NOT_DISCLOSING = {
                                 "no footage, no state, no people (docs/design/security-model.md)",
     "/api/v1/audit/verify": "whether the chain verifies: counts and hashes, not the entries "
                             "(itself audited as audit.verify)",
+    "/api/v1/incidents/vocabulary": "the occurrence book's fixed categories, outcomes and who-was-told labels",
 }
 REQUEST_TIMEOUT_S = 30
 
@@ -125,6 +126,9 @@ URLS: dict[str, UrlBuilder] = {
     "/api/v1/evidence/requests/{id}": lambda w, c: f"/api/v1/evidence/requests/{w.request[c]}",
     "/api/v1/evidence/requests/{id}/custody": lambda w, c: f"/api/v1/evidence/requests/{w.request[c]}/custody",
     "/api/v1/evidence/requests/{id}/package": lambda w, c: f"/api/v1/evidence/requests/{w.request[c]}/package",
+    "/api/v1/incidents": lambda w, c: "/api/v1/incidents",
+    "/api/v1/incidents/{incident}": lambda w, c: f"/api/v1/incidents/{w.incident[c]}",
+    "/api/v1/bookmarks": lambda w, c: "/api/v1/bookmarks",
     "/api/v1/tokens": lambda w, c: "/api/v1/tokens",
     "/api/v1/users": lambda w, c: "/api/v1/users",
     "/api/v1/users/{username}": lambda w, c: f"/api/v1/users/{w.users['police'].username}",

@@ -56,15 +56,17 @@ NOT_CAMERA_PARAMS = {
 }
 # Rights whose GET routes without path parameters list or search camera data.
 LIST_RIGHTS = {Permission.LIVE_VIEW, Permission.PLAYBACK, Permission.ANPR_SEARCH, Permission.ANPR_ALERTS,
-               Permission.APPROVE, Permission.INVENTORY_READ}
+               Permission.APPROVE, Permission.INVENTORY_READ, Permission.INCIDENTS}
 # Such lists that hold nothing of any camera, and why.
 NOT_CAMERA_LISTS = {
     "/api/v1/evidence/public-key": "the service's public key",
+    "/api/v1/incidents/vocabulary": "the occurrence book's fixed categories and outcomes",
 }
 # How to call each list (the walk's URLs where it has them; the WebSocket feed is tested apart).
 LISTS: dict[str, Any] = {c: URLS[c] for c in (
     "/api/v1/alerts", "/api/v1/anpr/hits", "/api/v1/anpr/journeys", "/api/v1/anpr/reads",
-    "/api/v1/anpr/reads.csv", "/api/v1/evidence/register", "/api/v1/evidence/requests")}
+    "/api/v1/anpr/reads.csv", "/api/v1/evidence/register", "/api/v1/evidence/requests", "/api/v1/incidents",
+    "/api/v1/bookmarks")}
 LISTS |= {
     "/api/v1/cameras": lambda w, c: "/api/v1/cameras",
     "/api/v1/evidence/cameras": lambda w, c: "/api/v1/evidence/cameras",
@@ -122,7 +124,8 @@ def object_url(w: World, method: str, canonical: str, c: str, *, by_name: bool =
     if method == "GET" and canonical in URLS and not by_name and "{token}" not in canonical:
         return URLS[canonical](w, c)
     values = {"camera": quote(NAME[c]) if by_name else w.cam[c], "camera_id": w.cam[c], "hit": w.hit[c],
-              "read": w.read[c], "alert": w.alert[c], "id": w.request[c], "image": "plate", "decision": "confirm"}
+              "read": w.read[c], "alert": w.alert[c], "id": w.request[c], "image": "plate", "decision": "confirm",
+              "incident": w.incident[c], "bookmark": w.bookmark[c]}
     url = canonical
     for name in params(canonical):
         assert name in values, f"{method} {canonical}: no object of camera {c} for {{{name}}} (add it here)"

@@ -10,6 +10,7 @@ from controlroom.commands import (
     demo,
     export,
     hotlists,
+    incidents,
     inventory,
     recordings,
     serve,
@@ -20,4 +21,5 @@ from controlroom.commands import (
 from controlroom.commands import onvif as onvif_commands
 
 # In the order `controlroom --help` lists them: first what a newcomer runs, then daily work.
-COMMAND_MODULES = [demo, serve, inventory, onvif_commands, recordings, anpr, hotlists, export, users, tokens, audit, simulate, db]
+COMMAND_MODULES = [demo, serve, inventory, onvif_commands, recordings, anpr, hotlists, export, incidents, users, tokens,
+                   audit, simulate, db]

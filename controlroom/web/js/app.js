@@ -12,6 +12,7 @@ import { PlaybackView } from "./playback.js";
 import { AlertsPanel } from "./alerts.js";
 import { EvidenceView } from "./evidence.js";
 import { AnprView } from "./anpr.js";
+import { IncidentsView } from "./incidents.js";
 import { formatLocal } from "./time.js";
 import { $ } from "./dom.js";
 
@@ -43,9 +44,11 @@ async function boot() {
   $("nav-anpr").hidden = !hasAnpr;
   $("nav-grid").hidden = !can.has("live_view");
   $("nav-playback").hidden = !can.has("playback");
+  // The occurrence book (operators log, supervisors close): incidents.js adds its own buttons.
+  const incidents = can.has("incidents") ? new IncidentsView(store, can, { go: (h) => go(h), single, playback }) : null;
   // Police have evidence and nothing to watch: that is their home.
   const home = !can.has("live_view") && hasEvidence ? "#evidence" : "#grid";
-  window.controlroom = { store, grid, single, playback, alerts, evidence, anpr }; // for tests and the curious
+  window.controlroom = { store, grid, single, playback, alerts, evidence, anpr, incidents }; // for tests and the curious
 
   // Site filter and layout buttons.
   const siteSel = $("site-filter");
@@ -69,6 +72,7 @@ async function boot() {
   });
 
   const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback"), evidence: $("view-evidence"), anpr: $("view-anpr") };
+  if (incidents) views.incidents = $("view-incidents");
   let current = null;
   function show(name) {
     for (const [k, el] of Object.entries(views)) el.hidden = k !== name;
@@ -77,6 +81,7 @@ async function boot() {
     $("nav-playback").setAttribute("aria-pressed", String(name === "playback"));
     $("nav-evidence").setAttribute("aria-pressed", String(name === "evidence"));
     $("nav-anpr").setAttribute("aria-pressed", String(name === "anpr"));
+    if (incidents) $("nav-incidents").setAttribute("aria-pressed", String(name === "incidents"));
     current = name;
   }
   function route() {
@@ -85,9 +90,11 @@ async function boot() {
     if (view !== "playback") playback.close();
     if (view !== "evidence" && evidence) evidence.close();
     if (view !== "anpr" && anpr) anpr.close();
+    if (view !== "incidents" && incidents) incidents.close();
     if (!view) { history.replaceState(null, "", home); route(); return; }
     if (view === "evidence" && evidence) { grid.hide(); show("evidence"); evidence.open(a || ""); }
     else if (view === "anpr" && anpr) { grid.hide(); show("anpr"); anpr.open(a || "reads"); }
+    else if (view === "incidents" && incidents) { grid.hide(); show("incidents"); incidents.open(a || ""); }
     else if (view === "camera" && a) { grid.hide(); show("single"); single.open(Number(a)); }
     else if (view === "playback") { grid.hide(); show("playback"); playback.open(a ? Number(a) : store.list[0]?.id, b ? Number(b) : undefined); }
     else { show("grid"); grid.show(); }
@@ -101,13 +108,14 @@ async function boot() {
     if (document.querySelector("dialog[open]")) return; // Esc closes the picture, not the view
     if (ev.target.closest && ev.target.closest("input, select, textarea")) return;
     if (current === "playback" && playback.onKey(ev)) { ev.preventDefault(); return; }
+    if (incidents && incidents.onKey(ev, current)) { ev.preventDefault(); return; }
     const k = ev.key;
     if (k === "e" && evidence) go("#evidence");
     else if (k === "a" && anpr) go("#anpr");
     else if (k === "g") go("#grid");
     else if (k === "p") go(`#playback/${single.cam?.id ?? store.list[0]?.id ?? ""}`);
     else if (k === "Escape" && current !== "grid") go(home);
-    else if (current === "single" && k === "b") $("single-back30").click();
+    else if (current === "single" && k === "r") $("single-back30").click(); // B is bookmark (incidents.js)
     else if (current === "single" && k === "s") $("single-snapshot").click();
     else if (current === "grid" && ["1", "4", "9"].includes(k)) grid.setLayout(Number(k));
     else return;

@@ -87,6 +87,7 @@ export class PlaybackView {
       this.spans = spans; this.gaps = gaps;
       this.day.setData(spans, gaps); this.hour.setData(spans, gaps);
     } catch (e) { this.say(`Recordings unavailable: ${e.message}`); }
+    if (this.onDay) this.onDay(camId, start, end); // the bookmarks on this day (incidents.js)
   }
 
   picked(ms, final) {

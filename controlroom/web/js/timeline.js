@@ -5,12 +5,12 @@
 import { localParts } from "./time.js";
 
 const COLOURS = { bg: "#161b22", span: "#2ea043", growing: "#56d364", gap: "#f85149", tick: "#6e7681",
-  text: "#c9d1d9", cursor: "#ffd33d", future: "#0d1117" };
+  text: "#c9d1d9", cursor: "#ffd33d", future: "#0d1117", mark: "#4da3ff" };
 
 export class Timeline {
   constructor(canvas, { onPick }) {
     Object.assign(this, { canvas, onPick });
-    this.start = 0; this.end = 1; this.spans = []; this.gaps = []; this.cursor = null; this.dragging = false;
+    this.start = 0; this.end = 1; this.spans = []; this.gaps = []; this.marks = []; this.cursor = null; this.dragging = false;
     canvas.addEventListener("pointerdown", (ev) => { canvas.setPointerCapture(ev.pointerId); this.dragging = true; this.pick(ev, false); });
     canvas.addEventListener("pointermove", (ev) => { if (this.dragging) this.pick(ev, false); });
     canvas.addEventListener("pointerup", (ev) => { if (this.dragging) { this.dragging = false; this.pick(ev, true); } });
@@ -20,6 +20,8 @@ export class Timeline {
 
   setRange(start, end) { this.start = start; this.end = end; this.draw(); }
   setData(spans, gaps) { this.spans = spans; this.gaps = gaps; this.draw(); }
+  /** Bookmarks: [startMs, endMs, note] (a moment has end == start), drawn as blue flags. */
+  setMarks(marks) { this.marks = marks; this.canvas.dataset.marks = String(marks.length); this.draw(); }
   setCursor(ms) { this.cursor = ms; this.canvas.setAttribute("aria-valuetext", ms ? new Date(ms).toISOString() : ""); this.draw(); }
 
   x(ms, w) { return ((ms - this.start) / (this.end - this.start)) * w; }
@@ -78,6 +80,15 @@ export class Timeline {
     if (this.cursor != null && this.cursor >= this.start && this.cursor <= this.end) {
       const X = this.x(this.cursor, w);
       g.fillStyle = COLOURS.cursor; g.fillRect(X - 1, 0, 3, h);
+    }
+    // Bookmarks, over the cursor: a flag above the bar at the start, a line under a span's length.
+    g.fillStyle = COLOURS.mark;
+    for (const [s, e] of this.marks) {
+      if (e < this.start || s > this.end) continue;
+      const X = this.x(s, w);
+      g.beginPath(); g.moveTo(X - 5, 0); g.lineTo(X + 5, 0); g.lineTo(X, 8); g.fill();
+      g.fillRect(X, 0, 2, barTop + barH);
+      if (e > s) g.fillRect(X, barTop + barH - 3, Math.max(2, this.x(e, w) - X), 3);
     }
   }
 }
