@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from anpr import AnprError
 from cameras import CameraAuthError, CameraError, CameraUnavailable
 from controlroom.access_log import loggable_path
-from storage import Invalid, NotFound, StorageError
+from storage import Conflict, Invalid, NotFound, StorageError
 from storage.audit import AuditWriteError
 from storage.text import bad_character
 
@@ -109,6 +109,8 @@ def status_for(exc: BaseException) -> int | None:
             return 403
         case NotFound():
             return 404
+        case Conflict():
+            return 409
         case CameraAuthError():
             return 502
         case CameraUnavailable() | AuditWriteError():

@@ -14,3 +14,7 @@ class NotFound(StorageError):
 
 class Invalid(StorageError):
     """Bad input: the caller should fix the request."""
+
+
+class Conflict(StorageError):
+    """The request clashes with the current state (e.g. signing on while already on duty)."""
