@@ -19,7 +19,9 @@ from controlroom.anpr_service import anpr_ctx
 from controlroom.api import alerts, cameras, health, live, openapi, playback, session, ui, users
 from controlroom.api import anpr as anpr_routes
 from controlroom.api import audit as audit_routes
+from controlroom.api import duty as duty_routes
 from controlroom.api import evidence as evidence_routes
+from controlroom.api import faults as fault_routes
 from controlroom.api import onvif as onvif_routes
 from controlroom.auditing import audit_anchor_ctx, audit_writer_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
@@ -52,7 +54,7 @@ EMERGENCY_PURGE_MIN_INTERVAL_S = 2.0
 # A failed retention run (database away) is tried again this soon, not a whole sweep later.
 RETENTION_RETRY_S = 30.0
 ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, alerts,
-                 anpr_routes, evidence_routes, openapi]
+                 anpr_routes, evidence_routes, duty_routes, fault_routes, openapi]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -152,8 +152,10 @@ async def on_duty(session: AsyncSession) -> list[DutySession]:
         select(DutySession).where(DutySession.off_at_us.is_(None)).order_by(DutySession.on_at_us))).scalars())
 
 
-async def sign_on(session: AsyncSession, username: str, note: str = "", *, at_us: int | None = None) -> DutySession:
-    """Open a duty session for ``username``; Conflict if one is already open. Audited."""
+async def sign_on(session: AsyncSession, username: str, note: str = "", *, by: str | None = None,
+                  at_us: int | None = None) -> DutySession:
+    """Open a duty session for ``username`` (``by`` someone else, e.g. ``cli:<os user>``);
+    Conflict if one is already open. Audited."""
     if not username.strip():
         raise Invalid("signing on needs a user")
     if await current(session, username) is not None:
@@ -161,7 +163,7 @@ async def sign_on(session: AsyncSession, username: str, note: str = "", *, at_us
     duty = DutySession(username=username, on_at_us=now_us() if at_us is None else at_us, note=note)
     session.add(duty)
     await session.flush()
-    await audit.append(session, username, "duty.on", f"duty:{duty.id}", note=note)
+    await audit.append(session, by or username, "duty.on", f"duty:{duty.id}", user=username, note=note)
     return duty
 
 
