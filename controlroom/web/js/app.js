@@ -12,6 +12,8 @@ import { PlaybackView } from "./playback.js";
 import { AlertsPanel } from "./alerts.js";
 import { EvidenceView } from "./evidence.js";
 import { AnprView } from "./anpr.js";
+import { startDuty } from "./duty.js";
+import { HealthView } from "./health.js";
 import { formatLocal } from "./time.js";
 import { $ } from "./dom.js";
 
@@ -44,8 +46,12 @@ async function boot() {
   $("nav-grid").hidden = !can.has("live_view");
   $("nav-playback").hidden = !can.has("playback");
   // Police have evidence and nothing to watch: that is their home.
-  const home = !can.has("live_view") && hasEvidence ? "#evidence" : "#grid";
-  window.controlroom = { store, grid, single, playback, alerts, evidence, anpr }; // for tests and the curious
+  const home = !can.has("live_view") && hasEvidence ? "#evidence" : !can.has("live_view") && (can.has("faults") || can.has("rota")) ? "#health" : "#grid";
+  const duty = startDuty(can); // "On duty / Sign on" in the header (operators and supervisors)
+  const hasHealth = can.has("faults") || can.has("rota");
+  const health = hasHealth ? new HealthView(store, can) : null;
+  $("nav-health").hidden = !hasHealth;
+  window.controlroom = { store, grid, single, playback, alerts, evidence, anpr, duty, health }; // for tests and the curious
 
   // Site filter and layout buttons.
   const siteSel = $("site-filter");
@@ -60,7 +66,7 @@ async function boot() {
   store.addEventListener("change", fillSites);
   siteSel.addEventListener("change", () => grid.setSite(siteSel.value));
   for (const b of document.querySelectorAll("[data-layout]")) b.addEventListener("click", () => grid.setLayout(Number(b.dataset.layout)));
-  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence", anpr: () => "#anpr" };
+  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence", anpr: () => "#anpr", health: () => "#health" };
   for (const b of document.querySelectorAll("[data-view]")) b.addEventListener("click", () => go(viewHash[b.dataset.view]()));
 
   $("logout").addEventListener("click", async () => {
@@ -69,6 +75,7 @@ async function boot() {
   });
 
   const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback"), evidence: $("view-evidence"), anpr: $("view-anpr") };
+  if (health) views.health = health.root;
   let current = null;
   function show(name) {
     for (const [k, el] of Object.entries(views)) el.hidden = k !== name;
@@ -77,6 +84,7 @@ async function boot() {
     $("nav-playback").setAttribute("aria-pressed", String(name === "playback"));
     $("nav-evidence").setAttribute("aria-pressed", String(name === "evidence"));
     $("nav-anpr").setAttribute("aria-pressed", String(name === "anpr"));
+    $("nav-health").setAttribute("aria-pressed", String(name === "health"));
     current = name;
   }
   function route() {
@@ -85,9 +93,11 @@ async function boot() {
     if (view !== "playback") playback.close();
     if (view !== "evidence" && evidence) evidence.close();
     if (view !== "anpr" && anpr) anpr.close();
+    if (view !== "health" && health) health.close();
     if (!view) { history.replaceState(null, "", home); route(); return; }
     if (view === "evidence" && evidence) { grid.hide(); show("evidence"); evidence.open(a || ""); }
     else if (view === "anpr" && anpr) { grid.hide(); show("anpr"); anpr.open(a || "reads"); }
+    else if (view === "health" && health) { grid.hide(); show("health"); health.open(); }
     else if (view === "camera" && a) { grid.hide(); show("single"); single.open(Number(a)); }
     else if (view === "playback") { grid.hide(); show("playback"); playback.open(a ? Number(a) : store.list[0]?.id, b ? Number(b) : undefined); }
     else { show("grid"); grid.show(); }
@@ -104,6 +114,7 @@ async function boot() {
     const k = ev.key;
     if (k === "e" && evidence) go("#evidence");
     else if (k === "a" && anpr) go("#anpr");
+    else if (k === "h" && health) go("#health");
     else if (k === "g") go("#grid");
     else if (k === "p") go(`#playback/${single.cam?.id ?? store.list[0]?.id ?? ""}`);
     else if (k === "Escape" && current !== "grid") go(home);
