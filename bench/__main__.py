@@ -27,6 +27,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "live": ([], []),
     "anpr_live": ([], []),
     "anpr_sim": ([], ["--vehicles", "30"]),
+    "picture": ([], ["--cameras", "2", "--rounds", "2"]),
 }
 
 
