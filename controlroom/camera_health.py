@@ -1,7 +1,7 @@
 """Camera health in the service: automatic faults for cameras off the air, and picture checks.
 
 Two ticks, each one plain call that tests make directly (``offline_tick``, ``picture_tick``),
-run by one small loop here (:func:`health_ctx`):
+each run by a small loop here (:func:`health_loop_ctx`):
 
 - **Off the air**: a camera that should record (enabled, recording) and has been ``offline``,
   ``reconnecting`` or ``starting`` for ``health.offline_after_s`` gets an automatic ``offline``
@@ -11,8 +11,8 @@ run by one small loop here (:func:`health_ctx`):
   the one the recorder supervisor writes to the camera row, so this needs nothing from it.
 - **Picture checks** every ``health.picture_interval_s``: one snapshot per enabled camera, taken
   the way the live view takes one (a shared upstream of the sub stream, its newest keyframe
-  decoded by ffmpeg), judged by :mod:`cameras.picture` off the event loop, one camera at a time
-  (bounded CPU). The first picture that passes the dark/covered/blurred checks becomes the
+  decoded by ffmpeg), judged by :mod:`cameras.picture` off the event loop,
+  ``health.picture_parallel`` cameras at a time. The first picture that passes the dark/covered/blurred checks becomes the
   camera's reference view, unless one was set by hand. ``health.picture_failures_to_fault``
   failing checks in a row open an automatic fault of that kind with a ``picture_check`` alert;
   a picture that passes every check marks the camera's automatic picture faults repaired.
@@ -204,11 +204,20 @@ class CameraHealth:
                                           fault_id=fault.id, fault_kind=kind)
 
     async def picture_tick(self) -> None:
+        """Check every enabled camera, ``health.picture_parallel`` at a time: most of a check's
+        time is waiting for the camera (connect, the next keyframe), not CPU."""
         async with self.sessions() as session:
             cams = (await session.execute(select(Camera).where(Camera.enabled.is_(True)).order_by(Camera.id))).scalars().all()
-        for cam in cams:
-            if cam.main_url or cam.sub_url:
+        limit = asyncio.Semaphore(self.settings.picture_parallel)
+
+        async def one(cam: Camera) -> None:
+            async with limit:
                 await self.check_camera(cam)
+
+        async with asyncio.TaskGroup() as group:
+            for cam in cams:
+                if cam.main_url or cam.sub_url:
+                    group.create_task(one(cam))
 
 
 def live_snapshot(app: web.Application) -> Snapshot:
@@ -253,23 +262,30 @@ async def health_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def health_loop_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The health loop (with the recorders): the offline check every ``check_interval_s``,
+    """The health loops (with the recorders): the offline check every ``check_interval_s``;
     picture checks every ``picture_interval_s`` (0: never), the first a minute after start so
-    the recorders are up."""
+    the recorders are up. Two tasks, so a long round of pictures never delays the offline check."""
     settings = app[SETTINGS].health
     component = app[CAMERA_HEALTH]
 
-    async def loop() -> None:
-        next_picture = time.monotonic() + min(60.0, settings.picture_interval_s)
+    async def offline_loop() -> None:
         while True:
             await run_tick(app, "offline check", component.offline_tick)
-            if settings.picture_interval_s > 0 and time.monotonic() >= next_picture:
-                next_picture = time.monotonic() + settings.picture_interval_s
-                await run_tick(app, "picture checks", component.picture_tick)
             await asyncio.sleep(settings.check_interval_s)
 
-    task = asyncio.create_task(loop(), name="camera health")
+    async def picture_loop() -> None:
+        await asyncio.sleep(min(60.0, settings.picture_interval_s))
+        while True:
+            started = time.monotonic()
+            await run_tick(app, "picture checks", component.picture_tick)
+            await asyncio.sleep(max(0.0, settings.picture_interval_s - (time.monotonic() - started)))
+
+    tasks = [asyncio.create_task(offline_loop(), name="camera health: offline")]
+    if settings.picture_interval_s > 0:
+        tasks.append(asyncio.create_task(picture_loop(), name="camera health: pictures"))
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -167,6 +167,8 @@ class HealthSettings(_Section):
     check_interval_s: float = Field(30, gt=0, le=3600)
     # Picture checks: one snapshot per camera this often (0: off).
     picture_interval_s: float = Field(300, ge=0)
+    # Cameras checked at once: a check mostly waits for the camera (connect, next keyframe).
+    picture_parallel: int = Field(4, ge=1, le=32)
     # Consecutive failing checks before an automatic fault (and its alert) is opened: one bad
     # picture may be a bus parked in front or a headlight in the lens.
     picture_failures_to_fault: int = Field(2, ge=1, le=20)
