@@ -89,7 +89,7 @@ class CameraHealth:
         self.checks: dict[int, CheckRecord] = {}
         self.problem = ""  # why the last tick failed; "" once one succeeds
         self._streak: dict[tuple[int, str], int] = {}  # (camera, kind) -> failing checks in a row
-        self._references: dict[int, picture.Reference] = {}
+        self._references: dict[int, tuple[int, picture.Reference]] = {}  # camera -> (file mtime, reference)
 
     # --- off the air -----------------------------------------------------------------------
 
@@ -124,13 +124,19 @@ class CameraHealth:
         return self.reference_dir / f"{camera_id}.jpg"
 
     async def reference_of(self, camera_id: int) -> picture.Reference | None:
-        if camera_id not in self._references:
-            path = self._reference_path(camera_id)
-            data = await asyncio.to_thread(lambda: path.read_bytes() if path.is_file() else None)
-            if data is None:
-                return None
-            self._references[camera_id] = await asyncio.to_thread(picture.reference, data, self.thresholds)
-        return self._references[camera_id]
+        """The camera's reference view; read again when its file changed or went (the CLI's
+        ``faults reset-reference`` works on a running service)."""
+        path = self._reference_path(camera_id)
+        mtime = await asyncio.to_thread(lambda: path.stat().st_mtime_ns if path.is_file() else None)
+        if mtime is None:
+            self._references.pop(camera_id, None)
+            return None
+        cached = self._references.get(camera_id)
+        if cached is None or cached[0] != mtime:
+            data = await asyncio.to_thread(path.read_bytes)
+            cached = (mtime, await asyncio.to_thread(picture.reference, data, self.thresholds))
+            self._references[camera_id] = cached
+        return cached[1]
 
     async def set_reference(self, camera_id: int, jpeg: bytes, by: str) -> None:
         """Make ``jpeg`` the camera's reference view (written, then audited)."""
@@ -144,7 +150,7 @@ class CameraHealth:
             os.replace(tmp, path)
 
         await asyncio.to_thread(write)
-        self._references[camera_id] = ref
+        self._references[camera_id] = (path.stat().st_mtime_ns, ref)
         async with transaction(self.sessions) as session:
             await audit.append(session, by, "picture.reference", f"camera:{camera_id}", bytes=len(jpeg))
 

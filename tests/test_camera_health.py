@@ -116,8 +116,12 @@ async def test_picture_checks_on_a_simulated_camera_raise_a_fault_and_clear_it(a
             (fault,) = await list_faults(session, camera_id=cam.id)
         assert (fault.kind, fault.source, fault.status) == ("moved", "automatic", "open")
         assert await _alerts(app[SESSIONS]) == [("picture_check", cam.id)]
-        # Put right (the reference set again from the real view): the fault is repaired.
-        await component.clear_reference(cam.id, "sup1")
+        # Put right (the reference reset, as `controlroom faults reset-reference` does from another
+        # process): the running service notices, the next picture becomes the reference, and the
+        # fault is repaired.
+        other = CameraHealth(app[SESSIONS], None, component.settings, component.reference_dir, snapshot=None)
+        assert await other.clear_reference(cam.id, "cli:root")
+        assert await component.reference_of(cam.id) is None
         await component.picture_tick()
         async with app[SESSIONS]() as session:
             (fault,) = await list_faults(session, camera_id=cam.id)

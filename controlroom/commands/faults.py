@@ -100,8 +100,7 @@ async def cmd_reset_reference(settings: Settings, args: argparse.Namespace) -> i
             cam = await inventory.get_camera(session, args.camera)
         checker = CameraHealth(st.sessions, None, settings.health, settings.data_dir / "picture-references", None)
         existed = await checker.clear_reference(cam.id, cli_actor())
-    print(f"{cam.name}: reference view {'forgotten' if existed else 'was not set'}; the next good picture "
-          "becomes it (a running service picks this up when it restarts)")
+    print(f"{cam.name}: reference view {'forgotten' if existed else 'was not set'}; the next good picture becomes it")
     return 0
 
 
