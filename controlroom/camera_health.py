@@ -269,8 +269,8 @@ async def health_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def health_loop_ctx(app: web.Application) -> AsyncIterator[None]:
     """The health loops (with the recorders): the offline check every ``check_interval_s``;
-    picture checks every ``picture_interval_s`` (0: never), the first a minute after start so
-    the recorders are up. Two tasks, so a long round of pictures never delays the offline check."""
+    picture checks every ``picture_interval_s`` (0: never), the first one interval after start.
+    Two tasks, so a long round of pictures never delays the offline check."""
     settings = app[SETTINGS].health
     component = app[CAMERA_HEALTH]
 
@@ -280,11 +280,13 @@ async def health_loop_ctx(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(settings.check_interval_s)
 
     async def picture_loop() -> None:
-        await asyncio.sleep(min(60.0, settings.picture_interval_s))
+        # First one interval after start: the recorders and cameras are up by then, and a
+        # short-lived service (a test, a CLI check) opens no extra camera sessions.
+        next_at = time.monotonic() + settings.picture_interval_s
         while True:
-            started = time.monotonic()
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            next_at = time.monotonic() + settings.picture_interval_s  # a round's length is part of it
             await run_tick(app, "picture checks", component.picture_tick)
-            await asyncio.sleep(max(0.0, settings.picture_interval_s - (time.monotonic() - started)))
 
     tasks = [asyncio.create_task(offline_loop(), name="camera health: offline")]
     if settings.picture_interval_s > 0:

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from sqlalchemy import select, update
+from ui_stack import wait_for
 
 from cameras.simulator import Simulation
 from controlroom.app import create_app
-from controlroom.camera_health import CAMERA_HEALTH, CameraHealth, run_tick
+from controlroom.camera_health import CAMERA_HEALTH, CameraHealth, health_loop_ctx, run_tick
 from controlroom.context import KEYS, SESSIONS
 from controlroom.settings import HealthSettings
 from storage.alerts import Alert, AlertHub
@@ -130,3 +132,29 @@ async def test_picture_checks_on_a_simulated_camera_raise_a_fault_and_clear_it(a
         # A camera that cannot be reached: the check says so and opens nothing.
     await component.check_camera(cam)
     assert component.checks[cam.id].error.startswith("no snapshot")
+
+
+async def test_the_loops_run_both_ticks_on_their_own_intervals(aiohttp_client, settings):
+    app = create_app(settings.with_overrides(**{"health.check_interval_s": 0.1, "health.picture_interval_s": 0.5,
+                                                "health.offline_after_s": 1}), record=False)
+    await aiohttp_client(app)
+    async with transaction(app[SESSIONS]) as session:
+        cam = Camera(name="Gone", main_url="rtsp://127.0.0.1:1/main", state="offline", state_since_us=now_us() - 5_000_000)
+        session.add(cam)
+    loops = health_loop_ctx(app)
+    await loops.__anext__()
+    try:
+        async def faulted() -> bool:
+            async with app[SESSIONS]() as session:
+                return bool(await list_faults(session, camera_id=cam.id))
+
+        assert await wait_for(faulted, 10)  # the offline loop
+        assert await wait_for(lambda: _checked(app, cam.id), 30)  # the picture loop, after 0.5 s
+        assert app[CAMERA_HEALTH].checks[cam.id].error.startswith("no snapshot")
+    finally:
+        with pytest.raises(StopAsyncIteration):
+            await loops.__anext__()
+
+
+async def _checked(app, cam_id: int) -> bool:
+    return cam_id in app[CAMERA_HEALTH].checks
