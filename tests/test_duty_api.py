@@ -50,6 +50,8 @@ async def test_sign_on_and_off_by_role(client, login):
     for role in ("administrator", "police"):
         headers = await login(client, role)
         assert (await client.post("/api/v1/duty/on", json={}, headers=headers)).status == 403
+        state = await (await client.get("/api/v1/duty", headers=headers)).json()
+        assert state == {"on_duty": False, "session": None, "on_duty_count": None}
     # A supervisor signs on, and signs off an operator who left without doing so.
     await login(client, "operator", "op2")
     op2 = await login(client, "operator", "op2")

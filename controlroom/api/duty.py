@@ -1,6 +1,7 @@
 """Monitoring hours over HTTP: signing on and off duty, the rota, and a week's coverage.
 
-- ``GET /api/v1/duty``: the caller's own duty state and how many are on duty (no names).
+- ``GET /api/v1/duty``: the caller's own duty state and, for those who watch (live_view), how
+  many are on duty (no names).
 - ``POST /api/v1/duty/on`` (``{"note": ...}``) and ``POST /api/v1/duty/off``: sign on / off
   (live_view: operators and supervisors). Signing on twice, or off when not on, is 409.
 - ``POST /api/v1/duty/{username}/off``: a supervisor signs off someone who left without doing so.
@@ -22,7 +23,7 @@ from aiohttp import web
 from pydantic import Field
 
 from controlroom import disclosure
-from controlroom.auth import actor
+from controlroom.auth import actor, current_user
 from controlroom.context import SESSIONS, SETTINGS
 from controlroom.contract import Body, Query, Text, body_of, query_of
 from controlroom.permissions import Disclosure, Permission, requires
@@ -88,9 +89,12 @@ def _intervals(request: web.Request, spans: list[tuple[int, int]]) -> list[dict[
 @routes.get("/api/v1/duty")
 @requires(Permission.AUTHENTICATED)
 async def my_duty(request: web.Request) -> web.Response:
+    watches = Permission.LIVE_VIEW in current_user(request).permissions
     async with request.app[SESSIONS]() as session:
         mine = await duty.current(session, actor(request))
-        count = len(await duty.on_duty(session))
+        # How many watch now is for those who watch: the control room's cover is not the
+        # business of a police account or an administrator.
+        count = len(await duty.on_duty(session)) if watches else None
     return web.json_response({"on_duty": mine is not None,
                               "session": session_json(request, mine) if mine else None,
                               "on_duty_count": count})
