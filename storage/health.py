@@ -23,6 +23,7 @@ with nothing recorded, and why) are listed beside it.
 from __future__ import annotations
 
 import enum
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -341,3 +342,29 @@ async def week_availability(session: AsyncSession, week: str, *, tz_name: str = 
     """Availability of each camera over an ISO week (local time), per local day and in total."""
     return await availability(session, [(s, e) for _, s, e in week_days(week, tz_name)],
                               camera_ids=camera_ids, now=now)
+
+
+@dataclass
+class FaultSummary:
+    """The fault log over a period, for the weekly pack: faults opened in it, repaired in it,
+    still unrepaired at its end, and the median time to repair of those repaired in it."""
+
+    opened: int
+    repaired: int
+    unrepaired_at_end: int
+    by_kind: dict[str, int]  # opened in the period, per kind
+    median_repair_us: int | None
+
+
+async def fault_summary(session: AsyncSession, start_us: int, end_us: int) -> FaultSummary:
+    rows = await list_faults(session, start_us=start_us, end_us=end_us, limit=100_000)
+    opened = [f for f in rows if start_us <= f.opened_at_us < end_us]
+    repaired = sorted(f.time_to_repair_us for f in rows
+                      if f.repaired_at_us is not None and start_us <= f.repaired_at_us < end_us)
+    unrepaired = [f for f in rows if (f.repaired_at_us is None or f.repaired_at_us >= end_us)
+                  and (f.closed_at_us is None or f.closed_at_us >= end_us)]
+    by_kind: dict[str, int] = {}
+    for f in opened:
+        by_kind[f.kind] = by_kind.get(f.kind, 0) + 1
+    return FaultSummary(len(opened), len(repaired), len(unrepaired), by_kind,
+                        int(statistics.median(repaired)) if repaired else None)

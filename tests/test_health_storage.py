@@ -18,6 +18,7 @@ from storage.health import (
     AUTOMATIC,
     CameraFault,
     availability,
+    fault_summary,
     list_faults,
     open_automatic,
     open_fault,
@@ -158,3 +159,23 @@ async def test_availability_stops_at_now_and_counts_an_open_gap(sessions):
         assert a.gaps == [(start + 4 * HOUR_US, now, "no signal")]
         with pytest.raises(Invalid):
             await availability(session, [(start, start)])
+
+
+async def test_fault_summary_of_a_week(sessions):
+    cam, other = await add_cameras(sessions, ["Bridge", "Library"])
+    start, end = week_bounds("2026-W48")
+    async with transaction(sessions) as session:
+        before = await open_fault(session, "sup", cam, "other", at_us=start - 10 * HOUR_US)  # still open in the week
+        a = await open_fault(session, "sup", cam, "dark", at_us=start + HOUR_US)
+        b = await open_fault(session, "sup", other, "dark", at_us=start + 2 * HOUR_US)
+        c = await open_fault(session, "sup", other, "moved", at_us=start + 3 * HOUR_US)
+        await open_fault(session, "sup", other, "moved", at_us=end + HOUR_US)  # the week after
+        await set_status(session, "sup", a.id, "repaired", at_us=start + 5 * HOUR_US)
+        await set_status(session, "sup", b.id, "repaired", at_us=start + 12 * HOUR_US)
+        await set_status(session, "sup", c.id, "repaired", at_us=end + 5 * HOUR_US)  # repaired after the week
+    async with sessions() as session:
+        summary = await fault_summary(session, start, end)
+    assert (summary.opened, summary.repaired, summary.unrepaired_at_end) == (3, 2, 2)
+    assert summary.by_kind == {"dark": 2, "moved": 1}
+    assert summary.median_repair_us == 7 * HOUR_US  # of 4 h and 10 h
+    assert before.id not in (a.id, b.id, c.id)
