@@ -92,3 +92,17 @@ async def test_supervisor_edits_the_rota_and_reports_a_fault(stack, browser):
     await expect(page.locator("#hh-coverage")).to_contain_text("8.0 h")
     assert page.errors == []
     await page.context.close()
+
+
+async def test_an_administrator_lands_on_health_without_duty_or_rota(stack, browser):
+    hashed = accounts.hash_password(PASSWORD)
+    async with transaction(stack.app[SESSIONS]) as session:
+        await accounts.create_user(session, "admin2", "administrator", hashed)
+    page = await signed_in(browser, stack.base_url, "admin2", "")
+    await page.wait_for_url(f"{stack.base_url}/#health")
+    await expect(page.locator("#hh-faults-body tr")).to_have_count(1)  # the supervisor's fault, with its controls
+    await expect(page.locator("#hh-faults-body tr button")).to_have_text("Save")
+    assert await page.locator("#duty").count() == 0  # administrators do not watch
+    assert await page.locator("#hh-rota-form").count() == 0  # nor plan the rota
+    assert page.errors == []
+    await page.context.close()
