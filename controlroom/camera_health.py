@@ -41,7 +41,7 @@ from cameras import picture
 from controlroom.api.live import snapshot_jpeg, source_factory, upstream_stream
 from controlroom.context import ALERTS, LIVE, SESSIONS, SETTINGS, SUPERVISOR
 from controlroom.settings import HealthSettings
-from storage import audit, health
+from storage import Invalid, audit, health
 from storage.alerts import AlertHub, raise_alert
 from storage.db import now_us, transaction
 from storage.models import Camera, CameraKind, CameraState
@@ -140,7 +140,10 @@ class CameraHealth:
 
     async def set_reference(self, camera_id: int, jpeg: bytes, by: str) -> None:
         """Make ``jpeg`` the camera's reference view (written, then audited)."""
-        ref = await asyncio.to_thread(picture.reference, jpeg, self.thresholds)
+        try:
+            ref = await asyncio.to_thread(picture.reference, jpeg, self.thresholds)
+        except picture.PictureError as exc:
+            raise Invalid(f"camera {camera_id}: {exc}") from None
         path = self._reference_path(camera_id)
 
         def write() -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import cv2
+import numpy as np
 from sqlalchemy import select
 
 from controlroom.cli import main as cli
@@ -32,8 +35,6 @@ async def _actions(settings) -> list[tuple[str, str]]:
 
 
 def test_duty_rota_faults_and_availability_from_the_cli(settings, data_dir, capsys, monkeypatch):
-    import asyncio
-
     monkeypatch.delenv("CONTROLROOM_DATABASE_URL", raising=False)
     asyncio.run(_seed(settings))
     assert run(data_dir, "duty", "on", "olive", "--note", "earlies") == 0
@@ -67,6 +68,16 @@ def test_duty_rota_faults_and_availability_from_the_cli(settings, data_dir, caps
     assert run(data_dir, "faults", "list", "--json") == 0
     (fault,) = json.loads(capsys.readouterr().out)
     assert (fault["kind"], fault["status"], fault["contractor_ref"]) == ("covered", "repaired", "JOB-1")
+    # A reference view set by hand from a picture file; a file that is no picture is refused.
+    picture = data_dir / "view.png"
+    rng = np.random.default_rng(1)
+    cv2.imwrite(str(picture), rng.integers(0, 255, (360, 640, 3), dtype=np.uint8))
+    assert run(data_dir, "faults", "set-reference", "Market Street", str(picture)) == 0
+    assert (data_dir / "picture-references" / "1.jpg").read_bytes() == picture.read_bytes()
+    (data_dir / "junk.jpg").write_bytes(b"not a picture")
+    assert run(data_dir, "faults", "set-reference", "Market Street", str(data_dir / "junk.jpg")) == 1
+    assert run(data_dir, "faults", "reset-reference", "Market Street") == 0
+    assert not (data_dir / "picture-references" / "1.jpg").exists()
     assert run(data_dir, "health", "availability", "--week", "2026-W48") == 0
     out = capsys.readouterr().out
     assert "availability, week 2026-W48" in out and "Market Street" in out

@@ -1,4 +1,4 @@
-"""controlroom faults list|open|update|reset-reference and controlroom health availability.
+"""controlroom faults list|open|update|reset-reference|set-reference, controlroom health availability.
 
 The camera fault log and availability from the command line (storage.health); changes are
 audited as ``cli:<os user>``.
@@ -7,6 +7,8 @@ audited as ``cli:<os user>``.
 from __future__ import annotations
 
 import argparse
+import asyncio
+from pathlib import Path
 
 from controlroom.camera_health import CameraHealth
 from controlroom.commands.common import open_store, print_json, print_table
@@ -43,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ref = fs.add_parser("reset-reference", help="forget a camera's reference view (the next good picture replaces it)")
     ref.add_argument("camera", help="id or name")
     ref.set_defaults(func=cmd_reset_reference)
+    setref = fs.add_parser("set-reference", help="make a picture (JPEG or PNG) a camera's reference view")
+    setref.add_argument("camera", help="id or name")
+    setref.add_argument("file", type=Path)
+    setref.set_defaults(func=cmd_set_reference)
 
     h = sub.add_parser("health", help="camera health: availability from the recordings")
     hs = h.add_subparsers(dest="health_command", required=True)
@@ -101,6 +107,17 @@ async def cmd_reset_reference(settings: Settings, args: argparse.Namespace) -> i
         checker = CameraHealth(st.sessions, None, settings.health, settings.data_dir / "picture-references", None)
         existed = await checker.clear_reference(cam.id, cli_actor())
     print(f"{cam.name}: reference view {'forgotten' if existed else 'was not set'}; the next good picture becomes it")
+    return 0
+
+
+async def cmd_set_reference(settings: Settings, args: argparse.Namespace) -> int:
+    data = await asyncio.to_thread(args.file.read_bytes)
+    async with open_store(settings) as st:
+        async with st.sessions() as session:
+            cam = await inventory.get_camera(session, args.camera)
+        checker = CameraHealth(st.sessions, None, settings.health, settings.data_dir / "picture-references", None)
+        await checker.set_reference(cam.id, data, cli_actor())
+    print(f"{cam.name}: reference view set from {args.file}")
     return 0
 
 
