@@ -28,6 +28,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "anpr_live": ([], []),
     "anpr_sim": ([], ["--vehicles", "30"]),
     "incidents": ([], ["--samples", "5"]),
+    "picture": ([], ["--cameras", "2", "--rounds", "2"]),
 }
 
 

@@ -14,12 +14,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from cameras.recorder import Supervisor
-from controlroom import disclosure, metrics, security
+from controlroom import camera_health, disclosure, metrics, security
 from controlroom.anpr_service import anpr_ctx
 from controlroom.api import alerts, cameras, health, live, openapi, playback, session, ui, users
 from controlroom.api import anpr as anpr_routes
 from controlroom.api import audit as audit_routes
+from controlroom.api import duty as duty_routes
 from controlroom.api import evidence as evidence_routes
+from controlroom.api import faults as fault_routes
 from controlroom.api import incidents as incident_routes
 from controlroom.api import onvif as onvif_routes
 from controlroom.auditing import audit_anchor_ctx, audit_writer_ctx
@@ -54,7 +56,7 @@ EMERGENCY_PURGE_MIN_INTERVAL_S = 2.0
 # A failed retention run (database away) is tried again this soon, not a whole sweep later.
 RETENTION_RETRY_S = 30.0
 ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, alerts,
-                 anpr_routes, evidence_routes, incident_routes, openapi]
+                 anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, openapi]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -171,6 +173,7 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app.cleanup_ctx.append(live.live_ctx)
     app.cleanup_ctx.append(alerts.alerts_ctx)
     app.cleanup_ctx.append(playback.playback_ctx)
+    app.cleanup_ctx.append(camera_health.health_ctx)
     if record:
         app.on_shutdown.append(recorders_stopping)  # first: segments are finalised meanwhile
     app.on_shutdown.append(live.on_shutdown)
@@ -183,6 +186,7 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     if record:
         app.cleanup_ctx.append(recorder_ctx)
         app.cleanup_ctx.append(retention_ctx)
+        app.cleanup_ctx.append(camera_health.health_loop_ctx)
         app.cleanup_ctx.append(onvif_routes.onvif_background_ctx)  # after the streams
     if record if anpr is None else anpr:
         app.cleanup_ctx.append(mqtt_ctx)

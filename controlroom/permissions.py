@@ -30,6 +30,9 @@ class Permission(enum.StrEnum):
     ADMIN = "admin"  # inventory, users, settings
     INCIDENTS = "incidents"  # log and update incidents, make bookmarks
     INCIDENT_CLOSE = "incident_close"  # close incidents (then append-only): supervisors
+    ROTA = "rota"  # edit the rota, see who was on duty, sign others off (supervisor)
+    FAULTS = "faults"  # see camera faults, availability and picture checks; report a fault by hand
+    FAULTS_MANAGE = "faults_manage"  # manage faults (contractor, status) and reference views
 
 
 # What each role may do (docs/design/security-model.md says why). Deny by default: a right not
@@ -41,14 +44,16 @@ _EVERYONE = frozenset({Permission.PUBLIC, Permission.AUTHENTICATED})
 _OPERATOR = _EVERYONE | {
     Permission.LIVE_VIEW, Permission.PTZ, Permission.PLAYBACK, Permission.EXPORT, Permission.ANPR_SEARCH,
     Permission.ANPR_ALERTS, Permission.INVENTORY_READ, Permission.INCIDENTS,
+    Permission.FAULTS,
 }
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "administrator": _EVERYONE | {
         Permission.ADMIN, Permission.INVENTORY_READ, Permission.HOTLIST_ADMIN, Permission.AUDIT_READ,
+        Permission.FAULTS, Permission.FAULTS_MANAGE,
     },
     "supervisor": _OPERATOR | {
         Permission.APPROVE, Permission.HOLDS, Permission.AUDIT_READ, Permission.HOTLIST_ADMIN,
-        Permission.INCIDENT_CLOSE,
+        Permission.INCIDENT_CLOSE, Permission.ROTA, Permission.FAULTS_MANAGE,
     },
     "operator": frozenset(_OPERATOR),
     "police": _EVERYONE | {Permission.EVIDENCE_REQUEST},

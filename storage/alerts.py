@@ -1,6 +1,7 @@
 """Alerts for the operators: stored, then fanned out to live subscribers (WebSocket, MQTT).
 
-Kinds: camera_offline, camera_online, clock_off, recording_stopped, disk_floor, anpr_hit, ...
+Kinds: camera_offline, camera_online, clock_off, recording_stopped, disk_floor, anpr_hit,
+camera_fault, picture_check, camera_repaired (controlroom.camera_health), ...
 The hub is in-process; it lives on the app (controlroom.context.ALERTS) and is passed to whatever
 raises alerts. A slow subscriber never blocks the publisher: its oldest alerts are dropped.
 """

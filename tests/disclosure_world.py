@@ -48,6 +48,7 @@ from storage.anpr.reads import NewRead, add_read
 from storage.audit import AuditEntry
 from storage.catalogue import NewSegment, commit_segment
 from storage.db import now_us, transaction
+from storage.health import open_fault
 from storage.inventory import CameraSpec, add_camera
 from storage.onvif import CameraEvent, add_events
 
@@ -93,6 +94,7 @@ class World:
     hit: dict[str, int] = field(default_factory=dict)
     alert: dict[str, int] = field(default_factory=dict)
     event: dict[str, int] = field(default_factory=dict)
+    fault: dict[str, int] = field(default_factory=dict)  # a camera fault of each camera
     request: dict[str, int] = field(default_factory=dict)
     exhibit: dict[str, str] = field(default_factory=dict)
     crime_ref: dict[str, str] = field(default_factory=dict)
@@ -195,6 +197,8 @@ async def _events(w: World) -> None:
                                 topic="tns1:VideoSource/MotionAlarm", source="VideoSourceToken", data={})
             await add_events(session, [event])
             w.event[c] = event.id
+            fault = await open_fault(session, "test", w.cam[c], "other", f"lens cracked on {NAME[c]}")
+            w.fault[c] = fault.id
 
 
 async def _evidence(w: World) -> None:

@@ -56,6 +56,14 @@ NOT_DISCLOSING = {
     "/api/v1/audit/verify": "whether the chain verifies: counts and hashes, not the entries "
                             "(itself audited as audit.verify)",
     "/api/v1/incidents/vocabulary": "the occurrence book's fixed categories, outcomes and who-was-told labels",
+    "/api/v1/duty": "the caller's own duty state and how many are on duty (no names)",
+    "/api/v1/duty/week": "hours of a week staffed and planned, as numbers and intervals: no names",
+    "/api/v1/rota": "the planned weekly coverage windows: times and staff numbers, no names",
+    "/api/v1/faults": "camera faults: which camera, what, when, the contractor's reference; the staff "
+                      "member who reported one is a work record, like an alert's acknowledgement",
+    "/api/v1/health/availability": "each camera's recorded share of a week and its gaps: no footage",
+    "/api/v1/health/pictures": "measures of each camera's last picture check (brightness, sharpness, "
+                               "a verdict): numbers, not the picture",
 }
 REQUEST_TIMEOUT_S = 30
 
@@ -120,6 +128,7 @@ URLS: dict[str, UrlBuilder] = {
         lambda w, c: (f"/api/v1/cameras/{w.cam[c]}/recordings?from={_iso(w.base_us - SEGMENT_US)}"
                       f"&to={_iso(w.base_us + 3 * SEGMENT_US)}"),
     "/api/v1/cameras/{camera}/snapshot.jpg": lambda w, c: f"/api/v1/cameras/{w.cam[c]}/snapshot.jpg?stream=sub",
+    "/api/v1/duty/sessions": lambda w, c: "/api/v1/duty/sessions",
     "/api/v1/evidence/download/{token}": _link,
     "/api/v1/evidence/register": lambda w, c: "/api/v1/evidence/register",
     "/api/v1/evidence/requests": lambda w, c: "/api/v1/evidence/requests",

@@ -53,6 +53,7 @@ NOT_CAMERA_PARAMS = {
     "path": "a static file of the web UI",
     "image": "which image of the read or hit (plate|overview): the read or hit is resolved",
     "decision": "confirm|dismiss of the hit that is resolved",
+    "window": "a window of the control room's rota",
 }
 # Rights whose GET routes without path parameters list or search camera data.
 LIST_RIGHTS = {Permission.LIVE_VIEW, Permission.PLAYBACK, Permission.ANPR_SEARCH, Permission.ANPR_ALERTS,
@@ -125,7 +126,7 @@ def object_url(w: World, method: str, canonical: str, c: str, *, by_name: bool =
         return URLS[canonical](w, c)
     values = {"camera": quote(NAME[c]) if by_name else w.cam[c], "camera_id": w.cam[c], "hit": w.hit[c],
               "read": w.read[c], "alert": w.alert[c], "id": w.request[c], "image": "plate", "decision": "confirm",
-              "incident": w.incident[c], "bookmark": w.bookmark[c]}
+              "fault": w.fault[c], "incident": w.incident[c], "bookmark": w.bookmark[c]}
     url = canonical
     for name in params(canonical):
         assert name in values, f"{method} {canonical}: no object of camera {c} for {{{name}}} (add it here)"

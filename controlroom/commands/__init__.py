@@ -8,7 +8,9 @@ from controlroom.commands import (
     audit,
     db,
     demo,
+    duty,
     export,
+    faults,
     hotlists,
     incidents,
     inventory,
@@ -21,5 +23,5 @@ from controlroom.commands import (
 from controlroom.commands import onvif as onvif_commands
 
 # In the order `controlroom --help` lists them: first what a newcomer runs, then daily work.
-COMMAND_MODULES = [demo, serve, inventory, onvif_commands, recordings, anpr, hotlists, export, incidents, users, tokens,
-                   audit, simulate, db]
+COMMAND_MODULES = [demo, serve, inventory, onvif_commands, recordings, anpr, hotlists, export, incidents, duty, faults,
+                   users, tokens, audit, simulate, db]

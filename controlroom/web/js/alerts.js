@@ -13,6 +13,7 @@ import { showImage } from "./lightbox.js";
 const KIND_TEXT = {
   camera_offline: "Camera offline", camera_online: "Camera back", clock_off: "Clock off",
   recording_stopped: "Recording stopped", disk_floor: "Disk space", anpr_hit: "ANPR hotlist hit",
+  camera_fault: "Camera fault", picture_check: "Picture check", camera_repaired: "Fault repaired",
 };
 const DECISION_TEXT = { confirmed: "Confirmed", dismissed: "Dismissed" };
 

@@ -13,6 +13,8 @@ import { AlertsPanel } from "./alerts.js";
 import { EvidenceView } from "./evidence.js";
 import { AnprView } from "./anpr.js";
 import { IncidentsView } from "./incidents.js";
+import { startDuty } from "./duty.js";
+import { HealthView } from "./health.js";
 import { formatLocal } from "./time.js";
 import { $ } from "./dom.js";
 
@@ -47,8 +49,12 @@ async function boot() {
   // The occurrence book (operators log, supervisors close): incidents.js adds its own buttons.
   const incidents = can.has("incidents") ? new IncidentsView(store, can, { go: (h) => go(h), single, playback }) : null;
   // Police have evidence and nothing to watch: that is their home.
-  const home = !can.has("live_view") && hasEvidence ? "#evidence" : "#grid";
-  window.controlroom = { store, grid, single, playback, alerts, evidence, anpr, incidents }; // for tests and the curious
+  const home = !can.has("live_view") && hasEvidence ? "#evidence" : !can.has("live_view") && (can.has("faults") || can.has("rota")) ? "#health" : "#grid";
+  const duty = startDuty(can); // "On duty / Sign on" in the header (operators and supervisors)
+  const hasHealth = can.has("faults") || can.has("rota");
+  const health = hasHealth ? new HealthView(store, can) : null;
+  $("nav-health").hidden = !hasHealth;
+  window.controlroom = { store, grid, single, playback, alerts, evidence, anpr, incidents, duty, health }; // for tests and the curious
 
   // Site filter and layout buttons.
   const siteSel = $("site-filter");
@@ -63,7 +69,7 @@ async function boot() {
   store.addEventListener("change", fillSites);
   siteSel.addEventListener("change", () => grid.setSite(siteSel.value));
   for (const b of document.querySelectorAll("[data-layout]")) b.addEventListener("click", () => grid.setLayout(Number(b.dataset.layout)));
-  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence", anpr: () => "#anpr" };
+  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence", anpr: () => "#anpr", health: () => "#health" };
   for (const b of document.querySelectorAll("[data-view]")) b.addEventListener("click", () => go(viewHash[b.dataset.view]()));
 
   $("logout").addEventListener("click", async () => {
@@ -73,6 +79,7 @@ async function boot() {
 
   const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback"), evidence: $("view-evidence"), anpr: $("view-anpr") };
   if (incidents) views.incidents = $("view-incidents");
+  if (health) views.health = health.root;
   let current = null;
   function show(name) {
     for (const [k, el] of Object.entries(views)) el.hidden = k !== name;
@@ -82,6 +89,7 @@ async function boot() {
     $("nav-evidence").setAttribute("aria-pressed", String(name === "evidence"));
     $("nav-anpr").setAttribute("aria-pressed", String(name === "anpr"));
     if (incidents) $("nav-incidents").setAttribute("aria-pressed", String(name === "incidents"));
+    $("nav-health").setAttribute("aria-pressed", String(name === "health"));
     current = name;
   }
   function route() {
@@ -91,10 +99,12 @@ async function boot() {
     if (view !== "evidence" && evidence) evidence.close();
     if (view !== "anpr" && anpr) anpr.close();
     if (view !== "incidents" && incidents) incidents.close();
+    if (view !== "health" && health) health.close();
     if (!view) { history.replaceState(null, "", home); route(); return; }
     if (view === "evidence" && evidence) { grid.hide(); show("evidence"); evidence.open(a || ""); }
     else if (view === "anpr" && anpr) { grid.hide(); show("anpr"); anpr.open(a || "reads"); }
     else if (view === "incidents" && incidents) { grid.hide(); show("incidents"); incidents.open(a || ""); }
+    else if (view === "health" && health) { grid.hide(); show("health"); health.open(); }
     else if (view === "camera" && a) { grid.hide(); show("single"); single.open(Number(a)); }
     else if (view === "playback") { grid.hide(); show("playback"); playback.open(a ? Number(a) : store.list[0]?.id, b ? Number(b) : undefined); }
     else { show("grid"); grid.show(); }
@@ -112,6 +122,7 @@ async function boot() {
     const k = ev.key;
     if (k === "e" && evidence) go("#evidence");
     else if (k === "a" && anpr) go("#anpr");
+    else if (k === "h" && health) go("#health");
     else if (k === "g") go("#grid");
     else if (k === "p") go(`#playback/${single.cam?.id ?? store.list[0]?.id ?? ""}`);
     else if (k === "Escape" && current !== "grid") go(home);
