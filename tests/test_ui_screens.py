@@ -18,15 +18,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 import pytest_asyncio
+from sqlalchemy import update
 from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, wait_for
 
 from controlroom.api.playback import find_run
 from controlroom.context import KEYS, SESSIONS
 from storage import inventory
 from storage.db import transaction
-from storage.models import Segment
+from storage.models import Camera, Segment
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
@@ -199,4 +201,82 @@ async def test_timeline_draws_holes_red_and_grows(stack, page, artifacts: Path):
         return await page.evaluate(last_end) > first + 3000
 
     assert await wait_for(grown, 30, 1.0), (first, await page.evaluate(last_end))
+    assert not page.errors
+
+
+async def test_changing_one_tile_reconnects_only_that_tile(stack, page):
+    ids = [stack.camera_id(n) for n in FIXED]
+    await page.goto(f"{stack.base_url}/#grid")
+    await set_grid(page, ids, 4)
+
+    async def all_playing():
+        return await page.eval_on_selector_all("#grid video", "vs => vs.length === 4 && vs.every(v => v.currentTime > 0)")
+
+    assert await wait_for(all_playing, 20)
+    await page.eval_on_selector_all("#grid video", "vs => vs.forEach((v, i) => { v.dataset.kept = String(i); })")
+    before = len(page.sockets)
+    await page.select_option("#grid .tile:nth-child(2) select", str(ids[3]))
+    await page.wait_for_function(f"document.querySelector('#grid .tile:nth-child(2) video')?.dataset.camera === '{ids[3]}'")
+    await asyncio.sleep(1.5)
+    opened = [u for u in page.sockets[before:] if "/live" in u]
+    assert len(opened) == 1 and f"/cameras/{ids[3]}/live" in opened[0], opened
+    kept = await page.eval_on_selector_all("#grid video", "vs => vs.map(v => v.dataset.kept ?? null)")
+    assert kept == ["0", None, "2", "3"], kept
+    await set_grid(page, ids, 4)
+
+
+async def test_disabled_camera_shows_no_live_video(stack, page):
+    cam_id = stack.camera_id(FIXED[2])
+    ids = [stack.camera_id(n) for n in FIXED]
+    await page.goto(f"{stack.base_url}/#grid")
+    await set_grid(page, ids, 4)
+    async with transaction(stack.app[SESSIONS]) as session:
+        await inventory.update_camera(session, cam_id, inventory.CameraUpdate(enabled=False), stack.app[KEYS])
+    try:
+        # The API refuses it, live and snapshot alike.
+        async with aiohttp.ClientSession(stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            resp = await http.post("/api/v1/session", json={"username": OPERATOR, "password": PASSWORD})
+            assert resp.status == 200
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(f"/api/v1/cameras/{cam_id}/live?stream=sub",
+                                      headers={"Origin": stack.base_url})
+            assert refused.value.status == 409
+            snap = await http.get(f"/api/v1/cameras/{cam_id}/snapshot.jpg")
+            assert snap.status == 409 and "disabled" in (await snap.json())["error"]
+        tile = page.locator("#grid .tile").nth(2)
+        await tile.locator(".tile-message", has_text="disabled").wait_for(timeout=10_000)
+        assert await tile.locator("video").count() == 0
+        assert await tile.get_attribute("data-state") == "disabled"
+    finally:
+        async with transaction(stack.app[SESSIONS]) as session:
+            await inventory.update_camera(session, cam_id, inventory.CameraUpdate(enabled=True), stack.app[KEYS])
+    await page.locator("#grid .tile").nth(2).locator("video").wait_for(timeout=10_000)
+
+
+async def test_sixteen_tiles_names_readable_and_messages_plain(stack, page, artifacts: Path):
+    async with transaction(stack.app[SESSIONS]) as session:
+        await session.execute(update(Camera).where(Camera.id == stack.unreachable).values(
+            state="offline", state_since_us=int(time.time() * 1e6), state_reason="no answer"))
+    await page.evaluate("window.controlroom.store.refresh()")
+    slots = [stack.unreachable] + list(stack.cameras.values()) + [None] * 11
+    await page.goto(f"{stack.base_url}/#grid")
+    await set_grid(page, slots, 16)
+    tile = page.locator("#grid .tile").first
+    name = tile.locator(".tile-name")
+    await tile.locator(".badge.offline").wait_for(timeout=10_000)
+    assert await name.get_attribute("title") == LONG_NAME
+    box = await name.bounding_box()
+    badges = await tile.locator(".badges").bounding_box()
+    # Readable: a good part of the name shows, and no badge covers it.
+    assert box["width"] >= 120, box
+    overlap = not (badges["y"] >= box["y"] + box["height"] or badges["x"] >= box["x"] + box["width"]
+                   or badges["x"] + badges["width"] <= box["x"] or badges["y"] + badges["height"] <= box["y"])
+    assert not overlap, (box, badges)
+    # The picture's message speaks the operator's language, not the service's internals.
+    msg = tile.locator(".tile-message")
+    await msg.filter(has_text="No picture").wait_for(timeout=20_000)
+    text = await msg.text_content()
+    assert "camera stream" not in text and "/sub" not in text and "rtsp" not in text, text
+    await page.screenshot(path=str(artifacts / "ui-screens-grid-16.png"))
+    await set_grid(page, [stack.camera_id(n) for n in FIXED], 4)
     assert not page.errors
