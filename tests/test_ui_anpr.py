@@ -341,6 +341,8 @@ async def test_hit_arrives_live_with_its_pictures_and_is_confirmed(stack, page, 
 
     await item.locator(".hit-note-input").fill("Plate matches; vehicle colour matches the PNC record")
     await item.locator("button.hit-confirm").click()
+    # Decided and acknowledged: the hit moves to the Handled section, shown on request (issue 14).
+    await page.locator("#alerts-handled").evaluate("d => { d.open = true; }")
     decision = item.locator(".hit-decision")
     await decision.filter(has_text=f"Confirmed by {OPERATOR} at ").wait_for(timeout=10_000)
     async with app[SESSIONS]() as s:
@@ -362,6 +364,7 @@ async def test_hit_arrives_live_with_its_pictures_and_is_confirmed(stack, page, 
     assert any(e.target == f"alert:{alert.id}" for e in await audit_entries(stack, "alert.ack"))
     await page.screenshot(path=str(artifacts / "ui-anpr-hit-confirmed.png"))
     # The other screen shows the decision without a reload, and offers it no more.
+    await supervisor.locator("#alerts-handled").evaluate("d => { d.open = true; }")
     await other.locator(".hit-decision", has_text=f"Confirmed by {OPERATOR} at ").wait_for(timeout=10_000)
     assert await other.locator("button.hit-confirm").count() == 0
     assert await supervisor.locator("#alerts-count").text_content() == ""

@@ -21,13 +21,21 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 import pytest_asyncio
-from sqlalchemy import update
+from sqlalchemy import select, update
+from test_ui_anpr import BOX, frame_with_plate, jpegs
 from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, wait_for
 
+from anpr.hotlist import parse_entry
+from anpr.live import LiveReading
+from anpr.tracking import Vehicle
+from controlroom.anpr_service import live_options
 from controlroom.api.playback import find_run
-from controlroom.context import KEYS, SESSIONS
+from controlroom.context import ALERTS, KEYS, SESSIONS, SETTINGS
 from storage import inventory
-from storage.db import transaction
+from storage.alerts import Alert, raise_alert
+from storage.anpr.hotlists import add_entries, add_hotlist
+from storage.anpr.images import save_read_images
+from storage.db import now_us, transaction
 from storage.models import Camera, Segment
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
@@ -279,4 +287,95 @@ async def test_sixteen_tiles_names_readable_and_messages_plain(stack, page, arti
     assert "camera stream" not in text and "/sub" not in text and "rtsp" not in text, text
     await page.screenshot(path=str(artifacts / "ui-screens-grid-16.png"))
     await set_grid(page, [stack.camera_id(n) for n in FIXED], 4)
+    assert not page.errors
+
+
+async def test_alerts_compact_by_priority_linked_handled_and_cleared(stack, page, artifacts: Path):
+    """Hits and a camera-offline alert in one panel: one line each (the most urgent hit open),
+    by priority then time, links to live and to playback at the read's time; acknowledged
+    alerts leave the list for the collapsed Handled section; a removed camera's alert goes;
+    an empty panel says so."""
+    app = stack.app
+    async with transaction(app[SESSIONS]) as s:
+        await s.execute(update(Alert).where(Alert.acknowledged_us.is_(None)).values(
+            acknowledged_us=now_us(), acknowledged_by="test"))
+    await page.goto(f"{stack.base_url}/#grid")
+    await page.reload()
+    await page.locator("#alerts-conn", has_text="Live").wait_for(timeout=10_000)
+    await page.locator("#alerts-list .alerts-empty", has_text="No alerts").wait_for(timeout=5000)
+    async with transaction(app[SESSIONS]) as s:
+        anpr_cam = await inventory.add_camera(s, inventory.CameraSpec(
+            name="HB ANPR 1", site="Horns Bridge", kind="anpr", lane="1", direction="westbound", recording=False), app[KEYS])
+        stolen = await add_hotlist(s, "Stolen vehicles", source="PNC", default_priority=1, created_by="test")
+        watch = await add_hotlist(s, "Watch list", source="local", default_priority=3, created_by="test")
+        await add_entries(s, stolen.id, [parse_entry({"vrm": "KM70*", "reason": "Stolen in a burglary",
+                                                      "expires": "2099-12-31"}, stolen)], created_by="test")
+        await add_entries(s, watch.id, [parse_entry({"vrm": "ZZ99*", "reason": "Of interest",
+                                                     "expires": "2099-12-31"}, watch)], created_by="test")
+    await page.evaluate("window.controlroom.store.refresh()")
+    live = LiveReading(app[SESSIONS], app[KEYS], app[ALERTS], app[SETTINGS].anpr_root, live_options(app[SETTINGS]))
+    hits = []
+    for text in ("ZZ99 AAA", "KM70 AAA", "KM70 BBB", "KM70 CCC"):
+        read_us = now_us()
+        plate, ov = save_read_images(app[SETTINGS].anpr_root, read_us, anpr_cam.id, *jpegs(text))
+        stored = await live.store_vehicle(anpr_cam.id, Vehicle(
+            text=text.replace(" ", ""), confidence=0.97, read_us=read_us, commit_frame_us=read_us, box=BOX,
+            char_confidences=[0.97] * 7, raw_text=text, format="uk_current", frames=3, frame=frame_with_plate(text)),
+            plate, ov)
+        hits.append((stored.hits[0], read_us))
+        await asyncio.sleep(0.05)
+    offline_cam = stack.camera_id(FIXED[1])
+    async with transaction(app[SESSIONS]) as s:
+        offline = await raise_alert(s, app[ALERTS], "camera_offline", f"{FIXED[1]}: camera offline (no answer)",
+                                    camera_id=offline_cam)
+    cards = page.locator("#alerts-list > li.alert")
+    await page.wait_for_function("document.querySelectorAll('#alerts-list > li.alert').length === 5")
+    await page.locator(f"#alerts-list li[data-hit='{hits[-1][0]}'] .hit-images img").first.wait_for(timeout=10_000)
+    # By priority (the three priority-1 hits, newest first), then time (the offline alert, then the older priority-3 hit).
+    await page.screenshot(path=str(artifacts / "ui-screens-alerts.png"))
+    order = await cards.evaluate_all("lis => lis.map(li => li.dataset.hit ? 'hit' + li.dataset.hit : li.dataset.kind)")
+    assert order == [f"hit{hits[3][0]}", f"hit{hits[2][0]}", f"hit{hits[1][0]}", "camera_offline", f"hit{hits[0][0]}"], order
+    # The most urgent is open; the others are one line, so the offline alert is in sight.
+    heights = await cards.evaluate_all("lis => lis.map(li => li.getBoundingClientRect().height)")
+    assert all(h <= 80 for h in heights[1:]), heights
+    offline_card = page.locator(f"#alerts-list > li.alert[data-id='{offline.id}']")
+    box = await offline_card.bounding_box()
+    assert box["y"] + box["height"] <= 900, box
+    # A hit links to the camera live and to playback at the read's time.
+    top = cards.first
+    assert await top.locator("a.alert-live").get_attribute("href") == f"#camera/{anpr_cam.id}"
+    assert await top.locator("a.alert-playback").get_attribute("href") == f"#playback/{anpr_cam.id}/{hits[3][1] // 1000}"
+    # A closed card opens on a click, with its pictures.
+    second = cards.nth(1)
+    await second.locator(".alert-top").click()
+    await second.locator(".hit-images img").first.wait_for(timeout=5000)
+    assert await second.locator("button.hit-confirm").is_visible()
+    # Acknowledged: out of the list, into the collapsed Handled section.
+    await offline_card.locator("button", has_text="Acknowledge").click()
+    await offline_card.wait_for(state="detached", timeout=5000)
+    handled = page.locator(f"#alerts-handled li.alert[data-id='{offline.id}']")
+    await handled.wait_for(state="attached", timeout=5000)
+    assert not await handled.is_visible()
+    # An alert of a camera since removed is cleared.
+    async with transaction(app[SESSIONS]) as s:
+        gone = await inventory.add_camera(s, inventory.CameraSpec(name="Temporary 99", main_url="rtsp://127.0.0.1:9/x",
+                                                                 recording=False), app[KEYS])
+        gone_alert = await raise_alert(s, app[ALERTS], "camera_offline", "Temporary 99: camera offline", camera_id=gone.id)
+    await page.evaluate("window.controlroom.store.refresh()")
+    gone_card = page.locator(f"#alerts-list li.alert[data-id='{gone_alert.id}']")
+    await gone_card.wait_for(timeout=5000)
+    async with transaction(app[SESSIONS]) as s:
+        await inventory.remove_camera(s, gone.id)
+    await page.evaluate("window.controlroom.store.refresh()")
+    await gone_card.wait_for(state="detached", timeout=5000)
+    # Everything acknowledged: the panel says there is nothing.
+    async with aiohttp.ClientSession(stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        resp = await http.post("/api/v1/session", json={"username": OPERATOR, "password": PASSWORD})
+        headers = {"X-CSRF-Token": (await resp.json())["csrf_token"]}
+        async with app[SESSIONS]() as s:
+            ids = (await s.execute(select(Alert.id).where(Alert.acknowledged_us.is_(None)))).scalars().all()
+        for alert_id in ids:
+            assert (await http.post(f"/api/v1/alerts/{alert_id}/ack", json={}, headers=headers)).status == 200
+    await page.locator("#alerts-list .alerts-empty", has_text="No alerts").wait_for(timeout=5000)
+    assert await page.text_content("#alerts-count") == ""
     assert not page.errors

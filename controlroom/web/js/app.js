@@ -33,7 +33,7 @@ async function boot() {
     // Keeping the system and watching people are separate duties (docs/design/security-model.md).
     grid.forbidden = `Your role (${role}) has no live-view right. Sign in with an operator's account to watch cameras.`;
   }
-  const alerts = new AlertsPanel($("alerts-list"), $("alerts-count"), $("alerts-conn"), { can });
+  const alerts = new AlertsPanel($("alerts-list"), $("alerts-count"), $("alerts-conn"), { can, store: can.has("inventory_read") ? store : null });
   if (can.has("live_view")) alerts.start(); else $("alerts").hidden = true; // alerts are for those who watch
   const hasEvidence = ["evidence_request", "export", "approve"].some((p) => can.has(p));
   const evidence = hasEvidence ? new EvidenceView(me.user, can) : null;
