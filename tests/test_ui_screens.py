@@ -42,13 +42,14 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
 LONDON = ZoneInfo("Europe/London")
 FIXED = ["Town Centre 01", "Queens Park 01", "Town Centre 02", "Queens Park 02"]
+PTZ_CAM = "PTZ Market Square 01"
 LONG_NAME = "Horns Bridge roundabout north approach 03"
 EN_GB = re.compile(r"^\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2}(\.\d{3})? [+-]\d{2}:\d{2}$")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory):
-    async with running_stack(tmp_path_factory.mktemp("ui-screens"), cameras=4, live=0, ptz=0,
+    async with running_stack(tmp_path_factory.mktemp("ui-screens"), cameras=4, live=0, ptz=1, onvif=True,
                              **{"recording.segment_s": 2}) as st:
         async with transaction(st.app[SESSIONS]) as session:
             # A camera nobody can reach (offline, with a long name) for the grid's messages.
@@ -378,4 +379,54 @@ async def test_alerts_compact_by_priority_linked_handled_and_cleared(stack, page
             assert (await http.post(f"/api/v1/alerts/{alert_id}/ack", json={}, headers=headers)).status == 200
     await page.locator("#alerts-list .alerts-empty", has_text="No alerts").wait_for(timeout=5000)
     assert await page.text_content("#alerts-count") == ""
+    assert not page.errors
+
+
+async def test_ptz_presets_home_and_speed_from_the_browser(stack, page, artifacts: Path):
+    """'No presets stored' stays true after a move; a preset is saved, home and the speed are
+    set from the single view (the API had them; the screen did not)."""
+    cam_id = stack.camera_id(PTZ_CAM)
+    await stack.sim.set_ptz(PTZ_CAM, 0.0, 0.0, 0.0)
+    await page.goto(f"{stack.base_url}/#camera/{cam_id}")
+    await page.wait_for_selector("#ptz:not([hidden])")
+    empty = page.get_by_text("No presets stored on this camera.")
+    await empty.wait_for(timeout=10_000)
+    right = page.locator("[data-ptz='right']")
+    await page.select_option("#ptz-speed", label="Fast")
+    async with page.expect_request(lambda r: r.url.endswith("/ptz/move")) as sent:
+        await right.hover()
+        await page.mouse.down()
+    assert (await sent.value).post_data_json["pan"] == 1.0
+    await asyncio.sleep(0.6)
+    await page.mouse.up()
+    await page.wait_for_function("!window.controlroom.single.moving")
+    await asyncio.sleep(0.5)
+    moved = await stack.sim.get_ptz(PTZ_CAM)
+    assert moved[0] > 0.1, moved
+    assert await empty.is_visible(), "the move cleared 'No presets stored'"
+    # Save this position as a preset: it is listed, and the camera has it.
+    await page.fill("#ptz-save-name", "Market cross")
+    await page.click("#ptz-save-go")
+    preset = page.locator("#ptz-presets button", has_text="Market cross")
+    await preset.wait_for(timeout=10_000)
+    assert not await empty.is_visible()
+    # Home: back to the camera's home position (0, 0, 0 in the simulator).
+    await page.click("#ptz-home")
+
+    async def at_home():
+        pan, tilt, zoom = await stack.sim.get_ptz(PTZ_CAM)
+        return abs(pan) < 0.02 and abs(tilt) < 0.02 and abs(zoom) < 0.02
+
+    assert await wait_for(at_home, 10), await stack.sim.get_ptz(PTZ_CAM)
+    await page.locator("#ptz-status", has_text="home").wait_for(timeout=5000)
+    # The preset takes it back where it was saved.
+    await preset.click()
+
+    async def at_preset():
+        pan = (await stack.sim.get_ptz(PTZ_CAM))[0]
+        return abs(pan - moved[0]) < 0.03
+
+    assert await wait_for(at_preset, 10), (await stack.sim.get_ptz(PTZ_CAM), moved)
+    await page.select_option("#ptz-speed", label="Normal")
+    await page.screenshot(path=str(artifacts / "ui-screens-ptz.png"))
     assert not page.errors
