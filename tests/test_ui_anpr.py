@@ -277,7 +277,10 @@ async def test_hotlists_for_a_supervisor(stack, supervisor, artifacts: Path):
     await page.locator("#hl-entries-body tr", has_text="GH78IJK").wait_for(timeout=10_000)
     cells = await page.locator("#hl-entries-body tr", has_text="GH78IJK").locator("td").all_text_contents()
     assert cells[:4] == ["GH78IJK", "Seen at a burglary", "Local intelligence", "2"]
-    assert cells[4:6] == ["01/02/2099 00:00:00 +00:00", SUPERVISOR]  # the end of that London day
+    # Live to the end of that London day, shown as the day typed (issue 14), the instant in its title.
+    assert cells[4:6] == ["31/01/2099", SUPERVISOR]
+    expiry_cell = page.locator("#hl-entries-body tr", has_text="GH78IJK").locator("td").nth(4)
+    assert await expiry_cell.get_attribute("title") == "Live until 01/02/2099 00:00:00 +00:00"
     # A file with a bad line: nothing imported, and each bad line named.
     bad = b"vrm,reason,expires\nEF56*,series,2099-01-01\nBAD%,x,2099-01-01\n"
     await page.set_input_files("#hl-import-file", files=[{"name": "bad.csv", "mimeType": "text/csv", "buffer": bad}])

@@ -31,7 +31,7 @@ from anpr.tracking import Vehicle
 from controlroom.anpr_service import live_options
 from controlroom.api.playback import find_run
 from controlroom.context import ALERTS, KEYS, SESSIONS, SETTINGS
-from storage import inventory
+from storage import accounts, audit, inventory
 from storage.alerts import Alert, raise_alert
 from storage.anpr.hotlists import add_entries, add_hotlist
 from storage.anpr.images import save_read_images
@@ -43,6 +43,7 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 LONDON = ZoneInfo("Europe/London")
 FIXED = ["Town Centre 01", "Queens Park 01", "Town Centre 02", "Queens Park 02"]
 PTZ_CAM = "PTZ Market Square 01"
+SUPERVISOR, ADMIN = "sup1", "admin2"
 LONG_NAME = "Horns Bridge roundabout north approach 03"
 EN_GB = re.compile(r"^\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2}(\.\d{3})? [+-]\d{2}:\d{2}$")
 
@@ -57,6 +58,10 @@ async def stack(tmp_path_factory):
                 name=LONG_NAME, site="Horns Bridge", main_url="rtsp://127.0.0.1:9/none",
                 sub_url="rtsp://127.0.0.1:9/none-sub", recording=False), st.app[KEYS])
             st.unreachable = cam.id
+            hashed = await asyncio.to_thread(accounts.hash_password, PASSWORD)
+            for name, role in ((SUPERVISOR, "supervisor"), (ADMIN, "administrator")):
+                await accounts.create_user(session, name, role, hashed)
+                await audit.append(session, "test", "user.add", f"user:{name}", role=role)
         yield st
 
 
@@ -82,6 +87,21 @@ async def page(browser, stack):
     await pg.wait_for_selector("#grid .tile")
     yield pg
     await context.close()
+
+
+async def signed_in_as(browser, stack, username: str, where: str):
+    """A page of its own context (1600x900, en-GB, London), signed in and sent to ``where``."""
+    context = await browser.new_context(viewport={"width": 1600, "height": 900}, locale="en-GB",
+                                        timezone_id="Europe/London")
+    pg = await context.new_page()
+    pg.errors = []
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    await pg.goto(f"{stack.base_url}/login?next={where.replace('#', '%2F%23')}")
+    await pg.fill("#username", username)
+    await pg.fill("#password", PASSWORD)
+    await pg.click("#login-button")
+    await pg.wait_for_url(f"{stack.base_url}/{where}")
+    return pg
 
 
 def hhmmss(ms: int) -> str:
@@ -430,3 +450,55 @@ async def test_ptz_presets_home_and_speed_from_the_browser(stack, page, artifact
     await page.select_option("#ptz-speed", label="Normal")
     await page.screenshot(path=str(artifacts / "ui-screens-ptz.png"))
     assert not page.errors
+
+
+async def test_hotlists_expiry_required_en_gb_remove_visible_csv_errors_at_once(stack, browser, artifacts: Path):
+    page = await signed_in_as(browser, stack, SUPERVISOR, "#anpr/hotlists")
+    try:
+        await page.wait_for_selector("#an-part-hotlists:not([hidden])")
+        await page.fill("#hl-new-name", "Screens list")
+        await page.fill("#hl-new-source", "PNC")
+        await page.click("#hl-new-go")
+        await page.wait_for_selector("#hl-detail:not([hidden])")
+        # Expires is required, and says so before anything is sent.
+        assert await page.get_attribute("#hl-entry-expires", "aria-required") == "true"
+        assert "required" in (await page.text_content("label[for='hl-entry-expires']")).lower()
+        await page.fill("#hl-entry-vrm", "AB12CDE")
+        await page.fill("#hl-entry-reason", "Stolen vehicle with a long reason to fill the column of the table")
+        await page.click("#hl-entry-go")
+        await page.locator("#hl-entry-error", has_text="Expires is required").wait_for(timeout=5000)
+        # The date is typed and shown the British way: the last day the entry is live.
+        await page.fill("#hl-entry-expires", "31/12/2099")
+        await page.click("#hl-entry-go")
+        row = page.locator("#hl-entries-body tr", has_text="AB12CDE")
+        await row.wait_for(timeout=10_000)
+        cells = await row.locator("td").all_text_contents()
+        assert cells[4] == "31/12/2099", cells
+        # Remove is on screen, not under the alerts panel or cut off.
+        remove = row.locator("button", has_text="Remove")
+        box = await remove.bounding_box()
+        hit = await page.evaluate(
+            "([x, y]) => document.elementFromPoint(x, y)?.closest('button')?.textContent",
+            [box["x"] + box["width"] - 3, box["y"] + box["height"] / 2])
+        if hit != "Remove":
+            await page.screenshot(path=str(artifacts / "ui-screens-hotlists-clipped.png"))
+        assert hit == "Remove", (hit, box)
+        # A CSV file with several bad lines: every error of every line, with its line number.
+        csv_text = ("vrm,reason,expires,priority\n"
+                    "GH78IJK,Fine,2099-12-31,2\n"
+                    ",No registration,2099-12-31,2\n"
+                    "LM90NOP,Two problems,2001-01-01,nine\n"
+                    "QR12STU,,2099-12-31,3\n")
+        await page.set_input_files("#hl-import-file", files=[{"name": "bad.csv", "mimeType": "text/csv",
+                                                              "buffer": csv_text.encode()}])
+        await page.click("#hl-import-go")
+        error = page.locator("#hl-import-error")
+        await error.filter(has_text="Nothing imported").wait_for(timeout=10_000)
+        text = await error.text_content()
+        assert "3 bad line(s)" in text, text
+        for needle in ("line 3:", "line 4:", "line 5:", "vrm is required", "nine", "past", "reason"):
+            assert needle in text, (needle, text)
+        await page.screenshot(path=str(artifacts / "ui-screens-hotlists.png"))
+        assert not page.errors
+    finally:
+        await page.context.close()

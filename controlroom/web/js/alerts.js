@@ -17,13 +17,13 @@ import { showImage } from "./lightbox.js";
 
 const KIND_TEXT = {
   camera_offline: "Camera offline", camera_online: "Camera back", clock_off: "Clock off",
-  recording_stopped: "Recording stopped", disk_floor: "Disk space", anpr_hit: "ANPR hotlist hit",
+  recording_stopped: "Recording stopped", recording_resumed: "Recording resumed", disk_floor: "Disk space", anpr_hit: "ANPR hotlist hit",
 };
 const DECISION_TEXT = { confirmed: "Confirmed", dismissed: "Dismissed" };
 
 const isHit = (a) => a.kind === "anpr_hit" && a.data && a.data.hit_id != null;
 // 1 is the most urgent: a hit has its hotlist entry's priority; other alerts one by kind.
-const KIND_PRIORITY = { disk_floor: 2, recording_stopped: 2, camera_offline: 3, clock_off: 4, camera_online: 5 };
+const KIND_PRIORITY = { disk_floor: 2, recording_stopped: 2, camera_offline: 3, clock_off: 4, camera_online: 5, recording_resumed: 5 };
 export const priorityOf = (a) => (isHit(a) ? Number(a.data.priority) || 3 : KIND_PRIORITY[a.kind] ?? 3);
 const HANDLED_KEPT = 30; // the newest handled alerts kept in their section
 
