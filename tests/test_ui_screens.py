@@ -36,6 +36,8 @@ from storage.alerts import Alert, raise_alert
 from storage.anpr.hotlists import add_entries, add_hotlist
 from storage.anpr.images import save_read_images
 from storage.db import now_us, transaction
+from storage.evidence import get_request
+from storage.holds import Hold
 from storage.models import Camera, Segment
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
@@ -43,7 +45,7 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 LONDON = ZoneInfo("Europe/London")
 FIXED = ["Town Centre 01", "Queens Park 01", "Town Centre 02", "Queens Park 02"]
 PTZ_CAM = "PTZ Market Square 01"
-SUPERVISOR, ADMIN = "sup1", "admin2"
+SUPERVISOR, ADMIN, POLICE = "sup1", "admin2", "pc4521"
 LONG_NAME = "Horns Bridge roundabout north approach 03"
 EN_GB = re.compile(r"^\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2}(\.\d{3})? [+-]\d{2}:\d{2}$")
 
@@ -59,7 +61,7 @@ async def stack(tmp_path_factory):
                 sub_url="rtsp://127.0.0.1:9/none-sub", recording=False), st.app[KEYS])
             st.unreachable = cam.id
             hashed = await asyncio.to_thread(accounts.hash_password, PASSWORD)
-            for name, role in ((SUPERVISOR, "supervisor"), (ADMIN, "administrator")):
+            for name, role in ((SUPERVISOR, "supervisor"), (ADMIN, "administrator"), (POLICE, "police")):
                 await accounts.create_user(session, name, role, hashed)
                 await audit.append(session, "test", "user.add", f"user:{name}", role=role)
         yield st
@@ -502,3 +504,80 @@ async def test_hotlists_expiry_required_en_gb_remove_visible_csv_errors_at_once(
         assert not page.errors
     finally:
         await page.context.close()
+
+
+async def test_police_form_errors_at_once_draft_kept_preview_and_refusal_releases(stack, browser, artifacts: Path):
+    police = await signed_in_as(browser, stack, POLICE, "#evidence/new")
+    supervisor = None
+    try:
+        await police.wait_for_selector("#ev-form:not([hidden])")
+        labels = {f: await police.text_content(f"label[for='ev-{f}']") for f in
+                  ("officer_name", "collar_number", "force", "crime_reference", "offence", "necessity",
+                   "lawful_basis", "authorised_by")}
+        assert all("(required)" in t for t in labels.values()), labels
+        # Everything wrong at once, in the form's own words.
+        await police.fill("#ev-lawful_basis", "")
+        await police.click("#ev-submit")
+        error = police.locator("#ev-form-error")
+        await error.filter(has_text="Not submitted").wait_for(timeout=5000)
+        text = await error.text_content()
+        for needle in ("Officer name is required", "Crime reference is required", "Authorised by is required",
+                       "Lawful basis is required", "Window 1: choose a camera", "Window 1: From is required",
+                       "Window 1: To is required"):
+            assert needle in text, (needle, text)
+        assert "crime_reference" not in text and "missing or empty" not in text, text
+        # A draft survives a reload (and so an expired session's sign-in).
+        cam_id = stack.camera_id(FIXED[0])
+        assert await wait_for(lambda: recorded_since(stack, cam_id, 45), 90, 1.0)
+        start = datetime.now(LONDON).replace(microsecond=0) - timedelta(seconds=40)
+        values = {"officer_name": "PC Jane Smith", "collar_number": "4521", "force": "Test Constabulary",
+                  "crime_reference": "CR/55/26", "offence": "Theft", "necessity": "Shows the theft",
+                  "lawful_basis": "DPA 2018 Schedule 2 Part 1 paragraph 2", "authorised_by": "Insp Jones"}
+        for f, v in values.items():
+            await police.fill(f"#ev-{f}", v)
+        await police.wait_for_function("document.querySelector('#ev-w1-camera').options.length > 1")
+        await police.select_option("#ev-w1-camera", str(cam_id))
+        await police.fill("#ev-w1-from", start.strftime("%d/%m/%Y %H:%M:%S"))
+        await police.fill("#ev-w1-to", (start + timedelta(seconds=20)).strftime("%d/%m/%Y %H:%M:%S"))
+        await police.reload()
+        await police.wait_for_selector("#ev-form:not([hidden])")
+        await police.wait_for_function(f"document.querySelector('#ev-w1-camera').value === '{cam_id}'")
+        for f, v in values.items():
+            assert await police.input_value(f"#ev-{f}") == v, f
+        assert await police.input_value("#ev-w1-from") == start.strftime("%d/%m/%Y %H:%M:%S")
+        # A camera the API does not know (gone since the list was read): said plainly.
+        await police.evaluate("""() => { const s = document.getElementById('ev-w1-camera');
+            const o = document.createElement('option'); o.value = '999'; o.textContent = 'Gone'; s.append(o); s.value = '999'; }""")
+        await police.click("#ev-submit")
+        await error.filter(has_text="Window 1: camera 999 does not exist").wait_for(timeout=5000)
+        await police.select_option("#ev-w1-camera", str(cam_id))
+        await police.click("#ev-submit")
+        await police.wait_for_url(re.compile(r".*#evidence/\d+$"), timeout=10_000)
+        rid = int(police.url.rsplit("/", 1)[1])
+        # Submitted: nothing typed stays in the browser.
+        assert await police.evaluate("Object.keys(localStorage).filter(k => k.startsWith('controlroom.evidence.draft'))") == []
+        assert await police.input_value("#ev-crime_reference") == ""
+        # The supervisor previews each window's footage before deciding, then refuses.
+        supervisor = await signed_in_as(browser, stack, SUPERVISOR, f"#evidence/{rid}")
+        preview = supervisor.locator("#ev-detail a.ev-preview")
+        await preview.first.wait_for(timeout=10_000)
+        from_ms = int(start.timestamp() * 1000)
+        assert await preview.first.get_attribute("href") == f"#playback/{cam_id}/{from_ms}"
+        await preview.first.click()
+        await supervisor.wait_for_selector("#view-playback:not([hidden])")
+        assert await wait_for(lambda: positioned(supervisor), 20)
+        assert await supervisor.input_value("#pb-camera") == str(cam_id)
+        await supervisor.go_back()
+        await supervisor.locator("#ev-decision-reason").fill("Not necessary: the offence is not shown")
+        await supervisor.click("#ev-refuse")
+        await supervisor.locator("#ev-detail .ev-state", has_text="Refused").wait_for(timeout=10_000)
+        async with stack.app[SESSIONS]() as session:
+            req = await get_request(session, rid)
+            hold = await session.get(Hold, req.hold_id)
+        assert req.state == "refused" and hold.released_us is not None, (req.state, hold.released_us)
+        await supervisor.screenshot(path=str(artifacts / "ui-screens-evidence-refused.png"))
+        assert not police.errors and not supervisor.errors
+    finally:
+        await police.context.close()
+        if supervisor:
+            await supervisor.context.close()

@@ -64,6 +64,8 @@ async function boot() {
   for (const b of document.querySelectorAll("[data-view]")) b.addEventListener("click", () => go(viewHash[b.dataset.view]()));
 
   $("logout").addEventListener("click", async () => {
+    // Signing out leaves no personal data behind: drafts of evidence requests go (evidence.js).
+    for (const k of Object.keys(localStorage)) if (k.startsWith("controlroom.evidence.draft")) localStorage.removeItem(k);
     try { await api("/api/v1/session", { method: "DELETE" }); } catch (e) { /* signed out anyway */ }
     setCsrfToken(""); location.assign("/login");
   });
