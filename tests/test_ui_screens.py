@@ -102,7 +102,7 @@ async def signed_in_as(browser, stack, username: str, where: str):
     await pg.fill("#username", username)
     await pg.fill("#password", PASSWORD)
     await pg.click("#login-button")
-    await pg.wait_for_url(f"{stack.base_url}/{where}")
+    await pg.wait_for_url(f"{stack.base_url}/{where}" if where else re.compile(re.escape(stack.base_url) + r"/(#.*)?$"))
     return pg
 
 
@@ -581,3 +581,117 @@ async def test_police_form_errors_at_once_draft_kept_preview_and_refusal_release
         await police.context.close()
         if supervisor:
             await supervisor.context.close()
+
+
+HEADER_ON_ONE_LINE = """() => { const h = document.querySelector('header.topbar');
+  const kids = [...h.children].filter((c) => !c.hidden && c.getBoundingClientRect().width > 0);
+  const box = h.getBoundingClientRect();
+  // Out of the bar, or wrapped: an inline element on two lines has two boxes, a button grows taller.
+  const items = [...kids, ...h.querySelectorAll('button, span, time, label, select, h1')].filter((c) => c.getClientRects().length);
+  const bad = items.filter((c) => { const r = c.getBoundingClientRect();
+    return r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5 || r.right > box.right + 0.5
+      || c.getClientRects().length > 1 || (c.tagName !== 'DIV' && c.tagName !== 'NAV' && r.height > 42); });
+  return { overflow: h.scrollWidth - h.clientWidth, bad: bad.map((c) => c.id || c.className) }; }"""
+
+
+async def test_keyboard_shortcuts_focus_header_and_evidence_list(stack, page, browser, artifacts: Path):
+    ids = [stack.camera_id(n) for n in FIXED]
+    await page.goto(f"{stack.base_url}/#grid")
+    await set_grid(page, ids, 4)
+    await page.locator("#grid .tile").nth(1).focus()
+    # A, then G: the view changes; nothing is typed into the registration field.
+    await page.keyboard.press("a")
+    await page.wait_for_selector("#view-anpr:not([hidden])")
+    await page.keyboard.press("g")
+    await page.wait_for_selector("#view-grid:not([hidden])")
+    assert await page.input_value("#an-vrm") == ""
+    # Typing in a field is typing; Esc leaves the field, then the shortcuts work again.
+    await page.keyboard.press("a")
+    await page.wait_for_selector("#view-anpr:not([hidden])")
+    await page.click("#an-vrm")
+    await page.keyboard.type("gp12")
+    assert await page.input_value("#an-vrm") == "gp12"
+    assert await page.is_visible("#view-anpr")
+    await page.keyboard.press("Escape")
+    assert await page.evaluate("document.activeElement.id") != "an-vrm"
+    assert await page.is_visible("#view-anpr")
+    await page.keyboard.press("g")
+    await page.wait_for_selector("#view-grid:not([hidden])")
+    # Esc from a camera brings focus back to its tile.
+    tile = page.locator("#grid .tile").nth(2)
+    await tile.focus()
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("#view-single:not([hidden])")
+    await page.keyboard.press("Escape")
+    await page.wait_for_selector("#view-grid:not([hidden])")
+    assert await page.evaluate("document.activeElement?.dataset?.index") == "2"
+    # The header stays on one line at 1600 px, for the operator and the supervisor.
+    state = await page.evaluate(HEADER_ON_ONE_LINE)
+    assert state == {"overflow": 0, "bad": []}, state
+    async with aiohttp.ClientSession(stack.base_url, cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        resp = await http.post("/api/v1/session", json={"username": OPERATOR, "password": PASSWORD})
+        headers = {"X-CSRF-Token": (await resp.json())["csrf_token"]}
+        start = datetime.now(LONDON).replace(microsecond=0) - timedelta(minutes=5)
+        body = {"officer_name": "PC Kay Long-Surname-Smith", "collar_number": "1234", "force": "Test Constabulary",
+                "crime_reference": "CR/2026/000123/ABC", "offence": "Criminal damage", "necessity": "Shows it",
+                "lawful_basis": "DPA 2018 Schedule 2 Part 1 paragraph 2", "authorised_by": "Insp Jones",
+                "windows": [{"camera": cam, "from": start.isoformat(), "to": (start + timedelta(seconds=10)).isoformat()}
+                            for cam in ids]}
+        resp = await http.post("/api/v1/evidence/requests", json=body, headers=headers)
+        assert resp.status in (200, 201), await resp.text()
+    supervisor = await signed_in_as(browser, stack, SUPERVISOR, "#evidence")
+    try:
+        await supervisor.locator("#ev-list-body tr").first.wait_for(timeout=10_000)
+        state = await supervisor.evaluate(HEADER_ON_ONE_LINE)
+        assert state == {"overflow": 0, "bad": []}, state
+        await supervisor.goto(f"{stack.base_url}/#grid")
+        await supervisor.wait_for_selector("#view-grid:not([hidden])")
+        state = await supervisor.evaluate(HEADER_ON_ONE_LINE)
+        assert state == {"overflow": 0, "bad": []}, state
+        # The evidence list's columns are all there, none cut off.
+        await supervisor.goto(f"{stack.base_url}/#evidence")
+        await supervisor.locator("#ev-list-body tr").first.wait_for(timeout=10_000)
+        clipped = await supervisor.evaluate("""() => { const wrap = document.querySelector('.ev-list-wrap');
+            const cells = [...document.querySelectorAll('.ev-list-wrap th, .ev-list-wrap td')];
+            return { over: wrap.scrollWidth - wrap.clientWidth,
+                     cells: cells.filter((c) => c.scrollWidth > c.clientWidth + 1).map((c) => c.textContent) }; }""")
+        await supervisor.screenshot(path=str(artifacts / "ui-screens-evidence-list.png"))
+        assert clipped == {"over": 0, "cells": []}, clipped
+    finally:
+        await supervisor.context.close()
+    assert not page.errors
+
+
+async def test_administrator_sees_no_live_view_controls(stack, browser, artifacts: Path):
+    admin = await signed_in_as(browser, stack, ADMIN, "")
+    try:
+        await admin.wait_for_selector("#view-anpr:not([hidden])", timeout=10_000)
+        for sel in ("#nav-grid", "#nav-playback", "#grid-controls", "#site-filter", "[data-layout='4']", "#alerts",
+                    "#view-grid", "#ptz"):
+            assert not await admin.is_visible(sel), sel
+        await admin.keyboard.press("g")
+        await admin.keyboard.press("p")
+        await asyncio.sleep(0.3)
+        assert await admin.is_visible("#view-anpr") and not await admin.is_visible("#view-grid")
+        assert not await admin.is_visible("#view-playback")
+        state = await admin.evaluate(HEADER_ON_ONE_LINE)
+        assert state == {"overflow": 0, "bad": []}, state
+        await admin.screenshot(path=str(artifacts / "ui-screens-administrator.png"))
+        assert not admin.errors
+    finally:
+        await admin.context.close()
+
+
+async def test_question_mark_shows_the_shortcuts_of_the_role(stack, page):
+    await page.goto(f"{stack.base_url}/#grid")
+    await page.locator("#grid .tile").first.focus()
+    await page.keyboard.press("?")
+    help_box = page.locator("#shortcut-help")
+    await help_box.wait_for(timeout=5000)
+    text = await help_box.inner_text()
+    assert "Keyboard shortcuts" in text and "Live grid" in text and "Playback speed" in text, text
+    assert "Evidence requests" in text  # operators submit for officers
+    await page.keyboard.press("Escape")
+    await help_box.wait_for(state="hidden", timeout=5000)
+    assert await page.is_visible("#view-grid")  # the Esc closed the help, not the view
+    assert await page.evaluate("document.activeElement?.classList.contains('tile')")

@@ -82,7 +82,9 @@ export class AnprView {
       $(`an-tab-${t}`).setAttribute("aria-pressed", String(t === tab));
     }
     if (tab === "hotlists") this.loadHotlists();
-    else $(tab === "reads" ? "an-vrm" : "an-j-from-site").focus();
+    // Focus on the tab, not in a field: after A, the view shortcuts (G, P, E) still work and
+    // type nothing into the registration; Tab reaches the form.
+    $(`an-tab-${tab}`).focus();
   }
 
   close() {}

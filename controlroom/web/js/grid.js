@@ -53,6 +53,12 @@ export class Grid {
     this.el.className = `grid n${n}`;
     for (let i = 0; i < n; i++) this.tiles.push(this.makeTile(i, arr.slots[i]));
     this.el.replaceChildren(...this.tiles.map((t) => t.el));
+    // Back from a camera (Esc): focus returns to its tile, not to the page.
+    if (this.focusAfter != null) {
+      const back = this.tiles.find((t) => t.cam && t.cam.id === this.focusAfter);
+      this.focusAfter = null;
+      if (back) back.el.focus();
+    }
     document.querySelectorAll("[data-layout]").forEach((b) => b.setAttribute("aria-pressed", String(Number(b.dataset.layout) === n)));
   }
 
