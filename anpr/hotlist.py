@@ -31,6 +31,7 @@ from storage.anpr.hotlists import (
     EntrySpec,
     add_entries,
     check_entry,
+    entry_problems,
     list_entries,
     live_entries_for,
     remove_entry,
@@ -114,24 +115,32 @@ def parse_expiry(text: str, field: str = "expires") -> int:
 
 
 def parse_entry(data: dict[str, Any], hotlist: Hotlist, now_us: int | None = None) -> EntrySpec:
-    """One entry from a dict (API body or CSV row), defaults from the hotlist, fully checked."""
+    """One entry from a dict (API body or CSV row), defaults from the hotlist, fully checked:
+    every problem of the entry is named at once (one :class:`Invalid`, joined with "; ")."""
+    problems: list[str] = []
     vrm = str(data.get("vrm") or data.get("pattern") or "").strip()
     if not vrm:
-        raise Invalid("vrm is required")
+        problems.append("vrm is required")
     raw_priority = data.get("priority")
-    if raw_priority in (None, ""):
-        priority = hotlist.default_priority
-    else:
+    priority = hotlist.default_priority
+    if raw_priority not in (None, ""):
         try:
             priority = int(str(raw_priority).strip())
         except ValueError:
-            raise Invalid(f"priority: {raw_priority!r} is not a whole number") from None
+            problems.append(f"priority: {raw_priority!r} is not a whole number")
     expires = data.get("expires")
-    expires_us = int(data["expires_us"]) if data.get("expires_us") is not None else parse_expiry(str(expires or ""))
+    expires_us = LATEST_EXPIRY_US - 1  # stands in for an expiry that did not parse, to check the rest
+    try:
+        expires_us = int(data["expires_us"]) if data.get("expires_us") is not None else parse_expiry(str(expires or ""))
+    except Invalid as exc:
+        problems.append(str(exc))
     spec = EntrySpec(
-        pattern=vrm, reason=str(data.get("reason") or ""), source=str(data.get("source") or hotlist.source or ""),
-        priority=priority, expires_us=expires_us,
+        pattern=vrm or "A", reason=str(data.get("reason") or ""),
+        source=str(data.get("source") or hotlist.source or ""), priority=priority, expires_us=expires_us,
     )
+    problems += entry_problems(spec, now_us)
+    if problems:
+        raise Invalid("; ".join(problems))
     return check_entry(spec, now_us)
 
 

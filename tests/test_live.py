@@ -17,9 +17,9 @@ from sqlalchemy import select
 from ui_stack import OPERATOR, PASSWORD, running_stack
 
 from cameras.live import BoxStream, Fragment, LiveHub, Source, Viewer, upstream_args
-from controlroom.context import ALERTS, LIVE, SESSIONS
+from controlroom.context import ALERTS, KEYS, LIVE, SESSIONS
 from simulator import Simulation
-from storage import accounts
+from storage import accounts, inventory
 from storage.alerts import raise_alert
 from storage.audit import AuditEntry
 from storage.db import transaction
@@ -207,6 +207,31 @@ async def test_live_refuses_cross_origin_and_users_without_live_view(stack):
             assert (await police.get(path)).status == 403, path
     finally:
         await police.close()
+
+
+async def test_live_refuses_a_disabled_camera(stack):
+    """An administrator disabled the camera: no live video and no still, refused before any
+    upgrade or upstream (409, saying why); enabled again, it plays."""
+    async with transaction(stack.app[SESSIONS]) as session:
+        await inventory.update_camera(session, 1, inventory.CameraUpdate(enabled=False), stack.app[KEYS])
+    http, _ = await client(stack)
+    try:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            await http.ws_connect("/api/v1/cameras/1/live?stream=sub")
+        assert err.value.status == 409
+        for path in ("/api/v1/cameras/1/snapshot.jpg", "/api/v1/cameras/1/snapshot.jpg?stream=main&download=1"):
+            resp = await http.get(path)
+            assert resp.status == 409 and "is disabled" in (await resp.json())["error"], path
+        assert not stack.app[LIVE].upstreams
+        async with stack.app[SESSIONS]() as session:
+            actions = (await session.execute(select(AuditEntry.action).where(AuditEntry.actor == OPERATOR))).scalars().all()
+        assert "live.start" not in actions and "live.snapshot" not in actions
+        async with transaction(stack.app[SESSIONS]) as session:
+            await inventory.update_camera(session, 1, inventory.CameraUpdate(enabled=True), stack.app[KEYS])
+        async with http.ws_connect("/api/v1/cameras/1/live?stream=sub") as ws:
+            assert (await ws.receive_json(timeout=15))["type"] == "init"
+    finally:
+        await http.close()
 
 
 async def test_alerts_list_live_feed_and_acknowledgement(stack):

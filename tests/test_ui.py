@@ -253,6 +253,8 @@ async def test_camera_off_the_air_shows_in_badge_and_alerts(stack, page, artifac
         await page.screenshot(path=str(artifacts / "ui-offline.png"))
         # Acknowledge it from the panel: recorded with who.
         await alert.first.locator("button", has_text="Acknowledge").click()
+        # Handled: it moves to the Handled section, shown on request (issue 14).
+        await page.locator("#alerts-handled").evaluate("d => { d.open = true; }")
         await alert.first.locator(".alert-foot", has_text=f"Acknowledged by {OPERATOR}").wait_for(timeout=5000)
         async with stack.app[SESSIONS]() as session:
             row = (await session.execute(select(Alert).where(Alert.camera_id == cam_id, Alert.kind == "camera_offline")

@@ -166,7 +166,7 @@ async def test_wildcard_search_shows_matching_reads_with_thumbnails(stack, page,
     t0 = stack.seed["t0"]
     await page.fill("#an-from", local_input(t0 - 60 * S))
     await page.fill("#an-to", local_input(t0 + 3600 * S))
-    shown = datetime.fromtimestamp((t0 - 60 * S) / S, LONDON).strftime("%Y-%m-%d %H:%M:%S %z")
+    shown = datetime.fromtimestamp((t0 - 60 * S) / S, LONDON).strftime("%d/%m/%Y %H:%M:%S %z")
     assert await page.text_content("#an-from-when") == f"= {shown[:-2]}:{shown[-2:]}"  # the instant meant, with its offset
     await page.fill("#an-reason", REASON)
     async with page.expect_request(lambda r: "/api/v1/anpr/reads?" in r.url) as sent:
@@ -181,7 +181,7 @@ async def test_wildcard_search_shows_matching_reads_with_thumbnails(stack, page,
     first = rows.first  # AB12CDE at West Bars, 450 s after t0
     cells = await first.locator("td").all_text_contents()
     assert cells[0] == "AB12CDE" and cells[2:7] == ["WB ANPR 1", WEST, "2", "eastbound", "93%"]
-    when = datetime.fromtimestamp((t0 + 450 * S) / S, LONDON).strftime("%Y-%m-%d%H:%M:%S %z")
+    when = datetime.fromtimestamp((t0 + 450 * S) / S, LONDON).strftime("%d/%m/%Y%H:%M:%S %z")
     assert cells[1] == f"{when[:-2]}:{when[-2:]}"
     await images_loaded(page, "#an-reads-body img.an-plate")
     assert await page.locator("#an-reads-body img.an-plate").count() == 3
@@ -247,7 +247,7 @@ async def test_the_october_hour_is_chosen_not_guessed(stack, page):
     await page.fill("#an-to", "")
     choice = page.locator("#an-part-reads .ev-occurrence").first
     options = await choice.locator("option").all_text_contents()
-    assert options[1:] == ["2026-10-25 01:30:00 +01:00 (first, BST)", "2026-10-25 01:30:00 +00:00 (second, GMT)"]
+    assert options[1:] == ["25/10/2026 01:30:00 +01:00 (first, BST)", "25/10/2026 01:30:00 +00:00 (second, GMT)"]
     await page.click("#an-search-go")  # not chosen: nothing is sent
     assert "happens twice in London; choose which one" in await page.text_content("#an-search-error")
     await choice.select_option(index=2)
@@ -277,7 +277,10 @@ async def test_hotlists_for_a_supervisor(stack, supervisor, artifacts: Path):
     await page.locator("#hl-entries-body tr", has_text="GH78IJK").wait_for(timeout=10_000)
     cells = await page.locator("#hl-entries-body tr", has_text="GH78IJK").locator("td").all_text_contents()
     assert cells[:4] == ["GH78IJK", "Seen at a burglary", "Local intelligence", "2"]
-    assert cells[4:6] == ["2099-02-01 00:00:00 +00:00", SUPERVISOR]  # the end of that London day
+    # Live to the end of that London day, shown as the day typed (issue 14), the instant in its title.
+    assert cells[4:6] == ["31/01/2099", SUPERVISOR]
+    expiry_cell = page.locator("#hl-entries-body tr", has_text="GH78IJK").locator("td").nth(4)
+    assert await expiry_cell.get_attribute("title") == "Live until 01/02/2099 00:00:00 +00:00"
     # A file with a bad line: nothing imported, and each bad line named.
     bad = b"vrm,reason,expires\nEF56*,series,2099-01-01\nBAD%,x,2099-01-01\n"
     await page.set_input_files("#hl-import-file", files=[{"name": "bad.csv", "mimeType": "text/csv", "buffer": bad}])
@@ -329,7 +332,7 @@ async def test_hit_arrives_live_with_its_pictures_and_is_confirmed(stack, page, 
     assert await item.locator(".hit-why").text_content() == "Stolen vehicles: Stolen in a burglary (PNC)"
     assert await item.locator(".hit-priority").text_content() == "Priority 1"
     assert await item.locator(".hit-where").text_content() == f"HB ANPR 1 · {HORNS}, lane 1, westbound"
-    shown = datetime.fromtimestamp(read_us / S, LONDON).strftime("%Y-%m-%d %H:%M:%S %z")
+    shown = datetime.fromtimestamp(read_us / S, LONDON).strftime("%d/%m/%Y %H:%M:%S %z")
     assert await item.locator(".hit-read time").text_content() == f"{shown[:-2]}:{shown[-2:]}"
     await images_loaded(page, f"#alerts-list li[data-hit='{hit_id}'] .hit-images img")
     srcs = await item.locator(".hit-images img").evaluate_all("imgs => imgs.map(i => i.getAttribute('src'))")
@@ -341,6 +344,8 @@ async def test_hit_arrives_live_with_its_pictures_and_is_confirmed(stack, page, 
 
     await item.locator(".hit-note-input").fill("Plate matches; vehicle colour matches the PNC record")
     await item.locator("button.hit-confirm").click()
+    # Decided and acknowledged: the hit moves to the Handled section, shown on request (issue 14).
+    await page.locator("#alerts-handled").evaluate("d => { d.open = true; }")
     decision = item.locator(".hit-decision")
     await decision.filter(has_text=f"Confirmed by {OPERATOR} at ").wait_for(timeout=10_000)
     async with app[SESSIONS]() as s:
@@ -348,7 +353,7 @@ async def test_hit_arrives_live_with_its_pictures_and_is_confirmed(stack, page, 
         alert = await s.get(Alert, hit.alert_id)
     assert (hit.state, hit.decided_by, hit.note) == ("confirmed", OPERATOR,
                                                      "Plate matches; vehicle colour matches the PNC record")
-    when = datetime.fromtimestamp(hit.decided_us / S, LONDON).strftime("%Y-%m-%d %H:%M:%S %z")
+    when = datetime.fromtimestamp(hit.decided_us / S, LONDON).strftime("%d/%m/%Y %H:%M:%S %z")
     assert await decision.text_content() == f"Confirmed by {OPERATOR} at {when[:-2]}:{when[-2:]}"
     assert "vehicle colour matches" in await item.locator(".hit-note").text_content()
     assert alert.acknowledged_by == OPERATOR  # the decision dealt with the alert: every panel clears it
@@ -362,6 +367,7 @@ async def test_hit_arrives_live_with_its_pictures_and_is_confirmed(stack, page, 
     assert any(e.target == f"alert:{alert.id}" for e in await audit_entries(stack, "alert.ack"))
     await page.screenshot(path=str(artifacts / "ui-anpr-hit-confirmed.png"))
     # The other screen shows the decision without a reload, and offers it no more.
+    await supervisor.locator("#alerts-handled").evaluate("d => { d.open = true; }")
     await other.locator(".hit-decision", has_text=f"Confirmed by {OPERATOR} at ").wait_for(timeout=10_000)
     assert await other.locator("button.hit-confirm").count() == 0
     assert await supervisor.locator("#alerts-count").text_content() == ""

@@ -163,7 +163,7 @@ async def test_request_approve_export_download(stack, police, supervisor, artifa
     # 1. An error from the API is shown beside the form, and the form keeps what was typed.
     future = whole_second(int(time.time() * 1e6)) + 3600_000_000
     await fill_request(police, [(cam_id, local_input(future), local_input(future + 5_000_000))])
-    shown = datetime.fromtimestamp(future / 1e6, LONDON).strftime("%Y-%m-%d %H:%M:%S %z")
+    shown = datetime.fromtimestamp(future / 1e6, LONDON).strftime("%d/%m/%Y %H:%M:%S %z")
     assert await police.text_content(".ev-when") == f"= {shown[:-2]}:{shown[-2:]}"  # the instant meant, with its offset
     await police.click("#ev-submit")
     error = police.locator("#ev-form-error")
@@ -332,7 +332,7 @@ async def test_the_october_hour_is_chosen_not_guessed(stack, police, supervisor,
     assert "2026-10-25 01:30:00 happens twice in London" in await when.text_content()
     choice = when.locator(".ev-occurrence")
     options = await choice.locator("option").all_text_contents()
-    assert options[1:] == ["2026-10-25 01:30:00 +01:00 (first, BST)", "2026-10-25 01:30:00 +00:00 (second, GMT)"]
+    assert options[1:] == ["25/10/2026 01:30:00 +01:00 (first, BST)", "25/10/2026 01:30:00 +00:00 (second, GMT)"]
     await police.screenshot(path=str(artifacts / "ui-evidence-october-hour.png"))
     await police.click("#ev-submit")  # not chosen yet: nothing is sent
     assert "happens twice in London; choose which one" in await police.text_content("#ev-form-error")
@@ -342,7 +342,7 @@ async def test_the_october_hour_is_chosen_not_guessed(stack, police, supervisor,
     await police.click("#ev-submit")
     assert "does not exist in London" in await police.text_content("#ev-form-error")
     await police.fill("#ev-w1-from", "2026-02-30 10:00")
-    assert "there is no date 2026-02-30" in await when.text_content()
+    assert "there is no date 30/02/2026" in await when.text_content()
     await police.fill("#ev-w1-from", "2026-10-25 01:30:00")
     await choice.select_option(index=2)  # the second 01:30, in GMT
     async with police.expect_request(lambda r: r.method == "POST" and r.url.endswith("/api/v1/evidence/requests")) as sent:

@@ -3,8 +3,11 @@
 ``GET /api/v1/cameras/{camera}/live?stream=sub|main`` upgrades to a WebSocket. The server sends
 one text message ``{"type": "init", "codec": "avc1.64001f", "mime": ..., "stream": ...}``, then
 binary messages: the init segment, then fragments (moof+mdat) as they arrive. It ends with a
-text message ``{"type": "end", "reason": ...}`` (camera lost: reconnect after a pause) or
-``{"type": "error", "error": ...}``. The client sends nothing but may close at any time.
+text message ``{"type": "end", "reason": ..., "code": ...}`` (camera lost: reconnect after a
+pause) or ``{"type": "error", "error": ..., "code": ...}``. ``code`` says what happened in a word
+the screen turns into the operator's language (``no_video``, ``ended``, ``stopping``); the
+reason is for logs. A disabled camera is refused before the upgrade (409), as its snapshot is.
+The client sends nothing but may close at any time.
 
 All viewers of a camera stream share one upstream (cameras.live.LiveHub); a slow viewer is
 skipped ahead to the next keyframe, never queued. Every start and stop is audited.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import weakref
@@ -135,6 +139,9 @@ def source_factory(app: web.Application, camera_id: int, stream: str):
 async def _camera(request: web.Request, stream: str) -> Camera:
     async with request.app[SESSIONS]() as session:
         cam = await inventory.get_camera(session, request.match_info["camera"])
+    if not cam.enabled:  # an administrator took it out of service: no live video, not even a still
+        raise web.HTTPConflict(text=json.dumps({"error": f"camera {cam.name!r} is disabled: no live video"}),
+                               content_type="application/json")
     stream_url(cam, stream)  # fail early, before any upgrade
     return cam
 
@@ -166,7 +173,7 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
         up, viewer = await join(request, cam, stream)
     except CameraUnavailable as exc:  # the service is stopping
         with contextlib.suppress(ConnectionResetError, RuntimeError):
-            await ws.send_json({"type": "end", "reason": str(exc)})
+            await ws.send_json({"type": "end", "reason": str(exc), "code": "stopping"})
         await ws.close(code=WSCloseCode.GOING_AWAY)
         await request.app[AUDIT].append(who, "live.stop", f"camera:{cam.id}", stream=stream, duration_s=0.0,
                                         skipped_fragments=0)
@@ -177,7 +184,7 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
         try:
             await up.wait_ready()
         except CameraUnavailable as exc:
-            await ws.send_json({"type": "error", "error": str(exc)})
+            await ws.send_json({"type": "error", "error": str(exc), "code": "no_video"})
             return ws
         await ws.send_json({"type": "init", "camera": cam.id, "stream": stream, "codec": up.codec,
                             "mime": f'video/mp4; codecs="{up.codec}"'})
@@ -192,7 +199,7 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
             sent_bytes += len(chunk)
         if not ws.closed and viewer.end_reason != "client left":
             async with asyncio.timeout(send_timeout_s):
-                await ws.send_json({"type": "end", "reason": viewer.end_reason})
+                await ws.send_json({"type": "end", "reason": viewer.end_reason, "code": "ended"})
     except TimeoutError:
         log.info("camera %s: live viewer %s took nothing for %gs; disconnected", cam.id, who, send_timeout_s)
     except (ConnectionResetError, RuntimeError):

@@ -96,17 +96,33 @@ class EntrySpec:
     expires_us: int
 
 
-def check_entry(spec: EntrySpec, now: int | None = None) -> EntrySpec:
-    pattern = normalise_pattern(spec.pattern)
-    if pattern == "*":
-        raise Invalid("a hotlist entry of '*' would match every vehicle")
+def entry_problems(spec: EntrySpec, now: int | None = None) -> list[str]:
+    """Every reason ``spec`` cannot be stored, all at once (a CSV line or a form can then be
+    fixed in one go); empty if it can."""
+    problems = []
+    try:
+        if normalise_pattern(spec.pattern) == "*":
+            problems.append("a hotlist entry of '*' would match every vehicle")
+    except Invalid as exc:
+        problems.append(str(exc))
     if not spec.reason.strip():
-        raise Invalid("a hotlist entry needs a reason")
+        problems.append("a hotlist entry needs a reason")
     if not spec.source.strip():
-        raise Invalid("a hotlist entry needs a source")
-    _check_priority(spec.priority)
+        problems.append("a hotlist entry needs a source")
+    try:
+        _check_priority(spec.priority)
+    except Invalid as exc:
+        problems.append(str(exc))
     if spec.expires_us <= (now_us() if now is None else now):
-        raise Invalid("the expiry is in the past")
+        problems.append("the expiry is in the past")
+    return problems
+
+
+def check_entry(spec: EntrySpec, now: int | None = None) -> EntrySpec:
+    problems = entry_problems(spec, now)
+    if problems:
+        raise Invalid("; ".join(problems))
+    pattern = normalise_pattern(spec.pattern)
     return EntrySpec(pattern, spec.reason.strip(), spec.source.strip(), spec.priority, spec.expires_us)
 
 

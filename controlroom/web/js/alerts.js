@@ -4,6 +4,11 @@
 // and is confirmed or dismissed against them (with an optional note): the decision is sent to
 // the hit (recorded, audited), then the alert is acknowledged, so every screen clears it and
 // shows who decided and when. Messages are shown with textContent only.
+//
+// Cards are compact (one line; click or the arrow button expands them) so many fit in sight;
+// open alerts come first, by priority then newest; the most urgent, if it is a hit waiting for a
+// decision, opens by itself. Handled (acknowledged) alerts move to a collapsed "Handled"
+// section; alerts of a camera that has been removed are cleared.
 
 import { api, wsUrl } from "./api.js";
 import { el } from "./dom.js";
@@ -12,21 +17,49 @@ import { showImage } from "./lightbox.js";
 
 const KIND_TEXT = {
   camera_offline: "Camera offline", camera_online: "Camera back", clock_off: "Clock off",
-  recording_stopped: "Recording stopped", disk_floor: "Disk space", anpr_hit: "ANPR hotlist hit",
+  recording_stopped: "Recording stopped", recording_resumed: "Recording resumed", disk_floor: "Disk space", anpr_hit: "ANPR hotlist hit",
   camera_fault: "Camera fault", picture_check: "Picture check", camera_repaired: "Fault repaired",
 };
 const DECISION_TEXT = { confirmed: "Confirmed", dismissed: "Dismissed" };
 
 const isHit = (a) => a.kind === "anpr_hit" && a.data && a.data.hit_id != null;
+// 1 is the most urgent: a hit has its hotlist entry's priority; other alerts one by kind.
+const KIND_PRIORITY = { disk_floor: 2, recording_stopped: 2, camera_offline: 3, clock_off: 4, camera_online: 5, recording_resumed: 5 };
+export const priorityOf = (a) => (isHit(a) ? Number(a.data.priority) || 3 : KIND_PRIORITY[a.kind] ?? 3);
+const HANDLED_KEPT = 30; // the newest handled alerts kept in their section
+
+/** Put ``nodes`` in ``container`` in order, moving only what changed. */
+function place(container, nodes) {
+  nodes.forEach((li, i) => { if (container.children[i] !== li) container.insertBefore(li, container.children[i] || null); });
+  while (container.children.length > nodes.length) container.lastElementChild.remove();
+}
 
 export class AlertsPanel {
-  constructor(list, count, conn, { can = new Set() } = {}) {
-    Object.assign(this, { list, count, conn });
+  constructor(list, count, conn, { can = new Set(), store = null } = {}) {
+    Object.assign(this, { list, count, conn, store, can });
     this.canHits = can.has("anpr_alerts"); // without it a hit is a plain alert: no pictures, no decision
     this.alerts = new Map();
     this.hits = new Map(); // hit id -> the hit as the API gives it (state, who decided, image URLs) or {error}
     this.drawn = new Map(); // alert id -> {sig, li}: an unchanged alert keeps its element (pictures, typed note)
     this.attempt = 0;
+    this.expanded = new Set(); this.collapsed = new Set(); // alert ids opened or closed by the user
+    this.handledSummary = el("summary", { text: "Handled" });
+    this.handledList = el("ol", { class: "alerts-list alerts-handled-list" });
+    this.handledItem = el("li", { class: "alerts-handled" },
+      el("details", { id: "alerts-handled" }, this.handledSummary, this.handledList));
+    this.empty = el("li", { class: "alerts-empty muted", text: "No alerts" });
+    if (store) store.addEventListener("change", () => this.render()); // a removed camera's alerts go
+  }
+
+  /** The alert's camera has been removed from the inventory: nothing left to deal with. */
+  cameraGone(a) { return a.camera_id != null && this.store && this.store.loaded && !this.store.get(a.camera_id); }
+
+  isExpanded(a) { return this.expanded.has(a.id) || this.auto === a.id; }
+
+  toggle(a) {
+    if (this.isExpanded(a)) { this.expanded.delete(a.id); this.collapsed.add(a.id); }
+    else { this.expanded.add(a.id); this.collapsed.delete(a.id); }
+    this.render();
   }
 
   async start() {
@@ -93,23 +126,31 @@ export class AlertsPanel {
   }
 
   render() {
-    const items = [...this.alerts.values()].sort((a, b) => b.at_us - a.at_us || b.id - a.id).slice(0, 200);
-    const open = items.filter((a) => !a.acknowledged_us).length;
-    this.count.textContent = open ? String(open) : "";
+    const shown = [...this.alerts.values()].filter((a) => !this.cameraGone(a));
+    const open = shown.filter((a) => !a.acknowledged_us)
+      .sort((a, b) => priorityOf(a) - priorityOf(b) || b.at_us - a.at_us || b.id - a.id).slice(0, 200);
+    const handled = shown.filter((a) => a.acknowledged_us)
+      .sort((a, b) => b.acknowledged_us - a.acknowledged_us || b.id - a.id).slice(0, HANDLED_KEPT);
+    // The most urgent alert opens by itself when it is a hit waiting for a decision.
+    const top = open[0];
+    this.auto = top && isHit(top) && this.canHits && !this.collapsed.has(top.id) ? top.id : null;
+    this.count.textContent = open.length ? String(open.length) : "";
     const focused = document.activeElement && this.list.contains(document.activeElement) ? document.activeElement : null;
     const drawn = new Map();
-    const nodes = items.map((a) => {
+    const node = (a) => {
       const hit = isHit(a) ? this.hits.get(a.data.hit_id) : undefined;
-      const sig = JSON.stringify([a, hit || null]);
+      const sig = JSON.stringify([a, hit || null, this.isExpanded(a)]);
       const was = this.drawn.get(a.id);
       const li = was && was.sig === sig ? was.li : this.item(a, hit);
       drawn.set(a.id, { sig, li });
       return li;
-    });
+    };
+    const openNodes = open.map(node), handledNodes = handled.map(node);
     this.drawn = drawn;
     // Move only what changed, so the other alerts keep their pictures, typed notes and focus.
-    nodes.forEach((li, i) => { if (this.list.children[i] !== li) this.list.insertBefore(li, this.list.children[i] || null); });
-    while (this.list.children.length > nodes.length) this.list.lastElementChild.remove();
+    this.handledSummary.textContent = `Handled (${handled.length})`;
+    place(this.handledList, handledNodes);
+    place(this.list, [...(open.length ? openNodes : [this.empty]), ...(handled.length ? [this.handledItem] : [])]);
     if (focused && !focused.isConnected && focused.dataset.alert) {
       this.list.querySelector(`[data-alert="${CSS.escape(focused.dataset.alert)}"]`)?.focus();
     } else if (focused && focused.isConnected && document.activeElement !== focused) focused.focus();
@@ -117,18 +158,38 @@ export class AlertsPanel {
 
   item(a, hit) {
     if (isHit(a) && this.canHits) return this.hitItem(a, hit);
-    const li = el("li", { class: `alert kind-${a.kind}${a.acknowledged_us ? " acked" : ""}`, "data-kind": a.kind,
-      "data-camera": a.camera_id ?? "", "data-id": a.id });
+    const li = el("li", { class: `alert kind-${a.kind}${a.acknowledged_us ? " acked" : ""}${this.isExpanded(a) ? " expanded" : ""}`,
+      "data-kind": a.kind, "data-camera": a.camera_id ?? "", "data-id": a.id, title: a.message });
     const foot = el("div", { class: "alert-foot" }, a.camera ? el("span", { text: a.camera }) : null);
     if (a.acknowledged_us) foot.append(this.ackedText(a));
-    else foot.append(this.ackButton(a));
-    li.append(this.top(a), el("p", { class: "alert-msg", text: a.message }), foot);
+    li.append(this.top(a, a.camera ? el("span", { class: "alert-camera", text: a.camera }) : null,
+      a.acknowledged_us ? null : this.ackButton(a)), el("p", { class: "alert-msg", text: a.message }), this.links(a, a.at_us / 1000 - 30e3), foot);
     return li;
   }
 
-  top(a, extra = null) {
-    return el("div", { class: "alert-top" }, el("span", { class: "alert-kind", text: KIND_TEXT[a.kind] || a.kind }), extra,
-      el("time", { class: "alert-time", datetime: new Date(a.at_us / 1000).toISOString(), text: formatLocal(a.at_us / 1000) }));
+  /** The card's one line: expand button, kind, what it is about, time, and an action. */
+  top(a, extra = null, action = null) {
+    const open = this.isExpanded(a);
+    const toggle = el("button", { type: "button", class: "alert-toggle", "aria-expanded": String(open), "data-alert": `${a.id}-toggle`,
+      "aria-label": `${open ? "Fewer" : "More"} details: ${KIND_TEXT[a.kind] || a.kind}`, text: open ? "\u25BE" : "\u25B8" });
+    toggle.addEventListener("click", () => this.toggle(a));
+    const ms = a.at_us / 1000;
+    const today = formatLocal(ms).slice(0, 10) === formatLocal(Date.now()).slice(0, 10);
+    const line = el("div", { class: "alert-top" }, toggle, el("span", { class: "alert-kind", text: KIND_TEXT[a.kind] || a.kind }), extra,
+      el("time", { class: "alert-time", datetime: new Date(ms).toISOString(), title: formatLocal(ms),
+        text: today ? formatLocal(ms, { date: false }).slice(0, 8) : formatLocal(ms).slice(0, 16) }), action);
+    line.addEventListener("click", (ev) => { if (!ev.target.closest("button, a, input, img")) this.toggle(a); });
+    return line;
+  }
+
+  /** Links to the camera live and to playback at ``ms`` (for the rights the user has). */
+  links(a, ms) {
+    if (a.camera_id == null) return null;
+    const name = a.camera || `camera ${a.camera_id}`;
+    return el("p", { class: "alert-links small" },
+      this.can.has("live_view") ? el("a", { class: "alert-live", href: `#camera/${a.camera_id}`, text: "Live", "aria-label": `${name} live` }) : null,
+      this.can.has("playback") ? el("a", { class: "alert-playback", href: `#playback/${a.camera_id}/${Math.floor(ms)}`,
+        text: `Playback at ${formatLocal(ms, { date: false })}`, "aria-label": `Playback of ${name} at ${formatLocal(ms)}` }) : null);
   }
 
   ackedText(a) {
@@ -144,22 +205,25 @@ export class AlertsPanel {
   hitItem(a, hit) {
     const d = a.data;
     const state = hit && !hit.error ? hit.state : "";
-    const li = el("li", { class: `alert kind-anpr_hit priority-${d.priority}${a.acknowledged_us ? " acked" : ""}${state && state !== "pending" ? ` ${state}` : ""}`,
+    const expanded = this.isExpanded(a);
+    const li = el("li", { class: `alert kind-anpr_hit priority-${d.priority}${a.acknowledged_us ? " acked" : ""}${state && state !== "pending" ? ` ${state}` : ""}${expanded ? " expanded" : ""}`,
       "data-kind": a.kind, "data-camera": a.camera_id ?? "", "data-id": a.id, "data-hit": d.hit_id, "data-state": state });
     const where = [a.camera, [d.site, d.lane && `lane ${d.lane}`, d.direction].filter(Boolean).join(", ")].filter(Boolean).join(" · ");
     const readMs = (d.read_us ?? a.at_us) / 1000;
     li.append(
-      this.top(a, el("span", { class: `badge hit-priority p${d.priority}`, text: `Priority ${d.priority}` })),
-      el("p", { class: "hit-vrm" }, el("span", { class: "vrm plate", text: d.vrm })),
+      this.top(a, el("span", { class: "alert-extra" }, el("span", { class: `badge hit-priority p${d.priority}`, text: `Priority ${d.priority}` }),
+        el("span", { class: "hit-vrm" }, el("span", { class: "vrm plate", text: d.vrm })))),
       el("p", { class: "hit-why" }, el("strong", { text: d.hotlist }), el("span", { text: `: ${d.reason}` }),
         d.source ? el("span", { class: "muted", text: ` (${d.source})` }) : null),
       el("p", { class: "hit-where", text: where }),
       el("p", { class: "hit-read small" }, el("span", { class: "muted", text: "Read " }),
-        el("time", { datetime: new Date(readMs).toISOString(), text: formatLocal(readMs) })));
+        el("time", { datetime: new Date(readMs).toISOString(), text: formatLocal(readMs) })),
+      this.links(a, readMs));
     if (!hit) { li.append(el("p", { class: "muted small", text: "Loading the hit…" })); return li; }
     if (hit.error) { li.append(el("p", { class: "error small", text: `The hit could not be read: ${hit.error}` }), this.footWithAck(a)); return li; }
-    li.append(this.pictures(hit));
-    if (hit.state === "pending") li.append(this.decisionBox(a));
+    // Pictures and the decision only on an open card: a closed one fetches nothing.
+    if (expanded) li.append(this.pictures(hit));
+    if (hit.state === "pending") { if (expanded) li.append(this.decisionBox(a)); }
     else {
       const who = el("p", { class: "hit-decision" },
         el("strong", { text: DECISION_TEXT[hit.state] || hit.state }),

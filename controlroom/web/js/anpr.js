@@ -7,11 +7,18 @@
 
 import { api, csrfToken } from "./api.js";
 import { $, el } from "./dom.js";
-import { formatLocal } from "./time.js";
+import { formatLocal, localParts, dateGB, readDate } from "./time.js";
 import { TimeInfo } from "./timefield.js";
 import { showImage } from "./lightbox.js";
 
 const fmtIso = (iso) => (iso ? formatLocal(Date.parse(iso)) : "");
+/** A hotlist entry's expiry: an entry typed "31/12/2026" is live to the end of that London day,
+ * so a London midnight is shown as the day before it ends ("31/12/2026"); any other instant in full. */
+const fmtExpiry = (iso) => {
+  if (!iso) return "";
+  const ms = Date.parse(iso);
+  return localParts(ms).time === "00:00:00" ? dateGB(localParts(ms - 1).date) : formatLocal(ms);
+};
 
 /** "7 min 30 s", "45 s", "1 h 02 min 05 s". */
 export function fmtTravel(seconds) {
@@ -75,7 +82,9 @@ export class AnprView {
       $(`an-tab-${t}`).setAttribute("aria-pressed", String(t === tab));
     }
     if (tab === "hotlists") this.loadHotlists();
-    else $(tab === "reads" ? "an-vrm" : "an-j-from-site").focus();
+    // Focus on the tab, not in a field: after A, the view shortcuts (G, P, E) still work and
+    // type nothing into the registration; Tab reaches the form.
+    $(`an-tab-${tab}`).focus();
   }
 
   close() {}
@@ -223,7 +232,7 @@ export class AnprView {
       remove.addEventListener("click", () => this.removeEntry(e, remove));
       return el("tr", { "data-entry": e.id },
         el("td", {}, el("span", { class: "vrm", text: e.vrm })), el("td", { text: e.reason }), el("td", { text: e.source }),
-        el("td", { class: "num", text: String(e.priority) }), el("td", { class: "nowrap", text: fmtIso(e.expires) }),
+        el("td", { class: "num", text: String(e.priority) }), el("td", { class: "nowrap", text: fmtExpiry(e.expires), title: `Live until ${fmtIso(e.expires)}` }),
         el("td", { class: "muted small", text: e.created_by }), el("td", {}, remove));
     }));
   }
@@ -244,7 +253,15 @@ export class AnprView {
   async addEntry() {
     const error = $("hl-entry-error");
     error.textContent = "";
-    const body = { vrm: $("hl-entry-vrm").value, reason: $("hl-entry-reason").value, expires: $("hl-entry-expires").value.trim() };
+    // Every missing or wrong field at once, named by its label; the API checks again.
+    const typed = $("hl-entry-expires").value.trim(), day = readDate(typed);
+    const problems = [];
+    if (!$("hl-entry-vrm").value.trim()) problems.push("Registration or pattern is required");
+    if (!$("hl-entry-reason").value.trim()) problems.push("Reason is required");
+    if (!typed) problems.push("Expires is required: the last day the entry is live, DD/MM/YYYY");
+    else if (!day) problems.push(`Expires: ${typed} is not a date (DD/MM/YYYY)`);
+    if (problems.length) { error.textContent = `Not added: ${problems.join("; ")}.`; return; }
+    const body = { vrm: $("hl-entry-vrm").value, reason: $("hl-entry-reason").value, expires: day };
     if ($("hl-entry-source").value.trim()) body.source = $("hl-entry-source").value.trim();
     if ($("hl-entry-priority").value) body.priority = Number($("hl-entry-priority").value);
     try {

@@ -29,14 +29,14 @@ async function boot() {
   // Police hold no inventory right: asking would only collect refusals in the audit trail.
   if (can.has("inventory_read")) await store.start();
   const grid = new Grid($("grid"), store, { onOpen: (id) => go(`#camera/${id}`) });
-  const single = new SingleView(store, { onBack: () => go("#grid"), onBack30: (id) => go(`#playback/${id}/${Date.now() - 30e3}`) });
+  const single = new SingleView(store, { onBack: () => { grid.focusAfter = single.cam?.id; go("#grid"); }, onBack30: (id) => go(`#playback/${id}/${Date.now() - 30e3}`) });
   const playback = new PlaybackView(store, { onLive: (id) => go(`#camera/${id}`) });
   const role = (me.user && me.user.role) || "this account";
   if (!can.has("live_view")) {
     // Keeping the system and watching people are separate duties (docs/design/security-model.md).
     grid.forbidden = `Your role (${role}) has no live-view right. Sign in with an operator's account to watch cameras.`;
   }
-  const alerts = new AlertsPanel($("alerts-list"), $("alerts-count"), $("alerts-conn"), { can });
+  const alerts = new AlertsPanel($("alerts-list"), $("alerts-count"), $("alerts-conn"), { can, store: can.has("inventory_read") ? store : null });
   if (can.has("live_view")) alerts.start(); else $("alerts").hidden = true; // alerts are for those who watch
   const hasEvidence = ["evidence_request", "export", "approve"].some((p) => can.has(p));
   const evidence = hasEvidence ? new EvidenceView(me.user, can) : null;
@@ -49,11 +49,13 @@ async function boot() {
   // The occurrence book (operators log, supervisors close): incidents.js adds its own buttons.
   const incidents = can.has("incidents") ? new IncidentsView(store, can, { go: (h) => go(h), single, playback }) : null;
   // Police have evidence and nothing to watch: that is their home.
-  const home = !can.has("live_view") && hasEvidence ? "#evidence" : !can.has("live_view") && (can.has("faults") || can.has("rota")) ? "#health" : "#grid";
+  // An administrator (no live view, no evidence) lands on camera health (faults are theirs to
+  // manage), and sees no live-view controls (layouts, site filter, G and P) they could not use.
   const duty = startDuty(can); // "On duty / Sign on" in the header (operators and supervisors)
   const hasHealth = can.has("faults") || can.has("rota");
   const health = hasHealth ? new HealthView(store, can) : null;
   $("nav-health").hidden = !hasHealth;
+  const home = can.has("live_view") ? "#grid" : hasEvidence ? "#evidence" : hasHealth ? "#health" : hasAnpr ? "#anpr" : "#grid";
   window.controlroom = { store, grid, single, playback, alerts, evidence, anpr, incidents, duty, health }; // for tests and the curious
 
   // Site filter and layout buttons.
@@ -73,6 +75,8 @@ async function boot() {
   for (const b of document.querySelectorAll("[data-view]")) b.addEventListener("click", () => go(viewHash[b.dataset.view]()));
 
   $("logout").addEventListener("click", async () => {
+    // Signing out leaves no personal data behind: drafts of evidence requests go (evidence.js).
+    for (const k of Object.keys(localStorage)) if (k.startsWith("controlroom.evidence.draft")) localStorage.removeItem(k);
     try { await api("/api/v1/session", { method: "DELETE" }); } catch (e) { /* signed out anyway */ }
     setCsrfToken(""); location.assign("/login");
   });
@@ -83,7 +87,7 @@ async function boot() {
   let current = null;
   function show(name) {
     for (const [k, el] of Object.entries(views)) el.hidden = k !== name;
-    $("grid-controls").hidden = name !== "grid";
+    $("grid-controls").hidden = name !== "grid" || !can.has("live_view");
     $("nav-grid").setAttribute("aria-pressed", String(name === "grid" || name === "single"));
     $("nav-playback").setAttribute("aria-pressed", String(name === "playback"));
     $("nav-evidence").setAttribute("aria-pressed", String(name === "evidence"));
@@ -113,19 +117,33 @@ async function boot() {
   window.addEventListener("hashchange", route);
   route();
 
+  // "?": the shortcuts this role has, in a modal dialog (Esc or Close closes it, focus returns).
+  const help = $("shortcut-help");
+  const have = { live_view: can.has("live_view"), playback: can.has("playback"), evidence: hasEvidence, anpr: hasAnpr, ptz: can.has("ptz"),
+                 incidents: Boolean(incidents), health: hasHealth };
+  for (const e of help.querySelectorAll("[data-need]")) e.hidden = !have[e.dataset.need];
+  $("shortcut-help-close").addEventListener("click", () => help.close());
+
   document.addEventListener("keydown", (ev) => {
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (ev.key === "?" && !document.querySelector("dialog[open]") && !(ev.target.closest && ev.target.closest("input, select, textarea"))) {
+      ev.preventDefault(); help.showModal(); return;
+    }
     if (document.querySelector("dialog[open]")) return; // Esc closes the picture, not the view
-    if (ev.target.closest && ev.target.closest("input, select, textarea")) return;
+    if (ev.target.closest && ev.target.closest("input, select, textarea")) {
+      // Typing is typing, never a shortcut; Esc leaves the field, and the next Esc the view.
+      if (ev.key === "Escape") { ev.target.blur(); ev.preventDefault(); }
+      return;
+    }
     if (current === "playback" && playback.onKey(ev)) { ev.preventDefault(); return; }
     if (incidents && incidents.onKey(ev, current)) { ev.preventDefault(); return; }
     const k = ev.key;
     if (k === "e" && evidence) go("#evidence");
     else if (k === "a" && anpr) go("#anpr");
     else if (k === "h" && health) go("#health");
-    else if (k === "g") go("#grid");
-    else if (k === "p") go(`#playback/${single.cam?.id ?? store.list[0]?.id ?? ""}`);
-    else if (k === "Escape" && current !== "grid") go(home);
+    else if (k === "g" && can.has("live_view")) go("#grid");
+    else if (k === "p" && can.has("playback")) go(`#playback/${single.cam?.id ?? store.list[0]?.id ?? ""}`);
+    else if (k === "Escape" && current !== "grid") { if (current === "single") grid.focusAfter = single.cam?.id; go(home); }
     else if (current === "single" && k === "r") $("single-back30").click(); // B is bookmark (incidents.js)
     else if (current === "single" && k === "s") $("single-snapshot").click();
     else if (current === "grid" && ["1", "4", "9"].includes(k)) grid.setLayout(Number(k));

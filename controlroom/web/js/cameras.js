@@ -13,6 +13,7 @@ export class CameraStore extends EventTarget {
     const data = await api("/api/v1/cameras");
     this.list = data.cameras;
     this.cameras = new Map(this.list.map((c) => [c.id, c]));
+    this.loaded = true; // the list is known: a camera not in it has been removed
     this.dispatchEvent(new Event("change"));
   }
 

@@ -25,6 +25,25 @@ const FIELD_TEXT = [
   ["lawful_basis", "Lawful basis"], ["authorised_by", "Authorised by"], ["requested_by", "Submitted by"],
 ];
 
+// The form's fields as their labels read: errors name the label, never the API's field name.
+const FORM_FIELDS = [["officer_name", "Officer name"], ["collar_number", "Collar number"], ["force", "Force"],
+  ["crime_reference", "Crime reference"], ["offence", "Offence"], ["necessity", "Necessity"],
+  ["lawful_basis", "Lawful basis"], ["authorised_by", "Authorised by"]];
+const LABEL_OF = Object.fromEntries(FORM_FIELDS);
+// What is typed is kept in this browser (per user) until submitted, discarded or signed out, so a
+// reload or an expired session loses nothing (app.js removes every draft at sign-out).
+export const DRAFT_KEY = "controlroom.evidence.draft";
+
+/** The API's words for a refused request, in the form's ("missing or empty: crime_reference"
+ * -> "Crime reference is required"; "windows[0]: no camera 999" -> "Window 1: camera 999 does not exist"). */
+export function plainError(message) {
+  const missing = /^missing or empty: (.+)$/.exec(message);
+  if (missing) return missing[1].split(", ").map((k) => `${LABEL_OF[k] || k} is required`).join("; ");
+  const noCamera = /^windows(?:\[(\d+)\])?: no camera (.+)$/.exec(message);
+  if (noCamera) return `${noCamera[1] != null ? `Window ${Number(noCamera[1]) + 1}: ` : ""}camera ${noCamera[2]} does not exist`;
+  return message;
+}
+
 const fmtIso = (iso) => (iso ? formatLocal(Date.parse(iso)) : "");
 function fmtBytes(n) {
   if (n == null) return "";
@@ -34,6 +53,8 @@ function fmtBytes(n) {
 }
 const fmtSeconds = (s) => `${Number(s).toFixed(1)} s`;
 
+const req = () => el("span", { class: "req", text: "(required)" });
+
 class WindowRow {
   constructor(view, n) {
     this.view = view;
@@ -42,7 +63,7 @@ class WindowRow {
     // Text, not datetime-local: typed the way the screen shows times everywhere, whatever the
     // browser's locale (a US-locale date field shows 12/01/2026 for 1 December).
     const timeInput = (what) => el("input", { id: id(what), class: `ev-${what}`, type: "text", required: true,
-      placeholder: "YYYY-MM-DD HH:MM:SS", autocomplete: "off", spellcheck: "false", inputmode: "numeric" });
+      placeholder: "DD/MM/YYYY HH:MM:SS", autocomplete: "off", spellcheck: "false", inputmode: "numeric" });
     this.from = timeInput("from"); this.to = timeInput("to");
     this.remove = el("button", { type: "button", class: "ev-remove", text: "Remove" });
     this.fromInfo = new TimeInfo(this.from, id("from-when"), "from");
@@ -50,18 +71,31 @@ class WindowRow {
     this.legend = el("legend", { text: `Window ${n}` });
     this.root = el("fieldset", { class: "ev-window" }, this.legend,
       el("div", { class: "ev-window-grid" },
-        el("div", {}, el("label", { for: id("camera"), text: "Camera" }), this.camera),
-        el("div", {}, el("label", { for: id("from"), text: "From (London time)" }), this.from, this.fromInfo.root),
-        el("div", {}, el("label", { for: id("to"), text: "To (London time)" }), this.to, this.toInfo.root),
+        el("div", {}, el("label", { for: id("camera") }, "Camera ", req()), this.camera),
+        el("div", {}, el("label", { for: id("from") }, "From (London time) ", req()), this.from, this.fromInfo.root),
+        el("div", {}, el("label", { for: id("to") }, "To (London time) ", req()), this.to, this.toInfo.root),
         el("div", { class: "ev-remove-cell" }, this.remove)));
     this.fillCameras(view.cameras);
   }
 
   fillCameras(cameras) {
-    const was = this.camera.value;
+    const was = this.camera.value || this.wanted || ""; // wanted: a restored draft's camera, until the list has it
     this.camera.replaceChildren(el("option", { value: "", text: "Choose a camera" }),
       ...cameras.map((c) => el("option", { value: c.id, text: c.site ? `${c.name} (${c.site})` : c.name })));
     this.camera.value = cameras.some((c) => String(c.id) === was) ? was : "";
+    if (this.camera.value) this.wanted = "";
+  }
+
+  /** Every problem of this window, in the form's words ("Window 2: From is required"); the first
+   * field at fault is focused by the caller. */
+  problems(n) {
+    const out = [];
+    if (!this.camera.value) out.push([`Window ${n}: choose a camera`, this.camera]);
+    for (const [info, input, label] of [[this.fromInfo, this.from, "From"], [this.toInfo, this.to, "To"]]) {
+      if (!input.value.trim()) { out.push([`Window ${n}: ${label} is required`, input]); continue; }
+      try { info.iso(); } catch (e) { out.push([`Window ${n} ${e.message}`, document.activeElement]); }
+    }
+    return out;
   }
 
   /** {camera, from, to} for the API, or throws an Error naming the field (and focuses it). */
@@ -91,7 +125,38 @@ export class EvidenceView {
     $("ev-form").addEventListener("submit", (ev) => { ev.preventDefault(); this.submit(); });
     $("ev-lawful_basis").value = LAWFUL_BASIS;
     this.addWindow();
+    this.draftKey = `${DRAFT_KEY}.${me?.username || ""}`;
+    this.restoreDraft();
+    $("ev-form").addEventListener("input", () => this.saveDraft());
+    $("ev-form").addEventListener("change", () => this.saveDraft());
+    $("ev-draft-discard").addEventListener("click", () => { this.clearDraft(); this.resetForm(); });
   }
+
+  saveDraft() {
+    const draft = { fields: {}, windows: this.rows.map((r) => ({ camera: r.camera.value || r.wanted || "", from: r.from.value, to: r.to.value })) };
+    for (const [key] of FORM_FIELDS) draft.fields[key] = $(`ev-${key}`).value;
+    try { localStorage.setItem(this.draftKey, JSON.stringify(draft)); $("ev-draft-note").hidden = false; }
+    catch (e) { $("ev-draft-note").hidden = true; } // storage full or refused: the form still works
+  }
+
+  restoreDraft() {
+    let draft = null;
+    try { draft = JSON.parse(localStorage.getItem(this.draftKey) || "null"); } catch (e) { draft = null; }
+    if (!draft || !draft.fields) return;
+    for (const [key] of FORM_FIELDS) if (typeof draft.fields[key] === "string") $(`ev-${key}`).value = draft.fields[key];
+    const windows = Array.isArray(draft.windows) && draft.windows.length ? draft.windows : [{}];
+    for (const r of this.rows) r.root.remove();
+    this.rows = [];
+    for (const w of windows) {
+      const row = this.addWindow();
+      row.wanted = String(w.camera || ""); row.fillCameras(this.cameras);
+      row.from.value = w.from || ""; row.to.value = w.to || "";
+      row.fromInfo.update(); row.toInfo.update();
+    }
+    $("ev-draft-note").hidden = false;
+  }
+
+  clearDraft() { localStorage.removeItem(this.draftKey); $("ev-draft-note").hidden = true; }
 
   /** Open the view: "" (the list), "new" (the form) or a request id. */
   async open(what) {
@@ -230,20 +295,30 @@ export class EvidenceView {
     const error = $("ev-form-error");
     error.textContent = "";
     const body = {};
-    for (const key of ["officer_name", "collar_number", "force", "crime_reference", "offence", "necessity",
-      "lawful_basis", "authorised_by"]) body[key] = $(`ev-${key}`).value;
-    try { body.windows = this.rows.map((r) => r.value()); }
-    catch (e) { error.textContent = e.message; return; }
+    // Every problem at once, each naming its field's label; nothing is sent until there are none.
+    const problems = [];
+    for (const [key, label] of FORM_FIELDS) {
+      body[key] = $(`ev-${key}`).value;
+      if (!body[key].trim()) problems.push([`${label} is required`, $(`ev-${key}`)]);
+    }
+    this.rows.forEach((r, i) => problems.push(...r.problems(i + 1)));
+    if (problems.length) {
+      error.textContent = `Not submitted: ${problems.map(([text]) => text).join("; ")}.`;
+      problems[0][1]?.focus();
+      return;
+    }
+    body.windows = this.rows.map((r) => r.value());
     const button = $("ev-submit");
     button.disabled = true;
     try {
       const req = await api("/api/v1/evidence/requests", { method: "POST", body });
       this.requests.set(req.id, req);
       this.renderList();
+      this.clearDraft(); // submitted: no personal data stays in this browser
       this.resetForm();
       location.hash = `#evidence/${req.id}`;
     } catch (e) {
-      error.textContent = `Not submitted: ${e.message}`; // the form keeps what was typed
+      error.textContent = `Not submitted: ${plainError(e.message)}`; // the form keeps what was typed
     } finally { button.disabled = false; }
   }
 
@@ -298,7 +373,7 @@ export class EvidenceView {
       el("div", { class: "ev-detail-head" },
         el("h3", { text: req.exhibit_reference || `Request ${req.id}` }), stateBadge(req.state, "ev-state")),
       factsList(req),
-      req.findings ? findingsSection(req) : null,  // council staff only (the API leaves it out)
+      req.findings ? findingsSection(req, this.can.has("playback")) : null,  // council staff only (the API leaves it out)
       exportSection(req),
       packageSection(req),
       this.actions(req),
@@ -369,7 +444,7 @@ export class EvidenceView {
     if (this.can.has("approve") && req.state !== "closed") {
       const reason = el("input", { id: "ev-close-reason", "data-keep": "close", type: "text", required: true, size: 40 });
       const review = el("input", { id: "ev-close-review", "data-keep": "review", type: "text", size: 11,
-        placeholder: "YYYY-MM-DD", autocomplete: "off" });
+        placeholder: "DD/MM/YYYY", autocomplete: "off" });
       const closeBtn = el("button", { type: "button", id: "ev-close", text: "Close the request" });
       closeBtn.addEventListener("click", () => {
         if (!reason.value.trim()) { error.textContent = "Closing needs a reason."; reason.focus(); return; }
@@ -414,7 +489,7 @@ function factsList(req) {
   return dl;
 }
 
-function findingsSection(req) {
+function findingsSection(req, canPlay = false) {
   const f = req.findings || {};
   const windows = f.windows || [];
   const sec = el("section", { class: "ev-findings", "aria-label": "What the windows hold" },
@@ -432,6 +507,11 @@ function findingsSection(req) {
       el("p", { class: "small", text: w.missing ? "No footage at all in this window."
         : `Recorded ${fmtSeconds(w.recorded_s)} of ${fmtSeconds(w.window_s)}: ${w.segments} segment${w.segments === 1 ? "" : "s"}, ${fmtBytes(w.bytes)}` +
           (w.recovered_segments ? `, ${w.recovered_segments} recovered after a crash` : "") }));
+    // A supervisor watches the footage before deciding (playback is audited as any other).
+    if (canPlay && w.camera_id != null && !w.missing) {
+      card.append(el("p", { class: "small" }, el("a", { class: "ev-preview", href: `#playback/${w.camera_id}/${Date.parse(w.from_utc)}`,
+        text: `Preview in playback from ${fmtIso(w.from_utc)}` })));
+    }
     if (w.gaps.length) {
       card.append(el("ul", { class: "ev-gaps" }, ...w.gaps.map((g) =>
         el("li", { text: `Gap ${fmtIso(g.from_utc)} to ${fmtIso(g.to_utc)} (${fmtSeconds(g.duration_s)}): ${g.reason}` }))));

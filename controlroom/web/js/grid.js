@@ -5,6 +5,10 @@
 import { LivePlayer, mseSupported } from "./mse.js";
 import { renderBadges, cameraOption } from "./cameras.js";
 
+// A disabled camera shows no live video (the service refuses it too: controlroom/api/live.py).
+const isDisabled = (cam) => cam && (cam.enabled === false || cam.state === "disabled");
+const DISABLED_TEXT = "Camera disabled: no live video";
+
 const STORE_KEY = "controlroom.grid";
 const LAYOUTS = [1, 4, 9, 16];
 
@@ -49,6 +53,12 @@ export class Grid {
     this.el.className = `grid n${n}`;
     for (let i = 0; i < n; i++) this.tiles.push(this.makeTile(i, arr.slots[i]));
     this.el.replaceChildren(...this.tiles.map((t) => t.el));
+    // Back from a camera (Esc): focus returns to its tile, not to the page.
+    if (this.focusAfter != null) {
+      const back = this.tiles.find((t) => t.cam && t.cam.id === this.focusAfter);
+      this.focusAfter = null;
+      if (back) back.el.focus();
+    }
     document.querySelectorAll("[data-layout]").forEach((b) => b.setAttribute("aria-pressed", String(Number(b.dataset.layout) === n)));
   }
 
@@ -57,7 +67,7 @@ export class Grid {
     const el = document.createElement("div");
     el.className = "tile"; el.tabIndex = 0; el.dataset.index = String(index);
     el.setAttribute("role", "group");
-    const tile = { el, index, cam, player: null };
+    const tile = { el, index, cam, player: null, disabled: isDisabled(cam) };
     const head = document.createElement("div"); head.className = "tile-head";
     const name = document.createElement("span"); name.className = "tile-name";
     const site = document.createElement("span"); site.className = "tile-site";
@@ -73,9 +83,17 @@ export class Grid {
     select.addEventListener("change", () => this.assign(index, select.value ? Number(select.value) : null));
     foot.append(select);
     Object.assign(tile, { name, site, badges, message });
-    if (cam) {
-      name.textContent = cam.name;
-      site.textContent = cam.site || "";
+    if (cam && tile.disabled) {
+      name.textContent = cam.name; name.title = cam.name;
+      site.textContent = cam.site || ""; site.title = cam.site || "";
+      el.setAttribute("aria-label", `Tile ${index + 1}: ${cam.name}, disabled`);
+      el.dataset.state = "disabled";
+      message.textContent = DISABLED_TEXT;
+      el.append(head, message, foot);
+      renderBadges(badges, cam);
+    } else if (cam) {
+      name.textContent = cam.name; name.title = cam.name;
+      site.textContent = cam.site || ""; site.title = cam.site || "";
       el.setAttribute("aria-label", `Tile ${index + 1}: ${cam.name}`);
       const video = document.createElement("video");
       video.muted = true; video.autoplay = true; video.playsInline = true;
@@ -137,13 +155,24 @@ export class Grid {
   assign(index, camId) {
     const slots = this.arrangement.slots;
     while (slots.length <= index) slots.push(null);
-    slots[index] = camId; this.save(); this.render(); this.focusTile(index);
+    slots[index] = camId; this.save(); this.replaceTile(index); this.focusTile(index);
+  }
+
+  /** Rebuild one tile (a new camera in it, or its camera disabled or enabled): the other tiles
+   * keep their players and connections. */
+  replaceTile(index) {
+    const old = this.tiles[index];
+    if (!this.active || !old) { this.render(); return; }
+    if (old.player) old.player.stop();
+    const tile = this.makeTile(index, this.arrangement.slots[index]);
+    this.tiles[index] = tile;
+    old.el.replaceWith(tile.el);
   }
 
   swap(a, b) {
     const slots = this.arrangement.slots;
     while (slots.length <= Math.max(a, b)) slots.push(null);
-    [slots[a], slots[b]] = [slots[b], slots[a]]; this.save(); this.render();
+    [slots[a], slots[b]] = [slots[b], slots[a]]; this.save(); this.replaceTile(a); this.replaceTile(b);
   }
 
   refreshBadges() {
@@ -151,7 +180,9 @@ export class Grid {
       if (!t.cam) continue;
       const cam = this.store.get(t.cam.id);
       if (!cam) continue;
+      if (isDisabled(cam) !== t.disabled) { this.replaceTile(t.index); continue; }
       t.name.textContent = cam.name; t.site.textContent = cam.site || "";
+      t.name.title = cam.name; t.site.title = cam.site || "";
       renderBadges(t.badges, cam);
     }
   }

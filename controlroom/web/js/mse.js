@@ -7,6 +7,10 @@ const LIVE_MAX_LAG_S = 0.5;   // further behind the live edge than this: jump to
 const LIVE_TARGET_LAG_S = 0.15;
 const KEEP_BEHIND_S = 20;     // buffered media kept behind the play position
 const RECONNECT_S = [1, 2, 4, 8, 15];
+// Why there is no picture, in the operator's words, by the service's code (controlroom/api/live.py);
+// the service's own reason ("camera stream 10/sub: ...") is kept in lastReason for the curious.
+const PLAIN = { no_video: "the camera is not sending video", ended: "the camera stopped sending video",
+  stopping: "the service is restarting", lost: "the connection to the service was lost" };
 
 export function mseSupported(mime) {
   const MS = window.ManagedMediaSource || window.MediaSource;
@@ -70,6 +74,7 @@ export class LivePlayer {
 
   connect() {
     this.onState("connecting");
+    this.lastCode = null;
     this.openedAt = performance.now();
     const ws = new WebSocket(wsUrl(`/api/v1/cameras/${this.cameraId}/live?stream=${this.stream}`));
     ws.binaryType = "arraybuffer";
@@ -87,9 +92,10 @@ export class LivePlayer {
             appender.onIdle = () => this.chaseEdge();
             appender.onError = () => { ws.close(); };
             early.splice(0).forEach((b) => appender.push(b));
-          } catch (e) { this.onState("error", String(e)); ws.close(); }
+          } catch (e) { this.lastReason = String(e); this.onState("error", "this browser could not play the video"); ws.close(); }
         } else if (msg.type === "end" || msg.type === "error") {
           this.lastReason = msg.reason || msg.error || "stream ended";
+          this.lastCode = msg.code || "ended";
         }
         return;
       }
@@ -99,7 +105,7 @@ export class LivePlayer {
       this.ws = null;
       if (this.stopped) return;
       const delay = RECONNECT_S[Math.min(this.attempt++, RECONNECT_S.length - 1)];
-      this.onState("reconnecting", this.lastReason || "connection lost");
+      this.onState("reconnecting", `${PLAIN[this.lastCode] || PLAIN.lost}; trying again`);
       this.timer = setTimeout(() => this.connect(), delay * 1000);
     };
     this.video.onplaying = () => {

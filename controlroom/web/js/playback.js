@@ -6,10 +6,14 @@ import { api } from "./api.js";
 import { PlaybackPlayer } from "./mse.js";
 import { Timeline } from "./timeline.js";
 import { cameraOption } from "./cameras.js";
-import { formatLocal, formatLocalPrecise, londonDay, londonToUtc, localParts, todayLondon } from "./time.js";
+import { formatLocal, formatLocalPrecise, londonDay, localParts, todayLondon, dateGB, readDate, londonCandidates } from "./time.js";
 
 const FRAME_S = 0.04; // 25 frames/s; a step on other rates still lands on the next frame
 const JOIN_MS = 1500;
+// The visible day's catalogue is read again this often while the position is within NEAR_LIVE_MS
+// of now, so the timeline grows while the operator watches (each read is audited: not faster).
+const REFRESH_MS = 10e3;
+const NEAR_LIVE_MS = 15 * 60e3;
 
 export class PlaybackView {
   constructor(store, { onLive }) {
@@ -26,7 +30,7 @@ export class PlaybackView {
     this.day = new Timeline(document.getElementById("tl-day"), { onPick: (ms, final) => this.picked(ms, final) });
     this.hour = new Timeline(document.getElementById("tl-hour"), { onPick: (ms, final) => this.picked(ms, final) });
     this.cameraSel.addEventListener("change", () => this.loadDay().then(() => this.playAt(this.cursorMs())));
-    this.dayInput.addEventListener("change", () => this.loadDay());
+    this.dayInput.addEventListener("change", () => this.dayTyped());
     document.getElementById("pb-go").addEventListener("click", () => this.goTyped());
     this.timeInput.addEventListener("keydown", (ev) => { if (ev.key === "Enter") this.goTyped(); });
     document.getElementById("pb-play").addEventListener("click", () => this.toggle());
@@ -38,6 +42,31 @@ export class PlaybackView {
     store.addEventListener("change", () => this.fillCameras());
     const tick = () => { if (this.active) this.showPosition(); requestAnimationFrame(tick); };
     requestAnimationFrame(tick);
+    setInterval(() => { if (this.active && this.nearLive()) this.loadDay(); }, REFRESH_MS);
+  }
+
+  /** The day shown ("2026-12-31"), from the field (typed "31/12/2026"), or null if it is no date. */
+  dayDate() { return this.dayInput.value.trim() ? readDate(this.dayInput.value) : todayLondon(); }
+
+  setDay(isoDate) { this.dayInput.value = dateGB(isoDate); }
+
+  dayTyped() {
+    const date = readDate(this.dayInput.value);
+    if (!date) { this.say(`${this.dayInput.value.trim()} is not a date: type the day as DD/MM/YYYY`); return; }
+    this.say(""); this.setDay(date); this.loadDay();
+  }
+
+  /** Whether the day shown is today and the position is near now: the catalogue is still growing. */
+  nearLive() {
+    const now = Date.now();
+    return this.day.start <= now && now < this.day.end && Math.abs(now - this.cursorMs()) < NEAR_LIVE_MS;
+  }
+
+  /** The URL names the camera and the time shown, so a reload or a shared link comes back here. */
+  syncUrl(ms) {
+    if (!this.active || ms == null || !this.cameraSel.value || !location.hash.startsWith("#playback")) return;
+    const hash = `#playback/${this.cameraSel.value}/${Math.round(ms)}`;
+    if (location.hash !== hash) history.replaceState(null, "", hash);
   }
 
   fillCameras() {
@@ -55,7 +84,7 @@ export class PlaybackView {
     this.fillCameras();
     if (camId != null) this.cameraSel.value = String(camId);
     const at = ms ?? Date.now() - 60e3;
-    this.dayInput.value = localParts(at).date;
+    this.setDay(localParts(at).date);
     await this.loadDay();
     await this.playAt(at);
   }
@@ -67,7 +96,8 @@ export class PlaybackView {
   async loadDay() {
     const camId = this.cameraSel.value;
     if (!camId) return;
-    const date = this.dayInput.value || todayLondon();
+    const date = this.dayDate();
+    if (!date) return;
     const [start, end] = londonDay(date);
     this.day.setRange(start, end);
     try {
@@ -103,11 +133,23 @@ export class PlaybackView {
     this.hour.setRange(start, start + 3600e3);
   }
 
+  /** Play from the typed time of the day shown, or say why not: nothing is guessed (25:99 is no
+   * time, not the next day's 02:39; a time not yet come is not the live edge). */
   goTyped() {
-    const m = /^(\d{1,2}):(\d{2})(?::(\d{2}))?$/.exec(this.timeInput.value.trim());
-    if (!m) { this.say("Type a time as HH:MM or HH:MM:SS"); return; }
-    const date = this.dayInput.value || todayLondon();
-    this.playAt(londonToUtc(date, +m[1], +m[2], +(m[3] || 0)));
+    const typed = this.timeInput.value.trim();
+    const m = /^(\d{1,2}):(\d{2})(?::(\d{2}))?$/.exec(typed);
+    if (!m) { this.say("Type a time as HH:MM or HH:MM:SS (24-hour clock)"); return; }
+    const [h, mi, s] = [+m[1], +m[2], +(m[3] || 0)];
+    if (h > 23 || mi > 59 || s > 59) { this.say(`${typed} is not a time of day: type 00:00:00 to 23:59:59`); return; }
+    const date = this.dayDate();
+    if (!date) { this.say(`${this.dayInput.value.trim()} is not a date: type the day as DD/MM/YYYY`); return; }
+    const fits = londonCandidates(date, h, mi, s);
+    if (!fits.length) {
+      this.say(`${dateGB(date)} ${typed} does not exist in London: the clocks went forward an hour that night`); return;
+    }
+    const ms = fits[0]; // the October hour that happens twice: its first (BST) occurrence
+    if (ms > Date.now()) { this.say(`${formatLocal(ms)} is in the future: nothing is recorded yet`); return; }
+    this.playAt(ms);
   }
 
   /** Ask the server for the run of footage at ``ms`` and play it from there. */
@@ -115,11 +157,11 @@ export class PlaybackView {
     const camId = this.cameraSel.value;
     if (!camId) return;
     this.picked(ms, false);
-    if (localParts(ms).date !== this.dayInput.value) { this.dayInput.value = localParts(ms).date; await this.loadDay(); }
+    if (localParts(ms).date !== this.dayDate()) { this.setDay(localParts(ms).date); await this.loadDay(); }
     // Already buffered in the current run: just seek.
     if (this.plan && String(this.plan.camera) === camId) {
       const t = this.mediaTimeOf(ms);
-      if (t != null && this.player.has(t)) { this.video.currentTime = t; if (play) this.video.play().catch(() => {}); return; }
+      if (t != null && this.player.has(t)) { this.video.currentTime = t; this.say(""); if (play) this.video.play().catch(() => {}); return; }
     }
     this.say("Loading…");
     this.ready = false;
@@ -129,6 +171,7 @@ export class PlaybackView {
       await this.player.load(plan.stream_url, plan.offset_s, { play });
       this.video.playbackRate = this.rate;
       this.ready = true;
+      this.syncUrl(ms);
       this.say(plan.in_gap ? `No recording at ${formatLocal(ms)}: playing the next recording` : "");
     } catch (e) {
       this.plan = null;
@@ -163,6 +206,7 @@ export class PlaybackView {
       if (Math.abs((this.day.cursor ?? 0) - wall) > 500) { this.setHourRange(wall); this.day.setCursor(wall); this.hour.setCursor(wall); }
       this.position.textContent = formatLocal(wall);
     }
+    if (!this.urlAt || performance.now() - this.urlAt > 1000) { this.urlAt = performance.now(); this.syncUrl(wall); }
   }
 
   async continueAfterRun() {

@@ -5,7 +5,8 @@ import { api } from "./api.js";
 import { LivePlayer } from "./mse.js";
 import { renderBadges } from "./cameras.js";
 
-const PTZ_SPEED = 0.5;
+const PTZ_SPEED = 0.5; // directions below are scaled by the speed chosen (Slow 0.2, Normal 0.5, Fast 1)
+const SPEED_KEY = "controlroom.ptz.speed";
 const MOVE_LIMIT_S = 10; // the camera stops by itself if the release (stop) is lost
 const MOVES = {
   up: { pan: 0, tilt: PTZ_SPEED, zoom: 0 }, down: { pan: 0, tilt: -PTZ_SPEED, zoom: 0 },
@@ -22,6 +23,12 @@ export class SingleView {
     this.ptzPanel = document.getElementById("ptz");
     this.presets = document.getElementById("ptz-presets");
     this.status = document.getElementById("ptz-status");
+    this.noPresets = document.getElementById("ptz-no-presets"); // its own line: a move's status does not clear it
+    this.speedSel = document.getElementById("ptz-speed");
+    this.speedSel.value = localStorage.getItem(SPEED_KEY) || String(PTZ_SPEED);
+    this.speedSel.addEventListener("change", () => localStorage.setItem(SPEED_KEY, this.speedSel.value));
+    document.getElementById("ptz-home").addEventListener("click", () => this.goHome());
+    document.getElementById("ptz-save").addEventListener("submit", (ev) => { ev.preventDefault(); this.savePreset(); });
     this.player = null; this.cam = null; this.moving = null;
     document.getElementById("single-back").addEventListener("click", () => this.onBack());
     document.getElementById("single-back30").addEventListener("click", () => this.cam && this.onBack30(this.cam.id));
@@ -64,7 +71,7 @@ export class SingleView {
 
   close() {
     if (this.player) this.player.stop();
-    this.player = null; this.cam = null; this.presets.replaceChildren(); this.status.textContent = "";
+    this.player = null; this.cam = null; this.presets.replaceChildren(); this.status.textContent = ""; this.noPresets.hidden = true;
   }
 
   async loadPresets() {
@@ -81,7 +88,7 @@ export class SingleView {
         b.addEventListener("click", () => this.gotoPreset(p));
         li.append(b); return li;
       }));
-      if (!list.length) this.status.textContent = "No presets stored on this camera.";
+      this.noPresets.hidden = list.length > 0;
     } catch (e) { this.status.textContent = `Presets unavailable: ${e.message}`; }
   }
 
@@ -93,10 +100,32 @@ export class SingleView {
     } catch (e) { this.status.textContent = `Preset failed: ${e.message}`; }
   }
 
+  async goHome() {
+    if (!this.cam) return;
+    this.status.textContent = "Going home…";
+    try { await api(`/api/v1/cameras/${this.cam.id}/ptz/home`, { method: "POST", body: {} }); this.status.textContent = "At the home position"; }
+    catch (e) { this.status.textContent = `Home failed: ${e.message}`; }
+  }
+
+  async savePreset() {
+    const input = document.getElementById("ptz-save-name");
+    const name = input.value.trim();
+    if (!this.cam) return;
+    if (!name) { this.status.textContent = "Name the preset first."; input.focus(); return; }
+    this.status.textContent = `Saving ${name}…`;
+    try {
+      await api(`/api/v1/cameras/${this.cam.id}/ptz/presets`, { method: "POST", body: { name } });
+      input.value = ""; this.status.textContent = `Saved preset ${name}`;
+      await this.loadPresets();
+    } catch (e) { this.status.textContent = `Saving the preset failed: ${e.message}`; }
+  }
+
   async move(dir) {
     if (!this.cam) return;
     this.moving = dir;
-    try { await api(`/api/v1/cameras/${this.cam.id}/ptz/move`, { method: "POST", body: { ...MOVES[dir], timeout_s: MOVE_LIMIT_S } }); this.status.textContent = ""; }
+    const speed = Number(this.speedSel.value) || PTZ_SPEED;
+    const v = Object.fromEntries(Object.entries(MOVES[dir]).map(([k, x]) => [k, (x / PTZ_SPEED) * speed]));
+    try { await api(`/api/v1/cameras/${this.cam.id}/ptz/move`, { method: "POST", body: { ...v, timeout_s: MOVE_LIMIT_S } }); this.status.textContent = ""; }
     catch (e) { this.status.textContent = `PTZ failed: ${e.message}`; }
   }
 

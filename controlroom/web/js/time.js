@@ -1,5 +1,6 @@
 // Times on screen: Europe/London with the UTC offset, so the October hour that happens twice
-// reads "01:30:00 +01:00" then "01:30:00 +00:00". Everything internal is UTC milliseconds.
+// reads "01:30:00 +01:00" then "01:30:00 +00:00". Dates are British (dd/mm/yyyy, 24 h) whatever
+// the browser's locale. Everything internal is UTC milliseconds; dates as "yyyy-mm-dd".
 
 export const ZONE = "Europe/London";
 
@@ -15,7 +16,7 @@ export function localParts(ms) {
   let off = (p.timeZoneName || "GMT").replace("GMT", "");
   if (!off) off = "+00:00";
   return { y: +p.year, mo: +p.month, d: +p.day, h: +p.hour, mi: +p.minute, s: +p.second,
-           date: `${p.year}-${p.month}-${p.day}`, time: `${p.hour}:${p.minute}:${p.second}`, offset: off };
+           date: `${p.year}-${p.month}-${p.day}`, dateGB: `${p.day}/${p.month}/${p.year}`, time: `${p.hour}:${p.minute}:${p.second}`, offset: off };
 }
 
 export function offsetMs(ms) {
@@ -25,17 +26,35 @@ export function offsetMs(ms) {
   return sign * (h * 3600 + (m || 0) * 60) * 1000;
 }
 
-/** "2026-10-25 01:30:00 +01:00" */
+/** "25/10/2026 01:30:00 +01:00" */
 export function formatLocal(ms, { date = true } = {}) {
   const p = localParts(ms);
-  return `${date ? p.date + " " : ""}${p.time} ${p.offset}`;
+  return `${date ? p.dateGB + " " : ""}${p.time} ${p.offset}`;
 }
 
-/** "01:30:00.480 +01:00": for the playback position. */
+/** "25/10/2026 01:30:00.480 +01:00": for the playback position. */
 export function formatLocalPrecise(ms) {
   const p = localParts(ms);
   const frac = String(Math.floor(((ms % 1000) + 1000) % 1000)).padStart(3, "0");
-  return `${p.date} ${p.time}.${frac} ${p.offset}`;
+  return `${p.dateGB} ${p.time}.${frac} ${p.offset}`;
+}
+
+/** "2026-12-31" -> "31/12/2026" (a London date as the screen shows it). */
+export function dateGB(isoDate) {
+  const [y, mo, d] = isoDate.split("-");
+  return `${d}/${mo}/${y}`;
+}
+
+/** A typed date, "31/12/2026" (or "2026-12-31"), as "2026-12-31"; null if it is no date. */
+export function readDate(text) {
+  const v = (text || "").trim();
+  let m = /^(\d{1,2})\/(\d{1,2})\/(\d{4})$/.exec(v), y, mo, d;
+  if (m) [d, mo, y] = [+m[1], +m[2], +m[3]];
+  else if ((m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(v))) [y, mo, d] = [+m[1], +m[2], +m[3]];
+  else return null;
+  const day = new Date(Date.UTC(y, mo - 1, d));
+  if (day.getUTCFullYear() !== y || day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d) return null;
+  return `${y}-${String(mo).padStart(2, "0")}-${String(d).padStart(2, "0")}`;
 }
 
 /** Every UTC ms whose London wall-clock time is `dateStr` h:mi:s, earliest first: one on most

@@ -1,21 +1,25 @@
 // A typed London wall-clock time, and the line under its field that says which instant it
 // means (with its offset). Shared by the Evidence and ANPR views: a time is typed the way the
-// screen shows times ("2026-12-01 21:35:23"), whatever the browser's locale, and nothing is
+// screen shows times ("01/12/2026 21:35:23"; ISO "2026-12-01 21:35:23" too), whatever the browser's locale, and nothing is
 // guessed: the October hour that happens twice asks which, the March hour that never happens
 // is refused with the reason. Text only, never markup.
 
 import { formatLocal, isoLocal, londonCandidates } from "./time.js";
 import { el } from "./dom.js";
 
-/** A typed London wall-clock time ("2026-10-25 01:30:05"; seconds optional, a T may stand for
- * the space) as the instants it can mean: {error} if empty, malformed or in the March hour
+/** A typed London wall-clock time ("25/10/2026 01:30:05" or "2026-10-25 01:30:05"; seconds
+ * optional, a T may stand for the space) as the instants it can mean: {error} if empty, malformed or in the March hour
  * that never happens; {candidates: [ms]} otherwise (two in the October hour that happens twice). */
 export function readLocal(value) {
-  const m = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{1,2}):(\d{2})(?::(\d{2}))?$/.exec((value || "").trim());
-  if (!m) return { error: "type the date and time as YYYY-MM-DD HH:MM:SS" };
+  const v = (value || "").trim();
+  let m = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{1,2}):(\d{2})(?::(\d{2}))?$/.exec(v);
+  // The way the screen shows dates (en-GB): "31/12/2026 21:35:23".
+  const gb = /^(\d{1,2})\/(\d{1,2})\/(\d{4}),? (\d{1,2}):(\d{2})(?::(\d{2}))?$/.exec(v);
+  if (!m && gb) m = [v, gb[3], gb[2].padStart(2, "0"), gb[1].padStart(2, "0"), gb[4], gb[5], gb[6]];
+  if (!m) return { error: "type the date and time as DD/MM/YYYY HH:MM:SS" };
   const [y, mo, d, h, mi, s] = m.slice(1).map((v) => Number(v || 0));
   const day = new Date(Date.UTC(y, mo - 1, d));
-  if (day.getUTCFullYear() !== y || day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d) return { error: `there is no date ${m[1]}-${m[2]}-${m[3]}` };
+  if (day.getUTCFullYear() !== y || day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d) return { error: `there is no date ${m[3]}/${m[2]}/${m[1]}` };
   if (h > 23 || mi > 59 || s > 59) return { error: `${m[4]}:${m[5]}${m[6] ? `:${m[6]}` : ""} is not a time of day` };
   const date = `${m[1]}-${m[2]}-${m[3]}`;
   const hh = String(h).padStart(2, "0");
@@ -23,7 +27,7 @@ export function readLocal(value) {
   if (!candidates.length) {
     // London's clocks go forward at 01:00 GMT in March: that hour of the night never happens.
     const next = String(h + 1).padStart(2, "0");
-    return { error: `${date} ${hh}:${m[5]} does not exist in London: the clocks went forward from ${hh}:00 to ` +
+    return { error: `${m[3]}/${m[2]}/${m[1]} ${hh}:${m[5]} does not exist in London: the clocks went forward from ${hh}:00 to ` +
       `${next}:00 that night. Enter a time before ${hh}:00 or from ${next}:00.` };
   }
   return { candidates };

@@ -24,6 +24,19 @@ export class Timeline {
   setMarks(marks) { this.marks = marks; this.canvas.dataset.marks = String(marks.length); this.draw(); }
   setCursor(ms) { this.cursor = ms; this.canvas.setAttribute("aria-valuetext", ms ? new Date(ms).toISOString() : ""); this.draw(); }
 
+  /** Holes between recorded spans that no gap explains (the service was stopped, say): a gap
+   * all the same, drawn in the legend's red, never as blank. */
+  holes(now) {
+    const out = [];
+    const spans = [...this.spans].sort((a, b) => a[0] - b[0]);
+    let end = spans.length ? spans[0][1] : 0;
+    for (let i = 1; i < spans.length; i++) {
+      if (spans[i][0] > end && end < now) out.push([end, Math.min(spans[i][0], now)]);
+      end = Math.max(end, spans[i][1]);
+    }
+    return out;
+  }
+
   x(ms, w) { return ((ms - this.start) / (this.end - this.start)) * w; }
 
   pick(ev, final) {
@@ -55,7 +68,7 @@ export class Timeline {
     const now = Date.now();
     if (now < this.end) { g.fillStyle = COLOURS.future; g.fillRect(this.x(now, w), 0, w, h); }
     const barTop = 4, barH = h * 0.45;
-    for (const [s, e] of this.gaps) { g.fillStyle = COLOURS.gap; g.fillRect(this.x(s, w), barTop, Math.max(1, this.x(Math.min(e ?? now, now), w) - this.x(s, w)), barH); }
+    for (const [s, e] of [...this.gaps, ...this.holes(now)]) { g.fillStyle = COLOURS.gap; g.fillRect(this.x(s, w), barTop, Math.max(1, this.x(Math.min(e ?? now, now), w) - this.x(s, w)), barH); }
     for (const [s, e, growing] of this.spans) {
       g.fillStyle = growing ? COLOURS.growing : COLOURS.span;
       g.fillRect(this.x(s, w), barTop, Math.max(1, this.x(e, w) - this.x(s, w)), barH);
