@@ -29,6 +29,9 @@ class Permission(enum.StrEnum):
     INVENTORY_READ = "inventory_read"  # list cameras and their state
     ADMIN = "admin"  # inventory, users, settings
     INCIDENTS = "incidents"  # log and update incidents
+    RIPA = "ripa"  # the RIPA register: record, review, renew, cancel authorisations; the IPCO report
+    DIRECTED_USE = "directed_use"  # read authorisations in force, link one's own directed use of a camera
+    SAR = "sar"  # the subject access request register, its footage windows and holds
 
 
 # What each role may do (docs/design/security-model.md says why). Deny by default: a right not
@@ -39,7 +42,7 @@ class Permission(enum.StrEnum):
 _EVERYONE = frozenset({Permission.PUBLIC, Permission.AUTHENTICATED})
 _OPERATOR = _EVERYONE | {
     Permission.LIVE_VIEW, Permission.PTZ, Permission.PLAYBACK, Permission.EXPORT, Permission.ANPR_SEARCH,
-    Permission.ANPR_ALERTS, Permission.INVENTORY_READ, Permission.INCIDENTS,
+    Permission.ANPR_ALERTS, Permission.INVENTORY_READ, Permission.INCIDENTS, Permission.DIRECTED_USE,
 }
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "administrator": _EVERYONE | {
@@ -47,6 +50,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     },
     "supervisor": _OPERATOR | {
         Permission.APPROVE, Permission.HOLDS, Permission.AUDIT_READ, Permission.HOTLIST_ADMIN,
+        Permission.RIPA, Permission.SAR,
     },
     "operator": frozenset(_OPERATOR),
     "police": _EVERYONE | {Permission.EVIDENCE_REQUEST},

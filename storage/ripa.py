@@ -366,7 +366,7 @@ async def start_use(session: AsyncSession, auth: Authorisation, camera: Camera, 
     for old in await open_uses(session, operator=operator, camera_id=camera.id):
         old.ended_us = now
         await audit.append(session, operator, "ripa.use_end", f"camera:{camera.id}", directed_use=old.id,
-                           replaced=True)
+                           replaced=True, ripa=(await session.get(Authorisation, old.authorisation_id)).reference)
     use = DirectedUse(authorisation_id=auth.id, camera_id=camera.id, operator=operator, purpose=purpose.strip(),
                       started_us=now)
     session.add(use)
@@ -385,7 +385,9 @@ async def end_use(session: AsyncSession, use_id: int, *, by: str, operator: str 
         raise Invalid(f"directed use {use_id} has already ended")
     use.ended_us = now_us()
     await session.flush()
-    await audit.append(session, by, "ripa.use_end", f"camera:{use.camera_id}", directed_use=use.id)
+    auth = await session.get(Authorisation, use.authorisation_id)
+    await audit.append(session, by, "ripa.use_end", f"camera:{use.camera_id}", directed_use=use.id,
+                       ripa=auth.reference if auth else None)
     return use
 
 
@@ -410,3 +412,28 @@ async def live_reference(session: AsyncSession, reference: str) -> Authorisation
     """The authorisation with this reference if it is in force now, else None."""
     auth = (await session.execute(select(Authorisation).where(Authorisation.reference == reference.strip()))).scalars().first()
     return auth if auth is not None and state_of(auth, now_us()) in IN_FORCE else None
+
+
+async def request_warning(session: AsyncSession, directed_surveillance: bool, reference: str) -> str | None:
+    """The warning a supervisor sees on a police request that cites surveillance of a named person
+    (flagged ``directed_surveillance``, or naming an authorisation) without one in force now;
+    None when there is nothing to warn of. docs/design/lawful-use.md states the rule."""
+    reference = (reference or "").strip()
+    if not directed_surveillance and not reference:
+        return None
+    if not reference:
+        return ("The request cites surveillance of a named person but names no RIPA authorisation: directed "
+                "surveillance needs one (RIPA 2000 s.28). Ask for the reference before approving.")
+    auth = (await session.execute(select(Authorisation).where(Authorisation.reference == reference))).scalars().first()
+    if auth is None:
+        return f"RIPA authorisation {reference!r} is not in the register: check it before approving."
+    state = state_of(auth, now_us())
+    if state not in IN_FORCE:
+        return f"RIPA authorisation {reference!r} is {state.value}, not live: directed surveillance under it is not authorised."
+    return None
+
+
+async def uses_of(session: AsyncSession, authorisation_id: int) -> list[DirectedUse]:
+    """Every directed use under an authorisation, open or ended, oldest first."""
+    return list((await session.execute(select(DirectedUse).where(DirectedUse.authorisation_id == authorisation_id)
+                                       .order_by(DirectedUse.id))).scalars())

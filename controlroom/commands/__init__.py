@@ -12,6 +12,8 @@ from controlroom.commands import (
     hotlists,
     inventory,
     recordings,
+    ripa,
+    sar,
     serve,
     simulate,
     tokens,
@@ -20,4 +22,4 @@ from controlroom.commands import (
 from controlroom.commands import onvif as onvif_commands
 
 # In the order `controlroom --help` lists them: first what a newcomer runs, then daily work.
-COMMAND_MODULES = [demo, serve, inventory, onvif_commands, recordings, anpr, hotlists, export, users, tokens, audit, simulate, db]
+COMMAND_MODULES = [demo, serve, inventory, onvif_commands, recordings, anpr, hotlists, export, ripa, sar, users, tokens, audit, simulate, db]
