@@ -23,6 +23,7 @@ const FIELD_TEXT = [
   ["officer_name", "Officer"], ["collar_number", "Collar number"], ["force", "Force"],
   ["crime_reference", "Crime reference"], ["offence", "Offence"], ["necessity", "Necessity"],
   ["lawful_basis", "Lawful basis"], ["authorised_by", "Authorised by"], ["requested_by", "Submitted by"],
+  ["ripa_reference", "RIPA authorisation"],
 ];
 
 const fmtIso = (iso) => (iso ? formatLocal(Date.parse(iso)) : "");
@@ -232,6 +233,8 @@ export class EvidenceView {
     const body = {};
     for (const key of ["officer_name", "collar_number", "force", "crime_reference", "offence", "necessity",
       "lawful_basis", "authorised_by"]) body[key] = $(`ev-${key}`).value;
+    body.directed_surveillance = $("ev-directed_surveillance").checked;
+    body.ripa_reference = $("ev-ripa_reference").value.trim();
     try { body.windows = this.rows.map((r) => r.value()); }
     catch (e) { error.textContent = e.message; return; }
     const button = $("ev-submit");
@@ -297,6 +300,8 @@ export class EvidenceView {
     const parts = [
       el("div", { class: "ev-detail-head" },
         el("h3", { text: req.exhibit_reference || `Request ${req.id}` }), stateBadge(req.state, "ev-state")),
+      // A request citing surveillance of a named person without a live RIPA authorisation (council staff only).
+      req.ripa_warning ? el("p", { class: "ev-warning", id: "ev-ripa-warning", role: "alert", text: `RIPA: ${req.ripa_warning}` }) : null,
       factsList(req),
       req.findings ? findingsSection(req) : null,  // council staff only (the API leaves it out)
       exportSection(req),
@@ -403,6 +408,7 @@ function factsList(req) {
   const dl = el("dl", { class: "ev-facts" });
   const add = (k, v) => { if (v) dl.append(el("dt", { text: k }), el("dd", { text: v })); };
   for (const [key, label] of FIELD_TEXT) add(label, req[key]);
+  add("Surveillance of a named person", req.directed_surveillance ? "yes: RIPA directed surveillance" : "");
   add("Submitted", fmtIso(req.submitted_utc));
   add("Footage held", req.hold_id ? (req.state === "closed" ? `hold ${req.hold_id} (released on closing)` :
     `yes: hold ${req.hold_id} keeps these windows from deletion while the request is open`) : "");

@@ -1,0 +1,104 @@
+"""Lawful use in the browser: a supervisor's RIPA register shows an authorisation expiring.
+
+Real service (the reminder loop ticking every half second), real Chromium. An authorisation is
+recorded through storage with the service's own clock (storage.db.now_us) ending a few seconds
+from now: the screen shows it live with its expiry highlighted as due; when the expiry passes the
+service's reminder check raises the ``ripa_expired`` alert, the alerts panel shows it, the
+register reads itself again and shows the authorisation expired, its expiry in red. Then a police
+request that cites surveillance of a named person without an authorisation carries the warning
+in the supervisor's evidence view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from ui_stack import PASSWORD, chromium, running_stack, signed_in
+
+from controlroom.context import SESSIONS
+from controlroom.timefmt import us_to_iso
+from storage import accounts, audit, ripa
+from storage.db import now_us, transaction
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
+SUPERVISOR, POLICE = "sup1", "pc1"
+EXPIRES_IN_S = 8
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory):
+    async with running_stack(tmp_path_factory.mktemp("ui-lawful"), cameras=1, live=0, ptz=0, record=False,
+                             **{"lawful.check_interval_s": 0.5}) as st:
+        hashed = await asyncio.to_thread(accounts.hash_password, PASSWORD)
+        async with transaction(st.app[SESSIONS]) as session:
+            for name, role in ((SUPERVISOR, "supervisor"), (POLICE, "police")):
+                await accounts.create_user(session, name, role, hashed)
+                await audit.append(session, "test", "user.add", f"user:{name}", role=role)
+        yield st
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser():
+    async with chromium() as b:
+        yield b
+
+
+async def test_a_ripa_authorisation_expiring_is_flagged(stack, browser, artifacts: Path):
+    page = await signed_in(browser, stack.base_url, SUPERVISOR, "#lawful/ripa")
+    await page.wait_for_selector("#view-lawful:not([hidden])")
+    await page.wait_for_selector("#lw-ripa")
+    assert await page.is_visible("#nav-lawful")
+    async with transaction(stack.app[SESSIONS]) as session:
+        now = now_us()
+        await ripa.create(session, by=SUPERVISOR, reference="OP-EXPIRING", kind="directed_surveillance",
+                          authorising_officer="Supt A Jones", grounds="prevention of crime",
+                          subject="Male, 30s, red jacket", authorised_us=now,
+                          expires_us=now + EXPIRES_IN_S * 1_000_000)
+    # The reminder check raises "expires soon" at once (within the warning period): the alert
+    # makes the register read itself again, and the new row shows, live, its expiry due.
+    row = page.locator('#lw-ripa-body tr[data-ref="OP-EXPIRING"]')
+    await row.wait_for(timeout=10_000)
+    assert await row.locator(".lw-state").get_attribute("data-state") == "live"
+    assert "lw-due" in (await row.locator("td.lw-expires").get_attribute("class"))
+    await page.screenshot(path=str(artifacts / "ui-lawful-ripa-live.png"))
+
+    # At the expiry the service raises "RIPA expired"; the screen follows without a reload.
+    await page.locator('#lw-ripa-body tr[data-ref="OP-EXPIRING"] .lw-state[data-state="expired"]').wait_for(
+        timeout=(EXPIRES_IN_S + 10) * 1000)
+    assert now_us() >= now + EXPIRES_IN_S * 1_000_000
+    assert "lw-past" in (await row.locator("td.lw-expires").get_attribute("class"))
+    alerts = await page.text_content("#alerts-list")
+    assert "RIPA expired" in alerts and "OP-EXPIRING" in alerts
+    # Expired: no review, renewal or cancellation is offered.
+    await row.click()
+    await page.wait_for_selector("#lw-ripa-detail")
+    assert await page.is_disabled("#lw-ripa-renew")
+    await page.screenshot(path=str(artifacts / "ui-lawful-ripa-expired.png"))
+    assert page.errors == []
+    await page.context.close()
+
+
+async def test_evidence_request_citing_a_named_person_warns_the_supervisor(stack, browser):
+    police = await signed_in(browser, stack.base_url, POLICE, "#evidence")
+    await police.wait_for_selector("#view-evidence:not([hidden])")
+    cam = next(iter(stack.cameras.values()))
+    body = {"officer_name": "PC Jane Smith", "collar_number": "4521", "force": "Anyshire Police",
+            "crime_reference": "AS/777/26", "offence": "Supply of drugs", "necessity": "to follow the suspect",
+            "lawful_basis": "DPA 2018 Sch. 2 para 2", "authorised_by": "Insp. R. Khan", "directed_surveillance": True,
+            "windows": [{"camera": cam, "from": us_to_iso(now_us() - 7_200_000_000),
+                         "to": us_to_iso(now_us() - 3_600_000_000)}]}
+    created = await police.evaluate(
+        """async (body) => { const r = await fetch("/api/v1/evidence/requests", {method: "POST",
+             headers: {"Content-Type": "application/json", "X-CSRF-Token": sessionStorage.getItem("controlroom.csrf")},
+             body: JSON.stringify(body)}); return [r.status, await r.json()]; }""", body)
+    assert created[0] == 201, created
+    await police.context.close()
+    page = await signed_in(browser, stack.base_url, SUPERVISOR, f"#evidence/{created[1]['id']}")
+    warning = page.locator("#ev-ripa-warning")
+    await warning.wait_for(timeout=10_000)
+    assert "names no RIPA authorisation" in await warning.text_content()
+    assert page.errors == []
+    await page.context.close()
