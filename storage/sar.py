@@ -29,6 +29,7 @@ from storage.db import Base, now_us
 from storage.holds import add_hold, release_hold
 from storage.models import Camera, Hold, HoldWindow
 from storage.months import local_date, month_deadline
+from storage.ripa import pk
 
 DAY_US = 86_400 * 1_000_000
 MONTHS = 1  # Art. 12(3): without undue delay and within one month of receipt
@@ -273,8 +274,11 @@ async def close(session: AsyncSession, sar: SubjectAccessRequest, *, by: str, to
 async def get(session: AsyncSession, ref: int | str, *, for_update: bool = False) -> SubjectAccessRequest:
     """By id (digits) or reference (SAR-2026-000001)."""
     query = select(SubjectAccessRequest)
-    if isinstance(ref, int) or (ref.isascii() and ref.isdigit() and len(ref) < 19):
-        query = query.where(SubjectAccessRequest.id == int(ref))
+    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
+        row = pk(ref)
+        if row is None:
+            raise NotFound(f"no subject access request {str(ref)[:60]!r}")
+        query = query.where(SubjectAccessRequest.id == row)
     else:
         query = query.where(SubjectAccessRequest.reference == ref)
     if for_update:

@@ -254,3 +254,17 @@ def test_sar_reminders():
     s.state = "disclosed"
     s.alerted = []
     assert sar.dues(s, 2000, remind_us=500) == []
+
+
+async def test_ids_beyond_the_columns_name_nothing(sessions):
+    """INTEGER ids (int4 on PostgreSQL): a larger number is NotFound, not a driver error."""
+    async with transaction(sessions) as session:
+        for ref in ("9999999999999", 2**40):
+            with pytest.raises(NotFound):
+                await ripa.get(session, ref)
+            with pytest.raises(NotFound):
+                await sar.get(session, ref)
+        with pytest.raises(NotFound):
+            await ripa.end_use(session, 2**40, by="op")
+        with pytest.raises(Invalid, match="no camera"):
+            await _create(session, reference="OP-BIG", camera_ids=[2**40])

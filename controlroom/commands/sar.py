@@ -70,7 +70,7 @@ def _line(data: dict) -> str:
 async def cmd_add(settings: Settings, args: argparse.Namespace) -> int:
     async with open_store(settings) as st, transaction(st.sessions) as session:
         s = await sar.create(session, by=cli_actor(), requester_name=args.requester, requester_contact=args.contact,
-                             received_us=min(when(args.received, "--received"), now_us()),
+                             received_us=when(args.received, "--received"),
                              identity_method=args.identity, description=args.description,
                              places_times=args.places_times)
         print(_line(sar_json(s)))

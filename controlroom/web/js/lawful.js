@@ -34,9 +34,11 @@ function leftText(w) {
   return s > 0 ? `in ${txt}` : `${txt} ago`;
 }
 
-function dateCell(w, closed, cls) {
+/** A date cell highlighted by how near ``w`` is; ``label`` replaces the shown time (a SAR's
+ * deadline reads as its last day, while ``w`` is the exclusive end: 00:00 the day after). */
+function dateCell(w, closed, cls, label) {
   const td = el("td", { class: `lw-date ${cls}`, "data-utc": w && w.utc ? w.utc : "", "data-closed": closed ? "1" : "" },
-    el("span", { text: when(w) }), el("span", { class: "lw-left small" }));
+    el("span", { text: label || when(w) }), el("span", { class: "lw-left small" }));
   paintDate(td);
   return td;
 }
@@ -246,7 +248,7 @@ export class LawfulView {
       const tr = el("tr", { "data-ref": s.reference, tabindex: 0, class: this.selected === s.reference ? "selected" : "" },
         el("td", { class: "mono", text: s.reference }), el("td", { text: s.requester_name }),
         el("td", {}, badge(s.state)), el("td", { text: when(s.received) }),
-        dateCell(s.deadline, closed, "lw-deadline"),
+        dateCell(s.deadline, closed, "lw-deadline", s.deadline_day ? `${s.deadline_day} (end of day)` : "—"),
         el("td", { text: s.extended ? "Extended" : "" }), el("td", { text: String(s.windows.length) }));
       tr.addEventListener("click", () => { this.selected = s.reference; this.showSar(s.id); });
       tbody.append(tr);
