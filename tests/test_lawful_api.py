@@ -263,8 +263,16 @@ def test_cli_ripa_and_sar(settings):
     assert code == 0 and "OP-CLI recorded: live" in out
     code, out = _cli([*d, "ripa", "list", "--json"])
     assert code == 0 and json.loads(out)[0]["reference"] == "OP-CLI"
+    code, out = _cli([*d, "cameras", "add", "Cam CLI", "--main-url", "rtsp://127.0.0.1:1/main"])
+    assert code == 0, out
+    code, out = _cli([*d, "ripa", "use", "start", "OP-CLI", "Cam CLI", "--purpose", "following at police request"])
+    assert code == 0 and "opened" in out, out
+    code, out = _cli([*d, "ripa", "use", "list"])
+    assert "OP-CLI" in out
     code, out = _cli([*d, "ripa", "cancel", "OP-CLI", "--officer", "Supt B", "--note", "done"])
     assert code == 0 and "now cancelled" in out
+    code, out = _cli([*d, "ripa", "use", "list"])
+    assert "OP-CLI" not in out  # the cancellation ended the use
     code, out = _cli([*d, "sar", "add", "John Roe", "--received", today, "--identity", "driving licence",
                       "--description", "man, blue cap", "--places-times", "bus station, 9am"])
     assert code == 0 and ": open, deadline " in out

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from controlroom.commands.common import open_store, print_json, print_table
 from controlroom.commands.users import cli_actor
-from controlroom.lawful import authorisation_json, report_csv, ripa_report
+from controlroom.lawful import authorisation_json, report_csv, ripa_report, use_json
 from controlroom.settings import Settings
 from controlroom.timefmt import iso_to_us
-from storage import Invalid, ripa
+from storage import Invalid, inventory, ripa
 from storage.db import transaction
 from storage.months import day_start_us
 
@@ -76,6 +76,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name != "cancel":
             c.add_argument("--next-review", help="ISO 8601 with offset, or YYYY-MM-DD")
         c.set_defaults(func=cmd_change, change=name)
+
+    use = rs.add_parser("use", help="directed use of a camera under an authorisation (links `controlroom ptz` moves)")
+    us = use.add_subparsers(dest="use_command", required=True)
+    start = us.add_parser("start", help="open a directed use: your PTZ moves on the camera carry the reference")
+    start.add_argument("reference")
+    start.add_argument("camera", help="id or name")
+    start.add_argument("--purpose", default="", help="e.g. following the subject at the request of DC Smith")
+    start.set_defaults(func=cmd_use_start)
+    end = us.add_parser("end", help="end one of your directed uses")
+    end.add_argument("use", type=int)
+    end.set_defaults(func=cmd_use_end)
+    uls = us.add_parser("list", help="your open directed uses")
+    uls.set_defaults(func=cmd_use_list)
 
     rep = rs.add_parser("report", help="the report for an IPCO inspection of a period")
     rep.add_argument("--from", dest="start", required=True, help="ISO 8601 with offset, or YYYY-MM-DD")
@@ -155,4 +168,33 @@ async def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{len(report['authorisations'])} authorisations written to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+async def cmd_use_start(settings: Settings, args: argparse.Namespace) -> int:
+    who = cli_actor()
+    async with open_store(settings) as st, transaction(st.sessions) as session:
+        auth = await ripa.get(session, args.reference)
+        cam = await inventory.get_camera(session, args.camera)
+        use = await ripa.start_use(session, auth, cam, operator=who, purpose=args.purpose)
+        print(f"directed use {use.id} of camera {cam.name!r} under {auth.reference} opened for {who}")
+    return 0
+
+
+async def cmd_use_end(settings: Settings, args: argparse.Namespace) -> int:
+    who = cli_actor()
+    async with open_store(settings) as st, transaction(st.sessions) as session:
+        use = await ripa.end_use(session, args.use, by=who, operator=who)
+        print(f"directed use {use.id} ended")
+    return 0
+
+
+async def cmd_use_list(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_store(settings) as st, st.sessions() as session:
+        rows = []
+        for u in await ripa.open_uses(session, operator=cli_actor()):
+            auth = await session.get(ripa.Authorisation, u.authorisation_id)
+            rows.append(use_json(u, auth.reference if auth else ""))
+    print_table([{**r, "started": r["started"]["local"]} for r in rows],
+                ["id", "reference", "camera_id", "started", "purpose"])
     return 0
