@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from controlroom.context import ALERTS, SESSIONS, SETTINGS
+from controlroom.context import ALERTS, SESSIONS, SETTINGS, SUPERVISOR
 from controlroom.settings import LawfulSettings
 from controlroom.timefmt import local_iso, us_to_iso
 from storage import audit, ripa, sar
@@ -84,30 +85,51 @@ def sar_json(s: sar.SubjectAccessRequest, now: int | None = None) -> dict[str, A
 
 # --- reminders ------------------------------------------------------------------------------
 
+def _dues(settings: LawfulSettings, now: int, auths: list[ripa.Authorisation],
+          sars: list[sar.SubjectAccessRequest]) -> list[tuple[object, list]]:
+    out: list[tuple[object, list]] = []
+    for a in auths:
+        due = ripa.dues(a, now, review_warn_us=int(settings.ripa_review_warn_days * DAY_US),
+                        expiry_warn_us=int(settings.ripa_expiry_warn_days * DAY_US))
+        if due:
+            out.append((a, due))
+    for s in sars:
+        due = sar.dues(s, now, remind_us=int(settings.sar_remind_days * DAY_US))
+        if due:
+            out.append((s, due))
+    return out
+
+
 async def check_reminders(sessions: async_sessionmaker[AsyncSession], hub: AlertHub | None,
                           settings: LawfulSettings, now: int | None = None) -> list[dict[str, Any]]:
     """One tick: raise every alert now due (RIPA reviews, expiries; SAR deadlines) that was not
-    raised before, and remember it on the row in the same transaction. Returns the alerts."""
+    raised before, and remember it on the row in the same transaction. Returns the alerts.
+
+    It reads first and opens a write transaction only when something is due (most ticks write
+    nothing); inside it, the rows are read again, so two processes never raise the same alert."""
     now = now_us() if now is None else now
+    async with sessions() as session:
+        if not _dues(settings, now, await ripa.list_all(session), await sar.list_all(session, open_only=True)):
+            return []
     raised: list[dict[str, Any]] = []
     async with transaction(sessions) as session:
-        for a in await ripa.list_all(session):
-            due = ripa.dues(a, now, review_warn_us=int(settings.ripa_review_warn_days * DAY_US),
-                            expiry_warn_us=int(settings.ripa_expiry_warn_days * DAY_US))
+        auths = list((await session.execute(select(ripa.Authorisation).with_for_update())).scalars())
+        sars = list((await session.execute(select(sar.SubjectAccessRequest).where(
+            sar.SubjectAccessRequest.state.not_in([c.value for c in sar.CLOSED])).with_for_update())).scalars())
+        for row, due in _dues(settings, now, auths, sars):
             for d in due:
-                alert = await raise_alert(session, hub, d.kind, d.message, reference=a.reference,
-                                          expires=us_to_iso(a.expires_us), review=us_to_iso(a.next_review_us))
+                if isinstance(row, ripa.Authorisation):
+                    alert = await raise_alert(session, hub, d.kind, d.message, reference=row.reference,
+                                              expires=us_to_iso(row.expires_us), review=us_to_iso(row.next_review_us))
+                else:
+                    alert = await raise_alert(session, hub, d.kind, d.message, reference=row.reference,
+                                              deadline=us_to_iso(row.deadline_us))
                 raised.append(alert.to_dict())
-            if due:
-                await ripa.mark_alerted(session, a, [d.key for d in due])
-        for s in await sar.list_all(session, open_only=True):
-            due = sar.dues(s, now, remind_us=int(settings.sar_remind_days * DAY_US))
-            for d in due:
-                alert = await raise_alert(session, hub, d.kind, d.message, reference=s.reference,
-                                          deadline=us_to_iso(s.deadline_us))
-                raised.append(alert.to_dict())
-            if due:
-                await sar.mark_alerted(session, s, [d.key for d in due])
+            keys = [d.key for d in due]
+            if isinstance(row, ripa.Authorisation):
+                await ripa.mark_alerted(session, row, keys)
+            else:
+                await sar.mark_alerted(session, row, keys)
     return raised
 
 
@@ -120,10 +142,15 @@ async def reminders_ctx(app: web.Application) -> AsyncIterator[None]:
         while True:
             try:
                 await check_reminders(app[SESSIONS], app[ALERTS], settings)
+                if SUPERVISOR in app:
+                    app[SUPERVISOR].notes.pop("lawful", None)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("lawful use: the reminder check failed; next try in %ss", settings.check_interval_s)
+                if SUPERVISOR in app:  # shown by /healthz until a check succeeds
+                    app[SUPERVISOR].notes["lawful"] = (f"RIPA/SAR reminder check failed: {type(exc).__name__}: "
+                                                       f"{str(exc)[:200]}")
             await asyncio.sleep(settings.check_interval_s)
 
     task = asyncio.create_task(loop(), name="lawful-reminders")
