@@ -6,21 +6,26 @@ from now: the screen shows it live with its expiry highlighted as due; when the 
 service's reminder check raises the ``ripa_expired`` alert, the alerts panel shows it, the
 register reads itself again and shows the authorisation expired, its expiry in red. Then a police
 request that cites surveillance of a named person without an authorisation carries the warning
-in the supervisor's evidence view.
+in the supervisor's evidence view; a SAR is recorded and its footage held from the screen; and
+an operator links a PTZ camera to an authorisation from the PTZ panel, so the moves they make
+with its buttons are audited with the authorisation's reference.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from ui_stack import PASSWORD, chromium, running_stack, signed_in
+from sqlalchemy import select
+from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, signed_in, wait_for
 
 from controlroom.context import SESSIONS
 from controlroom.timefmt import us_to_iso
 from storage import accounts, audit, ripa
+from storage.audit import AuditEntry
 from storage.db import now_us, transaction
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
@@ -30,8 +35,8 @@ EXPIRES_IN_S = 8
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory):
-    async with running_stack(tmp_path_factory.mktemp("ui-lawful"), cameras=1, live=0, ptz=0, record=False,
-                             **{"lawful.check_interval_s": 0.5}) as st:
+    async with running_stack(tmp_path_factory.mktemp("ui-lawful"), cameras=1, live=0, ptz=1, record=False,
+                             onvif=True, **{"lawful.check_interval_s": 0.5}) as st:
         hashed = await asyncio.to_thread(accounts.hash_password, PASSWORD)
         async with transaction(st.app[SESSIONS]) as session:
             for name, role in ((SUPERVISOR, "supervisor"), (POLICE, "police")):
@@ -144,3 +149,44 @@ async def test_a_sar_recorded_and_its_footage_held_from_the_screen(stack, browse
     await page.screenshot(path=str(artifacts / "ui-lawful-sar.png"))
     assert page.errors == []
     await page.context.close()
+
+
+async def test_an_operator_links_ptz_moves_to_an_authorisation(stack, browser):
+    ptz_id = next(cid for name, cid in stack.cameras.items() if name.startswith("PTZ"))
+    async with transaction(stack.app[SESSIONS]) as session:
+        await ripa.create(session, by=SUPERVISOR, reference="OP-FOLLOW", kind="directed_surveillance",
+                          authorising_officer="Supt A Jones", grounds="prevention of crime",
+                          subject="Woman, yellow coat", authorised_us=now_us(), camera_ids=[ptz_id])
+    page = await signed_in(browser, stack.base_url, OPERATOR, f"#camera/{ptz_id}")
+    await page.wait_for_selector("#ptz:not([hidden])")
+    await page.click("#du-pick")
+    await page.select_option("#du-authorisation", "OP-FOLLOW")
+    await page.fill("#du-purpose", "at the request of DC Smith")
+    await page.click("#du-start")
+    status = page.locator("#du-status.du-linked")
+    await status.wait_for(timeout=10_000)
+    assert "OP-FOLLOW" in await status.text_content()
+    right = page.locator("[data-ptz='right']")
+    await right.hover()
+    await page.mouse.down()
+    await asyncio.sleep(0.5)
+    await page.mouse.up()
+
+    async def entries() -> list[tuple[str, str | None]]:
+        async with stack.app[SESSIONS]() as session:
+            rows = (await session.execute(select(AuditEntry).where(AuditEntry.action.in_(["ptz.move", "ptz.stop"]))
+                                          .order_by(AuditEntry.seq))).scalars().all()
+        return [(e.action, json.loads(e.details).get("ripa")) for e in rows]
+
+    assert await wait_for(lambda: _has_stop(entries), 10)
+    assert await entries() == [("ptz.move", "OP-FOLLOW"), ("ptz.stop", "OP-FOLLOW")]
+    await page.click("#du-end")
+    await page.locator("#du-pick").wait_for(timeout=10_000)
+    async with stack.app[SESSIONS]() as session:
+        assert await ripa.open_uses(session, operator=OPERATOR) == []
+    assert page.errors == []
+    await page.context.close()
+
+
+async def _has_stop(entries) -> bool:
+    return any(action == "ptz.stop" for action, _ in await entries())

@@ -13,6 +13,7 @@ import { AlertsPanel } from "./alerts.js";
 import { EvidenceView } from "./evidence.js";
 import { AnprView } from "./anpr.js";
 import { LawfulView } from "./lawful.js";
+import { DirectedUsePanel } from "./directeduse.js";
 import { formatLocal } from "./time.js";
 import { $ } from "./dom.js";
 
@@ -45,6 +46,7 @@ async function boot() {
   const hasLawful = can.has("ripa") || can.has("sar"); // the RIPA and SAR registers (supervisors)
   const lawful = hasLawful ? new LawfulView(can) : null;
   $("nav-lawful").hidden = !hasLawful;
+  const directed = can.has("directed_use") ? new DirectedUsePanel($("ptz")) : null; // RIPA link in the PTZ panel
   $("nav-grid").hidden = !can.has("live_view");
   $("nav-playback").hidden = !can.has("playback");
   // Police have evidence and nothing to watch: that is their home.
@@ -86,7 +88,7 @@ async function boot() {
   }
   function route() {
     const [view, a, b] = location.hash.replace(/^#/, "").split("/");
-    if (view !== "camera") single.close();
+    if (view !== "camera") { single.close(); if (directed) directed.close(); }
     if (view !== "playback") playback.close();
     if (view !== "evidence" && evidence) evidence.close();
     if (view !== "anpr" && anpr) anpr.close();
@@ -95,7 +97,7 @@ async function boot() {
     if (view === "evidence" && evidence) { grid.hide(); show("evidence"); evidence.open(a || ""); }
     else if (view === "anpr" && anpr) { grid.hide(); show("anpr"); anpr.open(a || "reads"); }
     else if (view === "lawful" && lawful) { grid.hide(); show("lawful"); lawful.open(a || ""); }
-    else if (view === "camera" && a) { grid.hide(); show("single"); single.open(Number(a)); }
+    else if (view === "camera" && a) { grid.hide(); show("single"); single.open(Number(a)); if (directed) directed.open(single.cam); }
     else if (view === "playback") { grid.hide(); show("playback"); playback.open(a ? Number(a) : store.list[0]?.id, b ? Number(b) : undefined); }
     else { show("grid"); grid.show(); }
   }
