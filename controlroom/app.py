@@ -24,6 +24,8 @@ from controlroom.api import evidence as evidence_routes
 from controlroom.api import faults as fault_routes
 from controlroom.api import incidents as incident_routes
 from controlroom.api import onvif as onvif_routes
+from controlroom.api import ripa as ripa_routes
+from controlroom.api import sar as sar_routes
 from controlroom.auditing import audit_anchor_ctx, audit_writer_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
 from controlroom.context import (
@@ -39,6 +41,7 @@ from controlroom.context import (
 from controlroom.contract import contract_middleware
 from controlroom.errors import error_middleware
 from controlroom.evidence import evidence_ctx
+from controlroom.lawful import reminders_ctx
 from controlroom.mqtt import mqtt_ctx
 from controlroom.settings import Settings
 from storage.alerts import AlertHub
@@ -56,7 +59,7 @@ EMERGENCY_PURGE_MIN_INTERVAL_S = 2.0
 # A failed retention run (database away) is tried again this soon, not a whole sweep later.
 RETENTION_RETRY_S = 30.0
 ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, alerts,
-                 anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, openapi]
+                 anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, ripa_routes, sar_routes, openapi]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -179,6 +182,7 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app.on_shutdown.append(live.on_shutdown)
     app.on_shutdown.append(playback.on_shutdown)
     app.cleanup_ctx.append(evidence_ctx)
+    app.cleanup_ctx.append(reminders_ctx)  # RIPA reviews and expiry, SAR deadlines (controlroom.lawful)
     security.install(app)
     disclosure.install(app)
     metrics.install(app)

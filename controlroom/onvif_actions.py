@@ -4,7 +4,8 @@ Each action names its actor (a user, or ``cli:<os user>``). PTZ actions and cloc
 audited after the camera answered, with the outcome, so a refused or failed attempt is on the
 record too; the audit entry is written in its own transaction because the action itself is on
 the camera, not in the database (holding a database write lock across a network call would
-stall every other writer on SQLite).
+stall every other writer on SQLite). While the operator has a directed use open on the camera
+(storage.ripa), each PTZ entry carries the RIPA authorisation's reference.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from cameras import CameraError
 from cameras.onvif import adopt, clock, discovery, ptz
 from cameras.onvif.session import OnvifSession, SessionPool, connect, normalize_xaddr
 from controlroom.settings import Settings
-from storage import Invalid, audit, inventory
+from storage import Invalid, audit, inventory, ripa
 from storage.alerts import AlertHub
 from storage.db import transaction
 from storage.keys import Keys
@@ -154,8 +155,9 @@ async def ptz_call(sessions: async_sessionmaker[AsyncSession], keys: Keys, pool:
     finally:
         if action in PTZ_ACTIONS:
             async with transaction(sessions) as session:
+                link = await ripa.audit_link(session, actor, cam.id)  # directed use: its authorisation
                 await audit.append(session, actor, f"ptz.{action}", f"camera:{cam.id}", outcome=outcome[:300],
-                                   **{k: v for k, v in params.items() if v is not None})
+                                   **{k: v for k, v in params.items() if v is not None}, **link)
     return result or {"ok": True}
 
 

@@ -33,6 +33,9 @@ class Permission(enum.StrEnum):
     ROTA = "rota"  # edit the rota, see who was on duty, sign others off (supervisor)
     FAULTS = "faults"  # see camera faults, availability and picture checks; report a fault by hand
     FAULTS_MANAGE = "faults_manage"  # manage faults (contractor, status) and reference views
+    RIPA = "ripa"  # the RIPA register: record, review, renew, cancel authorisations; the IPCO report
+    DIRECTED_USE = "directed_use"  # read authorisations in force, link one's own directed use of a camera
+    SAR = "sar"  # the subject access request register, its footage windows and holds
 
 
 # What each role may do (docs/design/security-model.md says why). Deny by default: a right not
@@ -44,7 +47,7 @@ _EVERYONE = frozenset({Permission.PUBLIC, Permission.AUTHENTICATED})
 _OPERATOR = _EVERYONE | {
     Permission.LIVE_VIEW, Permission.PTZ, Permission.PLAYBACK, Permission.EXPORT, Permission.ANPR_SEARCH,
     Permission.ANPR_ALERTS, Permission.INVENTORY_READ, Permission.INCIDENTS,
-    Permission.FAULTS,
+    Permission.FAULTS, Permission.DIRECTED_USE,
 }
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "administrator": _EVERYONE | {
@@ -53,7 +56,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     },
     "supervisor": _OPERATOR | {
         Permission.APPROVE, Permission.HOLDS, Permission.AUDIT_READ, Permission.HOTLIST_ADMIN,
-        Permission.INCIDENT_CLOSE, Permission.ROTA, Permission.FAULTS_MANAGE,
+        Permission.INCIDENT_CLOSE, Permission.ROTA, Permission.FAULTS_MANAGE, Permission.RIPA, Permission.SAR,
     },
     "operator": frozenset(_OPERATOR),
     "police": _EVERYONE | {Permission.EVIDENCE_REQUEST},

@@ -187,6 +187,22 @@ class HealthSettings(_Section):
     target_hours: float = Field(116, ge=0, le=169)
 
 
+class LawfulSettings(_Section):
+    """RIPA authorisations and subject access requests (docs/design/lawful-use.md)."""
+
+    # Alerts this long before a RIPA review date and before its expiry, and before a SAR's deadline.
+    ripa_review_warn_days: float = Field(3, ge=0, le=90)
+    ripa_expiry_warn_days: float = Field(7, ge=0, le=90)
+    sar_remind_days: float = Field(7, ge=0, le=90)
+    # The first review of a new authorisation (or after a renewal), unless the officer sets one.
+    ripa_review_interval_days: int = Field(28, ge=1, le=366)
+    # How often the reminders are checked.
+    check_interval_s: float = Field(60, gt=0, le=86_400)
+    # A SAR window's longest span, and when its hold is reviewed.
+    sar_max_window_hours: float = Field(24, gt=0, le=744)
+    sar_hold_review_days: int = Field(120, ge=1, le=3650)
+
+
 class Settings(_Section):
     data_dir: Path = Path("data")
     database_url: str = ""
@@ -201,6 +217,7 @@ class Settings(_Section):
     security: SecuritySettings = SecuritySettings()
     evidence: EvidenceSettings = EvidenceSettings()
     health: HealthSettings = HealthSettings()
+    lawful: LawfulSettings = LawfulSettings()
 
     # Derived paths: one place that knows the layout of the data directory.
     @property

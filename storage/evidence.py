@@ -94,6 +94,11 @@ class EvidenceRequest(Base):
     package_path: Mapped[str] = mapped_column(String(500), default="")  # relative to the export dir
     manifest_sha256: Mapped[str] = mapped_column(String(64), default="")
     package_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The request cites surveillance of a named person (RIPA 2000 directed surveillance), and the
+    # authorisation it names, if any (storage.ripa; migration 0012_lawful_use): the supervisor is
+    # warned when deciding a flagged request without a live authorisation.
+    directed_surveillance: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    ripa_reference: Mapped[str] = mapped_column(String(100), default="", server_default="")
     windows: Mapped[list[EvidenceWindow]] = relationship(
         back_populates="request", cascade="all, delete-orphan", lazy="selectin", order_by="EvidenceWindow.id"
     )

@@ -11,6 +11,8 @@ can disclose, so that every disclosing route can be called and succeed.
 - An evidence request per camera, submitted by a police officer, approved by a supervisor and
   exported to a package (the real exporter of the app).
 - An incident in the occurrence book and a bookmark on each camera, made by the operator.
+- A RIPA authorisation per camera (reference ``RIPA-A``, covering that camera) and a subject
+  access request per camera with a footage window on it (storage.ripa, storage.sar).
 - One logged-in user of each role, each with an API token holding all the role's rights.
 
 Each user is called through explicit headers (a session cookie or a bearer token); the test
@@ -39,7 +41,7 @@ from controlroom.context import ALERTS, AUTH, KEYS, SESSIONS, SETTINGS
 from controlroom.permissions import Permission, role_permissions
 from controlroom.timefmt import us_to_iso
 from simulator import Simulation
-from storage import accounts, audit
+from storage import accounts, audit, ripa, sar
 from storage.alerts import raise_alert
 from storage.anpr.hits import add_hit
 from storage.anpr.hotlists import EntrySpec, add_entries, add_hotlist
@@ -101,6 +103,8 @@ class World:
     incident: dict[str, int] = field(default_factory=dict)
     bookmark: dict[str, int] = field(default_factory=dict)
     users: dict[str, Who] = field(default_factory=dict)  # by role: the un-narrowed user of each role
+    ripa: dict[str, str] = field(default_factory=dict)  # RIPA authorisation reference per camera
+    sar: dict[str, int] = field(default_factory=dict)  # subject access request id per camera
 
     def markers(self, c: str) -> list[str]:
         """Strings that only camera ``c``'s data carries (a list naming one of them leaks it)."""
@@ -234,6 +238,19 @@ async def _occurrences(w: World) -> None:
         w.bookmark[c] = (await resp.json())["id"]
 
 
+async def _lawful(w: World) -> None:
+    async with transaction(w.app[SESSIONS]) as session:
+        for c in CAMS:
+            auth = await ripa.create(session, by="test", reference=f"RIPA-{c}", kind="directed_surveillance",
+                                     authorising_officer="Supt Walk", grounds="walk", subject="the walk's subject",
+                                     authorised_us=now_us(), camera_ids=[w.cam[c]])
+            request = await sar.create(session, by="test", requester_name=f"Requester {c}", description="coat",
+                                       places_times="here", received_us=now_us(), identity_method="passport")
+            await sar.add_window(session, request, by="test", camera_id=w.cam[c], start_us=w.base_us + S,
+                                 end_us=w.base_us + 2 * S, max_window_us=3600 * S, hold_review_us=now_us())
+            w.ripa[c], w.sar[c] = auth.reference, request.id
+
+
 @asynccontextmanager
 async def world(aiohttp_client, settings, tmp_path: Path, sources: list[Path]) -> AsyncIterator[World]:
     async with Simulation(tmp_path / "sim", cameras=2) as sim:
@@ -254,4 +271,5 @@ async def world(aiohttp_client, settings, tmp_path: Path, sources: list[Path]) -
         await _events(w)
         await _evidence(w)
         await _occurrences(w)
+        await _lawful(w)
         yield w

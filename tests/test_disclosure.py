@@ -29,6 +29,7 @@ from controlroom.app import create_app
 from controlroom.context import SESSIONS
 from controlroom.permissions import Permission, role_permissions, route_spec
 from controlroom.timefmt import us_to_iso
+from storage.db import now_us
 from storage.evidence import custody_log
 
 # Every GET route declares what it discloses, or is here with the reason it discloses nothing
@@ -138,6 +139,13 @@ URLS: dict[str, UrlBuilder] = {
     "/api/v1/incidents": lambda w, c: "/api/v1/incidents",
     "/api/v1/incidents/{incident}": lambda w, c: f"/api/v1/incidents/{w.incident[c]}",
     "/api/v1/bookmarks": lambda w, c: "/api/v1/bookmarks",
+    "/api/v1/ripa/authorisations": lambda w, c: "/api/v1/ripa/authorisations",
+    "/api/v1/ripa/authorisations/{id}": lambda w, c: f"/api/v1/ripa/authorisations/{w.ripa[c]}",
+    "/api/v1/ripa/directed-use": lambda w, c: "/api/v1/ripa/directed-use",
+    "/api/v1/ripa/in-force": lambda w, c: "/api/v1/ripa/in-force",
+    "/api/v1/ripa/report": lambda w, c: f"/api/v1/ripa/report?from={_iso(w.base_us)}&to={_iso(now_us() + 1_000_000)}",
+    "/api/v1/sar/requests": lambda w, c: "/api/v1/sar/requests",
+    "/api/v1/sar/requests/{id}": lambda w, c: f"/api/v1/sar/requests/{w.sar[c]}",
     "/api/v1/tokens": lambda w, c: "/api/v1/tokens",
     "/api/v1/users": lambda w, c: "/api/v1/users",
     "/api/v1/users/{username}": lambda w, c: f"/api/v1/users/{w.users['police'].username}",

@@ -81,7 +81,10 @@ MIXED_ITEMS = {"/api/v1/anpr/journeys"}
 EVIDENCE_RIGHTS = {Permission.EVIDENCE_REQUEST, Permission.EXPORT, Permission.APPROVE}
 # Routes that reach every camera's data and cannot be cut entry by entry: refused to any narrowed
 # user, on A's side too (docs/design/security-model.md, the audit trail).
-EVERY_CAMERA = {"/api/v1/audit", "/api/v1/audit/verify", "/metrics"}
+EVERY_CAMERA = {"/api/v1/audit", "/api/v1/audit/verify", "/metrics",
+                # The RIPA and SAR registers: network-wide data protection work (docs/design/lawful-use.md).
+                "/api/v1/ripa/authorisations", "/api/v1/ripa/authorisations/{id}", "/api/v1/ripa/report",
+                "/api/v1/sar/requests", "/api/v1/sar/requests/{id}"}
 # Searches that take ?camera= (id or name), checked by the middleware.
 QUERY_CAMERA = ("/api/v1/anpr/reads", "/api/v1/anpr/reads.csv")
 REQUEST_TIMEOUT_S = 30

@@ -45,7 +45,7 @@ from controlroom.evidence.plan import build_plan, findings
 from controlroom.evidence.shapes import register_json, request_json
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import us_to_iso
-from storage import Invalid, NotFound, audit, inventory
+from storage import Invalid, NotFound, audit, inventory, ripa
 from storage.db import now_us, row_id, transaction
 from storage.evidence import (
     DAY_US,
@@ -100,6 +100,8 @@ class EvidenceRequestNew(Body):
     lawful_basis: Text = ""
     authorised_by: Annotated[str, Field(max_length=200)] = ""
     windows: list[Window] = Field(min_length=1, max_length=MAX_WINDOWS)
+    directed_surveillance: bool = Field(False, description="the request cites surveillance of a named person")
+    ripa_reference: Annotated[str, Field(max_length=100)] = Field("", description="its RIPA authorisation")
 
 
 class Decision(Body):
@@ -162,6 +164,8 @@ async def _show(request: web.Request, session, req: EvidenceRequest) -> dict[str
     user = current_user(request)
     if not (user.can(Permission.APPROVE) or user.can(Permission.EXPORT)):
         data.pop("findings", None)
+    else:  # a request citing surveillance of a named person without a live RIPA authorisation
+        data["ripa_warning"] = await ripa.request_warning(session, req.directed_surveillance, req.ripa_reference)
     return data
 
 
@@ -193,11 +197,13 @@ async def submit(request: web.Request) -> web.Response:
             hold_review_us=now_us() + settings.hold_review_days * DAY_US,
             max_window_us=int(settings.max_window_hours * 3600 * 1_000_000),
         )
+        req.directed_surveillance, req.ripa_reference = new.directed_surveillance, new.ripa_reference.strip()
         req.findings = findings(await build_plan(session, req))
         await add_custody(session, req.id, actor(request), "request.submitted", request.app[KEYS].sign,
                           crime_reference=req.crime_reference, officer=req.officer_name, force=req.force)
         await audit.append(session, actor(request), "evidence.request", f"evidence:{req.id}",
                            crime_reference=req.crime_reference, force=req.force, hold=req.hold_id,
+                           directed_surveillance=req.directed_surveillance, ripa=req.ripa_reference or None,
                            windows=[{"camera": w.camera_id, "from": us_to_iso(w.start_us), "to": us_to_iso(w.end_us)}
                                     for w in windows])
         data = await _show(request, session, req)

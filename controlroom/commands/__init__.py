@@ -15,6 +15,8 @@ from controlroom.commands import (
     incidents,
     inventory,
     recordings,
+    ripa,
+    sar,
     serve,
     simulate,
     tokens,
@@ -24,4 +26,4 @@ from controlroom.commands import onvif as onvif_commands
 
 # In the order `controlroom --help` lists them: first what a newcomer runs, then daily work.
 COMMAND_MODULES = [demo, serve, inventory, onvif_commands, recordings, anpr, hotlists, export, incidents, duty, faults,
-                   users, tokens, audit, simulate, db]
+                   ripa, sar, users, tokens, audit, simulate, db]

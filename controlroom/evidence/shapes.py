@@ -45,6 +45,7 @@ def request_json(req: EvidenceRequest, job: ExportJob | None = None) -> dict[str
     data = request_fields(req)
     data.update({
         "state": req.state, "hold_id": req.hold_id,
+        "directed_surveillance": req.directed_surveillance, "ripa_reference": req.ripa_reference,
         "closed_by": req.closed_by, "closed_utc": us_to_iso(req.closed_us), "close_reason": req.close_reason,
         "review_utc": us_to_iso(req.review_us),
         "findings": req.findings or {},

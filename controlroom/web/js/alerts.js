@@ -19,6 +19,8 @@ const KIND_TEXT = {
   camera_offline: "Camera offline", camera_online: "Camera back", clock_off: "Clock off",
   recording_stopped: "Recording stopped", recording_resumed: "Recording resumed", disk_floor: "Disk space", anpr_hit: "ANPR hotlist hit",
   camera_fault: "Camera fault", picture_check: "Picture check", camera_repaired: "Fault repaired",
+  ripa_review: "RIPA review", ripa_expiry: "RIPA expiry", ripa_expired: "RIPA expired",
+  sar_due: "SAR deadline", sar_overdue: "SAR overdue",
 };
 const DECISION_TEXT = { confirmed: "Confirmed", dismissed: "Dismissed" };
 
@@ -80,6 +82,7 @@ export class AlertsPanel {
       if (!msg.alert) return;
       this.alerts.set(msg.alert.id, msg.alert);
       this.render();
+      document.dispatchEvent(new CustomEvent("controlroom:alert", { detail: msg.alert })); // other views may follow
       // A new hit, or a hit's alert acknowledged elsewhere (decided there): read its state.
       if (isHit(msg.alert)) this.loadHit(msg.alert.data.hit_id);
     };

@@ -15,6 +15,8 @@ import { AnprView } from "./anpr.js";
 import { IncidentsView } from "./incidents.js";
 import { startDuty } from "./duty.js";
 import { HealthView } from "./health.js";
+import { LawfulView } from "./lawful.js";
+import { DirectedUsePanel } from "./directeduse.js";
 import { formatLocal } from "./time.js";
 import { $ } from "./dom.js";
 
@@ -44,6 +46,10 @@ async function boot() {
   const hasAnpr = can.has("anpr_search") || can.has("hotlist_admin");
   const anpr = hasAnpr ? new AnprView(store, can) : null;
   $("nav-anpr").hidden = !hasAnpr;
+  const hasLawful = can.has("ripa") || can.has("sar"); // the RIPA and SAR registers (supervisors)
+  const lawful = hasLawful ? new LawfulView(can) : null;
+  $("nav-lawful").hidden = !hasLawful;
+  const directed = can.has("directed_use") ? new DirectedUsePanel($("ptz")) : null; // RIPA link in the PTZ panel
   $("nav-grid").hidden = !can.has("live_view");
   $("nav-playback").hidden = !can.has("playback");
   // The occurrence book (operators log, supervisors close): incidents.js adds its own buttons.
@@ -56,7 +62,7 @@ async function boot() {
   const health = hasHealth ? new HealthView(store, can) : null;
   $("nav-health").hidden = !hasHealth;
   const home = can.has("live_view") ? "#grid" : hasEvidence ? "#evidence" : hasHealth ? "#health" : hasAnpr ? "#anpr" : "#grid";
-  window.controlroom = { store, grid, single, playback, alerts, evidence, anpr, incidents, duty, health }; // for tests and the curious
+  window.controlroom = { store, grid, single, playback, alerts, evidence, anpr, incidents, duty, health, lawful }; // for tests and the curious
 
   // Site filter and layout buttons.
   const siteSel = $("site-filter");
@@ -71,7 +77,7 @@ async function boot() {
   store.addEventListener("change", fillSites);
   siteSel.addEventListener("change", () => grid.setSite(siteSel.value));
   for (const b of document.querySelectorAll("[data-layout]")) b.addEventListener("click", () => grid.setLayout(Number(b.dataset.layout)));
-  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence", anpr: () => "#anpr", health: () => "#health" };
+  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence", anpr: () => "#anpr", health: () => "#health", lawful: () => "#lawful" };
   for (const b of document.querySelectorAll("[data-view]")) b.addEventListener("click", () => go(viewHash[b.dataset.view]()));
 
   $("logout").addEventListener("click", async () => {
@@ -81,7 +87,7 @@ async function boot() {
     setCsrfToken(""); location.assign("/login");
   });
 
-  const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback"), evidence: $("view-evidence"), anpr: $("view-anpr") };
+  const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback"), evidence: $("view-evidence"), anpr: $("view-anpr"), lawful: $("view-lawful") };
   if (incidents) views.incidents = $("view-incidents");
   if (health) views.health = health.root;
   let current = null;
@@ -94,22 +100,25 @@ async function boot() {
     $("nav-anpr").setAttribute("aria-pressed", String(name === "anpr"));
     if (incidents) $("nav-incidents").setAttribute("aria-pressed", String(name === "incidents"));
     $("nav-health").setAttribute("aria-pressed", String(name === "health"));
+    $("nav-lawful").setAttribute("aria-pressed", String(name === "lawful"));
     current = name;
   }
   function route() {
     const [view, a, b] = location.hash.replace(/^#/, "").split("/");
-    if (view !== "camera") single.close();
+    if (view !== "camera") { single.close(); if (directed) directed.close(); }
     if (view !== "playback") playback.close();
     if (view !== "evidence" && evidence) evidence.close();
     if (view !== "anpr" && anpr) anpr.close();
     if (view !== "incidents" && incidents) incidents.close();
     if (view !== "health" && health) health.close();
+    if (view !== "lawful" && lawful) lawful.close();
     if (!view) { history.replaceState(null, "", home); route(); return; }
     if (view === "evidence" && evidence) { grid.hide(); show("evidence"); evidence.open(a || ""); }
     else if (view === "anpr" && anpr) { grid.hide(); show("anpr"); anpr.open(a || "reads"); }
     else if (view === "incidents" && incidents) { grid.hide(); show("incidents"); incidents.open(a || ""); }
     else if (view === "health" && health) { grid.hide(); show("health"); health.open(); }
-    else if (view === "camera" && a) { grid.hide(); show("single"); single.open(Number(a)); }
+    else if (view === "lawful" && lawful) { grid.hide(); show("lawful"); lawful.open(a || ""); }
+    else if (view === "camera" && a) { grid.hide(); show("single"); single.open(Number(a)); if (directed) directed.open(single.cam); }
     else if (view === "playback") { grid.hide(); show("playback"); playback.open(a ? Number(a) : store.list[0]?.id, b ? Number(b) : undefined); }
     else { show("grid"); grid.show(); }
   }
@@ -120,7 +129,7 @@ async function boot() {
   // "?": the shortcuts this role has, in a modal dialog (Esc or Close closes it, focus returns).
   const help = $("shortcut-help");
   const have = { live_view: can.has("live_view"), playback: can.has("playback"), evidence: hasEvidence, anpr: hasAnpr, ptz: can.has("ptz"),
-                 incidents: Boolean(incidents), health: hasHealth };
+                 incidents: Boolean(incidents), health: hasHealth, lawful: Boolean(lawful) };
   for (const e of help.querySelectorAll("[data-need]")) e.hidden = !have[e.dataset.need];
   $("shortcut-help-close").addEventListener("click", () => help.close());
 
@@ -141,6 +150,7 @@ async function boot() {
     if (k === "e" && evidence) go("#evidence");
     else if (k === "a" && anpr) go("#anpr");
     else if (k === "h" && health) go("#health");
+    else if (k === "u" && lawful) go("#lawful");
     else if (k === "g" && can.has("live_view")) go("#grid");
     else if (k === "p" && can.has("playback")) go(`#playback/${single.cam?.id ?? store.list[0]?.id ?? ""}`);
     else if (k === "Escape" && current !== "grid") { if (current === "single") grid.focusAfter = single.cam?.id; go(home); }

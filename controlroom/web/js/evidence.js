@@ -23,6 +23,7 @@ const FIELD_TEXT = [
   ["officer_name", "Officer"], ["collar_number", "Collar number"], ["force", "Force"],
   ["crime_reference", "Crime reference"], ["offence", "Offence"], ["necessity", "Necessity"],
   ["lawful_basis", "Lawful basis"], ["authorised_by", "Authorised by"], ["requested_by", "Submitted by"],
+  ["ripa_reference", "RIPA authorisation"],
 ];
 
 // The form's fields as their labels read: errors name the label, never the API's field name.
@@ -308,6 +309,8 @@ export class EvidenceView {
       return;
     }
     body.windows = this.rows.map((r) => r.value());
+    body.directed_surveillance = $("ev-directed_surveillance").checked;
+    body.ripa_reference = $("ev-ripa_reference").value.trim();
     const button = $("ev-submit");
     button.disabled = true;
     try {
@@ -372,6 +375,8 @@ export class EvidenceView {
     const parts = [
       el("div", { class: "ev-detail-head" },
         el("h3", { text: req.exhibit_reference || `Request ${req.id}` }), stateBadge(req.state, "ev-state")),
+      // A request citing surveillance of a named person without a live RIPA authorisation (council staff only).
+      req.ripa_warning ? el("p", { class: "ev-warning", id: "ev-ripa-warning", role: "alert", text: `RIPA: ${req.ripa_warning}` }) : null,
       factsList(req),
       req.findings ? findingsSection(req, this.can.has("playback")) : null,  // council staff only (the API leaves it out)
       exportSection(req),
@@ -478,6 +483,7 @@ function factsList(req) {
   const dl = el("dl", { class: "ev-facts" });
   const add = (k, v) => { if (v) dl.append(el("dt", { text: k }), el("dd", { text: v })); };
   for (const [key, label] of FIELD_TEXT) add(label, req[key]);
+  add("Surveillance of a named person", req.directed_surveillance ? "yes: RIPA directed surveillance" : "");
   add("Submitted", fmtIso(req.submitted_utc));
   add("Footage held", req.hold_id ? (req.state === "closed" ? `hold ${req.hold_id} (released on closing)` :
     `yes: hold ${req.hold_id} keeps these windows from deletion while the request is open`) : "");

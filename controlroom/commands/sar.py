@@ -1,0 +1,132 @@
+"""controlroom sar add|list|show|verify|extend|add-window|close: the subject access request register
+from the command line. Every change is audited as ``cli:<os user>`` (storage.sar appends the
+entry in the same transaction)."""
+
+from __future__ import annotations
+
+import argparse
+
+from controlroom.commands.common import open_store, print_json, print_table
+from controlroom.commands.ripa import when
+from controlroom.commands.users import cli_actor
+from controlroom.lawful import sar_json
+from controlroom.settings import Settings
+from storage import inventory, sar
+from storage.db import now_us, transaction
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sar", help="subject access requests: the register, deadlines and footage windows")
+    ss = p.add_subparsers(dest="sar_command", required=True)
+
+    add = ss.add_parser("add", help="record a request as received")
+    add.add_argument("requester", help="the requester's name")
+    add.add_argument("--contact", default="")
+    add.add_argument("--received", required=True, help="ISO 8601 with offset, or YYYY-MM-DD")
+    add.add_argument("--identity", default="", help="how identity was verified (empty: not yet)")
+    add.add_argument("--description", required=True, help="of themselves and their clothing")
+    add.add_argument("--places-times", required=True, help="where and when, in their words")
+    add.set_defaults(func=cmd_add)
+
+    ls = ss.add_parser("list", help="the register, deadlines first")
+    ls.add_argument("--open", action="store_true", help="only requests not yet closed")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+
+    show = ss.add_parser("show", help="one request (JSON)")
+    show.add_argument("reference", help="id or SAR-YYYY-NNNNNN")
+    show.set_defaults(func=cmd_show)
+
+    ver = ss.add_parser("verify", help="identity verified: the statutory clock starts today")
+    ver.add_argument("reference")
+    ver.add_argument("--method", required=True)
+    ver.set_defaults(func=cmd_verify)
+
+    ext = ss.add_parser("extend", help="extend the deadline by two further months")
+    ext.add_argument("reference")
+    ext.add_argument("--reason", required=True)
+    ext.set_defaults(func=cmd_extend)
+
+    win = ss.add_parser("add-window", help="add footage (camera, from, to) to the request and its hold")
+    win.add_argument("reference")
+    win.add_argument("camera", help="id or name")
+    win.add_argument("--from", dest="start", required=True)
+    win.add_argument("--to", dest="end", required=True)
+    win.add_argument("--note", default="")
+    win.set_defaults(func=cmd_window)
+
+    close = ss.add_parser("close", help="disclosed, refused (with --exemption) or withdrawn")
+    close.add_argument("reference")
+    close.add_argument("state", choices=[s.value for s in sar.CLOSED])
+    close.add_argument("--outcome", required=True)
+    close.add_argument("--exemption", default="")
+    close.set_defaults(func=cmd_close)
+
+
+def _line(data: dict) -> str:
+    return f"{data['reference']}: {data['state']}, deadline {data['deadline_day'] or '(identity not verified)'}"
+
+
+async def cmd_add(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_store(settings) as st, transaction(st.sessions) as session:
+        s = await sar.create(session, by=cli_actor(), requester_name=args.requester, requester_contact=args.contact,
+                             received_us=when(args.received, "--received"),
+                             identity_method=args.identity, description=args.description,
+                             places_times=args.places_times)
+        print(_line(sar_json(s)))
+    return 0
+
+
+async def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_store(settings) as st, st.sessions() as session:
+        rows = [sar_json(s) for s in await sar.list_all(session, open_only=args.open)]
+    if args.json:
+        print_json(rows)
+        return 0
+    rows.sort(key=lambda r: (r["deadline"]["utc"] is None, r["deadline"]["utc"] or ""))
+    print_table([{**r, "windows": len(r["windows"])} for r in rows],
+                ["reference", "state", "requester_name", "deadline_day", "days_left", "extended", "windows"])
+    return 0
+
+
+async def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_store(settings) as st, st.sessions() as session:
+        print_json(sar_json(await sar.get(session, args.reference)))
+    return 0
+
+
+async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_store(settings) as st, transaction(st.sessions) as session:
+        s = await sar.get(session, args.reference, for_update=True)
+        await sar.verify_identity(session, s, by=cli_actor(), method=args.method)
+        print(_line(sar_json(s)))
+    return 0
+
+
+async def cmd_extend(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_store(settings) as st, transaction(st.sessions) as session:
+        s = await sar.get(session, args.reference, for_update=True)
+        await sar.extend(session, s, by=cli_actor(), reason=args.reason)
+        print(_line(sar_json(s)))
+    return 0
+
+
+async def cmd_window(settings: Settings, args: argparse.Namespace) -> int:
+    lawful = settings.lawful
+    async with open_store(settings) as st, transaction(st.sessions) as session:
+        s = await sar.get(session, args.reference, for_update=True)
+        cam = await inventory.get_camera(session, args.camera)
+        w = await sar.add_window(session, s, by=cli_actor(), camera_id=cam.id, start_us=when(args.start, "--from"),
+                                 end_us=when(args.end, "--to"), note=args.note,
+                                 max_window_us=int(lawful.sar_max_window_hours * 3_600_000_000),
+                                 hold_review_us=now_us() + lawful.sar_hold_review_days * sar.DAY_US)
+        print(f"{s.reference}: window {w.id} on camera {cam.name!r} added and held (hold {s.hold_id})")
+    return 0
+
+
+async def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_store(settings) as st, transaction(st.sessions) as session:
+        s = await sar.get(session, args.reference, for_update=True)
+        await sar.close(session, s, by=cli_actor(), to=args.state, outcome=args.outcome, exemption=args.exemption)
+        print(_line(sar_json(s)))
+    return 0
