@@ -28,13 +28,14 @@ from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, wait_for
 from anpr.hotlist import parse_entry
 from anpr.live import LiveReading
 from anpr.tracking import Vehicle
+from cameras.recorder import media_duration_s
 from controlroom.anpr_service import live_options
-from controlroom.api.playback import find_run
 from controlroom.context import ALERTS, KEYS, SESSIONS, SETTINGS
 from storage import accounts, audit, inventory
 from storage.alerts import Alert, raise_alert
 from storage.anpr.hotlists import add_entries, add_hotlist
 from storage.anpr.images import save_read_images
+from storage.catalogue import find_run
 from storage.db import now_us, transaction
 from storage.evidence import get_request
 from storage.holds import Hold
@@ -114,7 +115,7 @@ async def recorded_since(stack, cam_id: int, ago_s: float) -> int | None:
     """UTC ms of ``ago_s`` ago once the camera's footage covers it, else None."""
     at_us = int((time.time() - ago_s) * 1e6)
     async with stack.app[SESSIONS]() as session:
-        run = await find_run(session, stack.settings.storage_root, cam_id, at_us)
+        run = await find_run(session, stack.settings.storage_root, cam_id, at_us, media_duration_s)
     return at_us // 1000 if run and run[0].start_us <= at_us - 500_000 else None
 
 
@@ -211,7 +212,7 @@ async def test_timeline_draws_holes_red_and_grows(stack, page, artifacts: Path):
                const dpr = window.devicePixelRatio || 1;
                return times.map((t) => { const x = Math.round(tl.x(t, c.clientWidth) * dpr), y = Math.round(10 * dpr);
                  return Array.from(g.getImageData(x, y, 1, 1).data.slice(0, 3)); }); }""",
-            [us(10, 30) // 1000, us(12, 0) // 1000])
+            [us(10, 30) // 1000, us(11, 45) // 1000])  # the hole away from the cursor (12:00, yellow)
         assert colours[0] == [0x2E, 0xA0, 0x43], colours  # recorded: green
         assert colours[1] == [0xF8, 0x51, 0x49], colours  # the hole: the legend's red
         await page.screenshot(path=str(artifacts / "ui-screens-timeline-hole.png"))

@@ -162,7 +162,13 @@ async function boot() {
   });
 
   const clock = $("clock");
-  const tick = () => { const now = Date.now(); clock.textContent = formatLocal(now); clock.dateTime = new Date(now).toISOString(); };
+  // The date over the time and offset, two short lines: the header holds every view on one line.
+  const [clockDay, clockTime] = [document.createElement("span"), document.createElement("span")];
+  clock.replaceChildren(clockDay, " ", clockTime);
+  const tick = () => {
+    const now = Date.now(); const [day, ...rest] = formatLocal(now).split(" ");
+    clockDay.textContent = day; clockTime.textContent = rest.join(" "); clock.dateTime = new Date(now).toISOString();
+  };
   tick(); setInterval(tick, 1000);
   void csrfToken;
 }
