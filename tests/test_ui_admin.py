@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from axe_check import serious_violations
 from playwright.async_api import expect
 from sqlalchemy import select
 from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, signed_in
@@ -80,6 +81,7 @@ async def test_administrator_adds_disables_narrows_audits_and_checks_the_system(
     await page.fill("#adm-site-location", "Dock Road")
     await page.click("#adm-site-save")
     await expect(page.locator("#adm-sites-body")).to_contain_text("North depot")
+    assert await serious_violations(page, "#view-admin") == []
     await _shot(page, "admin-sites.png")
 
     # Add a camera: every error at once, in plain words naming the field; required fields marked.
@@ -96,6 +98,7 @@ async def test_administrator_adds_disables_narrows_audits_and_checks_the_system(
         re.compile(r"^Keep footage \(days\) must be a whole number from 1 to 3650"),
     ])
     assert await page.get_attribute("#adm-cam-name", "aria-invalid") == "true"
+    assert await serious_violations(page, "#view-admin") == []  # the form with its errors shown
     await page.fill("#adm-cam-name", "Car park east")
     await page.fill("#adm-cam-site", "North depot")
     await page.fill("#adm-cam-main", "rtsp://127.0.0.1:9/stream")
@@ -113,6 +116,7 @@ async def test_administrator_adds_disables_narrows_audits_and_checks_the_system(
     await row.locator("button.adm-disable").click()
     await expect(page.locator("#adm-confirm")).to_be_visible()
     await expect(page.locator("#adm-confirm-text")).to_contain_text("Disable camera Car park east?")
+    assert await serious_violations(page, "#adm-confirm") == []
     await page.click("#adm-confirm-no")
     async with stack.app[SESSIONS]() as session:
         assert (await inventory.get_camera(session, cam.id)).enabled is True
@@ -140,6 +144,9 @@ async def test_administrator_adds_disables_narrows_audits_and_checks_the_system(
     async with stack.app[SESSIONS]() as session:
         user = await accounts.get_user(session, "north.op")
     assert (user.role, list(user.site_ids), list(user.camera_ids or []), user.must_change_password) == ("operator", [north.id], [], True)
+    await page.click("#adm-user-new")
+    assert await serious_violations(page, "#view-admin") == []
+    await page.click("#adm-user-cancel")
     await _shot(page, "admin-users.png")
 
     # The audit trail, filtered, and its chain verified.
@@ -161,6 +168,7 @@ async def test_administrator_adds_disables_narrows_audits_and_checks_the_system(
     await page.click("#adm-audit-verify")
     await expect(page.locator("#adm-audit-verdict")).to_have_text(re.compile(r"^Chain intact: \d+ entries checked"))
     assert ("audit.verify", "audit") in await _actions(stack, ADMIN, "audit.verify")
+    assert await serious_violations(page, "#view-admin") == []
     await _shot(page, "admin-audit.png")
 
     # System health: the disk, the database, and each camera's recorder.
@@ -173,6 +181,7 @@ async def test_administrator_adds_disables_narrows_audits_and_checks_the_system(
     for name in stack.cameras:
         await expect(recorders.filter(has_text=name)).to_contain_text("running")
     await expect(recorders.filter(has_text="Car park east")).to_contain_text("camera disabled")
+    assert await serious_violations(page, "#view-admin") == []
     await _shot(page, "admin-system.png")
     assert page.errors == []
     await page.context.close()
@@ -189,6 +198,7 @@ async def test_supervisor_places_and_releases_a_hold(stack, browser):
     await page.click("#adm-hold-save")
     await expect(page.locator("#adm-hold-errors li")).to_have_text([
         "Cameras: tick at least one camera", "Review on must be in the future", "Reason is required"])
+    assert await serious_violations(page, "#view-admin") == []
     first = next(iter(stack.cameras))
     await page.check(f"#adm-hold-cam-{stack.cameras[first]}")
     await page.fill("#adm-hold-reason", "assault outside the station, CAD 1234")
@@ -215,6 +225,12 @@ async def test_supervisor_places_and_releases_a_hold(stack, browser):
     done = await _actions(stack, SUPERVISOR, "hold.")
     assert [a for a in done if a[0] != "hold.list"] == [("hold.add", f"hold:{hold.id}"), ("hold.release", f"hold:{hold.id}")]
     assert ("hold.list", "holds") in done  # reading the holds (reasons, references) is audited too
+    # The check can fail: a field without a label and low-contrast text are caught.
+    await page.evaluate("""() => { const p = document.querySelector('#adm-panel-holds');
+        const i = document.createElement('input'); i.type = 'text'; p.append(i);
+        const t = document.createElement('p'); t.textContent = 'faint'; t.style.color = '#1a1f26'; p.append(t); }""")
+    found = await serious_violations(page, "#view-admin")
+    assert [v.split(" ")[0] for v in found] == ["color-contrast", "label"], found
     assert page.errors == []
     await page.context.close()
 

@@ -53,7 +53,8 @@ export class CamerasPanel {
     edit.addEventListener("click", () => this.edit(c));
     const toggle = button(c.enabled ? "Disable" : "Enable", { class: c.enabled ? "adm-disable adm-danger" : "adm-enable", "aria-label": `${c.enabled ? "Disable" : "Enable"} ${c.name}` });
     toggle.addEventListener("click", () => this.setEnabled(c, !c.enabled));
-    const state = el("span", { class: `badge state-${c.state}`, text: c.enabled ? c.state : "disabled" });
+    const shown = c.enabled ? c.state : "disabled";
+    const state = el("span", { class: `badge ${shown}`, text: shown });
     const stateCell = el("td", {}, state, c.state_reason && c.enabled ? el("span", { class: "adm-hint", text: ` ${c.state_reason}` }) : null);
     return row(c.name, c.site || "(no site)", c.kind, stateCell, c.recording ? "yes" : "no",
       c.retention_days ? String(c.retention_days) : "default", c.last_segment ? formatLocal(Date.parse(c.last_segment)) : "never",

@@ -101,7 +101,7 @@ class SystemPanel {
     this.recordersBody.replaceChildren(...s.recorders.map((r) => {
       const recorder = !r.enabled ? "camera disabled" : !r.recording ? "recording off" : r.running ? "running" : s.recording_supervised ? "not running" : "recording not started in this service";
       return row(r.camera, r.site || "", recorder, r.state, r.last_segment ? formatLocal(Date.parse(r.last_segment)) : "never",
-        el("td", { class: r.problem ? "error" : "", text: r.problem || r.state_reason || "" }));
+        el("td", { class: r.enabled && r.problem ? "error" : "", text: r.enabled ? r.problem || r.state_reason || "" : "" }));
     }));
     this.notes.replaceChildren(...s.notes.map((n) => el("li", { class: "error", text: `${n.component}: ${n.reason}` })));
   }
