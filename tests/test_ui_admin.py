@@ -242,3 +242,42 @@ async def test_an_operator_has_no_administration(stack, browser):
     assert await page.locator("#view-admin").count() == 0
     assert page.errors == []
     await page.context.close()
+
+
+async def test_administrator_adopts_a_camera_found_by_discovery(browser, tmp_path):
+    """A camera found by a directed ONVIF probe on loopback (the simulator's), adopted from the
+    screen: a wrong password is refused in words, the right one adds the camera."""
+    async with running_stack(tmp_path, cameras=1, live=0, ptz=0, record=False, onvif=True) as st:
+        sc = st.sim.cameras[0]
+        async with transaction(st.app[SESSIONS]) as session:
+            await inventory.remove_camera(session, st.camera_id(sc.name))  # not adopted yet
+            await accounts.create_user(session, ADMIN, "administrator", accounts.hash_password(PASSWORD))
+        page = await _page(browser, st, ADMIN, "#admin/cameras")
+        await expect(page.locator("#adm-cameras-body tr")).to_have_count(0)
+        await page.click("#adm-discover-open")
+        await page.fill("#adm-discover-targets", "192.0.2.1, cam/1")
+        await page.click("#adm-discover-go")
+        await expect(page.locator("#adm-discover-errors li")).to_have_text(["Addresses to probe: cam/1 is not a host or host:port"])
+        await page.fill("#adm-discover-targets", f"127.0.0.1:{st.sim.onvif.discovery_port}")
+        await page.click("#adm-discover-go")
+        device = page.locator("#adm-devices-body tr", has_text=sc.name)
+        await expect(device).to_have_count(1)
+        await device.locator("button.adm-adopt").click()
+        await page.click("#adm-adopt-save")
+        await expect(page.locator("#adm-adopt-errors li")).to_have_text([
+            re.compile("^Camera user name is required"), "Camera password is required"])
+        await page.fill("#adm-adopt-user", sc.username)
+        await page.fill("#adm-adopt-password", "wrong")
+        await page.fill("#adm-adopt-site", "Harbour")
+        await page.click("#adm-adopt-save")
+        await expect(page.locator("#adm-adopt-errors")).to_contain_text("refused these credentials")
+        await page.fill("#adm-adopt-password", sc.password)
+        await page.click("#adm-adopt-save")
+        await expect(page.locator("#adm-cameras-msg")).to_have_text(f"Camera {sc.name} adopted.")
+        await expect(page.locator("#adm-cameras-body tr")).to_have_count(1)
+        await expect(page.locator("#adm-cameras-body tr")).to_contain_text("Harbour")
+        async with st.app[SESSIONS]() as session:
+            cam = await inventory.get_camera(session, sc.name)
+        assert (cam.main_url, cam.onvif_xaddr) == (sc.main_url, sc.onvif_xaddr)
+        assert page.errors == []
+        await page.context.close()
