@@ -165,6 +165,12 @@ async def test_administrator_adds_disables_narrows_audits_and_checks_the_system(
     await expect(page.locator("#adm-audit-errors")).to_contain_text("From: there is no date 31/02/2026")
     await page.fill("#adm-audit-from", "")
     await page.fill("#adm-audit-to", "")
+    await page.fill("#adm-audit-action", "")
+    await page.click("#adm-audit-show")
+    await expect(page.locator("#adm-audit-errors")).to_be_hidden()
+    await expect(entries.nth(5)).to_be_visible()
+    seqs = [int(t) for t in await page.locator("#adm-audit-body tr td:first-child").all_text_contents()]
+    assert seqs == sorted(seqs, reverse=True) and len(seqs) > 5  # newest first
     await page.click("#adm-audit-verify")
     await expect(page.locator("#adm-audit-verdict")).to_have_text(re.compile(r"^Chain intact: \d+ entries checked"))
     assert ("audit.verify", "audit") in await _actions(stack, ADMIN, "audit.verify")

@@ -11,6 +11,7 @@ import { Errors, button, check, confirmAction, field, input, plainApi, readTime,
 const HOLD_LABELS = { reason: "Reason", reference: "Reference", review: "Review on", from: "From", to: "To", cameras: "Cameras" };
 const when = (iso) => (iso ? formatLocal(Date.parse(iso)) : "");
 const DAY_MS = 864e5;
+const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 /** A time as it is typed in the forms: "31/12/2026 21:35" (London). */
 const typed = (ms) => { const p = localParts(ms); return `${p.dateGB} ${p.time.slice(0, 5)}`; };
 
@@ -152,7 +153,7 @@ export class AuditPanel {
     if (problems.length) return;
     try {
       const data = await api(`/api/v1/audit?${params}`);
-      this.count.textContent = data.entries.length >= 200 ? "The newest 200 entries; narrow the filter to see older ones." : `${data.entries.length} entries.`;
+      this.count.textContent = data.entries.length >= 200 ? "The newest 200 entries; narrow the filter to see older ones." : (data.entries.length === 1 ? "1 entry." : `${data.entries.length} entries.`);
       this.body.replaceChildren(...data.entries.map((e) => row(String(e.seq), formatLocal(e.at_us / 1000), e.actor, e.action, e.target,
         el("td", { class: "adm-details mono", text: Object.entries(e.details).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ") }))));
     } catch (e) { this.errors.show(plainApi(e.message, { from: "From", to: "To", action: "Action", actor: "Who" })); }
@@ -164,7 +165,7 @@ export class AuditPanel {
     try {
       const r = await api("/api/v1/audit/verify");
       if (r.ok) {
-        this.verdict.textContent = `Chain intact: ${r.entries} entries checked, ${r.anchors_checked} signed anchors, ${r.digests_checked} digests.`;
+        this.verdict.textContent = `Chain intact: ${plural(r.entries, "entry", "entries")} checked, ${plural(r.anchors_checked, "signed anchor", "signed anchors")}, ${plural(r.digests_checked, "digest", "digests")}.`;
         this.verdict.classList.add("ok");
       } else {
         this.verdict.textContent = `Chain broken${r.first_bad_seq ? ` at entry ${r.first_bad_seq}` : ""}: ${r.problems.join("; ")}`;
