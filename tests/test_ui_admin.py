@@ -15,6 +15,7 @@ import pytest_asyncio
 from axe_check import serious_violations
 from playwright.async_api import expect
 from sqlalchemy import select
+from test_ui_screens import HEADER_ON_ONE_LINE
 from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, signed_in
 
 from controlroom.context import SESSIONS
@@ -69,6 +70,7 @@ async def test_administrator_adds_disables_narrows_audits_and_checks_the_system(
     body = page.locator("#adm-cameras-body tr")
     await expect(body).to_have_count(2)
     assert await page.locator("#nav-admin").is_visible()
+    assert await page.evaluate(HEADER_ON_ONE_LINE) == {"overflow": 0, "bad": []}
     # Supervisors' holds are not an administrator's: no tab for them.
     assert await page.locator("#adm-tab-holds").count() == 0
 
