@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -177,6 +178,20 @@ async def release_hold(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+def _disk_usage(root: Path, floor_bytes: int) -> dict[str, Any]:
+    """Space on the disk that holds ``root`` (measured at its nearest existing folder: the
+    recordings folder is made by the first recorder)."""
+    where = root
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    usage = shutil.disk_usage(where)
+    out: dict[str, Any] = {"total_bytes": usage.total, "used_bytes": usage.used, "free_bytes": usage.free,
+                           "low": usage.free < floor_bytes}
+    if where != root:
+        out["problem"] = "the folder does not exist yet (nothing recorded)"
+    return out
+
+
 async def _database(request: web.Request) -> dict[str, Any]:
     started = time.monotonic()
     try:
@@ -199,9 +214,7 @@ async def system(request: web.Request) -> web.Response:
     root = settings.storage_root
     disk: dict[str, Any] = {"name": "recordings", "path": str(root), "floor_bytes": settings.retention.free_space_floor_bytes}
     try:
-        usage = await asyncio.to_thread(shutil.disk_usage, root)
-        disk |= {"total_bytes": usage.total, "used_bytes": usage.used, "free_bytes": usage.free,
-                 "low": usage.free < settings.retention.free_space_floor_bytes}
+        disk |= await asyncio.to_thread(_disk_usage, root, settings.retention.free_space_floor_bytes)
     except OSError as exc:
         disk |= {"problem": f"cannot read the disk: {exc.strerror}", "low": None}
     allowed = await allowed_camera_ids(request)
