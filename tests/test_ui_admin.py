@@ -101,6 +101,7 @@ async def test_administrator_adds_disables_narrows_audits_and_checks_the_system(
     ])
     assert await page.get_attribute("#adm-cam-name", "aria-invalid") == "true"
     assert await serious_violations(page, "#view-admin") == []  # the form with its errors shown
+    await _shot(page, "admin-camera-form.png")
     await page.fill("#adm-cam-name", "Car park east")
     await page.fill("#adm-cam-site", "North depot")
     await page.fill("#adm-cam-main", "rtsp://127.0.0.1:9/stream")
@@ -131,6 +132,21 @@ async def test_administrator_adds_disables_narrows_audits_and_checks_the_system(
     assert await _actions(stack, ADMIN, "camera.") == [("camera.add", f"camera:{cam.id}"), ("camera.update", f"camera:{cam.id}")]
     await _shot(page, "admin-cameras.png")
 
+    # Retention per camera: a bad number is refused naming the camera; a good one is saved.
+    await page.click("#adm-tab-retention")
+    other = next(iter(stack.cameras))
+    ret = page.locator(f"#adm-ret-{stack.cameras[other]}")
+    await ret.fill("forever")
+    await page.click(f"button[aria-label='Save retention of {other}']")
+    await expect(page.locator(f"#adm-ret-{stack.cameras[other]}-error")).to_contain_text(f"Keep footage (days) of {other} must be")
+    await ret.fill("60")
+    await page.click(f"button[aria-label='Save retention of {other}']")
+    await expect(page.locator("#adm-retention-msg")).to_have_text(f"{other}: footage kept 60 days.")
+    await expect(page.locator("#adm-retention-summary")).to_contain_text("kept 31 days")
+    async with stack.app[SESSIONS]() as session:
+        assert (await inventory.get_camera(session, other)).retention_days == 60
+    assert await serious_violations(page, "#view-admin") == []
+
     # A user limited to one site.
     await page.click("#adm-tab-users")
     await page.click("#adm-user-new")
@@ -156,9 +172,11 @@ async def test_administrator_adds_disables_narrows_audits_and_checks_the_system(
     await page.fill("#adm-audit-action", "camera.update")
     await page.click("#adm-audit-show")
     entries = page.locator("#adm-audit-body tr")
-    await expect(entries).to_have_count(1)
-    assert await entries.locator("td").nth(3).text_content() == "camera.update"
-    assert await entries.locator("td").nth(2).text_content() == ADMIN
+    await expect(entries).to_have_count(2)  # the disabling, then the retention change (newest first)
+    assert await page.locator("#adm-audit-body td:nth-child(4)").all_text_contents() == ["camera.update"] * 2
+    assert await page.locator("#adm-audit-body td:nth-child(3)").all_text_contents() == [ADMIN] * 2
+    assert await page.locator("#adm-audit-body td:nth-child(5)").all_text_contents() == [
+        f"camera:{stack.cameras[other]}", f"camera:{cam.id}"]
     assert re.fullmatch(r"\d\d/\d\d/\d{4} \d\d:\d\d:\d\d [+-]\d\d:\d\d", await entries.locator("td").nth(1).text_content())
     await page.fill("#adm-audit-from", "31/02/2026 10:00")
     await page.fill("#adm-audit-to", "25:99")
@@ -217,6 +235,7 @@ async def test_supervisor_places_and_releases_a_hold(stack, browser):
     await expect(rows).to_have_count(1)
     await expect(rows).to_contain_text("assault outside the station")
     await expect(rows).to_contain_text("31/12/2099 12:00:00 +00:00")
+    await _shot(page, "supervisor-holds.png")
     async with stack.app[SESSIONS]() as session:
         (hold,) = (await session.execute(select(Hold))).scalars().all()
         assert (hold.owner, hold.reference, hold.released_us) == (SUPERVISOR, "NS/2612/26", None)
