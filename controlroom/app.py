@@ -16,6 +16,7 @@ from aiohttp import web
 from cameras.recorder import Supervisor
 from controlroom import camera_health, disclosure, metrics, security
 from controlroom.anpr_service import anpr_ctx
+from controlroom.api import admin as admin_routes
 from controlroom.api import alerts, cameras, health, live, openapi, playback, session, ui, users
 from controlroom.api import anpr as anpr_routes
 from controlroom.api import audit as audit_routes
@@ -59,7 +60,7 @@ EMERGENCY_PURGE_MIN_INTERVAL_S = 2.0
 # A failed retention run (database away) is tried again this soon, not a whole sweep later.
 RETENTION_RETRY_S = 30.0
 ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, alerts,
-                 anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, ripa_routes, sar_routes, openapi]
+                 anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, ripa_routes, sar_routes, admin_routes, openapi]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

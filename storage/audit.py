@@ -453,6 +453,28 @@ async def entries(
         last = rows[-1].seq
 
 
+async def latest_entries(
+    session: AsyncSession,
+    from_us: int | None = None,
+    to_us: int | None = None,
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    limit: int = 500,
+) -> list[AuditEntry]:
+    """The newest ``limit`` entries matching, newest first (what a screen shows first)."""
+    q = select(AuditEntry)
+    if from_us is not None:
+        q = q.where(AuditEntry.at_us >= from_us)
+    if to_us is not None:
+        q = q.where(AuditEntry.at_us < to_us)
+    if action:
+        q = q.where(AuditEntry.action == action)
+    if actor:
+        q = q.where(AuditEntry.actor == actor)
+    return list((await session.execute(q.order_by(AuditEntry.seq.desc()).limit(limit))).scalars())
+
+
 # --- the anchor: the chain head, signed, outside the database -------------------------------
 #
 # Deleting the newest entries leaves a shorter chain that is still valid, MACs and all. So the

@@ -51,6 +51,7 @@ from storage.audit import AuditEntry
 from storage.catalogue import NewSegment, commit_segment
 from storage.db import now_us, transaction
 from storage.health import open_fault
+from storage.holds import add_hold
 from storage.inventory import CameraSpec, add_camera
 from storage.onvif import CameraEvent, add_events
 
@@ -97,6 +98,7 @@ class World:
     alert: dict[str, int] = field(default_factory=dict)
     event: dict[str, int] = field(default_factory=dict)
     fault: dict[str, int] = field(default_factory=dict)  # a camera fault of each camera
+    hold: dict[str, int] = field(default_factory=dict)  # a hold on each camera's footage
     request: dict[str, int] = field(default_factory=dict)
     exhibit: dict[str, str] = field(default_factory=dict)
     crime_ref: dict[str, str] = field(default_factory=dict)
@@ -203,6 +205,9 @@ async def _events(w: World) -> None:
             w.event[c] = event.id
             fault = await open_fault(session, "test", w.cam[c], "other", f"lens cracked on {NAME[c]}")
             w.fault[c] = fault.id
+            hold = await add_hold(session, reason=f"keep {NAME[c]}", owner="test", review_us=w.base_us + 30 * 86400 * S,
+                                  windows=[(w.cam[c], w.base_us, w.base_us + 2 * S)])
+            w.hold[c] = hold.id
 
 
 async def _evidence(w: World) -> None:

@@ -62,6 +62,8 @@ NOT_DISCLOSING = {
     "/api/v1/rota": "the planned weekly coverage windows: times and staff numbers, no names",
     "/api/v1/faults": "camera faults: which camera, what, when, the contractor's reference; the staff "
                       "member who reported one is a work record, like an alert's acknowledgement",
+    "/api/v1/sites": "the sites' names, locations and camera counts: no footage, no people",
+    "/api/v1/system": "disk space, each camera's recorder state and the database's answer: no footage, no people",
     "/api/v1/health/availability": "each camera's recorded share of a week and its gaps: no footage",
     "/api/v1/health/pictures": "measures of each camera's last picture check (brightness, sharpness, "
                                "a verdict): numbers, not the picture",
@@ -137,6 +139,7 @@ URLS: dict[str, UrlBuilder] = {
     "/api/v1/evidence/requests/{id}/custody": lambda w, c: f"/api/v1/evidence/requests/{w.request[c]}/custody",
     "/api/v1/evidence/requests/{id}/package": lambda w, c: f"/api/v1/evidence/requests/{w.request[c]}/package",
     "/api/v1/incidents": lambda w, c: "/api/v1/incidents",
+    "/api/v1/holds": lambda w, c: "/api/v1/holds",
     "/api/v1/incidents/{incident}": lambda w, c: f"/api/v1/incidents/{w.incident[c]}",
     "/api/v1/bookmarks": lambda w, c: "/api/v1/bookmarks",
     "/api/v1/ripa/authorisations": lambda w, c: "/api/v1/ripa/authorisations",

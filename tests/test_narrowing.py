@@ -129,7 +129,7 @@ def object_url(w: World, method: str, canonical: str, c: str, *, by_name: bool =
         return URLS[canonical](w, c)
     values = {"camera": quote(NAME[c]) if by_name else w.cam[c], "camera_id": w.cam[c], "hit": w.hit[c],
               "read": w.read[c], "alert": w.alert[c], "id": w.request[c], "image": "plate", "decision": "confirm",
-              "fault": w.fault[c], "incident": w.incident[c], "bookmark": w.bookmark[c]}
+              "fault": w.fault[c], "hold": w.hold[c], "incident": w.incident[c], "bookmark": w.bookmark[c]}
     url = canonical
     for name in params(canonical):
         assert name in values, f"{method} {canonical}: no object of camera {c} for {{{name}}} (add it here)"

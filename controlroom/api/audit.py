@@ -11,7 +11,7 @@ from pydantic import Field
 from controlroom import disclosure
 from controlroom.auth import actor, every_camera
 from controlroom.context import AUDIT, KEYS, SESSIONS, SETTINGS
-from controlroom.contract import Name, Query, Time, limit, query_of
+from controlroom.contract import Flag, Name, Query, Time, limit, query_of
 from controlroom.permissions import Disclosure, Permission, requires
 from storage import audit
 
@@ -25,19 +25,26 @@ class AuditQuery(Query):
     action: Name | None = None
     actor: Name | None = None
     limit: int = limit(500, MAX_LIMIT)
+    newest: Flag = Field(False, description="the newest entries first (else the oldest first, in chain order)")
 
 
 @routes.get("/api/v1/audit")
 @requires(Permission.AUDIT_READ, discloses=Disclosure.PERSONAL, action="audit.read", cameras=every_camera, query=AuditQuery)
 async def list_entries(request: web.Request) -> web.Response:
-    """``?from=ISO&to=ISO&action=&actor=&limit=`` (default 500, at most 5000), oldest first."""
+    """``?from=ISO&to=ISO&action=&actor=&limit=&newest=`` (default 500, at most 5000), oldest
+    first, or with ``newest=1`` the newest entries first."""
     q = request.query
     p = query_of(request, AuditQuery)
     async with request.app[SESSIONS]() as session:
-        rows = [
-            audit.entry_json(e)
-            async for e in audit.entries(session, p.start_us, p.end_us, action=p.action, actor=p.actor, limit=p.limit)
-        ]
+        if p.newest:
+            rows = [audit.entry_json(e) for e in await audit.latest_entries(
+                session, p.start_us, p.end_us, action=p.action, actor=p.actor, limit=p.limit)]
+        else:
+            rows = [
+                audit.entry_json(e)
+                async for e in audit.entries(session, p.start_us, p.end_us, action=p.action, actor=p.actor,
+                                             limit=p.limit)
+            ]
     disclosure.note(request, "audit", start=q.get("from"), end=q.get("to"), action_filter=q.get("action"),
                     actor_filter=q.get("actor"), returned=len(rows))
     return web.json_response({"entries": rows})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 from pydantic import Field
 
 from controlroom import disclosure
 from controlroom.auth import actor, allowed_camera_ids
-from controlroom.context import KEYS, SESSIONS, SETTINGS
+from controlroom.context import KEYS, SESSIONS, SETTINGS, SUPERVISOR
 from controlroom.contract import Name, Query, Time, body_of, query_of
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.views import camera_json, timeline_json
@@ -15,6 +17,7 @@ from storage import audit, inventory
 from storage.catalogue import timeline
 from storage.db import transaction
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
@@ -25,6 +28,17 @@ class CameraListQuery(Query):
 class TimelineQuery(Query):
     start_us: Time = Field(alias="from")
     end_us: Time = Field(alias="to")
+
+
+async def _reload_recorders(request: web.Request) -> None:
+    """Start or stop recorders to match the change at once; if that fails, the periodic reload
+    (which shows its failure on /healthz) does it later: the change itself is already saved."""
+    supervisor = request.app.get(SUPERVISOR)
+    if supervisor is not None:
+        try:
+            await supervisor.reload()
+        except Exception:  # noqa: BLE001 - logged; the periodic reload retries and reports
+            log.exception("recorders not reloaded after a camera change")
 
 
 @routes.get("/api/v1/cameras")
@@ -54,6 +68,7 @@ async def add_camera(request: web.Request) -> web.Response:
         cam = await inventory.add_camera(session, spec, request.app[KEYS])
         await audit.append(session, actor(request), "camera.add", f"camera:{cam.id}", name=cam.name)
         sites = await inventory.site_names(session)
+    await _reload_recorders(request)
     return web.json_response(camera_json(cam, sites), status=201)
 
 
@@ -66,6 +81,7 @@ async def update_camera(request: web.Request) -> web.Response:
         changed = sorted(update.model_dump(exclude_unset=True))
         await audit.append(session, actor(request), "camera.update", f"camera:{cam.id}", fields=changed)
         sites = await inventory.site_names(session)
+    await _reload_recorders(request)  # a disabled camera stops recording now, not at the next reload
     return web.json_response(camera_json(cam, sites))
 
 

@@ -17,6 +17,7 @@ import { startDuty } from "./duty.js";
 import { HealthView } from "./health.js";
 import { LawfulView } from "./lawful.js";
 import { DirectedUsePanel } from "./directeduse.js";
+import { AdminView, hasAdmin } from "./admin.js";
 import { formatLocal } from "./time.js";
 import { $ } from "./dom.js";
 
@@ -61,8 +62,10 @@ async function boot() {
   const hasHealth = can.has("faults") || can.has("rota");
   const health = hasHealth ? new HealthView(store, can) : null;
   $("nav-health").hidden = !hasHealth;
+  const admin = hasAdmin(can) ? new AdminView(can) : null; // cameras, users, sites, retention, holds, audit, system
+  $("nav-admin").hidden = !admin;
   const home = can.has("live_view") ? "#grid" : hasEvidence ? "#evidence" : hasHealth ? "#health" : hasAnpr ? "#anpr" : "#grid";
-  window.controlroom = { store, grid, single, playback, alerts, evidence, anpr, incidents, duty, health, lawful }; // for tests and the curious
+  window.controlroom = { store, grid, single, playback, alerts, evidence, anpr, incidents, duty, health, lawful, admin }; // for tests and the curious
 
   // Site filter and layout buttons.
   const siteSel = $("site-filter");
@@ -77,7 +80,7 @@ async function boot() {
   store.addEventListener("change", fillSites);
   siteSel.addEventListener("change", () => grid.setSite(siteSel.value));
   for (const b of document.querySelectorAll("[data-layout]")) b.addEventListener("click", () => grid.setLayout(Number(b.dataset.layout)));
-  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence", anpr: () => "#anpr", health: () => "#health", lawful: () => "#lawful" };
+  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence", anpr: () => "#anpr", health: () => "#health", lawful: () => "#lawful", admin: () => "#admin" };
   for (const b of document.querySelectorAll("[data-view]")) b.addEventListener("click", () => go(viewHash[b.dataset.view]()));
 
   $("logout").addEventListener("click", async () => {
@@ -90,6 +93,7 @@ async function boot() {
   const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback"), evidence: $("view-evidence"), anpr: $("view-anpr"), lawful: $("view-lawful") };
   if (incidents) views.incidents = $("view-incidents");
   if (health) views.health = health.root;
+  if (admin) views.admin = admin.root;
   let current = null;
   function show(name) {
     for (const [k, el] of Object.entries(views)) el.hidden = k !== name;
@@ -101,6 +105,7 @@ async function boot() {
     if (incidents) $("nav-incidents").setAttribute("aria-pressed", String(name === "incidents"));
     $("nav-health").setAttribute("aria-pressed", String(name === "health"));
     $("nav-lawful").setAttribute("aria-pressed", String(name === "lawful"));
+    $("nav-admin").setAttribute("aria-pressed", String(name === "admin"));
     current = name;
   }
   function route() {
@@ -112,12 +117,14 @@ async function boot() {
     if (view !== "incidents" && incidents) incidents.close();
     if (view !== "health" && health) health.close();
     if (view !== "lawful" && lawful) lawful.close();
+    if (view !== "admin" && admin) admin.close();
     if (!view) { history.replaceState(null, "", home); route(); return; }
     if (view === "evidence" && evidence) { grid.hide(); show("evidence"); evidence.open(a || ""); }
     else if (view === "anpr" && anpr) { grid.hide(); show("anpr"); anpr.open(a || "reads"); }
     else if (view === "incidents" && incidents) { grid.hide(); show("incidents"); incidents.open(a || ""); }
     else if (view === "health" && health) { grid.hide(); show("health"); health.open(); }
     else if (view === "lawful" && lawful) { grid.hide(); show("lawful"); lawful.open(a || ""); }
+    else if (view === "admin" && admin) { grid.hide(); show("admin"); admin.open(a || ""); }
     else if (view === "camera" && a) { grid.hide(); show("single"); single.open(Number(a)); if (directed) directed.open(single.cam); }
     else if (view === "playback") { grid.hide(); show("playback"); playback.open(a ? Number(a) : store.list[0]?.id, b ? Number(b) : undefined); }
     else { show("grid"); grid.show(); }
