@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from cameras.recorder import Supervisor
-from controlroom import disclosure, metrics, security
+from controlroom import camera_health, disclosure, metrics, security
 from controlroom.anpr_service import anpr_ctx
 from controlroom.api import alerts, cameras, health, live, openapi, playback, session, ui, users
 from controlroom.api import anpr as anpr_routes
@@ -168,6 +168,7 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app.cleanup_ctx.append(live.live_ctx)
     app.cleanup_ctx.append(alerts.alerts_ctx)
     app.cleanup_ctx.append(playback.playback_ctx)
+    app.cleanup_ctx.append(camera_health.health_ctx)
     if record:
         app.on_shutdown.append(recorders_stopping)  # first: segments are finalised meanwhile
     app.on_shutdown.append(live.on_shutdown)
@@ -180,6 +181,7 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     if record:
         app.cleanup_ctx.append(recorder_ctx)
         app.cleanup_ctx.append(retention_ctx)
+        app.cleanup_ctx.append(camera_health.health_loop_ctx)
         app.cleanup_ctx.append(onvif_routes.onvif_background_ctx)  # after the streams
     if record if anpr is None else anpr:
         app.cleanup_ctx.append(mqtt_ctx)

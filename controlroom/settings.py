@@ -157,6 +157,34 @@ class EvidenceSettings(_Section):
     max_windows: int = Field(16, ge=1, le=100)  # le: the API's schema cap (controlroom.api.evidence)
 
 
+class HealthSettings(_Section):
+    """Camera health and monitoring hours (docs/design/health-and-duty.md)."""
+
+    # A recording camera off the air (offline or reconnecting) this long gets an automatic
+    # "offline" fault; marked repaired when it records again.
+    offline_after_s: float = Field(300, gt=0)
+    # How often the health loop looks at every camera's state.
+    check_interval_s: float = Field(30, gt=0, le=3600)
+    # Picture checks: one snapshot per camera this often (0: off).
+    picture_interval_s: float = Field(300, ge=0)
+    # Consecutive failing checks before an automatic fault (and its alert) is opened: one bad
+    # picture may be a bus parked in front or a headlight in the lens.
+    picture_failures_to_fault: int = Field(2, ge=1, le=20)
+    # Thresholds of cameras.picture (see there for what each measures).
+    blur_ratio: float = Field(0.35, gt=0, lt=1)
+    blur_min_variance: float = Field(40.0, ge=0)
+    dark_mean: float = Field(35.0, ge=0, le=255)
+    flat_cell_std: float = Field(4.0, gt=0)
+    covered_fraction: float = Field(0.4, gt=0, le=1)
+    covered_fraction_alone: float = Field(0.75, gt=0, le=1)
+    moved_shift_fraction: float = Field(0.04, gt=0, le=1)
+    moved_rotation_deg: float = Field(3.0, gt=0, le=180)
+    moved_scale: float = Field(0.1, gt=0, le=10)
+    moved_min_matches: int = Field(15, ge=3)
+    # Staffed hours a week the control room aims for (the council's report: 116).
+    target_hours: float = Field(116, ge=0, le=169)
+
+
 class Settings(_Section):
     data_dir: Path = Path("data")
     database_url: str = ""
@@ -170,6 +198,7 @@ class Settings(_Section):
     mqtt: MqttSettings = MqttSettings()
     security: SecuritySettings = SecuritySettings()
     evidence: EvidenceSettings = EvidenceSettings()
+    health: HealthSettings = HealthSettings()
 
     # Derived paths: one place that knows the layout of the data directory.
     @property

@@ -17,4 +17,4 @@ class Invalid(StorageError):
 
 
 class Conflict(StorageError):
-    """The thing is in a state that refuses this (a closed incident, a link that exists)."""
+    """The thing is in a state that refuses this (a closed incident, signing on while on duty)."""
