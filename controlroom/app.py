@@ -21,6 +21,7 @@ from controlroom.api import anpr as anpr_routes
 from controlroom.api import audit as audit_routes
 from controlroom.api import evidence as evidence_routes
 from controlroom.api import onvif as onvif_routes
+from controlroom.api import reports as reports_routes
 from controlroom.auditing import audit_anchor_ctx, audit_writer_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
 from controlroom.context import (
@@ -52,7 +53,7 @@ EMERGENCY_PURGE_MIN_INTERVAL_S = 2.0
 # A failed retention run (database away) is tried again this soon, not a whole sweep later.
 RETENTION_RETRY_S = 30.0
 ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, alerts,
-                 anpr_routes, evidence_routes, openapi]
+                 anpr_routes, evidence_routes, reports_routes, openapi]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -29,6 +29,7 @@ class Permission(enum.StrEnum):
     INVENTORY_READ = "inventory_read"  # list cameras and their state
     ADMIN = "admin"  # inventory, users, settings
     INCIDENTS = "incidents"  # log and update incidents
+    REPORTS = "reports"  # the tasking pack and statistics; send a police-safe pack to police
 
 
 # What each role may do (docs/design/security-model.md says why). Deny by default: a right not
@@ -47,6 +48,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     },
     "supervisor": _OPERATOR | {
         Permission.APPROVE, Permission.HOLDS, Permission.AUDIT_READ, Permission.HOTLIST_ADMIN,
+        Permission.REPORTS,
     },
     "operator": frozenset(_OPERATOR),
     "police": _EVERYONE | {Permission.EVIDENCE_REQUEST},

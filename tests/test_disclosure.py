@@ -55,6 +55,16 @@ NOT_DISCLOSING = {
                                 "no footage, no state, no people (docs/design/security-model.md)",
     "/api/v1/audit/verify": "whether the chain verifies: counts and hashes, not the entries "
                             "(itself audited as audit.verify)",
+    "/api/v1/reports/stats": "incidents counted by category in two periods: no one's data",
+    "/api/v1/reports/stats.pdf": "the same counts as a PDF",
+    "/api/v1/reports/stats.csv": "the same counts as CSV",
+    "/api/v1/reports/tasking/chart.png": "counts by category or hour of the week drawn as a chart: no names, "
+                                         "plates or pictures of anyone",
+    "/api/v1/reports/released": "the week and time of the packs sent to the caller",
+    "/api/v1/reports/released/{release}": "a police-safe pack sent to the caller (no names, plates, free text "
+                                          "or images); the send was the audited disclosure (reports.send), "
+                                          "and each read is audited (reports.release_read)",
+    "/api/v1/reports/released/{release}.pdf": "the same pack as a PDF",
 }
 REQUEST_TIMEOUT_S = 30
 
@@ -125,6 +135,9 @@ URLS: dict[str, UrlBuilder] = {
     "/api/v1/evidence/requests/{id}": lambda w, c: f"/api/v1/evidence/requests/{w.request[c]}",
     "/api/v1/evidence/requests/{id}/custody": lambda w, c: f"/api/v1/evidence/requests/{w.request[c]}/custody",
     "/api/v1/evidence/requests/{id}/package": lambda w, c: f"/api/v1/evidence/requests/{w.request[c]}/package",
+    "/api/v1/reports/tasking": lambda w, c: "/api/v1/reports/tasking?week=2026-W48",
+    "/api/v1/reports/tasking.csv": lambda w, c: "/api/v1/reports/tasking.csv?week=2026-W48",
+    "/api/v1/reports/tasking.pdf": lambda w, c: "/api/v1/reports/tasking.pdf?week=2026-W48",
     "/api/v1/tokens": lambda w, c: "/api/v1/tokens",
     "/api/v1/users": lambda w, c: "/api/v1/users",
     "/api/v1/users/{username}": lambda w, c: f"/api/v1/users/{w.users['police'].username}",

@@ -53,6 +53,7 @@ NOT_CAMERA_PARAMS = {
     "path": "a static file of the web UI",
     "image": "which image of the read or hit (plate|overview): the read or hit is resolved",
     "decision": "confirm|dismiss of the hit that is resolved",
+    "release": "a police-safe tasking pack a supervisor sent to this police account (counts of every camera)",
 }
 # Rights whose GET routes without path parameters list or search camera data.
 LIST_RIGHTS = {Permission.LIVE_VIEW, Permission.PLAYBACK, Permission.ANPR_SEARCH, Permission.ANPR_ALERTS,
@@ -78,7 +79,9 @@ MIXED_ITEMS = {"/api/v1/anpr/journeys"}
 EVIDENCE_RIGHTS = {Permission.EVIDENCE_REQUEST, Permission.EXPORT, Permission.APPROVE}
 # Routes that reach every camera's data and cannot be cut entry by entry: refused to any narrowed
 # user, on A's side too (docs/design/security-model.md, the audit trail).
-EVERY_CAMERA = {"/api/v1/audit", "/api/v1/audit/verify", "/metrics"}
+EVERY_CAMERA = {"/api/v1/audit", "/api/v1/audit/verify", "/metrics", "/api/v1/reports/tasking",
+                "/api/v1/reports/tasking.pdf", "/api/v1/reports/tasking.csv", "/api/v1/reports/tasking/chart.png",
+                "/api/v1/reports/stats", "/api/v1/reports/stats.pdf", "/api/v1/reports/stats.csv"}
 # Searches that take ?camera= (id or name), checked by the middleware.
 QUERY_CAMERA = ("/api/v1/anpr/reads", "/api/v1/anpr/reads.csv")
 REQUEST_TIMEOUT_S = 30
