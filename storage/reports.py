@@ -30,6 +30,7 @@ from storage.incidents import Incident
 from storage.models import Camera, Site
 
 HOUR_US = 3_600_000_000
+INT4_MAX = 2**31 - 1
 
 
 # --- counts ----------------------------------------------------------------------------------
@@ -187,7 +188,9 @@ async def releases_for(session: AsyncSession, recipient: str, limit: int = 200) 
 
 async def get_release(session: AsyncSession, release_id: int, recipient: str) -> ReportRelease:
     """The pack sent to ``recipient``; NotFound for any other (another officer's is not named)."""
-    release = await session.get(ReportRelease, release_id)
+    # The column is INTEGER (int4 on PostgreSQL): a larger id names nothing, and binding one
+    # would be a driver error (the API accepts row ids up to 2**63).
+    release = await session.get(ReportRelease, release_id) if 0 < release_id <= INT4_MAX else None
     if release is None or release.recipient != recipient:
         raise NotFound(f"no tasking pack {release_id} sent to you")
     return release

@@ -143,3 +143,37 @@ async def test_statistics_table(sessions):
     assert ["asb_environmental", "  ASB: environmental", "1", "0", ""] in rows_csv
     text = pdf_text(stats_pdf(table))
     assert "2026-04-01 to 2026-04-30" in text and "-40.0%" in text and "-31.0%" in text
+
+
+async def test_the_command_line_writes_the_pack_and_the_table(settings, data_dir, tmp_path, capsys):
+    import asyncio
+
+    from controlroom.cli import main as cli
+    from storage.db import make_engine, make_sessionmaker
+    from storage.keys import load_or_create_keys
+    from storage.migrate import upgrade
+
+    engine = make_engine(settings.db_url)
+    await upgrade(engine)
+    sessions = make_sessionmaker(engine, audit_key=load_or_create_keys(settings.key_file).audit_mac_key)
+    (cam,) = await add_cameras(sessions, ["Castle Gate"])
+    await seed(sessions, [(at(2026, 11, 24, 9, 30), "criminal_damage", cam, "op.cli", "", None),
+                          (at(2025, 11, 24, 9, 30), "criminal_damage", cam, "op.cli", "", None),
+                          (at(2025, 11, 25, 9, 30), "criminal_damage", cam, "op.cli", "", None)])
+    await engine.dispose()
+
+    def run(*argv: str) -> int:
+        return cli(["--data-dir", str(data_dir), *argv])
+
+    pdf, pack_csv, table_csv = tmp_path / "pack.pdf", tmp_path / "pack.csv", tmp_path / "table.csv"
+    assert await asyncio.to_thread(run, "reports", "tasking", "--week", "2026-W48", "--pdf", str(pdf),
+                                   "--csv", str(pack_csv)) == 0
+    assert "2026-W48: 1 incidents" in capsys.readouterr().out
+    assert "Weekly tasking pack, week 2026-W48" in pdf_text(pdf.read_bytes())
+    assert ["category", "Criminal damage", "criminal_damage", "1", "0"] in list(csv.reader(pack_csv.open()))
+    assert await asyncio.to_thread(run, "reports", "stats", "--from", "2026-11-01", "--to", "2026-11-30",
+                                   "--compare-from", "2025-11-01", "--compare-to", "2025-11-30",
+                                   "--csv", str(table_csv)) == 0
+    assert "1 incidents against 2 (-50.0%)" in capsys.readouterr().out
+    assert ["criminal_damage", "Criminal damage", "1", "2", "-50.0"] in list(csv.reader(table_csv.open()))
+    assert await asyncio.to_thread(run, "reports", "tasking", "--week", "2026-W99") == 1

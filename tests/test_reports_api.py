@@ -109,6 +109,7 @@ async def test_supervisor_reads_sends_and_police_receive(aiohttp_client, setting
     # Another officer is not told the pack exists.
     await login(client, "police", "pc.other")
     assert (await client.get(f"/api/v1/reports/released/{release_id}")).status == 404
+    assert (await client.get("/api/v1/reports/released/3000000000")).status == 404  # past int4: names nothing
     assert (await (await client.get("/api/v1/reports/released")).json())["releases"] == []
     assert police_headers
 

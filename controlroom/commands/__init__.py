@@ -12,6 +12,7 @@ from controlroom.commands import (
     hotlists,
     inventory,
     recordings,
+    reports,
     serve,
     simulate,
     tokens,
@@ -20,4 +21,4 @@ from controlroom.commands import (
 from controlroom.commands import onvif as onvif_commands
 
 # In the order `controlroom --help` lists them: first what a newcomer runs, then daily work.
-COMMAND_MODULES = [demo, serve, inventory, onvif_commands, recordings, anpr, hotlists, export, users, tokens, audit, simulate, db]
+COMMAND_MODULES = [demo, serve, inventory, onvif_commands, recordings, anpr, hotlists, export, reports, users, tokens, audit, simulate, db]

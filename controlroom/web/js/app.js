@@ -12,6 +12,7 @@ import { PlaybackView } from "./playback.js";
 import { AlertsPanel } from "./alerts.js";
 import { EvidenceView } from "./evidence.js";
 import { AnprView } from "./anpr.js";
+import { ReportsView } from "./reports.js";
 import { formatLocal } from "./time.js";
 import { $ } from "./dom.js";
 
@@ -41,11 +42,13 @@ async function boot() {
   const hasAnpr = can.has("anpr_search") || can.has("hotlist_admin");
   const anpr = hasAnpr ? new AnprView(store, can) : null;
   $("nav-anpr").hidden = !hasAnpr;
+  const reports = can.has("reports") ? new ReportsView() : null;
+  $("nav-reports").hidden = !reports;
   $("nav-grid").hidden = !can.has("live_view");
   $("nav-playback").hidden = !can.has("playback");
   // Police have evidence and nothing to watch: that is their home.
   const home = !can.has("live_view") && hasEvidence ? "#evidence" : "#grid";
-  window.controlroom = { store, grid, single, playback, alerts, evidence, anpr }; // for tests and the curious
+  window.controlroom = { store, grid, single, playback, alerts, evidence, anpr, reports }; // for tests and the curious
 
   // Site filter and layout buttons.
   const siteSel = $("site-filter");
@@ -60,7 +63,7 @@ async function boot() {
   store.addEventListener("change", fillSites);
   siteSel.addEventListener("change", () => grid.setSite(siteSel.value));
   for (const b of document.querySelectorAll("[data-layout]")) b.addEventListener("click", () => grid.setLayout(Number(b.dataset.layout)));
-  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence", anpr: () => "#anpr" };
+  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence", anpr: () => "#anpr", reports: () => "#reports" };
   for (const b of document.querySelectorAll("[data-view]")) b.addEventListener("click", () => go(viewHash[b.dataset.view]()));
 
   $("logout").addEventListener("click", async () => {
@@ -68,7 +71,7 @@ async function boot() {
     setCsrfToken(""); location.assign("/login");
   });
 
-  const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback"), evidence: $("view-evidence"), anpr: $("view-anpr") };
+  const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback"), evidence: $("view-evidence"), anpr: $("view-anpr"), reports: $("view-reports") };
   let current = null;
   function show(name) {
     for (const [k, el] of Object.entries(views)) el.hidden = k !== name;
@@ -77,6 +80,7 @@ async function boot() {
     $("nav-playback").setAttribute("aria-pressed", String(name === "playback"));
     $("nav-evidence").setAttribute("aria-pressed", String(name === "evidence"));
     $("nav-anpr").setAttribute("aria-pressed", String(name === "anpr"));
+    $("nav-reports").setAttribute("aria-pressed", String(name === "reports"));
     current = name;
   }
   function route() {
@@ -85,9 +89,11 @@ async function boot() {
     if (view !== "playback") playback.close();
     if (view !== "evidence" && evidence) evidence.close();
     if (view !== "anpr" && anpr) anpr.close();
+    if (view !== "reports" && reports) reports.close();
     if (!view) { history.replaceState(null, "", home); route(); return; }
     if (view === "evidence" && evidence) { grid.hide(); show("evidence"); evidence.open(a || ""); }
     else if (view === "anpr" && anpr) { grid.hide(); show("anpr"); anpr.open(a || "reads"); }
+    else if (view === "reports" && reports) { grid.hide(); show("reports"); reports.open(a || ""); }
     else if (view === "camera" && a) { grid.hide(); show("single"); single.open(Number(a)); }
     else if (view === "playback") { grid.hide(); show("playback"); playback.open(a ? Number(a) : store.list[0]?.id, b ? Number(b) : undefined); }
     else { show("grid"); grid.show(); }
@@ -104,6 +110,7 @@ async function boot() {
     const k = ev.key;
     if (k === "e" && evidence) go("#evidence");
     else if (k === "a" && anpr) go("#anpr");
+    else if (k === "r" && reports) go("#reports");
     else if (k === "g") go("#grid");
     else if (k === "p") go(`#playback/${single.cam?.id ?? store.list[0]?.id ?? ""}`);
     else if (k === "Escape" && current !== "grid") go(home);
