@@ -27,6 +27,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "live": ([], []),
     "anpr_live": ([], []),
     "anpr_sim": ([], ["--vehicles", "30"]),
+    "reports": ([], ["--cameras", "20", "--incidents", "4000", "--runs", "2"]),
 }
 
 
