@@ -68,14 +68,14 @@ def segment_rows(cameras: int, days: int):
     """In time order across the cameras, as recorders commit them."""
     start_all, end_all = t0_us(), t0_us() + days * DAY_US
     dense_start, dense_end = week_bounds(WEEK)
+    # Each camera is off the air for 6 hours of the reported week, in turn.
+    off = {cam: dense_start + (cam % 28) * 6 * HOUR_US for cam in range(1, cameras + 1)}
     dense_start -= DAY_US
     t = start_all
     while t < end_all:
         step = DENSE_US if dense_start <= t < dense_end else SPARSE_US
         for cam in range(1, cameras + 1):
-            # Each camera is off the air for 6 hours of the reported week, in turn.
-            off = week_bounds(WEEK)[0] + (cam % 28) * 6 * HOUR_US
-            if off <= t < off + 6 * HOUR_US:
+            if off[cam] <= t < off[cam] + 6 * HOUR_US:
                 continue
             yield (cam, t, t + step, 15_000_000, "0" * 64, f"{cam}/{t}.mkv", "h264", 1920, 1080, "ok", None, False)
         t += step
