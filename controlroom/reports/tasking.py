@@ -16,12 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import reports as q
 from storage.db import now_us
 from storage.duty import TARGET_HOURS, incidents_in_unmonitored, week_coverage
-from storage.health import list_faults, week_availability
+from storage.health import availability, list_faults
 from storage.incidents import CATEGORIES, OUTCOMES, Incident
 from storage.models import Camera
 from storage.weeks import LONDON, parse_week, week_bounds, week_days
@@ -140,7 +141,7 @@ async def build_tasking(session: AsyncSession, week: str, *, tz_name: str = LOND
     heat = heatmap_cells(week, start, await q.by_hour_offset(session, start, end), tz_name)
     hits = [{"hotlist": h, "state": s, "count": n} for h, s, n in await q.hits_by_hotlist(session, start, end)]
     releases = await q.releases_in(session, start, end)
-    names = dict((await session.execute(Camera.__table__.select().with_only_columns(Camera.id, Camera.name))).all())
+    names = {cid: name for cid, name in await session.execute(select(Camera.id, Camera.name))}
     faults = await list_faults(session, start_us=start, end_us=end, limit=1000)
     fault_rows = [{
         "camera": names.get(f.camera_id, str(f.camera_id)), "kind": f.kind, "status": f.status,
@@ -148,7 +149,9 @@ async def build_tasking(session: AsyncSession, week: str, *, tz_name: str = LOND
         "contractor_ref": f.contractor_ref,
         "repair_hours": None if f.time_to_repair_us is None else round(f.time_to_repair_us / HOUR_US, 1),
     } for f in sorted(faults, key=lambda f: (f.opened_at_us, f.id))]
-    avail = await week_availability(session, week, tz_name=tz_name, now=now)
+    # The week as one period: the pack shows each camera's week, not its days, and each period
+    # is one more sum over the week's segments (seven cost about three times one; bench/reports.py).
+    avail = await availability(session, [(start, end)], now=now)
     ratios = [(a.name, a.total.ratio) for a in avail if a.total.ratio is not None]
     coverage = await week_coverage(session, week, target_hours=target_hours, tz_name=tz_name, now=now)
     unmonitored = await incidents_in_unmonitored(session, start, end, await q.occurrence_times(session, start, end),
