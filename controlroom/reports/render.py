@@ -18,6 +18,7 @@ import matplotlib
 from fpdf import FPDF
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from controlroom.reports.stats import StatsTable
 from controlroom.reports.tasking import DAYS, TaskingPack
@@ -53,7 +54,7 @@ def heatmap_png(pack: TaskingPack) -> bytes:
     ax.set_xticks(range(0, 24, 2), [f"{h:02d}" for h in range(0, 24, 2)])
     ax.set_xlabel(f"hour of the day ({pack.tz})")
     ax.set_title(f"Incidents by hour of the week, {pack.week}")
-    fig.colorbar(im, ax=ax, label="incidents")
+    fig.colorbar(im, ax=ax, label="incidents", ticks=MaxNLocator(integer=True))
     return _png(fig)
 
 
@@ -64,7 +65,8 @@ def categories_png(pack: TaskingPack) -> bytes:
     ax.barh(labels, [c.previous or 0 for c in pack.by_category][::-1], color="#bbbbbb", label="week before")
     ax.barh(labels, [c.count for c in pack.by_category][::-1], height=0.5, color="#b03030", label=pack.week)
     ax.set_xlabel("incidents")
-    ax.legend(loc="lower right")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     ax.set_title(f"Incidents by category, {pack.week}")
     return _png(fig)
 
