@@ -25,6 +25,7 @@ from controlroom.api import evidence as evidence_routes
 from controlroom.api import faults as fault_routes
 from controlroom.api import incidents as incident_routes
 from controlroom.api import onvif as onvif_routes
+from controlroom.api import reports as reports_routes
 from controlroom.api import ripa as ripa_routes
 from controlroom.api import sar as sar_routes
 from controlroom.auditing import audit_anchor_ctx, audit_writer_ctx
@@ -60,7 +61,7 @@ EMERGENCY_PURGE_MIN_INTERVAL_S = 2.0
 # A failed retention run (database away) is tried again this soon, not a whole sweep later.
 RETENTION_RETRY_S = 30.0
 ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, alerts,
-                 anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, ripa_routes, sar_routes, admin_routes, openapi]
+                 anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, ripa_routes, sar_routes, admin_routes, reports_routes, openapi]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -190,7 +190,8 @@ def fuzz_operation(operation, service: Service, mode: GenerationMode, statuses: 
         response = case.call(base_url=service.base_url, headers=headers, timeout=REQUEST_TIMEOUT_S)
         status = response.status_code
         statuses[status] += 1
-        where = f"{who}: {case.method} {response.request.url[:200]} -> {status} {response.text[:300]!r}"
+        # Bytes, not response.text: a PDF or PNG answer is not UTF-8 (the reports' files).
+        where = f"{who}: {case.method} {response.request.url[:200]} -> {status} {response.content[:300]!r}"
         if status >= 500:
             assert status in DELIBERATE_5XX, f"server error {where}"
             assert "error" in response.json(), f"{where}: a deliberate {status} without the error shape"

@@ -67,6 +67,16 @@ NOT_DISCLOSING = {
     "/api/v1/health/availability": "each camera's recorded share of a week and its gaps: no footage",
     "/api/v1/health/pictures": "measures of each camera's last picture check (brightness, sharpness, "
                                "a verdict): numbers, not the picture",
+    "/api/v1/reports/stats": "incidents counted by category in two periods: no one's data",
+    "/api/v1/reports/stats.pdf": "the same counts as a PDF",
+    "/api/v1/reports/stats.csv": "the same counts as CSV",
+    "/api/v1/reports/tasking/chart.png": "counts by category or hour of the week drawn as a chart: no names, "
+                                         "plates or pictures of anyone",
+    "/api/v1/reports/released": "the week and time of the packs sent to the caller",
+    "/api/v1/reports/released/{release}": "a police-safe pack sent to the caller (no names, plates, free text "
+                                          "or images); the send was the audited disclosure (reports.send), "
+                                          "and each read is audited (reports.release_read)",
+    "/api/v1/reports/released/{release}.pdf": "the same pack as a PDF",
 }
 REQUEST_TIMEOUT_S = 30
 
@@ -149,6 +159,9 @@ URLS: dict[str, UrlBuilder] = {
     "/api/v1/ripa/report": lambda w, c: f"/api/v1/ripa/report?from={_iso(w.base_us)}&to={_iso(now_us() + 1_000_000)}",
     "/api/v1/sar/requests": lambda w, c: "/api/v1/sar/requests",
     "/api/v1/sar/requests/{id}": lambda w, c: f"/api/v1/sar/requests/{w.sar[c]}",
+    "/api/v1/reports/tasking": lambda w, c: "/api/v1/reports/tasking?week=2026-W48",
+    "/api/v1/reports/tasking.csv": lambda w, c: "/api/v1/reports/tasking.csv?week=2026-W48",
+    "/api/v1/reports/tasking.pdf": lambda w, c: "/api/v1/reports/tasking.pdf?week=2026-W48",
     "/api/v1/tokens": lambda w, c: "/api/v1/tokens",
     "/api/v1/users": lambda w, c: "/api/v1/users",
     "/api/v1/users/{username}": lambda w, c: f"/api/v1/users/{w.users['police'].username}",

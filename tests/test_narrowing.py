@@ -54,6 +54,7 @@ NOT_CAMERA_PARAMS = {
     "image": "which image of the read or hit (plate|overview): the read or hit is resolved",
     "decision": "confirm|dismiss of the hit that is resolved",
     "window": "a window of the control room's rota",
+    "release": "a police-safe tasking pack a supervisor sent to this police account (counts of every camera)",
 }
 # Rights whose GET routes without path parameters list or search camera data.
 LIST_RIGHTS = {Permission.LIVE_VIEW, Permission.PLAYBACK, Permission.ANPR_SEARCH, Permission.ANPR_ALERTS,
@@ -84,7 +85,10 @@ EVIDENCE_RIGHTS = {Permission.EVIDENCE_REQUEST, Permission.EXPORT, Permission.AP
 EVERY_CAMERA = {"/api/v1/audit", "/api/v1/audit/verify", "/metrics",
                 # The RIPA and SAR registers: network-wide data protection work (docs/design/lawful-use.md).
                 "/api/v1/ripa/authorisations", "/api/v1/ripa/authorisations/{id}", "/api/v1/ripa/report",
-                "/api/v1/sar/requests", "/api/v1/sar/requests/{id}"}
+                "/api/v1/sar/requests", "/api/v1/sar/requests/{id}",
+                "/api/v1/reports/tasking", "/api/v1/reports/tasking.pdf", "/api/v1/reports/tasking.csv",
+                "/api/v1/reports/tasking/chart.png", "/api/v1/reports/stats", "/api/v1/reports/stats.pdf",
+                "/api/v1/reports/stats.csv"}
 # Searches that take ?camera= (id or name), checked by the middleware.
 QUERY_CAMERA = ("/api/v1/anpr/reads", "/api/v1/anpr/reads.csv")
 REQUEST_TIMEOUT_S = 30

@@ -15,6 +15,7 @@ from controlroom.commands import (
     incidents,
     inventory,
     recordings,
+    reports,
     ripa,
     sar,
     serve,
@@ -26,4 +27,4 @@ from controlroom.commands import onvif as onvif_commands
 
 # In the order `controlroom --help` lists them: first what a newcomer runs, then daily work.
 COMMAND_MODULES = [demo, serve, inventory, onvif_commands, recordings, anpr, hotlists, export, incidents, duty, faults,
-                   ripa, sar, users, tokens, audit, simulate, db]
+                   ripa, sar, reports, users, tokens, audit, simulate, db]

@@ -18,6 +18,7 @@ import { HealthView } from "./health.js";
 import { LawfulView } from "./lawful.js";
 import { DirectedUsePanel } from "./directeduse.js";
 import { AdminView, hasAdmin } from "./admin.js";
+import { ReportsView } from "./reports.js";
 import { formatLocal } from "./time.js";
 import { $ } from "./dom.js";
 
@@ -51,6 +52,8 @@ async function boot() {
   const lawful = hasLawful ? new LawfulView(can) : null;
   $("nav-lawful").hidden = !hasLawful;
   const directed = can.has("directed_use") ? new DirectedUsePanel($("ptz")) : null; // RIPA link in the PTZ panel
+  const reports = can.has("reports") ? new ReportsView() : null;
+  $("nav-reports").hidden = !reports;
   $("nav-grid").hidden = !can.has("live_view");
   $("nav-playback").hidden = !can.has("playback");
   // The occurrence book (operators log, supervisors close): incidents.js adds its own buttons.
@@ -65,7 +68,7 @@ async function boot() {
   const admin = hasAdmin(can) ? new AdminView(can) : null; // cameras, users, sites, retention, holds, audit, system
   $("nav-admin").hidden = !admin;
   const home = can.has("live_view") ? "#grid" : hasEvidence ? "#evidence" : hasHealth ? "#health" : hasAnpr ? "#anpr" : "#grid";
-  window.controlroom = { store, grid, single, playback, alerts, evidence, anpr, incidents, duty, health, lawful, admin }; // for tests and the curious
+  window.controlroom = { store, grid, single, playback, alerts, evidence, anpr, incidents, duty, health, lawful, admin, reports }; // for tests and the curious
 
   // Site filter and layout buttons.
   const siteSel = $("site-filter");
@@ -80,7 +83,7 @@ async function boot() {
   store.addEventListener("change", fillSites);
   siteSel.addEventListener("change", () => grid.setSite(siteSel.value));
   for (const b of document.querySelectorAll("[data-layout]")) b.addEventListener("click", () => grid.setLayout(Number(b.dataset.layout)));
-  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence", anpr: () => "#anpr", health: () => "#health", lawful: () => "#lawful", admin: () => "#admin" };
+  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence", anpr: () => "#anpr", health: () => "#health", lawful: () => "#lawful", admin: () => "#admin", reports: () => "#reports" };
   for (const b of document.querySelectorAll("[data-view]")) b.addEventListener("click", () => go(viewHash[b.dataset.view]()));
 
   $("logout").addEventListener("click", async () => {
@@ -90,7 +93,7 @@ async function boot() {
     setCsrfToken(""); location.assign("/login");
   });
 
-  const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback"), evidence: $("view-evidence"), anpr: $("view-anpr"), lawful: $("view-lawful") };
+  const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback"), evidence: $("view-evidence"), anpr: $("view-anpr"), lawful: $("view-lawful"), reports: $("view-reports") };
   if (incidents) views.incidents = $("view-incidents");
   if (health) views.health = health.root;
   if (admin) views.admin = admin.root;
@@ -106,6 +109,7 @@ async function boot() {
     $("nav-health").setAttribute("aria-pressed", String(name === "health"));
     $("nav-lawful").setAttribute("aria-pressed", String(name === "lawful"));
     $("nav-admin").setAttribute("aria-pressed", String(name === "admin"));
+    $("nav-reports").setAttribute("aria-pressed", String(name === "reports"));
     current = name;
   }
   function route() {
@@ -118,6 +122,7 @@ async function boot() {
     if (view !== "health" && health) health.close();
     if (view !== "lawful" && lawful) lawful.close();
     if (view !== "admin" && admin) admin.close();
+    if (view !== "reports" && reports) reports.close();
     if (!view) { history.replaceState(null, "", home); route(); return; }
     if (view === "evidence" && evidence) { grid.hide(); show("evidence"); evidence.open(a || ""); }
     else if (view === "anpr" && anpr) { grid.hide(); show("anpr"); anpr.open(a || "reads"); }
@@ -125,6 +130,7 @@ async function boot() {
     else if (view === "health" && health) { grid.hide(); show("health"); health.open(); }
     else if (view === "lawful" && lawful) { grid.hide(); show("lawful"); lawful.open(a || ""); }
     else if (view === "admin" && admin) { grid.hide(); show("admin"); admin.open(a || ""); }
+    else if (view === "reports" && reports) { grid.hide(); show("reports"); reports.open(a || ""); }
     else if (view === "camera" && a) { grid.hide(); show("single"); single.open(Number(a)); if (directed) directed.open(single.cam); }
     else if (view === "playback") { grid.hide(); show("playback"); playback.open(a ? Number(a) : store.list[0]?.id, b ? Number(b) : undefined); }
     else { show("grid"); grid.show(); }
@@ -136,7 +142,7 @@ async function boot() {
   // "?": the shortcuts this role has, in a modal dialog (Esc or Close closes it, focus returns).
   const help = $("shortcut-help");
   const have = { live_view: can.has("live_view"), playback: can.has("playback"), evidence: hasEvidence, anpr: hasAnpr, ptz: can.has("ptz"),
-                 incidents: Boolean(incidents), health: hasHealth, lawful: Boolean(lawful) };
+                 incidents: Boolean(incidents), health: hasHealth, lawful: Boolean(lawful), reports: Boolean(reports) };
   for (const e of help.querySelectorAll("[data-need]")) e.hidden = !have[e.dataset.need];
   $("shortcut-help-close").addEventListener("click", () => help.close());
 
@@ -158,6 +164,7 @@ async function boot() {
     else if (k === "a" && anpr) go("#anpr");
     else if (k === "h" && health) go("#health");
     else if (k === "u" && lawful) go("#lawful");
+    else if (k === "t" && reports) go("#reports");
     else if (k === "g" && can.has("live_view")) go("#grid");
     else if (k === "p" && can.has("playback")) go(`#playback/${single.cam?.id ?? store.list[0]?.id ?? ""}`);
     else if (k === "Escape" && current !== "grid") { if (current === "single") grid.focusAfter = single.cam?.id; go(home); }

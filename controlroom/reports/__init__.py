@@ -1,0 +1,1 @@
+"""Reports: the weekly tasking pack and the statistics table (docs/design/reports.md)."""
