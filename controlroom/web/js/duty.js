@@ -12,6 +12,7 @@ export class DutyControl {
   constructor(before) {
     this.state = el("span", { id: "duty-state", class: "duty-state", role: "status" });
     this.button = el("button", { type: "button", id: "duty-toggle" });
+    this.button.hidden = true; // until the service has said whether this user is on duty
     this.error = el("span", { id: "duty-error", class: "error small", role: "alert" });
     this.root = el("span", { id: "duty", class: "duty" }, this.state, this.button, this.error);
     before.before(this.root);
@@ -35,6 +36,7 @@ export class DutyControl {
       ? `On duty since ${formatLocal(Date.parse(data.session.on), { date: false })}`
       : "Off duty";
     this.button.textContent = this.onDuty ? "Sign off" : "Sign on";
+    this.button.hidden = false;
   }
 
   async toggle() {
