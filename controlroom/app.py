@@ -24,6 +24,7 @@ from controlroom.api import evidence as evidence_routes
 from controlroom.api import faults as fault_routes
 from controlroom.api import incidents as incident_routes
 from controlroom.api import onvif as onvif_routes
+from controlroom.api import stills as still_routes
 from controlroom.auditing import audit_anchor_ctx, audit_writer_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
 from controlroom.context import (
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 EMERGENCY_PURGE_MIN_INTERVAL_S = 2.0
 # A failed retention run (database away) is tried again this soon, not a whole sweep later.
 RETENTION_RETRY_S = 30.0
-ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, alerts,
+ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, still_routes, alerts,
                  anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, openapi]
 
 
