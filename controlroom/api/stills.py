@@ -86,7 +86,7 @@ def still_args(fd: int, seek_s: float, text_path: Path) -> list[str]:
     # Input -ss decodes from the keyframe before and drops frames up to the moment: the frame
     # shown is the first at or after ``at``. Text in a file: nothing in a camera's name needs escaping.
     text = (f"drawtext=fontfile={FONT}:textfile={text_path}:fontcolor=white:fontsize=max(12\\,h/30)"
-            ":line_spacing=4:box=1:boxcolor=black@0.65:boxborderw=6:x=8:y=h-th-14")
+            ":line_spacing=4:box=1:boxcolor=black@0.8:boxborderw=6:x=8:y=h-th-14")
     return ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
             "-ss", f"{seek_s:.6f}", "-i", f"/proc/self/fd/{fd}",
             "-map", "0:v:0", "-frames:v", "1", "-vf", text, "-f", "image2", "-c:v", "png", "pipe:1"]
