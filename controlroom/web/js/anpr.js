@@ -150,12 +150,13 @@ export class AnprView {
       return el("tr", { "data-read": r.id, "data-vrm": r.vrm },
         el("td", { class: "an-vrm-cell" }, el("span", { class: "vrm", text: r.vrm })),
         el("td", { class: "nowrap" }, el("div", { text: when[0] }), el("div", { class: "muted small", text: when.slice(1).join(" ") })),
-        el("td", {}, el("div", { text: this.cameraName(r.camera_id) }), this.syncLink(syncHash(this.store, r.camera_id, Date.parse(r.time)), `the read of ${r.vrm}`)),
+        el("td", { text: this.cameraName(r.camera_id) }),
         el("td", { text: r.site }),
         el("td", { text: r.lane }),
         el("td", { text: r.direction }),
         el("td", { class: "num", text: `${Math.round(r.confidence * 100)}%` }),
-        el("td", {}, plateThumb(r, `${r.vrm} at ${fmtIso(r.time)}`)));
+        el("td", {}, plateThumb(r, `${r.vrm} at ${fmtIso(r.time)}`),
+          this.syncLink(syncHash(this.store, r.camera_id, Date.parse(r.time)), `the read of ${r.vrm}`)));
     }));
   }
 
