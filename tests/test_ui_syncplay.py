@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import pytest
 import pytest_asyncio
-from sqlalchemy import select
+from sqlalchemy import func, select
 from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, wait_for
 
 from cameras.recorder import media_duration_s
@@ -28,6 +28,7 @@ from storage.alerts import raise_alert
 from storage.audit import AuditEntry
 from storage.catalogue import find_run
 from storage.db import transaction
+from storage.models import Segment
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
@@ -239,3 +240,38 @@ async def test_clip_longer_than_five_minutes_is_refused(stack, page):
            const r = await fetch(`/api/v1/cameras/${cam}/clip.mp4?from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(to.toISOString())}`);
            return [r.status, await r.text()]; }""", cam)
     assert status == 400 and "evidence request" in body, (status, body)
+
+
+async def test_gaps_say_no_recording_and_a_reload_keeps_cameras_and_moment(stack, page):
+    """Opened 4 s before any camera recorded, every tile says "No recording" (in red) while the
+    one clock runs, and each starts playing when the clock reaches its first recording. A
+    reload of the URL comes back to the same cameras at the same moment."""
+    async with stack.app[SESSIONS]() as session:
+        starts = [await session.scalar(select(func.min(Segment.start_us)).where(Segment.camera_id == cam))
+                  for cam in sorted(stack.cameras.values())]
+    assert all(starts), starts
+    before_ms = min(starts) // 1000 - 4000
+    cams = sorted(stack.cameras.values())
+    await page.goto(f"{stack.base_url}/#sync/{','.join(map(str, cams))}/{before_ms}")
+    await page.wait_for_function(
+        """() => { const s = window.controlroom.sync; return s.active && s.tiles.length === 4
+             && s.tiles.every((t) => t.root.classList.contains('sync-gap') && /^No recording at \\d\\d:\\d\\d:\\d\\d [+-]\\d\\d:\\d\\d$/.test(t.message.textContent)); }""",
+        timeout=15_000)
+    await page.wait_for_function(ALL_PLAYING, polling="raf", timeout=30_000)
+    state = await page.evaluate(TILES, 0)
+    assert all(t["wall"] >= min(starts) / 1000 - 500 for t in state["tiles"]), state
+    await page.click("#sync-play")  # pause, then reload: the URL has the cameras and the moment
+    await page.wait_for_timeout(1200)
+    paused_at = await page.evaluate("window.controlroom.sync.wall")
+    url = page.url
+    assert f"#sync/{','.join(map(str, cams))}/" in url
+    await page.reload()
+    await page.wait_for_function(ALL_PLAYING, polling="raf", timeout=30_000)
+    again = await page.evaluate(TILES, 0)
+    assert sorted(t["camera"] for t in again["tiles"]) == cams
+    assert abs(again["clock"] - paused_at) < 3000, (again["clock"], paused_at)
+    # Nine tiles: the five new ones have no camera left to show (four cameras in all) and say so.
+    await page.click("[data-sync-layout='9']")
+    assert await page.locator("#sync-grid .sync-tile").count() == 9
+    assert await page.locator("#sync-grid .sync-tile .tile-message", has_text="No camera").count() == 5
+    assert not page.errors, page.errors

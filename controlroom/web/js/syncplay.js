@@ -170,6 +170,7 @@ export class SyncView {
     ids = ids.filter((id) => Number.isFinite(id)).slice(0, MAX_CAMERAS);
     this.setLayout(LAYOUTS.find((n) => n >= ids.length) || MAX_CAMERAS, { load: false });
     this.tiles.forEach((t, i) => t.setCamera(ids[i] ?? null));
+    this.selected = null; // its camera may be another now: choose it again (camera list, timeline)
     this.select(this.tiles[0]);
     await this.seek(ms ?? Date.now() - 60e3, { play: true });
   }
@@ -180,7 +181,6 @@ export class SyncView {
 
   setLayout(n, { load = true } = {}) {
     if (!LAYOUTS.includes(n)) return;
-    const ids = this.tiles.map((t) => t.camId);
     for (const t of this.tiles.slice(n)) t.stop();
     this.tiles = this.tiles.slice(0, n);
     while (this.tiles.length < n) { const t = new SyncTile(this, this.tiles.length); t.setCamera(null); this.tiles.push(t); }
@@ -189,7 +189,13 @@ export class SyncView {
     this.gridEl.replaceChildren(...this.tiles.map((t) => t.root));
     for (const b of this.root.querySelectorAll("[data-sync-layout]")) b.setAttribute("aria-pressed", String(Number(b.dataset.syncLayout) === n));
     if (!this.tiles.includes(this.selected)) this.select(this.tiles[0]);
-    if (load) { void ids; this.syncUrl(); }
+    if (load) {
+      // More tiles: filled with cameras not shown yet, at the clock's moment.
+      const shown = new Set(this.cameraIds());
+      const spare = this.store.list.filter((c) => !shown.has(c.id));
+      for (const t of this.tiles) if (t.camId == null && spare.length) { t.setCamera(spare.shift().id); t.load(this.wall); }
+      this.syncUrl();
+    }
   }
 
   select(tile) {
