@@ -61,15 +61,17 @@ async def recorded_for(st, cam_id: int, seconds: float) -> bool:
 
 async def sample(st, page, cam_id: int) -> tuple[float, float, float]:
     await page.goto(f"{st.base_url}/#grid")
+    await page.reload()  # a fresh alerts panel each time, listening before the alert is raised
+    await page.locator("#alerts-conn", has_text="Live").wait_for(timeout=15_000)
     async with transaction(st.app[SESSIONS]) as s:
         alert = await raise_alert(s, st.app[ALERTS], "camera_offline", "Bench: camera offline", camera_id=cam_id)
     target_ms = alert.at_us / 1000 - 30e3
-    card = page.locator("#alerts-list li.alert.kind-camera_offline").first
+    card = page.locator(f"#alerts-list li.alert[data-id='{alert.id}']")
     await card.wait_for(timeout=15_000)
     if "expanded" not in (await card.get_attribute("class") or ""):
         await card.locator("button.alert-toggle").click()
     await card.locator("a.alert-sync").wait_for(timeout=5000)
-    got = await page.evaluate(MEASURE, "#alerts-list li.alert.kind-camera_offline a.alert-sync")
+    got = await page.evaluate(MEASURE, f"#alerts-list li.alert[data-id='{alert.id}'] a.alert-sync")
     walls = got["walls"]
     async with transaction(st.app[SESSIONS]) as s:  # handled: the next sample's card is the only one
         await s.execute(update(Alert).where(Alert.id == alert.id).values(acknowledged_us=now_us(), acknowledged_by="bench"))
