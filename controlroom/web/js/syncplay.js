@@ -58,6 +58,7 @@ class SyncTile {
     const cam = camId != null ? this.view.store.get(camId) : null;
     this.name.textContent = cam ? cam.name : camId != null ? `Camera ${camId}` : "";
     this.name.title = this.name.textContent;
+    this.root.setAttribute("aria-label", `Tile ${this.index + 1}: ${this.name.textContent || "no camera"}`);
     this.video.dataset.camera = camId != null ? String(camId) : "";
     this.say(camId == null ? "No camera" : "");
   }
