@@ -30,6 +30,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "incidents": ([], ["--samples", "5"]),
     "picture": ([], ["--cameras", "2", "--rounds", "2"]),
     "reports": ([], ["--cameras", "20", "--incidents", "4000", "--runs", "2"]),
+    "syncplay": ([], ["--samples", "3"]),
 }
 
 

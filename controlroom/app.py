@@ -28,6 +28,7 @@ from controlroom.api import onvif as onvif_routes
 from controlroom.api import reports as reports_routes
 from controlroom.api import ripa as ripa_routes
 from controlroom.api import sar as sar_routes
+from controlroom.api import stills as still_routes
 from controlroom.auditing import audit_anchor_ctx, audit_writer_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
 from controlroom.context import (
@@ -60,7 +61,7 @@ log = logging.getLogger(__name__)
 EMERGENCY_PURGE_MIN_INTERVAL_S = 2.0
 # A failed retention run (database away) is tried again this soon, not a whole sweep later.
 RETENTION_RETRY_S = 30.0
-ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, alerts,
+ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, still_routes, alerts,
                  anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, ripa_routes, sar_routes, admin_routes, reports_routes, openapi]
 
 

@@ -140,6 +140,9 @@ URLS: dict[str, UrlBuilder] = {
     "/api/v1/cameras/{camera}/recordings":
         lambda w, c: (f"/api/v1/cameras/{w.cam[c]}/recordings?from={_iso(w.base_us - SEGMENT_US)}"
                       f"&to={_iso(w.base_us + 3 * SEGMENT_US)}"),
+    "/api/v1/cameras/{camera}/still.png": lambda w, c: f"/api/v1/cameras/{w.cam[c]}/still.png?at={_iso(w.base_us + 1_000_000)}",
+    "/api/v1/cameras/{camera}/clip.mp4":
+        lambda w, c: f"/api/v1/cameras/{w.cam[c]}/clip.mp4?from={_iso(w.base_us + 1_000_000)}&to={_iso(w.base_us + 5_000_000)}",
     "/api/v1/cameras/{camera}/snapshot.jpg": lambda w, c: f"/api/v1/cameras/{w.cam[c]}/snapshot.jpg?stream=sub",
     "/api/v1/duty/sessions": lambda w, c: "/api/v1/duty/sessions",
     "/api/v1/evidence/download/{token}": _link,

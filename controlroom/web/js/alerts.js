@@ -14,6 +14,7 @@ import { api, wsUrl } from "./api.js";
 import { el } from "./dom.js";
 import { formatLocal } from "./time.js";
 import { showImage } from "./lightbox.js";
+import { syncHash } from "./syncplay.js";
 
 const KIND_TEXT = {
   camera_offline: "Camera offline", camera_online: "Camera back", clock_off: "Clock off",
@@ -192,7 +193,10 @@ export class AlertsPanel {
     return el("p", { class: "alert-links small" },
       this.can.has("live_view") ? el("a", { class: "alert-live", href: `#camera/${a.camera_id}`, text: "Live", "aria-label": `${name} live` }) : null,
       this.can.has("playback") ? el("a", { class: "alert-playback", href: `#playback/${a.camera_id}/${Math.floor(ms)}`,
-        text: `Playback at ${formatLocal(ms, { date: false })}`, "aria-label": `Playback of ${name} at ${formatLocal(ms)}` }) : null);
+        text: `Playback at ${formatLocal(ms, { date: false })}`, "aria-label": `Playback of ${name} at ${formatLocal(ms)}` }) : null,
+      // The same moment on this camera and three more of its site, on one timeline (syncplay.js).
+      this.can.has("playback") && this.store ? el("a", { class: "alert-sync", href: syncHash(this.store, a.camera_id, ms),
+        text: "4 cameras", "aria-label": `Synchronised playback of ${name} and 3 more cameras at ${formatLocal(ms)}` }) : null);
   }
 
   ackedText(a) {

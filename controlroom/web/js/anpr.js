@@ -10,6 +10,7 @@ import { $, el } from "./dom.js";
 import { formatLocal, localParts, dateGB, readDate } from "./time.js";
 import { TimeInfo } from "./timefield.js";
 import { showImage } from "./lightbox.js";
+import { syncHash, siteHash } from "./syncplay.js";
 
 const fmtIso = (iso) => (iso ? formatLocal(Date.parse(iso)) : "");
 /** A hotlist entry's expiry: an entry typed "31/12/2026" is live to the end of that London day,
@@ -154,8 +155,15 @@ export class AnprView {
         el("td", { text: r.lane }),
         el("td", { text: r.direction }),
         el("td", { class: "num", text: `${Math.round(r.confidence * 100)}%` }),
-        el("td", {}, plateThumb(r, `${r.vrm} at ${fmtIso(r.time)}`)));
+        el("td", {}, plateThumb(r, `${r.vrm} at ${fmtIso(r.time)}`),
+          this.syncLink(syncHash(this.store, r.camera_id, Date.parse(r.time)), `the read of ${r.vrm}`)));
     }));
+  }
+
+  /** A link to synchronised playback of the cameras there at that moment (for those who may play back). */
+  syncLink(hash, what) {
+    if (!hash || !this.can.has("playback")) return null;
+    return el("a", { class: "an-sync small", href: hash, text: "Play cameras", "aria-label": `Synchronised playback: ${what}` });
   }
 
   // -- journeys ----------------------------------------------------------------------------
@@ -196,8 +204,10 @@ export class AnprView {
       ? `${journeys.length} journey${journeys.length === 1 ? "" : "s"} within ${minutes} min.` : "No journeys found.";
     $("an-j-body").replaceChildren(...(journeys || []).map((j) => el("tr", { "data-vrm": j.vrm, "data-travel-s": j.travel_s },
       el("td", { class: "an-vrm-cell" }, el("span", { class: "vrm", text: j.vrm })),
-      el("td", {}, el("div", { text: j.from_site }), el("div", { class: "muted small nowrap", text: fmtIso(j.start) })),
-      el("td", {}, el("div", { text: j.to_site }), el("div", { class: "muted small nowrap", text: fmtIso(j.end) })),
+      el("td", {}, el("div", { text: j.from_site }), el("div", { class: "muted small nowrap", text: fmtIso(j.start) }),
+        this.syncLink(siteHash(this.store, j.from_site, Date.parse(j.start)), `${j.vrm} at ${j.from_site}`)),
+      el("td", {}, el("div", { text: j.to_site }), el("div", { class: "muted small nowrap", text: fmtIso(j.end) }),
+        this.syncLink(siteHash(this.store, j.to_site, Date.parse(j.end)), `${j.vrm} at ${j.to_site}`)),
       el("td", { class: "num an-travel", text: fmtTravel(j.travel_s) }))));
   }
 

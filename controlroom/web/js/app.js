@@ -9,6 +9,8 @@ import { CameraStore } from "./cameras.js";
 import { Grid } from "./grid.js";
 import { SingleView } from "./single.js";
 import { PlaybackView } from "./playback.js";
+import { SyncView, syncHash } from "./syncplay.js";
+import { DigitalZoom } from "./zoom.js";
 import { AlertsPanel } from "./alerts.js";
 import { EvidenceView } from "./evidence.js";
 import { AnprView } from "./anpr.js";
@@ -35,6 +37,14 @@ async function boot() {
   const grid = new Grid($("grid"), store, { onOpen: (id) => go(`#camera/${id}`) });
   const single = new SingleView(store, { onBack: () => { grid.focusAfter = single.cam?.id; go("#grid"); }, onBack30: (id) => go(`#playback/${id}/${Date.now() - 30e3}`) });
   const playback = new PlaybackView(store, { onLive: (id) => go(`#camera/${id}`) });
+  // Synchronised playback of up to 16 cameras (#sync/IDS/UTCms); digital zoom on live and recorded video.
+  const sync = new SyncView(store, { go: (h) => go(h) });
+  $("pb-sync").addEventListener("click", () => {
+    const shown = Number(playback.video.dataset.wallMs) || playback.cursorMs();
+    go(syncHash(store, playback.cameraSel.value, shown));
+  });
+  const zooms = { single: new DigitalZoom($("single-video").parentElement, $("single-video")),
+                  playback: new DigitalZoom(playback.video.parentElement, playback.video) };
   const role = (me.user && me.user.role) || "this account";
   if (!can.has("live_view")) {
     // Keeping the system and watching people are separate duties (docs/design/security-model.md).
@@ -68,7 +78,7 @@ async function boot() {
   const admin = hasAdmin(can) ? new AdminView(can) : null; // cameras, users, sites, retention, holds, audit, system
   $("nav-admin").hidden = !admin;
   const home = can.has("live_view") ? "#grid" : hasEvidence ? "#evidence" : hasHealth ? "#health" : hasAnpr ? "#anpr" : "#grid";
-  window.controlroom = { store, grid, single, playback, alerts, evidence, anpr, incidents, duty, health, lawful, admin, reports }; // for tests and the curious
+  window.controlroom = { store, grid, single, playback, sync, zooms, alerts, evidence, anpr, incidents, duty, health, lawful, admin, reports }; // for tests and the curious
 
   // Site filter and layout buttons.
   const siteSel = $("site-filter");
@@ -93,7 +103,7 @@ async function boot() {
     setCsrfToken(""); location.assign("/login");
   });
 
-  const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback"), evidence: $("view-evidence"), anpr: $("view-anpr"), lawful: $("view-lawful"), reports: $("view-reports") };
+  const views = { grid: $("view-grid"), single: $("view-single"), playback: $("view-playback"), sync: $("view-sync"), evidence: $("view-evidence"), anpr: $("view-anpr"), lawful: $("view-lawful"), reports: $("view-reports") };
   if (incidents) views.incidents = $("view-incidents");
   if (health) views.health = health.root;
   if (admin) views.admin = admin.root;
@@ -102,7 +112,7 @@ async function boot() {
     for (const [k, el] of Object.entries(views)) el.hidden = k !== name;
     $("grid-controls").hidden = name !== "grid" || !can.has("live_view");
     $("nav-grid").setAttribute("aria-pressed", String(name === "grid" || name === "single"));
-    $("nav-playback").setAttribute("aria-pressed", String(name === "playback"));
+    $("nav-playback").setAttribute("aria-pressed", String(name === "playback" || name === "sync"));
     $("nav-evidence").setAttribute("aria-pressed", String(name === "evidence"));
     $("nav-anpr").setAttribute("aria-pressed", String(name === "anpr"));
     if (incidents) $("nav-incidents").setAttribute("aria-pressed", String(name === "incidents"));
@@ -116,6 +126,7 @@ async function boot() {
     const [view, a, b] = location.hash.replace(/^#/, "").split("/");
     if (view !== "camera") { single.close(); if (directed) directed.close(); }
     if (view !== "playback") playback.close();
+    if (view !== "sync") sync.close();
     if (view !== "evidence" && evidence) evidence.close();
     if (view !== "anpr" && anpr) anpr.close();
     if (view !== "incidents" && incidents) incidents.close();
@@ -132,6 +143,7 @@ async function boot() {
     else if (view === "admin" && admin) { grid.hide(); show("admin"); admin.open(a || ""); }
     else if (view === "reports" && reports) { grid.hide(); show("reports"); reports.open(a || ""); }
     else if (view === "camera" && a) { grid.hide(); show("single"); single.open(Number(a)); if (directed) directed.open(single.cam); }
+    else if (view === "sync" && can.has("playback")) { grid.hide(); show("sync"); sync.open((a || "").split(",").filter(Boolean).map(Number), b ? Number(b) : undefined); }
     else if (view === "playback") { grid.hide(); show("playback"); playback.open(a ? Number(a) : store.list[0]?.id, b ? Number(b) : undefined); }
     else { show("grid"); grid.show(); }
   }
@@ -158,6 +170,8 @@ async function boot() {
       return;
     }
     if (current === "playback" && playback.onKey(ev)) { ev.preventDefault(); return; }
+    if (current === "sync" && sync.onKey(ev)) { ev.preventDefault(); return; }
+    if ((current === "single" || current === "playback") && ["+", "=", "-", "0"].includes(ev.key) && zooms[current].onKey(ev.key)) { ev.preventDefault(); return; }
     if (incidents && incidents.onKey(ev, current)) { ev.preventDefault(); return; }
     const k = ev.key;
     if (k === "e" && evidence) go("#evidence");

@@ -9,6 +9,7 @@
 import { api } from "./api.js";
 import { $, el } from "./dom.js";
 import { formatLocal, isoLocal } from "./time.js";
+import { syncHash } from "./syncplay.js";
 
 // Every list read is audited (incidents.list, bookmarks.list): read when the view opens, after
 // an action, on Refresh and every 30 s, not polled faster.
@@ -389,10 +390,15 @@ export class IncidentsView {
   extras(inc) {
     const marks = el("ul", { class: "inc-marks-list", id: "inc-bookmarks" }, ...inc.bookmarks.map((b) => el("li", {},
       el("a", { href: `#playback/${b.camera_id}/${Math.round(b.start_us / 1000)}`, text: `${b.camera} · ${fmtIso(b.start)}` }),
-      el("span", { text: b.note ? ` ${b.note}` : "" }))));
+      el("span", { text: b.note ? ` ${b.note}` : "" }),
+      this.can.has("playback") ? el("a", { class: "inc-sync", href: syncHash(this.store, b.camera_id, b.start_us / 1000), text: " (4 cameras)" }) : null)));
     const holds = el("ul", { class: "inc-holds" }, ...inc.holds.map((h) => el("li", { text: `Hold ${h.id}, review ${fmtIso(h.review)}${h.released ? " (released)" : ""}` })));
     const parts = [el("h4", { text: "Bookmarks" }), inc.bookmarks.length ? marks : el("p", { class: "muted small", text: "None. Press B in live view or playback to bookmark a moment; attach it from the Bookmarks tab." })];
     parts.push(el("h4", { text: "Footage and evidence" }), holds);
+    if (inc.camera_id && this.can.has("playback")) {
+      parts.push(el("p", {}, el("a", { id: "inc-sync", href: syncHash(this.store, inc.camera_id, Date.parse(inc.occurred_at) - 30e3),
+        text: "Play this camera and 3 more of its site at the time" })));
+    }
     if (inc.camera_id) {
       const hold = el("button", { type: "button", id: "inc-hold", text: "Keep the footage (1 h either side)" });
       hold.addEventListener("click", () => this.act(`/api/v1/incidents/${inc.id}/hold`, "POST", {}, { list: false }));
@@ -414,7 +420,8 @@ export class IncidentsView {
       const target = this.selected && this.selected.status === "open" ? this.selected : null;
       this.bBody.replaceChildren(...data.bookmarks.map((b) => {
         const play = el("a", { class: "button", href: `#playback/${b.camera_id}/${Math.round(b.start_us / 1000)}`, text: "Play" });
-        const cell = el("td", {}, play);
+        const play4 = this.can.has("playback") ? el("a", { class: "button", href: syncHash(this.store, b.camera_id, b.start_us / 1000), text: "4 cameras" }) : null;
+        const cell = el("td", {}, play, play4);
         if (target && !b.incident_id) {
           const attach = el("button", { type: "button", class: "bm-attach", text: `Attach to incident ${target.id}` });
           attach.addEventListener("click", async () => {
