@@ -234,3 +234,17 @@ async def test_hevc_recording_plays_back_in_chromium(stack, page):
         assert b"avcC" in head and b"hvcC" not in head
     finally:
         await http.close()
+
+
+async def test_browser_that_plays_hevc_gets_the_stream_as_it_is(stack):
+    """hevc=1 (the browser's MSE accepts H.265): no conversion, the camera's own stream."""
+    hub = stack.app[LIVE]
+    hevc = stack.camera_id(HEVC_ONLY)
+    http, ws = await operator_ws(stack, hevc, "sub", "&hevc=1")
+    try:
+        init = await first_message(ws)
+        assert init["transcoded"] is False and init["codec"].startswith("hvc1") and init["source"] == "sub", init
+        assert not hub.upstreams[f"{hevc}/sub"].transcode and f"{hevc}/h264" not in hub.upstreams
+    finally:
+        await ws.close()
+        await http.close()
