@@ -16,8 +16,10 @@ stream if there is one, else the main), shared by all its viewers and stopped li
 when the last one leaves; at most ``live.max_transcodes`` at once. A browser that says it plays
 H.265 through MSE (``hevc=1``) gets the H.265 stream as it is. The codec of each camera stream is
 learned from its first upstream's init segment and remembered by the hub. The init message says
-``transcoded`` and which camera stream (``source``) the picture comes from. A disabled camera is refused before the upgrade (409), as its snapshot is.
-The client sends nothing but may close at any time.
+``transcoded`` and which camera stream (``source``) the picture comes from.
+
+A disabled camera is refused before the upgrade (409), as its snapshot is. The client sends
+nothing but may close at any time.
 
 All viewers of a camera stream share one upstream (cameras.live.LiveHub); a slow viewer is
 skipped ahead to the next keyframe, never queued. Every start and stop is audited.
