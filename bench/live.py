@@ -18,6 +18,10 @@ measured) with simulated cameras; a real Chromium (Debian's, via Playwright) is 
    for 1 and then ``--viewers`` WebSocket viewers of one camera's main stream (the viewers run
    in a child process, so their own CPU is not counted), and for a 16-tile grid (16 cameras'
    sub streams, one viewer each). Goal: 32 viewers cost less than 10% of one core more than 1.
+4. H.265 (``--parts hevc``): a camera sending H.265 on both streams is transcoded to H.264 for
+   the browser, one ffmpeg per camera shared by its viewers. Server CPU for 1 and 4 viewers of
+   it, against the stream-copy baseline of 1 viewer of an H.264 camera's sub stream in the same
+   run (the ratio is the price of a camera whose browser view needs converting).
 
 Bounded: about two minutes in all.
 """
@@ -40,6 +44,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from ui_stack import OPERATOR, PASSWORD, browser_page, log_in, running_stack  # noqa: E402
 
+from controlroom.api.live import source_factory  # noqa: E402
 from controlroom.context import LIVE  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -182,15 +187,53 @@ async def bench_first_frame(st, page) -> tuple[list[float], list[float]]:
     return cold, warm
 
 
+HEVC_CAMERA = "Live Town Centre 02"
+
+
+async def bench_hevc(st, seconds: float) -> None:
+    """Transcoding an H.265 camera for the browser, against stream copy of an H.264 one."""
+    hub = st.app[LIVE]
+    await asyncio.sleep(hub.grace_s + 1)
+    h264, hevc = st.camera_id("Live Town Centre 01"), st.camera_id(HEVC_CAMERA)
+    idle = await measure_cpu(st.app, 3)
+    copy, out_c = await cpu_with_viewers(st, f"/api/v1/cameras/{h264}/live?stream=sub", 1, seconds)
+    await asyncio.sleep(hub.grace_s + 1)
+    one, out_1 = await cpu_with_viewers(st, f"/api/v1/cameras/{hevc}/live?stream=sub", 1, seconds)
+    proc = await viewers(st.base_url, f"/api/v1/cameras/{hevc}/live?stream=sub", 4, seconds + 5)
+    await asyncio.sleep(4)
+    shared = [len(up.viewers) for key, up in hub.upstreams.items() if up.transcode]
+    four = await measure_cpu(st.app, seconds)
+    out_4 = (await proc.communicate())[0].decode().strip()
+    await asyncio.sleep(hub.grace_s + 1)
+    # The 640x360 H.265 main stream transcoded (what a camera without a sub stream costs),
+    # through the hub directly: no browser, so the figure is the transcode alone.
+    up, viewer = await hub.join(f"{hevc}/bench-main", source_factory(st.app, hevc, "main"), transcode=True)
+    await up.wait_ready()
+    await asyncio.sleep(3)
+    main = await measure_cpu(st.app, seconds)
+    hub.leave(up, viewer, linger=False)
+    print(f"server CPU, idle: {idle:.1f}% of one core")
+    print(f"server CPU, 1 viewer of an H.264 camera's 640x360 sub stream (stream copy, baseline): {copy:.1f}% "
+          f"(bytes min/total {out_c})")
+    print(f"server CPU, 1 viewer of an H.265 camera (its 320x180 H.265 sub stream transcoded to H.264): {one:.1f}% "
+          f"(bytes min/total {out_1}); ratio to the stream-copy baseline {one / max(copy, 0.1):.1f}x; "
+          f"transcode cost per camera about {one - idle:.1f} points of one core")
+    print(f"server CPU, 4 viewers of the same H.265 camera: {four:.1f}% (bytes min/total {out_4}); "
+          f"transcodes running then {len(shared)}, with {shared} viewers")
+    print(f"server CPU, the H.265 640x360 main stream transcoded (no viewer): {main:.1f}%; ratio to the "
+          f"stream-copy baseline {main / max(copy, 0.1):.1f}x")
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--viewers", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--samples", type=int, default=12)
-    parser.add_argument("--parts", default="first,delay,cpu", help="which measurements (default all)")
+    parser.add_argument("--parts", default="first,delay,cpu,hevc", help="which measurements (default all)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
-        async with running_stack(Path(tmp), cameras=16, live=1, ptz=0, record=False) as st:
+        async with running_stack(Path(tmp), cameras=16, live=2, ptz=0, record=False,
+                                 codecs={HEVC_CAMERA: "h265"}) as st:
             print(f"live bench: {len(st.cameras)} simulated cameras, service at {st.base_url} (recording off)")
             if "first" in args.parts or "delay" in args.parts:
                 async with browser_page(st.base_url) as page:
@@ -214,6 +257,8 @@ async def main() -> int:
                         else:
                             print("delay camera -> browser: no sample could be read")
                     await page.goto("about:blank")
+            if "hevc" in args.parts:
+                await bench_hevc(st, args.seconds)
             if "cpu" not in args.parts:
                 return 0
             await asyncio.sleep(st.app[LIVE].grace_s + 1)  # let the browser's upstreams stop

@@ -2,7 +2,11 @@
 
 An upstream runs ``ffmpeg -rtsp_transport tcp -i URL -map 0:v -c copy -f mp4 -movflags
 frag_keyframe+empty_moov+default_base_moof -frag_duration ... pipe:1`` (stream copy: never a
-transcode). Its stdout is a fragmented MP4 box stream, cut here into the *init segment*
+transcode) when the browser can play the camera's codec. An H.265 stream, which browsers
+mostly cannot decode through MSE, is instead transcoded to H.264 by a *transcoding* upstream
+(``transcode=True``: libx264 ultrafast, zerolatency, at most 1280 wide), one per camera, shared
+by all its viewers and stopped like any other upstream when the last one leaves; the hub
+bounds how many run at once (``max_transcodes``). Its stdout is a fragmented MP4 box stream, cut here into the *init segment*
 (``ftyp`` + ``moov``) and *fragments* (``moof`` + ``mdat``), each marked keyframe or not.
 
 A viewer gets the init segment, then the fragments since the last keyframe (so its first frame
@@ -45,6 +49,25 @@ VIEWER_BUDGET_BYTES = 1_000_000
 # Never keep more than this of the current group of pictures for late joiners.
 GOP_CACHE_MAX_BYTES = 4_000_000
 STDERR_LINES = 20
+# A transcoded picture is at most this wide (a 4K camera's main stream would cost a core or more
+# to re-encode; the grid and the single view on a 1080p screen gain nothing above 720p).
+TRANSCODE_MAX_WIDTH = 1280
+# Keyframes every 2 s in the transcoded stream: a late joiner waits at most that long.
+TRANSCODE_KEYFRAME_S = 2
+
+
+class TranscodeLimit(CameraUnavailable):
+    """Every transcoding slot is in use: this camera cannot be converted for the browser now."""
+
+
+class TranscodeFailed(CameraUnavailable):
+    """The camera sends video, but converting it to H.264 gave no picture."""
+
+
+def is_h264(codec: str) -> bool:
+    """Whether an RFC 6381 codec string (from :func:`codec_string`) is H.264, which every
+    browser with MSE plays."""
+    return codec.startswith(("avc1", "avc3"))
 
 
 
@@ -274,25 +297,41 @@ def upstream_input_options(url: str, rtsp: bool = True) -> dict[str, object]:
     return in_opts
 
 
-def _upstream_output(stream, frag_duration_us: int) -> list[str]:
+TRANSCODE_OPTIONS: dict[str, object] = {
+    # ultrafast + zerolatency: no B-frames, no look-ahead, so no added delay; the CPU it costs
+    # per camera is measured by bench.live. A keyframe every TRANSCODE_KEYFRAME_S.
+    "c:v": "libx264", "preset": "ultrafast", "tune": "zerolatency", "pix_fmt": "yuv420p",
+    "force_key_frames": f"expr:gte(t,n_forced*{TRANSCODE_KEYFRAME_S})",
+}
+
+
+def _upstream_output(stream, frag_duration_us: int, transcode: bool = False) -> list[str]:
+    video = stream["v:0"]
+    codec: dict[str, object] = {"c": "copy"}
+    if transcode:
+        video = video.filter("scale", f"min({TRANSCODE_MAX_WIDTH},iw)", -2)
+        codec = dict(TRANSCODE_OPTIONS)
     out = ffmpeg.output(
-        stream["v:0"], "pipe:1", c="copy", f="mp4",
+        video, "pipe:1", f="mp4", **codec,
         movflags="frag_keyframe+empty_moov+default_base_moof", frag_duration=frag_duration_us,
     )
     return ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", *ffmpeg.get_args(out)]
 
 
-def upstream_args(url: str, frag_duration_us: int = FRAG_DURATION_US, rtsp: bool = True) -> list[str]:
-    """The ffmpeg command for one upstream: stream copy of the first video track to fMP4."""
-    return _upstream_output(ffmpeg.input(url, **upstream_input_options(url, rtsp)), frag_duration_us)
+def upstream_args(url: str, frag_duration_us: int = FRAG_DURATION_US, rtsp: bool = True,
+                  transcode: bool = False) -> list[str]:
+    """The ffmpeg command for one upstream: stream copy of the first video track to fMP4
+    (``transcode``: re-encoded to H.264 instead)."""
+    return _upstream_output(ffmpeg.input(url, **upstream_input_options(url, rtsp)), frag_duration_us, transcode)
 
 
-def private_upstream_args(url: str, frag_duration_us: int = FRAG_DURATION_US) -> tuple[list[str], InputList]:
+def private_upstream_args(url: str, frag_duration_us: int = FRAG_DURATION_US,
+                          transcode: bool = False) -> tuple[list[str], InputList]:
     """:func:`upstream_args` for a URL with credentials: the URL and its options go in a
     private list file (see cameras.rtsp.InputList), so the password is not in ffmpeg's argv."""
     listing = InputList(url, upstream_input_options(url))
     stream = ffmpeg.input(str(listing.path), f="concat", safe=0, protocol_whitelist=PROTOCOLS)
-    return _upstream_output(stream, frag_duration_us), listing
+    return _upstream_output(stream, frag_duration_us, transcode), listing
 
 
 class Upstream:
@@ -300,8 +339,9 @@ class Upstream:
 
     def __init__(self, key: str, source_factory: SourceFactory, *, stall_timeout_s: float = 10.0,
                  connect_timeout_s: float = 10.0, args_factory: Callable[[str], list[str]] = upstream_args,
-                 on_idle: Callable[[Upstream], None] | None = None) -> None:
+                 on_idle: Callable[[Upstream], None] | None = None, transcode: bool = False) -> None:
         self.key = key  # "<camera_id>/<stream>", used in log lines (never the URL)
+        self.transcode = transcode  # re-encoded to H.264 for the browser, not stream copy
         self._source_factory = source_factory
         self._args_factory = args_factory
         self._stall_timeout_s = stall_timeout_s
@@ -399,7 +439,10 @@ class Upstream:
         self._secrets = source.secrets
         listing: InputList | None = None
         if self._args_factory is upstream_args and has_credentials(source.url):
-            args, listing = private_upstream_args(source.url)  # no password in the process list
+            # no password in the process list
+            args, listing = private_upstream_args(source.url, transcode=self.transcode)
+        elif self._args_factory is upstream_args:
+            args = upstream_args(source.url, transcode=self.transcode)
         else:
             args = self._args_factory(source.url)
         del source
@@ -477,12 +520,19 @@ class LiveHub:
     ``viewer = await hub.join(key, source_factory)`` starts the upstream if needed and returns a
     :class:`Viewer`; ``hub.leave(key, viewer)`` detaches it. An upstream with no viewers is
     stopped ``grace_s`` later unless someone joins meanwhile.
+
+    ``join(..., transcode=True)`` starts a transcoding upstream; at most ``max_transcodes`` run
+    at once (:class:`TranscodeLimit` beyond). ``codecs`` remembers the codec each camera stream
+    was last seen sending (by key and URL), so the next viewer goes straight to the right
+    upstream.
     """
 
     def __init__(self, *, grace_s: float = 10.0, stall_timeout_s: float = 10.0,
                  connect_timeout_s: float = 10.0, budget_bytes: int = VIEWER_BUDGET_BYTES,
-                 args_factory: Callable[[str], list[str]] = upstream_args) -> None:
+                 args_factory: Callable[[str], list[str]] = upstream_args, max_transcodes: int = 4) -> None:
         self.grace_s = grace_s
+        self.max_transcodes = max_transcodes
+        self.codecs: dict[str, tuple[str, str]] = {}  # key -> (URL fingerprint, RFC 6381 codec)
         self._stall_timeout_s = stall_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._budget_bytes = budget_bytes
@@ -493,30 +543,50 @@ class LiveHub:
         self.started = 0  # upstreams ever started (tests and benchmarks read it)
         self.closed = False  # the service is stopping: no upstream starts any more
 
-    def upstream(self, key: str, source_factory: SourceFactory) -> Upstream:
+    def transcoding(self) -> int:
+        """How many transcoding upstreams run now."""
+        return sum(1 for up in self.upstreams.values() if up.transcode and not up.ended)
+
+    def upstream(self, key: str, source_factory: SourceFactory, *, transcode: bool = False) -> Upstream:
         """The running upstream for ``key``, started now if there is none."""
         if self.closed:
             raise CameraUnavailable(f"camera stream {key}: the service is stopping")
-        self._cancel_stop(key)
         up = self.upstreams.get(key)
+        if (up is None or up.ended) and transcode and self.transcoding() >= self.max_transcodes:
+            raise TranscodeLimit(f"camera stream {key}: all {self.max_transcodes} transcoding slots are in use")
+        self._cancel_stop(key)
         if up is None or up.ended:
             up = Upstream(key, source_factory, stall_timeout_s=self._stall_timeout_s,
                           connect_timeout_s=self._connect_timeout_s, args_factory=self._args_factory,
-                          on_idle=self._idle)
+                          on_idle=self._idle, transcode=transcode)
             self.upstreams[key] = up
             self.started += 1
             up.start()
-            log.info("camera %s: live upstream started", key)
+            log.info("camera %s: live upstream started%s", key, " (transcoding to H.264)" if transcode else "")
         return up
 
-    async def join(self, key: str, source_factory: SourceFactory) -> tuple[Upstream, Viewer]:
-        up = self.upstream(key, source_factory)
+    async def join(self, key: str, source_factory: SourceFactory, *,
+                   transcode: bool = False) -> tuple[Upstream, Viewer]:
+        up = self.upstream(key, source_factory, transcode=transcode)
         viewer = Viewer(budget_bytes=self._budget_bytes)
         up.add(viewer)
         return up, viewer
 
-    def leave(self, up: Upstream, viewer: Viewer) -> None:
+    def leave(self, up: Upstream, viewer: Viewer, *, linger: bool = True) -> None:
+        """Detach a viewer. ``linger=False``: an upstream left with no viewers stops now (it
+        was opened only to learn the stream's codec, and is of no use to the next viewer)."""
         up.remove(viewer)
+        if not linger and not up.viewers and self.upstreams.get(up.key) is up:
+            self._cancel_stop(up.key)
+            self._stop_if_idle(up)
+
+    def learned_codec(self, key: str, fingerprint: str) -> str:
+        """The codec ``key`` was last seen sending from this URL ("" if never)."""
+        known = self.codecs.get(key)
+        return known[1] if known and known[0] == fingerprint else ""
+
+    def learn_codec(self, key: str, fingerprint: str, codec: str) -> None:
+        self.codecs[key] = (fingerprint, codec)
 
     def _idle(self, up: Upstream) -> None:
         if up.ended:

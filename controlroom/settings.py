@@ -53,6 +53,7 @@ class RecordingSettings(_Section):
 class LiveSettings(_Section):
     linger_s: float = Field(5, ge=0, le=300)
     send_timeout_s: float = Field(10, gt=0, le=300)
+    max_transcodes: int = Field(4, ge=0, le=64)
 
 
 class RetentionSettings(_Section):

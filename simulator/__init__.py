@@ -11,6 +11,10 @@ cameras (wall clock burnt in), ``ptz`` PTZ cameras, ``anpr`` ANPR cameras. Names
 deterministic for a given argument set (ports are ``base_port + index`` when ``base_port`` is
 given; otherwise free ports picked at start). The GStreamer side runs as its own process under
 ``/usr/bin/python3`` (``rtsp_server.py``); see docs/design/simulator.md.
+
+``codecs={"Live Town Centre 01": "h265"}`` makes a live-encoded camera (live, PTZ, ANPR) send
+H.265 on both streams, as most current CCTV cameras do by default; ``"h265+h264sub"`` sends
+H.265 on the main stream and H.264 on the sub stream (the other common setting).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ DEFAULT_CACHE_DIR = Path.home() / ".cache" / "controlroom" / "simulator"
 START_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 10.0
 FIXED_SITES = ("Town Centre", "Queens Park")
+# codec option -> (main stream codec, sub stream codec)
+CODECS = {"h264": ("h264", "h264"), "h265": ("h265", "h265"), "h265+h264sub": ("h265", "h264")}
 PTZ_PLACES = ("Market Square", "Bus Station", "Castle Gate")
 
 
@@ -82,6 +88,7 @@ class Simulation:
         base_port: int = 0,
         cache_dir: Path | None = None,
         onvif: bool = False,
+        codecs: dict[str, str] | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.host, self.username, self.password = host, username, password
@@ -94,6 +101,16 @@ class Simulation:
         unknown = set(self.clock_offsets_s) - {p["name"] for p in self._plan}
         if unknown:
             raise CameraError(f"clock offsets given for unknown cameras: {sorted(unknown)}")
+        self.codecs = dict(codecs or {})
+        modes = {p["name"]: p["mode"] for p in self._plan}
+        for name, codec in self.codecs.items():
+            if name not in modes:
+                raise CameraError(f"a codec given for an unknown camera: {name!r}")
+            if codec not in CODECS:
+                raise CameraError(f"camera {name!r}: codec {codec!r} is not one of {sorted(CODECS)}")
+            if codec != "h264" and modes[name] == "clip":  # clips are pre-encoded H.264
+                raise CameraError(f"camera {name!r}: H.265 is offered by live-encoded cameras only "
+                                  "(live, PTZ, ANPR), not by pre-encoded clip cameras")
         self.cameras: list[SimCamera] = []
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -159,6 +176,7 @@ class Simulation:
             spec = {"name": p["name"], "mode": p["mode"],
                     "port": self.base_port + index if self.base_port else 0,
                     "clock_offset_s": self.clock_offsets_s.get(p["name"], 0.0)}
+            spec["main_codec"], spec["sub_codec"] = CODECS[self.codecs.get(p["name"], "h264")]
             if p["mode"] == "clip":
                 spec.update(main_clip=str(main_paths[p["scene"] % len(clips.MAIN_SCENES)]),
                             main_size=list(clips.MAIN_SIZE),
@@ -168,6 +186,7 @@ class Simulation:
 
     def _camera(self, p: dict[str, Any], port: int) -> SimCamera:
         base = f"rtsp://{self.host}:{port}"
+        main_codec, sub_codec = CODECS[self.codecs.get(p["name"], "h264")]
         return SimCamera(
             name=p["name"], kind=p["kind"], site=p["site"],
             main_url=f"{base}/main", sub_url=f"{base}/sub",
@@ -175,6 +194,7 @@ class Simulation:
             lane=p.get("lane", ""), direction=p.get("direction", ""), position=p.get("position", ""),
             live=p.get("live", False), port=port, mode=p["mode"],
             clock_offset_s=self.clock_offsets_s.get(p["name"], 0.0),
+            main_codec=main_codec, sub_codec=sub_codec,
         )
 
     async def _start_onvif(self) -> None:

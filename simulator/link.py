@@ -33,6 +33,8 @@ class SimCamera:
     port: int = 0
     clock_offset_s: float = 0.0  # what the camera's own clock is off by (the ONVIF side reports it)
     mode: str = "clip"  # how the server makes the picture: clip | live | ptz | anpr
+    main_codec: str = "h264"  # "h264" | "h265" (Simulation's codecs=)
+    sub_codec: str = "h264"
 
     @property
     def ptz(self) -> bool:

@@ -180,7 +180,18 @@ class ClipFactory(GstRtspServer.RTSPMediaFactory):
 # Live-encoded cameras: wall clock (UTC, ms) burnt in at capture
 
 
-def x264(bitrate_kbps: int, gop: int) -> str:
+def x264(bitrate_kbps: int, gop: int, codec: str = "h264") -> str:
+    """The encoder and payloader of a live-encoded stream: H.264 (x264) or H.265 (x265)."""
+    if codec == "h265":
+        # One worker thread and one frame thread, like x264's threads=1 (a whole slice per
+        # frame); zerolatency means no B-frames and no look-ahead. Parameter sets are repeated
+        # at every keyframe, so a client joining mid-stream can decode.
+        return (
+            f"x265enc tune=zerolatency speed-preset=ultrafast bitrate={bitrate_kbps} key-int-max={gop} "
+            f"option-string=\"pools=1:frame-threads=1:repeat-headers=1\" "
+            f"! video/x-h265,profile=main ! h265parse "
+            f"! rtph265pay name=pay0 pt=96 config-interval=-1"
+        )
     return (
         f"x264enc tune=zerolatency speed-preset=ultrafast threads=1 bitrate={bitrate_kbps} "
         f"key-int-max={gop} ! video/x-h264,profile=high ! h264parse "
@@ -202,7 +213,8 @@ def attach_clock(media: GstRtspServer.RTSPMedia, offset_s: float) -> None:
 
 
 class LiveFactory(GstRtspServer.RTSPMediaFactory):
-    def __init__(self, name: str, width: int, height: int, bitrate_kbps: int, offset_s: float) -> None:
+    def __init__(self, name: str, width: int, height: int, bitrate_kbps: int, offset_s: float,
+                 codec: str = "h264") -> None:
         super().__init__()
         self.offset_s = offset_s
         font = max(12, height // 28)
@@ -213,7 +225,7 @@ class LiveFactory(GstRtspServer.RTSPMediaFactory):
             f"font-desc=\"DejaVu Sans Mono Bold {font}\" "
             f"! textoverlay text=\"{name}\" valignment=bottom halignment=left "
             f"shaded-background=true font-desc=\"DejaVu Sans Bold {font}\" "
-            f"! {x264(bitrate_kbps, 50)} )"
+            f"! {x264(bitrate_kbps, 50, codec)} )"
         )
         self.set_shared(True)
         self.connect("media-configure", lambda _f, media: attach_clock(media, self.offset_s))
@@ -294,7 +306,7 @@ class PtzState:
 
 class PtzFactory(GstRtspServer.RTSPMediaFactory):
     def __init__(self, name: str, scene: str, state: PtzState, width: int, height: int,
-                 bitrate_kbps: int, offset_s: float) -> None:
+                 bitrate_kbps: int, offset_s: float, codec: str = "h264") -> None:
         super().__init__()
         self.state, self.offset_s = state, offset_s
         font = max(12, height // 28)
@@ -308,7 +320,7 @@ class PtzFactory(GstRtspServer.RTSPMediaFactory):
             f"font-desc=\"DejaVu Sans Bold {font}\" "
             f"! textoverlay text=\"{name}\" valignment=bottom halignment=left "
             f"shaded-background=true font-desc=\"DejaVu Sans Bold {font}\" "
-            f"! {x264(bitrate_kbps, 50)} )"
+            f"! {x264(bitrate_kbps, 50, codec)} )"
         )
         self.set_shared(True)
         self.connect("media-configure", self.on_media_configure)
@@ -432,14 +444,15 @@ class AnprProducer(threading.Thread):
 class AnprFactory(GstRtspServer.RTSPMediaFactory):
     FPS_NUM, FPS_DEN = 25, 2
 
-    def __init__(self, camera: str, width: int, height: int, bitrate_kbps: int, offset_s: float) -> None:
+    def __init__(self, camera: str, width: int, height: int, bitrate_kbps: int, offset_s: float,
+                 codec: str = "h264") -> None:
         super().__init__()
         self.camera, self.width, self.height, self.offset_s = camera, width, height, offset_s
         caps = f"video/x-raw,format=RGB,width={width},height={height},framerate={self.FPS_NUM}/{self.FPS_DEN}"
         self.set_launch(
             f"( appsrc name=src is-live=true format=time do-timestamp=true stream-type=stream "
             f"max-bytes={width * height * 3 * 4} caps=\"{caps}\" ! queue leaky=downstream max-size-buffers=4 "
-            f"! videoconvert ! video/x-raw,format=I420 ! {x264(bitrate_kbps, 25)} )"
+            f"! videoconvert ! video/x-raw,format=I420 ! {x264(bitrate_kbps, 25, codec)} )"
         )
         self.set_shared(True)
         self.connect("media-configure", self.on_media_configure)
@@ -496,21 +509,28 @@ class Camera:
     def factories(self, spec: dict, config: dict):
         offset = float(spec.get("clock_offset_s", 0.0))
         mode = spec["mode"]
+        main, sub = spec.get("main_codec", "h264"), spec.get("sub_codec", "h264")
+
+        def size(codec: str, width: int, height: int) -> tuple[int, int]:
+            # x265 ultrafast costs about three times x264 here (720p25 took 75% of a core, and
+            # fell behind real time on the busy machine): an H.265 stream is half as wide and high.
+            return (width, height) if codec == "h264" else (width // 2, height // 2)
+
         if mode == "clip":
             yield "/main", ClipFactory(spec["main_clip"], *spec["main_size"])
             yield "/sub", ClipFactory(spec["sub_clip"], *spec["sub_size"])
         elif mode == "live":
-            yield "/main", LiveFactory(self.name, 1280, 720, 3000, offset)
-            yield "/sub", LiveFactory(self.name, 640, 360, 600, offset)
+            yield "/main", LiveFactory(self.name, *size(main, 1280, 720), 3000, offset, main)
+            yield "/sub", LiveFactory(self.name, *size(sub, 640, 360), 600, offset, sub)
         elif mode == "ptz":
             scene = Path(config["cache_dir"]) / "ptz-scene-v1.png"
             if not scene.exists():
                 make_scene(scene, "Market Square")
-            yield "/main", PtzFactory(self.name, str(scene), self.ptz, 1280, 720, 2500, offset)
-            yield "/sub", PtzFactory(self.name, str(scene), self.ptz, 640, 360, 500, offset)
+            yield "/main", PtzFactory(self.name, str(scene), self.ptz, *size(main, 1280, 720), 2500, offset, main)
+            yield "/sub", PtzFactory(self.name, str(scene), self.ptz, *size(sub, 640, 360), 500, offset, sub)
         elif mode == "anpr":
-            yield "/main", AnprFactory(self.name, 1280, 720, 2500, offset)
-            yield "/sub", AnprFactory(self.name, 640, 360, 500, offset)
+            yield "/main", AnprFactory(self.name, *size(main, 1280, 720), 2500, offset, main)
+            yield "/sub", AnprFactory(self.name, *size(sub, 640, 360), 500, offset, sub)
         else:
             raise ValueError(f"unknown camera mode {mode!r}")
 
@@ -696,19 +716,18 @@ ELEMENTS = {
     "queue": "gstreamer1.0-plugins-base", "h264parse": "gstreamer1.0-plugins-bad",
     "x264enc": "gstreamer1.0-plugins-ugly",
 }
+# Only needed by H.265 cameras (``codecs=`` in Simulation): checked when one is asked for.
+H265_ELEMENTS = {"x265enc": "gstreamer1.0-plugins-bad", "h265parse": "gstreamer1.0-plugins-bad",
+                 "rtph265pay": "gstreamer1.0-plugins-good"}
 
 
-def missing_elements() -> list[str]:
-    return [f"{name} ({package})" for name, package in ELEMENTS.items() if Gst.ElementFactory.find(name) is None]
+def missing_elements(h265: bool = False) -> list[str]:
+    needed = {**ELEMENTS, **(H265_ELEMENTS if h265 else {})}
+    return [f"{name} ({package})" for name, package in needed.items() if Gst.ElementFactory.find(name) is None]
 
 
 def main() -> None:
     Gst.init(None)
-    if missing := missing_elements():
-        message = f"GStreamer elements missing: {', '.join(missing)}; install those Debian packages"
-        print(json.dumps({"event": "error", "error": message}), flush=True)
-        log(message)
-        sys.exit(1)
     line = b""
     while not line.endswith(b"\n"):  # byte by byte: later lines are read by the GLib watch
         chunk = os.read(sys.stdin.fileno(), 1)
@@ -716,6 +735,12 @@ def main() -> None:
             return
         line += chunk
     config = json.loads(line)
+    h265 = any("h265" in (c.get("main_codec"), c.get("sub_codec")) for c in config["cameras"])
+    if missing := missing_elements(h265):
+        message = f"GStreamer elements missing: {', '.join(missing)}; install those Debian packages"
+        print(json.dumps({"event": "error", "error": message}), flush=True)
+        log(message)
+        sys.exit(1)
     Service(config).run()
 
 

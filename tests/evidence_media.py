@@ -24,12 +24,15 @@ GOP_S = 2
 SEGMENT_US = SEGMENT_S * 1_000_000
 
 
-def make_segments(folder: Path, count: int, *, size: str = "320x240", seconds: int = SEGMENT_S) -> list[Path]:
-    """``count`` real MKV segments of ``seconds`` each (one ffmpeg run)."""
+def make_segments(folder: Path, count: int, *, size: str = "320x240", seconds: int = SEGMENT_S,
+                  encoder: str = "libx264") -> list[Path]:
+    """``count`` real MKV segments of ``seconds`` each (one ffmpeg run); ``encoder="libx265"``
+    for H.265 footage."""
     folder.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25",
-         "-t", str(count * seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", str(GOP_S * 25),
+         "-t", str(count * seconds), "-c:v", encoder, "-preset", "ultrafast",
+         *(["-x265-params", "log-level=error"] if encoder == "libx265" else []), "-g", str(GOP_S * 25),
          "-keyint_min", str(GOP_S * 25), "-sc_threshold", "0", "-pix_fmt", "yuv420p",
          "-f", "segment", "-segment_time", str(seconds), "-reset_timestamps", "1", str(folder / "seg%03d.mkv")],
         check=True, timeout=120,
@@ -67,6 +70,7 @@ async def catalogue_footage(
     skip: dict[int, set[int]] | None = None,
     base_us: int | None = None,
     clock_flag: dict[int, set[int]] | None = None,
+    codec: str = "h264",
 ) -> Footage:
     """Cameras "Camera A", "Camera B"...; each records the source segments back to back from
     ``base_us``, except the indexes in ``skip[camera_index]`` (holes in its recording)."""
@@ -84,7 +88,7 @@ async def catalogue_footage(
             start = base + i * SEGMENT_US
             flagged = i in (clock_flag or {}).get(n, set())
             seg = await commit_segment(sessions, root, tmp, NewSegment(
-                cam_id, start, start + SEGMENT_US, codec="h264", width=320, height=240,
+                cam_id, start, start + SEGMENT_US, codec=codec, width=320, height=240,
                 clock_offset_s=2.5 if flagged else 0.1, clock_flag=flagged))
             segs.setdefault(cam_id, []).append(seg)
     return Footage(ids, base, segs)

@@ -49,12 +49,13 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(work: Path, *, cameras: int = 4, live: int = 1, ptz: int = 1, record: bool = True,
-                        onvif: bool = False, **overrides: Any) -> AsyncIterator[Stack]:
+                        onvif: bool = False, codecs: dict[str, str] | None = None,
+                        **overrides: Any) -> AsyncIterator[Stack]:
     data = work / "data"
     data.mkdir(parents=True, exist_ok=True)
     settings = load_settings(data, environ={}).with_overrides(
         **{"http.port": 0, "mqtt.enabled": False, **overrides})
-    async with Simulation(work / "sim", cameras=cameras, live=live, ptz=ptz, onvif=onvif) as sim:
+    async with Simulation(work / "sim", cameras=cameras, live=live, ptz=ptz, onvif=onvif, codecs=codecs) as sim:
         app = create_app(settings, record=record)
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=3.0)
         await runner.setup()

@@ -5,9 +5,21 @@ one text message ``{"type": "init", "codec": "avc1.64001f", "mime": ..., "stream
 binary messages: the init segment, then fragments (moof+mdat) as they arrive. It ends with a
 text message ``{"type": "end", "reason": ..., "code": ...}`` (camera lost: reconnect after a
 pause) or ``{"type": "error", "error": ..., "code": ...}``. ``code`` says what happened in a word
-the screen turns into the operator's language (``no_video``, ``ended``, ``stopping``); the
-reason is for logs. A disabled camera is refused before the upgrade (409), as its snapshot is.
-The client sends nothing but may close at any time.
+the screen turns into the operator's language (``no_video``, ``ended``, ``stopping``, and for
+a camera whose codec the browser cannot play: ``transcode_busy``, ``transcode_failed``,
+``transcode_off``); the reason is for logs.
+
+Codecs: the browser gets H.264 whatever the camera sends. A camera stream in another codec
+(H.265, as most current cameras send by default) is served by the camera's H.264 sub stream when
+it has one; otherwise by one transcoding upstream per camera (``<id>/h264``, reading the sub
+stream if there is one, else the main), shared by all its viewers and stopped like any upstream
+when the last one leaves; at most ``live.max_transcodes`` at once. A browser that says it plays
+H.265 through MSE (``hevc=1``) gets the H.265 stream as it is. The codec of each camera stream is
+learned from its first upstream's init segment and remembered by the hub. The init message says
+``transcoded`` and which camera stream (``source``) the picture comes from.
+
+A disabled camera is refused before the upgrade (409), as its snapshot is. The client sends
+nothing but may close at any time.
 
 All viewers of a camera stream share one upstream (cameras.live.LiveHub); a slow viewer is
 skipped ahead to the next keyframe, never queued. Every start and stop is audited.
@@ -34,7 +46,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import Field
 
 from cameras import CameraUnavailable, children
-from cameras.live import LiveHub, Source, Upstream
+from cameras.live import LiveHub, Source, TranscodeFailed, TranscodeLimit, Upstream, Viewer, is_h264
 from controlroom import disclosure
 from controlroom.auth import actor
 from controlroom.context import AUDIT, KEYS, LIVE, OPEN_SOCKETS, SESSIONS, SETTINGS
@@ -55,7 +67,7 @@ WS_CLOSE_TIMEOUT_S = 2.0
 
 
 async def live_ctx(app: web.Application) -> AsyncIterator[None]:
-    hub = LiveHub(grace_s=app[SETTINGS].live.linger_s)
+    hub = LiveHub(grace_s=app[SETTINGS].live.linger_s, max_transcodes=app[SETTINGS].live.max_transcodes)
     app[LIVE] = hub
     app[OPEN_SOCKETS] = weakref.WeakSet()
     yield
@@ -100,6 +112,10 @@ def check_origin(request: web.Request) -> None:
 
 class LiveQuery(Query):
     stream: Literal["sub", "main"] = Field("sub", description="the camera's sub stream (smaller) or main stream")
+
+
+class LiveViewQuery(LiveQuery):
+    hevc: Flag = Field(False, description="the browser plays H.265 through MSE: send an H.265 stream as it is")
 
 
 class SnapshotQuery(LiveQuery):
@@ -152,12 +168,74 @@ def join(request: web.Request, cam: Camera, stream: str):
     return hub.join(f"{cam.id}/{actual}", source_factory(request.app, cam.id, actual))
 
 
+def playable(codec: str, hevc_ok: bool) -> bool:
+    return is_h264(codec) or (hevc_ok and codec.startswith(("hvc1", "hev1")))
+
+
+def choose_upstream(hub: LiveHub, cam: Camera, stream: str, hevc_ok: bool) -> tuple[str, str, bool]:
+    """(hub key, camera stream read, transcode?) for a viewer of ``stream``, from what the hub
+    knows of the camera's codecs: the stream asked for while its codec is unknown or playable;
+    else the H.264 sub stream; else one transcode per camera (of the sub stream, the cheaper)."""
+    def known(name: str) -> str:
+        return hub.learned_codec(f"{cam.id}/{name}", stream_url(cam, name))
+
+    asked = upstream_stream(cam, stream)
+    codec = known(asked)
+    if not codec or playable(codec, hevc_ok):
+        return f"{cam.id}/{asked}", asked, False
+    if asked == "main" and cam.sub_url:
+        sub = known("sub")
+        if not sub or playable(sub, hevc_ok):
+            return f"{cam.id}/sub", "sub", False
+    return f"{cam.id}/h264", upstream_stream(cam, "sub"), True
+
+
+async def connect(request: web.Request, cam: Camera, stream: str, hevc_ok: bool) -> tuple[Upstream, Viewer]:
+    """Join the upstream that gives this browser a picture it can play, once it has its init
+    segment. Raises CameraUnavailable (TranscodeLimit when no transcoding slot is free)."""
+    hub = request.app[LIVE]
+    for _ in range(3):  # at most: the asked stream, the sub stream, the transcode
+        key, actual, transcode = choose_upstream(hub, cam, stream, hevc_ok)
+        up, viewer = await hub.join(key, source_factory(request.app, cam.id, actual), transcode=transcode)
+        try:
+            await up.wait_ready()
+        except CameraUnavailable as exc:
+            hub.leave(up, viewer)
+            if transcode:
+                log.warning("camera %s: transcoding for the browser gave no picture: %s; ffmpeg: %s", cam.id, exc,
+                            " | ".join(up.stderr_tail) or "-")
+                raise TranscodeFailed(f"camera {cam.id}: converting its video for the browser failed ({exc})") from exc
+            raise
+        except BaseException:
+            hub.leave(up, viewer)
+            raise
+        if transcode:
+            return up, viewer
+        hub.learn_codec(key, stream_url(cam, actual), up.codec)
+        if playable(up.codec, hevc_ok):
+            return up, viewer
+        log.info("camera %s: stream %s sends %s, which browsers cannot play through MSE; looking further",
+                 cam.id, actual, up.codec)
+        hub.leave(up, viewer, linger=False)
+    raise CameraUnavailable(f"camera {cam.id}: no playable stream found")  # pragma: no cover
+
+
+def unavailable_code(exc: CameraUnavailable, request: web.Request, cam: Camera) -> str:
+    """The screen's word for why there is no picture (see the module docstring)."""
+    if isinstance(exc, TranscodeLimit):
+        return "transcode_off" if request.app[SETTINGS].live.max_transcodes == 0 else "transcode_busy"
+    if isinstance(exc, TranscodeFailed):
+        return "transcode_failed"
+    return "stopping" if request.app[LIVE].closed else "no_video"
+
+
 @routes.get("/api/v1/cameras/{camera}/live")
-@requires(Permission.LIVE_VIEW, discloses=Disclosure.FOOTAGE, action="live.start", query=LiveQuery, produces="",
+@requires(Permission.LIVE_VIEW, discloses=Disclosure.FOOTAGE, action="live.start", query=LiveViewQuery, produces="",
           status=101)
 async def live_ws(request: web.Request) -> web.StreamResponse:
     check_origin(request)
-    stream = stream_of(request)
+    query = query_of(request, LiveViewQuery)
+    stream = query.stream
     cam = await _camera(request, stream)
     who = actor(request)
     ws = web.WebSocketResponse(heartbeat=20.0, timeout=WS_CLOSE_TIMEOUT_S)
@@ -170,24 +248,25 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
     send_timeout_s = request.app[SETTINGS].live.send_timeout_s
     started = time.monotonic()
     try:
-        up, viewer = await join(request, cam, stream)
-    except CameraUnavailable as exc:  # the service is stopping
+        up, viewer = await connect(request, cam, stream, query.hevc)
+    except CameraUnavailable as exc:  # no picture: say why, in a word the screen translates
+        code = unavailable_code(exc, request, cam)
         with contextlib.suppress(ConnectionResetError, RuntimeError):
-            await ws.send_json({"type": "end", "reason": str(exc), "code": "stopping"})
-        await ws.close(code=WSCloseCode.GOING_AWAY)
+            if code == "stopping":
+                await ws.send_json({"type": "end", "reason": str(exc), "code": code})
+            else:
+                await ws.send_json({"type": "error", "error": str(exc), "code": code})
+        await ws.close(code=WSCloseCode.GOING_AWAY if code == "stopping" else WSCloseCode.OK)
         await request.app[AUDIT].append(who, "live.stop", f"camera:{cam.id}", stream=stream, duration_s=0.0,
                                         skipped_fragments=0)
         return ws
     closer = asyncio.create_task(_wait_client_close(ws, viewer))
     sent_bytes = 0
     try:
-        try:
-            await up.wait_ready()
-        except CameraUnavailable as exc:
-            await ws.send_json({"type": "error", "error": str(exc), "code": "no_video"})
-            return ws
+        source = upstream_stream(cam, "sub") if up.transcode else up.key.split("/", 1)[1]
         await ws.send_json({"type": "init", "camera": cam.id, "stream": stream, "codec": up.codec,
-                            "mime": f'video/mp4; codecs="{up.codec}"'})
+                            "mime": f'video/mp4; codecs="{up.codec}"', "transcoded": up.transcode,
+                            "source": source})
         assert viewer.init is not None
         await ws.send_bytes(viewer.init)
         while (chunk := await viewer.next_chunk()) is not None:

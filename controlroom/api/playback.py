@@ -10,7 +10,9 @@ Two steps, so that the browser knows how media time maps to wall-clock time:
 2. ``GET /api/v1/cameras/{camera}/playback/stream.mp4?start_us=...`` streams the run as
    fragmented MP4: ``ffmpeg -f concat -i <list> -c copy -movflags frag_keyframe+empty_moov``.
    The browser feeds it to Media Source Extensions and reads it only as fast as it plays, so
-   TCP back-pressure keeps ffmpeg (and memory) idle while the operator watches.
+   TCP back-pressure keeps ffmpeg (and memory) idle while the operator watches. A run recorded
+   in H.265 (which browsers mostly cannot decode through MSE) is re-encoded to H.264 on the fly
+   instead (libx264 ultrafast), paced the same way; the response says so (``X-Transcoded``).
 
 What a run is, including the segment the recorder is writing now in ``incoming/`` (that is
 how "20 s ago" plays although segments are 30 s long), is the catalogue's answer:
@@ -71,10 +73,28 @@ def concat_list(paths: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def remux_args(list_path: Path) -> list[str]:
+# A recording in another codec than H.264 is re-encoded for the browser (see the module doc).
+TRANSCODE_ARGS = ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p",
+                  "-force_key_frames", "expr:gte(t,n_forced*2)"]
+
+
+async def video_codec(fd: int) -> str:
+    """The video codec of an open recorded file ("h264", "hevc"; "" if ffprobe cannot tell)."""
+    proc = await children.spawn(
+        "ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name",
+        "-of", "csv=p=0", f"/proc/self/fd/{fd}", stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, pass_fds=[fd])
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 10)
+    finally:
+        await children.end(proc)
+    return out.decode().strip()
+
+
+def remux_args(list_path: Path, transcode: bool = False) -> list[str]:
     return ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
             "-f", "concat", "-safe", "0", "-i", str(list_path),
-            "-map", "0:v:0", "-c", "copy", "-f", "mp4",
+            "-map", "0:v:0", *(TRANSCODE_ARGS if transcode else ["-c", "copy"]), "-f", "mp4",
             "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-frag_duration", "1000000",
             "pipe:1"]
 
@@ -156,15 +176,16 @@ async def stream(request: web.Request) -> web.StreamResponse:
         list_path.write_text(concat_list([f"/proc/self/fd/{fd}" for fd in fds]))
         # One remux per open stream, killed when the player goes, when the service stops
         # (on_shutdown) and, by the kernel, if the service dies.
+        transcode = await video_codec(fds[0]) not in ("h264", "")
         proc = await children.spawn(
-            *remux_args(list_path), stdin=asyncio.subprocess.DEVNULL,
+            *remux_args(list_path, transcode), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, pass_fds=fds,
         )
         procs = request.app[PLAYBACK_PROCS]
         procs.add(proc)
         response = web.StreamResponse(headers={
             "Content-Type": "video/mp4", "Cache-Control": "no-store",
-            "X-Media-Start-Us": str(pieces[0].start_us),
+            "X-Media-Start-Us": str(pieces[0].start_us), "X-Transcoded": "1" if transcode else "0",
         })
         disclosure.note(request, f"camera:{cam.id}", start=us_to_iso(pieces[0].start_us), pieces=len(pieces))
         try:

@@ -347,6 +347,14 @@ def write_package(
                         "up to one keyframe interval of earlier frames. Time and camera are in the "
                         "subtitle track (mov_text) and the .srt file.",
             }
+            if cut.reencode:  # recorded in H.265 (or another codec an ordinary PC may not play)
+                recorded = "/".join("H.265 (HEVC)" if c == "hevc" else c for c in cut.codecs)
+                cuts[cam.camera_id].update({
+                    "video": f"H.264, re-encoded from the recorded {recorded}",
+                    "note": f"Re-encoded to H.264 so that it plays on an ordinary PC; the master files are the "
+                            f"recorded {recorded}, byte for byte. Time and camera are in the subtitle track "
+                            "(mov_text) and the .srt file.",
+                })
         progress.stage = "writing manifest"
         writer.add_bytes("custody.jsonl", "".join(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n"
                                                    for line in custody_lines).encode(), "custody", produced_us)

@@ -32,6 +32,7 @@ class SegmentRef:
     state: str
     clock_offset_s: float | None
     clock_flag: bool
+    codec: str = ""  # as the recorder catalogued it ("h264", "hevc"); "" if unknown
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,8 @@ async def build_plan(session: AsyncSession, req: EvidenceRequest) -> list[Camera
         site = await session.get(Site, cam.site_id) if cam.site_id else None
         tl = await timeline(session, cam.id, w.start_us, w.end_us)
         segs = [
-            SegmentRef(s.id, s.path, s.start_us, s.end_us, s.bytes, s.sha256, s.state, s.clock_offset_s, s.clock_flag)
+            SegmentRef(s.id, s.path, s.start_us, s.end_us, s.bytes, s.sha256, s.state, s.clock_offset_s, s.clock_flag,
+                       s.codec)
             for s in tl.segments
         ]
         gaps = [

@@ -8,12 +8,19 @@ cameras on two cores it takes far longer than the copy, and the picture would no
 recorded picture. ``-c copy`` keeps every frame as recorded; the cut snaps to the keyframe at or
 before the window start (within one GOP, 2 s on our cameras).
 
+A camera that records H.265 (HEVC) is the exception: many ordinary PCs cannot play HEVC (no
+licence for its decoder in the operating system, or no hardware support), so its working copy is
+re-encoded to H.264 (libx264 ``veryfast``, CRF 18: visually the recorded picture, at a cost in
+CPU measured in docs/design/evidence.md). The masters stay byte for byte the recorded files;
+the manifest says the working copy was re-encoded, and from what.
+
 Blocking (runs ffmpeg): call from a thread.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import subprocess
 import tempfile
 import threading
@@ -26,6 +33,10 @@ from controlroom.evidence.plan import CameraWindow
 from controlroom.timefmt import LONDON
 
 SECOND_US = 1_000_000
+# What every ordinary PC plays: anything else recorded is re-encoded for the working copy.
+PLAYABLE_CODECS = ("h264",)
+# Visually the recorded picture; veryfast keeps an hour of a 720p camera within minutes.
+REENCODE_ARGS = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"]
 
 
 class WorkingCopyError(Exception):
@@ -53,6 +64,12 @@ class Cut:
     seek_us: int  # input -ss on the concatenated timeline
     to_us: int  # input -to on the concatenated timeline
     pieces: list[Piece]
+    codecs: tuple[str, ...] = ()  # the recorded codecs of the window's segments ("h264", "hevc")
+
+    @property
+    def reencode(self) -> bool:
+        """Whether the working copy must be re-encoded to H.264 to play on an ordinary PC."""
+        return any(c not in PLAYABLE_CODECS for c in self.codecs)
 
     @property
     def duration_us(self) -> int:
@@ -85,6 +102,7 @@ def plan_cut(cam: CameraWindow, storage_root: Path) -> Cut | None:
                 return off + wall_us - s.start_us
         return pos
 
+    codecs = tuple(sorted({s.codec or probe_codec(storage_root / s.path) for s in segs}))
     seek, to = to_timeline(cam.start_us), to_timeline(cam.end_us)
     pieces: list[Piece] = []
     prev_end = cam.start_us
@@ -96,7 +114,19 @@ def plan_cut(cam: CameraWindow, storage_root: Path) -> Cut | None:
         gap_s = (s.start_us - prev_end) / 1e6 if s.start_us > prev_end else 0.0
         pieces.append(Piece(a - seek, b - seek, s.start_us + (a - off), gap_s))
         prev_end = max(prev_end, s.end_us)
-    return Cut("\n".join(lines) + "\n", seek, to, pieces)
+    return Cut("\n".join(lines) + "\n", seek, to, pieces, codecs)
+
+
+def probe_codec(path: Path) -> str:
+    """The video codec of a recorded file (for segments catalogued without one)."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name", "-of", "json",
+         str(path)], capture_output=True, check=False, timeout=30, preexec_fn=children.bind_to_parent())
+    streams = json.loads(out.stdout or b"{}").get("streams") or [{}]
+    codec = streams[0].get("codec_name", "")
+    if not codec:
+        raise WorkingCopyError(f"{path.name}: no video stream found ({out.stderr.decode(errors='replace')[-200:]})")
+    return codec
 
 
 def _srt_time(us: int) -> str:
@@ -152,7 +182,8 @@ class WorkingJob:
             "-ss", f"{self.cut.seek_us / 1e6:.6f}", "-to", f"{self.cut.to_us / 1e6:.6f}",
             "-f", "concat", "-safe", "0", "-i", str(self.concat),
             "-i", str(self.srt),
-            "-map", "0:v:0", "-map", "1:0", "-c:v", "copy", "-c:s", "mov_text",
+            "-map", "0:v:0", "-map", "1:0", *(REENCODE_ARGS if self.cut.reencode else ["-c:v", "copy"]),
+            "-c:s", "mov_text",
             "-disposition:s:0", "default", "-metadata:s:s:0", "language=eng",
             "-metadata", f"title={title}", "-metadata", "comment=Working copy; master files are in master/",
             str(self.out),

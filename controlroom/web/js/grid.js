@@ -104,6 +104,7 @@ export class Grid {
         tile.player = new LivePlayer(video, cam.id, "sub", {
           onState: (state, detail) => {
             el.dataset.state = state;
+            if (state === "playing") el.dataset.transcoded = tile.player && tile.player.transcoded ? "1" : "";
             message.textContent = state === "playing" ? "" : state === "connecting" ? "Connecting…"
               : state === "reconnecting" ? `No picture: ${detail || "reconnecting"}` : (detail || state);
           },

@@ -1,5 +1,6 @@
 // Media Source Extensions players: live (fragmented MP4 over a WebSocket) and playback
-// (fragmented MP4 over HTTP, read only as fast as it plays). Neither transcodes anything.
+// (fragmented MP4 over HTTP, read only as fast as it plays). The browser always gets H.264
+// unless it says it plays H.265 (hevc=1): the service converts a camera's H.265 for it.
 
 import { wsUrl } from "./api.js";
 
@@ -10,7 +11,12 @@ const RECONNECT_S = [1, 2, 4, 8, 15];
 // Why there is no picture, in the operator's words, by the service's code (controlroom/api/live.py);
 // the service's own reason ("camera stream 10/sub: ...") is kept in lastReason for the curious.
 const PLAIN = { no_video: "the camera is not sending video", ended: "the camera stopped sending video",
-  stopping: "the service is restarting", lost: "the connection to the service was lost" };
+  stopping: "the service is restarting", lost: "the connection to the service was lost",
+  // A camera sending H.265 (which this browser cannot show) with no H.264 sub stream is converted by the service:
+  transcode_busy: "this camera's H.265 video needs converting for the browser, and the service is already converting as many cameras as it can",
+  transcode_failed: "this camera's video could not be converted for the browser",
+  transcode_off: "this camera sends H.265 video, which this browser cannot show, and converting it is turned off" };
+const HEVC_MIME = 'video/mp4; codecs="hvc1.1.6.L120.90"';
 
 export function mseSupported(mime) {
   const MS = window.ManagedMediaSource || window.MediaSource;
@@ -76,7 +82,8 @@ export class LivePlayer {
     this.onState("connecting");
     this.lastCode = null;
     this.openedAt = performance.now();
-    const ws = new WebSocket(wsUrl(`/api/v1/cameras/${this.cameraId}/live?stream=${this.stream}`));
+    const hevc = mseSupported(HEVC_MIME) ? "&hevc=1" : "";  // saves the service a conversion
+    const ws = new WebSocket(wsUrl(`/api/v1/cameras/${this.cameraId}/live?stream=${this.stream}${hevc}`));
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     let appender = null; const early = [];
@@ -84,6 +91,7 @@ export class LivePlayer {
       if (typeof ev.data === "string") {
         const msg = JSON.parse(ev.data);
         if (msg.type === "init") {
+          this.transcoded = !!msg.transcoded; this.source = msg.source;
           if (!mseSupported(msg.mime)) { this.onState("error", `this browser cannot play ${msg.codec}`); ws.close(); return; }
           try {
             const { ms, sb } = await openSource(this.video, msg.mime);
