@@ -72,16 +72,20 @@ async def adopt_simulated(settings: Settings, sim: Simulation) -> tuple[int, int
     adopted = readopted = 0
     async with open_store(settings) as store:
         async with store.sessions() as session:
-            known = {c.id for c in await inventory.list_cameras(session)}
+            rows = await inventory.list_cameras(session)
+        known = {c.id for c in rows}
+        streams = {c.onvif_xaddr: c.main_url for c in rows}
         found = await discover_devices(store.sessions, targets=[f"{sim.host}:{sim.onvif.discovery_port}"],
                                        interfaces=[], timeout_s=2.0)
         for device in found:
-            if device["adopted"]:
-                continue
             xaddr = next((x for x in device["xaddrs"] if x in by_xaddr), None)
             if xaddr is None:
                 continue
             cam = by_xaddr[xaddr]
+            # Adopted at this address with these streams: nothing to do. A camera whose ONVIF
+            # port came back the same while its RTSP port moved is adopted again (its streams).
+            if device["adopted"] and streams.get(xaddr) == cam.main_url:
+                continue
             row, _ = await adopt_camera(store.sessions, store.keys, None, settings, DEMO_ACTOR, xaddr=xaddr,
                                         username=cam.username, password=cam.password, name=cam.name, site=cam.site)
             # What ONVIF cannot say: that it is an ANPR camera, its lane and direction.
