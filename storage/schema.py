@@ -1,6 +1,6 @@
 """Imports every model module, so ``Base.metadata`` knows every table (Alembic, tests)."""
 
-from storage import accounts, alerts, audit, duty, evidence, health, incidents, models  # noqa: F401
+from storage import accounts, alerts, audit, duty, evidence, health, incidents, models, nodes  # noqa: F401
 from storage import onvif as onvif_models  # noqa: F401 - camera_events
 from storage.anpr import models as anpr_models  # noqa: F401 - anpr_reads, hotlists, entries, hits
 from storage.db import Base
