@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from cameras.recorder import Supervisor
-from controlroom import camera_health, disclosure, metrics, security
+from controlroom import camera_health, cluster, disclosure, metrics, security
 from controlroom.anpr_service import anpr_ctx
 from controlroom.api import alerts, cameras, health, live, openapi, playback, session, ui, users
 from controlroom.api import anpr as anpr_routes
@@ -30,6 +30,7 @@ from controlroom.context import (
     ALERTS,
     ENGINE,
     KEYS,
+    NODE,
     PURGE_NOW,
     RECORDERS_STOP,
     SESSIONS,
@@ -47,6 +48,7 @@ from storage.db import make_engine, make_sessionmaker
 from storage.keys import load_or_create_keys
 from storage.loops import run_every
 from storage.migrate import upgrade
+from storage.nodes import parse_roles
 from storage.retention import run_retention
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,7 @@ async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
         floor_bytes=settings.retention.free_space_floor_bytes,
         min_free_bytes=settings.recording.min_free_bytes,
         on_disk_low=app[PURGE_NOW].set,
+        lease=app.get(NODE),  # a cluster's recorder node: only the cameras it holds a lease on
     )
     app[SUPERVISOR] = supervisor
     stopping: list[asyncio.Task[None]] = []  # set by recorders_stopping, when the stop begins
@@ -167,6 +170,12 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app[ALERTS] = AlertHub()
     app[PURGE_NOW] = asyncio.Event()
     app.cleanup_ctx.append(database_ctx)
+    # What this node does (docs/design/cluster.md); by default every role, as on one machine.
+    roles = parse_roles(settings.cluster.roles)
+    if not record:
+        roles = tuple(r for r in roles if r != "recorder") or ("api",)
+    if settings.cluster.enabled:
+        app.cleanup_ctx.append(cluster.node_ctx(roles))  # before the recorders: it stops after them
     app.cleanup_ctx.append(audit_anchor_ctx)  # stops after the writer: the last anchor covers its last batch
     app.cleanup_ctx.append(audit_writer_ctx)
     app.cleanup_ctx.append(accounts_ctx)
@@ -183,12 +192,14 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     disclosure.install(app)
     metrics.install(app)
     app.cleanup_ctx.append(onvif_routes.onvif_ctx)
-    if record:
+    if record and "recorder" in roles:
         app.cleanup_ctx.append(recorder_ctx)
+    if record and "jobs" in roles:
         app.cleanup_ctx.append(retention_ctx)
+    if record and "recorder" in roles:
         app.cleanup_ctx.append(camera_health.health_loop_ctx)
         app.cleanup_ctx.append(onvif_routes.onvif_background_ctx)  # after the streams
-    if record if anpr is None else anpr:
+    if (record if anpr is None else anpr) and "anpr" in roles:
         app.cleanup_ctx.append(mqtt_ctx)
         app.cleanup_ctx.append(anpr_ctx)
     for module in ROUTE_MODULES:
