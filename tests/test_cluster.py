@@ -183,15 +183,18 @@ async def test_kill9_of_a_recorder_node_its_cameras_record_elsewhere_within_30_s
             rows = (await s.execute(select(Segment).where(Segment.start_us > started_us - 60_000_000))).scalars().all()
         await engine.dispose()
 
-    # No segment catalogued twice: no two rows of one camera overlap (two nodes recording one
-    # camera would), no file twice, and every row's file is in the shared store, intact.
+    # No segment catalogued twice: no two rows of one camera overlap by more than a second (two
+    # nodes recording one camera would overlap by whole segments; within one recorder run the
+    # first segment may be stamped up to one reporting delay late, recording-store.md, "Times of
+    # a segment", measured 0.19 s here), no file twice, and every row's file is in the shared
+    # store, intact.
     by_cam: dict[int, list[Segment]] = {}
     for row in rows:
         by_cam.setdefault(row.camera_id, []).append(row)
     for cam, segs in by_cam.items():
         segs.sort(key=lambda r: r.start_us)
         for prev, nxt in zip(segs, segs[1:], strict=False):
-            assert nxt.start_us >= prev.end_us - 50_000, (cam, prev.path, nxt.path)
+            assert nxt.start_us >= prev.end_us - 1_000_000, (cam, prev.path, prev.state, nxt.path, nxt.state)
     assert len({r.path for r in rows}) == len(rows) and len({r.sha256 for r in rows}) == len(rows)
     for row in rows:
         assert sha256_file(store / row.path) == (row.sha256, row.bytes), row.path
