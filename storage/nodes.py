@@ -345,6 +345,11 @@ async def unleased_cameras(session: AsyncSession) -> list[int]:
                or_(CameraLease.camera_id.is_(None), CameraLease.expires_us < now)).order_by(Camera.id))).all())
 
 
+def _ids(items, limit: int = 20) -> str:
+    items = list(items)
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
 # -- the loop of one node --------------------------------------------------------------------
 class LeaseKeeper:
     """Heartbeat, renewal and claims of one node, one step every ``heartbeat_s``.
@@ -385,11 +390,13 @@ class LeaseKeeper:
             async with transaction(self.sessions) as session:
                 taken = await claim(session, self.node_id, room, self.ttl_s)
             self.queries += 2 + 2 * len(taken)
-        for cam, gen in taken.items():
-            log.warning("camera %s: lease taken by node %s (generation %d)", cam, self.node_id, gen)
+        if taken:  # one line per step: a node starting in a 1,000-camera site takes hundreds at once
+            log.warning("node %s: took the leases of %d cameras: %s", self.node_id, len(taken),
+                        _ids(f"{cam} (generation {gen})" for cam, gen in sorted(taken.items())))
         lost = set(before) - set(held)
-        for cam in sorted(lost):
-            log.warning("camera %s: lease lost by node %s (another node holds it now)", cam, self.node_id)
+        if lost:
+            log.warning("node %s: lost the leases of %d cameras (another node holds them now): %s", self.node_id,
+                        len(lost), _ids(str(cam) for cam in sorted(lost)))
         self.held = {**held, **{cam: Held(gen, None) for cam, gen in taken.items()}}
         self.last_ok_us, self.error = now_us(), ""
         if self.held != before and self.on_change is not None:

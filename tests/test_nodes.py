@@ -193,3 +193,35 @@ async def test_nodes_claiming_at_once_take_disjoint_cameras(pg_url: str) -> None
     finally:
         for e in engines:
             await e.dispose()
+
+
+async def test_a_recorder_that_lost_its_lease_keeps_its_segment_out_of_the_catalogue(sessions, tmp_path: Path) -> None:
+    """The recorder's side of the fence: the refused segment is counted and reported (the
+    supervisor alerts on it), its file kept in fenced/, and the queue goes on."""
+    from cameras.recorder import CameraRecorder, RecorderCamera, _Commit
+
+    (cam,) = await add_cameras(sessions, 1)
+    root = tmp_path / "store"
+    a = await keeper(sessions, "a")
+    await a.tick()
+    reported: list[str] = []
+    rec = CameraRecorder(RecorderCamera(cam, "cam0", "rtsp://127.0.0.1:1/0", generation=a.held[cam].generation),
+                         sessions, root, segment_s=2, stall_timeout_s=5, backoff_initial_s=1, backoff_max_s=1,
+                         node_id="a", on_fenced=lambda r, reason: reported.append(reason))
+    folder = incoming_dir(root, cam)
+    folder.mkdir(parents=True)
+    t0 = now_us()
+    for n in range(2):
+        (folder / f"1-{n}.mkv").write_bytes(b"x" * 10)
+    await rec._apply(_Commit(folder / "1-0.mkv", NewSegment(cam, t0, t0 + 2_000_000), closes_gap=False))
+    await keeper(sessions, "b")
+    async with transaction(sessions) as session:
+        await move(session, cam, "b", TTL_S)
+    await a.tick()
+    await a.hand_over(cam)  # the lease is b's now, generation 2
+    await rec._apply(_Commit(folder / "1-1.mkv", NewSegment(cam, t0 + 2_000_000, t0 + 4_000_000), closes_gap=False))
+    assert rec.segments_committed == 1 and rec.segments_fenced == 1
+    assert len(reported) == 1 and "the lease is now node b, generation 2" in reported[0]
+    assert (root / str(cam) / "fenced" / "1-1.mkv").exists()
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Segment)) == 1
