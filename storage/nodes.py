@@ -350,6 +350,64 @@ def _ids(items, limit: int = 20) -> str:
     return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+# -- balance -------------------------------------------------------------------------------
+BALANCE_STEP = 5  # cameras a node asks for per heartbeat: a join moves cameras a few at a time
+
+
+def plan_balance(me: str, load: dict[str, int], capacity: dict[str, int], limit: int = BALANCE_STEP) -> dict[str, int]:
+    """How many cameras ``me`` asks of each other node so that the cameras are shared by capacity.
+
+    ``load``: cameras held (or on their way) per live recorder node, ``me`` included. Each node's
+    fair share is its capacity's part of the total, rounded up; ``me`` asks only for what it
+    lacks of its share, only of nodes above theirs (the most loaded first) and only their
+    excess, at most ``limit`` per step: a node joining takes its share and moves no other
+    camera. Pure: tested without a database."""
+    total, room = sum(load.values()), sum(capacity.get(n, 0) for n in load)
+    if total == 0 or room == 0:
+        return {}
+
+    def share(node: str) -> int:
+        return min(capacity.get(node, 0), -(-total * capacity.get(node, 0) // room))
+
+    want = min(share(me) - load.get(me, 0), limit)
+    asks: dict[str, int] = {}
+    for node in sorted(load, key=lambda n: (share(n) - load[n], n)):
+        if want <= 0:
+            break
+        excess = load[node] - share(node)
+        if node == me or excess <= 0:
+            continue
+        asks[node] = min(excess, want)
+        want -= asks[node]
+    return asks
+
+
+async def balance(session: AsyncSession, node_id: str, ttl_s: float, limit: int = BALANCE_STEP) -> int:
+    """Ask the nodes above their share to hand cameras to this one (``moving_to``: each holder
+    finalises its segment, then hands over, as for a move). Returns how many were asked for."""
+    now = await db_now_us(session)
+    live = {n.id: n.capacity for n in (await session.scalars(select(NodeRow).where(
+        NodeRow.stopped_us.is_(None), NodeRow.heartbeat_us >= now - int(ttl_s * 1e6)))).all()
+        if "recorder" in n.roles.split(",")}
+    if node_id not in live or len(live) < 2:
+        return 0
+    rows = (await session.execute(select(CameraLease.node_id, CameraLease.moving_to).where(
+        CameraLease.expires_us >= now))).all()
+    load = dict.fromkeys(live, 0)
+    for holder, moving_to in rows:
+        target = moving_to or holder
+        if target in load:
+            load[target] += 1
+    asked = 0
+    for donor, count in plan_balance(node_id, load, live, limit).items():
+        chosen = select(CameraLease.camera_id).where(CameraLease.node_id == donor, CameraLease.moving_to.is_(None)) \
+            .order_by(CameraLease.camera_id.desc()).limit(count)
+        result = await session.execute(update(CameraLease).where(CameraLease.camera_id.in_(chosen))
+                                       .values(moving_to=node_id))
+        asked += result.rowcount or 0
+    return asked
+
+
 # -- the loop of one node --------------------------------------------------------------------
 class LeaseKeeper:
     """Heartbeat, renewal and claims of one node, one step every ``heartbeat_s``.
@@ -371,6 +429,7 @@ class LeaseKeeper:
         self.last_ok_us: int | None = None  # process clock of the last successful step
         self.error = ""  # why the last step failed ("" when it worked)
         self.queries = 0  # statements sent by steps (bench/cluster.py)
+        self.balance = True  # ask loaded nodes for a share when this one has room
 
     async def start(self) -> None:
         async with transaction(self.sessions) as session:
@@ -389,7 +448,13 @@ class LeaseKeeper:
         if self.recording and room > 0:
             async with transaction(self.sessions) as session:
                 taken = await claim(session, self.node_id, room, self.ttl_s)
-            self.queries += 2 + 2 * len(taken)
+                self.queries += 2 + 2 * len(taken)
+                if not taken and self.balance:
+                    asked = await balance(session, self.node_id, self.ttl_s)
+                    self.queries += 3
+                    if asked:
+                        log.warning("node %s: asked the other nodes for %d cameras (its share by capacity)",
+                                    self.node_id, asked)
         if taken:  # one line per step: a node starting in a 1,000-camera site takes hundreds at once
             log.warning("node %s: took the leases of %d cameras: %s", self.node_id, len(taken),
                         _ids(f"{cam} (generation {gen})" for cam, gen in sorted(taken.items())))
@@ -418,7 +483,7 @@ class LeaseKeeper:
 
 
 __all__ = [
-    "ROLES", "CameraLease", "Fence", "Fenced", "Held", "LeaseKeeper", "NodeInfo", "NodeRow", "check_fence", "claim",
+    "ROLES", "CameraLease", "balance", "plan_balance", "Fence", "Fenced", "Held", "LeaseKeeper", "NodeInfo", "NodeRow", "check_fence", "claim",
     "db_now_us", "expire", "hand_over", "heartbeat", "leases", "list_nodes", "load_or_create_node_id", "move",
     "parse_roles", "register", "release", "stop", "unleased_cameras", "valid_node_id",
 ]

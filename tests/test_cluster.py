@@ -1,11 +1,13 @@
 """Recorder nodes on one PostgreSQL and one shared storage folder, as real processes (issue 16).
 
 Three ``controlroom serve`` processes on loopback record six simulated cameras, each node up to
-its capacity (node-a 3, node-b 3, node-c 6: a spare). ``kill -9`` of node-a: its cameras must
-record again on another node within 30 s (a new segment catalogued for each), with the
-production heartbeat and lease settings (5 s, 15 s); a clean stop of node-b hands its cameras
-over at once. No segment is catalogued twice, none is fenced, and the surviving node's API
-answers and names the lost node. Skipped without the PostgreSQL server on loopback.
+its capacity (node-a 3, node-b 3, node-c 6). node-a and node-b fill up first; node-c, added
+later, takes its share (one camera from each, handed over after the segment in progress).
+``kill -9`` of node-a: its cameras must record again on another node within 30 s (a new
+segment catalogued for each), with the production heartbeat and lease settings (5 s, 15 s); a
+clean stop of node-b hands its cameras over at once. No segment is catalogued twice, none is
+fenced, and the surviving node's API answers and names the lost node. Skipped without the
+PostgreSQL server on loopback.
 """
 
 from __future__ import annotations
@@ -122,30 +124,41 @@ async def test_kill9_of_a_recorder_node_its_cameras_record_elsewhere_within_30_s
 
         nodes = [a, b, c]
         try:
-            a.start()  # one at a time, so that node-a and node-b fill up and node-c is the spare
+            a.start()  # one at a time, so that node-a and node-b fill up before node-c joins
             await until("node-a claims 3 cameras", lambda: _count(leases, "node-a", 3), 60)
             b.start()
             await until("node-b claims 3 cameras", lambda: _count(leases, "node-b", 3), 60)
-            c.start()
-            await until("node-c answers", lambda: _answers(c), 60)
             started_us = now_us()
             await until("every camera records", lambda: _all(new_segments(list(ids.values()), 0), len(ids)), 120)
-            victims = sorted(cam for cam, (node, _) in (await leases()).items() if node == "node-a")
-            assert len(victims) == 3
+            c.start()
+            # node-c joins: it asks node-a and node-b for its share by capacity (2 of 6: the shares
+            # of 3, 3 and 6 rounded up are 2, 2 and 3, and nobody gives below its share).
+            joined_us = now_us()
+            await until("node-c takes its share", lambda: _count(leases, "node-c", 2), 60)
+            held = await leases()
+            shared = sorted(cam for cam, (node, _) in held.items() if node == "node-c")
+            assert all(held[cam][1] == 2 for cam in shared), held
+            assert sorted(node for node, _ in held.values()) == ["node-a"] * 2 + ["node-b"] * 2 + ["node-c"] * 2
+            await until("node-c records its share", lambda: _all(new_segments(shared, joined_us), 2), 60)
+            await until("every camera records", lambda: _all(new_segments(list(ids.values()), now_us()), len(ids)),
+                        60)
+            before = await leases()
+            victims = sorted(cam for cam, (node, _) in before.items() if node == "node-a")
+            assert len(victims) == 2
             # Kill mid-segment, once node-a's cameras have segments in progress.
             await asyncio.sleep(SEGMENT_S / 2)
             os.kill(a.proc.pid, signal.SIGKILL)
             killed_us = now_us()
             a.proc.wait(10)
-            first = await until("node-a's cameras record again", lambda: _all(new_segments(victims, killed_us), 3),
+            first = await until("node-a's cameras record again", lambda: _all(new_segments(victims, killed_us), 2),
                                 90)
             failover_s = {cam: (start - killed_us) / 1e6 for cam, start in first.items()}
             print("\nfailover after kill -9 (first new footage, per camera): "
                   + ", ".join(f"camera {cam}: {s:.1f} s" for cam, s in sorted(failover_s.items()))
                   + f"; max {max(failover_s.values()):.1f} s")
             held = await leases()
-            assert {held[cam][0] for cam in victims} == {"node-c"}, held
-            assert all(held[cam][1] == 2 for cam in victims), "a takeover is a new generation"
+            assert {held[cam][0] for cam in victims} <= {"node-b", "node-c"}, held
+            assert all(held[cam][1] > before[cam][1] for cam in victims), "a takeover is a new generation"
             assert max(failover_s.values()) <= FAILOVER_GOAL_S, failover_s
 
             # The surviving nodes' API answers, says which node it is and that node-a is lost.
@@ -156,14 +169,16 @@ async def test_kill9_of_a_recorder_node_its_cameras_record_elsewhere_within_30_s
             listed = subprocess.run([sys.executable, "-m", "controlroom.cli", "--data-dir", str(c.data_dir),
                                      "nodes", "list", "--json"], capture_output=True, text=True, check=True)
             states = {n["id"]: (n["state"], n["cameras"]) for n in json.loads(listed.stdout)}
-            assert states["node-a"][0] == "lost" and states["node-c"] == ("running", 3), states
+            assert states["node-a"][0] == "lost" and states["node-c"][0] == "running", states
+            assert states["node-b"][1] + states["node-c"][1] == 6, states
 
             # A clean stop hands over at once: node-b's cameras go to node-c (room for 6).
             moved = sorted(cam for cam, (node, _) in held.items() if node == "node-b")
             b.proc.send_signal(signal.SIGTERM)
             assert b.proc.wait(30) == 0
             stopped_us = now_us()
-            first = await until("node-b's cameras record again", lambda: _all(new_segments(moved, stopped_us), 3), 60)
+            first = await until("node-b's cameras record again",
+                                lambda: _all(new_segments(moved, stopped_us), len(moved)), 60)
             handover_s = max((start - stopped_us) / 1e6 for start in first.values())
             print(f"hand-over after a clean stop: {handover_s:.1f} s (max over node-b's cameras)")
             assert handover_s <= 5 + 2 * SEGMENT_S + 5, handover_s  # one heartbeat, ffmpeg's start

@@ -29,6 +29,7 @@ from storage.nodes import (
     load_or_create_node_id,
     move,
     parse_roles,
+    plan_balance,
     register,
     release,
 )
@@ -225,3 +226,42 @@ async def test_a_recorder_that_lost_its_lease_keeps_its_segment_out_of_the_catal
     assert (root / str(cam) / "fenced" / "1-1.mkv").exists()
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Segment)) == 1
+
+
+def test_balance_gives_a_joining_node_its_share_by_capacity_and_moves_nothing_else() -> None:
+    caps = {"a": 3, "b": 3, "c": 6}
+    assert plan_balance("c", {"a": 3, "b": 3, "c": 0}, caps) == {"a": 1, "b": 1}
+    assert plan_balance("c", {"a": 2, "b": 2, "c": 2}, caps) == {}  # settled: nobody above its share
+    assert plan_balance("a", {"a": 2, "b": 2, "c": 2}, caps) == {}
+    even = {f"n{i}": 100 for i in range(10)}
+    assert plan_balance("new", {**dict.fromkeys(even, 100), "new": 0}, {**even, "new": 100}) == {
+        "n0": 5}  # a few per step, from one donor at a time
+    load = {**dict.fromkeys(even, 100), "new": 0}
+    moved = 0
+    while asks := plan_balance("new", load, {**even, "new": 100}):
+        for donor, n in asks.items():
+            load[donor] -= n
+            load["new"] += n
+            moved += n
+    assert load["new"] == 90 and moved == 90 and max(load.values()) - min(load.values()) <= 1
+    assert plan_balance("a", {"a": 0}, {"a": 5}) == {} and plan_balance("a", {"a": 0, "b": 0}, caps) == {}
+
+
+async def test_a_node_with_room_asks_the_loaded_nodes_for_its_share(sessions) -> None:
+    cams = await add_cameras(sessions, 6)
+    a = await keeper(sessions, "a", capacity=6)
+    await a.tick()
+    b = await keeper(sessions, "b", capacity=6)
+    await b.tick()  # nothing free: b asks a for 3
+    await a.tick()
+    assert sum(1 for h in a.held.values() if h.moving_to == "b") == 3
+    for cam, h in list(a.held.items()):
+        if h.moving_to:
+            await a.hand_over(cam)
+    await b.tick()
+    await a.tick()
+    assert len(a.held) == 3 and len(b.held) == 3 and sorted([*a.held, *b.held]) == cams
+    assert all(h.generation == 2 for h in b.held.values())
+    await b.tick()
+    await a.tick()
+    assert not any(h.moving_to for h in (*a.held.values(), *b.held.values())), "balanced: nothing more moves"
