@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 EMERGENCY_PURGE_MIN_INTERVAL_S = 2.0
 # A failed retention run (database away) is tried again this soon, not a whole sweep later.
 RETENTION_RETRY_S = 30.0
+# In a cluster, a day-folder file younger than this may be between another node's rename and
+# its row: start-up reconciliation leaves it (its node catalogues it, or the next start does).
+RECONCILE_MIN_AGE_S = 120.0
 ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, alerts,
                  anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, openapi]
 
@@ -75,7 +78,10 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    report = await reconcile(app[SESSIONS], settings.storage_root)
+    # A cluster's node shares the store with nodes recording now (docs/design/cluster.md).
+    clustered = NODE in app
+    report = await reconcile(app[SESSIONS], settings.storage_root, min_age_s=RECONCILE_MIN_AGE_S if clustered else 0.0,
+                             finish_deletions=not clustered)
     if report.missing:
         log.error("store: %d catalogued segments have no file", len(report.missing))
     supervisor = Supervisor(

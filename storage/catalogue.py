@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import NamedTuple, TypeVar, overload
 
 from sqlalchemy import case, delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import Invalid, audit
@@ -509,6 +511,13 @@ def unlink_segments(root: Path, paths: list[str]) -> None:
                 pass  # not empty
 
 
+def _younger_than(path: Path, age_s: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < age_s
+    except FileNotFoundError:  # deleted meanwhile (another node's retention)
+        return True
+
+
 def _parse_name(name: str) -> tuple[int, int] | None:
     stem = name.rsplit(".", 1)[0]
     parts = stem.split("_")
@@ -517,8 +526,15 @@ def _parse_name(name: str) -> tuple[int, int] | None:
     return None
 
 
-async def reconcile(sessions: async_sessionmaker[AsyncSession], root: Path) -> ReconcileReport:
+async def reconcile(
+    sessions: async_sessionmaker[AsyncSession], root: Path, *, min_age_s: float = 0.0, finish_deletions: bool = True,
+) -> ReconcileReport:
     """Repair the store after a crash. Call at start-up, before any recorder runs.
+
+    In a cluster (docs/design/cluster.md) other nodes write the shared store meanwhile:
+    ``min_age_s`` leaves alone a day-folder file written that recently (another node may be
+    between its rename and its row), a row inserted by another node meanwhile is not an error,
+    and ``finish_deletions=False`` leaves garbage rows to the retention run that made them.
 
     - garbage rows: unlink the file if still there, then drop the row;
     - files in a day folder with no row: catalogue them (state ``recovered``), since their
@@ -529,6 +545,8 @@ async def reconcile(sessions: async_sessionmaker[AsyncSession], root: Path) -> R
     report = ReconcileReport()
     async with transaction(sessions) as session:
         garbage = (await session.execute(select(Segment).where(Segment.state == SegmentState.GARBAGE.value))).scalars().all()
+        if not finish_deletions:
+            garbage = []
         await asyncio.to_thread(unlink_segments, root, [s.path for s in garbage])
         if garbage:
             await session.execute(delete(Segment).where(Segment.id.in_([s.id for s in garbage])))
@@ -556,11 +574,19 @@ async def reconcile(sessions: async_sessionmaker[AsyncSession], root: Path) -> R
         if times is None or cam_id not in camera_ids:
             log.warning("store: unknown file %s left in place for an administrator", rel)
             continue
+        if min_age_s and await asyncio.to_thread(_younger_than, root / rel, min_age_s):
+            continue
         sha, size = await asyncio.to_thread(sha256_file, root / rel)
-        async with transaction(sessions) as session:
-            session.add(Segment(camera_id=cam_id, start_us=times[0], end_us=times[1], bytes=size, sha256=sha,
-                                path=rel, state=SegmentState.RECOVERED.value))
-            await trim_gaps(session, cam_id, times[0], times[1])
+        try:
+            async with transaction(sessions) as session:
+                session.add(Segment(camera_id=cam_id, start_us=times[0], end_us=times[1], bytes=size, sha256=sha,
+                                    path=rel, state=SegmentState.RECOVERED.value))
+                await trim_gaps(session, cam_id, times[0], times[1])
+        except IntegrityError:
+            if not min_age_s:
+                raise
+            log.info("camera %s: %s was catalogued by another node meanwhile", cam_id, rel)
+            continue
         report.recatalogued.append(rel)
         log.warning("camera %s: catalogued orphan segment %s", cam_id, rel)
 

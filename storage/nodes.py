@@ -391,13 +391,13 @@ async def balance(session: AsyncSession, node_id: str, ttl_s: float, limit: int 
         if "recorder" in n.roles.split(",")}
     if node_id not in live or len(live) < 2:
         return 0
-    rows = (await session.execute(select(CameraLease.node_id, CameraLease.moving_to).where(
-        CameraLease.expires_us >= now))).all()
+    target = func.coalesce(CameraLease.moving_to, CameraLease.node_id)
+    rows = (await session.execute(select(target, func.count()).where(CameraLease.expires_us >= now)
+                                  .group_by(target))).all()
     load = dict.fromkeys(live, 0)
-    for holder, moving_to in rows:
-        target = moving_to or holder
-        if target in load:
-            load[target] += 1
+    for node, count in rows:
+        if node in load:
+            load[node] += count
     asked = 0
     for donor, count in plan_balance(node_id, load, live, limit).items():
         chosen = select(CameraLease.camera_id).where(CameraLease.node_id == donor, CameraLease.moving_to.is_(None)) \

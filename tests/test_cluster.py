@@ -140,7 +140,8 @@ async def test_kill9_of_a_recorder_node_its_cameras_record_elsewhere_within_30_s
             assert all(held[cam][1] == 2 for cam in shared), held
             assert sorted(node for node, _ in held.values()) == ["node-a"] * 2 + ["node-b"] * 2 + ["node-c"] * 2
             await until("node-c records its share", lambda: _all(new_segments(shared, joined_us), 2), 60)
-            await until("every camera records", lambda: _all(new_segments(list(ids.values()), now_us()), len(ids)),
+            settled_us = now_us()
+            await until("every camera records", lambda: _all(new_segments(list(ids.values()), settled_us), len(ids)),
                         60)
             before = await leases()
             victims = sorted(cam for cam, (node, _) in before.items() if node == "node-a")
