@@ -7,6 +7,7 @@ keeps their sets disjoint), and a segment whose lease changed hands is refused b
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,41 @@ async def test_a_node_with_room_asks_the_loaded_nodes_for_its_share(sessions) ->
     await b.tick()
     await a.tick()
     assert not any(h.moving_to for h in (*a.held.values(), *b.held.values())), "balanced: nothing more moves"
+
+
+@pytest.mark.postgres
+def test_nodes_list_and_cameras_move_from_the_cli(pg_url: str, data_dir: Path, capsys) -> None:
+    from controlroom.cli import main as cli
+    from controlroom.commands.common import open_store
+    from controlroom.settings import load_settings
+    from storage.audit import AuditEntry
+
+    (data_dir / "settings.toml").write_text(f'database_url = "{pg_url}"\n')
+    settings = load_settings(data_dir, environ={})
+
+    async def seed() -> None:
+        async with open_store(settings) as st:
+            await add_cameras(st.sessions, 2)
+            a = await keeper(st.sessions, "rec-a")
+            await a.tick()
+            await keeper(st.sessions, "rec-b")
+
+    async def lease_and_audit() -> tuple[dict, list]:
+        async with open_store(settings) as st, st.sessions() as session:
+            held = {r.camera_id: (r.node_id, r.moving_to) for r in (await session.scalars(select(CameraLease)))}
+            actions = (await session.execute(select(AuditEntry.actor, AuditEntry.action, AuditEntry.target)
+                                             .where(AuditEntry.action == "camera.move"))).all()
+        return held, [tuple(r) for r in actions]
+
+    asyncio.run(seed())
+    assert cli(["--data-dir", str(data_dir), "nodes", "list", "--json"]) == 0
+    listed = {n["id"]: n for n in json.loads(capsys.readouterr().out)}
+    assert listed["rec-a"]["cameras"] == 2 and listed["rec-a"]["state"] == "running"
+    assert listed["rec-a"]["roles"] == "recorder,api" and listed["rec-b"]["cameras"] == 0
+    assert cli(["--data-dir", str(data_dir), "cameras", "move", "cam1", "--to", "rec-b"]) == 0
+    assert "hands it to rec-b" in capsys.readouterr().out
+    held, actions = asyncio.run(lease_and_audit())
+    assert held[2] == ("rec-a", "rec-b") and held[1] == ("rec-a", None)
+    assert actions == [("cli", "camera.move", "camera:2")]
+    assert cli(["--data-dir", str(data_dir), "cameras", "move", "cam1", "--to", "nobody"]) == 1
+    assert "node nobody does not exist" in capsys.readouterr().err
