@@ -97,7 +97,8 @@ async def one_failover(work: Path) -> tuple[float, float]:
     try:
         async with Simulation(work / "sim", cameras=2) as sim:
             keys = load_or_create_keys(settings.key_file)
-            (dirs[1] / "secret.key").write_bytes(settings.key_file.read_bytes())
+            (dirs[1] / "secret.key").write_bytes(settings.key_file.read_bytes())  # the same key on every node
+            (dirs[1] / "secret.key").chmod(0o600)
             async with transaction(sessions) as s:
                 for c in sim.cameras:
                     await inventory.add_camera(s, inventory.CameraSpec(name=c.name, main_url=c.main_url,
@@ -107,17 +108,22 @@ async def one_failover(work: Path) -> tuple[float, float]:
                     [sys.executable, "-m", "controlroom.cli", "--data-dir", str(d), "serve", "--roles", "recorder,jobs"],
                     stdout=subprocess.DEVNULL, stderr=open(d / "serve.log", "ab")))
                 if i == 0:
-                    await wait(lambda: held_by(sessions, "node-a", 2), 60)
-            await wait(lambda: segments_after(sessions, 0, 2), 120)
+                    await wait(lambda: held_by(sessions, "node-a", 2), 60, "node-a takes both cameras")
+            await wait(lambda: segments_after(sessions, 0, 2), 120, "both cameras record")
             await asyncio.sleep(1)
             procs[0].send_signal(signal.SIGKILL)
             killed = now_us()
             procs[0].wait(10)
             seen: dict[int, float] = {}
-            first = await wait(lambda: segments_after(sessions, killed, 2, seen), 120)
+            first = await wait(lambda: segments_after(sessions, killed, 2, seen), 120, "footage again after the kill")
             footage_s = max(start for start, _ in first.values()) / 1e6 - killed / 1e6
             catalogued_s = max(at for _, at in first.values()) - killed / 1e6
             return footage_s, catalogued_s
+    except SystemExit:
+        for d in dirs:  # what the nodes said, before the folder goes
+            lines = [ln for ln in (d / "serve.log").read_text().splitlines() if "healthz" not in ln]
+            print(f"--- {d.name}/serve.log (last lines)\n" + "\n".join(ln[:240] for ln in lines[-25:]))
+        raise
     finally:
         for p in procs:
             if p.poll() is None:
@@ -145,14 +151,14 @@ async def segments_after(sessions, after_us: int, n: int, seen: dict[int, float]
     return {cam: (start, seen[cam]) for cam, start in first.items()} if len(first) == n else None
 
 
-async def wait(check, timeout_s: float):
+async def wait(check, timeout_s: float, what: str):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         result = await check()
         if result:
             return result
         await asyncio.sleep(0.25)
-    raise SystemExit(f"timed out after {timeout_s} s")
+    raise SystemExit(f"{what}: not within {timeout_s} s (load average {os.getloadavg()[0]:.1f})")
 
 
 # -- 2. coordination cost ------------------------------------------------------------------
@@ -172,6 +178,14 @@ async def coordination(cameras: int, nodes: int, seconds: float) -> None:
         while sum(len(k.held) for k in keepers) < cameras:
             await asyncio.gather(*(k.tick() for k in keepers))
         claim_s = time.monotonic() - claim_started
+        # Let the balance settle (the first claims were uneven), then measure the steady state.
+        for _ in range(40):
+            await asyncio.gather(*(k.tick() for k in keepers))
+            for k in keepers:
+                for cam, held in list(k.held.items()):
+                    if held.moving_to:
+                        await k.hand_over(cam)
+        spread = sorted(len(k.held) for k in keepers)
         counters = [Counter(e) for e in engines]
 
         async def loop(k: LeaseKeeper, offset_s: float) -> None:
@@ -179,6 +193,9 @@ async def coordination(cameras: int, nodes: int, seconds: float) -> None:
             while True:
                 started = time.monotonic()
                 await k.tick()
+                for cam, held in list(k.held.items()):  # as the recorder supervisor does
+                    if held.moving_to:
+                        await k.hand_over(cam)
                 await asyncio.sleep(max(0.0, HEARTBEAT_S - (time.monotonic() - started)))
 
         cpu0, wall0 = time.process_time(), time.monotonic()
@@ -206,7 +223,8 @@ async def coordination(cameras: int, nodes: int, seconds: float) -> None:
             await commit_segment(pools[0], root, path, NewSegment(1, t0 + n * 30_000_000, t0 + (n + 1) * 30_000_000))
         catalogue_per_cam_min = base.statements / commits_n * 2
         print(f"coordination: {cameras} cameras' leases over {nodes} nodes, heartbeat {HEARTBEAT_S:g} s, "
-              f"ttl {TTL_S:g} s; first claim of every camera {claim_s:.1f} s")
+              f"ttl {TTL_S:g} s; first claim of every camera {claim_s:.1f} s; cameras per node after balancing "
+              f"{spread[0]}..{spread[-1]}")
         print(f"  lease loops: {statements} statements, {commits} transactions in {wall:.0f} s")
         print(f"  statements per camera per minute: {per_cam_min:.3f}  (transactions per node per minute: "
               f"{commits / nodes / minutes:.1f})")

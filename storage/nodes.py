@@ -428,7 +428,6 @@ class LeaseKeeper:
         self.on_change: Callable[[], Awaitable[None]] | None = None
         self.last_ok_us: int | None = None  # process clock of the last successful step
         self.error = ""  # why the last step failed ("" when it worked)
-        self.queries = 0  # statements sent by steps (bench/cluster.py)
         self.balance = True  # ask loaded nodes for a share when this one has room
 
     async def start(self) -> None:
@@ -442,16 +441,13 @@ class LeaseKeeper:
         before = dict(self.held)
         async with transaction(self.sessions) as session:
             held = await heartbeat(session, self.node_id, self.ttl_s)
-            self.queries += 2
         taken: dict[int, int] = {}
         room = self.capacity - len(held)
         if self.recording and room > 0:
             async with transaction(self.sessions) as session:
                 taken = await claim(session, self.node_id, room, self.ttl_s)
-                self.queries += 2 + 2 * len(taken)
                 if not taken and self.balance:
                     asked = await balance(session, self.node_id, self.ttl_s)
-                    self.queries += 3
                     if asked:
                         log.warning("node %s: asked the other nodes for %d cameras (its share by capacity)",
                                     self.node_id, asked)
