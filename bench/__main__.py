@@ -29,6 +29,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "anpr_sim": ([], ["--vehicles", "30"]),
     "incidents": ([], ["--samples", "5"]),
     "picture": ([], ["--cameras", "2", "--rounds", "2"]),
+    "cluster": ([], ["--runs", "1", "--seconds", "20"]),
 }
 
 
