@@ -31,6 +31,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "picture": ([], ["--cameras", "2", "--rounds", "2"]),
     "reports": ([], ["--cameras", "20", "--incidents", "4000", "--runs", "2"]),
     "syncplay": ([], ["--samples", "3"]),
+    "cluster": ([], ["--runs", "1", "--seconds", "20"]),
 }
 
 

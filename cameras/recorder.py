@@ -65,6 +65,7 @@ from storage.inventory import credentialed_url
 from storage.keys import Keys
 from storage.loops import describe_error, run_every
 from storage.models import Camera, CameraState, SegmentState
+from storage.nodes import Fence, Fenced, LeaseKeeper
 from storage.retention import free_space
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,8 @@ class RecorderCamera:
     main_url: str
     username: str = field(default="", repr=False)
     password: str = field(default="", repr=False)
+    # The lease generation it is recorded under (a cluster's recorder node; 0 on one machine).
+    generation: int = 0
 
     @property
     def fingerprint(self) -> tuple[str, str, str]:
@@ -202,13 +205,17 @@ async def media_duration_s(path: Path) -> float:
 
 
 async def find_incoming(
-    root: Path, camera_id: int, clock: tuple[float | None, bool] = (None, False), skip: frozenset[Path] = frozenset()
+    root: Path, camera_id: int, clock: tuple[float | None, bool] = (None, False), skip: frozenset[Path] = frozenset(),
+    quiet_s: float = 0.0, own_runs: frozenset[str] = frozenset(),
 ) -> list[tuple[Path, NewSegment]]:
     """What a crash or an interrupted run left in the camera's ``incoming/`` folder, to catalogue
     as ``recovered`` (the files in ``skip`` are already queued for cataloguing).
 
     An empty file is removed; a file with no readable video is moved to ``<camera>/damaged/``
-    and logged, never deleted. Call only when no ffmpeg writes that folder.
+    and logged, never deleted. Call only when no ffmpeg of ours writes that folder; ``quiet_s``
+    (a cluster's recorder taking a camera over) leaves alone a file modified that recently,
+    which a node that lost the lease may still be writing (docs/design/cluster.md), unless one of
+    ``own_runs`` (this recorder's ffmpeg runs, now ended) wrote it.
     """
     folder = incoming_dir(root, camera_id)
     if not folder.is_dir():
@@ -216,6 +223,10 @@ async def find_incoming(
     found = []
     for path in sorted(folder.iterdir()):
         if not path.is_file() or path in skip:
+            continue
+        if quiet_s and path.name.split("-", 1)[0] not in own_runs and time.time() - path.stat().st_mtime < quiet_s:
+            log.warning("camera %s: %s in incoming/ was written %.0f s ago: left for later (another node may "
+                        "still write it)", camera_id, path.name, time.time() - path.stat().st_mtime)
             continue
         if path.stat().st_size == 0:
             path.unlink()
@@ -289,8 +300,15 @@ class CameraRecorder:
         alerts: AlertHub | None = None,
         min_free_bytes: int = 0,
         on_disk_full: Callable[[], None] | None = None,
+        node_id: str = "",
+        on_fenced: Callable[[CameraRecorder, str], None] | None = None,
     ) -> None:
         self.cam = cam
+        # A cluster's recorder: every segment is catalogued under the lease it was started with.
+        self.fence = Fence(node_id, cam.generation) if node_id else None
+        self.on_fenced = on_fenced
+        self.segments_fenced = 0
+        self._own_runs: set[str] = set()  # run ids of this recorder's ffmpeg runs
         self.sessions = sessions
         self.root = root
         self.segment_s = segment_s
@@ -493,7 +511,17 @@ class CameraRecorder:
             # Someone removed it from incoming/ before it could be catalogued: say so, go on.
             log.error("camera %s: finished segment %s vanished before it was catalogued", self.cam.id, op.path.name)
             return
-        row = await commit_segment(self.sessions, self.root, op.path, op.seg, closes_gap=op.closes_gap)
+        try:
+            row = await commit_segment(self.sessions, self.root, op.path, op.seg, closes_gap=op.closes_gap,
+                                       fence=self.fence)
+        except Fenced as exc:
+            # Another node holds the camera now: this footage is not catalogued (kept in fenced/).
+            self.segments_fenced += 1
+            log.error("camera %s: segment %s refused by the lease fence, kept in fenced/: %s",
+                      self.cam.id, op.path.name, exc)
+            if self.on_fenced is not None:
+                self.on_fenced(self, str(exc))
+            return
         if op.seg.state == SegmentState.RECOVERED:
             log.warning("camera %s: recovered interrupted segment %s (%.1f s)", self.cam.id, row.path,
                         (op.seg.end_us - op.seg.start_us) / 1e6)
@@ -533,7 +561,9 @@ class CameraRecorder:
         self.state_changed()
         while not self._stopping:
             for path, seg in await find_incoming(self.root, self.cam.id, await self._clock(),
-                                                 frozenset(self._queued_paths)):
+                                                 frozenset(self._queued_paths),
+                                                 quiet_s=self.stall_timeout_s if self.fence else 0.0,
+                                                 own_runs=frozenset(self._own_runs)):
                 self._enqueue(_Commit(path, seg, closes_gap=False))
             if not await self._wait_for_disk():
                 break
@@ -596,7 +626,9 @@ class CameraRecorder:
         url = credentialed_url(self.cam.main_url, self.cam.username, self.cam.password)
         # The password goes in a private file, not in ffmpeg's argv (the process list).
         self._input_list = InputList(url, input_options()) if has_credentials(url) else None
-        args = ffmpeg_args(url, out_dir, str(time.time_ns() // 1_000_000), self.segment_s, self._input_list)
+        run_id = str(time.time_ns() // 1_000_000)
+        self._own_runs.add(run_id)
+        args = ffmpeg_args(url, out_dir, run_id, self.segment_s, self._input_list)
         self.stderr_tail.clear()
         self._offsets_us: deque[int] = deque(maxlen=OFFSET_WINDOW)  # media timeline -> wall clock
         self._last_progress = time.monotonic()
@@ -730,6 +762,11 @@ class Supervisor:
 
     :meth:`reload` (run every ``reload_interval_s`` and callable after inventory changes)
     starts, stops and restarts recorders to match the inventory.
+
+    ``lease`` (a cluster's recorder node, docs/design/cluster.md): only the cameras this node
+    holds a lease on are recorded, each under its lease's generation (the fence checked when
+    its segments are catalogued); the keeper's loop calls :meth:`reload` when the leases
+    change. Without it (one machine), every recording camera is recorded, as before.
     """
 
     def __init__(
@@ -749,8 +786,13 @@ class Supervisor:
         on_disk_low: Callable[[], None] | None = None,
         health_interval_s: float = HEALTH_INTERVAL_S,
         wall_clock: Callable[[], float] = time.time,
+        lease: LeaseKeeper | None = None,
     ) -> None:
         self.sessions = sessions
+        self.lease = lease
+        self.segments_fenced = 0
+        self._reload_task: asyncio.Task[None] | None = None
+        self._reload_again = False
         self.keys = keys
         self.root = root
         self.alerts = alerts
@@ -760,7 +802,8 @@ class Supervisor:
         self.on_disk_low = on_disk_low
         self._options = dict(segment_s=segment_s, stall_timeout_s=stall_timeout_s,
                              backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,
-                             min_free_bytes=min_free_bytes, on_disk_full=self._disk_full)
+                             min_free_bytes=min_free_bytes, on_disk_full=self._disk_full,
+                             node_id=lease.node_id if lease else "", on_fenced=self._fenced)
         self.recorders: dict[int, CameraRecorder] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._reloader: asyncio.Task[None] | None = None
@@ -780,6 +823,35 @@ class Supervisor:
         self.clock_steps = 0
 
     # -- health ----------------------------------------------------------------------------
+    def _fenced(self, rec: CameraRecorder, reason: str) -> None:
+        """A segment of ``rec`` was refused by the lease fence: count, alert, stop recording it."""
+        self.segments_fenced += 1
+        self._alert("segment_fenced", f"{rec.cam.name}: a segment recorded after this node lost the camera's "
+                    f"lease was not catalogued (kept in fenced/): {reason}", rec.cam.id, reason=reason)
+        if self.lease is not None:
+            self.lease.held.pop(rec.cam.id, None)
+            self.reload_soon()
+
+    def reload_soon(self) -> None:
+        """Reload in a task of its own (the lease loop must not wait for recorders to stop)."""
+        if self._shutting_down or (self._reload_task is not None and not self._reload_task.done()):
+            if self._reload_task is not None and not self._reload_task.done():
+                self._reload_again = True
+            return
+
+        async def reload() -> None:
+            while True:
+                self._reload_again = False
+                try:
+                    await self.reload()
+                except Exception as exc:  # noqa: BLE001 - logged; the periodic reload tries again
+                    log.error("recorders: reload after a lease change failed: %s", describe_error(exc), exc_info=True)
+                    self.notes["recorders"] = f"cannot start or stop recorders: {describe_error(exc)}"
+                if not self._reload_again:
+                    return
+
+        self._reload_task = asyncio.create_task(reload(), name="recorder-reload-now")
+
     def _disk_full(self) -> None:
         """A recorder met a full disk: ask for an emergency purge now (retention's floor rule)."""
         if self.on_disk_low is not None:
@@ -882,20 +954,49 @@ class Supervisor:
                 await session.execute(update(Camera).where(Camera.id.in_(disabled)).values(
                     state=CameraState.DISABLED.value, state_reason="", state_since_us=now_us()))
                 await session.commit()
+        held = self.lease.held if self.lease is not None else None
         return {
-            c.id: RecorderCamera(c.id, c.name, c.main_url, c.username, self.keys.decrypt(c.password_enc))
-            for c in rows if c.enabled and c.recording
+            c.id: RecorderCamera(c.id, c.name, c.main_url, c.username, self.keys.decrypt(c.password_enc),
+                                 held[c.id].generation if held is not None else 0)
+            for c in rows if c.enabled and c.recording and (held is None or c.id in held)
         }
 
     async def reload(self) -> None:
         async with self._lock:
+            moving = self._moving()
             wanted = await self._wanted()
             for cam_id in list(self.recorders):
-                if cam_id not in wanted or wanted[cam_id].fingerprint != self.recorders[cam_id].cam.fingerprint:
+                cam = self.recorders[cam_id].cam
+                if (cam_id not in wanted or cam_id in moving or wanted[cam_id].fingerprint != cam.fingerprint
+                        or wanted[cam_id].generation != cam.generation):
                     await self._stop_one(cam_id)
-            for cam_id, cam in wanted.items():
-                if cam_id not in self.recorders and not self._shutting_down:
+            for cam_id in moving:  # stopped, its last segment catalogued: hand the lease over
+                wanted.pop(cam_id, None)
+                if self.lease is not None:
+                    await self.lease.hand_over(cam_id)
+            new = [cam for cam_id, cam in wanted.items() if cam_id not in self.recorders]
+            if self.lease is not None and new and not self._shutting_down:
+                await self._open_gaps([cam.id for cam in new], f"camera taken over by node {self.lease.node_id}")
+            for cam in new:
+                if not self._shutting_down:
                     self._start_one(cam)
+
+    def _moving(self) -> set[int]:
+        """The cameras asked to move to another node (controlroom cameras move)."""
+        if self.lease is None:
+            return set()
+        return {cam_id for cam_id, held in self.lease.held.items() if held.moving_to}
+
+    async def _open_gaps(self, camera_ids: list[int], reason: str) -> None:
+        """Whatever was not recorded before these recorders start is a gap (closed by their first
+        segment): on one machine the service's own downtime, in a cluster a takeover too."""
+        async with transaction(self.sessions) as session:
+            for cam_id, last in (await session.execute(
+                select(Camera.id, Camera.last_segment_us).where(Camera.id.in_(camera_ids))
+            )).all():
+                await open_gap(session, cam_id, last or now_us(), reason)
+                await session.execute(update(Camera).where(Camera.id == cam_id).values(
+                    state=CameraState.STARTING.value, state_reason="", state_since_us=now_us()))
 
     def _start_one(self, cam: RecorderCamera) -> None:
         rec = CameraRecorder(cam, self.sessions, self.root, alerts=self.alerts, **self._options)
@@ -922,6 +1023,15 @@ class Supervisor:
             await task
 
     async def start(self) -> None:
+        if self.lease is not None:
+
+            async def changed() -> None:
+                self.reload_soon()
+
+            self.lease.on_change = changed
+            await self.reload()  # opens the gaps of the cameras it holds
+            self._start_loops()
+            return
         # Whatever happened while we were not running is a gap (closed by the first segment).
         async with transaction(self.sessions) as session:
             for cam_id, last in (await session.execute(
@@ -931,7 +1041,9 @@ class Supervisor:
                 await session.execute(update(Camera).where(Camera.id == cam_id).values(
                     state=CameraState.STARTING.value, state_reason="", state_since_us=now_us()))
         await self.reload()
+        self._start_loops()
 
+    def _start_loops(self) -> None:
         async def reload() -> None:
             await self.reload()
             self.notes.pop("recorders", None)
@@ -954,7 +1066,7 @@ class Supervisor:
 
     async def stop(self) -> None:
         """Stop every recorder, each finalising its current segment."""
-        for task in (self._reloader, self._monitor):
+        for task in (self._reloader, self._monitor, self._reload_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

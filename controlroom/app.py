@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from cameras.recorder import Supervisor
-from controlroom import camera_health, disclosure, metrics, security
+from controlroom import camera_health, cluster, disclosure, metrics, security
 from controlroom.anpr_service import anpr_ctx
 from controlroom.api import admin as admin_routes
 from controlroom.api import alerts, cameras, health, live, openapi, playback, session, ui, users
@@ -35,6 +35,7 @@ from controlroom.context import (
     ALERTS,
     ENGINE,
     KEYS,
+    NODE,
     PURGE_NOW,
     RECORDERS_STOP,
     SESSIONS,
@@ -53,6 +54,7 @@ from storage.db import make_engine, make_sessionmaker
 from storage.keys import load_or_create_keys
 from storage.loops import run_every
 from storage.migrate import upgrade
+from storage.nodes import parse_roles
 from storage.retention import run_retention
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,9 @@ log = logging.getLogger(__name__)
 EMERGENCY_PURGE_MIN_INTERVAL_S = 2.0
 # A failed retention run (database away) is tried again this soon, not a whole sweep later.
 RETENTION_RETRY_S = 30.0
+# In a cluster, a day-folder file younger than this may be between another node's rename and
+# its row: start-up reconciliation leaves it (its node catalogues it, or the next start does).
+RECONCILE_MIN_AGE_S = 120.0
 ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, still_routes, alerts,
                  anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, ripa_routes, sar_routes, admin_routes, reports_routes, openapi]
 
@@ -79,7 +84,10 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    report = await reconcile(app[SESSIONS], settings.storage_root)
+    # A cluster's node shares the store with nodes recording now (docs/design/cluster.md).
+    clustered = NODE in app
+    report = await reconcile(app[SESSIONS], settings.storage_root, min_age_s=RECONCILE_MIN_AGE_S if clustered else 0.0,
+                             finish_deletions=not clustered)
     if report.missing:
         log.error("store: %d catalogued segments have no file", len(report.missing))
     supervisor = Supervisor(
@@ -94,6 +102,7 @@ async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
         floor_bytes=settings.retention.free_space_floor_bytes,
         min_free_bytes=settings.recording.min_free_bytes,
         on_disk_low=app[PURGE_NOW].set,
+        lease=app.get(NODE),  # a cluster's recorder node: only the cameras it holds a lease on
     )
     app[SUPERVISOR] = supervisor
     stopping: list[asyncio.Task[None]] = []  # set by recorders_stopping, when the stop begins
@@ -173,6 +182,12 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app[ALERTS] = AlertHub()
     app[PURGE_NOW] = asyncio.Event()
     app.cleanup_ctx.append(database_ctx)
+    # What this node does (docs/design/cluster.md); by default every role, as on one machine.
+    roles = parse_roles(settings.cluster.roles)
+    if not record:
+        roles = tuple(r for r in roles if r != "recorder") or ("api",)
+    if settings.cluster.enabled:
+        app.cleanup_ctx.append(cluster.node_ctx(roles))  # before the recorders: it stops after them
     app.cleanup_ctx.append(audit_anchor_ctx)  # stops after the writer: the last anchor covers its last batch
     app.cleanup_ctx.append(audit_writer_ctx)
     app.cleanup_ctx.append(accounts_ctx)
@@ -190,12 +205,14 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     disclosure.install(app)
     metrics.install(app)
     app.cleanup_ctx.append(onvif_routes.onvif_ctx)
-    if record:
+    if record and "recorder" in roles:
         app.cleanup_ctx.append(recorder_ctx)
+    if record and "jobs" in roles:
         app.cleanup_ctx.append(retention_ctx)
+    if record and "recorder" in roles:
         app.cleanup_ctx.append(camera_health.health_loop_ctx)
         app.cleanup_ctx.append(onvif_routes.onvif_background_ctx)  # after the streams
-    if record if anpr is None else anpr:
+    if (record if anpr is None else anpr) and "anpr" in roles:
         app.cleanup_ctx.append(mqtt_ctx)
         app.cleanup_ctx.append(anpr_ctx)
     for module in ROUTE_MODULES:

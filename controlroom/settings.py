@@ -204,6 +204,28 @@ class LawfulSettings(_Section):
     sar_hold_review_days: int = Field(120, ge=1, le=3650)
 
 
+class ClusterSettings(_Section):
+    # Many nodes on one PostgreSQL database and one shared storage root (docs/design/cluster.md).
+    # Off: one machine, every camera recorded by this process (SQLite's only mode).
+    enabled: bool = False
+    # Empty: the id kept in <data_dir>/node-id (written at the first start).
+    node_id: str = Field("", max_length=100)
+    # What this node does: recorder, anpr, api, jobs (``serve --roles`` overrides).
+    roles: str = "recorder,anpr,api,jobs"
+    capacity: int = Field(100, ge=0, le=100_000)  # cameras this node records at most
+    heartbeat_s: float = Field(5, gt=0, le=60)
+    # A lease not renewed for this long is free to take: three heartbeats, so one lost beat
+    # (a busy database) does not move cameras; takeover within lease_ttl_s + heartbeat_s.
+    lease_ttl_s: float = Field(15, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _ttl_covers_heartbeats(self) -> ClusterSettings:
+        if self.lease_ttl_s < 2 * self.heartbeat_s:
+            raise ValueError(f"cluster.lease_ttl_s ({self.lease_ttl_s}) must be at least two heartbeats "
+                             f"({2 * self.heartbeat_s}): one late heartbeat would hand every camera over")
+        return self
+
+
 class Settings(_Section):
     data_dir: Path = Path("data")
     database_url: str = ""
@@ -219,6 +241,7 @@ class Settings(_Section):
     evidence: EvidenceSettings = EvidenceSettings()
     health: HealthSettings = HealthSettings()
     lawful: LawfulSettings = LawfulSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     # Derived paths: one place that knows the layout of the data directory.
     @property
@@ -258,6 +281,13 @@ class Settings(_Section):
         if self.audit_anchor_file.resolve().is_relative_to(self.data_dir.resolve()):
             raise ValueError(f"security.audit_anchor_file ({self.audit_anchor_file}) must be outside data_dir "
                              f"({self.data_dir}): the anchor is what a copy of the data directory cannot rewrite")
+        return self
+
+    @model_validator(mode="after")
+    def _cluster_needs_postgresql(self) -> Settings:
+        if self.cluster.enabled and not self.db_url.startswith("postgresql"):
+            raise ValueError("cluster.enabled needs a PostgreSQL database_url: SQLite cannot be shared between "
+                             "machines (docs/design/cluster.md)")
         return self
 
     def with_overrides(self, **changes: Any) -> Settings:

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,11 +28,13 @@ from pathlib import Path
 from typing import NamedTuple, TypeVar, overload
 
 from sqlalchemy import case, delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import Invalid, audit
 from storage.db import transaction
 from storage.models import Camera, Gap, Segment, SegmentState
+from storage.nodes import Fence, Fenced, check_fence
 
 log = logging.getLogger(__name__)
 HASH_CHUNK_BYTES = 1 << 20
@@ -125,7 +128,8 @@ def _move_into_place(root: Path, tmp: Path, relpath: str) -> tuple[str, int]:
 
 
 async def commit_segment(
-    sessions: async_sessionmaker[AsyncSession], root: Path, tmp: Path, seg: NewSegment, *, closes_gap: bool = False
+    sessions: async_sessionmaker[AsyncSession], root: Path, tmp: Path, seg: NewSegment, *, closes_gap: bool = False,
+    fence: Fence | None = None,
 ) -> Segment:
     """Move a finished file into the store and catalogue it (file first, then row).
 
@@ -133,29 +137,67 @@ async def commit_segment(
     path, as when a commit's acknowledgement was lost to a database restart, is returned as is).
     In the row's transaction: ``closes_gap`` ends the camera's open gap at the segment's start,
     and every gap is cut back so that none overlaps the segment (:func:`trim_gaps`).
+
+    ``fence`` (a cluster recorder's lease, docs/design/cluster.md): the segment is catalogued
+    only if the camera's lease is still that node's and generation, checked before the file
+    leaves ``incoming/`` and again in the row's transaction. A refused file is moved to
+    ``<camera>/fenced/`` (never deleted, never in a day folder) and :class:`Fenced` raised.
     """
     relpath = segment_relpath(seg.camera_id, seg.start_us, seg.end_us, tmp.suffix or ".mkv")
+    if fence is not None:
+        try:
+            async with sessions() as session:
+                existing = await session.scalar(select(Segment).where(Segment.path == relpath))
+                if existing is not None:  # a retry after a lost acknowledgement
+                    return existing
+                await check_fence(session, seg.camera_id, fence)
+        except Fenced:
+            await asyncio.to_thread(set_aside_fenced, root, seg.camera_id, tmp)
+            raise
     sha, size = await asyncio.to_thread(_move_into_place, root, tmp, relpath)
     row = Segment(
         camera_id=seg.camera_id, start_us=seg.start_us, end_us=seg.end_us, bytes=size, sha256=sha,
         path=relpath, codec=seg.codec, width=seg.width, height=seg.height, state=seg.state.value,
         clock_offset_s=seg.clock_offset_s, clock_flag=seg.clock_flag,
     )
-    async with transaction(sessions) as session:
-        existing = await session.scalar(select(Segment).where(Segment.path == relpath))
-        if existing is not None:
-            return existing
-        session.add(row)
-        if closes_gap:
-            await close_gap(session, seg.camera_id, seg.start_us)
-        await trim_gaps(session, seg.camera_id, seg.start_us, seg.end_us)
-        await session.execute(
-            update(Camera).where(Camera.id == seg.camera_id)
-            .values(last_segment_us=case(
-                (Camera.last_segment_us.is_(None) | (Camera.last_segment_us < seg.end_us), seg.end_us),
-                else_=Camera.last_segment_us))
-        )
+    try:
+        async with transaction(sessions) as session:
+            existing = await session.scalar(select(Segment).where(Segment.path == relpath))
+            if existing is not None:
+                return existing
+            if fence is not None:
+                await check_fence(session, seg.camera_id, fence)
+            session.add(row)
+            if closes_gap:
+                await close_gap(session, seg.camera_id, seg.start_us)
+            await trim_gaps(session, seg.camera_id, seg.start_us, seg.end_us)
+            await session.execute(
+                update(Camera).where(Camera.id == seg.camera_id)
+                .values(last_segment_us=case(
+                    (Camera.last_segment_us.is_(None) | (Camera.last_segment_us < seg.end_us), seg.end_us),
+                    else_=Camera.last_segment_us))
+            )
+    except Fenced:
+        await asyncio.to_thread(set_aside_fenced, root, seg.camera_id, root / relpath)
+        raise
     return row
+
+
+def fenced_dir(root: Path, camera_id: int) -> Path:
+    """Where segments refused by the lease fence are kept (docs/design/cluster.md, "Fencing")."""
+    return root / str(camera_id) / "fenced"
+
+
+def set_aside_fenced(root: Path, camera_id: int, path: Path) -> Path:
+    """Move a refused segment out of ``incoming/`` or its day folder into ``fenced/``. Blocking."""
+    folder = fenced_dir(root, camera_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    if path.exists():
+        os.replace(path, target)
+        fsync_dir(folder)
+        fsync_dir(path.parent)
+    return target
 
 
 class SegmentRow(NamedTuple):
@@ -447,7 +489,7 @@ def scan_store(root: Path) -> set[str]:
             if not (cam_dir.is_dir() and cam_dir.name.isdigit()):
                 continue
             for day in cam_dir.iterdir():
-                if day.name == "incoming" or not day.is_dir():
+                if day.name in ("incoming", "damaged", "fenced") or not day.is_dir():
                     continue
                 found.update(f"{cam_dir.name}/{day.name}/{f.name}" for f in day.iterdir())
     return found
@@ -469,6 +511,13 @@ def unlink_segments(root: Path, paths: list[str]) -> None:
                 pass  # not empty
 
 
+def _younger_than(path: Path, age_s: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < age_s
+    except FileNotFoundError:  # deleted meanwhile (another node's retention)
+        return True
+
+
 def _parse_name(name: str) -> tuple[int, int] | None:
     stem = name.rsplit(".", 1)[0]
     parts = stem.split("_")
@@ -477,8 +526,15 @@ def _parse_name(name: str) -> tuple[int, int] | None:
     return None
 
 
-async def reconcile(sessions: async_sessionmaker[AsyncSession], root: Path) -> ReconcileReport:
+async def reconcile(
+    sessions: async_sessionmaker[AsyncSession], root: Path, *, min_age_s: float = 0.0, finish_deletions: bool = True,
+) -> ReconcileReport:
     """Repair the store after a crash. Call at start-up, before any recorder runs.
+
+    In a cluster (docs/design/cluster.md) other nodes write the shared store meanwhile:
+    ``min_age_s`` leaves alone a day-folder file written that recently (another node may be
+    between its rename and its row), a row inserted by another node meanwhile is not an error,
+    and ``finish_deletions=False`` leaves garbage rows to the retention run that made them.
 
     - garbage rows: unlink the file if still there, then drop the row;
     - files in a day folder with no row: catalogue them (state ``recovered``), since their
@@ -489,6 +545,8 @@ async def reconcile(sessions: async_sessionmaker[AsyncSession], root: Path) -> R
     report = ReconcileReport()
     async with transaction(sessions) as session:
         garbage = (await session.execute(select(Segment).where(Segment.state == SegmentState.GARBAGE.value))).scalars().all()
+        if not finish_deletions:
+            garbage = []
         await asyncio.to_thread(unlink_segments, root, [s.path for s in garbage])
         if garbage:
             await session.execute(delete(Segment).where(Segment.id.in_([s.id for s in garbage])))
@@ -516,11 +574,19 @@ async def reconcile(sessions: async_sessionmaker[AsyncSession], root: Path) -> R
         if times is None or cam_id not in camera_ids:
             log.warning("store: unknown file %s left in place for an administrator", rel)
             continue
+        if min_age_s and await asyncio.to_thread(_younger_than, root / rel, min_age_s):
+            continue
         sha, size = await asyncio.to_thread(sha256_file, root / rel)
-        async with transaction(sessions) as session:
-            session.add(Segment(camera_id=cam_id, start_us=times[0], end_us=times[1], bytes=size, sha256=sha,
-                                path=rel, state=SegmentState.RECOVERED.value))
-            await trim_gaps(session, cam_id, times[0], times[1])
+        try:
+            async with transaction(sessions) as session:
+                session.add(Segment(camera_id=cam_id, start_us=times[0], end_us=times[1], bytes=size, sha256=sha,
+                                    path=rel, state=SegmentState.RECOVERED.value))
+                await trim_gaps(session, cam_id, times[0], times[1])
+        except IntegrityError:
+            if not min_age_s:
+                raise
+            log.info("camera %s: %s was catalogued by another node meanwhile", cam_id, rel)
+            continue
         report.recatalogued.append(rel)
         log.warning("camera %s: catalogued orphan segment %s", cam_id, rel)
 

@@ -9,6 +9,7 @@ from storage import (  # noqa: F401
     health,
     incidents,
     models,
+    nodes,
     reports,
     ripa,
     sar,

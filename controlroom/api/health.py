@@ -12,8 +12,10 @@ import asyncio
 from aiohttp import web
 from sqlalchemy import func, select
 
-from controlroom.context import SESSIONS, SUPERVISOR
+from controlroom.context import NODE, SESSIONS, SETTINGS, SUPERVISOR
 from controlroom.permissions import Permission, requires
+from storage import nodes
+from storage.db import now_us
 from storage.models import Camera
 
 routes = web.RouteTableDef()
@@ -41,6 +43,40 @@ async def healthz(request: web.Request) -> web.Response:
         for cam_id, reason in sorted(supervisor.problems.items()):
             problems.append({"component": "camera", "camera_id": cam_id, "reason": reason})
     body: dict[str, object] = {"status": "degraded" if problems else "ok", "cameras": states}
+    keeper = request.app.get(NODE)
+    if keeper is not None:  # a node of a cluster (docs/design/cluster.md): this node, then the others
+        body["node"] = await _node_state(request, keeper, problems)
+        body["status"] = "degraded" if problems else "ok"
     if problems:
         body["problems"] = problems
     return web.json_response(body, status=503 if problems else 200)
+
+
+async def _node_state(request: web.Request, keeper: nodes.LeaseKeeper, problems: list[dict[str, object]]) -> dict:
+    """This node's id, roles, cameras held and heartbeat; the cluster's lost nodes and the
+    cameras nobody records are problems (by id and node id: no host or address here)."""
+    supervisor = request.app.get(SUPERVISOR)
+    state: dict[str, object] = {
+        "id": keeper.node_id, "roles": list(keeper.roles), "cameras": sorted(keeper.held),
+        "capacity": keeper.capacity, "segments_fenced": supervisor.segments_fenced if supervisor else 0,
+        "heartbeat_s_ago": round((now_us() - keeper.last_ok_us) / 1e6, 1) if keeper.last_ok_us else None,
+    }
+    if keeper.error:
+        problems.append({"component": "node", "reason": keeper.error})
+    try:
+        async with asyncio.timeout(DB_TIMEOUT_S), request.app[SESSIONS]() as session:
+            found = await nodes.list_nodes(session, request.app[SETTINGS].cluster.lease_ttl_s)
+            unleased = await nodes.unleased_cameras(session)
+    except Exception as exc:  # noqa: BLE001 - the database problem is listed above already
+        state["cluster"] = f"unknown: {type(exc).__name__}"
+        return state
+    state["nodes"] = {n.id: {"state": n.state, "roles": list(n.roles), "cameras": n.cameras} for n in found}
+    for n in found:
+        if n.state == "lost":
+            problems.append({"component": "node", "node_id": n.id, "reason": "no heartbeat: its cameras are "
+                             "taken over by the other recorder nodes"})
+    if unleased:
+        problems.append({"component": "cameras", "camera_ids": unleased,
+                         "reason": f"{len(unleased)} recording cameras have no recorder node (none has room, "
+                         "or a takeover is under way)"})
+    return state

@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from controlroom.commands import nodes
 from controlroom.commands.common import open_store, print_json, print_table
 from controlroom.settings import Settings
 from controlroom.views import camera_json
@@ -60,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     exp = s.add_parser("export", help="write the inventory as TOML (without passwords)")
     exp.set_defaults(func=cmd_export)
+
+    nodes.register_move(s)  # cameras move CAM --to NODE (a cluster's recorder nodes)
 
     from controlroom.commands import onvif as onvif_commands  # ONVIF adoption lives with ONVIF
 

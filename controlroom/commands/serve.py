@@ -23,6 +23,7 @@ from cameras import children
 from controlroom.access_log import RedactingAccessLogger
 from controlroom.app import create_app
 from controlroom.settings import Settings
+from storage.nodes import parse_roles
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the service (HTTP API, web UI, recorders, retention)")
     p.add_argument("--host", help="listen address (default from settings)")
     p.add_argument("--port", type=int, help="listen port (default from settings)")
+    p.add_argument("--roles", help="what this node does, comma-separated: recorder,anpr,api,jobs "
+                   "(default: cluster.roles, every role; docs/design/cluster.md)")
     p.set_defaults(func=cmd_serve)
 
 
@@ -156,10 +159,13 @@ async def run_service(settings: Settings, app: web.Application, ready: asyncio.E
     # (aiohttp's default is 60 s to finish, then 60 s more after cancelling).
     runner = make_runner(app, shutdown_timeout=http.handler_grace_s)
     await runner.setup()
-    site = web.TCPSite(runner, http.host, http.port, ssl_context=ssl_context(settings))
-    await site.start()
-    scheme = "https" if http.tls_cert else "http"
-    log.info("serving on %s://%s:%s", scheme, http.host, http.port)
+    if "api" in parse_roles(settings.cluster.roles):
+        site = web.TCPSite(runner, http.host, http.port, ssl_context=ssl_context(settings))
+        await site.start()
+        scheme = "https" if http.tls_cert else "http"
+        log.info("serving on %s://%s:%s", scheme, http.host, http.port)
+    else:
+        log.info("no api role: not listening for HTTP (roles %s)", settings.cluster.roles)
     stop = Stop(http.stop_timeout_s, http.force_stop_s)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -196,6 +202,9 @@ async def run_service(settings: Settings, app: web.Application, ready: asyncio.E
 
 
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    changes = {k: v for k, v in {"http.host": args.host, "http.port": args.port}.items() if v is not None}
+    changes = {k: v for k, v in {"http.host": args.host, "http.port": args.port,
+                                 "cluster.roles": getattr(args, "roles", None)}.items() if v is not None}
+    if "cluster.roles" in changes:
+        parse_roles(changes["cluster.roles"])  # an unknown role stops start-up, naming it
     settings = settings.with_overrides(**changes) if changes else settings
     return await run_service(settings, create_app(settings))

@@ -1,0 +1,56 @@
+"""controlroom nodes list; controlroom cameras move CAM --to NODE (docs/design/cluster.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+from controlroom.commands.common import open_store, print_json, print_table
+from controlroom.settings import Settings
+from controlroom.timefmt import local_iso
+from storage import audit, inventory, nodes
+from storage.db import transaction
+
+CLI_ACTOR = "cli"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("nodes", help="the nodes of a cluster: roles, cameras, last heartbeat")
+    s = p.add_subparsers(dest="nodes_command", required=True)
+    ls = s.add_parser("list", help="list the nodes with their roles, cameras and last heartbeat")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+
+
+def register_move(cameras: argparse._SubParsersAction) -> None:
+    """``cameras move``, added to the cameras group (controlroom.commands.inventory)."""
+    mv = cameras.add_parser("move", help="record a camera on another node of the cluster")
+    mv.add_argument("camera", help="id or name")
+    mv.add_argument("--to", required=True, metavar="NODE", help="the node id (see: controlroom nodes list)")
+    mv.set_defaults(func=cmd_move)
+
+
+async def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_store(settings) as store, store.sessions() as session:
+        found = await nodes.list_nodes(session, settings.cluster.lease_ttl_s)
+        now = await nodes.db_now_us(session)
+    rows = [{"id": n.id, "roles": ",".join(n.roles), "state": n.state, "cameras": n.cameras, "capacity": n.capacity,
+             "host": n.host, "pid": n.pid, "heartbeat_s_ago": round((now - n.heartbeat_us) / 1e6, 1),
+             "last_heartbeat": local_iso(n.heartbeat_us)} for n in found]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["id", "roles", "state", "cameras", "capacity", "last_heartbeat", "heartbeat_s_ago", "host"])
+    return 0
+
+
+async def cmd_move(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_store(settings) as store, transaction(store.sessions) as session:
+        cam = await inventory.get_camera(session, args.camera)
+        outcome = await nodes.move(session, cam.id, args.to, settings.cluster.lease_ttl_s)
+        await audit.append(session, CLI_ACTOR, "camera.move", f"camera:{cam.id}", to_node=args.to, outcome=outcome)
+    if outcome == "asked":
+        print(f"camera {cam.id} ({cam.name}): its node hands it to {args.to} once its segment is finalised "
+              f"(within {settings.cluster.heartbeat_s:g} s)")
+    else:
+        print(f"camera {cam.id} ({cam.name}): now leased to {args.to}")
+    return 0

@@ -1,0 +1,485 @@
+"""Nodes of a cluster and the leases by which they share the cameras (docs/design/cluster.md).
+
+A node is one ``controlroom serve`` process; its row in ``nodes`` carries its roles, capacity and
+heartbeat. A camera is recorded only by the node holding its lease in ``camera_leases``; the
+lease's ``generation`` goes up by one each time it changes hands and is the fencing token that
+:func:`check_fence` verifies when a segment is catalogued, so a node that lost a camera (cut
+off, paused, slow to notice) can never catalogue footage of it under a newer holder.
+
+Every lease time is the **database's** clock (``clock_timestamp()`` on PostgreSQL), never a
+node's: a node whose clock is off must neither keep nor steal a lease because of it. On SQLite
+(one machine, one node) the process clock is the database's.
+
+Claims lock candidate cameras ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: two nodes claiming at the
+same moment take disjoint cameras without waiting for each other. SQLite has one writer, so a
+claim there is trivially alone.
+
+:class:`LeaseKeeper` is the loop of one node (heartbeat, renew, claim every ``heartbeat_s``);
+its :meth:`LeaseKeeper.tick` is one step, for tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, cast, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage import Conflict, Invalid, NotFound
+from storage.db import Base, now_us, transaction
+from storage.models import Camera
+
+log = logging.getLogger(__name__)
+
+ROLES = ("recorder", "anpr", "api", "jobs")
+NODE_ID_MAX = 100
+
+
+class NodeRow(Base):
+    """One node of the cluster: its heartbeat is how the others know it lives."""
+
+    __tablename__ = "nodes"
+    id: Mapped[str] = mapped_column(String(NODE_ID_MAX), primary_key=True)
+    roles: Mapped[str] = mapped_column(String(200), default=",".join(ROLES))
+    capacity: Mapped[int] = mapped_column(Integer, default=0)
+    host: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    started_us: Mapped[int] = mapped_column(BigInteger)
+    heartbeat_us: Mapped[int] = mapped_column(BigInteger)
+    stopped_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # None while it runs
+
+
+class CameraLease(Base):
+    """Which node records a camera. ``generation`` fences (see the module docstring)."""
+
+    __tablename__ = "camera_leases"
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id", ondelete="CASCADE"), primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=1)
+    expires_us: Mapped[int] = mapped_column(BigInteger)
+    # A move asked for (controlroom cameras move): the holder hands over once it has stopped.
+    moving_to: Mapped[str | None] = mapped_column(String(NODE_ID_MAX), nullable=True)
+
+
+class Fenced(Conflict):
+    """A segment recorded under a lease generation that is no longer the camera's."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The lease a recorder was started under: checked when each of its segments is catalogued."""
+
+    node_id: str
+    generation: int
+
+
+class Held(NamedTuple):
+    generation: int
+    moving_to: str | None
+
+
+class NodeInfo(NamedTuple):
+    id: str
+    roles: tuple[str, ...]
+    capacity: int
+    host: str
+    pid: int
+    started_us: int
+    heartbeat_us: int
+    stopped_us: int | None
+    cameras: int  # leases held (expired or not)
+    state: str  # running, lost (no heartbeat for a lease's time-to-live), stopped
+
+
+# -- node ids --------------------------------------------------------------------------------
+def load_or_create_node_id(data_dir: Path, configured: str = "") -> str:
+    """The node's id: ``configured`` if given, else ``<data_dir>/node-id`` (written at the first
+    start: the host name and 8 random hex digits), stable across restarts."""
+    if configured:
+        return valid_node_id(configured)
+    path = data_dir / "node-id"
+    if path.exists():
+        return valid_node_id(path.read_text().strip())
+    node_id = f"{socket.gethostname()[:60]}-{secrets.token_hex(4)}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(node_id + "\n")
+    os.replace(tmp, path)
+    return node_id
+
+
+def valid_node_id(text: str) -> str:
+    if not text or len(text) > NODE_ID_MAX or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in text):
+        raise Invalid(f"node id {text[:120]!r}: 1 to {NODE_ID_MAX} ASCII letters, digits, '-', '_' or '.'")
+    return text
+
+
+def parse_roles(text: str) -> tuple[str, ...]:
+    """``"recorder,api"`` -> ("recorder", "api"); an unknown role is bad input."""
+    roles = tuple(dict.fromkeys(r.strip() for r in text.split(",") if r.strip()))
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown or not roles:
+        raise Invalid(f"roles {text!r}: choose from {', '.join(ROLES)}")
+    return roles
+
+
+# -- the database's clock --------------------------------------------------------------------
+def _now(session: AsyncSession) -> Any:
+    """Now, in microseconds, as the database sees it (a SQL expression on PostgreSQL)."""
+    if session.bind.dialect.name == "postgresql":
+        return cast(func.extract("epoch", func.clock_timestamp()) * 1_000_000, BigInteger)
+    return now_us()
+
+
+def _postgres(session: AsyncSession) -> bool:
+    return session.bind.dialect.name == "postgresql"
+
+
+def _insert(session: AsyncSession):
+    return pg_insert if _postgres(session) else sqlite_insert
+
+
+async def db_now_us(session: AsyncSession) -> int:
+    if _postgres(session):
+        return int(await session.scalar(select(_now(session))))
+    return now_us()
+
+
+# -- nodes -----------------------------------------------------------------------------------
+async def register(
+    session: AsyncSession, node_id: str, roles: tuple[str, ...], capacity: int, *, ttl_s: float,
+    host: str | None = None, pid: int | None = None,
+) -> None:
+    """Insert or restart this node's row. Refuses (:class:`Conflict`) an id whose row has a fresh
+    heartbeat from another host: two machines started with one data dir's copy."""
+    host = host if host is not None else socket.gethostname()
+    pid = pid if pid is not None else os.getpid()
+    now = await db_now_us(session)
+    row = await session.get(NodeRow, node_id, with_for_update=_postgres(session))
+    if row is not None and row.stopped_us is None and row.host != host and now - row.heartbeat_us < ttl_s * 1e6:
+        raise Conflict(f"node {node_id} is already running on {row.host} (pid {row.pid}, heartbeat "
+                       f"{(now - row.heartbeat_us) / 1e6:.0f} s ago): give this node another id")
+    if row is None:
+        session.add(NodeRow(id=node_id, roles=",".join(roles), capacity=capacity, host=host, pid=pid,
+                            started_us=now, heartbeat_us=now, stopped_us=None))
+    else:
+        row.roles, row.capacity, row.host, row.pid = ",".join(roles), capacity, host, pid
+        row.started_us, row.heartbeat_us, row.stopped_us = now, now, None
+    await session.flush()
+
+
+async def heartbeat(session: AsyncSession, node_id: str, ttl_s: float) -> dict[int, Held]:
+    """Refresh the node's heartbeat and renew every lease it holds; returns what it holds now.
+
+    A lease that expired but that nobody took is renewed (its footage is still good); one that
+    another node took is not this node's any more and is not returned."""
+    now = _now(session)
+    found = await session.execute(update(NodeRow).where(NodeRow.id == node_id)
+                                  .values(heartbeat_us=now, stopped_us=None).returning(NodeRow.id))
+    if found.first() is None:
+        raise NotFound(f"node {node_id} has no row (deleted while it ran?)")
+    rows = await session.execute(
+        update(CameraLease).where(CameraLease.node_id == node_id)
+        .values(expires_us=now + int(ttl_s * 1e6))
+        .returning(CameraLease.camera_id, CameraLease.generation, CameraLease.moving_to))
+    return {cam: Held(gen, moving) for cam, gen, moving in rows.all()}
+
+
+async def claim(session: AsyncSession, node_id: str, room: int, ttl_s: float) -> dict[int, int]:
+    """Take up to ``room`` recording cameras that no live lease covers; camera id -> generation.
+
+    PostgreSQL: the candidate cameras are locked ``FOR UPDATE SKIP LOCKED``, so claimers take
+    disjoint sets, and each lease is taken by a conditional update (still expired?) that READ
+    COMMITTED re-checks against a renewal committed meanwhile."""
+    if room <= 0:
+        return {}
+    now = await db_now_us(session)
+    query = (select(Camera.id).outerjoin(CameraLease, CameraLease.camera_id == Camera.id)
+             .where(Camera.enabled, Camera.recording, Camera.main_url != "",
+                    or_(CameraLease.camera_id.is_(None), CameraLease.expires_us < now))
+             .order_by(Camera.id).limit(room))
+    if _postgres(session):
+        query = query.with_for_update(of=Camera, skip_locked=True)
+    candidates = list((await session.scalars(query)).all())
+    taken: dict[int, int] = {}
+    expires = now + int(ttl_s * 1e6)
+    for cam_id in candidates:
+        gen = await session.scalar(
+            update(CameraLease).where(CameraLease.camera_id == cam_id, CameraLease.expires_us < now)
+            .values(node_id=node_id, generation=CameraLease.generation + 1, expires_us=expires, moving_to=None)
+            .returning(CameraLease.generation))
+        if gen is None:
+            gen = await session.scalar(
+                _insert(session)(CameraLease).values(camera_id=cam_id, node_id=node_id, generation=1,
+                                                     expires_us=expires, moving_to=None)
+                .on_conflict_do_nothing(index_elements=["camera_id"]).returning(CameraLease.generation))
+        if gen is not None:
+            taken[cam_id] = int(gen)
+    return taken
+
+
+async def hand_over(session: AsyncSession, node_id: str, camera_id: int, ttl_s: float) -> str | None:
+    """The holder has stopped recording a camera asked to move: give the lease to its target
+    (generation + 1). Returns the target, or None if there was no move to make."""
+    now = _now(session)
+    return await session.scalar(
+        update(CameraLease).where(CameraLease.camera_id == camera_id, CameraLease.node_id == node_id,
+                                  CameraLease.moving_to.is_not(None))
+        .values(node_id=CameraLease.moving_to, generation=CameraLease.generation + 1,
+                expires_us=now + int(ttl_s * 1e6), moving_to=None)
+        .returning(CameraLease.node_id))
+
+
+async def release(session: AsyncSession, node_id: str, camera_ids: list[int] | None = None) -> int:
+    """Let the node's leases (or those of ``camera_ids``) go at once: any node may claim them now.
+    Returns how many."""
+    query = update(CameraLease).where(CameraLease.node_id == node_id)
+    if camera_ids is not None:
+        query = query.where(CameraLease.camera_id.in_(camera_ids))
+    result = await session.execute(query.values(expires_us=0, moving_to=None))
+    return result.rowcount or 0
+
+
+async def stop(session: AsyncSession, node_id: str) -> int:
+    """A clean stop: release every lease (the others take them at their next claim) and mark the
+    node stopped. Call after the recorders have finalised their last segments."""
+    released = await release(session, node_id)
+    await session.execute(update(NodeRow).where(NodeRow.id == node_id).values(stopped_us=_now(session)))
+    return released
+
+
+async def expire(session: AsyncSession, ttl_s: float) -> list[str]:
+    """The nodes that stopped heartbeating (no heartbeat for ``ttl_s``, not stopped cleanly): their
+    leases are expired too (already past by then, set to 0 so that it shows) and any node may
+    claim them. Returns those nodes' ids."""
+    now = await db_now_us(session)
+    lost = list((await session.scalars(select(NodeRow.id).where(
+        NodeRow.stopped_us.is_(None), NodeRow.heartbeat_us < now - int(ttl_s * 1e6)))).all())
+    if lost:
+        await session.execute(update(CameraLease).where(CameraLease.node_id.in_(lost),
+                                                        CameraLease.expires_us < now).values(expires_us=0))
+    return lost
+
+
+async def check_fence(session: AsyncSession, camera_id: int, fence: Fence) -> None:
+    """Refuse (:class:`Fenced`) unless the camera's lease is ``fence``'s node and generation.
+
+    Inside the transaction that catalogues a segment. On PostgreSQL the lease row is read
+    ``FOR SHARE``: a concurrent claim or move waits for this transaction (or this one for it), so
+    no segment is catalogued under a generation that changed before the commit."""
+    query = select(CameraLease.node_id, CameraLease.generation).where(CameraLease.camera_id == camera_id)
+    if _postgres(session):
+        query = query.with_for_update(read=True)
+    row = (await session.execute(query)).first()
+    if row is None or row.node_id != fence.node_id or row.generation != fence.generation:
+        held = f"node {row.node_id}, generation {row.generation}" if row else "no lease"
+        raise Fenced(f"camera {camera_id}: segment recorded under node {fence.node_id}, generation "
+                     f"{fence.generation}; the lease is now {held}")
+
+
+async def move(session: AsyncSession, camera_id: int, to_node: str, ttl_s: float) -> str:
+    """Ask for a camera to be recorded by ``to_node``. If a live node holds it, the holder hands
+    over after finalising its segment; else the lease goes to the target at once. Returns
+    "asked" or "moved"."""
+    if await session.get(Camera, camera_id) is None:
+        raise NotFound(f"camera {camera_id} does not exist")
+    target = await session.get(NodeRow, to_node)
+    if target is None:
+        raise NotFound(f"node {to_node} does not exist")
+    if "recorder" not in target.roles.split(","):
+        raise Invalid(f"node {to_node} has no recorder role ({target.roles})")
+    now = await db_now_us(session)
+    if target.stopped_us is not None or now - target.heartbeat_us > ttl_s * 1e6:
+        raise Conflict(f"node {to_node} is not running")
+    lease = await session.get(CameraLease, camera_id, with_for_update=_postgres(session))
+    if lease is not None and lease.node_id == to_node:
+        return "moved"
+    if lease is not None and lease.expires_us >= now:
+        lease.moving_to = to_node
+        return "asked"
+    if lease is None:
+        session.add(CameraLease(camera_id=camera_id, node_id=to_node, generation=1,
+                                expires_us=now + int(ttl_s * 1e6)))
+    else:
+        lease.node_id, lease.generation = to_node, lease.generation + 1
+        lease.expires_us, lease.moving_to = now + int(ttl_s * 1e6), None
+    return "moved"
+
+
+async def list_nodes(session: AsyncSession, ttl_s: float) -> list[NodeInfo]:
+    now = await db_now_us(session)
+    counts = dict((await session.execute(
+        select(CameraLease.node_id, func.count()).group_by(CameraLease.node_id))).all())
+    out = []
+    for row in (await session.scalars(select(NodeRow).order_by(NodeRow.id))).all():
+        state = ("stopped" if row.stopped_us is not None
+                 else "lost" if now - row.heartbeat_us > ttl_s * 1e6 else "running")
+        out.append(NodeInfo(row.id, tuple(r for r in row.roles.split(",") if r), row.capacity, row.host, row.pid,
+                            row.started_us, row.heartbeat_us, row.stopped_us, counts.get(row.id, 0), state))
+    return out
+
+
+async def leases(session: AsyncSession) -> dict[int, tuple[str, int, int]]:
+    """camera id -> (node id, generation, expires_us), every lease."""
+    rows = await session.execute(select(CameraLease.camera_id, CameraLease.node_id, CameraLease.generation,
+                                        CameraLease.expires_us))
+    return {cam: (node, gen, exp) for cam, node, gen, exp in rows.all()}
+
+
+async def unleased_cameras(session: AsyncSession) -> list[int]:
+    """Recording cameras with no live lease: nobody records them."""
+    now = await db_now_us(session)
+    return list((await session.scalars(
+        select(Camera.id).outerjoin(CameraLease, CameraLease.camera_id == Camera.id)
+        .where(Camera.enabled, Camera.recording, Camera.main_url != "",
+               or_(CameraLease.camera_id.is_(None), CameraLease.expires_us < now)).order_by(Camera.id))).all())
+
+
+def _ids(items, limit: int = 20) -> str:
+    items = list(items)
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+# -- balance -------------------------------------------------------------------------------
+BALANCE_STEP = 5  # cameras a node asks for per heartbeat: a join moves cameras a few at a time
+
+
+def plan_balance(me: str, load: dict[str, int], capacity: dict[str, int], limit: int = BALANCE_STEP) -> dict[str, int]:
+    """How many cameras ``me`` asks of each other node so that the cameras are shared by capacity.
+
+    ``load``: cameras held (or on their way) per live recorder node, ``me`` included. Each node's
+    fair share is its capacity's part of the total, rounded up; ``me`` asks only for what it
+    lacks of its share, only of nodes above theirs (the most loaded first) and only their
+    excess, at most ``limit`` per step: a node joining takes its share and moves no other
+    camera. Pure: tested without a database."""
+    total, room = sum(load.values()), sum(capacity.get(n, 0) for n in load)
+    if total == 0 or room == 0:
+        return {}
+
+    def share(node: str) -> int:
+        return min(capacity.get(node, 0), -(-total * capacity.get(node, 0) // room))
+
+    want = min(share(me) - load.get(me, 0), limit)
+    asks: dict[str, int] = {}
+    for node in sorted(load, key=lambda n: (share(n) - load[n], n)):
+        if want <= 0:
+            break
+        excess = load[node] - share(node)
+        if node == me or excess <= 0:
+            continue
+        asks[node] = min(excess, want)
+        want -= asks[node]
+    return asks
+
+
+async def balance(session: AsyncSession, node_id: str, ttl_s: float, limit: int = BALANCE_STEP) -> int:
+    """Ask the nodes above their share to hand cameras to this one (``moving_to``: each holder
+    finalises its segment, then hands over, as for a move). Returns how many were asked for."""
+    now = await db_now_us(session)
+    live = {n.id: n.capacity for n in (await session.scalars(select(NodeRow).where(
+        NodeRow.stopped_us.is_(None), NodeRow.heartbeat_us >= now - int(ttl_s * 1e6)))).all()
+        if "recorder" in n.roles.split(",")}
+    if node_id not in live or len(live) < 2:
+        return 0
+    target = func.coalesce(CameraLease.moving_to, CameraLease.node_id)
+    rows = (await session.execute(select(target, func.count()).where(CameraLease.expires_us >= now)
+                                  .group_by(target))).all()
+    load = dict.fromkeys(live, 0)
+    for node, count in rows:
+        if node in load:
+            load[node] += count
+    asked = 0
+    for donor, count in plan_balance(node_id, load, live, limit).items():
+        chosen = select(CameraLease.camera_id).where(CameraLease.node_id == donor, CameraLease.moving_to.is_(None)) \
+            .order_by(CameraLease.camera_id.desc()).limit(count)
+        result = await session.execute(update(CameraLease).where(CameraLease.camera_id.in_(chosen))
+                                       .values(moving_to=node_id))
+        asked += result.rowcount or 0
+    return asked
+
+
+# -- the loop of one node --------------------------------------------------------------------
+class LeaseKeeper:
+    """Heartbeat, renewal and claims of one node, one step every ``heartbeat_s``.
+
+    ``held`` is camera id -> :class:`Held` as of the last step; ``on_change`` is called after a
+    step that changed it (the recorder supervisor starts and stops recorders). ``recording``
+    says whether the node claims cameras (the recorder role); every node heartbeats.
+    """
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], node_id: str, roles: tuple[str, ...], *,
+        capacity: int, heartbeat_s: float, ttl_s: float,
+    ) -> None:
+        self.sessions, self.node_id, self.roles = sessions, node_id, roles
+        self.capacity, self.heartbeat_s, self.ttl_s = capacity, heartbeat_s, ttl_s
+        self.recording = "recorder" in roles
+        self.held: dict[int, Held] = {}
+        self.on_change: Callable[[], Awaitable[None]] | None = None
+        self.last_ok_us: int | None = None  # process clock of the last successful step
+        self.error = ""  # why the last step failed ("" when it worked)
+        self.balance = True  # ask loaded nodes for a share when this one has room
+
+    async def start(self) -> None:
+        async with transaction(self.sessions) as session:
+            await register(session, self.node_id, self.roles, self.capacity, ttl_s=self.ttl_s)
+        log.info("node %s: registered (roles %s, capacity %d)", self.node_id, ",".join(self.roles), self.capacity)
+
+    async def tick(self) -> None:
+        """One step: heartbeat and renew, then claim free cameras up to capacity. Raises on a
+        database error (the caller's loop logs it); ``held`` is then unchanged."""
+        before = dict(self.held)
+        async with transaction(self.sessions) as session:
+            held = await heartbeat(session, self.node_id, self.ttl_s)
+        taken: dict[int, int] = {}
+        room = self.capacity - len(held)
+        if self.recording and room > 0:
+            async with transaction(self.sessions) as session:
+                taken = await claim(session, self.node_id, room, self.ttl_s)
+                if not taken and self.balance:
+                    asked = await balance(session, self.node_id, self.ttl_s)
+                    if asked:
+                        log.warning("node %s: asked the other nodes for %d cameras (its share by capacity)",
+                                    self.node_id, asked)
+        if taken:  # one line per step: a node starting in a 1,000-camera site takes hundreds at once
+            log.warning("node %s: took the leases of %d cameras: %s", self.node_id, len(taken),
+                        _ids(f"{cam} (generation {gen})" for cam, gen in sorted(taken.items())))
+        lost = set(before) - set(held)
+        if lost:
+            log.warning("node %s: lost the leases of %d cameras (another node holds them now): %s", self.node_id,
+                        len(lost), _ids(str(cam) for cam in sorted(lost)))
+        self.held = {**held, **{cam: Held(gen, None) for cam, gen in taken.items()}}
+        self.last_ok_us, self.error = now_us(), ""
+        if self.held != before and self.on_change is not None:
+            await self.on_change()
+
+    async def hand_over(self, camera_id: int) -> None:
+        async with transaction(self.sessions) as session:
+            target = await hand_over(session, self.node_id, camera_id, self.ttl_s)
+        self.held.pop(camera_id, None)
+        if target:
+            log.warning("camera %s: handed over by node %s to node %s", camera_id, self.node_id, target)
+
+    async def stop(self) -> None:
+        """Release every lease and mark the node stopped (after the recorders have stopped)."""
+        async with transaction(self.sessions) as session:
+            released = await stop(session, self.node_id)
+        self.held = {}
+        log.warning("node %s: stopped; %d camera leases released to the other nodes", self.node_id, released)
+
+
+__all__ = [
+    "ROLES", "CameraLease", "balance", "plan_balance", "Fence", "Fenced", "Held", "LeaseKeeper", "NodeInfo", "NodeRow", "check_fence", "claim",
+    "db_now_us", "expire", "hand_over", "heartbeat", "leases", "list_nodes", "load_or_create_node_id", "move",
+    "parse_roles", "register", "release", "stop", "unleased_cameras", "valid_node_id",
+]

@@ -1,0 +1,306 @@
+"""Nodes and camera leases (storage.nodes) on the real PostgreSQL, and SQLite's one-node path.
+
+The races are real: two nodes claim at once through two connections (PostgreSQL's SKIP LOCKED
+keeps their sets disjoint), and a segment whose lease changed hands is refused by the catalogue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from storage import Conflict
+from storage.catalogue import NewSegment, commit_segment, incoming_dir, scan_store
+from storage.db import make_engine, make_sessionmaker, now_us, transaction
+from storage.migrate import upgrade
+from storage.models import Camera, Segment
+from storage.nodes import (
+    CameraLease,
+    Fence,
+    Fenced,
+    LeaseKeeper,
+    claim,
+    expire,
+    heartbeat,
+    list_nodes,
+    load_or_create_node_id,
+    move,
+    parse_roles,
+    plan_balance,
+    register,
+    release,
+)
+
+TTL_S = 2.0
+
+
+async def add_cameras(sessions, n: int) -> list[int]:
+    async with transaction(sessions) as session:
+        cams = [Camera(name=f"cam{i}", main_url=f"rtsp://127.0.0.1:1/{i}") for i in range(n)]
+        session.add_all(cams)
+        await session.flush()
+        return [c.id for c in cams]
+
+
+async def keeper(sessions, node_id: str, capacity: int = 100) -> LeaseKeeper:
+    k = LeaseKeeper(sessions, node_id, ("recorder", "api"), capacity=capacity, heartbeat_s=0.5, ttl_s=TTL_S)
+    await k.start()
+    return k
+
+
+def test_node_id_is_stable_and_roles_are_checked(tmp_path: Path) -> None:
+    first = load_or_create_node_id(tmp_path)
+    assert first == load_or_create_node_id(tmp_path)
+    assert load_or_create_node_id(tmp_path, "rec-2") == "rec-2"
+    assert parse_roles("recorder, api,recorder") == ("recorder", "api")
+    with pytest.raises(Exception, match="choose from"):
+        parse_roles("recorder,cooking")
+
+
+async def test_claims_up_to_capacity_renews_and_releases(sessions) -> None:
+    cams = await add_cameras(sessions, 5)
+    a = await keeper(sessions, "a", capacity=3)
+    await a.tick()
+    assert sorted(a.held) == cams[:3]
+    assert all(h.generation == 1 for h in a.held.values())
+    await a.tick()  # renewal keeps the same leases, no new generation
+    assert sorted(a.held) == cams[:3] and all(h.generation == 1 for h in a.held.values())
+    async with transaction(sessions) as session:
+        assert await release(session, "a", [cams[0]]) == 1
+    b = await keeper(sessions, "b", capacity=10)
+    await b.tick()
+    assert sorted(b.held) == [cams[0], *cams[3:]]
+    assert b.held[cams[0]].generation == 2  # a hand-over is a new generation
+    await a.tick()
+    assert sorted(a.held) == cams[1:3]
+    await a.stop()
+    await b.tick()
+    assert sorted(b.held) == cams
+    async with sessions() as session:
+        nodes = {n.id: n for n in await list_nodes(session, TTL_S)}
+    assert nodes["a"].state == "stopped" and nodes["b"].state == "running" and nodes["b"].cameras == 5
+
+
+async def test_a_lease_expires_when_its_node_stops_heartbeating(sessions) -> None:
+    cams = await add_cameras(sessions, 2)
+    a = await keeper(sessions, "a")
+    await a.tick()
+    b = await keeper(sessions, "b")
+    await b.tick()
+    assert b.held == {}  # a's leases are live
+    await asyncio.sleep(TTL_S + 0.3)  # a is "killed": no heartbeat
+    async with transaction(sessions) as session:
+        assert await heartbeat(session, "b", TTL_S) == {}  # b lives on
+        assert await expire(session, TTL_S) == ["a"]
+    await b.tick()
+    assert sorted(b.held) == cams and {h.generation for h in b.held.values()} == {2}
+    await a.tick()  # a wakes up: its renewal finds nothing of its own
+    assert a.held == {}
+    async with sessions() as session:
+        nodes = {n.id: n.state for n in await list_nodes(session, TTL_S)}
+    assert nodes == {"a": "running", "b": "running"}
+
+
+async def test_a_stale_generation_is_fenced_at_the_catalogue(sessions, tmp_path: Path) -> None:
+    (cam,) = await add_cameras(sessions, 1)
+    root = tmp_path / "store"
+    a = await keeper(sessions, "a")
+    await a.tick()
+    fence_a = Fence("a", a.held[cam].generation)
+    t0 = now_us()
+
+    def segment(n: int) -> tuple[Path, NewSegment]:
+        folder = incoming_dir(root, cam)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"1-{n}.mkv"
+        path.write_bytes(b"x" * 100)
+        return path, NewSegment(cam, t0 + n * 1_000_000, t0 + (n + 1) * 1_000_000)
+
+    path, seg = segment(0)
+    await commit_segment(sessions, root, path, seg, fence=fence_a)
+    async with transaction(sessions) as session:  # the lease changes hands: a is cut off
+        await release(session, "a")
+    b = await keeper(sessions, "b")
+    await b.tick()
+    path, seg = segment(1)
+    with pytest.raises(Fenced, match="generation 1; the lease is now node b, generation 2"):
+        await commit_segment(sessions, root, path, seg, fence=fence_a)
+    assert not path.exists() and (root / str(cam) / "fenced" / path.name).exists()
+    path, seg = segment(2)
+    await commit_segment(sessions, root, path, seg, fence=Fence("b", 2))
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Segment)) == 2
+    assert len(scan_store(root)) == 2  # the fenced file is not in a day folder
+
+
+async def test_moving_a_camera_waits_for_the_holder(sessions) -> None:
+    cams = await add_cameras(sessions, 2)
+    a = await keeper(sessions, "a")
+    await a.tick()
+    b = await keeper(sessions, "b")
+    async with transaction(sessions) as session:
+        assert await move(session, cams[0], "b", TTL_S) == "asked"
+    await a.tick()
+    assert a.held[cams[0]].moving_to == "b"
+    await a.hand_over(cams[0])
+    await b.tick()
+    assert list(b.held) == [cams[0]] and b.held[cams[0]].generation == 2
+    async with transaction(sessions) as session:
+        with pytest.raises(Exception, match="does not exist"):
+            await move(session, cams[1], "nobody", TTL_S)
+
+
+async def test_a_second_machine_with_the_same_id_is_refused(sessions) -> None:
+    async with transaction(sessions) as session:
+        await register(session, "n1", ("recorder",), 10, ttl_s=30, host="hostA", pid=1)
+    async with transaction(sessions) as session:
+        with pytest.raises(Conflict, match="already running on hostA"):
+            await register(session, "n1", ("recorder",), 10, ttl_s=30, host="hostB", pid=2)
+    async with transaction(sessions) as session:  # a restart on the same host is allowed
+        await register(session, "n1", ("recorder",), 10, ttl_s=30, host="hostA", pid=3)
+
+
+@pytest.mark.postgres
+async def test_nodes_claiming_at_once_take_disjoint_cameras(pg_url: str) -> None:
+    """Ten nodes, each with its own engine (connections), claim 200 cameras at the same moment."""
+    engines = [make_engine(pg_url) for _ in range(10)]
+    await upgrade(engines[0])
+    pools = [make_sessionmaker(e) for e in engines]
+    try:
+        await add_cameras(pools[0], 200)
+        for i, pool in enumerate(pools):
+            async with transaction(pool) as session:
+                await register(session, f"n{i}", ("recorder",), 30, ttl_s=TTL_S)
+
+        async def one(i: int) -> dict[int, int]:
+            async with transaction(pools[i]) as session:
+                return await claim(session, f"n{i}", 30, TTL_S)
+
+        taken = await asyncio.gather(*(one(i) for i in range(10)))
+        claimed = [cam for t in taken for cam in t]
+        assert len(claimed) == len(set(claimed)), "a camera claimed by two nodes"
+        assert all(len(t) <= 30 for t in taken)
+        # Whatever one round missed (skipped while locked) the next round takes.
+        for _ in range(3):
+            taken = await asyncio.gather(*(one(i) for i in range(10)))
+        async with pools[0]() as session:
+            rows = (await session.execute(select(CameraLease.node_id, func.count()).group_by(CameraLease.node_id))).all()
+            held = await heartbeat(session, "n0", TTL_S)
+        assert sum(n for _, n in rows) == 200 and all(n <= 30 for _, n in rows)
+        assert all(h.generation == 1 for h in held.values())
+    finally:
+        for e in engines:
+            await e.dispose()
+
+
+async def test_a_recorder_that_lost_its_lease_keeps_its_segment_out_of_the_catalogue(sessions, tmp_path: Path) -> None:
+    """The recorder's side of the fence: the refused segment is counted and reported (the
+    supervisor alerts on it), its file kept in fenced/, and the queue goes on."""
+    from cameras.recorder import CameraRecorder, RecorderCamera, _Commit
+
+    (cam,) = await add_cameras(sessions, 1)
+    root = tmp_path / "store"
+    a = await keeper(sessions, "a")
+    await a.tick()
+    reported: list[str] = []
+    rec = CameraRecorder(RecorderCamera(cam, "cam0", "rtsp://127.0.0.1:1/0", generation=a.held[cam].generation),
+                         sessions, root, segment_s=2, stall_timeout_s=5, backoff_initial_s=1, backoff_max_s=1,
+                         node_id="a", on_fenced=lambda r, reason: reported.append(reason))
+    folder = incoming_dir(root, cam)
+    folder.mkdir(parents=True)
+    t0 = now_us()
+    for n in range(2):
+        (folder / f"1-{n}.mkv").write_bytes(b"x" * 10)
+    await rec._apply(_Commit(folder / "1-0.mkv", NewSegment(cam, t0, t0 + 2_000_000), closes_gap=False))
+    await keeper(sessions, "b")
+    async with transaction(sessions) as session:
+        await move(session, cam, "b", TTL_S)
+    await a.tick()
+    await a.hand_over(cam)  # the lease is b's now, generation 2
+    await rec._apply(_Commit(folder / "1-1.mkv", NewSegment(cam, t0 + 2_000_000, t0 + 4_000_000), closes_gap=False))
+    assert rec.segments_committed == 1 and rec.segments_fenced == 1
+    assert len(reported) == 1 and "the lease is now node b, generation 2" in reported[0]
+    assert (root / str(cam) / "fenced" / "1-1.mkv").exists()
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Segment)) == 1
+
+
+def test_balance_gives_a_joining_node_its_share_by_capacity_and_moves_nothing_else() -> None:
+    caps = {"a": 3, "b": 3, "c": 6}
+    assert plan_balance("c", {"a": 3, "b": 3, "c": 0}, caps) == {"a": 1, "b": 1}
+    assert plan_balance("c", {"a": 2, "b": 2, "c": 2}, caps) == {}  # settled: nobody above its share
+    assert plan_balance("a", {"a": 2, "b": 2, "c": 2}, caps) == {}
+    even = {f"n{i}": 100 for i in range(10)}
+    assert plan_balance("new", {**dict.fromkeys(even, 100), "new": 0}, {**even, "new": 100}) == {
+        "n0": 5}  # a few per step, from one donor at a time
+    load = {**dict.fromkeys(even, 100), "new": 0}
+    moved = 0
+    while asks := plan_balance("new", load, {**even, "new": 100}):
+        for donor, n in asks.items():
+            load[donor] -= n
+            load["new"] += n
+            moved += n
+    assert load["new"] == 90 and moved == 90 and max(load.values()) - min(load.values()) <= 1
+    assert plan_balance("a", {"a": 0}, {"a": 5}) == {} and plan_balance("a", {"a": 0, "b": 0}, caps) == {}
+
+
+async def test_a_node_with_room_asks_the_loaded_nodes_for_its_share(sessions) -> None:
+    cams = await add_cameras(sessions, 6)
+    a = await keeper(sessions, "a", capacity=6)
+    await a.tick()
+    b = await keeper(sessions, "b", capacity=6)
+    await b.tick()  # nothing free: b asks a for 3
+    await a.tick()
+    assert sum(1 for h in a.held.values() if h.moving_to == "b") == 3
+    for cam, h in list(a.held.items()):
+        if h.moving_to:
+            await a.hand_over(cam)
+    await b.tick()
+    await a.tick()
+    assert len(a.held) == 3 and len(b.held) == 3 and sorted([*a.held, *b.held]) == cams
+    assert all(h.generation == 2 for h in b.held.values())
+    await b.tick()
+    await a.tick()
+    assert not any(h.moving_to for h in (*a.held.values(), *b.held.values())), "balanced: nothing more moves"
+
+
+@pytest.mark.postgres
+def test_nodes_list_and_cameras_move_from_the_cli(pg_url: str, data_dir: Path, capsys) -> None:
+    from controlroom.cli import main as cli
+    from controlroom.commands.common import open_store
+    from controlroom.settings import load_settings
+    from storage.audit import AuditEntry
+
+    (data_dir / "settings.toml").write_text(f'database_url = "{pg_url}"\n')
+    settings = load_settings(data_dir, environ={})
+
+    async def seed() -> None:
+        async with open_store(settings) as st:
+            await add_cameras(st.sessions, 2)
+            a = await keeper(st.sessions, "rec-a")
+            await a.tick()
+            await keeper(st.sessions, "rec-b")
+
+    async def lease_and_audit() -> tuple[dict, list]:
+        async with open_store(settings) as st, st.sessions() as session:
+            held = {r.camera_id: (r.node_id, r.moving_to) for r in (await session.scalars(select(CameraLease)))}
+            actions = (await session.execute(select(AuditEntry.actor, AuditEntry.action, AuditEntry.target)
+                                             .where(AuditEntry.action == "camera.move"))).all()
+        return held, [tuple(r) for r in actions]
+
+    asyncio.run(seed())
+    assert cli(["--data-dir", str(data_dir), "nodes", "list", "--json"]) == 0
+    listed = {n["id"]: n for n in json.loads(capsys.readouterr().out)}
+    assert listed["rec-a"]["cameras"] == 2 and listed["rec-a"]["state"] == "running"
+    assert listed["rec-a"]["roles"] == "recorder,api" and listed["rec-b"]["cameras"] == 0
+    assert cli(["--data-dir", str(data_dir), "cameras", "move", "cam1", "--to", "rec-b"]) == 0
+    assert "hands it to rec-b" in capsys.readouterr().out
+    held, actions = asyncio.run(lease_and_audit())
+    assert held[2] == ("rec-a", "rec-b") and held[1] == ("rec-a", None)
+    assert actions == [("cli", "camera.move", "camera:2")]
+    assert cli(["--data-dir", str(data_dir), "cameras", "move", "cam1", "--to", "nobody"]) == 1
+    assert "node nobody does not exist" in capsys.readouterr().err
