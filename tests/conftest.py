@@ -16,6 +16,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import pytest_asyncio
 
 from controlroom.settings import Settings, load_settings
 from storage.db import make_engine, make_sessionmaker
@@ -82,6 +83,15 @@ async def sessions(db_url: str, data_dir: Path):
     await upgrade(engine)
     yield make_sessionmaker(engine, audit_key=load_or_create_keys(data_dir / "secret.key").audit_mac_key)
     await engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser():
+    """One Chromium per test module (tests/ui_stack.py), for the UI tests."""
+    from ui_stack import chromium
+
+    async with chromium() as b:
+        yield b
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,10 @@ from axe_check import serious_violations
 from playwright.async_api import expect
 from sqlalchemy import select
 from test_ui_screens import HEADER_ON_ONE_LINE
-from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, signed_in
+from ui_stack import OPERATOR, PASSWORD, running_stack, signed_in
 
 from controlroom.context import SESSIONS
-from storage import accounts, audit, inventory
+from storage import accounts, inventory
 from storage.audit import AuditEntry
 from storage.db import transaction
 from storage.models import Hold, Site
@@ -32,19 +32,8 @@ NEW_PASSWORD = "plover dusk ferry lantern"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory):
-    async with running_stack(tmp_path_factory.mktemp("ui-admin"), cameras=2, live=0, ptz=0, record=True) as st:
-        hashed = accounts.hash_password(PASSWORD)
-        async with transaction(st.app[SESSIONS]) as session:
-            for name, role in ((ADMIN, "administrator"), (SUPERVISOR, "supervisor")):
-                await accounts.create_user(session, name, role, hashed)
-                await audit.append(session, "test", "user.add", f"user:{name}", role=role)
+    async with running_stack(tmp_path_factory.mktemp("ui-admin"), cameras=2, live=0, ptz=0, record=True, users={ADMIN: "administrator", SUPERVISOR: "supervisor"}) as st:
         yield st
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser():
-    async with chromium() as b:
-        yield b
 
 
 async def _page(browser, stack, who: str, where: str):

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
-from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, signed_in
+from ui_stack import OPERATOR, PASSWORD, running_stack, signed_in
 
 from anpr.frames import encode_jpeg, overview, plate_patch
 from anpr.hotlist import parse_entry
@@ -103,12 +103,6 @@ async def stack(tmp_path_factory):
             await audit.append(s, "test", "user.add", f"user:{SUPERVISOR}", role="supervisor")
         st.seed = {"hb": hb, "wb": wb, "t0": t0, "reads": reads}
         yield st
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser():
-    async with chromium() as b:
-        yield b
 
 
 async def on_anpr(browser, stack, username: str, where: str):

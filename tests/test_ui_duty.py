@@ -10,10 +10,10 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import expect
 from sqlalchemy import select
-from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, signed_in, wait_for
+from ui_stack import OPERATOR, PASSWORD, running_stack, signed_in, wait_for
 
 from controlroom.context import SESSIONS
-from storage import accounts, audit, duty
+from storage import accounts, duty
 from storage.audit import AuditEntry
 from storage.db import transaction
 from storage.health import list_faults
@@ -24,18 +24,8 @@ SUPERVISOR = "sup1"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory):
-    async with running_stack(tmp_path_factory.mktemp("ui-duty"), cameras=1, live=0, ptz=0, record=False) as st:
-        hashed = accounts.hash_password(PASSWORD)
-        async with transaction(st.app[SESSIONS]) as session:
-            await accounts.create_user(session, SUPERVISOR, "supervisor", hashed)
-            await audit.append(session, "test", "user.add", f"user:{SUPERVISOR}", role="supervisor")
+    async with running_stack(tmp_path_factory.mktemp("ui-duty"), cameras=1, live=0, ptz=0, record=False, users={SUPERVISOR: "supervisor"}) as st:
         yield st
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser():
-    async with chromium() as b:
-        yield b
 
 
 async def _open_session(stack, username: str):

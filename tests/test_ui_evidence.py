@@ -25,13 +25,11 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
-from ui_stack import PASSWORD, chromium, running_stack, signed_in, wait_for
+from ui_stack import running_stack, signed_in, wait_for
 
 from controlroom.context import KEYS, SESSIONS
 from controlroom.evidence.verify import verify_package
-from storage import accounts, audit
 from storage.audit import AuditEntry
-from storage.db import transaction
 from storage.evidence import get_request
 from storage.models import Hold, Segment
 
@@ -59,19 +57,8 @@ def whole_second(us: int) -> int:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory):
     async with running_stack(tmp_path_factory.mktemp("ui-evidence"), cameras=2, live=0, ptz=0,
-                             **{"recording.segment_s": 2}) as st:
-        hashed = await asyncio.to_thread(accounts.hash_password, PASSWORD)
-        async with transaction(st.app[SESSIONS]) as session:
-            for name, role in ((POLICE, "police"), (SUPERVISOR, "supervisor")):
-                await accounts.create_user(session, name, role, hashed)
-                await audit.append(session, "test", "user.add", f"user:{name}", role=role)
+                             users={POLICE: "police", SUPERVISOR: "supervisor"}, **{"recording.segment_s": 2}) as st:
         yield st
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser():
-    async with chromium() as b:
-        yield b
 
 
 async def on_evidence(browser, stack, username: str):

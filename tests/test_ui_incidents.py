@@ -9,7 +9,6 @@ a change after that is refused while a correction is still taken. Tests run in f
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -17,11 +16,9 @@ import pytest
 import pytest_asyncio
 from incident_clicks import log_from_live_view
 from sqlalchemy import select
-from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, signed_in, wait_for
+from ui_stack import OPERATOR, running_stack, signed_in, wait_for
 
 from controlroom.context import SESSIONS
-from storage import accounts, audit
-from storage.db import transaction
 from storage.incidents import Bookmark, get_incident
 from storage.models import Segment
 
@@ -34,18 +31,8 @@ STATE: dict = {}
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory):
     async with running_stack(tmp_path_factory.mktemp("ui-incidents"), cameras=1, live=0, ptz=0,
-                             **{"recording.segment_s": 2}) as st:
-        hashed = await asyncio.to_thread(accounts.hash_password, PASSWORD)
-        async with transaction(st.app[SESSIONS]) as session:
-            await accounts.create_user(session, SUPERVISOR, "supervisor", hashed)
-            await audit.append(session, "test", "user.add", f"user:{SUPERVISOR}", role="supervisor")
+                             users={SUPERVISOR: "supervisor"}, **{"recording.segment_s": 2}) as st:
         yield st
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser():
-    async with chromium() as b:
-        yield b
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

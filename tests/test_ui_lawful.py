@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
-from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, signed_in, wait_for
+from ui_stack import OPERATOR, running_stack, signed_in, wait_for
 
 from controlroom.context import SESSIONS
 from controlroom.timefmt import us_to_iso
-from storage import accounts, audit, ripa
+from storage import ripa
 from storage.audit import AuditEntry
 from storage.db import now_us, transaction
 
@@ -36,19 +36,8 @@ EXPIRES_IN_S = 8
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory):
     async with running_stack(tmp_path_factory.mktemp("ui-lawful"), cameras=1, live=0, ptz=1, record=False,
-                             onvif=True, **{"lawful.check_interval_s": 0.5}) as st:
-        hashed = await asyncio.to_thread(accounts.hash_password, PASSWORD)
-        async with transaction(st.app[SESSIONS]) as session:
-            for name, role in ((SUPERVISOR, "supervisor"), (POLICE, "police")):
-                await accounts.create_user(session, name, role, hashed)
-                await audit.append(session, "test", "user.add", f"user:{name}", role=role)
+                             onvif=True, users={SUPERVISOR: "supervisor", POLICE: "police"}, **{"lawful.check_interval_s": 0.5}) as st:
         yield st
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser():
-    async with chromium() as b:
-        yield b
 
 
 async def test_a_ripa_authorisation_expiring_is_flagged(stack, browser, artifacts: Path):

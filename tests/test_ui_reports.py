@@ -9,7 +9,6 @@ no Reports view at all.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from pathlib import Path
@@ -17,11 +16,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from test_reports import at, pdf_text, seed
-from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, signed_in
+from ui_stack import OPERATOR, running_stack, signed_in
 
 from controlroom.context import SESSIONS
-from storage import accounts, audit
-from storage.db import transaction
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 SUPERVISOR, POLICE = "sup.rita", "pc.reports"
@@ -29,12 +26,7 @@ SUPERVISOR, POLICE = "sup.rita", "pc.reports"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory):
-    async with running_stack(tmp_path_factory.mktemp("ui-reports"), cameras=2, live=0, ptz=0, record=False) as st:
-        hashed = await asyncio.to_thread(accounts.hash_password, PASSWORD)
-        async with transaction(st.app[SESSIONS]) as session:
-            for name, role in ((SUPERVISOR, "supervisor"), (POLICE, "police")):
-                await accounts.create_user(session, name, role, hashed)
-                await audit.append(session, "test", "user.add", f"user:{name}", role=role)
+    async with running_stack(tmp_path_factory.mktemp("ui-reports"), cameras=2, live=0, ptz=0, record=False, users={SUPERVISOR: "supervisor", POLICE: "police"}) as st:
         cam = sorted(st.cameras.values())[0]
         await seed(st.app[SESSIONS], [
             (at(2026, 11, 24, 14, 5), "shoplifting", cam, OPERATOR, "", "arrest_assisted"),
@@ -44,12 +36,6 @@ async def stack(tmp_path_factory):
             (at(2025, 11, 25, 10, 0), "shoplifting", cam, OPERATOR, "", None),
         ])
         yield st
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser():
-    async with chromium() as b:
-        yield b
 
 
 async def test_supervisor_reads_downloads_and_sends_the_pack(stack, browser, artifacts: Path, tmp_path: Path):

@@ -23,7 +23,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select, update
 from test_ui_anpr import BOX, frame_with_plate, jpegs
-from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, wait_for
+from ui_stack import OPERATOR, PASSWORD, running_stack, wait_for
 
 from anpr.hotlist import parse_entry
 from anpr.live import LiveReading
@@ -31,7 +31,7 @@ from anpr.tracking import Vehicle
 from cameras.recorder import media_duration_s
 from controlroom.anpr_service import live_options
 from controlroom.context import ALERTS, KEYS, SESSIONS, SETTINGS
-from storage import accounts, audit, inventory
+from storage import inventory
 from storage.alerts import Alert, raise_alert
 from storage.anpr.hotlists import add_entries, add_hotlist
 from storage.anpr.images import save_read_images
@@ -54,6 +54,7 @@ EN_GB = re.compile(r"^\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2}(\.\d{3})? [+-]\d{2}:\d
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stack(tmp_path_factory):
     async with running_stack(tmp_path_factory.mktemp("ui-screens"), cameras=4, live=0, ptz=1, onvif=True,
+                             users={SUPERVISOR: "supervisor", ADMIN: "administrator", POLICE: "police"},
                              **{"recording.segment_s": 2}) as st:
         async with transaction(st.app[SESSIONS]) as session:
             # A camera nobody can reach (offline, with a long name) for the grid's messages.
@@ -61,17 +62,7 @@ async def stack(tmp_path_factory):
                 name=LONG_NAME, site="Horns Bridge", main_url="rtsp://127.0.0.1:9/none",
                 sub_url="rtsp://127.0.0.1:9/none-sub", recording=False), st.app[KEYS])
             st.unreachable = cam.id
-            hashed = await asyncio.to_thread(accounts.hash_password, PASSWORD)
-            for name, role in ((SUPERVISOR, "supervisor"), (ADMIN, "administrator"), (POLICE, "police")):
-                await accounts.create_user(session, name, role, hashed)
-                await audit.append(session, "test", "user.add", f"user:{name}", role=role)
         yield st
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser():
-    async with chromium() as b:
-        yield b
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -50,7 +50,9 @@ class Stack:
 @contextlib.asynccontextmanager
 async def running_stack(work: Path, *, cameras: int = 4, live: int = 1, ptz: int = 1, record: bool = True,
                         onvif: bool = False, codecs: dict[str, str] | None = None,
-                        **overrides: Any) -> AsyncIterator[Stack]:
+                        users: dict[str, str] | None = None, **overrides: Any) -> AsyncIterator[Stack]:
+    """The service and its simulator; ``users`` (username -> role) are made beside the operator,
+    each with ``PASSWORD``."""
     data = work / "data"
     data.mkdir(parents=True, exist_ok=True)
     settings = load_settings(data, environ={}).with_overrides(
@@ -70,8 +72,9 @@ async def running_stack(work: Path, *, cameras: int = 4, live: int = 1, ptz: int
                     spec = inventory.parse_spec(inventory.CameraSpec, spec_data, "simulator")
                     cam = await inventory.add_camera(session, spec, app[KEYS])
                     ids[cam.name] = cam.id
-                await accounts.create_user(session, OPERATOR, "operator", hashed)
-                await audit.append(session, "test", "user.add", f"user:{OPERATOR}", role="operator")
+                for name, role in {OPERATOR: "operator", **(users or {})}.items():
+                    await accounts.create_user(session, name, role, hashed)
+                    await audit.append(session, "test", "user.add", f"user:{name}", role=role)
             if record:
                 from controlroom.context import SUPERVISOR
 
