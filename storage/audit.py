@@ -420,6 +420,19 @@ def entry_json(e: AuditEntry) -> dict[str, Any]:
     }
 
 
+def _matching(q, from_us: int | None, to_us: int | None, action: str | None, actor: str | None):
+    """``q`` narrowed to ``from_us <= at_us < to_us`` and, when given, one action and one actor."""
+    if from_us is not None:
+        q = q.where(AuditEntry.at_us >= from_us)
+    if to_us is not None:
+        q = q.where(AuditEntry.at_us < to_us)
+    if action:
+        q = q.where(AuditEntry.action == action)
+    if actor:
+        q = q.where(AuditEntry.actor == actor)
+    return q
+
+
 async def entries(
     session: AsyncSession,
     from_us: int | None = None,
@@ -433,15 +446,7 @@ async def entries(
     """Entries in chain order, ``from_us <= at_us < to_us``, in batches (exports are large)."""
     last, sent = 0, 0
     while True:
-        q = select(AuditEntry).where(AuditEntry.seq > last)
-        if from_us is not None:
-            q = q.where(AuditEntry.at_us >= from_us)
-        if to_us is not None:
-            q = q.where(AuditEntry.at_us < to_us)
-        if action:
-            q = q.where(AuditEntry.action == action)
-        if actor:
-            q = q.where(AuditEntry.actor == actor)
+        q = _matching(select(AuditEntry).where(AuditEntry.seq > last), from_us, to_us, action, actor)
         rows = (await session.execute(q.order_by(AuditEntry.seq).limit(batch))).scalars().all()
         if not rows:
             return
@@ -463,15 +468,7 @@ async def latest_entries(
     limit: int = 500,
 ) -> list[AuditEntry]:
     """The newest ``limit`` entries matching, newest first (what a screen shows first)."""
-    q = select(AuditEntry)
-    if from_us is not None:
-        q = q.where(AuditEntry.at_us >= from_us)
-    if to_us is not None:
-        q = q.where(AuditEntry.at_us < to_us)
-    if action:
-        q = q.where(AuditEntry.action == action)
-    if actor:
-        q = q.where(AuditEntry.actor == actor)
+    q = _matching(select(AuditEntry), from_us, to_us, action, actor)
     return list((await session.execute(q.order_by(AuditEntry.seq.desc()).limit(limit))).scalars())
 
 
