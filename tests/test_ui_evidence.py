@@ -65,7 +65,7 @@ async def on_evidence(browser, stack, username: str):
     """A page of its own browser context, signed in and on the evidence view."""
     page = await signed_in(browser, stack.base_url, username, "#evidence")
     await page.wait_for_selector("#view-evidence:not([hidden])")
-    await page.wait_for_function("document.getElementById('ev-fingerprint').textContent.length > 0")
+    await page.wait_for_function("() => document.getElementById('ev-fingerprint').textContent.length > 0")
     return page
 
 

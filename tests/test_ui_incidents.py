@@ -52,7 +52,7 @@ async def test_operator_logs_an_incident_from_live_view_in_two_clicks(stack, ope
     cam_id = camera(stack)
     await operator.goto(f"{stack.base_url}/#camera/{cam_id}")
     await operator.wait_for_selector("#view-single:not([hidden]) #single-incident")
-    await operator.wait_for_function("document.querySelectorAll('#qi-categories button').length === 11")
+    await operator.wait_for_function("() => document.querySelectorAll('#qi-categories button').length === 11")
 
     logged = await log_from_live_view(operator, "violence")
     print(f"\nincident logged from the live view: {logged.clicks} clicks, {logged.seconds:.2f} s")

@@ -239,7 +239,7 @@ async def test_changing_one_tile_reconnects_only_that_tile(stack, page):
     await page.eval_on_selector_all("#grid video", "vs => vs.forEach((v, i) => { v.dataset.kept = String(i); })")
     before = len(page.sockets)
     await page.select_option("#grid .tile:nth-child(2) select", str(ids[3]))
-    await page.wait_for_function(f"document.querySelector('#grid .tile:nth-child(2) video')?.dataset.camera === '{ids[3]}'")
+    await page.wait_for_function(f"() => document.querySelector('#grid .tile:nth-child(2) video')?.dataset.camera === '{ids[3]}'")
     await asyncio.sleep(1.5)
     opened = [u for u in page.sockets[before:] if "/live" in u]
     assert len(opened) == 1 and f"/cameras/{ids[3]}/live" in opened[0], opened
@@ -344,7 +344,7 @@ async def test_alerts_compact_by_priority_linked_handled_and_cleared(stack, page
         offline = await raise_alert(s, app[ALERTS], "camera_offline", f"{FIXED[1]}: camera offline (no answer)",
                                     camera_id=offline_cam)
     cards = page.locator("#alerts-list > li.alert")
-    await page.wait_for_function("document.querySelectorAll('#alerts-list > li.alert').length === 5")
+    await page.wait_for_function("() => document.querySelectorAll('#alerts-list > li.alert').length === 5")
     await page.locator(f"#alerts-list li[data-hit='{hits[-1][0]}'] .hit-images img").first.wait_for(timeout=10_000)
     # By priority (the three priority-1 hits, newest first), then time (the offline alert, then the older priority-3 hit).
     await page.screenshot(path=str(artifacts / "ui-screens-alerts.png"))
@@ -413,7 +413,7 @@ async def test_ptz_presets_home_and_speed_from_the_browser(stack, page, artifact
     assert (await sent.value).post_data_json["pan"] == 1.0
     await asyncio.sleep(0.6)
     await page.mouse.up()
-    await page.wait_for_function("!window.controlroom.single.moving")
+    await page.wait_for_function("() => !window.controlroom.single.moving")
     await asyncio.sleep(0.5)
     moved = await stack.sim.get_ptz(PTZ_CAM)
     assert moved[0] > 0.1, moved
@@ -527,13 +527,13 @@ async def test_police_form_errors_at_once_draft_kept_preview_and_refusal_release
                   "lawful_basis": "DPA 2018 Schedule 2 Part 1 paragraph 2", "authorised_by": "Insp Jones"}
         for f, v in values.items():
             await police.fill(f"#ev-{f}", v)
-        await police.wait_for_function("document.querySelector('#ev-w1-camera').options.length > 1")
+        await police.wait_for_function("() => document.querySelector('#ev-w1-camera').options.length > 1")
         await police.select_option("#ev-w1-camera", str(cam_id))
         await police.fill("#ev-w1-from", start.strftime("%d/%m/%Y %H:%M:%S"))
         await police.fill("#ev-w1-to", (start + timedelta(seconds=20)).strftime("%d/%m/%Y %H:%M:%S"))
         await police.reload()
         await police.wait_for_selector("#ev-form:not([hidden])")
-        await police.wait_for_function(f"document.querySelector('#ev-w1-camera').value === '{cam_id}'")
+        await police.wait_for_function(f"() => document.querySelector('#ev-w1-camera').value === '{cam_id}'")
         for f, v in values.items():
             assert await police.input_value(f"#ev-{f}") == v, f
         assert await police.input_value("#ev-w1-from") == start.strftime("%d/%m/%Y %H:%M:%S")
