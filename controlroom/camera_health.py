@@ -243,6 +243,10 @@ def live_snapshot(app: web.Application) -> Snapshot:
     return take
 
 
+# The wait before the next offline check after a failed one.
+RETRY_S = 2.0
+
+
 async def run_tick(app: web.Application, name: str, tick: Callable[[], Awaitable[None]]) -> bool:
     """One tick; a failure is logged with its traceback and shown by /healthz until one succeeds."""
     component = app[CAMERA_HEALTH]
@@ -279,8 +283,10 @@ async def health_loop_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def offline_loop() -> None:
         while True:
-            await run_tick(app, "offline check", component.offline_tick)
-            await asyncio.sleep(settings.check_interval_s)
+            ok = await run_tick(app, "offline check", component.offline_tick)
+            # After a failure (the database restarting, say) look again soon: the failure shows
+            # in /healthz until a tick succeeds, and must not outlive its cause by a whole interval.
+            await asyncio.sleep(settings.check_interval_s if ok else min(settings.check_interval_s, RETRY_S))
 
     async def picture_loop() -> None:
         # First one interval after start: the recorders and cameras are up by then, and a
