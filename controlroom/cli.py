@@ -18,6 +18,7 @@ from pathlib import Path
 from controlroom.commands import COMMAND_MODULES
 from controlroom.errors import status_for
 from controlroom.files import restrict_umask, secure_data_dir
+from controlroom.pyfix import serialise_ast_parse
 from controlroom.settings import SettingsError, load_settings
 
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    serialise_ast_parse()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

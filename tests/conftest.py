@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from controlroom.pyfix import serialise_ast_parse
 from controlroom.settings import Settings, load_settings
 from storage.db import make_engine, make_sessionmaker
 from storage.keys import load_or_create_keys
@@ -27,6 +28,10 @@ PG_ADMIN_URL = os.environ.get("CONTROLROOM_TEST_PG", "postgresql://postgres@127.
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 ARTIFACTS = REPO / "test-artifacts"
+
+# pytest reports a failure from source while the service's threads may be formatting a traceback
+# of their own; without this, CPython 3.11 can end the whole run with INTERNALERROR (see pyfix).
+serialise_ast_parse()
 
 
 @pytest.fixture
