@@ -1,0 +1,75 @@
+"""The synthetic plate generator (anpr/synth.py) that the plate recogniser is trained on:
+its made-up registrations fit the UK rules of anpr/plates.py layout by layout, and its
+samples are what the reader feeds the recogniser, reproducibly from a seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anpr import synth
+from anpr.plates import uk_format
+
+UK_LAYOUTS = {"current": "current", "prefix": "prefix", "suffix": "suffix", "dateless": "dateless", "ni": "dateless"}
+
+
+@pytest.mark.parametrize("layout", sorted(UK_LAYOUTS))
+def test_synthetic_uk_registrations_fit_their_format(layout: str) -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(400):
+        plate = synth.make_plate(rng, layout)
+        assert plate.layout == layout
+        assert uk_format(plate.text) == UK_LAYOUTS[layout], plate
+
+
+def test_synthetic_generic_registrations_are_4_to_8_letters_and_digits() -> None:
+    rng = np.random.default_rng(6)
+    for _ in range(400):
+        plate = synth.make_plate(rng, "generic")
+        assert 4 <= len(plate.text) <= 8 and set(plate.text) <= set(synth.SYMBOLS), plate
+
+
+def test_synthetic_layouts_are_drawn_in_their_shares() -> None:
+    rng = np.random.default_rng(7)
+    n = 4000
+    counts = {name: 0 for name in synth.LAYOUTS}
+    for _ in range(n):
+        counts[synth.registration(rng)[0]] += 1
+    for name, share in synth.LAYOUTS.items():
+        assert abs(counts[name] / n - share) < 0.03, (name, counts)
+
+
+def test_synthetic_two_line_plates_keep_the_registration_across_lines() -> None:
+    rng = np.random.default_rng(8)
+    seen = 0
+    for _ in range(300):
+        plate = synth.make_plate(rng, "current")
+        if len(plate.lines) == 2:
+            seen += 1
+            assert plate.lines[0] + plate.lines[1] == plate.text and len(plate.lines[0]) == 4
+    assert seen > 10  # square plates are drawn too
+
+
+def test_synthetic_samples_are_recogniser_inputs() -> None:
+    rng = np.random.default_rng(9)
+    for _ in range(60):
+        img, text = synth.sample(rng)
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+        assert img.shape[0] == synth.LINE_HEIGHT_PX and 16 <= img.shape[1] <= synth.MAX_WIDTH_PX
+        assert text and set(text) <= set(synth.SYMBOLS)
+        assert img.std() > 3  # something is drawn, not a flat crop
+
+
+def test_synthetic_samples_are_reproducible_from_the_seed() -> None:
+    a = [synth.sample(np.random.default_rng(11)) for _ in range(2)]
+    b = synth.sample(np.random.default_rng(11))
+    c = synth.sample(np.random.default_rng(12))
+    assert a[0][1] == a[1][1] == b[1] and np.array_equal(a[0][0], b[0])
+    assert c[1] != b[1] or not np.array_equal(c[0], b[0])
+
+
+def test_synthetic_plate_picture_draws_a_whole_plate() -> None:
+    rng = np.random.default_rng(13)
+    picture = synth.plate_picture(rng, synth.Plate("current", ("AB12 CDE",)))
+    assert picture.dtype == np.uint8 and picture.shape[2] == 3
+    assert picture.shape[1] > picture.shape[0]  # a one-line plate is wide
