@@ -127,9 +127,12 @@ class LiveReading:
         reader.start()
         return reader
 
-    async def start(self) -> None:
+    async def start(self, *, follow: bool = True) -> None:
+        """Read the cameras of the inventory; with ``follow``, sync again every
+        ``sync_interval_s`` (the service runs that loop itself, watched: controlroom.anpr_service)."""
         await self.sync()
-
+        if not follow:
+            return
         self._task = asyncio.create_task(run_every(
             self.options.sync_interval_s, self.sync, name="ANPR: following the camera inventory", log=log,
             wait_first=True), name="anpr-sync")

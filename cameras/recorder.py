@@ -787,6 +787,7 @@ class Supervisor:
         health_interval_s: float = HEALTH_INTERVAL_S,
         wall_clock: Callable[[], float] = time.time,
         lease: LeaseKeeper | None = None,
+        notes: dict[str, str] | None = None,
     ) -> None:
         self.sessions = sessions
         self.lease = lease
@@ -814,7 +815,8 @@ class Supervisor:
         self.disk_free_bytes: int | None = None
         self.disk_low = False
         self.problems: dict[int, str] = {}  # camera id -> why its recording is unhealthy
-        self.notes: dict[str, str] = {}  # component ("recorders", "retention") -> why it is failing
+        # component ("recorders") -> why it is failing; the app's health notes when it gives them
+        self.notes: dict[str, str] = {} if notes is None else notes
         self._unstored_alerts: deque[tuple[str, str, int | None, dict]] = deque()
         self._alert_writer: asyncio.Task[None] | None = None
         self._disk_alerted: float | None = None
@@ -1054,8 +1056,15 @@ class Supervisor:
         self._reloader = asyncio.create_task(run_every(
             self.reload_interval_s, reload, name="recorder inventory reload", log=log, wait_first=True,
             on_error=reload_failed), name="recorder-reload")
+        async def check_health() -> None:
+            await self.check_health()
+            self.notes.pop("recording_health", None)
+
+        def check_failed(exc: Exception, _failures: int) -> None:  # the judge of health cannot judge: say so
+            self.notes["recording_health"] = f"the recording health check failed: {describe_error(exc)}"
+
         self._monitor = asyncio.create_task(run_every(
-            self.health_interval_s, self.check_health, name="recording health check", log=log),
+            self.health_interval_s, check_health, name="recording health check", log=log, on_error=check_failed),
             name="recorder-health")
 
     def stopping(self) -> None:

@@ -16,10 +16,10 @@ from aiohttp import web
 
 from anpr.camera_reader import LiveOptions
 from anpr.live import LiveReading
+from controlroom.background import watched
 from controlroom.context import ALERTS, ANPR_LIVE, KEYS, SESSIONS, SETTINGS
 from controlroom.settings import Settings
 from storage.anpr.retention import run_anpr_retention
-from storage.loops import run_every
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,19 @@ async def anpr_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     live = LiveReading(app[SESSIONS], app[KEYS], app[ALERTS], settings.anpr_root, live_options(settings))
     app[ANPR_LIVE] = live
-    await live.start()
+    await live.start(follow=False)
+    syncing = watched(app, "anpr_sync", live.options.sync_interval_s, live.sync,
+                      what="ANPR: following the camera inventory", log=log, wait_first=True)
+    sync_task = asyncio.create_task(syncing.run(), name="anpr-sync")
 
     async def sweep() -> None:
         await run_anpr_retention(app[SESSIONS], settings.anpr_root, retention_days=settings.anpr.retention_days)
 
-    task = asyncio.create_task(run_every(settings.anpr.sweep_interval_s, sweep, name="ANPR retention run", log=log),
-                               name="anpr-retention")
+    loop = watched(app, "anpr_retention", settings.anpr.sweep_interval_s, sweep, what="ANPR retention run", log=log)
+    task = asyncio.create_task(loop.run(), name="anpr-retention")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for t in (task, sync_task):
+        t.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
     await live.stop()

@@ -31,9 +31,11 @@ from controlroom.api import sar as sar_routes
 from controlroom.api import stills as still_routes
 from controlroom.auditing import audit_anchor_ctx, audit_writer_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
+from controlroom.background import watched
 from controlroom.context import (
     ALERTS,
     ENGINE,
+    HEALTH_NOTES,
     KEYS,
     NODE,
     PURGE_NOW,
@@ -52,7 +54,6 @@ from storage.alerts import AlertHub
 from storage.catalogue import reconcile
 from storage.db import make_engine, make_sessionmaker
 from storage.keys import load_or_create_keys
-from storage.loops import run_every
 from storage.migrate import upgrade
 from storage.nodes import parse_roles
 from storage.retention import run_retention
@@ -103,6 +104,7 @@ async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
         min_free_bytes=settings.recording.min_free_bytes,
         on_disk_low=app[PURGE_NOW].set,
         lease=app.get(NODE),  # a cluster's recorder node: only the cameras it holds a lease on
+        notes=app[HEALTH_NOTES],
     )
     app[SUPERVISOR] = supervisor
     stopping: list[asyncio.Task[None]] = []  # set by recorders_stopping, when the stop begins
@@ -143,12 +145,6 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         if emergency:
             log.warning("store: emergency purge deleted %d segments (%d bytes)", result.deleted, result.bytes)
-        if SUPERVISOR in app:
-            app[SUPERVISOR].notes.pop("retention", None)
-
-    def failed(exc: Exception, _failures: int) -> None:
-        if SUPERVISOR in app:  # shown by /healthz until a run succeeds
-            app[SUPERVISOR].notes["retention"] = f"retention failed: {type(exc).__name__}: {str(exc)[:200]}"
 
     async def wait(wait_s: float) -> None:
         nonlocal emergency
@@ -159,10 +155,9 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
         except TimeoutError:
             emergency = False
 
-    loop = run_every(settings.retention.sweep_interval_s, sweep, name="retention run", log=log,
-                     retry_s=RETENTION_RETRY_S, on_error=failed, wait=wait)
-
-    task = asyncio.create_task(loop, name="retention")
+    loop = watched(app, "retention", settings.retention.sweep_interval_s, sweep, what="retention run", log=log,
+                   retry_s=RETENTION_RETRY_S, wait=wait)
+    task = asyncio.create_task(loop.run(), name="retention")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -181,6 +176,7 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app[SETTINGS] = settings
     app[ALERTS] = AlertHub()
     app[PURGE_NOW] = asyncio.Event()
+    app[HEALTH_NOTES] = {}
     app.cleanup_ctx.append(database_ctx)
     # What this node does (docs/design/cluster.md); by default every role, as on one machine.
     roles = parse_roles(settings.cluster.roles)

@@ -17,8 +17,8 @@ each run by a small loop here (:func:`health_loop_ctx`):
   failing checks in a row open an automatic fault of that kind with a ``picture_check`` alert;
   a picture that passes every check marks the camera's automatic picture faults repaired.
 
-A tick that fails is logged with its traceback, and shown until a tick succeeds: by
-``/healthz`` (component ``camera_health``) and in :attr:`CameraHealth.problem`.
+A tick that fails is logged with its traceback, and shown until a tick succeeds by ``/healthz``
+(components ``camera_health`` and ``picture_checks``: controlroom.background).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cameras import picture
 from controlroom.api.live import snapshot_jpeg, source_factory, upstream_stream
-from controlroom.context import ALERTS, LIVE, SESSIONS, SETTINGS, SUPERVISOR
+from controlroom.background import watched
+from controlroom.context import ALERTS, LIVE, SESSIONS, SETTINGS
 from controlroom.settings import HealthSettings
 from storage import Invalid, audit, health
 from storage.alerts import AlertHub, raise_alert
@@ -87,7 +87,6 @@ class CameraHealth:
         self.snapshot = snapshot
         self.thresholds = thresholds(settings)
         self.checks: dict[int, CheckRecord] = {}
-        self.problem = ""  # why the last tick failed; "" once one succeeds
         self._streak: dict[tuple[int, str], int] = {}  # (camera, kind) -> failing checks in a row
         self._references: dict[int, tuple[int, picture.Reference]] = {}  # camera -> (file mtime, reference)
 
@@ -171,8 +170,6 @@ class CameraHealth:
         """One snapshot of ``cam`` judged; faults and alerts as the module says."""
         try:
             jpeg = await self.snapshot(cam)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # noqa: BLE001 - an unreachable camera is the offline check's business
             record = CheckRecord(cam.id, now_us(), None, f"no snapshot: {type(exc).__name__}: {exc}"[:300],
                                  reference=await self.reference_of(cam.id) is not None)
@@ -247,25 +244,6 @@ def live_snapshot(app: web.Application) -> Snapshot:
 RETRY_S = 2.0
 
 
-async def run_tick(app: web.Application, name: str, tick: Callable[[], Awaitable[None]]) -> bool:
-    """One tick; a failure is logged with its traceback and shown by /healthz until one succeeds."""
-    component = app[CAMERA_HEALTH]
-    try:
-        await tick()
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        log.exception("camera health: %s failed", name)
-        component.problem = f"{name} failed: {type(exc).__name__}: {str(exc)[:200]}"
-        if SUPERVISOR in app:
-            app[SUPERVISOR].notes["camera_health"] = component.problem
-        return False
-    component.problem = ""
-    if SUPERVISOR in app:
-        app[SUPERVISOR].notes.pop("camera_health", None)
-    return True
-
-
 async def health_ctx(app: web.Application) -> AsyncIterator[None]:
     """The camera health component (picture results and references for the API)."""
     settings = app[SETTINGS]
@@ -281,25 +259,17 @@ async def health_loop_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS].health
     component = app[CAMERA_HEALTH]
 
-    async def offline_loop() -> None:
-        while True:
-            ok = await run_tick(app, "offline check", component.offline_tick)
-            # After a failure (the database restarting, say) look again soon: the failure shows
-            # in /healthz until a tick succeeds, and must not outlive its cause by a whole interval.
-            await asyncio.sleep(settings.check_interval_s if ok else min(settings.check_interval_s, RETRY_S))
-
-    async def picture_loop() -> None:
+    # After a failed offline check (the database restarting, say) look again soon: the failure
+    # shows in /healthz until a tick succeeds, and must not outlive its cause by a whole interval.
+    offline = watched(app, "camera_health", settings.check_interval_s, component.offline_tick,
+                      what="offline check", log=log, retry_s=RETRY_S)
+    tasks = [asyncio.create_task(offline.run(), name="camera health: offline")]
+    if settings.picture_interval_s > 0:
         # First one interval after start: the recorders and cameras are up by then, and a
         # short-lived service (a test, a CLI check) opens no extra camera sessions.
-        next_at = time.monotonic() + settings.picture_interval_s
-        while True:
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            next_at = time.monotonic() + settings.picture_interval_s  # a round's length is part of it
-            await run_tick(app, "picture checks", component.picture_tick)
-
-    tasks = [asyncio.create_task(offline_loop(), name="camera health: offline")]
-    if settings.picture_interval_s > 0:
-        tasks.append(asyncio.create_task(picture_loop(), name="camera health: pictures"))
+        pictures = watched(app, "picture_checks", settings.picture_interval_s, component.picture_tick,
+                           what="picture checks", log=log, wait_first=True)
+        tasks.append(asyncio.create_task(pictures.run(), name="camera health: pictures"))
     yield
     for task in tasks:
         task.cancel()

@@ -22,6 +22,9 @@ SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 KEYS = web.AppKey("keys", Keys)
 AUDIT = web.AppKey("audit", AuditWriter)  # group commit for entries of actions that write nothing else
 SUPERVISOR = web.AppKey("supervisor", "Supervisor")
+# component -> why its background loop is failing, for /healthz and /metrics (controlroom.background);
+# the recorder supervisor writes its own notes here too
+HEALTH_NOTES = web.AppKey("health_notes", dict)
 ALERTS = web.AppKey("alerts", AlertHub)
 ONVIF = web.AppKey("onvif", "OnvifRuntime")  # controlroom.api.onvif.OnvifRuntime
 AUTH = web.AppKey("auth", "Authenticator")  # controlroom.auth.Authenticator

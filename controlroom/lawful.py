@@ -19,7 +19,8 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from controlroom.context import ALERTS, SESSIONS, SETTINGS, SUPERVISOR
+from controlroom.background import watched
+from controlroom.context import ALERTS, SESSIONS, SETTINGS
 from controlroom.settings import LawfulSettings
 from controlroom.timefmt import local_iso, us_to_iso
 from storage import audit, ripa, sar
@@ -138,22 +139,11 @@ async def reminders_ctx(app: web.Application) -> AsyncIterator[None]:
     is logged with its traceback and tried again at the next one."""
     settings = app[SETTINGS].lawful
 
-    async def loop() -> None:
-        while True:
-            try:
-                await check_reminders(app[SESSIONS], app[ALERTS], settings)
-                if SUPERVISOR in app:
-                    app[SUPERVISOR].notes.pop("lawful", None)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("lawful use: the reminder check failed; next try in %ss", settings.check_interval_s)
-                if SUPERVISOR in app:  # shown by /healthz until a check succeeds
-                    app[SUPERVISOR].notes["lawful"] = (f"RIPA/SAR reminder check failed: {type(exc).__name__}: "
-                                                       f"{str(exc)[:200]}")
-            await asyncio.sleep(settings.check_interval_s)
+    async def check() -> None:
+        await check_reminders(app[SESSIONS], app[ALERTS], settings)
 
-    task = asyncio.create_task(loop(), name="lawful-reminders")
+    loop = watched(app, "lawful", settings.check_interval_s, check, what="RIPA/SAR reminder check", log=log)
+    task = asyncio.create_task(loop.run(), name="lawful-reminders")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from controlroom.auth import every_camera
-from controlroom.context import METRICS, SESSIONS, SUPERVISOR
+from controlroom.context import HEALTH_NOTES, METRICS, SESSIONS, SUPERVISOR
 from controlroom.permissions import Permission, requires
 from storage.anpr.models import AnprRead
 from storage.audit import AuditEntry
@@ -71,6 +71,12 @@ class ServiceCollector(Collector):
             reads.add_metric([], float(self.db["reads"]))  # type: ignore[arg-type]
             yield reads
 
+        failing = GaugeMetricFamily("controlroom_component_failing",
+                                    "1 for each background component whose last run failed (as /healthz)",
+                                    labels=["component"])
+        for component in sorted(self.app[HEALTH_NOTES]):
+            failing.add_metric([component], 1.0)
+        yield failing
         sup = self.app.get(SUPERVISOR)
         if sup is None:
             return

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from ui_stack import wait_for
 
 from controlroom.app import create_app
-from controlroom.camera_health import CAMERA_HEALTH, CameraHealth, health_loop_ctx, run_tick
+from controlroom.camera_health import CAMERA_HEALTH, CameraHealth, health_loop_ctx
 from controlroom.context import KEYS, SESSIONS
 from controlroom.settings import HealthSettings
 from simulator import Simulation
@@ -70,19 +70,39 @@ async def test_a_camera_off_the_air_too_long_gets_one_fault_repaired_when_it_rec
     assert await _alerts(sessions) == [("camera_fault", off), ("camera_repaired", off)]
 
 
-async def test_a_failing_tick_is_shown_until_one_succeeds(aiohttp_client, settings):
-    app = create_app(settings, record=False)
+async def test_a_failing_tick_is_shown_until_one_succeeds(aiohttp_client, settings, monkeypatch, login):
+    """The offline loop's failure is in /healthz and /metrics until a tick succeeds, also on a
+    node that records nothing (record=False: no recorder supervisor)."""
+    app = create_app(settings.with_overrides(**{"health.check_interval_s": 0.1}), record=False)
     client = await aiohttp_client(app)
+    admin = await login(client, "administrator")
     component = app[CAMERA_HEALTH]
+    real = component.offline_tick
+    broken = True
 
-    async def broken() -> None:
-        raise RuntimeError("database on fire")
+    async def tick() -> None:
+        if broken:
+            raise RuntimeError("database on fire")
+        await real()
 
-    assert not await run_tick(app, "offline check", broken)
-    assert component.problem == "offline check failed: RuntimeError: database on fire"
-    assert await run_tick(app, "offline check", component.offline_tick)
-    assert component.problem == ""
-    assert (await client.get("/healthz")).status == 200
+    monkeypatch.setattr(component, "offline_tick", tick)
+    loops = health_loop_ctx(app)
+    await loops.__anext__()
+    try:
+        async def healthz(status: int) -> dict | None:
+            answer = await client.get("/healthz")
+            return await answer.json() if answer.status == status else None
+
+        body = await wait_for(lambda: healthz(503), 10)
+        assert {"component": "camera_health",
+                "reason": "offline check failed: RuntimeError: database on fire"} in body["problems"]
+        metrics = await (await client.get("/metrics", headers=admin)).text()
+        assert 'controlroom_component_failing{component="camera_health"} 1.0' in metrics
+        broken = False
+        assert await wait_for(lambda: healthz(200), 10)
+    finally:
+        with pytest.raises(StopAsyncIteration):
+            await loops.__anext__()
 
 
 def _shifted(jpeg: bytes) -> bytes:

@@ -281,3 +281,39 @@ def test_cli_ripa_and_sar(settings):
     assert row["deadline_day"] == str(local_date(month_deadline(local_date(now_us()), 1) - 1))
     code, out = _cli([*d, "sar", "close", row["reference"], "withdrawn", "--outcome", "requester withdrew"])
     assert code == 0 and "withdrawn" in out
+
+
+async def test_a_failing_reminder_check_is_shown_by_healthz_until_one_succeeds(aiohttp_client, settings, monkeypatch):
+    """The reminder loop (storage.loops) logs a failed check and /healthz says so; the next
+    successful check clears it."""
+    import controlroom.lawful as lawful
+
+    broken = asyncio.Event()
+    real = lawful.check_reminders
+
+    async def check(*args, **kwargs):
+        if broken.is_set():
+            raise RuntimeError("database on fire")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(lawful, "check_reminders", check)
+    broken.set()
+    client = await aiohttp_client(create_app(settings.with_overrides(**{"lawful.check_interval_s": 0.2}), record=False))
+
+    async def healthz() -> tuple[int, str]:
+        answer = await client.get("/healthz")
+        return answer.status, await answer.text()
+
+    for _ in range(50):
+        status, text = await healthz()
+        if status == 503:
+            break
+        await asyncio.sleep(0.1)
+    assert status == 503 and "RIPA/SAR reminder check failed: RuntimeError: database on fire" in text
+    broken.clear()
+    for _ in range(50):
+        status, text = await healthz()
+        if status == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert status == 200 and "reminder check failed" not in text

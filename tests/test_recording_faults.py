@@ -286,7 +286,7 @@ async def test_postgresql_restarted_mid_recording(private_pg, aiohttp_client, lo
     assert any("no segment catalogued" in r for r in reasons), watch.healthz
     assert any(p.get("component") == "database" for _, body in watch.healthz for p in body.get("problems", []))
     assert "recording_stopped" in watch.kinds(cam) and "recording_resumed" in watch.kinds(cam), watch.alerts
-    assert watch.healthz[-1][0] == 200 and row.state == "recording"
+    assert watch.healthz[-1][0] == 200 and row.state == "recording", (watch.healthz[-1], row.state)
     assert holes(segs, down_from_us - 10 * US, down_to_us + 5 * US) == []
     assert sum(1 for s in segs if down_from_us <= s.start_us < down_to_us) >= 25 // SEGMENT_S - 2
 

@@ -32,7 +32,6 @@ from cameras.onvif.session import camera_utc_s as camera_utc_s  # re-exported: a
 from storage.alerts import AlertHub, raise_alert
 from storage.db import now_us, transaction
 from storage.keys import Keys
-from storage.loops import run_every
 from storage.models import Camera
 
 log = logging.getLogger(__name__)
@@ -155,5 +154,3 @@ class ClockWatcher:
         results = await asyncio.gather(*(self.check(i) for i in ids))
         return dict(zip(ids, results, strict=True))
 
-    async def run(self) -> None:
-        await run_every(self.interval_s, self.run_once, name="camera clock check pass", log=log)

@@ -12,7 +12,7 @@ import asyncio
 from aiohttp import web
 from sqlalchemy import func, select
 
-from controlroom.context import NODE, SESSIONS, SETTINGS, SUPERVISOR
+from controlroom.context import HEALTH_NOTES, NODE, SESSIONS, SETTINGS, SUPERVISOR
 from controlroom.permissions import Permission, requires
 from storage import nodes
 from storage.db import now_us
@@ -33,13 +33,13 @@ async def healthz(request: web.Request) -> web.Response:
             states = dict((await session.execute(select(Camera.state, func.count()).group_by(Camera.state))).all())
     except Exception as exc:  # noqa: BLE001 - reported in the answer
         problems.append({"component": "database", "reason": f"the database did not answer: {type(exc).__name__}"})
+    for component, reason in sorted(request.app[HEALTH_NOTES].items()):  # failing loops: controlroom.background
+        problems.append({"component": component, "reason": reason})
     supervisor = request.app.get(SUPERVISOR)
     if supervisor is not None:
         if supervisor.disk_low:
             problems.append({"component": "disk", "reason": f"free space {supervisor.disk_free_bytes} bytes is below "
                              f"the floor of {supervisor.floor_bytes}: purging the oldest unheld footage"})
-        for component, reason in sorted(supervisor.notes.items()):
-            problems.append({"component": component, "reason": reason})
         for cam_id, reason in sorted(supervisor.problems.items()):
             problems.append({"component": "camera", "camera_id": cam_id, "reason": reason})
     body: dict[str, object] = {"status": "degraded" if problems else "ok", "cameras": states}

@@ -38,12 +38,12 @@ from cameras.onvif.events import EventSubscriptions
 from cameras.onvif.session import SessionPool
 from controlroom import disclosure, onvif_actions
 from controlroom.auth import actor, can_access_camera
+from controlroom.background import watched
 from controlroom.context import ALERTS, KEYS, ONVIF, SESSIONS, SETTINGS, SUPERVISOR
 from controlroom.contract import Body, Name, Query, Time, body_of, query_of
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.views import camera_json
 from storage import NotFound, inventory
-from storage.loops import run_every
 from storage.onvif import list_events
 
 log = logging.getLogger(__name__)
@@ -130,16 +130,19 @@ async def onvif_background_ctx(app: web.Application) -> AsyncIterator[None]:
     start after the streams (some cameras slow down while serving event subscriptions)."""
     settings = app[SETTINGS]
     runtime = app[ONVIF]
-    runtime.tasks.append(asyncio.create_task(runtime.clock.run(), name="onvif-clock"))
+    clock = runtime.clock
+    runtime.tasks.append(asyncio.create_task(watched(app, "camera_clocks", clock.interval_s, clock.run_once,
+                                                     what="camera clock check pass", log=log).run(),
+                                             name="onvif-clock"))
     if settings.cameras.events:
         events = runtime.events = EventSubscriptions(app[SESSIONS], app[KEYS],
                                                      timeout_s=settings.cameras.onvif_timeout_s)
         await events.start()
 
         # Cameras adopted from the CLI (another process) get their subscription within this.
-        runtime.tasks.append(asyncio.create_task(run_every(
-            INVENTORY_FOLLOW_S, events.reload, name="events: following the inventory", log=log, wait_first=True),
-            name="onvif-events-inventory"))
+        runtime.tasks.append(asyncio.create_task(watched(
+            app, "onvif_events", INVENTORY_FOLLOW_S, events.reload, what="events: following the inventory", log=log,
+            wait_first=True).run(), name="onvif-events-inventory"))
     yield
     for task in runtime.tasks:
         await _stop_task(task)
