@@ -45,8 +45,12 @@ async def login_page(request: web.Request) -> web.Response:
 @requires(Permission.PUBLIC, produces="*/*")  # scripts, styles, images: the type of each file
 async def static(request: web.Request) -> web.Response:
     rel = request.match_info["path"]
-    full = (WEB_ROOT / rel).resolve()
-    if not full.is_relative_to(WEB_ROOT) or not full.is_file() or full.suffix == ".html":
+    try:
+        full = (WEB_ROOT / rel).resolve()
+        found = full.is_relative_to(WEB_ROOT) and full.is_file() and full.suffix != ".html"
+    except (OSError, ValueError):  # a name too long for the file system, a NUL: no such file
+        found = False
+    if not found:
         raise web.HTTPNotFound()
     ctype = TYPES.get(full.suffix) or mimetypes.guess_type(full.name)[0] or "application/octet-stream"
     headers = {"Cache-Control": "no-cache"}
