@@ -63,6 +63,19 @@ LIST_RIGHTS = {Permission.LIVE_VIEW, Permission.PLAYBACK, Permission.ANPR_SEARCH
 NOT_CAMERA_LISTS = {
     "/api/v1/evidence/public-key": "the service's public key",
     "/api/v1/incidents/vocabulary": "the occurrence book's fixed categories and outcomes",
+    "/api/v1/openapi.json": "the API's contract",
+    "/api/v1/session": "the caller's own session",
+    "/api/v1/session/tokens": "the caller's own API tokens",
+    "/api/v1/tokens": "API tokens by name, owner, scopes and expiry: accounts, no camera data",
+    "/api/v1/users": "accounts and their rights; a narrowing is a list of camera and site ids, not their data",
+    "/api/v1/rota": "the planned weekly coverage windows: times and staff numbers",
+    "/api/v1/duty": "the caller's own duty state and how many are on duty",
+    "/api/v1/duty/week": "hours of a week staffed and planned",
+    "/api/v1/duty/sessions": "who signed on and off duty when: staff records, no camera",
+    "/api/v1/anpr/hotlists": "the hotlists are the whole service's (what is searched for, not where it was seen)",
+    "/api/v1/reports/released": "police-safe packs sent to the caller: counts over every camera, by design",
+    "/api/v1/ripa/directed-use": "the caller's own directed-use sessions (their cameras are theirs to reach)",
+    "/api/v1/ripa/in-force": "authorisations in force, for linking a directed-use session: RIPA is network-wide",
 }
 # How to call each list (the walk's URLs where it has them; the WebSocket feed is tested apart).
 LISTS: dict[str, Any] = {c: URLS[c] for c in (
@@ -73,6 +86,12 @@ LISTS |= {
     "/api/v1/cameras": lambda w, c: "/api/v1/cameras",
     "/api/v1/evidence/cameras": lambda w, c: "/api/v1/evidence/cameras",
     "/api/v1/alerts/ws": None,  # test_alert_feed_is_narrowed
+    "/api/v1/holds": lambda w, c: "/api/v1/holds?all=true",
+    "/api/v1/system": lambda w, c: "/api/v1/system",
+    "/api/v1/sites": lambda w, c: "/api/v1/sites",
+    "/api/v1/faults": lambda w, c: "/api/v1/faults",
+    "/api/v1/health/availability": lambda w, c: "/api/v1/health/availability",
+    "/api/v1/health/pictures": lambda w, c: "/api/v1/health/pictures",
 }
 # Lists whose every item is also another camera's: a journey from site A to site B is made of a
 # read of each, so a user narrowed to A sees none of them (nothing of A's is expected to stay).
@@ -113,9 +132,8 @@ def classify(app) -> tuple[dict[tuple[str, str], RouteSpec], dict[str, RouteSpec
         elif names - set(NOT_CAMERA_PARAMS):
             problems.append(f"{method} {canonical}: {sorted(names - set(NOT_CAMERA_PARAMS))} may name a camera's "
                             f"object but the route declares no cameras= resolver")
-        elif (method == "GET" and not names and canonical not in NOT_CAMERA_LISTS
-              and (spec.permission in LIST_RIGHTS
-                   or (spec.permission is Permission.AUTHENTICATED and canonical.startswith("/api/v1/evidence/")))):
+        elif (method == "GET" and not names and canonical not in NOT_CAMERA_LISTS and canonical not in EVERY_CAMERA
+              and spec.permission is not Permission.PUBLIC):
             lists[canonical] = spec
     return reached, lists, problems
 

@@ -102,13 +102,17 @@ async def _hold_cameras(request: web.Request) -> set[int] | None:
 @routes.get("/api/v1/sites")
 @requires(Permission.ADMIN)
 async def list_sites(request: web.Request) -> web.Response:
+    """The sites; to a narrowed user, only the sites of the cameras they may reach, counting those."""
+    allowed = await allowed_camera_ids(request)
+    counted = select(Camera.site_id, func.count()).group_by(Camera.site_id)
+    if allowed is not None:
+        counted = counted.where(Camera.id.in_(allowed))
     async with request.app[SESSIONS]() as session:
         sites = await inventory.list_sites(session)
-        counts = dict((await session.execute(
-            select(Camera.site_id, func.count()).group_by(Camera.site_id))).all())
+        counts = dict((await session.execute(counted)).all())
     return web.json_response({"sites": [
         {"id": s.id, "name": s.name, "location": s.location, "notes": s.notes, "cameras": counts.get(s.id, 0)}
-        for s in sites]})
+        for s in sites if allowed is None or s.id in counts]})
 
 
 @routes.post("/api/v1/sites")
