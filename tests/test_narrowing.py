@@ -56,10 +56,8 @@ NOT_CAMERA_PARAMS = {
     "window": "a window of the control room's rota",
     "release": "a police-safe tasking pack a supervisor sent to this police account (counts of every camera)",
 }
-# Rights whose GET routes without path parameters list or search camera data.
-LIST_RIGHTS = {Permission.LIVE_VIEW, Permission.PLAYBACK, Permission.ANPR_SEARCH, Permission.ANPR_ALERTS,
-               Permission.APPROVE, Permission.INVENTORY_READ, Permission.INCIDENTS}
-# Such lists that hold nothing of any camera, and why.
+# GET routes without path parameters that hold nothing of any camera, and why (every other
+# one is a list walked below, or in EVERY_CAMERA).
 NOT_CAMERA_LISTS = {
     "/api/v1/evidence/public-key": "the service's public key",
     "/api/v1/incidents/vocabulary": "the occurrence book's fixed categories and outcomes",
