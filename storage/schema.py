@@ -10,6 +10,7 @@ from storage import (  # noqa: F401
     incidents,
     models,
     nodes,
+    redaction,
     reports,
     ripa,
     sar,

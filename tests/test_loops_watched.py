@@ -21,6 +21,11 @@ LOG_ONLY = {
         "itself only reads the queue, and a job whose runner stops beating is taken again as stale",
     ("controlroom/evidence/runner.py", "f'evidence export job {job_id}: heartbeat'"):
         "a job whose heartbeat stops is seen as stale by every runner and requeued: the job's state shows it",
+    ("controlroom/redaction/runner.py", "'redaction loop'"):
+        "a job's own failure is stored on the job (state failed, its error shown in the SAR's redaction panel); "
+        "the loop itself only reads the queue, and a job whose runner stops beating is marked failed by recover",
+    ("controlroom/redaction/runner.py", "f'redaction job {job_id}: heartbeat'"):
+        "a job whose heartbeat stops is marked failed by the next recover (any runner): the job's state shows it",
     ("anpr/live.py", "'ANPR: following the camera inventory'"):
         "only with start(follow=True), which the service does not use: controlroom.anpr_service runs that "
         "loop through controlroom.background.watched",

@@ -198,7 +198,12 @@ CONTENTS
   custody.jsonl  chain of custody up to production (each line signed)
   public_key.pem the service's public key (check its fingerprint, below)
 
-HOW TO VERIFY WITHOUT THIS SOFTWARE (Linux, macOS, or Git Bash / WSL on Windows)
+{how_to_verify(exhibit, fingerprint)}""".encode()
+
+
+def how_to_verify(exhibit: str, fingerprint: str) -> str:
+    """The README's verification steps, shared by every signed package (evidence, SAR)."""
+    return f"""HOW TO VERIFY WITHOUT THIS SOFTWARE (Linux, macOS, or Git Bash / WSL on Windows)
 Unzip the package and go into the {exhibit} folder, then:
 
 1. Check the public key is the council's. Its SHA-256 fingerprint (of the raw 32-byte
@@ -223,7 +228,7 @@ Unzip the package and go into the {exhibit} folder, then:
    Every line must end in ": OK".
 
 With the software: controlroom export verify {exhibit}.zip [--public-key council.pem]
-""".encode()
+"""
 
 
 def build_manifest(
