@@ -38,6 +38,7 @@ from anpr.frames import (
     plate_patch,
     roi_pixels,
 )
+from anpr.grammar import GRAMMARS
 from anpr.tracking import FrameRead, Vehicle, VehicleTracker
 from storage.anpr.images import save_read_images
 from storage.anpr.vrm import normalise_vrm
@@ -69,6 +70,9 @@ class LiveOptions:
     track_gap_s: float = 1.0
     min_confidence: float = 0.5
     single_frame_confidence: float = 0.9  # a vehicle read in one frame only must be this sure
+    # Reads from this confidence up (below min_confidence) are kept as weak: a plate too small
+    # or dark for one frame is read from its frames' per-character probabilities put together.
+    weak_confidence: float = 0.3
     max_frame_pixels: int = 16_000_000
     overview_width: int = 960
     jpeg_quality: int = 85
@@ -101,7 +105,9 @@ class Reader(Protocol):
 # plates in single photographs. Live, a vehicle gives several frames, and the second pass ran on
 # every frame without a plate: 790 ms of CPU for such a frame against 208 ms without it, and
 # the same plates read (measured on the simulator's frames). Live reading turns it off.
-LIVE_TUNING = {"fallback_below": 0.0, "fallback_side_px": 32}
+# It returns weak reads too (down to LiveOptions.weak_confidence's default): the tracker puts a
+# vehicle's frames together (anpr/tracking.py), so one frame need not be sure on its own.
+LIVE_TUNING = {"fallback_below": 0.0, "fallback_side_px": 32, "min_confidence": LiveOptions.weak_confidence}
 
 
 def default_reader_factory(mode: str) -> Reader:
@@ -160,7 +166,8 @@ class CameraReader:
         self.config, self.options, self.image_root, self.sink = config, options, image_root, sink
         self.semaphore, self.reader_factory, self.capture = semaphore, reader_factory, capture
         self.tracker = VehicleTracker(options.agree_frames, int(options.track_gap_s * 1e6), options.min_confidence,
-                                      options.single_frame_confidence)
+                                      options.single_frame_confidence, weak_conf=options.weak_confidence,
+                                      grammar=GRAMMARS.get(options.mode))
         self.stats = CameraStats()
         self._reader: Reader | None = None
         self.gate = MotionGate(options.motion_threshold, options.motion_min_fraction) if options.motion_gate else None
@@ -298,9 +305,10 @@ class CameraReader:
             except Exception:  # noqa: BLE001 - not a registration: ignore this read
                 continue
             bx, by, bw, bh = (int(v) for v in p.box)
+            alternatives = [dict(a) for a in (getattr(p, "alternatives", None) or [])]
             out.append(FrameRead(text, float(p.confidence), 0, (bx + x0, by + y0, bw, bh),
                                  [float(c) for c in (p.char_confidences or [])], str(p.raw_text or ""),
-                                 str(p.format or "")))
+                                 str(p.format or ""), alternatives if len(alternatives) == len(text) else []))
         return out
 
     def process_frame(self, frame: Any, frame_us: int) -> list[Vehicle]:

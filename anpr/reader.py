@@ -40,6 +40,8 @@ import cv2
 import numpy as np
 
 from anpr import AnprError
+from anpr.decode import decode
+from anpr.grammar import GRAMMARS
 from anpr.plates import mixed, normalise_generic, resolve_uk
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,9 @@ class PlateRead:
     of ``char_confidences`` (one per character of ``text``). ``box``: (x, y, w, h) of the plate
     line in the frame's pixels. ``raw_text``: what the recogniser read (A-Z0-9 only) before the
     registration rules. ``format``: 'current', 'prefix', 'suffix', 'dateless' or 'generic'.
+    ``alternatives``: per character of ``text``, the recogniser's probabilities of the likeliest
+    symbols there (empty when the read came from look-alike correction): what the live tracker
+    sums over frames.
     """
 
     text: str
@@ -72,6 +77,7 @@ class PlateRead:
     char_confidences: list[float]
     raw_text: str
     format: str
+    alternatives: list[dict[str, float]] = field(default_factory=list, compare=False)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -133,6 +139,7 @@ class _Candidate:
     raw: str = ""
     char_conf: list[float] = field(default_factory=list)
     composite: bool = False  # pieces joined, or a coarse region read whole: not one found line
+    probs: np.ndarray | None = None  # the recogniser's (T x 37) output: blank, then A-Z0-9 (anpr.decode)
 
 
 def _models_dir() -> Path:
@@ -189,9 +196,16 @@ class _Model:
             characters = (folder / rec.characters).read_text(encoding="utf-8").splitlines()
         self.alphabet = _Alphabet(characters)
 
-    def read(self, batch: np.ndarray) -> list[tuple[str, list[float]]]:
-        """The decodes of a (N, 3, H, W) batch of line crops."""
-        return [self.alphabet.decode(p) for p in self.session.run(None, {"x": batch})[0]]
+    def read(self, batch: np.ndarray) -> list[tuple[str, list[float], np.ndarray]]:
+        """The greedy decodes of a (N, 3, H, W) batch of line crops, each with its (T x 37)
+        matrix for the grammar's decoder."""
+        out = []
+        for p in self.session.run(None, {"x": batch})[0]:
+            folded = self.alphabet.fold(p)
+            matrix = folded[:, :-1].astype(np.float64)
+            matrix[:, 0] += folded[:, -1]  # anything else separates characters, as the blank does
+            out.append((*self.alphabet.decode(folded), matrix))
+        return out
 
 
 def _session(path: Path, threads: int):  # -> onnxruntime.InferenceSession
@@ -230,13 +244,17 @@ class _Alphabet:
         self.groups = [np.array(fold[s], dtype=np.int64) for s in self.SYMBOLS]
         self.n_classes = len(classes)
 
-    def decode(self, probs: np.ndarray) -> tuple[str, list[float]]:
-        """Greedy CTC decode of one (T, classes) softmax output into text and per-char conf."""
+    def fold(self, probs: np.ndarray) -> np.ndarray:
+        """One (T, classes) softmax output as (T, 38): blank, A-Z0-9, anything else."""
         folded = np.empty((probs.shape[0], len(self.SYMBOLS) + 2), dtype=np.float32)
         folded[:, 0] = probs[:, 0]
         for k, idx in enumerate(self.groups):
             folded[:, k + 1] = probs[:, idx].sum(axis=1)
         folded[:, -1] = np.clip(1.0 - folded[:, :-1].sum(axis=1), 0.0, 1.0)  # anything else
+        return folded
+
+    def decode(self, folded: np.ndarray) -> tuple[str, list[float]]:
+        """Greedy CTC decode of one folded output (``fold``) into text and per-char conf."""
         best = folded.argmax(axis=1)
         text: list[str] = []
         conf: list[float] = []
@@ -520,18 +538,63 @@ class PlateReader:
         n = len(variants)
         for k, c in enumerate(candidates):
             mine = decodes[k * n : (k + 1) * n]
-            c.raw, c.char_conf = _combine([(c.raw, c.char_conf), *mine] if second else mine)
+            texts = [d[:2] for d in mine]
+            c.raw, c.char_conf = _combine([(c.raw, c.char_conf), *texts] if second else texts)
+            matrix = mine[0][2]
+            if not second or c.probs is None:
+                c.probs = matrix
+            elif c.probs.shape == matrix.shape:
+                # The second model read the same crop (same timesteps): the two vote per timestep.
+                c.probs = (c.probs + matrix) / 2
 
     def _judge(self, c: _Candidate) -> tuple[float, PlateRead] | None:
         """The candidate's text as a registration with its ranking score (confidence, less
         0.02 per end character dropped, less 0.02 for a composite line, plus the shape prior),
         or None if it is not one. A line found by itself beats pieces joined or a coarse
         region read whole at the same confidence (CDK575 against CDK57513, a sticker's 13)."""
+        longest = 8 if self.mode == "generic" else 7
+        if not c.raw or (c.raw.isdigit() and len(c.raw) > longest):
+            return None  # nothing, a clock, or digits only longer than any plate (a phone number)
+        return self._judge_decoded(c, longest) or self._judge_greedy(c, longest)
+
+    def _judge_decoded(self, c: _Candidate, longest: int) -> tuple[float, PlateRead] | None:
+        """The most probable string the mode's grammar allows in the line's CTC output
+        (anpr/decode.py), with at most two end characters dropped under the same rules as
+        ``_judge_greedy``: the grammar decides between formats with the recogniser's
+        probabilities (a Z at 0.3 beside a 2 at 0.6 is a current plate's Z, not a rare
+        prefix plate's 2). A character of another kind than the recogniser's likeliest there
+        counts as a correction: at most two, and none for a dateless plate."""
+        t = self.tuning
+        if c.probs is None:
+            return None
+        for d in decode(c.probs, None, GRAMMARS[self.mode], folded=True):
+            conf = list(d.char_confidences[d.start : d.end])
+            dropped = list(d.char_confidences[: d.start] + d.char_confidences[d.end :])
+            if dropped and len(d.emitted) <= longest and max(dropped) >= t.drop_below:
+                continue
+            corrections = sum(d.forced[d.start : d.end])
+            if corrections > (0 if d.format == "dateless" else 2):
+                continue
+            if self.mode == "uk" and not mixed(d.text):
+                continue  # every UK format has letters and digits; a word or a number is not one
+            if len(d.text) < 4 or min(conf) < t.min_char_confidence or _looks_like_a_date(d.text):
+                continue
+            confidence = float(np.mean(conf))
+            if confidence < t.min_confidence:
+                continue
+            score = confidence - 0.02 * len(dropped) - 0.02 * c.composite + _shape_prior(d.text)
+            if score <= 0:
+                continue
+            alternatives = [dict(a) for a in d.alternatives[d.start : d.end]]
+            return score, PlateRead(d.text, round(confidence, 4), _quad_box(c.quad), [round(x, 4) for x in conf],
+                                    c.raw, d.format, alternatives)
+        return None
+
+    def _judge_greedy(self, c: _Candidate, longest: int) -> tuple[float, PlateRead] | None:
+        """The greedy read as a registration, correcting look-alikes by position (UK), when the
+        grammar's decoder found none (a Z printed where a 2 belongs, read at 0.99)."""
         t = self.tuning
         best: tuple[float, PlateRead] | None = None
-        longest = 8 if self.mode == "generic" else 7
-        if c.raw.isdigit() and len(c.raw) > longest:
-            return None  # digits only and longer than any plate: a timestamp or phone number
         for start, end in _windows(len(c.raw), longest):
             # Characters at the ends may be dropped only if the recogniser doubted them (a bolt,
             # a border mark) or the whole line is too long to be a registration.

@@ -3,16 +3,20 @@ vehicle is committed (once).
 
 ``VehicleTracker`` groups one camera's per-frame reads into vehicles (``same_vehicle``) and
 commits each once with the text the frames agree on (``vote``, whose per-character step is
+``fuse_characters`` when the reads carry the recogniser's per-character probabilities, else
 ``vote_characters``). Pure: no clock, no threads, no OpenCV, no I/O; the tests drive it with
 frame times (tests/test_anpr_tracking.py), and the import contract in pyproject.toml keeps it so.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from anpr.grammar import Grammar
 
 # ---------------------------------------------------------------------------------------------
 # Texts: one plate or two, and the per-character vote
@@ -22,6 +26,15 @@ class _Read(Protocol):
     text: str
     confidence: float
     char_confidences: list[float]
+
+
+class _ReadWithAlternatives(_Read, Protocol):
+    alternatives: list[dict[str, float]]
+
+
+# A symbol a frame did not list among a character's likeliest counts as this probability there:
+# that frame's evidence against it, not a veto (the reader lists the best four).
+ABSENT = 0.01
 
 
 def _last_row(a: str, b: str, *, free_start: bool) -> list[int]:
@@ -80,6 +93,32 @@ def vote_characters(reads: Sequence[_Read]) -> tuple[str, list[float]]:
     return "".join(chars), confs
 
 
+def fuse_characters(reads: Sequence[_ReadWithAlternatives], grammar: Grammar | None = None) -> tuple[str, list[float], str] | None:
+    """The text of reads of one length chosen from their per-character probabilities
+    multiplied across frames (independent looks at one plate: a character each frame gives
+    0.4 among many wins once the frames are put together), the grammar's most probable string
+    when one is given: (text, per-character probability, format), or None if fewer than two
+    reads carry probabilities for every character."""
+    usable = [r for r in reads if r.alternatives and len(r.alternatives) == len(r.text) == len(reads[0].text)]
+    if len(usable) < 2:
+        return None
+    dists: list[dict[str, float]] = []
+    for i in range(len(usable[0].text)):
+        symbols = set().union(*(r.alternatives[i] for r in usable))
+        logs = {c: sum(math.log(max(r.alternatives[i].get(c, 0.0), ABSENT)) for r in usable) for c in symbols}
+        top = max(logs.values())
+        weights = {c: math.exp(v - top) for c, v in logs.items()}
+        total = sum(weights.values())
+        dists.append({c: w / total for c, w in weights.items()})
+    if grammar is not None:
+        fitted = grammar.best_by_position(dists)
+        if fitted is not None:
+            text, fmt, probs = fitted
+            return text, [round(p, 4) for p in probs], fmt
+    text = "".join(max(d, key=lambda c: (d[c], c)) for d in dists)
+    return text, [round(d[c], 4) for d, c in zip(dists, text, strict=True)], ""
+
+
 # ---------------------------------------------------------------------------------------------
 # Vehicles: grouping per-frame reads, voting, committing once
 
@@ -93,6 +132,7 @@ class FrameRead:
     char_confidences: list[float] = field(default_factory=list)
     raw_text: str = ""
     format: str = ""
+    alternatives: list[dict[str, float]] = field(default_factory=list)  # per character (anpr.reader.PlateRead)
 
 
 @dataclass
@@ -128,12 +168,14 @@ class _Track:
         return self.counts().most_common(1)[0][0]
 
 
-def vote(reads: list[FrameRead]) -> FrameRead:
+def vote(reads: list[FrameRead], grammar: Grammar | None = None) -> FrameRead:
     """The read the frames agree on. First the text: the one with the largest summed
     confidence, a partial read (a text inside a longer one) counting for the longer text. Then
-    its characters: the frames that read a text of that length close to it vote position by
-    position (vote_characters), so a character misread in one frame is outvoted. The box,
-    time and images come from the most confident frame that read the result."""
+    its characters: the frames that read a text of that length close to it are put together
+    position by position: their per-character probabilities multiplied (``fuse_characters``,
+    constrained by ``grammar``) when the reader gave them, else a vote (``vote_characters``),
+    so a character misread in one frame is outvoted. The box, time and images come from the
+    most confident frame that read the result."""
     score: dict[str, float] = {}
     for r in reads:
         score[r.text] = score.get(r.text, 0.0) + r.confidence
@@ -144,16 +186,25 @@ def vote(reads: list[FrameRead]) -> FrameRead:
                 score[whole] += score[part]
     text = max(score, key=lambda t: (score[t], len(t)))
     char_conf: list[float] | None = None
+    fmt = None
     peers = [r for r in reads if len(r.text) == len(text) and same_vehicle(r.text, text)]
-    if len(peers) >= 2:
+    fused = fuse_characters(peers, grammar) if len(peers) >= 2 else None
+    if fused is not None:
+        text, char_conf, fmt = fused
+    elif len(peers) >= 2:
         text, char_conf = vote_characters(peers)  # type: ignore[arg-type]  # FrameRead has the fields used
     exact = [r for r in reads if r.text == text]
     best = max(exact or peers or reads, key=lambda r: r.confidence)
-    agreeing = [r.confidence for r in reads if r.text == text or r.text in text]
-    # Confidence of the vote: the mean of the agreeing frames, scaled by their share of all frames.
-    conf = (sum(agreeing) / len(agreeing)) * (len(agreeing) / len(reads)) ** 0.5 if agreeing else best.confidence
+    if fused is not None and char_conf:
+        # The frames' probabilities put together: how sure the vehicle's read is, per character
+        # and overall, scaled by the share of its frames that read a text of its shape.
+        conf = sum(char_conf) / len(char_conf) * (len(peers) / len(reads)) ** 0.5
+    else:
+        agreeing = [r.confidence for r in reads if r.text == text or r.text in text]
+        # Confidence of the vote: the mean of the agreeing frames, scaled by their share of all frames.
+        conf = (sum(agreeing) / len(agreeing)) * (len(agreeing) / len(reads)) ** 0.5 if agreeing else best.confidence
     return FrameRead(text, round(conf, 4), best.frame_us, best.box, char_conf or best.char_confidences,
-                     best.raw_text, best.format)
+                     best.raw_text, fmt or best.format)
 
 
 class VehicleTracker:
@@ -167,12 +218,20 @@ class VehicleTracker:
     ``single_conf`` and ``min_early_len`` characters (the reader was seen to return a plate's
     left group alone, ``MN73`` of ``MN73HTB``, at confidence 1.0). Later frames of a committed vehicle are absorbed silently, also for
     ``repeat_us`` after it left (a vehicle that stopped under the camera and moves off again).
-    Pure: no clock, no I/O; tests drive it with frame times.
+
+    **Weak reads** (``weak_conf`` <= confidence < ``min_conf``: a plate too small or dark to
+    be read in one frame) join vehicles like any read but never commit one early; a vehicle
+    that has left with only weak reads, or too few strong ones, is committed if its frames put
+    together (``vote``, with ``grammar``) reach ``min_conf``. Without ``weak_conf`` they are
+    ignored. Pure: no clock, no I/O; tests drive it with frame times.
     """
 
     def __init__(self, agree_frames: int = 2, gap_us: int = 1_000_000, min_conf: float = 0.5,
                  single_conf: float = 0.9, min_early_len: int = 5, min_misses: int = 2,
-                 repeat_us: int = 10_000_000, early_len: int = 7) -> None:
+                 repeat_us: int = 10_000_000, early_len: int = 7, *, weak_conf: float | None = None,
+                 grammar: Grammar | None = None) -> None:
+        self.weak_conf = min_conf if weak_conf is None else min(weak_conf, min_conf)
+        self.grammar = grammar
         # Committing before the vehicle leaves needs a full-length read (7 characters: current
         # and most older UK plates): the end of a plate entering the view, "15DRH" of
         # "BG15DRH", is itself a valid dateless registration and was committed as the vehicle.
@@ -194,7 +253,7 @@ class VehicleTracker:
         texts = {r.text for r in reads}
         reads = [r for r in reads if not any(r.text != t and r.text in t for t in texts)]
         for read in sorted(reads, key=lambda r: -r.confidence):
-            if read.confidence < self.min_conf or not read.text:
+            if read.confidence < self.weak_conf or not read.text:
                 continue
             track = self._match(read.text, seen)
             if track is None:
@@ -228,7 +287,8 @@ class VehicleTracker:
         this vehicle, and it is long enough not to be a piece of a plate (a plate's left group
         alone, ``MS73`` of ``MS73BJA``, was read twice in a row from the simulator's sub
         stream). Short and partial reads wait for the vehicle to leave, then the vote decides."""
-        if len(text) < max(self.min_early_len, self.early_len) or track.counts()[text] < self.agree_frames:
+        strong = sum(1 for r in track.reads if r.text == text and r.confidence >= self.min_conf)
+        if len(text) < max(self.min_early_len, self.early_len) or strong < self.agree_frames:
             return False
         return not any(text != r.text and text in r.text for r in track.reads)
 
@@ -243,9 +303,10 @@ class VehicleTracker:
             if not gone(track):
                 keep.append(track)
                 continue
-            if not track.committed and (len(track.reads) >= self.agree_frames or any(
-                r.confidence >= self.single_conf and len(r.text) >= self.min_early_len for r in track.reads
-            )):
+            strong = [r for r in track.reads if r.confidence >= self.min_conf]
+            if not track.committed and (len(strong) >= self.agree_frames or any(
+                r.confidence >= self.single_conf and len(r.text) >= self.min_early_len for r in strong
+            ) or (len(track.reads) >= self.agree_frames and vote(track.reads, self.grammar).confidence >= self.min_conf)):
                 out.append(self._commit(track, now_us))
             if track.committed:
                 track.best_frame = None
@@ -255,6 +316,6 @@ class VehicleTracker:
 
     def _commit(self, track: _Track, at_us: int) -> Vehicle:
         track.committed = True
-        v = vote(track.reads)
+        v = vote(track.reads, self.grammar)
         return Vehicle(v.text, v.confidence, v.frame_us, at_us, v.box, list(v.char_confidences), v.raw_text,
                        v.format, len(track.reads), track.best_frame)

@@ -162,3 +162,60 @@ def test_vote_characters_fixes_a_character_misread_in_one_frame() -> None:
              FrameRead("AB12CDE", 0.9, 2, (10, 10, 100, 20), confs7)]
     text, confs = vote_characters(reads)
     assert text == "AB12CDE" and len(confs) == 7 and confs[-1] < confs[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-character probabilities put together across frames (fuse_characters, weak reads)
+
+
+def weak(text: str, truth: str, t_us: int, p_true: float = 0.4, seed: int = 0) -> FrameRead:
+    """A frame's read of ``truth`` too dark or small to be sure of: each character's true
+    symbol at ``p_true``, beside a look-alike a little likelier in some positions (the
+    frame's best guess, ``text``)."""
+    alts = []
+    for i, (shown, real) in enumerate(zip(text, truth, strict=True)):
+        if shown == real:
+            alts.append({real: p_true, "Q" if real != "Q" else "O": 0.2})
+        else:
+            alts.append({shown: p_true + 0.05, real: p_true - 0.05 + 0.01 * ((i + seed) % 3)})
+    confs = [max(a.values()) for a in alts]
+    return FrameRead(text, sum(confs) / len(confs), t_us, (100, 100, 200, 40), confs, text, "", alts)
+
+
+def test_fuse_characters_multiplies_the_frames_probabilities() -> None:
+    # Three frames each misread a different character; no frame and no whole-string vote has the
+    # plate, the characters' probabilities put together do.
+    truth = "AB12CDE"
+    reads = [weak("A812CDE", truth, 0), weak("AB12C0E", truth, 1), weak("AB1ZCDE", truth, 2)]
+    from anpr.grammar import UK
+    from anpr.tracking import fuse_characters
+
+    text, confs, fmt = fuse_characters(reads, UK)
+    assert (text, fmt) == (truth, "current")
+    assert len(confs) == 7 and all(0 < c <= 1 for c in confs)
+    assert fuse_characters(reads[:1], UK) is None  # one frame is no fusion
+    # Without a grammar: per position, the likeliest symbol.
+    assert fuse_characters(reads)[0] == truth
+    v = vote(reads, UK)
+    assert v.text == truth and v.format == "current" and v.char_confidences == confs
+
+
+def test_weak_reads_alone_make_a_vehicle_when_put_together() -> None:
+    # A plate read at 0.4 a frame: below min_conf, so without weak reads nothing is committed.
+    truth = "AB12CDE"
+    frames = [weak("AB12CDE", truth, i * 200_000, p_true=0.42, seed=i) for i in range(4)]
+    from anpr.grammar import UK
+
+    plain = VehicleTracker(agree_frames=2, gap_us=S, min_conf=0.5)
+    for f in frames:
+        assert plain.add([f], f.frame_us) == []
+    assert leave(plain, 3 * S) == []
+    t = VehicleTracker(agree_frames=2, gap_us=S, min_conf=0.5, weak_conf=0.3, grammar=UK)
+    for f in frames:
+        assert t.add([f], f.frame_us) == []  # weak reads never commit early
+    (v,) = leave(t, 3 * S)
+    assert v.text == truth and v.frames == 4 and v.confidence >= 0.5
+    # One weak frame alone is not a vehicle, nor are weak frames that disagree too much.
+    t = VehicleTracker(agree_frames=2, gap_us=S, min_conf=0.5, weak_conf=0.3, grammar=UK)
+    t.add([weak("AB12CDE", truth, 0)], 0)
+    assert leave(t, 3 * S) == []
