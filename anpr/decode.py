@@ -199,5 +199,72 @@ def _align(p: np.ndarray, text: str) -> tuple[tuple[float, ...], tuple[dict[str,
         total = float(row.sum()) or 1.0
         top = np.argsort(row)[::-1][:4]
         alts.append({SYMBOLS[k]: round(float(row[k]) / total, 4) for k in top if row[k] > 0})
-        forced.append(int(np.argmax(row)) + 1 != col)
+        forced.append(bool(int(np.argmax(row)) + 1 != col))
     return tuple(conf), tuple(alts), tuple(forced)
+
+
+def decode_many(matrices: Sequence[np.ndarray], grammar: Grammar, *, n_best: int = 6, junk_cost: float = 1.0,
+                weights: Sequence[float] | None = None, **options: float) -> list[Decoded]:
+    """Several models' readings of one line (each a :func:`fold` matrix), put together as a
+    product of experts: the strings each model's search finds, each scored by the weighted sum
+    of its log probability under every model (each with its own alignment: two models' outputs
+    are not averaged timestep by timestep, their characters peak at different timesteps) plus
+    its template's log prior. ``weights``: per model (default 1 each). Per character: the
+    models' mean confidence and alternatives."""
+    weights = list(weights) if weights is not None else [1.0] * len(matrices)
+    if len(matrices) == 1:
+        return decode(matrices[0], None, grammar, folded=True, n_best=n_best, junk_cost=junk_cost, **options)  # type: ignore[arg-type]
+    found: set[tuple[str, int, int]] = set()
+    for m in matrices:
+        found.update((d.emitted, d.start, d.end) for d in decode(m, None, grammar, folded=True, n_best=n_best,
+                                                                  junk_cost=junk_cost, **options))  # type: ignore[arg-type]
+    logp: dict[str, float] = {}
+    scored = []
+    for emitted, a, b in found:
+        if emitted not in logp:
+            logp[emitted] = sum(w * _string_logprob(m, emitted) for w, m in zip(weights, matrices, strict=True))
+        t = grammar.fit(emitted[a:b])
+        assert t is not None  # decode only returns strings that fit
+        scored.append((logp[emitted] + math.log(t.prior) - junk_cost * (a + len(emitted) - b), emitted, a, b, t.format))
+    scored.sort(reverse=True)
+    out = []
+    aligned: dict[str, tuple] = {}
+    for score, emitted, a, b, fmt in scored[:n_best]:
+        if emitted not in aligned:
+            each = [_align(m, emitted) for m in matrices]
+            conf = tuple(float(np.mean([e[0][i] for e in each])) for i in range(len(emitted)))
+            alts = []
+            forced = []
+            for i, ch in enumerate(emitted):
+                merged: dict[str, float] = {}
+                for e in each:
+                    for c, v in e[1][i].items():
+                        merged[c] = merged.get(c, 0.0) + v / len(each)
+                top = dict(sorted(merged.items(), key=lambda kv: kv[1], reverse=True)[:4])
+                alts.append(top)
+                forced.append(max(top, key=top.get) != ch if top else False)  # type: ignore[arg-type]
+            aligned[emitted] = (conf, tuple(alts), tuple(forced))
+        conf, alts, forced = aligned[emitted]
+        out.append(Decoded(emitted[a:b], fmt, emitted, a, b, score, conf, alts, forced))
+    return out
+
+
+def _string_logprob(p: np.ndarray, text: str) -> float:
+    """log P(text) under the folded CTC matrix ``p``: the forward algorithm, all alignments."""
+    labels = np.zeros(2 * len(text) + 1, np.int64)
+    labels[1::2] = [_INDEX[c] for c in text]
+    S = len(labels)
+    logp = np.log(np.maximum(p[:, labels], 1e-30))
+    skip = np.zeros(S, bool)
+    skip[3::2] = labels[3::2] != labels[1:-2:2]
+    alpha = np.full(S, -np.inf)
+    alpha[0] = logp[0, 0]
+    if S > 1:
+        alpha[1] = logp[0, 1]
+    prev = np.full((3, S), -np.inf)
+    for t in range(1, p.shape[0]):
+        prev[0] = alpha
+        prev[1, 1:] = alpha[:-1]
+        prev[2, 2:] = np.where(skip[2:], alpha[:-2], -np.inf)
+        alpha = np.logaddexp.reduce(prev, axis=0) + logp[t]
+    return float(np.logaddexp(alpha[-1], alpha[-2]) if S > 1 else alpha[-1])

@@ -171,20 +171,11 @@ def _uk() -> Grammar:
 
 
 def _generic() -> Grammar:
-    """Any 2 to 8 letters and digits (foreign plates), the common shapes of US serials a little
-    preferred: one group of letters and one of digits (``ABC1234``, ``123ABC``), or California's
-    digit, three letters, three digits (``7ABC123``). Generous on purpose: a US state's format
-    we do not list is still read, only with no help from the grammar."""
-    L, D, A = LETTERS, DIGITS, SYMBOLS
-    # Each layout its own prior (not shared): a string fitting a common shape is 2.5 times
-    # likelier than one fitting only the catch-all; the recogniser's evidence still decides
-    # any character it is fairly sure of.
-    return Grammar("generic", (
-        *_expand("generic", 0.2, [(A, 2, 8)], share=False),
-        *_expand("generic", 0.5, [(L, 1, 4), (D, 1, 5)], share=False),
-        *_expand("generic", 0.5, [(D, 1, 4), (L, 1, 4)], share=False),
-        *_expand("generic", 0.5, [(D, 1, 1), (L, 3, 3), (D, 3, 3)], share=False),
-    ))
+    """Any 2 to 8 letters and digits (foreign plates), all alike. Decision: no preferred
+    shapes. US states alone issue dozens of layouts, and preferring the common ones
+    (``ABC1234``, ``1ABC234``) turned correct reads of other layouts into misreads
+    (``6HP995`` read ``GHP995``; docs/design/anpr-reader.md)."""
+    return Grammar("generic", tuple(_expand("generic", 1.0, [(SYMBOLS, 2, 8)], share=False)))
 
 
 UK = _uk()

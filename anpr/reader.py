@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from anpr import AnprError
-from anpr.decode import decode
+from anpr.decode import decode_many
 from anpr.grammar import GRAMMARS
 from anpr.plates import mixed, normalise_generic, resolve_uk
 
@@ -140,6 +140,8 @@ class _Candidate:
     char_conf: list[float] = field(default_factory=list)
     composite: bool = False  # pieces joined, or a coarse region read whole: not one found line
     probs: np.ndarray | None = None  # the recogniser's (T x 37) output: blank, then A-Z0-9 (anpr.decode)
+    second_probs: np.ndarray | None = None  # ... and the second opinion's, when it read the line
+    polarity: float = 0.0  # dark characters on a light background (plates) +, light on dark (signs) - (_polarity)
 
 
 def _models_dir() -> Path:
@@ -536,16 +538,17 @@ class PlateReader:
             batch[i, :, :, : crop.shape[1]] = (crop.astype(np.float32) * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)
         decodes = model.read(batch)
         n = len(variants)
+        if not second:
+            for k, c in enumerate(candidates):
+                c.polarity = _polarity(crops[k * n])
         for k, c in enumerate(candidates):
             mine = decodes[k * n : (k + 1) * n]
             texts = [d[:2] for d in mine]
             c.raw, c.char_conf = _combine([(c.raw, c.char_conf), *texts] if second else texts)
-            matrix = mine[0][2]
-            if not second or c.probs is None:
-                c.probs = matrix
-            elif c.probs.shape == matrix.shape:
-                # The second model read the same crop (same timesteps): the two vote per timestep.
-                c.probs = (c.probs + matrix) / 2
+            if second:
+                c.second_probs = mine[0][2]
+            else:
+                c.probs, c.second_probs = mine[0][2], None
 
     def _judge(self, c: _Candidate) -> tuple[float, PlateRead] | None:
         """The candidate's text as a registration with its ranking score (confidence, less
@@ -559,7 +562,8 @@ class PlateReader:
 
     def _judge_decoded(self, c: _Candidate, longest: int) -> tuple[float, PlateRead] | None:
         """The most probable string the mode's grammar allows in the line's CTC output
-        (anpr/decode.py), with at most two end characters dropped under the same rules as
+        (anpr/decode.py; with the second opinion's, the product of the two), with at most two
+        end characters dropped under the same rules as
         ``_judge_greedy``: the grammar decides between formats with the recogniser's
         probabilities (a Z at 0.3 beside a 2 at 0.6 is a current plate's Z, not a rare
         prefix plate's 2). A character of another kind than the recogniser's likeliest there
@@ -567,7 +571,9 @@ class PlateReader:
         t = self.tuning
         if c.probs is None:
             return None
-        for d in decode(c.probs, None, GRAMMARS[self.mode], folded=True):
+        matrices = [c.probs] if c.second_probs is None else [c.probs, c.second_probs]
+        # The second opinion counts half: it is the weaker model (docs/design/anpr-reader.md).
+        for d in decode_many(matrices, GRAMMARS[self.mode], weights=[1.0, 0.5][: len(matrices)]):
             conf = list(d.char_confidences[d.start : d.end])
             dropped = list(d.char_confidences[: d.start] + d.char_confidences[d.end :])
             if dropped and len(d.emitted) <= longest and max(dropped) >= t.drop_below:
@@ -583,6 +589,8 @@ class PlateReader:
             if confidence < t.min_confidence:
                 continue
             score = confidence - 0.02 * len(dropped) - 0.02 * c.composite + _shape_prior(d.text)
+            if self.mode == "uk":
+                score += _plate_prior(c, len(d.emitted))
             if score <= 0:
                 continue
             alternatives = [dict(a) for a in d.alternatives[d.start : d.end]]
@@ -617,6 +625,8 @@ class PlateReader:
                 continue
             confidence = float(np.mean(conf)) - penalty
             score = confidence - 0.02 * len(dropped) - 0.02 * c.composite + _shape_prior(text)
+            if self.mode == "uk":
+                score += _plate_prior(c, len(c.raw))
             if confidence >= t.min_confidence and (best is None or score > best[0]):
                 read = PlateRead(text, round(confidence, 4), _quad_box(c.quad), [round(x, 4) for x in conf], c.raw, fmt)
                 best = (score, read)
@@ -643,6 +653,29 @@ def _combine(decodes: list[tuple[str, list[float]]]) -> tuple[str, list[float]]:
         chars.append(ch)
         confs.append(total / len(same))
     return "".join(chars), confs
+
+
+def _polarity(crop: np.ndarray) -> float:
+    """-1..1: how much a line crop looks like dark characters on a light background (+), as
+    every UK plate and most others are, or light characters on a dark one (-), as many signs,
+    badges and dealer stickers are. Characters are the minority of a line's pixels, so the
+    median is the background's brightness: near the bright end for a plate."""
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    p10, med, p90 = np.percentile(grey, (10, 50, 90))
+    return float(((med - p10) - (p90 - med)) / (p90 - p10 + 8.0))
+
+
+def _plate_prior(c: _Candidate, n_chars: int) -> float:
+    """Does the line look like a UK plate's characters rather than a sign's? Up to +-0.04 for
+    its polarity (``_polarity``: UK plates are black characters on white or yellow, by law),
+    and -0.05 when its characters are spaced unlike a plate's (pitch: line width per character
+    over line height; plates about 0.55-1.0: condensed, evenly spaced characters; a sign's or
+    a sticker's text is spaced otherwise). UK mode only (the caller): foreign plates come in
+    every colour, and on the US set this prior cost two photographs."""
+    prior = 0.04 * max(-1.0, min(1.0, c.polarity))
+    if c.height > 0 and n_chars and not 0.4 <= c.width / c.height / n_chars <= 1.3:
+        prior -= 0.05
+    return prior
 
 
 def _shape_prior(text: str) -> float:

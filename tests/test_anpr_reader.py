@@ -208,3 +208,44 @@ def test_cli_bench_on_a_few_development_photographs(tmp_path: Path, capsys: pyte
 def test_cli_bench_refuses_a_folder_without_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--data-dir", str(tmp_path / "d"), "anpr", "bench", str(tmp_path)]) == 1
     assert "no NAME.jpg" in capsys.readouterr().err
+
+
+def _line_crop(text: str, ink: tuple[int, int, int], paper: tuple[int, int, int], spacing: int = 0) -> np.ndarray:
+    """A synthetic 48 px high line of characters, as the reader cuts it for the recogniser."""
+    font = ImageFont.truetype(str(FONT), 40)
+    width = int(font.getlength(text)) + spacing * len(text) + 8
+    img = Image.new("RGB", (width, 48), paper)
+    draw = ImageDraw.Draw(img)
+    x = 4
+    for ch in text:
+        draw.text((x, 2), ch, font=font, fill=ink)
+        x += int(font.getlength(ch)) + spacing
+    return cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2BGR)
+
+
+def test_a_plate_outranks_signage_read_as_confidently(reader: PlateReader) -> None:
+    """Plate, not signage: two lines read as equally confident registrations; the one shaped
+    like a plate's characters (dark on a light ground, plate spacing) ranks first, a sign's
+    light-on-dark text or a sticker's widely spaced letters second."""
+    from anpr.reader import _Candidate, _merge_reads, _polarity
+
+    plate = _line_crop("AB12 CDE", (10, 10, 10), (250, 205, 20))
+    sign = _line_crop("GT70 BUY", (245, 245, 245), (30, 40, 140))
+    sticker = _line_crop("GT70BUY", (10, 10, 10), (245, 245, 245), spacing=40)
+    assert _polarity(plate) > 0.3 and _polarity(sign) < -0.3 and _polarity(sticker) > 0.3
+    probs = np.full((16, 37), 1e-4)
+    probs[:, 0] = 1.0
+    candidates = []
+    for k, (crop, text) in enumerate([(sign, "GT70BUY"), (plate, "AB12CDE"), (sticker, "GT70BUY")]):
+        m = probs.copy()
+        for i, ch in enumerate(text):
+            m[2 * i + 1, 0], m[2 * i + 1, 1 + "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".index(ch)] = 1e-4, 0.99
+        h, w = crop.shape[:2]
+        quad = np.array([[0, 100 * k], [w, 100 * k], [w, 100 * k + h], [0, 100 * k + h]], np.float32)
+        c = _Candidate(quad, 0.9, float(w), float(h), raw=text, char_conf=[0.99] * 7, probs=m / m.sum(axis=1, keepdims=True))
+        c.polarity = _polarity(crop)
+        candidates.append(c)
+    judged = [reader._judge(c) for c in candidates]
+    assert all(j is not None and j[1].confidence > 0.98 for j in judged)
+    ranked = [r.text for _, r in _merge_reads([j for j in judged if j is not None])]
+    assert ranked[0] == "AB12CDE", ranked
