@@ -32,6 +32,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "reports": ([], ["--cameras", "20", "--incidents", "4000", "--runs", "2"]),
     "syncplay": ([], ["--samples", "3"]),
     "cluster": ([], ["--runs", "1", "--seconds", "20"]),
+    "cli": ([], ["--runs", "3"]),
 }
 
 

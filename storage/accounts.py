@@ -119,8 +119,9 @@ class ApiToken(Base):
 # --- secrets and hashes -------------------------------------------------------------------
 
 _HASHER = PasswordHasher()  # Argon2id, the library's defaults (RFC 9106 "low memory" profile)
-# Verified against when the user does not exist, so an unknown name costs as long as a wrong password.
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+# Verified against when the user does not exist, so an unknown name costs as long as a wrong
+# password. Made at the first login, not at import (a hash is CPU work every CLI command would pay).
+_DUMMY_HASH: str | None = None
 
 
 def set_hash_cost(*, time_cost: int, memory_kib: int, parallelism: int = 1) -> None:
@@ -129,7 +130,7 @@ def set_hash_cost(*, time_cost: int, memory_kib: int, parallelism: int = 1) -> N
     their own parameters, so either kind verifies; a cheap hash is upgraded at the next login."""
     global _HASHER, _DUMMY_HASH
     _HASHER = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
-    _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+    _DUMMY_HASH = None
 
 
 def hash_password(password: str) -> str:
@@ -139,6 +140,9 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     """Blocking. ``password_hash=None`` verifies against a dummy, to keep timing even."""
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
     try:
         return _HASHER.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -11,15 +11,18 @@ import asyncio
 import logging
 import os
 import secrets
+from typing import TYPE_CHECKING
 
 from controlroom.app import create_app
 from controlroom.commands.common import open_store
 from controlroom.commands.serve import run_service
 from controlroom.onvif_actions import adopt_camera, discover_devices
 from controlroom.settings import Settings
-from simulator import Simulation
 from storage import accounts, audit, inventory
 from storage.db import transaction
+
+if TYPE_CHECKING:
+    from simulator import Simulation
 
 log = logging.getLogger(__name__)
 DEMO_ACTOR = "demo"
@@ -117,6 +120,10 @@ async def create_demo_users(settings: Settings, password: str) -> None:
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     settings = settings.with_overrides(**{"http.host": args.host, "http.port": args.port})
     settings, password = demo_admin_password(settings)
+    from simulator import (
+        Simulation,  # here: the simulator (ONVIF, GStreamer) loads only for this command
+    )
+
     async with Simulation(settings.data_dir / "simulator", cameras=args.cameras, ptz=args.ptz, anpr=args.anpr,
                           onvif=True) as sim:
         added, readded = await adopt_simulated(settings, sim)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from controlroom.commands.common import print_table
 from controlroom.settings import Settings
-from simulator import Simulation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +45,10 @@ async def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         if getattr(args, name) < 0:
             raise SystemExit(f"controlroom: --{name} must be 0 or more")
     password = await asyncio.to_thread(_password, args.password_file)
+    from simulator import (
+        Simulation,  # here: the simulator (ONVIF, GStreamer) loads only for this command
+    )
+
     work = settings.data_dir / "simulator"
     sim = Simulation(work, cameras=args.cameras, anpr=args.anpr, ptz=args.ptz, live=args.live,
                      password=password, host=args.host, base_port=args.base_port, onvif=args.onvif)
