@@ -29,6 +29,7 @@ from controlroom.api import reports as reports_routes
 from controlroom.api import ripa as ripa_routes
 from controlroom.api import sar as sar_routes
 from controlroom.api import stills as still_routes
+from controlroom.api import views as view_routes
 from controlroom.auditing import audit_anchor_ctx, audit_writer_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
 from controlroom.background import watched
@@ -68,7 +69,7 @@ RETENTION_RETRY_S = 30.0
 # its row: start-up reconciliation leaves it (its node catalogues it, or the next start does).
 RECONCILE_MIN_AGE_S = 120.0
 ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, still_routes, alerts,
-                 anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, ripa_routes, sar_routes, admin_routes, reports_routes, openapi]
+                 anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, ripa_routes, sar_routes, admin_routes, reports_routes, view_routes, openapi]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

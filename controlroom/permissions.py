@@ -37,6 +37,7 @@ class Permission(enum.StrEnum):
     DIRECTED_USE = "directed_use"  # read authorisations in force, link one's own directed use of a camera
     SAR = "sar"  # the subject access request register, its footage windows and holds
     REPORTS = "reports"  # the tasking pack and statistics; send a police-safe pack to police
+    VIEWS_SHARE = "views_share"  # share layouts and tours with a site or the team; upload site maps, place pins
 
 
 # What each role may do (docs/design/security-model.md says why). Deny by default: a right not
@@ -58,6 +59,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "supervisor": _OPERATOR | {
         Permission.APPROVE, Permission.HOLDS, Permission.AUDIT_READ, Permission.HOTLIST_ADMIN,
         Permission.INCIDENT_CLOSE, Permission.ROTA, Permission.FAULTS_MANAGE, Permission.RIPA, Permission.SAR, Permission.REPORTS,
+        Permission.VIEWS_SHARE,
     },
     "operator": frozenset(_OPERATOR),
     "police": _EVERYONE | {Permission.EVIDENCE_REQUEST},

@@ -29,12 +29,14 @@ class Alert(Base):
     data: Mapped[str] = mapped_column(Text, default="{}")
     acknowledged_by: Mapped[str] = mapped_column(String(200), default="")
     acknowledged_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    ack_note: Mapped[str] = mapped_column(Text, default="", server_default="")  # what the acknowledging user wrote
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "at_us": self.at_us, "kind": self.kind, "camera_id": self.camera_id,
             "message": self.message, "data": json.loads(self.data or "{}"),
             "acknowledged_by": self.acknowledged_by, "acknowledged_us": self.acknowledged_us,
+            "ack_note": self.ack_note,
         }
 
 

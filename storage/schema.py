@@ -14,6 +14,7 @@ from storage import (  # noqa: F401
     reports,
     ripa,
     sar,
+    views,
 )
 from storage import onvif as onvif_models  # noqa: F401 - camera_events
 from storage.anpr import models as anpr_models  # noqa: F401 - anpr_reads, hotlists, entries, hits

@@ -62,6 +62,10 @@ NOT_DISCLOSING = {
     "/api/v1/rota": "the planned weekly coverage windows: times and staff numbers, no names",
     "/api/v1/faults": "camera faults: which camera, what, when, the contractor's reference; the staff "
                       "member who reported one is a work record, like an alert's acknowledgement",
+    "/api/v1/views": "named layouts and tours: camera ids per tile or step, cut to the caller's cameras; "
+                     "the owner's name is a work record",
+    "/api/v1/maps": "site plans' names, sizes and pin positions of the caller's cameras: no footage",
+    "/api/v1/maps/{map}/image": "a site plan or map picture a supervisor uploaded: a drawing of the site, not footage",
     "/api/v1/sites": "the sites' names, locations and camera counts: no footage, no people",
     "/api/v1/system": "disk space, each camera's recorder state and the database's answer: no footage, no people",
     "/api/v1/health/availability": "each camera's recorded share of a week and its gaps: no footage",

@@ -54,6 +54,9 @@ NOT_CAMERA_PARAMS = {
     "image": "which image of the read or hit (plate|overview): the read or hit is resolved",
     "decision": "confirm|dismiss of the hit that is resolved",
     "window": "a window of the control room's rota",
+    "view": "a named layout or tour: its cameras are cut to the caller's at each read, and a view holding "
+            "others' cameras cannot be changed (controlroom/api/views.py)",
+    "map": "a site plan: its pins are cut to the caller's cameras, and a map of another site is not found",
     "release": "a police-safe tasking pack a supervisor sent to this police account (counts of every camera)",
 }
 # GET routes without path parameters that hold nothing of any camera, and why (every other
@@ -83,6 +86,8 @@ LISTS: dict[str, Any] = {c: URLS[c] for c in (
 LISTS |= {
     "/api/v1/cameras": lambda w, c: "/api/v1/cameras",
     "/api/v1/evidence/cameras": lambda w, c: "/api/v1/evidence/cameras",
+    "/api/v1/views": lambda w, c: "/api/v1/views",
+    "/api/v1/maps": lambda w, c: "/api/v1/maps",
     "/api/v1/alerts/ws": None,  # test_alert_feed_is_narrowed
     "/api/v1/holds": lambda w, c: "/api/v1/holds?all=true",
     "/api/v1/system": lambda w, c: "/api/v1/system",

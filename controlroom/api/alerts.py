@@ -4,8 +4,8 @@
 - ``GET /api/v1/alerts/ws`` (WebSocket): every new alert as a JSON text message
   ``{"type": "alert", "alert": {...}}``, and ``{"type": "ack", "alert": {...}}`` when someone
   acknowledges one, so every screen clears it at once.
-- ``POST /api/v1/alerts/{id}/ack``: records who and when (audited); acknowledging twice keeps
-  the first acknowledgement.
+- ``POST /api/v1/alerts/{id}/ack`` ``{"note"?}``: records who, when and the note (audited);
+  acknowledging twice keeps the first acknowledgement and its note.
 
 Permission: LIVE_VIEW for all three. Alerts of ANPR hits carry the registration, hotlist and
 reason, so reading the list and opening the feed are disclosures of plate data (audited once per
@@ -28,7 +28,7 @@ from controlroom import disclosure
 from controlroom.api.live import WS_CLOSE_TIMEOUT_S, check_origin, open_socket
 from controlroom.auth import actor, allowed_camera_ids
 from controlroom.context import ALERT_ACKS, ALERTS, SESSIONS, SETTINGS
-from controlroom.contract import Flag, Query, limit, query_of
+from controlroom.contract import Body, Flag, Query, Text, body_of, limit, query_of
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import us_to_iso
 from storage import NotFound, audit
@@ -43,6 +43,10 @@ MAX_LIMIT = 500
 class AlertsQuery(Query):
     limit: int = limit(100, MAX_LIMIT)
     open: Flag = Field(False, description="only alerts nobody has acknowledged")
+
+
+class AckBody(Body):
+    note: Text = Field("", description="what the operator did or saw (kept with the acknowledgement)")
 
 
 def alert_json(data: dict[str, Any], tz: str, camera_names: dict[int, str] | None = None) -> dict[str, Any]:
@@ -94,8 +98,9 @@ async def _alert_cameras(request: web.Request) -> set[int] | None:
 
 
 @routes.post("/api/v1/alerts/{alert}/ack")
-@requires(Permission.LIVE_VIEW, cameras=_alert_cameras)
+@requires(Permission.LIVE_VIEW, cameras=_alert_cameras, body=AckBody)
 async def ack_alert(request: web.Request) -> web.Response:
+    note = body_of(request, AckBody).note.strip()
     alert_id = row_id(request.match_info["alert"])
     if alert_id is None:
         raise NotFound(f"no alert {request.match_info['alert'][:40]!r}")
@@ -105,9 +110,9 @@ async def ack_alert(request: web.Request) -> web.Response:
         if alert is None:
             raise NotFound(f"no alert {alert_id}")
         if alert.acknowledged_us is None:
-            alert.acknowledged_by, alert.acknowledged_us = who, now_us()
+            alert.acknowledged_by, alert.acknowledged_us, alert.ack_note = who, now_us(), note
             await audit.append(session, who, "alert.ack", f"alert:{alert.id}", kind=alert.kind,
-                               camera_id=alert.camera_id)
+                               camera_id=alert.camera_id, note=note)
         data = alert.to_dict()
     request.app[ALERT_ACKS].publish(data)
     tz = request.app[SETTINGS].display_timezone
