@@ -9,6 +9,10 @@
 // open alerts come first, by priority then newest; the most urgent, if it is a hit waiting for a
 // decision, opens by itself. Handled (acknowledged) alerts move to a collapsed "Handled"
 // section; alerts of a camera that has been removed are cleared.
+//
+// A new priority-1 alert sounds an alarm made in the browser (WebAudio: no sound file to
+// fetch), unless this user has muted it (the toggle in the panel's head, remembered per user in
+// this browser). An open card of a plain alert takes a note with its acknowledgement.
 
 import { api, wsUrl } from "./api.js";
 import { el } from "./dom.js";
@@ -37,9 +41,32 @@ function place(container, nodes) {
   while (container.children.length > nodes.length) container.lastElementChild.remove();
 }
 
+/** The priority-1 alarm: two short rising tones, made by WebAudio (no file, no network). */
+export function playAlarm(ctx) {
+  const t0 = ctx.currentTime;
+  for (const [i, freq] of [880, 1175, 880, 1175].entries()) {
+    const osc = ctx.createOscillator(), gain = ctx.createGain();
+    osc.type = "square"; osc.frequency.value = freq;
+    const start = t0 + i * 0.18;
+    gain.gain.setValueAtTime(0.0001, start);
+    gain.gain.exponentialRampToValueAtTime(0.25, start + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, start + 0.16);
+    osc.connect(gain).connect(ctx.destination);
+    osc.start(start); osc.stop(start + 0.17);
+  }
+}
+
 export class AlertsPanel {
-  constructor(list, count, conn, { can = new Set(), store = null } = {}) {
+  constructor(list, count, conn, { can = new Set(), store = null, user = "", soundButton = null } = {}) {
     Object.assign(this, { list, count, conn, store, can });
+    this.muteKey = `controlroom.alerts.muted.${user}`;
+    this.muted = localStorage.getItem(this.muteKey) === "1";
+    this.sounded = 0; // alarms played (for the tests and the curious)
+    this.soundButton = soundButton;
+    if (soundButton) {
+      soundButton.addEventListener("click", () => this.setMuted(!this.muted));
+      this.drawSound();
+    }
     this.canHits = can.has("anpr_alerts"); // without it a hit is a plain alert: no pictures, no decision
     this.alerts = new Map();
     this.hits = new Map(); // hit id -> the hit as the API gives it (state, who decided, image URLs) or {error}
@@ -52,6 +79,31 @@ export class AlertsPanel {
       el("details", { id: "alerts-handled" }, this.handledSummary, this.handledList));
     this.empty = el("li", { class: "alerts-empty muted", text: "No alerts" });
     if (store) store.addEventListener("change", () => this.render()); // a removed camera's alerts go
+  }
+
+  setMuted(on) {
+    this.muted = on;
+    if (on) localStorage.setItem(this.muteKey, "1"); else localStorage.removeItem(this.muteKey);
+    this.drawSound();
+  }
+
+  drawSound() {
+    if (!this.soundButton) return;
+    this.soundButton.textContent = this.muted ? "Sound off" : "Sound on";
+    this.soundButton.setAttribute("aria-pressed", String(!this.muted));
+    this.soundButton.title = this.muted ? "Priority-1 alerts make no sound: click to turn the alarm on"
+      : "Priority-1 alerts sound an alarm: click to mute it";
+  }
+
+  /** A new alert arrived live: priority 1 sounds the alarm (unless muted). */
+  alarm(a) {
+    if (a.acknowledged_us || priorityOf(a) !== 1 || this.muted) return;
+    try {
+      this.audio = this.audio || new AudioContext();
+      if (this.audio.state === "suspended") this.audio.resume();
+      playAlarm(this.audio);
+      this.sounded += 1;
+    } catch (e) { this.conn.textContent = `The alarm could not sound: ${e.message}`; }
   }
 
   /** The alert's camera has been removed from the inventory: nothing left to deal with. */
@@ -81,6 +133,7 @@ export class AlertsPanel {
     ws.onmessage = (ev) => {
       const msg = JSON.parse(ev.data);
       if (!msg.alert) return;
+      if (msg.type === "alert" && !this.alerts.has(msg.alert.id)) this.alarm(msg.alert);
       this.alerts.set(msg.alert.id, msg.alert);
       this.render();
       document.dispatchEvent(new CustomEvent("controlroom:alert", { detail: msg.alert })); // other views may follow
@@ -103,10 +156,10 @@ export class AlertsPanel {
     this.render();
   }
 
-  async ack(id, button) {
+  async ack(id, button, note = "", error = null) {
     button.disabled = true;
-    try { const a = await api(`/api/v1/alerts/${id}/ack`, { method: "POST", body: {} }); this.alerts.set(a.id, a); this.render(); }
-    catch (e) { button.disabled = false; button.title = e.message; }
+    try { const a = await api(`/api/v1/alerts/${id}/ack`, { method: "POST", body: { note } }); this.alerts.set(a.id, a); this.render(); }
+    catch (e) { button.disabled = false; button.title = e.message; if (error) error.textContent = `Not acknowledged: ${e.message}`; }
   }
 
   /** Confirm or dismiss the hit of alert `a`, then acknowledge the alert (the decision deals with it). */
@@ -168,6 +221,8 @@ export class AlertsPanel {
     if (a.acknowledged_us) foot.append(this.ackedText(a));
     li.append(this.top(a, a.camera ? el("span", { class: "alert-camera", text: a.camera }) : null,
       a.acknowledged_us ? null : this.ackButton(a)), el("p", { class: "alert-msg", text: a.message }), this.links(a, a.at_us / 1000 - 30e3), foot);
+    if (a.acknowledged_us && a.ack_note) li.append(el("p", { class: "alert-note", text: `Note: ${a.ack_note}` }));
+    if (!a.acknowledged_us && this.isExpanded(a)) li.append(this.ackForm(a));
     return li;
   }
 
@@ -193,14 +248,27 @@ export class AlertsPanel {
     return el("p", { class: "alert-links small" },
       this.can.has("live_view") ? el("a", { class: "alert-live", href: `#camera/${a.camera_id}`, text: "Live", "aria-label": `${name} live` }) : null,
       this.can.has("playback") ? el("a", { class: "alert-playback", href: `#playback/${a.camera_id}/${Math.floor(ms)}`,
-        text: `Playback at ${formatLocal(ms, { date: false })}`, "aria-label": `Playback of ${name} at ${formatLocal(ms)}` }) : null,
+        text: `Playback at ${formatLocal(ms, { date: false })}`,
+        "aria-label": `Playback at ${formatLocal(ms, { date: false })} on ${formatLocal(ms).slice(0, 10)}: ${name}` }) : null,
       // The same moment on this camera and three more of its site, on one timeline (syncplay.js).
       this.can.has("playback") && this.store ? el("a", { class: "alert-sync", href: syncHash(this.store, a.camera_id, ms),
-        text: "4 cameras", "aria-label": `Synchronised playback of ${name} and 3 more cameras at ${formatLocal(ms)}` }) : null);
+        text: "4 cameras", "aria-label": `4 cameras in synchronised playback: ${name} and 3 more at ${formatLocal(ms)}` }) : null);
   }
 
   ackedText(a) {
     return el("span", { text: `Acknowledged by ${a.acknowledged_by} at ${formatLocal(a.acknowledged_us / 1000, { date: false })}` });
+  }
+
+  /** An open card's acknowledgement with a note (what was done: "contractor called, ref 42"). */
+  ackForm(a) {
+    const id = `alert-note-${a.id}`;
+    const note = el("input", { id, class: "alert-note-input", type: "text", maxlength: 2000, autocomplete: "off",
+      placeholder: "Note (optional)", "aria-label": `Note on acknowledging: ${a.message}` });
+    const go = el("button", { type: "submit", class: "ok alert-ack-note", text: "Acknowledge with note", "data-alert": `${a.id}-note` });
+    const error = el("p", { class: "error small", role: "alert" });
+    const form = el("form", { class: "alert-ack-form", novalidate: true }, note, go);
+    form.addEventListener("submit", (ev) => { ev.preventDefault(); this.ack(a.id, go, note.value.trim(), error); });
+    return el("div", {}, form, error);
   }
 
   ackButton(a) {

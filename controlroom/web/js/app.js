@@ -21,6 +21,9 @@ import { LawfulView } from "./lawful.js";
 import { DirectedUsePanel } from "./directeduse.js";
 import { AdminView, hasAdmin } from "./admin.js";
 import { ReportsView } from "./reports.js";
+import { ViewsView, TourRunner } from "./views.js";
+import { MapView } from "./map.js";
+import { keyTable, keyRow, drawHelp } from "./keys.js";
 import { formatLocal } from "./time.js";
 import { $ } from "./dom.js";
 
@@ -50,7 +53,8 @@ async function boot() {
     // Keeping the system and watching people are separate duties (docs/design/security-model.md).
     grid.forbidden = `Your role (${role}) has no live-view right. Sign in with an operator's account to watch cameras.`;
   }
-  const alerts = new AlertsPanel($("alerts-list"), $("alerts-count"), $("alerts-conn"), { can, store: can.has("inventory_read") ? store : null });
+  const alerts = new AlertsPanel($("alerts-list"), $("alerts-count"), $("alerts-conn"), { can, store: can.has("inventory_read") ? store : null,
+    user: me.user ? me.user.username : "", soundButton: $("alerts-sound") });
   if (can.has("live_view")) alerts.start(); else $("alerts").hidden = true; // alerts are for those who watch
   const hasEvidence = ["evidence_request", "export", "approve"].some((p) => can.has(p));
   const evidence = hasEvidence ? new EvidenceView(me.user, can) : null;
@@ -78,7 +82,14 @@ async function boot() {
   const admin = hasAdmin(can) ? new AdminView(can) : null; // cameras, users, sites, retention, holds, audit, system
   $("nav-admin").hidden = !admin;
   const home = can.has("live_view") ? "#grid" : hasEvidence ? "#evidence" : hasHealth ? "#health" : hasAnpr ? "#anpr" : "#grid";
-  window.controlroom = { store, grid, single, playback, sync, zooms, alerts, evidence, anpr, incidents, duty, health, lawful, admin, reports }; // for tests and the curious
+  // Views (V): layouts and tours kept by the service; the map (M): a site plan with camera pins.
+  const hasViews = can.has("live_view");
+  const tours = hasViews ? new TourRunner(grid, store, $("tour-bar")) : null;
+  const viewsView = hasViews ? new ViewsView(store, grid, can, { go: (h) => go(h) }) : null;
+  if (viewsView) { viewsView.me = me.user.username; viewsView.tours = tours; }
+  const mapView = hasViews ? new MapView(store, can, { go: (h) => go(h) }) : null;
+  $("nav-views").hidden = !hasViews;
+  window.controlroom = { store, grid, single, playback, sync, zooms, alerts, evidence, anpr, incidents, duty, health, lawful, admin, reports, views: viewsView, map: mapView, tours }; // for tests and the curious
 
   // Site filter and layout buttons.
   const siteSel = $("site-filter");
@@ -93,7 +104,7 @@ async function boot() {
   store.addEventListener("change", fillSites);
   siteSel.addEventListener("change", () => grid.setSite(siteSel.value));
   for (const b of document.querySelectorAll("[data-layout]")) b.addEventListener("click", () => grid.setLayout(Number(b.dataset.layout)));
-  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence", anpr: () => "#anpr", health: () => "#health", lawful: () => "#lawful", admin: () => "#admin", reports: () => "#reports" };
+  const viewHash = { grid: () => "#grid", playback: () => `#playback/${store.list[0]?.id ?? ""}`, evidence: () => "#evidence", anpr: () => "#anpr", health: () => "#health", lawful: () => "#lawful", admin: () => "#admin", reports: () => "#reports", views: () => "#views" };
   for (const b of document.querySelectorAll("[data-view]")) b.addEventListener("click", () => go(viewHash[b.dataset.view]()));
 
   $("logout").addEventListener("click", async () => {
@@ -107,6 +118,7 @@ async function boot() {
   if (incidents) views.incidents = $("view-incidents");
   if (health) views.health = health.root;
   if (admin) views.admin = admin.root;
+  if (viewsView) { views.views = viewsView.root; views.map = mapView.root; }
   let current = null;
   function show(name) {
     for (const [k, el] of Object.entries(views)) el.hidden = k !== name;
@@ -120,6 +132,7 @@ async function boot() {
     $("nav-lawful").setAttribute("aria-pressed", String(name === "lawful"));
     $("nav-admin").setAttribute("aria-pressed", String(name === "admin"));
     $("nav-reports").setAttribute("aria-pressed", String(name === "reports"));
+    $("nav-views").setAttribute("aria-pressed", String(name === "views" || name === "map"));
     current = name;
   }
   function route() {
@@ -134,6 +147,9 @@ async function boot() {
     if (view !== "lawful" && lawful) lawful.close();
     if (view !== "admin" && admin) admin.close();
     if (view !== "reports" && reports) reports.close();
+    if (view !== "views" && viewsView) viewsView.close();
+    if (view !== "map" && mapView) mapView.close();
+    if (view !== "grid" && view !== "" && tours) tours.stop(); // a tour runs on the grid only
     if (!view) { history.replaceState(null, "", home); route(); return; }
     if (view === "evidence" && evidence) { grid.hide(); show("evidence"); evidence.open(a || ""); }
     else if (view === "anpr" && anpr) { grid.hide(); show("anpr"); anpr.open(a || "reads"); }
@@ -142,6 +158,8 @@ async function boot() {
     else if (view === "lawful" && lawful) { grid.hide(); show("lawful"); lawful.open(a || ""); }
     else if (view === "admin" && admin) { grid.hide(); show("admin"); admin.open(a || ""); }
     else if (view === "reports" && reports) { grid.hide(); show("reports"); reports.open(a || ""); }
+    else if (view === "views" && viewsView) { grid.hide(); show("views"); viewsView.open(); }
+    else if (view === "map" && mapView) { grid.hide(); show("map"); mapView.open(a ? Number(a) : undefined); }
     else if (view === "camera" && a) { grid.hide(); show("single"); single.open(Number(a)); if (directed) directed.open(single.cam); }
     else if (view === "sync" && can.has("playback")) { grid.hide(); show("sync"); sync.open((a || "").split(",").filter(Boolean).map(Number), b ? Number(b) : undefined); }
     else if (view === "playback") { grid.hide(); show("playback"); playback.open(a ? Number(a) : store.list[0]?.id, b ? Number(b) : undefined); }
@@ -152,10 +170,13 @@ async function boot() {
   route();
 
   // "?": the shortcuts this role has, in a modal dialog (Esc or Close closes it, focus returns).
+  // One table (keys.js) drives both the handler below and the help, so they cannot drift.
   const help = $("shortcut-help");
   const have = { live_view: can.has("live_view"), playback: can.has("playback"), evidence: hasEvidence, anpr: hasAnpr, ptz: can.has("ptz"),
-                 incidents: Boolean(incidents), health: hasHealth, lawful: Boolean(lawful), reports: Boolean(reports) };
-  for (const e of help.querySelectorAll("[data-need]")) e.hidden = !have[e.dataset.need];
+                 incidents: Boolean(incidents), health: hasHealth, lawful: Boolean(lawful), reports: Boolean(reports), views: hasViews };
+  const keyCtx = { go: (h) => go(h), have, single, store, grid, tours, home };
+  const keys = keyTable(keyCtx);
+  drawHelp($("shortcut-list"), keys);
   $("shortcut-help-close").addEventListener("click", () => help.close());
 
   document.addEventListener("keydown", (ev) => {
@@ -173,20 +194,8 @@ async function boot() {
     if (current === "sync" && sync.onKey(ev)) { ev.preventDefault(); return; }
     if ((current === "single" || current === "playback") && ["+", "=", "-", "0"].includes(ev.key) && zooms[current].onKey(ev.key)) { ev.preventDefault(); return; }
     if (incidents && incidents.onKey(ev, current)) { ev.preventDefault(); return; }
-    const k = ev.key;
-    if (k === "e" && evidence) go("#evidence");
-    else if (k === "a" && anpr) go("#anpr");
-    else if (k === "h" && health) go("#health");
-    else if (k === "u" && lawful) go("#lawful");
-    else if (k === "t" && reports) go("#reports");
-    else if (k === "g" && can.has("live_view")) go("#grid");
-    else if (k === "p" && can.has("playback")) go(`#playback/${single.cam?.id ?? store.list[0]?.id ?? ""}`);
-    else if (k === "Escape" && current !== "grid") { if (current === "single") grid.focusAfter = single.cam?.id; go(home); }
-    else if (current === "single" && k === "r") $("single-back30").click(); // B is bookmark (incidents.js)
-    else if (current === "single" && k === "s") $("single-snapshot").click();
-    else if (current === "grid" && ["1", "4", "9"].includes(k)) grid.setLayout(Number(k));
-    else return;
-    ev.preventDefault();
+    const row = keyRow(keys, ev.key, current);
+    if (row && row.run(current, ev.key) !== false) ev.preventDefault();
   });
 
   const clock = $("clock");

@@ -36,6 +36,28 @@ export class Grid {
   setSite(site) { this.site = site; this.save(); this.render(); }
   setLayout(n) { if (!LAYOUTS.includes(n)) return; this.arrangement.layout = n; this.save(); this.render(); }
 
+  /** Put a layout (a saved view, a tour's step) on the grid: every site, its size and cameras. */
+  applyView(layout, tiles) {
+    if (!LAYOUTS.includes(layout)) return;
+    this.site = "";
+    const arr = this.arrangement;
+    arr.layout = layout; arr.slots = Array.from({ length: 16 }, (_, i) => tiles[i] ?? null);
+    this.save();
+    const sel = document.getElementById("site-filter"); if (sel) sel.value = "";
+    if (this.active) this.render();
+  }
+
+  /** One tile's camera, without moving focus (a tour running in that tile). */
+  setTile(index, camId) {
+    const slots = this.arrangement.slots;
+    while (slots.length <= index) slots.push(null);
+    slots[index] = camId; this.save();
+    if (this.active) this.replaceTile(index);
+  }
+
+  /** The tile that last had focus (a tour in one tile runs there). */
+  get focusedIndex() { return this.lastFocused != null && this.lastFocused < this.arrangement.layout ? this.lastFocused : null; }
+
   show() { this.active = true; this.render(); }
   hide() { this.active = false; this.stopAll(); }
 
@@ -125,6 +147,7 @@ export class Grid {
       el.setAttribute("aria-label", `Tile ${index + 1}: empty`);
     }
     el.addEventListener("keydown", (ev) => this.onKey(ev, tile));
+    el.addEventListener("focusin", () => { this.lastFocused = index; });
     el.draggable = true;
     el.addEventListener("dragstart", (ev) => ev.dataTransfer.setData("text/x-tile", String(index)));
     el.addEventListener("dragover", (ev) => { ev.preventDefault(); el.classList.add("drop"); });
