@@ -1,7 +1,7 @@
 """views, site_maps, alerts.ack_note: shared layouts and tours, site plans, notes on acknowledgements (issue 14)
 
-Revision ID: 0015_views
-Revises: 0014_nodes
+Revision ID: 0016_views
+Revises: 0015_sar_redaction
 Create Date: 2026-12-07 11:10:00
 
 Named layouts and camera tours kept by the service and shared by site or with the whole
@@ -12,8 +12,8 @@ writes when acknowledging an alert.
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0015_views'
-down_revision = '0014_nodes'
+revision = '0016_views'
+down_revision = '0015_sar_redaction'
 branch_labels = None
 depends_on = None
 
