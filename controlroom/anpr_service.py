@@ -1,8 +1,8 @@
-"""ANPR in the running service: live reading of the ANPR cameras and ANPR retention.
+"""ANPR in the running service: live reading of the ANPR cameras.
 
 One cleanup context (:func:`anpr_ctx`): it starts :class:`anpr.live.LiveReading` for the enabled
-cameras of kind ``anpr`` (following inventory changes) and a loop that deletes reads past
-``[anpr] retention_days`` (separate from video retention); both stop with the app.
+cameras of kind ``anpr`` (following inventory changes) and stops it with the app. ANPR
+retention (reads past ``[anpr] retention_days``) is a job (controlroom.jobs), run by a jobs node.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from anpr.live import LiveReading
 from controlroom.background import watched
 from controlroom.context import ALERTS, ANPR_LIVE, KEYS, SESSIONS, SETTINGS
 from controlroom.settings import Settings
-from storage.anpr.retention import run_anpr_retention
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +40,8 @@ async def anpr_ctx(app: web.Application) -> AsyncIterator[None]:
     syncing = watched(app, "anpr_sync", live.options.sync_interval_s, live.sync,
                       what="ANPR: following the camera inventory", log=log, wait_first=True)
     sync_task = asyncio.create_task(syncing.run(), name="anpr-sync")
-
-    async def sweep() -> None:
-        await run_anpr_retention(app[SESSIONS], settings.anpr_root, retention_days=settings.anpr.retention_days)
-
-    loop = watched(app, "anpr_retention", settings.anpr.sweep_interval_s, sweep, what="ANPR retention run", log=log)
-    task = asyncio.create_task(loop.run(), name="anpr-retention")
     yield
-    for t in (task, sync_task):
-        t.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await t
+    sync_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sync_task
     await live.stop()

@@ -7,14 +7,13 @@ order, and only if it started. Background loops keep a reference to their task.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from cameras.recorder import Supervisor
-from controlroom import camera_health, cluster, disclosure, metrics, security
+from controlroom import camera_health, cluster, disclosure, jobs, metrics, security
 from controlroom.anpr_service import anpr_ctx
 from controlroom.api import admin as admin_routes
 from controlroom.api import alerts, cameras, health, live, openapi, playback, session, ui, users
@@ -32,7 +31,6 @@ from controlroom.api import stills as still_routes
 from controlroom.api import views as view_routes
 from controlroom.auditing import audit_anchor_ctx, audit_writer_ctx
 from controlroom.auth import accounts_ctx, auth_middleware
-from controlroom.background import watched
 from controlroom.context import (
     ALERTS,
     ENGINE,
@@ -57,14 +55,8 @@ from storage.db import make_engine, make_sessionmaker
 from storage.keys import load_or_create_keys
 from storage.migrate import upgrade
 from storage.nodes import parse_roles
-from storage.retention import run_retention
 
 log = logging.getLogger(__name__)
-# Emergency purges run at most this often: each looks at the free space again, so a disk that
-# stays below the floor (everything held) is not scanned in a tight loop.
-EMERGENCY_PURGE_MIN_INTERVAL_S = 2.0
-# A failed retention run (database away) is tried again this soon, not a whole sweep later.
-RETENTION_RETRY_S = 30.0
 # In a cluster, a day-folder file younger than this may be between another node's rename and
 # its row: start-up reconciliation leaves it (its node catalogues it, or the next start does).
 RECONCILE_MIN_AGE_S = 120.0
@@ -127,44 +119,6 @@ async def recorders_stopping(app: web.Application) -> None:
         app[RECORDERS_STOP].append(asyncio.create_task(app[SUPERVISOR].stop(), name="recorders stop"))
 
 
-async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-
-    purge_now = app[PURGE_NOW]
-
-    # Every sweep interval, and at once when the recorders find the disk below its floor (the
-    # emergency purge: the same run, whose floor rule deletes the oldest unheld footage).
-    emergency = False
-
-    async def sweep() -> None:
-        purge_now.clear()
-        result = await run_retention(
-            app[SESSIONS], settings.storage_root,
-            default_days=settings.retention.default_days,
-            floor_bytes=settings.retention.free_space_floor_bytes,
-            actor="system:emergency-purge" if emergency else "system:retention",
-        )
-        if emergency:
-            log.warning("store: emergency purge deleted %d segments (%d bytes)", result.deleted, result.bytes)
-
-    async def wait(wait_s: float) -> None:
-        nonlocal emergency
-        try:
-            await asyncio.wait_for(purge_now.wait(), wait_s)
-            emergency = True
-            await asyncio.sleep(EMERGENCY_PURGE_MIN_INTERVAL_S)  # a burst of requests makes one run
-        except TimeoutError:
-            emergency = False
-
-    loop = watched(app, "retention", settings.retention.sweep_interval_s, sweep, what="retention run", log=log,
-                   retry_s=RETENTION_RETRY_S, wait=wait)
-    task = asyncio.create_task(loop.run(), name="retention")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = None) -> web.Application:
     """The whole service. ``record=False`` leaves recorders and retention off (API-only tests);
     ``anpr`` (default: as ``record``) runs live ANPR reading, ANPR retention and MQTT."""
@@ -181,6 +135,7 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app.cleanup_ctx.append(database_ctx)
     # What this node does (docs/design/cluster.md); by default every role, as on one machine.
     roles = parse_roles(settings.cluster.roles)
+    anpr_on = record if anpr is None else anpr
     if not record:
         roles = tuple(r for r in roles if r != "recorder") or ("api",)
     if settings.cluster.enabled:
@@ -204,12 +159,15 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app.cleanup_ctx.append(onvif_routes.onvif_ctx)
     if record and "recorder" in roles:
         app.cleanup_ctx.append(recorder_ctx)
-    if record and "jobs" in roles:
-        app.cleanup_ctx.append(retention_ctx)
+    if record and "recorder" in roles:
+        app.cleanup_ctx.append(jobs.purge_ctx)  # the disk below its floor: an emergency retention job
+    if "jobs" in roles:  # exports, retention, ANPR retention: taken from the jobs table
+        app.cleanup_ctx.append(jobs.jobs_ctx)
+        app.cleanup_ctx.append(jobs.schedule_ctx(record=record, anpr=anpr_on))
     if record and "recorder" in roles:
         app.cleanup_ctx.append(camera_health.health_loop_ctx)
         app.cleanup_ctx.append(onvif_routes.onvif_background_ctx)  # after the streams
-    if (record if anpr is None else anpr) and "anpr" in roles:
+    if anpr_on and "anpr" in roles:
         app.cleanup_ctx.append(mqtt_ctx)
         app.cleanup_ctx.append(anpr_ctx)
     for module in ROUTE_MODULES:

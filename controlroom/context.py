@@ -39,4 +39,5 @@ METRICS = web.AppKey("metrics", "CollectorRegistry")  # prometheus_client regist
 PLAYBACK_PROCS = web.AppKey("playback_procs", set)  # running playback remux processes
 OPEN_SOCKETS = web.AppKey("open_sockets", object)  # WeakSet of open WebSockets, closed when the service stops
 RECORDERS_STOP = web.AppKey("recorders_stop", list)  # [the task of every recorder finalising], from on_shutdown
+JOBS = web.AppKey("jobs", "JobRunner")  # controlroom.jobs.JobRunner: this node's job runner (the jobs role)
 NODE = web.AppKey("node", "LeaseKeeper")  # storage.nodes.LeaseKeeper: this node of a cluster (cluster.enabled)

@@ -26,12 +26,13 @@ from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, T
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from storage import Invalid, NotFound
+from storage import Invalid, NotFound, jobs
 from storage.db import Base, now_us
 from storage.holds import add_hold, release_hold
 from storage.models import Camera, Hold
 
 DAY_US = 86_400 * 1_000_000
+EXPORT_KIND = "evidence.export"  # the kind of job (storage.jobs) that runs an export
 GENESIS = "0" * 64
 
 
@@ -295,6 +296,7 @@ async def queue_export(session: AsyncSession, req: EvidenceRequest, *, by: str) 
     job = ExportJob(request_id=req.id, created_us=now_us(), created_by=by, state=JobState.QUEUED.value)
     session.add(job)
     await session.flush()
+    await jobs.enqueue(session, EXPORT_KIND, {"export_job": job.id}, by=by)  # any jobs node takes it
     return job
 
 
@@ -328,11 +330,14 @@ async def latest_job(session: AsyncSession, request_id: int) -> ExportJob | None
     )).scalars().first()
 
 
-async def claim_next_job(session: AsyncSession) -> ExportJob | None:
-    """Atomically take the oldest queued job (compare-and-set on its state)."""
-    candidates = (await session.execute(
-        select(ExportJob.id).where(ExportJob.state == JobState.QUEUED.value).order_by(ExportJob.id).limit(5)
-    )).scalars().all()
+async def claim_next_job(session: AsyncSession, job_id: int | None = None) -> ExportJob | None:
+    """Atomically take the oldest queued export (or ``job_id``) (compare-and-set on its state).
+    Which runner runs which export is decided by the ``jobs`` queue (storage.jobs); this marks
+    the export itself running, attempt + 1."""
+    query = select(ExportJob.id).where(ExportJob.state == JobState.QUEUED.value)
+    if job_id is not None:
+        query = query.where(ExportJob.id == job_id)
+    candidates = (await session.execute(query.order_by(ExportJob.id).limit(5))).scalars().all()
     for job_id in candidates:
         now = now_us()
         taken = await session.execute(

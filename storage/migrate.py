@@ -50,11 +50,21 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+# The PostgreSQL advisory lock every node takes around its migrations (any constant: ours).
+MIGRATION_LOCK = 0x636F6E74726F6C  # "control"
+
+
 async def upgrade(engine: AsyncEngine) -> None:
-    """Bring the database to the newest schema (idempotent)."""
+    """Bring the database to the newest schema (idempotent).
+
+    On PostgreSQL the whole upgrade holds a transaction-level advisory lock: nodes of a cluster
+    starting together migrate one after the other (the second finds the schema at head and does
+    nothing) instead of racing to create the same tables. SQLite has one writer anyway."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
 
     def _run(conn) -> None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         restamp_renumbered(conn)
         command.upgrade(cfg, "head")

@@ -35,7 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage import Conflict, Invalid, NotFound
+from storage import Conflict, Invalid, NotFound, jobs
 from storage.db import Base, now_us, transaction
 from storage.models import Camera
 
@@ -179,7 +179,8 @@ async def register(
 
 
 async def heartbeat(session: AsyncSession, node_id: str, ttl_s: float) -> dict[int, Held]:
-    """Refresh the node's heartbeat and renew every lease it holds; returns what it holds now.
+    """Refresh the node's heartbeat and renew every lease it holds (cameras, jobs); returns the
+    cameras it holds now.
 
     A lease that expired but that nobody took is renewed (its footage is still good); one that
     another node took is not this node's any more and is not returned."""
@@ -192,6 +193,7 @@ async def heartbeat(session: AsyncSession, node_id: str, ttl_s: float) -> dict[i
         update(CameraLease).where(CameraLease.node_id == node_id)
         .values(expires_us=now + int(ttl_s * 1e6))
         .returning(CameraLease.camera_id, CameraLease.generation, CameraLease.moving_to))
+    await jobs.renew(session, node_id, ttl_s)  # the jobs it runs live as long as it does
     return {cam: Held(gen, moving) for cam, gen, moving in rows.all()}
 
 

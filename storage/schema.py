@@ -8,6 +8,7 @@ from storage import (  # noqa: F401
     evidence,
     health,
     incidents,
+    jobs,
     models,
     nodes,
     redaction,

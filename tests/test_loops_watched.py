@@ -63,7 +63,7 @@ def test_every_background_loop_shows_its_failures():
 
 def test_the_service_loops_are_watched():
     """The service's own periodic work goes through watched (a /healthz note per component)."""
-    text = {p: (ROOT / p).read_text() for p in ("controlroom/app.py", "controlroom/anpr_service.py",
+    text = {p: (ROOT / p).read_text() for p in ("controlroom/jobs.py", "controlroom/anpr_service.py",
                                                  "controlroom/lawful.py", "controlroom/camera_health.py",
                                                  "controlroom/api/onvif.py")}
     for path, source in text.items():

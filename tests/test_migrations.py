@@ -3,6 +3,7 @@ ends exactly like a fresh one (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Iterator
@@ -101,3 +102,17 @@ async def test_a_database_stamped_with_an_old_number_upgrades_to_the_same_schema
     upgraded_schema, upgraded_rev = await _schema(second_url)
     assert fresh_rev == upgraded_rev == head_revision()
     assert upgraded_schema == fresh_schema
+
+
+@pytest.mark.postgres
+async def test_nodes_starting_together_migrate_one_after_the_other(pg_url):
+    """Three nodes of a cluster upgrading one empty PostgreSQL database at the same moment: the
+    advisory lock makes them take turns (without it the second dies creating a table the first
+    just created, or they wait on each other's locks: seen hanging without it)."""
+    engines = [make_engine(pg_url) for _ in range(3)]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(upgrade(engine) for engine in engines)), 60)
+        assert {await current_revision(engine) for engine in engines} == {head_revision()}
+    finally:
+        for engine in engines:
+            await engine.dispose()

@@ -167,6 +167,9 @@ async def test_a_second_machine_with_the_same_id_is_refused(sessions) -> None:
 @pytest.mark.postgres
 async def test_nodes_claiming_at_once_take_disjoint_cameras(pg_url: str) -> None:
     """Ten nodes, each with its own engine (connections), claim 200 cameras at the same moment."""
+    # Leases long enough that none runs out during the four rounds, however busy the machine
+    # (with 2 s, a load average of 16 made rounds slower than that: leases taken again, gen 2).
+    ttl_s = 120.0
     engines = [make_engine(pg_url) for _ in range(10)]
     await upgrade(engines[0])
     pools = [make_sessionmaker(e) for e in engines]
@@ -174,11 +177,11 @@ async def test_nodes_claiming_at_once_take_disjoint_cameras(pg_url: str) -> None
         await add_cameras(pools[0], 200)
         for i, pool in enumerate(pools):
             async with transaction(pool) as session:
-                await register(session, f"n{i}", ("recorder",), 30, ttl_s=TTL_S)
+                await register(session, f"n{i}", ("recorder",), 30, ttl_s=ttl_s)
 
         async def one(i: int) -> dict[int, int]:
             async with transaction(pools[i]) as session:
-                return await claim(session, f"n{i}", 30, TTL_S)
+                return await claim(session, f"n{i}", 30, ttl_s)
 
         taken = await asyncio.gather(*(one(i) for i in range(10)))
         claimed = [cam for t in taken for cam in t]
@@ -189,7 +192,7 @@ async def test_nodes_claiming_at_once_take_disjoint_cameras(pg_url: str) -> None
             taken = await asyncio.gather(*(one(i) for i in range(10)))
         async with pools[0]() as session:
             rows = (await session.execute(select(CameraLease.node_id, func.count()).group_by(CameraLease.node_id))).all()
-            held = await heartbeat(session, "n0", TTL_S)
+            held = await heartbeat(session, "n0", ttl_s)
         assert sum(n for _, n in rows) == 200 and all(n <= 30 for _, n in rows)
         assert all(h.generation == 1 for h in held.values())
     finally:

@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from controlroom import disclosure
+from controlroom import disclosure, jobs
 from controlroom.auth import (
     ANONYMOUS,
     USER,
@@ -248,7 +248,7 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
                            f"evidence:{req.id}", reason=reason, job=job.id if job else None)
         data = await _show(request, session, req)
     if approve:
-        request.app[EVIDENCE].wake()
+        jobs.wake(request.app)
     return web.json_response(data)
 
 
@@ -274,7 +274,7 @@ async def export_again(request: web.Request) -> web.Response:
         job = await queue_export(session, req, by=actor(request))
         await audit.append(session, actor(request), "evidence.export_queue", f"evidence:{req.id}", job=job.id)
         data = await _show(request, session, req)
-    request.app[EVIDENCE].wake()
+    jobs.wake(request.app)
     return web.json_response(data, status=202)
 
 

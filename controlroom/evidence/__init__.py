@@ -1,10 +1,12 @@
 """Evidence packages for the police: planning, writing, signing, verifying, the export runner.
 
-See docs/design/evidence.md. ``evidence_ctx`` runs the export runner for the app's lifetime.
+See docs/design/evidence.md. ``evidence_ctx`` makes the export runner; a jobs node's job runner
+(controlroom.jobs) runs the exports it takes from the job queue through it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -24,6 +26,5 @@ async def evidence_ctx(app: web.Application) -> AsyncIterator[None]:
         free_space_margin_bytes=settings.evidence.free_space_margin_bytes,
     )
     app[EVIDENCE] = runner
-    await runner.start()
+    await asyncio.to_thread(settings.evidence_root.mkdir, parents=True, exist_ok=True)
     yield
-    await runner.stop()

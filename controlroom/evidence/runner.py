@@ -1,20 +1,28 @@
 """The export job runner: produces approved requests' packages in the background.
 
-One job at a time (exports are disk-bound; two at once would only share the disk). A job:
+One job at a time (exports are disk-bound; two at once would only share the disk). Which node
+runs an export is decided by the job queue (``storage.jobs``, kind ``evidence.export``): a jobs
+node's :class:`controlroom.jobs.JobRunner` takes the job and calls :meth:`ExportRunner.run_claimed`
+under the job's fence (node, attempt). An attempt:
 
-1. takes the oldest queued job (compare-and-set, so two runners never take the same one);
+1. marks the export running (compare-and-set on its state, ``attempts + 1``); an export left
+   running by an attempt whose node died is first recorded as interrupted and its partial
+   files removed (it restarts from the beginning);
 2. moves the request to ``exporting``, refreshes the findings, logs custody and audit;
 3. checks free space against an estimate of the package (masters + working copies + temp);
 4. writes ``<export_root>/<id>/<EXHIBIT>.zip.part`` in a thread, beating a heartbeat with its
-   progress and reading cancellation from the database (so any process can cancel);
+   progress and reading cancellation from the database (so any process can cancel); the beat
+   also renews the job's lease under its fence, and stops the export if the job was taken
+   again (this node was cut off or paused past its lease: another node runs it now);
 5. reads the package back and verifies it; only then renames it to ``.zip`` and marks the
    request ``ready``. Anything else leaves no ``.zip`` and puts the request back to ``approved``
    with the job's error.
 
-Never stuck "in progress": a job whose runner stopped beating (service killed) is put back in
-the queue by :meth:`ExportRunner.recover`, which runs at start-up and on every loop, and is
+Never stuck "in progress": a job whose node died is taken again when its lease runs out, and is
 restarted from the beginning (the partial file is deleted). On a clean stop the running job is
-cancelled and queued again at once.
+cancelled and queued again at once. Without the service (``controlroom export run``, tests),
+:meth:`ExportRunner.run_once` takes and runs one export job itself, and :meth:`recover` gives
+back those whose export heartbeat is older than ``stale_after_s``.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import errno
 import logging
 import os
 import shutil
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +42,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from controlroom.context import EVIDENCE, SESSIONS
 from controlroom.evidence.package import (
     ExportError,
     PackageInfo,
@@ -45,10 +55,12 @@ from controlroom.evidence.plan import build_plan, findings
 from controlroom.evidence.shapes import request_fields
 from controlroom.evidence.verify import VerifyReport, verify_package
 from controlroom.evidence.working import Cancelled, WorkingCopyError
-from storage import audit
+from controlroom.jobs import JobRunner, run_export
+from storage import audit, jobs
 from storage.catalogue import fsync_dir
 from storage.db import now_us, transaction
 from storage.evidence import (
+    EXPORT_KIND,
     EvidenceRequest,
     ExportJob,
     JobState,
@@ -61,6 +73,7 @@ from storage.evidence import (
     move,
     stale_jobs,
 )
+from storage.jobs import JobCancelled, JobFailed, JobFence, JobLost
 from storage.keys import Keys
 from storage.loops import Every, run_every
 
@@ -92,8 +105,11 @@ class ExportRunner:
         stale_after_s: float = 60.0,
         free_space_margin_bytes: int = 0,
         poll_s: float = 5.0,
+        node_id: str = "",
     ) -> None:
         self.sessions = sessions
+        # The node id of a runner without the service (run_once): unique to this process.
+        self.node_id = node_id or f"{socket.gethostname()[:60]}-export-{os.getpid()}"
         self.keys = keys
         self.storage_root = storage_root
         self.export_root = export_root
@@ -102,12 +118,14 @@ class ExportRunner:
         self.margin_bytes = free_space_margin_bytes
         self.poll_s = poll_s
         self._cancels: dict[int, threading.Event] = {}
+        self._lost: dict[int, JobFence] = {}  # jobs taken from this runner by another attempt
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Run the export queue in this runner's own loop (without the service's job runner)."""
         self.export_root.mkdir(parents=True, exist_ok=True)
         self._task = asyncio.create_task(self._loop(), name="evidence-export")
 
@@ -159,30 +177,65 @@ class ExportRunner:
                 job.stage, job.done_bytes = "", 0
                 if req is not None and req.state == RequestState.EXPORTING.value:
                     move(req, RequestState.APPROVED)
+                await jobs.requeue_payload(session, EXPORT_KIND, {"export_job": job.id},
+                                           f"the export's heartbeat stopped during attempt {job.attempts}")
                 if req is not None:
-                    await add_custody(session, req.id, RUNNER_ACTOR, "export.interrupted", self.keys.sign,
-                                      job=job.id, attempt=job.attempts, requeued=not cancelled)
-                    await audit.append(session, RUNNER_ACTOR, "evidence.export_interrupted", f"evidence:{req.id}",
-                                       job=job.id, attempt=job.attempts, requeued=not cancelled)
+                    await self._interrupted(session, job, req, requeued=not cancelled)
                     requeued.append((job.id, req.exhibit_ref))
-                    log.warning("evidence request %s: export job %s was interrupted; %s", req.id, job.id,
-                                "cancelled" if cancelled else "queued again")
-                    _, part, tmp = package_paths(self.export_root, req.id, req.exhibit_ref)
-                    await asyncio.to_thread(remove_quietly, part, tmp)
         return [j for j, _ in requeued]
+
+    async def _interrupted(self, session: AsyncSession, job: ExportJob, req: EvidenceRequest, *, requeued: bool) -> None:
+        """Record that an attempt died mid-way (custody, audit, log) and remove its partial files."""
+        await add_custody(session, req.id, RUNNER_ACTOR, "export.interrupted", self.keys.sign,
+                          job=job.id, attempt=job.attempts, requeued=requeued)
+        await audit.append(session, RUNNER_ACTOR, "evidence.export_interrupted", f"evidence:{req.id}",
+                           job=job.id, attempt=job.attempts, requeued=requeued)
+        log.warning("evidence request %s: export job %s was interrupted; %s", req.id, job.id,
+                    "queued again" if requeued else "cancelled")
+        _, part, tmp = package_paths(self.export_root, req.id, req.exhibit_ref)
+        await asyncio.to_thread(remove_quietly, part, tmp)
 
     # --- running ------------------------------------------------------------------------------
 
     async def run_once(self) -> int | None:
-        """Run the oldest queued job to its end; its id, or None when the queue is empty."""
-        async with transaction(self.sessions) as session:
-            job = await claim_next_job(session)
-        if job is None:
-            return None
-        await self._run(job.id)
-        return job.id
+        """Take the oldest queued export job from the job queue and run it to its end, as this
+        runner's node; the export job's id, or None when the queue is empty."""
+        taken: list[int] = []
 
-    async def _run(self, job_id: int) -> None:
+        async def run(ctx) -> None:
+            taken.append(int(ctx.payload["export_job"]))
+            await run_export(ctx)
+
+        runner = JobRunner({SESSIONS: self.sessions, EVIDENCE: self}, self.node_id, ttl_s=self.stale_after_s,
+                           beat_s=self.heartbeat_s, renew_self=False, kinds={EXPORT_KIND: run})
+        await runner.run_once()
+        return taken[0] if taken else None
+
+    async def run_claimed(self, job_id: int, fence: JobFence, ttl_s: float) -> None:
+        """Run export job ``job_id``, whose queue job this node holds under ``fence``.
+
+        An export left running by an earlier attempt (its node died) is recorded as interrupted
+        first; one cancelled while it waited in the queue is not run (:class:`JobCancelled`)."""
+        async with transaction(self.sessions) as session:
+            await jobs.check(session, fence)
+            job = await session.get(ExportJob, job_id, with_for_update=True)
+            if job is None:
+                raise JobCancelled(f"export job {job_id} no longer exists")
+            if job.state == JobState.RUNNING.value:  # its node died mid-way
+                req = await session.get(EvidenceRequest, job.request_id)
+                job.state, job.stage, job.done_bytes = JobState.QUEUED.value, "", 0
+                job.error = f"its node stopped during attempt {job.attempts}; started again from the beginning"
+                if req.state == RequestState.EXPORTING.value:
+                    move(req, RequestState.APPROVED)
+                await self._interrupted(session, job, req, requeued=True)
+                await session.flush()
+            if job.state != JobState.QUEUED.value:
+                raise JobCancelled(f"export job {job_id} is {job.state}; nothing to run")
+            if await claim_next_job(session, job_id) is None:
+                raise JobCancelled(f"export job {job_id} was taken by another runner")
+        await self._run(job_id, fence, ttl_s)
+
+    async def _run(self, job_id: int, fence: JobFence, ttl_s: float) -> None:
         cancel = threading.Event()
         self._cancels[job_id] = cancel
         progress = Progress()
@@ -220,7 +273,7 @@ class ExportRunner:
             work = loop.run_in_executor(None, self._produce, part, tmp, exhibit, request, plan, lines,
                                         produced_by, progress, cancel)
             stop_beat = asyncio.Event()
-            beat = asyncio.create_task(self._heartbeat(job_id, progress, cancel, stop_beat))
+            beat = asyncio.create_task(self._heartbeat(job_id, progress, cancel, stop_beat, fence, ttl_s))
             try:
                 info, report = await asyncio.shield(work)
             except asyncio.CancelledError:
@@ -233,12 +286,19 @@ class ExportRunner:
             progress.stage = "done"
             if not report.ok:
                 raise ExportError("read-back verification failed: " + "; ".join(map(str, report.problems[:5])))
+            async with self.sessions() as session:  # not taken again meanwhile (a pause past the lease)
+                await jobs.check(session, fence, lock=False)
             await asyncio.to_thread(os.replace, part, final)
             await asyncio.to_thread(fsync_dir, final.parent)
             await asyncio.to_thread(remove_quietly, tmp)
-            await self._finish(job_id, request_id, final, info, report, progress.timings_s)
+            await self._finish(job_id, request_id, final, info, report, progress.timings_s, fence)
         except Cancelled:
-            await self._fail(job_id, "export cancelled", JobState.CANCELLED, part, tmp)
+            if self._lost.pop(job_id, None) is not None:
+                raise self._lost_error(job_id, fence) from None  # the other attempt cleans up
+            await self._fail(job_id, "export cancelled", JobState.CANCELLED, part, tmp, fence)
+            raise JobCancelled("export cancelled") from None
+        except JobLost:
+            raise
         except Exception as exc:  # every failure ends the job visibly; none is left "running"
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                 message = (f"the disk filled up while writing the package in {self.export_root} "
@@ -248,9 +308,16 @@ class ExportRunner:
             else:
                 log.exception("evidence export job %s failed", job_id)
                 message = f"internal error: {type(exc).__name__}: {exc}"
-            await self._fail(job_id, message, JobState.FAILED, part, tmp)
+            await self._fail(job_id, message, JobState.FAILED, part, tmp, fence)
+            raise JobFailed(message) from exc
         finally:
             self._cancels.pop(job_id, None)
+            self._lost.pop(job_id, None)
+
+    @staticmethod
+    def _lost_error(job_id: int, fence: JobFence) -> JobLost:
+        return JobLost(f"export job {job_id}: attempt {fence.attempt} on node {fence.node_id} lost its job to "
+                       "another attempt; it stopped and left the export to it")
 
     def _produce(self, part: Path, tmp: Path, exhibit: str, request: dict, plan: list, lines: list,
                  produced_by: str, progress: Progress, cancel: threading.Event) -> tuple[PackageInfo, VerifyReport]:
@@ -296,10 +363,19 @@ class ExportRunner:
         except TimeoutError:
             beat.cancel()
 
-    async def _heartbeat(self, job_id: int, progress: Progress, cancel: threading.Event, stop: asyncio.Event) -> None:
+    async def _heartbeat(self, job_id: int, progress: Progress, cancel: threading.Event, stop: asyncio.Event,
+                         fence: JobFence, ttl_s: float) -> None:
         async def beat() -> None:
             done, total, stage = progress.snapshot()
             async with transaction(self.sessions) as session:
+                try:
+                    await jobs.touch(session, fence, ttl_s)  # the job's lease, under its fence
+                except JobLost:
+                    log.error("evidence export job %s: its job was taken by another attempt (this node was cut "
+                              "off or paused past its lease); stopping this attempt", job_id)
+                    self._lost[job_id] = fence
+                    cancel.set()
+                    return
                 await session.execute(update(ExportJob).where(ExportJob.id == job_id).values(
                     heartbeat_us=now_us(), done_bytes=min(done, total), stage=stage[:100]))
                 job = await session.get(ExportJob, job_id, populate_existing=True)
@@ -316,8 +392,9 @@ class ExportRunner:
             await every.tick()
 
     async def _finish(self, job_id: int, request_id: int, final: Path, info: PackageInfo, report: VerifyReport,
-                      timings_s: dict[str, float]) -> None:
+                      timings_s: dict[str, float], fence: JobFence) -> None:
         async with transaction(self.sessions) as session:
+            await jobs.check(session, fence)
             job = await session.get(ExportJob, job_id)
             req = await get_request(session, request_id, for_update=True)
             job.state, job.finished_us, job.stage = JobState.DONE.value, now_us(), "done"
@@ -336,10 +413,12 @@ class ExportRunner:
         log.info("evidence request %s: package %s ready (%d bytes; seconds per stage %s)", request_id, info.exhibit,
                  info.package_bytes, timings_s)
 
-    async def _fail(self, job_id: int, message: str, state: JobState, part: Path | None, tmp: Path | None) -> None:
-        if part is not None and tmp is not None:
-            await asyncio.to_thread(remove_quietly, part, tmp)
+    async def _fail(self, job_id: int, message: str, state: JobState, part: Path | None, tmp: Path | None,
+                    fence: JobFence) -> None:
         async with transaction(self.sessions) as session:
+            await jobs.check(session, fence)  # JobLost: another attempt owns the files and the row now
+            if part is not None and tmp is not None:
+                await asyncio.to_thread(remove_quietly, part, tmp)
             job = await session.get(ExportJob, job_id)
             job.state, job.finished_us, job.error = state.value, now_us(), message
             req = await session.get(EvidenceRequest, job.request_id)

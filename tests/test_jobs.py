@@ -1,0 +1,157 @@
+"""The job queue (storage.jobs) and the job runner (controlroom.jobs), on SQLite and PostgreSQL:
+taking, the lease and its fence, unique jobs, periodic jobs, every way a job ends. The same with
+real processes and a ``kill -9`` is tests/test_cluster_jobs.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import select
+
+from controlroom.context import HEALTH_NOTES, SESSIONS
+from controlroom.jobs import JobRunner
+from storage import jobs
+from storage.db import make_engine, make_sessionmaker, transaction
+from storage.jobs import Job, JobCancelled, JobFailed, JobLost, JobState
+from storage.migrate import upgrade
+from storage.nodes import heartbeat, register
+
+
+async def _claim(sessions, node: str, kinds=("k",), ttl_s: float = 60.0):
+    async with transaction(sessions) as session:
+        return await jobs.claim_next(session, node, list(kinds), ttl_s)
+
+
+async def _job(sessions, job_id: int) -> Job:
+    async with sessions() as session:
+        return await session.get(Job, job_id)
+
+
+async def test_a_job_is_taken_once_and_fenced_by_node_and_attempt(sessions):
+    async with transaction(sessions) as session:
+        job_id = await jobs.enqueue(session, "k", {"n": 1}, by="alice")
+    assert await _claim(sessions, "a", kinds=["other"]) is None  # only the kinds it runs
+    job, fence = await _claim(sessions, "a", ttl_s=0.3)
+    assert (job.id, job.data(), fence.attempt, job.node_id) == (job_id, {"n": 1}, 1, "a")
+    assert await _claim(sessions, "b") is None  # running under a live lease: nobody else takes it
+    async with transaction(sessions) as session:
+        await jobs.save_checkpoint(session, fence, {"done": 3})
+    await asyncio.sleep(0.5)  # node a stops renewing: its lease runs out
+    job, fence_b = await _claim(sessions, "b")
+    assert (fence_b.attempt, job.node_id, job.saved()) == (2, "b", {"done": 3})  # resumes from there
+    with pytest.raises(JobLost, match="attempt 1 on node a"):  # a, back from its pause, is refused
+        async with transaction(sessions) as session:
+            await jobs.finish(session, fence, JobState.DONE)
+    with pytest.raises(JobLost):
+        async with transaction(sessions) as session:
+            await jobs.save_checkpoint(session, fence, {"done": 0})
+    async with transaction(sessions) as session:
+        await jobs.finish(session, fence_b, JobState.DONE)
+    job = await _job(sessions, job_id)
+    assert (job.state, job.node_id, job.attempt, job.saved()) == ("done", "b", 2, {"done": 3})
+    assert await _claim(sessions, "c") is None  # done is done
+
+
+async def test_the_node_heartbeat_renews_its_jobs_and_a_restart_gives_them_back(sessions):
+    async with transaction(sessions) as session:
+        await register(session, "n1", ("jobs",), 0, ttl_s=15)
+        job_id = await jobs.enqueue(session, "k")
+    _, fence = await _claim(sessions, "n1", ttl_s=0.5)
+    for _ in range(3):  # renewed by the heartbeat: never free to take
+        await asyncio.sleep(0.3)
+        async with transaction(sessions) as session:
+            await heartbeat(session, "n1", 0.5)
+        assert await _claim(sessions, "n2") is None
+    async with transaction(sessions) as session:
+        assert await jobs.requeue_node(session, "n1", "restarted") == [job_id]
+    job, fence2 = await _claim(sessions, "n2")
+    assert fence2.attempt == 2 and job.error == "restarted"
+
+
+async def test_unique_jobs_run_one_at_a_time_and_periodic_ones_when_due(sessions):
+    async with transaction(sessions) as session:
+        first = await jobs.enqueue(session, "retention", unique_key="retention")
+        assert await jobs.enqueue(session, "retention", unique_key="retention") is None
+        assert not await jobs.due(session, "retention", every_s=0.2, retry_s=0.1)  # one is queued
+        assert await jobs.update_queued(session, "retention", {"emergency": True}) == 1
+    job, fence = await _claim(sessions, "a", kinds=["retention"])
+    assert job.id == first and job.data() == {"emergency": True}
+    async with transaction(sessions) as session:
+        assert await jobs.enqueue(session, "retention", unique_key="retention") is None  # running
+        await jobs.finish(session, fence, JobState.FAILED, "disk away")
+        assert not await jobs.due(session, "retention", every_s=60, retry_s=0.2)  # retry_s after a failure
+    await asyncio.sleep(0.3)
+    async with transaction(sessions) as session:
+        assert await jobs.due(session, "retention", every_s=60, retry_s=0.2)
+        assert await jobs.enqueue(session, "retention", unique_key="retention") is not None
+
+
+@pytest.mark.postgres
+async def test_nodes_taking_at_once_take_different_jobs(pg_url):
+    """Eight nodes, each on its own connections, take from 40 jobs at once: SKIP LOCKED."""
+    engines = [make_engine(pg_url) for _ in range(8)]
+    await upgrade(engines[0])
+    pools = [make_sessionmaker(e) for e in engines]
+    try:
+        async with transaction(pools[0]) as session:
+            for i in range(40):
+                await jobs.enqueue(session, "k", {"i": i})
+
+        async def node(i: int) -> list[int]:
+            got = []
+            while (taken := await _claim(pools[i], f"n{i}")) is not None:
+                got.append(taken[0].id)
+            return got
+
+        taken = await asyncio.gather(*(node(i) for i in range(8)))
+        every = [j for t in taken for j in t]
+        assert sorted(every) == sorted(set(every)) and len(every) == 40
+        assert sum(1 for t in taken if t) > 1  # shared out, not one node taking all
+    finally:
+        for e in engines:
+            await e.dispose()
+
+
+async def test_the_runner_ends_each_job_by_what_its_kind_did(sessions):
+    started = asyncio.Event()
+
+    async def ok(ctx):
+        await ctx.save({"step": 1})
+
+    async def cancelled(ctx):
+        raise JobCancelled("asked to")
+
+    async def failed(ctx):
+        raise JobFailed("no footage")
+
+    async def broken(ctx):
+        raise RuntimeError("bug")
+
+    async def slow(ctx):
+        started.set()
+        await asyncio.sleep(60)
+
+    kinds = {"ok": ok, "cancelled": cancelled, "failed": failed, "broken": broken, "slow": slow}
+    runner = JobRunner({SESSIONS: sessions, HEALTH_NOTES: {}}, "local", ttl_s=5, beat_s=1, kinds=kinds, poll_s=0.1)
+    ids = {}
+    async with transaction(sessions) as session:
+        for kind in kinds:
+            ids[kind] = await jobs.enqueue(session, kind)
+    for _ in range(4):
+        assert await runner.run_once() is not None
+    ended = {k: await _job(sessions, i) for k, i in ids.items()}
+    assert {k: (j.state, j.error) for k, j in ended.items() if k != "slow"} == {
+        "ok": ("done", ""), "cancelled": ("cancelled", "asked to"), "failed": ("failed", "no footage"),
+        "broken": ("failed", "RuntimeError: bug")}
+    assert ended["ok"].saved() == {"step": 1}
+    # A clean stop gives a running job back at once (queued, taken by the next runner).
+    await runner.start()
+    await asyncio.wait_for(started.wait(), 10)
+    assert (await _job(sessions, ids["slow"])).state == "running"
+    await runner.stop()
+    job = await _job(sessions, ids["slow"])
+    assert (job.state, job.node_id, job.error) == ("queued", None, "its node stopped; queued again")
+    async with sessions() as session:
+        assert [j.kind for j in await jobs.active(session)] == ["slow"]
+        assert (await session.scalars(select(Job.attempt).where(Job.id == ids["slow"]))).one() == 1
