@@ -314,13 +314,13 @@ async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def step() -> None:
         await purge_now.wait()
+        await asyncio.sleep(EMERGENCY_PURGE_MIN_INTERVAL_S)  # a burst of requests makes one run
         async with transaction(app[SESSIONS]) as session:
             if await jobs.enqueue(session, RETENTION_KIND, {"emergency": True}, unique_key=RETENTION_KIND) is None:
                 await jobs.update_queued(session, RETENTION_KIND, {"emergency": True})
         purge_now.clear()  # only once queued: a failure keeps the request for the next try
         wake(app)
 
-    # A burst of requests makes one run: the loop waits this long between two.
     requests = watched(app, "emergency_purge", EMERGENCY_PURGE_MIN_INTERVAL_S, step,
                        what="queueing an emergency purge", log=log)
     task = asyncio.create_task(requests.run(), name="purge-now")
