@@ -1,7 +1,7 @@
 """jobs: the job queue any jobs node takes from (issue 16)
 
-Revision ID: 0016_jobs
-Revises: 0015_sar_redaction
+Revision ID: 0017_jobs
+Revises: 0016_views
 Create Date: 2026-12-07 11:10:00
 
 Exports, retention runs and other background work as rows that a ``jobs`` node takes with
@@ -12,8 +12,8 @@ docs/design/cluster.md, "Jobs".
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0016_jobs'
-down_revision = '0015_sar_redaction'
+revision = '0017_jobs'
+down_revision = '0016_views'
 branch_labels = None
 depends_on = None
 
