@@ -29,7 +29,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, cast, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Integer,
+    String,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -318,6 +329,25 @@ async def move(session: AsyncSession, camera_id: int, to_node: str, ttl_s: float
     return "moved"
 
 
+async def forget(session: AsyncSession, node_id: str, ttl_s: float) -> tuple[int, list[int]]:
+    """Remove a node that is gone for good (``controlroom nodes forget``): its row, its camera
+    leases (expired: any node claims those cameras, as after a crash) and its running jobs, given
+    back to the queue. Refused (:class:`Conflict`) while its heartbeat is fresh: a running node
+    is stopped, not forgotten. Returns (leases removed, jobs given back)."""
+    row = await session.get(NodeRow, node_id, with_for_update=_postgres(session))
+    if row is None:
+        raise NotFound(f"node {node_id} does not exist")
+    now = await db_now_us(session)
+    if row.stopped_us is None and now - row.heartbeat_us <= ttl_s * 1e6:
+        raise Conflict(f"node {node_id} is running (heartbeat {(now - row.heartbeat_us) / 1e6:.0f} s ago): stop it "
+                       "first; only a node that is stopped or lost can be forgotten")
+    leases_removed = (await session.execute(delete(CameraLease).where(CameraLease.node_id == node_id))).rowcount or 0
+    given_back = await jobs.requeue_node(session, node_id, f"its node {node_id} was forgotten; queued again")
+    await session.delete(row)
+    await session.flush()
+    return leases_removed, given_back
+
+
 async def list_nodes(session: AsyncSession, ttl_s: float) -> list[NodeInfo]:
     now = await db_now_us(session)
     counts = dict((await session.execute(
@@ -482,6 +512,6 @@ class LeaseKeeper:
 
 __all__ = [
     "ROLES", "CameraLease", "balance", "plan_balance", "Fence", "Fenced", "Held", "LeaseKeeper", "NodeInfo", "NodeRow", "check_fence", "claim",
-    "db_now_us", "expire", "hand_over", "heartbeat", "leases", "list_nodes", "load_or_create_node_id", "move",
+    "db_now_us", "expire", "forget", "hand_over", "heartbeat", "leases", "list_nodes", "load_or_create_node_id", "move",
     "parse_roles", "register", "release", "stop", "unleased_cameras", "valid_node_id",
 ]

@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from storage import Conflict
+from storage import Conflict, jobs
 from storage.catalogue import NewSegment, commit_segment, incoming_dir, scan_store
 from storage.db import make_engine, make_sessionmaker, now_us, transaction
 from storage.migrate import upgrade
@@ -23,6 +23,7 @@ from storage.nodes import (
     Fence,
     Fenced,
     LeaseKeeper,
+    NodeRow,
     claim,
     expire,
     heartbeat,
@@ -307,3 +308,31 @@ def test_nodes_list_and_cameras_move_from_the_cli(pg_url: str, data_dir: Path, c
     assert actions == [("cli", "camera.move", "camera:2")]
     assert cli(["--data-dir", str(data_dir), "cameras", "move", "cam1", "--to", "nobody"]) == 1
     assert "node nobody does not exist" in capsys.readouterr().err
+
+    # A node gone for good is forgotten, never one that runs: rec-a is refused while it
+    # heartbeats; once lost, its row and leases go (the cameras are anybody's) and its jobs are
+    # queued again.
+    assert cli(["--data-dir", str(data_dir), "nodes", "forget", "rec-a"]) == 1
+    assert "node rec-a is running" in capsys.readouterr().err
+
+    async def lose_rec_a() -> None:
+        async with open_store(settings) as st, transaction(st.sessions) as session:
+            await session.execute(update(NodeRow).where(NodeRow.id == "rec-a").values(heartbeat_us=0))
+            await jobs.enqueue(session, "k")
+            await jobs.claim_next(session, "rec-a", ["k"], 60)
+
+    async def after() -> tuple[list, list, list]:
+        async with open_store(settings) as st, st.sessions() as session:
+            rows = [n.id for n in await list_nodes(session, TTL_S)]
+            held = [(r.camera_id, r.node_id) for r in await session.scalars(select(CameraLease))]
+            queued = [(j.state, j.node_id) for j in await session.scalars(select(jobs.Job))]
+            forgot = (await session.execute(select(AuditEntry.action, AuditEntry.target)
+                                            .where(AuditEntry.action == "node.forget"))).all()
+        return rows, held, queued + [tuple(f) for f in forgot]
+
+    asyncio.run(lose_rec_a())
+    assert cli(["--data-dir", str(data_dir), "nodes", "forget", "rec-a"]) == 0
+    assert "2 camera leases removed" in capsys.readouterr().out
+    rows, held, rest = asyncio.run(after())
+    assert rows == ["rec-b"] and held == [] and rest == [("queued", None), ("node.forget", "node:rec-a")]
+    assert cli(["--data-dir", str(data_dir), "nodes", "forget", "rec-a"]) == 1

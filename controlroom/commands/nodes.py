@@ -1,4 +1,4 @@
-"""controlroom nodes list; controlroom cameras move CAM --to NODE (docs/design/cluster.md)."""
+"""controlroom nodes list|forget; controlroom cameras move CAM --to NODE (docs/design/cluster.md)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = s.add_parser("list", help="list the nodes with their roles, cameras and last heartbeat")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
+    fg = s.add_parser("forget", help="remove a node that is gone for good (refused while it runs)")
+    fg.add_argument("node", help="the node id (see: controlroom nodes list)")
+    fg.set_defaults(func=cmd_forget)
 
 
 def register_move(cameras: argparse._SubParsersAction) -> None:
@@ -40,6 +43,15 @@ async def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
         print_json(rows)
     else:
         print_table(rows, ["id", "roles", "state", "cameras", "capacity", "last_heartbeat", "heartbeat_s_ago", "host"])
+    return 0
+
+
+async def cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_store(settings) as store, transaction(store.sessions) as session:
+        leases, given_back = await nodes.forget(session, args.node, settings.cluster.lease_ttl_s)
+        await audit.append(session, CLI_ACTOR, "node.forget", f"node:{args.node}", leases=leases, jobs=given_back)
+    print(f"node {args.node} forgotten: {leases} camera leases removed (the other nodes claim those cameras), "
+          f"{len(given_back)} jobs queued again")
     return 0
 
 
