@@ -54,6 +54,7 @@ from storage.health import open_fault
 from storage.holds import add_hold
 from storage.inventory import CameraSpec, add_camera
 from storage.onvif import CameraEvent, add_events
+from storage.views import SiteMap, View
 
 S = 1_000_000
 PASSWORD = "correct horse battery staple"
@@ -208,6 +209,13 @@ async def _events(w: World) -> None:
             hold = await add_hold(session, reason=f"keep {NAME[c]}", owner="test", review_us=w.base_us + 30 * 86400 * S,
                                   windows=[(w.cam[c], w.base_us, w.base_us + 2 * S)])
             w.hold[c] = hold.id
+            # A layout and a site plan shared with the camera's site, named after the camera: a
+            # user narrowed to the other camera must not be shown them (tests/test_narrowing.py).
+            session.add(View(name=f"layout of {NAME[c]}", kind="layout", owner="test", scope="site", site_id=w.site[c],
+                             spec={"layout": 1, "tiles": [w.cam[c]]}, created_us=w.base_us, updated_us=w.base_us))
+            session.add(SiteMap(name=f"plan of {NAME[c]}", site_id=w.site[c], media_type="image/png", width=1, height=1,
+                                image=b"\x89PNG", pins=[{"camera": w.cam[c], "x": 0.5, "y": 0.5}], created_by="test",
+                                created_us=w.base_us, updated_us=w.base_us))
 
 
 async def _evidence(w: World) -> None:
