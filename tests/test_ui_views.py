@@ -156,6 +156,40 @@ async def test_a_tour_steps_through_its_cameras_and_stops(stack, browser):
     assert tour.spec["dwell_s"] == 3 and [list(s) for s in tour.spec["steps"]] == [["camera"], ["camera"], ["view"]]
 
 
+async def test_a_tour_in_one_tile_leaves_the_other_tiles_alone(stack, browser):
+    ids = sorted(stack.cameras.values())
+    names = {v: k for k, v in stack.cameras.items()}
+    op = await _page(browser, stack, OPERATOR, "#grid")
+    try:
+        await op.wait_for_selector("#grid .tile")
+        await op.evaluate("([ids]) => window.controlroom.grid.applyView(4, [ids[0], ids[1], ids[2], null])", [ids])
+        await op.locator("#grid .tile").nth(3).focus()  # the tour runs in the tile last focused
+        await op.keyboard.press("v")
+        await op.wait_for_selector("#view-views:not([hidden])")
+        await op.fill("#vw-tour-name", "Park gates")
+        await op.fill("#vw-tour-dwell", "3")
+        await op.select_option("#vw-tour-target", "tile")
+        for cam in (ids[2], ids[0]):
+            await op.select_option("#vw-tour-pick", f"c:{cam}")
+            await op.click("#vw-tour-add")
+        await op.click("#vw-tour-go")
+        row = op.locator("#vw-tours tr", has_text="Park gates")
+        await row.wait_for(timeout=5000)
+        assert "one tile" in await row.inner_text() and "Only me" in await row.inner_text()
+        await row.locator(".vw-start").click()
+        await op.locator("#tour-text", has_text="step 1 of 2").wait_for(timeout=5000)
+        assert "(tile 4)" in await op.inner_text("#tour-text")
+        first = [f"Tile 1: {names[ids[0]]}", f"Tile 2: {names[ids[1]]}", f"Tile 3: {names[ids[2]]}"]
+        assert await tiles(op) == [*first, f"Tile 4: {names[ids[2]]}"]
+        await op.locator("#tour-text", has_text="step 2 of 2").wait_for(timeout=6000)
+        assert await tiles(op) == [*first, f"Tile 4: {names[ids[0]]}"]
+        await op.click("#tour-stop")
+        await op.wait_for_selector("#tour-bar", state="hidden")
+        assert not op.errors
+    finally:
+        await op.context.close()
+
+
 async def test_a_site_plan_is_uploaded_pinned_and_opens_cameras(stack, browser):
     ids = sorted(stack.cameras.values())
     sup = await _page(browser, stack, SUPERVISOR, "#map")

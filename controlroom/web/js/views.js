@@ -29,7 +29,8 @@ export class TourRunner {
 
   start(tour, layouts) {
     this.stop();
-    const steps = tour.steps.filter((s) => s.camera ? this.store.get(s.camera) : layouts.has(s.view));
+    // A tour in one tile shows cameras only: a layout does not fit in a tile, so its steps are skipped.
+    const steps = tour.steps.filter((s) => s.camera ? this.store.get(s.camera) : tour.target !== "tile" && layouts.has(s.view));
     if (!steps.length) throw new Error("none of this tour's cameras or layouts is available to you");
     this.tour = { ...tour, steps }; this.layouts = layouts; this.step = -1;
     this.tile = this.grid.focusedIndex ?? 0;
