@@ -23,9 +23,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from controlroom.context import ALERTS, AUDIT, KEYS, MQTT, SESSIONS, SETTINGS
+from controlroom.context import ALERTS, AUDIT, ENGINE, KEYS, MQTT, SESSIONS, SETTINGS
 from controlroom.mqtt import MqttBridge
 from storage import accounts, audit
 from storage.alerts import AlertHub, raise_alert
@@ -46,14 +47,64 @@ def send_anchor(bridge: MqttBridge, anchor: audit.Anchor) -> None:
     bridge.send(ANCHOR_TOPIC, json.dumps(anchor.to_json(), sort_keys=True).encode(), retain=True)
 
 
+# The PostgreSQL advisory lock whose holder anchors for the whole cluster (any constant: ours).
+ANCHOR_LOCK = 0x616E63686F72  # "anchor"
+
+
+class AnchorLeader:
+    """Which node of a cluster writes the anchor: the one holding a session-level PostgreSQL
+    advisory lock, on a connection of its own kept for the node's life. When that node dies its
+    connection closes, the lock is released, and the next node to ask takes it: PostgreSQL decides,
+    with no election of ours. The connection is never left in a transaction (a server's
+    ``idle_in_transaction_session_timeout`` would end it)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.conn: AsyncConnection | None = None
+
+    async def holds(self) -> bool:
+        """True if this node writes the anchor now (taking the lock if it is free)."""
+        if self.conn is not None:
+            try:
+                await self.conn.execute(text("SELECT 1"))
+                await self.conn.commit()
+                return True
+            except Exception as exc:  # noqa: BLE001 - the lock went with the connection: said, then asked again
+                log.error("audit: the connection holding the anchor lock broke (%s); asking for the lock again",
+                          describe_error(exc))
+                await self.close()
+        conn = await self.engine.connect()
+        try:
+            got = bool((await conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": ANCHOR_LOCK})).scalar())
+            await conn.commit()
+        except BaseException:
+            await conn.close()
+            raise
+        if not got:
+            await conn.close()
+            return False
+        log.warning("audit: this node now anchors the audit chain for the cluster")
+        self.conn = conn
+        return True
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
 class AnchorLoop:
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], keys: Keys, anchor_file: Path,
         *, interval_s: float, session_idle_s: float, alerts: AlertHub | None = None,
         publish: Callable[[audit.Anchor], None] | None = None,
         writer: Callable[[], audit.AuditWriter | None] | None = None,
+        leader: AnchorLeader | None = None,
     ) -> None:
         self.sessions, self.keys, self.anchor_file = sessions, keys, anchor_file
+        # In a cluster only the holder of the anchor lock writes the (shared) anchor file.
+        self.leader = leader
         self.interval_s, self.session_idle_s, self.alerts = interval_s, session_idle_s, alerts
         self.publish = publish
         self.writer = writer  # the process's audit writer, whose last committed entry is checked
@@ -71,7 +122,10 @@ class AnchorLoop:
         return await self.anchor()
 
     async def anchor(self) -> audit.AnchorResult | None:
-        """Anchor the head now; None when the existing anchor proves the chain was cut (alerted)."""
+        """Anchor the head now; None when the existing anchor proves the chain was cut (alerted),
+        or in a cluster when another node holds the anchor lock (it anchors)."""
+        if self.leader is not None and not await self.leader.holds():
+            return None
         try:
             writer = self.writer() if self.writer is not None else None
             committed = self.cut or (writer.committed if writer is not None else None)
@@ -131,6 +185,7 @@ async def audit_anchor_ctx(app: web.Application) -> AsyncIterator[None]:
         interval_s=settings.security.audit_anchor_interval_s,
         session_idle_s=settings.security.session_idle_s, alerts=app[ALERTS], publish=publish,
         writer=lambda: app.get(AUDIT),
+        leader=AnchorLeader(app[ENGINE]) if settings.cluster.enabled else None,
     )
     task = asyncio.create_task(loop.run(), name="audit-anchor")
     yield
@@ -151,3 +206,5 @@ async def audit_anchor_ctx(app: web.Application) -> AsyncIterator[None]:
         log.exception("audit: the final anchor at shutdown failed (head %s, anchor file %s); run "
                       "`controlroom audit anchor` before trusting entries after the last anchor",
                       head_text, settings.audit_anchor_file)
+    if loop.leader is not None:  # the lock goes with the connection: the next node anchors
+        await loop.leader.close()

@@ -438,3 +438,40 @@ async def test_an_anchor_that_cannot_be_written_is_alerted_once(sessions, keys, 
     async with sessions() as session:
         kinds = (await session.execute(text("SELECT kind, message FROM alerts"))).all()
     assert [k.kind for k in kinds] == ["audit.anchor_failed"] and "unprotected" in kinds[0].message
+
+
+@pytest.mark.postgres
+async def test_in_a_cluster_one_node_anchors_and_the_next_takes_over_when_it_dies(pg_url, keys, tmp_path):
+    """Two nodes on one PostgreSQL and one shared anchor file: only the holder of the anchor
+    lock writes it (two writers would each overwrite the other's anchor); when the holder's
+    connection dies (its node killed), the other node anchors at its next interval."""
+    from controlroom.auditing import AnchorLeader, AnchorLoop
+
+    engines = [make_engine(pg_url) for _ in range(2)]
+    await upgrade(engines[0])
+    pools = [make_sessionmaker(e, audit_key=keys.audit_mac_key) for e in engines]
+    path = tmp_path / "shared" / "anchor.json"
+    leaders = [AnchorLeader(e) for e in engines]
+    loops = [AnchorLoop(p, keys, path, interval_s=300, session_idle_s=1800, leader=leader)
+             for p, leader in zip(pools, leaders, strict=True)]
+    try:
+        async with transaction(pools[0]) as session:
+            await audit.append(session, "op", "test.action", "thing:1")
+        first = await loops[0].run_once()
+        assert first is not None and first.anchor.seq == 1
+        assert await loops[1].run_once() is None  # node 0 anchors; node 1 leaves the file alone
+        async with transaction(pools[1]) as session:
+            await audit.append(session, "op", "test.action", "thing:2")
+        assert (await loops[0].run_once()).anchor.seq == 2  # the holder anchors every node's entries
+        assert await loops[1].run_once() is None
+        # Node 0 dies: its connection, and with it the lock, goes.
+        await engines[0].dispose()
+        await leaders[0].conn.invalidate()
+        result = await loops[1].run_once()
+        assert result is not None and result.anchor.seq == 2 and not result.warning
+        assert json.loads(path.read_text())["seq"] == 2
+    finally:
+        for leader in leaders:
+            await leader.close()
+        for e in engines:
+            await e.dispose()
