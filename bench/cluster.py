@@ -13,7 +13,16 @@
    the catalogue itself sends per camera per minute with 30 s segments (two ``commit_segment``
    per camera-minute).
 
+3. **Scale-out CPU** (``--scale N``, cameras per node; 0, the default, skips it: it is heavy):
+   ``--scale-nodes`` (3) recorder nodes of capacity N record ``3 x N`` low-resolution simulated
+   cameras on one PostgreSQL and one shared folder, against the baseline, in the same run: one
+   non-clustered process recording N of them (the single-process figure). CPU of every node's
+   process tree (the service and its ffmpeg children) per camera over ``--seconds``, the ratio
+   (goal within 1.1x), and segments lost: holes in a camera's footage that no gap explains, and
+   segments fenced.
+
     .venv/bin/python -m bench.cluster [--runs 3] [--cameras 1000] [--nodes 10] [--seconds 60] [--skip-failover]
+                                      [--skip-coordination] [--scale 40 --scale-nodes 3]
 
 Needs the PostgreSQL server on loopback (CONTROLROOM_TEST_PG, default postgres@127.0.0.1).
 """
@@ -238,6 +247,81 @@ async def coordination(cameras: int, nodes: int, seconds: float) -> None:
         await drop_db(name)
 
 
+# -- 3. scale-out CPU ---------------------------------------------------------------------------
+async def scale_run(sim: Simulation, work: Path, nodes: int, per_node: int, seconds: float) -> dict:
+    """``nodes`` processes (clustered when more than one) recording ``nodes x per_node`` cameras:
+    CPU % of one core per camera, footage holes no gap explains, segments fenced."""
+    from bench.recording import sample, tree
+    from storage.catalogue import timeline
+
+    name, url = await fresh_db()
+    store = work / "store"
+    store.mkdir(parents=True)
+    dirs = []
+    for i in range(nodes):
+        d = work / f"node-{i}"
+        d.mkdir()
+        cluster = (f'[cluster]\nenabled = true\nnode_id = "node-{i}"\ncapacity = {per_node}\n' if nodes > 1 else "")
+        (d / "settings.toml").write_text(f'database_url = "{url}"\n[recording]\nstorage_root = "{store}"\n' + cluster)
+        dirs.append(d)
+    settings = load_settings(dirs[0], environ={})
+    engine = make_engine(url)
+    await upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    keys = load_or_create_keys(settings.key_file)
+    for d in dirs[1:]:
+        (d / "secret.key").write_bytes(settings.key_file.read_bytes())
+        (d / "secret.key").chmod(0o600)
+    total = nodes * per_node
+    async with transaction(sessions) as s:
+        for spec in sim.inventory()[:total]:
+            await inventory.add_camera(s, inventory.CameraSpec(**spec), keys)
+    procs = [subprocess.Popen([sys.executable, "-m", "controlroom.cli", "--data-dir", str(d), "serve", "--port", "0",
+                               "--roles", "recorder,jobs"],
+                              stdout=subprocess.DEVNULL, stderr=open(d / "serve.log", "ab")) for d in dirs]
+    try:
+        if nodes > 1:
+            await wait(lambda: _all_leased(sessions, total), 120, "every camera leased")
+        began = now_us()
+        cpu, _pss = await sample(lambda: [p for proc in procs for p in tree(proc.pid)], seconds)
+        ended = now_us()
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(60)
+    holes = segments = 0
+    async with sessions() as s:
+        for cam_id in range(1, total + 1):
+            tl = await timeline(s, cam_id, began + 10_000_000, ended - 10_000_000)
+            segments += len(tl.segments)
+            for a, b in zip(tl.segments, tl.segments[1:], strict=False):
+                if b.start_us - a.end_us > 1_500_000 and not any(
+                        g.start_us <= b.start_us and (g.end_us is None or g.end_us >= a.end_us) for g in tl.gaps):
+                    holes += 1
+    await engine.dispose()
+    await drop_db(name)
+    return {"cpu_per_camera": cpu / total, "segments": segments, "holes": holes,
+            "fenced": len(list(store.glob("*/fenced/*")))}
+
+
+async def _all_leased(sessions, n: int) -> bool:
+    async with sessions() as s:
+        return len((await s.execute(select(CameraLease.camera_id))).all()) >= n
+
+
+async def scale(per_node: int, nodes: int, seconds: float) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-scale-") as work:
+        async with Simulation(Path(work) / "sim", cameras=nodes * per_node) as sim:
+            one = await scale_run(sim, Path(work) / "single", 1, per_node, seconds)
+            many = await scale_run(sim, Path(work) / "cluster", nodes, per_node, seconds)
+    print(f"scale-out: one process x {per_node} cameras {one['cpu_per_camera']:.2f}% of a core per camera; "
+          f"{nodes} nodes x {per_node} cameras {many['cpu_per_camera']:.2f}% per camera: ratio "
+          f"{many['cpu_per_camera'] / max(one['cpu_per_camera'], 1e-9):.2f}x (goal <= 1.1x); segments lost: "
+          f"{many['holes']} unexplained holes, {many['fenced']} fenced ({many['segments']} segments; single process "
+          f"{one['holes']} holes, {one['segments']} segments) over {seconds:.0f} s")
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
@@ -245,9 +329,15 @@ async def main() -> None:
     ap.add_argument("--nodes", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--skip-failover", action="store_true")
+    ap.add_argument("--skip-coordination", action="store_true")
+    ap.add_argument("--scale", type=int, default=0, help="cameras per node for the scale-out part (0: skip)")
+    ap.add_argument("--scale-nodes", type=int, default=3)
     args = ap.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f}")
-    await coordination(args.cameras, args.nodes, args.seconds)
+    if args.scale:
+        await scale(args.scale, args.scale_nodes, args.seconds)
+    if not args.skip_coordination:
+        await coordination(args.cameras, args.nodes, args.seconds)
     if args.skip_failover:
         return
     footage, catalogued = [], []
