@@ -13,11 +13,68 @@ from typing import Any
 
 from aiohttp import web
 
-from controlroom.context import NODE, SESSIONS, SETTINGS
+from controlroom.background import watched
+from controlroom.context import ALERTS, ENGINE, NODE, SESSIONS, SETTINGS
+from storage.alerts import ALERT_CHANNEL, Alert
 from storage.loops import run_every
 from storage.nodes import LeaseKeeper, load_or_create_node_id
 
 log = logging.getLogger(__name__)
+
+
+LISTEN_CHECK_S = 5.0  # how often an API node checks that it still listens for alerts
+
+
+class AlertListener:
+    """An API node's ear for the alerts raised on the other nodes: PostgreSQL ``LISTEN`` on
+    :data:`storage.alerts.ALERT_CHANNEL`, on a connection of its own. Each notification names the
+    node and the alert; one from another node is read from the database and published to this
+    node's WebSocket clients (``app[ALERTS]``), as if raised here. :meth:`listen` (re)connects
+    when the connection is gone; alerts raised while it was gone are in the alert list, not
+    pushed."""
+
+    def __init__(self, app: web.Application, node_id: str) -> None:
+        self.app, self.node_id = app, node_id
+        self.conn: Any = None  # the SQLAlchemy connection holding the asyncpg one
+        self.raw: Any = None  # the asyncpg connection that listens
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.heard = 0
+
+    async def listen(self) -> None:
+        if self.raw is not None and not self.raw.is_closed():
+            return
+        if self.raw is not None:
+            log.error("node %s: the connection listening for alerts was lost; listening again", self.node_id)
+        await self.close()
+        self.conn = await self.app[ENGINE].connect()
+        self.raw = (await self.conn.get_raw_connection()).driver_connection
+        await self.raw.add_listener(ALERT_CHANNEL, self._heard)
+
+    def _heard(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        origin, _, alert_id = payload.partition(":")
+        if origin == self.node_id or not alert_id.isdigit():
+            return  # raised here: already published at its commit
+        task = asyncio.get_running_loop().create_task(self._publish(int(alert_id)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self, alert_id: int) -> None:
+        try:
+            async with self.app[SESSIONS]() as session:
+                alert = await session.get(Alert, alert_id)
+        except Exception:
+            log.exception("node %s: alert %s raised on another node could not be read; it is in the alert list "
+                          "but was not pushed to this node's screens", self.node_id, alert_id)
+            return
+        if alert is not None:
+            self.heard += 1
+            self.app[ALERTS].publish(alert.to_dict())
+
+    async def close(self) -> None:
+        conn, self.conn, self.raw = self.conn, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
 
 def node_ctx(roles: tuple[str, ...]) -> Callable[[web.Application], Any]:
@@ -40,10 +97,22 @@ def node_ctx(roles: tuple[str, ...]) -> Callable[[web.Application], Any]:
         task = asyncio.create_task(run_every(settings.heartbeat_s, keeper.tick, name=f"node {node_id}: heartbeat",
                                              log=log, wait_first=True, on_error=failed), name="node-heartbeat")
         app[NODE] = keeper
+        app[ALERTS].origin = node_id  # alerts raised here are announced to the other nodes
+        listener = AlertListener(app, node_id) if "api" in roles else None
+        listening = None
+        if listener is not None:
+            await listener.listen()
+            listening = asyncio.create_task(watched(
+                app, "alert_listener", LISTEN_CHECK_S, listener.listen, what="listening for the other nodes' alerts",
+                log=log, wait_first=True).run(), name="alert-listener")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for t in (task, listening):
+            if t is not None:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        if listener is not None:
+            await listener.close()
         try:
             await keeper.stop()
         except Exception:  # the leases then expire by time: the others take over within lease_ttl_s

@@ -12,7 +12,7 @@ import asyncio
 import json
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, Text, event
+from sqlalchemy import BigInteger, Integer, String, Text, event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -46,6 +46,9 @@ class AlertHub:
     def __init__(self, queue_size: int = 256) -> None:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._queue_size = queue_size
+        # In a cluster, this node's id: each alert raised here is also announced to the other
+        # nodes (PostgreSQL NOTIFY on ALERT_CHANNEL, "<origin>:<alert id>", sent at commit).
+        self.origin: str | None = None
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._queue_size)
@@ -62,6 +65,7 @@ class AlertHub:
             queue.put_nowait(alert)
 
 
+ALERT_CHANNEL = "controlroom_alerts"  # PostgreSQL NOTIFY channel of a cluster's alerts
 _UNPUBLISHED = "controlroom.alerts.unpublished"  # session.info key: (hub, alert) to publish on commit
 
 
@@ -90,4 +94,8 @@ async def raise_alert(
     await session.flush()
     if hub is not None:
         session.sync_session.info.setdefault(_UNPUBLISHED, []).append((hub, alert.to_dict()))
+        if hub.origin is not None and session.bind.dialect.name == "postgresql":
+            # NOTIFY is transactional: the other nodes hear of it when (and only if) this commits.
+            await session.execute(text("SELECT pg_notify(:channel, :payload)"),
+                                  {"channel": ALERT_CHANNEL, "payload": f"{hub.origin}:{alert.id}"})
     return alert

@@ -1,0 +1,68 @@
+"""Two API nodes on one PostgreSQL (issue 16, "stateless API nodes"): any node serves any request.
+
+A session opened on node A is used on node B; an account locked by failed logins on A is locked
+on B; an alert raised on A reaches a WebSocket client of B (PostgreSQL LISTEN/NOTIFY,
+controlroom.cluster.AlertListener). Both apps run in this test's process, each with its own
+engine, settings and node id, as two machines would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import TEST_PASSWORD
+
+from controlroom.app import create_app
+from controlroom.auth import COOKIE
+from controlroom.context import ALERTS, SESSIONS
+from controlroom.settings import load_settings
+from storage.alerts import raise_alert
+from storage.db import transaction
+
+pytestmark = pytest.mark.postgres
+
+
+def node_settings(tmp_path: Path, node_id: str, pg_url: str, key: Path | None):
+    data = tmp_path / node_id
+    data.mkdir()
+    if key is not None:
+        shutil.copy(key, data / "secret.key")
+    (data / "settings.toml").write_text(
+        f'database_url = "{pg_url}"\n[security]\nlockout_failures = 3\n'
+        f'audit_anchor_file = "{tmp_path / "anchor.json"}"\n'
+        f'[cluster]\nenabled = true\nnode_id = "{node_id}"\nroles = "api"\n')
+    return load_settings(data, environ={})
+
+
+async def test_two_api_nodes_share_sessions_lockouts_and_alerts(pg_url, tmp_path, aiohttp_client, login):
+    sa = node_settings(tmp_path, "api-a", pg_url, None)
+    a = await aiohttp_client(create_app(sa, record=False))
+    b = await aiohttp_client(create_app(node_settings(tmp_path, "api-b", pg_url, sa.key_file), record=False))
+
+    # A session opened on A serves on B, CSRF token included.
+    headers = await login(a, "supervisor", username="sue")
+    cookie = a.session.cookie_jar.filter_cookies(a.make_url("/"))[COOKIE].value
+    b.session.cookie_jar.update_cookies({COOKIE: cookie}, b.make_url("/"))
+    resp = await b.get("/api/v1/session")
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["user"]["username"] == "sue" and body["csrf_token"] == headers["X-CSRF-Token"], body
+
+    # An alert raised on A reaches a WebSocket client of B.
+    ws = await b.ws_connect("/api/v1/alerts/ws", headers=headers)
+    async with transaction(a.server.app[SESSIONS]) as session:
+        await raise_alert(session, a.server.app[ALERTS], "test.cluster", "raised on node A", None)
+    message = await asyncio.wait_for(ws.receive_json(), 10)
+    assert message["type"] == "alert" and message["alert"]["message"] == "raised on node A", message
+    await ws.close()
+
+    # Failed logins on A lock the account on B too (the right password is refused there).
+    await login(a, "operator", username="olly")
+    for _ in range(3):
+        resp = await a.post("/api/v1/session", json={"username": "olly", "password": "wrong password"})
+    assert resp.status == 423, await resp.text()
+    resp = await b.post("/api/v1/session", json={"username": "olly", "password": TEST_PASSWORD})
+    assert resp.status == 423, await resp.text()
