@@ -329,7 +329,7 @@ async def add_map(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/maps/{map}/image")
-@requires(Permission.LIVE_VIEW, produces="image/png")
+@requires(Permission.LIVE_VIEW, produces="image/*")  # PNG or JPEG, as uploaded
 async def map_image(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         site_map = await _visible_map(request, session, _id(request, "map", "map"))
