@@ -24,6 +24,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "auth": ([], []),
     "onvif": ([], []),
     "evidence": ([], []),
+    "redaction": ([], ["--seconds", "4"]),
     "live": ([], []),
     "anpr_live": ([], []),
     "anpr_sim": ([], ["--vehicles", "30"]),

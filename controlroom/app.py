@@ -24,6 +24,7 @@ from controlroom.api import evidence as evidence_routes
 from controlroom.api import faults as fault_routes
 from controlroom.api import incidents as incident_routes
 from controlroom.api import onvif as onvif_routes
+from controlroom.api import redaction as redaction_routes
 from controlroom.api import reports as reports_routes
 from controlroom.api import ripa as ripa_routes
 from controlroom.api import sar as sar_routes
@@ -48,6 +49,7 @@ from controlroom.errors import error_middleware
 from controlroom.evidence import evidence_ctx
 from controlroom.lawful import reminders_ctx
 from controlroom.mqtt import mqtt_ctx
+from controlroom.redaction.runner import redaction_ctx
 from controlroom.settings import Settings
 from storage.alerts import AlertHub
 from storage.catalogue import reconcile
@@ -61,7 +63,7 @@ log = logging.getLogger(__name__)
 # its row: start-up reconciliation leaves it (its node catalogues it, or the next start does).
 RECONCILE_MIN_AGE_S = 120.0
 ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, still_routes, alerts,
-                 anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, ripa_routes, sar_routes, admin_routes, reports_routes, view_routes, openapi]
+                 anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, ripa_routes, sar_routes, redaction_routes, admin_routes, reports_routes, view_routes, openapi]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -152,6 +154,7 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app.on_shutdown.append(live.on_shutdown)
     app.on_shutdown.append(playback.on_shutdown)
     app.cleanup_ctx.append(evidence_ctx)
+    app.cleanup_ctx.append(redaction_ctx)  # SAR redaction jobs (controlroom.redaction)
     app.cleanup_ctx.append(reminders_ctx)  # RIPA reviews and expiry, SAR deadlines (controlroom.lawful)
     security.install(app)
     disclosure.install(app)

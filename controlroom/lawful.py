@@ -23,7 +23,7 @@ from controlroom.background import watched
 from controlroom.context import ALERTS, SESSIONS, SETTINGS
 from controlroom.settings import LawfulSettings
 from controlroom.timefmt import local_iso, us_to_iso
-from storage import audit, ripa, sar
+from storage import audit, redaction, ripa, sar
 from storage.alerts import AlertHub, raise_alert
 from storage.db import now_us, transaction
 
@@ -59,6 +59,24 @@ def authorisation_json(a: ripa.Authorisation, now: int | None = None, *, full: b
 def use_json(u: ripa.DirectedUse, reference: str = "") -> dict[str, Any]:
     return {"id": u.id, "authorisation_id": u.authorisation_id, "reference": reference, "camera_id": u.camera_id,
             "operator": u.operator, "purpose": u.purpose, "started": _when(u.started_us), "ended": _when(u.ended_us)}
+
+
+def job_json(job: redaction.RedactionJob) -> dict[str, Any]:
+    """A SAR redaction job (controlroom.redaction.runner), its progress and its package."""
+    return {
+        "id": job.id, "state": job.state, "created_by": job.created_by, "created_utc": us_to_iso(job.created_us),
+        "started_utc": us_to_iso(job.started_us) if job.started_us else None,
+        "finished_utc": us_to_iso(job.finished_us) if job.finished_us else None,
+        "stage": job.stage, "done_frames": job.done_frames, "total_frames": job.total_frames,
+        "progress": round(job.done_frames / job.total_frames, 3) if job.total_frames else 0.0,
+        "error": job.error, "package": job.package or None, "package_bytes": job.package_bytes,
+        "manifest_sha256": job.manifest_sha256 or None, "obscured": job.obscured, "left_visible": job.kept,
+    }
+
+
+def mark_json(m: redaction.RedactionMark) -> dict[str, Any]:
+    return {"id": m.id, "window": m.window_id, "kind": m.kind, "frame": m.frame, "box": [m.x, m.y, m.w, m.h],
+            "until_frame": m.until_frame, "note": m.note, "by": m.by, "at_utc": us_to_iso(m.at_us)}
 
 
 def sar_json(s: sar.SubjectAccessRequest, now: int | None = None) -> dict[str, Any]:

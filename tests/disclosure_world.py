@@ -37,11 +37,11 @@ from test_evidence_api import FIELDS, wait_export
 
 from controlroom.app import create_app
 from controlroom.auth import COOKIE
-from controlroom.context import ALERTS, AUTH, KEYS, SESSIONS, SETTINGS
+from controlroom.context import ALERTS, AUTH, KEYS, REDACTION, SESSIONS, SETTINGS
 from controlroom.permissions import Permission, role_permissions
 from controlroom.timefmt import us_to_iso
 from simulator import Simulation
-from storage import accounts, audit, ripa, sar
+from storage import accounts, audit, redaction, ripa, sar
 from storage.alerts import raise_alert
 from storage.anpr.hits import add_hit
 from storage.anpr.hotlists import EntrySpec, add_entries, add_hotlist
@@ -108,6 +108,8 @@ class World:
     users: dict[str, Who] = field(default_factory=dict)  # by role: the un-narrowed user of each role
     ripa: dict[str, str] = field(default_factory=dict)  # RIPA authorisation reference per camera
     sar: dict[str, int] = field(default_factory=dict)  # subject access request id per camera
+    redaction: dict[str, int] = field(default_factory=dict)  # a finished redaction job of each SAR
+    sar_window: dict[str, int] = field(default_factory=dict)  # the SAR's window
 
     def markers(self, c: str) -> list[str]:
         """Strings that only camera ``c``'s data carries (a list naming one of them leaks it)."""
@@ -259,9 +261,19 @@ async def _lawful(w: World) -> None:
                                      authorised_us=now_us(), camera_ids=[w.cam[c]])
             request = await sar.create(session, by="test", requester_name=f"Requester {c}", description="coat",
                                        places_times="here", received_us=now_us(), identity_method="passport")
-            await sar.add_window(session, request, by="test", camera_id=w.cam[c], start_us=w.base_us + S,
-                                 end_us=w.base_us + 2 * S, max_window_us=3600 * S, hold_review_us=now_us())
-            w.ripa[c], w.sar[c] = auth.reference, request.id
+            window = await sar.add_window(session, request, by="test", camera_id=w.cam[c], start_us=w.base_us + S,
+                                          end_us=w.base_us + 2 * S, max_window_us=3600 * S, hold_review_us=now_us())
+            w.ripa[c], w.sar[c], w.sar_window[c] = auth.reference, request.id, window.id
+            w.redaction[c] = (await redaction.queue(session, request, by="test")).id
+    while await w.app[REDACTION].run_once() is not None:  # one second of footage each: redacted at once
+        pass
+    for _ in range(600):  # and any the service's own runner took meanwhile
+        async with w.app[SESSIONS]() as session:
+            states = {(await redaction.get_job(session, j)).state for j in w.redaction.values()}
+        if states == {"done"}:
+            break
+        assert not states & {"failed", "cancelled"}, states
+        await asyncio.sleep(0.1)
 
 
 @asynccontextmanager

@@ -47,6 +47,8 @@ NOT_DISCLOSING = {
     "/api/v1/cameras": "camera configuration for the screens (names, sites, state): no footage, no people",
     "/api/v1/cameras/{camera}": "one camera's configuration (no credentials): no footage, no people",
     "/api/v1/cameras/{camera}/ptz": "where a PTZ camera points: no footage",
+    "/api/v1/sar/requests/{id}/redaction": "a SAR's redaction jobs (progress, counts) and marks (frame numbers, "
+                                           "boxes, staff names): no footage, nothing of anyone filmed",
     "/api/v1/cameras/{camera}/ptz/presets": "a PTZ camera's preset names",
     "/api/v1/anpr/hotlists": "the hotlists' names and entry counts",
     "/api/v1/anpr/hotlists/{hotlist}": "the council's own watch list, kept by the supervisors and administrators "
@@ -166,6 +168,12 @@ URLS: dict[str, UrlBuilder] = {
     "/api/v1/ripa/report": lambda w, c: f"/api/v1/ripa/report?from={_iso(w.base_us)}&to={_iso(now_us() + 1_000_000)}",
     "/api/v1/sar/requests": lambda w, c: "/api/v1/sar/requests",
     "/api/v1/sar/requests/{id}": lambda w, c: f"/api/v1/sar/requests/{w.sar[c]}",
+    "/api/v1/sar/requests/{id}/redaction/{job}/package":
+        lambda w, c: f"/api/v1/sar/requests/{w.sar[c]}/redaction/{w.redaction[c]}/package",
+    "/api/v1/sar/requests/{id}/windows/{window}/boxes":
+        lambda w, c: f"/api/v1/sar/requests/{w.sar[c]}/windows/{w.sar_window[c]}/boxes?frame=3",
+    "/api/v1/sar/requests/{id}/windows/{window}/frame.jpg":
+        lambda w, c: f"/api/v1/sar/requests/{w.sar[c]}/windows/{w.sar_window[c]}/frame.jpg?frame=3",
     "/api/v1/reports/tasking": lambda w, c: "/api/v1/reports/tasking?week=2026-W48",
     "/api/v1/reports/tasking.csv": lambda w, c: "/api/v1/reports/tasking.csv?week=2026-W48",
     "/api/v1/reports/tasking.pdf": lambda w, c: "/api/v1/reports/tasking.pdf?week=2026-W48",
@@ -263,7 +271,7 @@ async def test_every_disclosing_route_writes_exactly_one_entry(aiohttp_client, s
                        "via": details.get("via")}
                 if got != expected or not entry.action.startswith(spec.action):
                     problems.append(f"{what}: entry {entry.action} {got}, expected {spec.action} {expected}")
-                if canonical.endswith("/package"):  # the signed custody log says how it left, too
+                if canonical == "/api/v1/evidence/requests/{id}/package":  # the signed custody log says how it left, too
                     custody = await custody_via(w, "A")
                     if custody != ("session" if via == "session" else f"API token {who.token_name}"):
                         problems.append(f"{what}: the custody log records the download via {custody!r}")

@@ -107,7 +107,9 @@ EVIDENCE_RIGHTS = {Permission.EVIDENCE_REQUEST, Permission.EXPORT, Permission.AP
 EVERY_CAMERA = {"/api/v1/audit", "/api/v1/audit/verify", "/metrics",
                 # The RIPA and SAR registers: network-wide data protection work (docs/design/lawful-use.md).
                 "/api/v1/ripa/authorisations", "/api/v1/ripa/authorisations/{id}", "/api/v1/ripa/report",
-                "/api/v1/sar/requests", "/api/v1/sar/requests/{id}",
+                "/api/v1/sar/requests", "/api/v1/sar/requests/{id}", "/api/v1/sar/requests/{id}/redaction",
+                "/api/v1/sar/requests/{id}/redaction/{job}/package", "/api/v1/sar/requests/{id}/windows/{window}/boxes",
+                "/api/v1/sar/requests/{id}/windows/{window}/frame.jpg",
                 "/api/v1/reports/tasking", "/api/v1/reports/tasking.pdf", "/api/v1/reports/tasking.csv",
                 "/api/v1/reports/tasking/chart.png", "/api/v1/reports/stats", "/api/v1/reports/stats.pdf",
                 "/api/v1/reports/stats.csv"}
@@ -154,7 +156,8 @@ def object_url(w: World, method: str, canonical: str, c: str, *, by_name: bool =
         return URLS[canonical](w, c)
     values = {"camera": quote(NAME[c]) if by_name else w.cam[c], "camera_id": w.cam[c], "hit": w.hit[c],
               "read": w.read[c], "alert": w.alert[c], "id": w.request[c], "image": "plate", "decision": "confirm",
-              "fault": w.fault[c], "hold": w.hold[c], "incident": w.incident[c], "bookmark": w.bookmark[c]}
+              "fault": w.fault[c], "hold": w.hold[c], "incident": w.incident[c], "bookmark": w.bookmark[c],
+              "job": w.redaction[c], "window": w.sar_window[c]}
     url = canonical
     for name in params(canonical):
         assert name in values, f"{method} {canonical}: no object of camera {c} for {{{name}}} (add it here)"

@@ -1,17 +1,19 @@
 """controlroom sar add|list|show|verify|extend|add-window|close: the subject access request register
-from the command line. Every change is audited as ``cli:<os user>`` (storage.sar appends the
+from the command line; sar redact|redaction|mark|unmark: redacting its footage (controlroom.redaction). Every change is audited as ``cli:<os user>`` (storage.sar appends the
 entry in the same transaction)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 from controlroom.commands.common import open_store, print_json, print_table
 from controlroom.commands.ripa import when
 from controlroom.commands.users import cli_actor
-from controlroom.lawful import sar_json
+from controlroom.lawful import job_json, mark_json, sar_json
+from controlroom.redaction.runner import Folders, RedactionRunner, package_path
 from controlroom.settings import Settings
-from storage import inventory, sar
+from storage import Invalid, inventory, redaction, sar
 from storage.db import now_us, transaction
 
 
@@ -61,6 +63,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     close.add_argument("--outcome", required=True)
     close.add_argument("--exemption", default="")
     close.set_defaults(func=cmd_close)
+
+    red = ss.add_parser("redact", help="redact every window (faces, plates, marks) into a signed package")
+    red.add_argument("reference")
+    red.add_argument("--no-wait", action="store_true", help="only queue it (the service runs it)")
+    red.set_defaults(func=cmd_redact)
+
+    st = ss.add_parser("redaction", help="the request's redaction jobs and marks (JSON)")
+    st.add_argument("reference")
+    st.set_defaults(func=cmd_redaction)
+
+    mark = ss.add_parser("mark", help="on one frame of a window: the requester, not a third party, or a box to obscure")
+    mark.add_argument("reference")
+    mark.add_argument("window", type=int, help="the window's id (sar show)")
+    mark.add_argument("kind", choices=redaction.MARK_KINDS)
+    mark.add_argument("--frame", type=int, required=True, help="frame number in the window, from 0")
+    mark.add_argument("--box", required=True, help="X,Y,W,H in pixels of the recorded frame")
+    mark.add_argument("--until", type=int, default=None, help="add: follow the box no further than this frame")
+    mark.add_argument("--note", default="")
+    mark.set_defaults(func=cmd_mark)
+
+    unmark = ss.add_parser("unmark", help="remove a mark")
+    unmark.add_argument("reference")
+    unmark.add_argument("mark", type=int)
+    unmark.set_defaults(func=cmd_unmark)
 
 
 def _line(data: dict) -> str:
@@ -129,4 +155,62 @@ async def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
         s = await sar.get(session, args.reference, for_update=True)
         await sar.close(session, s, by=cli_actor(), to=args.state, outcome=args.outcome, exemption=args.exemption)
         print(_line(sar_json(s)))
+    return 0
+
+
+async def cmd_redact(settings: Settings, args: argparse.Namespace) -> int:
+    """Queue the job, then (unless --no-wait) run queued jobs here until it has ended; a job the
+    service's runner took meanwhile is waited for."""
+    async with open_store(settings) as st:
+        async with transaction(st.sessions) as session:
+            s = await sar.get(session, args.reference, for_update=True)
+            job = await redaction.queue(session, s, by=cli_actor())
+            sar_id, reference, job_id = s.id, s.reference, job.id
+        print(f"{reference}: redaction job {job_id} queued")
+        if args.no_wait:
+            return 0
+        folders = Folders(settings.storage_root, settings.redaction_root)
+        runner = RedactionRunner(st.sessions, st.keys, folders, heartbeat_s=settings.lawful.redaction_heartbeat_s,
+                                 plates=settings.lawful.redaction_plates)
+        while True:
+            async with st.sessions() as session:
+                job = await redaction.get_job(session, job_id)
+            if job.state not in redaction.ACTIVE:
+                break
+            if await runner.run_once() is None:
+                await asyncio.sleep(1)  # running in the service: wait for it
+    if job.state != redaction.JobState.DONE.value:
+        print(f"{reference}: redaction job {job_id} {job.state}: {job.error}")
+        return 1
+    path = package_path(folders, sar_id, job.package.removesuffix(".zip"))
+    print(f"{reference}: redacted package {path} ({job.obscured} obscured, {job.kept} left visible)")
+    return 0
+
+
+async def cmd_redaction(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_store(settings) as st, st.sessions() as session:
+        s = await sar.get(session, args.reference)
+        print_json({"reference": s.reference, "jobs": [job_json(j) for j in await redaction.jobs(session, s.id)],
+                    "marks": [mark_json(m) for m in await redaction.marks(session, s.id)]})
+    return 0
+
+
+async def cmd_mark(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        x, y, w, h = (int(v) for v in args.box.split(","))
+    except ValueError:
+        raise Invalid("--box: four whole numbers X,Y,W,H") from None
+    async with open_store(settings) as st, transaction(st.sessions) as session:
+        s = await sar.get(session, args.reference, for_update=True)
+        m = await redaction.add_mark(session, s, by=cli_actor(), window_id=args.window, kind=args.kind,
+                                     frame=args.frame, box=(x, y, w, h), until_frame=args.until, note=args.note)
+        print(f"{s.reference}: mark {m.id} ({m.kind}) on window {m.window_id}, frame {m.frame}")
+    return 0
+
+
+async def cmd_unmark(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_store(settings) as st, transaction(st.sessions) as session:
+        s = await sar.get(session, args.reference, for_update=True)
+        m = await redaction.remove_mark(session, s, args.mark, by=cli_actor())
+        print(f"{s.reference}: mark {m.id} removed")
     return 0
