@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from anpr import AnprError, synth
-from anpr.reader import RECOGNISERS
+from anpr.reader import RECOGNISERS, PlateReader
 from anpr.recogniser import HEIGHT_PX, MODEL, STEP_PX, PlateRecogniser
 
 TRAIN_SEEDS = (17, 1017)  # tools/train_plate_rec.py: training data, synthetic validation set
@@ -60,6 +60,24 @@ def test_reads_synthetic_plates_from_an_unseen_seed(rec: PlateRecogniser) -> Non
     assert right / len(samples) >= MIN_SYNTHETIC_EXACT, f"{right} of {len(samples)}"
 
 
-def test_the_reader_lists_the_model_with_its_file_and_alphabet() -> None:
+def test_the_reader_lists_the_model_last_with_its_file() -> None:
+    # Last: the bench kept PP-OCRv6 small and PP-OCRv4's second opinion (docs/design/anpr-reader.md).
     ours = [r for r in RECOGNISERS if r.package == "anpr"]
-    assert len(ours) == 1 and (MODEL.parent.parent / ours[0].model) == MODEL
+    assert len(ours) == 1 and RECOGNISERS[-1] is ours[0]
+    assert MODEL.parent.parent / ours[0].model == MODEL
+
+
+def test_the_reader_reads_with_the_model_when_it_is_listed_first(monkeypatch) -> None:
+    """Its role is chosen by the order of RECOGNISERS alone: listed first, the reader loads it
+    with the reader's own alphabet folding and reads a synthetic UK plate with it."""
+    import anpr.reader
+
+    ours = RECOGNISERS[-1]
+    monkeypatch.setattr(anpr.reader, "RECOGNISERS", (ours, *RECOGNISERS[:-1]))
+    reader = PlateReader(mode="uk", threads=1)
+    assert reader.recogniser is ours
+    rng = np.random.default_rng(TEST_SEED)
+    picture = synth.plate_picture(rng, synth.Plate("current", ("BD51 SMR",)), char_px=40)
+    frame = np.full((360, 640, 3), 90, np.uint8)
+    frame[100 : 100 + picture.shape[0], 120 : 120 + picture.shape[1]] = picture
+    assert [r.text for r in reader.read(frame)][:1] == ["BD51SMR"]
