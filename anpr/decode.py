@@ -19,8 +19,9 @@ alternatives there, which the live tracker sums over frames (``anpr/tracking.py`
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache, cached_property
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from anpr.grammar import SYMBOLS, Grammar
 _INDEX = {c: i + 1 for i, c in enumerate(SYMBOLS)}  # column of each symbol in the folded matrix
 
 
-@dataclass(frozen=True)
+@dataclass
 class Decoded:
     """One string a grammar allows, read from a CTC matrix.
 
@@ -46,9 +47,25 @@ class Decoded:
     start: int
     end: int
     score: float
-    char_confidences: tuple[float, ...]
-    alternatives: tuple[dict[str, float], ...]
-    forced: tuple[bool, ...]
+    # Computed when first asked for (the alignment costs more than the search, and the judge
+    # mostly looks at the first result only).
+    _align: Callable[[], tuple[tuple[float, ...], tuple[dict[str, float], ...], tuple[bool, ...]]] = field(repr=False, compare=False)
+
+    @cached_property
+    def _aligned(self) -> tuple[tuple[float, ...], tuple[dict[str, float], ...], tuple[bool, ...]]:
+        return self._align()
+
+    @property
+    def char_confidences(self) -> tuple[float, ...]:
+        return self._aligned[0]
+
+    @property
+    def alternatives(self) -> tuple[dict[str, float], ...]:
+        return self._aligned[1]
+
+    @property
+    def forced(self) -> tuple[bool, ...]:
+        return self._aligned[2]
 
 
 def fold(probs: np.ndarray, alphabet: Sequence[str]) -> np.ndarray:
@@ -93,7 +110,7 @@ _SEARCHES: dict[tuple[str, int], _Search] = {}
 
 
 def decode(probs: np.ndarray, alphabet: Sequence[str] | None, grammar: Grammar, *, beam: int = 10,
-           max_junk: int = 2, prune: float = 1e-3, junk_cost: float = 1.0, folded: bool = False, n_best: int = 6) -> list[Decoded]:
+           max_junk: int = 2, prune: float = 1e-3, junk_cost: float = 1.0, folded: bool = False, n_best: int = 4) -> list[Decoded]:
     """The strings ``grammar`` allows in ``probs`` (T x C, see the module's doc), best first.
 
     ``folded``: ``probs`` is already :func:`fold`'s matrix (``alphabet`` unused). Characters
@@ -107,9 +124,19 @@ def decode(probs: np.ndarray, alphabet: Sequence[str] | None, grammar: Grammar, 
     scale = 0.0  # log of the factors the probabilities were divided by (no underflow)
     for t in range(p.shape[0]):
         row = p[t]
-        tried = [(SYMBOLS[k - 1], k, float(row[k])) for k in np.flatnonzero(row[1:] > prune) + 1]
-        nxt: dict[str, list[float]] = {}
         blank = float(row[0])
+        ks = np.flatnonzero(row[1:] > prune) + 1
+        if ks.size == 0:
+            # Nothing but the blank (and symbols held on) at this step: no new prefix, no sorting.
+            beams = {k: [(pb + pnb) * blank, pnb * float(row[_INDEX[k[-1]]]) if k else 0.0] for k, (pb, pnb) in beams.items()}
+            top = max(v[0] + v[1] for v in beams.values())
+            if top <= 0.0:
+                return []
+            scale += math.log(top)
+            beams = {k: [v[0] / top, v[1] / top] for k, v in beams.items()}
+            continue
+        tried = [(SYMBOLS[k - 1], k, float(row[k])) for k in ks]
+        nxt: dict[str, list[float]] = {}
         for prefix, (pb, pnb) in beams.items():
             total = pb + pnb
             entry = nxt.setdefault(prefix, [0.0, 0.0])
@@ -145,12 +172,11 @@ def decode(probs: np.ndarray, alphabet: Sequence[str] | None, grammar: Grammar, 
                 if key not in found or found[key][0] < score:
                     found[key] = (score, t.format, emitted)
     out: list[Decoded] = []
-    aligned: dict[str, tuple] = {}
+    aligners: dict[str, Callable] = {}
     for (text, a, b), (score, fmt, emitted) in sorted(found.items(), key=lambda kv: kv[1][0], reverse=True)[:n_best]:
-        if emitted not in aligned:
-            aligned[emitted] = _align(p, emitted)
-        conf, alts, forced = aligned[emitted]
-        out.append(Decoded(text, fmt, emitted, a, b, score, conf, alts, forced))
+        if emitted not in aligners:
+            aligners[emitted] = cache(lambda e=emitted: _align(p, e))
+        out.append(Decoded(text, fmt, emitted, a, b, score, aligners[emitted]))
     return out
 
 
@@ -203,7 +229,7 @@ def _align(p: np.ndarray, text: str) -> tuple[tuple[float, ...], tuple[dict[str,
     return tuple(conf), tuple(alts), tuple(forced)
 
 
-def decode_many(matrices: Sequence[np.ndarray], grammar: Grammar, *, n_best: int = 6, junk_cost: float = 1.0,
+def decode_many(matrices: Sequence[np.ndarray], grammar: Grammar, *, n_best: int = 4, junk_cost: float = 1.0,
                 weights: Sequence[float] | None = None, **options: float) -> list[Decoded]:
     """Several models' readings of one line (each a :func:`fold` matrix), put together as a
     product of experts: the strings each model's search finds, each scored by the weighted sum
@@ -228,25 +254,29 @@ def decode_many(matrices: Sequence[np.ndarray], grammar: Grammar, *, n_best: int
         scored.append((logp[emitted] + math.log(t.prior) - junk_cost * (a + len(emitted) - b), emitted, a, b, t.format))
     scored.sort(reverse=True)
     out = []
-    aligned: dict[str, tuple] = {}
+    aligners: dict[str, Callable] = {}
     for score, emitted, a, b, fmt in scored[:n_best]:
-        if emitted not in aligned:
-            each = [_align(m, emitted) for m in matrices]
-            conf = tuple(float(np.mean([e[0][i] for e in each])) for i in range(len(emitted)))
-            alts = []
-            forced = []
-            for i, ch in enumerate(emitted):
-                merged: dict[str, float] = {}
-                for e in each:
-                    for c, v in e[1][i].items():
-                        merged[c] = merged.get(c, 0.0) + v / len(each)
-                top = dict(sorted(merged.items(), key=lambda kv: kv[1], reverse=True)[:4])
-                alts.append(top)
-                forced.append(max(top, key=top.get) != ch if top else False)  # type: ignore[arg-type]
-            aligned[emitted] = (conf, tuple(alts), tuple(forced))
-        conf, alts, forced = aligned[emitted]
-        out.append(Decoded(emitted[a:b], fmt, emitted, a, b, score, conf, alts, forced))
+        if emitted not in aligners:
+            aligners[emitted] = cache(lambda e=emitted: _align_many(matrices, e))
+        out.append(Decoded(emitted[a:b], fmt, emitted, a, b, score, aligners[emitted]))
     return out
+
+
+def _align_many(matrices: Sequence[np.ndarray], emitted: str) -> tuple[tuple[float, ...], tuple[dict[str, float], ...], tuple[bool, ...]]:
+    """``_align`` in each model's output, put together: mean confidences and alternatives."""
+    each = [_align(m, emitted) for m in matrices]
+    conf = tuple(float(np.mean([e[0][i] for e in each])) for i in range(len(emitted)))
+    alts = []
+    forced = []
+    for i, ch in enumerate(emitted):
+        merged: dict[str, float] = {}
+        for e in each:
+            for c, v in e[1][i].items():
+                merged[c] = merged.get(c, 0.0) + v / len(each)
+        top = dict(sorted(merged.items(), key=lambda kv: kv[1], reverse=True)[:4])
+        alts.append(top)
+        forced.append(bool(top) and max(top, key=top.get) != ch)  # type: ignore[arg-type]
+    return conf, tuple(alts), tuple(forced)
 
 
 def _string_logprob(p: np.ndarray, text: str) -> float:
