@@ -9,6 +9,7 @@
 import { api } from "./api.js";
 import { $, el } from "./dom.js";
 import { formatLocal, isoLocal } from "./time.js";
+import { RedactionPanel } from "./redaction.js";
 import { readLocal } from "./timefield.js";
 
 const WEEK_MS = 7 * 86400e3;
@@ -265,8 +266,12 @@ export class LawfulView {
   async showSar(id) {
     const wrap = $("lw-sar-detail-wrap");
     for (const tr of this.root.querySelectorAll("#lw-sar-body tr")) tr.classList.toggle("selected", tr.dataset.ref === this.selected);
-    try { wrap.replaceChildren(this.sarDetail(await api(`/api/v1/sar/requests/${id}`))); }
-    catch (e) { wrap.replaceChildren(el("p", { class: "error", text: e.message })); }
+    if (this.redaction) this.redaction.close();
+    this.redaction = null;
+    try {
+      wrap.replaceChildren(this.sarDetail(await api(`/api/v1/sar/requests/${id}`)));
+      if (this.redaction) await this.redaction.open();
+    } catch (e) { wrap.replaceChildren(el("p", { class: "error", text: e.message })); }
   }
 
   sarDetail(s) {
@@ -295,6 +300,10 @@ export class LawfulView {
         closed ? el("dt", { text: "Outcome" }) : null, closed ? el("dd", { text: `${s.outcome}${s.exemption ? ` Exemption: ${s.exemption}` : ""}` }) : null),
       el("h4", { text: "Footage (held while the request is open)" }), windows,
     ];
+    if (s.state !== "awaiting_identity") {
+      this.redaction = new RedactionPanel(s, { closed });
+      parts.push(this.redaction.root);
+    }
     if (!closed) {
       const i = {
         method: el("input", { autocomplete: "off" }), camera: el("input", { autocomplete: "off", placeholder: "id or name" }),
