@@ -282,6 +282,8 @@ async def scale_run(sim: Simulation, work: Path, nodes: int, per_node: int, seco
     try:
         if nodes > 1:
             await wait(lambda: _all_leased(sessions, total), 120, "every camera leased")
+        # Measured once every camera records (ffmpeg's start under load is not the steady state).
+        await wait(lambda: segments_after(sessions, 0, total), 300, "every camera records")
         began = now_us()
         cpu, _pss = await sample(lambda: [p for proc in procs for p in tree(proc.pid)], seconds)
         ended = now_us()
@@ -290,18 +292,19 @@ async def scale_run(sim: Simulation, work: Path, nodes: int, per_node: int, seco
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
             proc.wait(60)
-    holes = segments = 0
+    holes = segments = silent = 0
     async with sessions() as s:
         for cam_id in range(1, total + 1):
             tl = await timeline(s, cam_id, began + 10_000_000, ended - 10_000_000)
             segments += len(tl.segments)
+            silent += not tl.segments
             for a, b in zip(tl.segments, tl.segments[1:], strict=False):
                 if b.start_us - a.end_us > 1_500_000 and not any(
                         g.start_us <= b.start_us and (g.end_us is None or g.end_us >= a.end_us) for g in tl.gaps):
                     holes += 1
     await engine.dispose()
     await drop_db(name)
-    return {"cpu_per_camera": cpu / total, "segments": segments, "holes": holes,
+    return {"cpu_per_camera": cpu / total, "segments": segments, "holes": holes, "silent": silent,
             "fenced": len(list(store.glob("*/fenced/*")))}
 
 
@@ -318,8 +321,9 @@ async def scale(per_node: int, nodes: int, seconds: float) -> None:
     print(f"scale-out: one process x {per_node} cameras {one['cpu_per_camera']:.2f}% of a core per camera; "
           f"{nodes} nodes x {per_node} cameras {many['cpu_per_camera']:.2f}% per camera: ratio "
           f"{many['cpu_per_camera'] / max(one['cpu_per_camera'], 1e-9):.2f}x (goal <= 1.1x); segments lost: "
-          f"{many['holes']} unexplained holes, {many['fenced']} fenced ({many['segments']} segments; single process "
-          f"{one['holes']} holes, {one['segments']} segments) over {seconds:.0f} s")
+          f"{many['holes']} unexplained holes, {many['fenced']} fenced, {many['silent']} cameras without footage "
+          f"({many['segments']} segments; single process {one['holes']} holes, {one['silent']} without footage, "
+          f"{one['segments']} segments) over {seconds:.0f} s")
 
 
 async def main() -> None:
