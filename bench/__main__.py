@@ -34,6 +34,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "syncplay": ([], ["--samples", "3"]),
     "cluster": ([], ["--runs", "1", "--seconds", "20"]),
     "cli": ([], ["--runs", "3"]),
+    "masks": ([], ["--seconds", "8"]),
 }
 
 

@@ -32,6 +32,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import ffmpeg
 
@@ -305,9 +306,14 @@ TRANSCODE_OPTIONS: dict[str, object] = {
 }
 
 
-def _upstream_output(stream, frag_duration_us: int, transcode: bool = False) -> list[str]:
+def _upstream_output(stream, frag_duration_us: int, transcode: bool = False,
+                     mask_png: Path | None = None) -> list[str]:
     video = stream["v:0"]
     codec: dict[str, object] = {"c": "copy"}
+    if mask_png is not None:  # privacy masks painted by us (cameras.masking): decode, overlay, encode
+        scaled = ffmpeg.filter_multi_output([ffmpeg.input(str(mask_png)), video], "scale2ref", flags="neighbor")
+        video = ffmpeg.overlay(scaled[1], scaled[0], format="auto", eof_action="repeat")
+        transcode = True
     if transcode:
         video = video.filter("scale", f"min({TRANSCODE_MAX_WIDTH},iw)", -2)
         codec = dict(TRANSCODE_OPTIONS)
@@ -319,19 +325,20 @@ def _upstream_output(stream, frag_duration_us: int, transcode: bool = False) -> 
 
 
 def upstream_args(url: str, frag_duration_us: int = FRAG_DURATION_US, rtsp: bool = True,
-                  transcode: bool = False) -> list[str]:
+                  transcode: bool = False, mask_png: Path | None = None) -> list[str]:
     """The ffmpeg command for one upstream: stream copy of the first video track to fMP4
-    (``transcode``: re-encoded to H.264 instead)."""
-    return _upstream_output(ffmpeg.input(url, **upstream_input_options(url, rtsp)), frag_duration_us, transcode)
+    (``transcode``: re-encoded to H.264 instead; ``mask_png``: privacy masks painted in, re-encoded)."""
+    return _upstream_output(ffmpeg.input(url, **upstream_input_options(url, rtsp)), frag_duration_us, transcode,
+                            mask_png)
 
 
-def private_upstream_args(url: str, frag_duration_us: int = FRAG_DURATION_US,
-                          transcode: bool = False) -> tuple[list[str], InputList]:
+def private_upstream_args(url: str, frag_duration_us: int = FRAG_DURATION_US, transcode: bool = False,
+                          mask_png: Path | None = None) -> tuple[list[str], InputList]:
     """:func:`upstream_args` for a URL with credentials: the URL and its options go in a
     private list file (see cameras.rtsp.InputList), so the password is not in ffmpeg's argv."""
     listing = InputList(url, upstream_input_options(url))
     stream = ffmpeg.input(str(listing.path), f="concat", safe=0, protocol_whitelist=PROTOCOLS)
-    return _upstream_output(stream, frag_duration_us, transcode), listing
+    return _upstream_output(stream, frag_duration_us, transcode, mask_png), listing
 
 
 class Upstream:
@@ -339,9 +346,11 @@ class Upstream:
 
     def __init__(self, key: str, source_factory: SourceFactory, *, stall_timeout_s: float = 10.0,
                  connect_timeout_s: float = 10.0, args_factory: Callable[[str], list[str]] = upstream_args,
-                 on_idle: Callable[[Upstream], None] | None = None, transcode: bool = False) -> None:
+                 on_idle: Callable[[Upstream], None] | None = None, transcode: bool = False,
+                 mask_png: Path | None = None) -> None:
         self.key = key  # "<camera_id>/<stream>", used in log lines (never the URL)
         self.transcode = transcode  # re-encoded to H.264 for the browser, not stream copy
+        self.mask_png = mask_png  # privacy masks painted in (re-encoded; the key names their version)
         self._source_factory = source_factory
         self._args_factory = args_factory
         self._stall_timeout_s = stall_timeout_s
@@ -440,9 +449,9 @@ class Upstream:
         listing: InputList | None = None
         if self._args_factory is upstream_args and has_credentials(source.url):
             # no password in the process list
-            args, listing = private_upstream_args(source.url, transcode=self.transcode)
+            args, listing = private_upstream_args(source.url, transcode=self.transcode, mask_png=self.mask_png)
         elif self._args_factory is upstream_args:
-            args = upstream_args(source.url, transcode=self.transcode)
+            args = upstream_args(source.url, transcode=self.transcode, mask_png=self.mask_png)
         else:
             args = self._args_factory(source.url)
         del source
@@ -547,8 +556,11 @@ class LiveHub:
         """How many transcoding upstreams run now."""
         return sum(1 for up in self.upstreams.values() if up.transcode and not up.ended)
 
-    def upstream(self, key: str, source_factory: SourceFactory, *, transcode: bool = False) -> Upstream:
-        """The running upstream for ``key``, started now if there is none."""
+    def upstream(self, key: str, source_factory: SourceFactory, *, transcode: bool = False,
+                 mask_png: Path | None = None) -> Upstream:
+        """The running upstream for ``key``, started now if there is none. A masked upstream
+        (``mask_png``) re-encodes, and counts as a transcode."""
+        transcode = transcode or mask_png is not None
         if self.closed:
             raise CameraUnavailable(f"camera stream {key}: the service is stopping")
         up = self.upstreams.get(key)
@@ -558,16 +570,16 @@ class LiveHub:
         if up is None or up.ended:
             up = Upstream(key, source_factory, stall_timeout_s=self._stall_timeout_s,
                           connect_timeout_s=self._connect_timeout_s, args_factory=self._args_factory,
-                          on_idle=self._idle, transcode=transcode)
+                          on_idle=self._idle, transcode=transcode, mask_png=mask_png)
             self.upstreams[key] = up
             self.started += 1
             up.start()
             log.info("camera %s: live upstream started%s", key, " (transcoding to H.264)" if transcode else "")
         return up
 
-    async def join(self, key: str, source_factory: SourceFactory, *,
-                   transcode: bool = False) -> tuple[Upstream, Viewer]:
-        up = self.upstream(key, source_factory, transcode=transcode)
+    async def join(self, key: str, source_factory: SourceFactory, *, transcode: bool = False,
+                   mask_png: Path | None = None) -> tuple[Upstream, Viewer]:
+        up = self.upstream(key, source_factory, transcode=transcode, mask_png=mask_png)
         viewer = Viewer(budget_bytes=self._budget_bytes)
         up.add(viewer)
         return up, viewer
@@ -612,6 +624,18 @@ class LiveHub:
         task = asyncio.create_task(up.stop())
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
+
+    async def end_camera(self, camera_id: int, reason: str = "privacy masks changed") -> int:
+        """Stop every upstream of a camera now (its viewers are told the stream ended, and
+        reconnect under what now applies); returns how many were stopped."""
+        ups = [up for key, up in self.upstreams.items() if key.split("/", 1)[0] == str(camera_id)]
+        for up in ups:
+            del self.upstreams[up.key]
+            self._cancel_stop(up.key)
+        await asyncio.gather(*(up.stop() for up in ups), return_exceptions=True)
+        if ups:
+            log.info("camera %s: %d live upstream(s) ended: %s", camera_id, len(ups), reason)
+        return len(ups)
 
     async def close(self) -> None:
         """Stop every upstream (their viewers are told the stream ended) and start no more."""

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from cameras.recorder import Supervisor
-from controlroom import camera_health, cluster, disclosure, jobs, metrics, security
+from controlroom import camera_health, cluster, disclosure, jobs, masking, metrics, security
 from controlroom.anpr_service import anpr_ctx
 from controlroom.api import admin as admin_routes
 from controlroom.api import alerts, cameras, health, live, openapi, playback, session, ui, users
@@ -23,6 +23,7 @@ from controlroom.api import duty as duty_routes
 from controlroom.api import evidence as evidence_routes
 from controlroom.api import faults as fault_routes
 from controlroom.api import incidents as incident_routes
+from controlroom.api import masks as mask_routes
 from controlroom.api import onvif as onvif_routes
 from controlroom.api import redaction as redaction_routes
 from controlroom.api import reports as reports_routes
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 # its row: start-up reconciliation leaves it (its node catalogues it, or the next start does).
 RECONCILE_MIN_AGE_S = 120.0
 ROUTE_MODULES = [onvif_routes, health, metrics, cameras, session, users, audit_routes, ui, live, playback, still_routes, alerts,
-                 anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, ripa_routes, sar_routes, redaction_routes, admin_routes, reports_routes, view_routes, openapi]
+                 anpr_routes, evidence_routes, incident_routes, duty_routes, fault_routes, ripa_routes, sar_routes, redaction_routes, admin_routes, reports_routes, view_routes, mask_routes, openapi]
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -125,9 +126,11 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     """The whole service. ``record=False`` leaves recorders and retention off (API-only tests);
     ``anpr`` (default: as ``record``) runs live ANPR reading, ANPR retention and MQTT."""
     # Order: errors become JSON; then who is asking and may they; then is the input what the
-    # route declares (only for those allowed to call it); then the disclosure is audited.
+    # route declares (only for those allowed to call it); then the disclosure is audited; innermost,
+    # the privacy masks are applied to the pictures (before the disclosure is recorded).
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware, contract_middleware, disclosure.disclosure_middleware],
+        middlewares=[error_middleware, auth_middleware, contract_middleware, disclosure.disclosure_middleware,
+                     masking.masking_middleware],
         client_max_size=8 * 1024 * 1024,
     )
     app[SETTINGS] = settings
@@ -148,6 +151,7 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app.cleanup_ctx.append(live.live_ctx)
     app.cleanup_ctx.append(alerts.alerts_ctx)
     app.cleanup_ctx.append(playback.playback_ctx)
+    app.cleanup_ctx.append(masking.masking_ctx)
     app.cleanup_ctx.append(camera_health.health_ctx)
     if record:
         app.on_shutdown.append(recorders_stopping)  # first: segments are finalised meanwhile
@@ -157,6 +161,7 @@ def create_app(settings: Settings, *, record: bool = True, anpr: bool | None = N
     app.cleanup_ctx.append(redaction_ctx)  # SAR redaction jobs (controlroom.redaction)
     app.cleanup_ctx.append(reminders_ctx)  # RIPA reviews and expiry, SAR deadlines (controlroom.lawful)
     security.install(app)
+    masking.install(app)  # before the disclosure's hook: a refused stream discloses nothing
     disclosure.install(app)
     metrics.install(app)
     app.cleanup_ctx.append(onvif_routes.onvif_ctx)

@@ -31,6 +31,7 @@ AUTH = web.AppKey("auth", "Authenticator")  # controlroom.auth.Authenticator
 MQTT = web.AppKey("mqtt", "MqttBridge")  # controlroom.mqtt.MqttBridge
 ANPR_LIVE = web.AppKey("anpr_live", "LiveReading")  # anpr.live.LiveReading
 LIVE = web.AppKey("live", "LiveHub")  # cameras.live.LiveHub: live view upstreams
+MASKING = web.AppKey("masking", "Masking")  # controlroom.masking.Masking: privacy masks' pictures and watch
 ALERT_ACKS = web.AppKey("alert_acks", AlertHub)  # acknowledgements, fanned out to alert panels
 EVIDENCE = web.AppKey("evidence", "ExportRunner")  # controlroom.evidence.runner.ExportRunner
 REDACTION = web.AppKey("redaction", "RedactionRunner")  # controlroom.redaction.runner.RedactionRunner

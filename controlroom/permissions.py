@@ -38,6 +38,7 @@ class Permission(enum.StrEnum):
     SAR = "sar"  # the subject access request register, its footage windows and holds
     REPORTS = "reports"  # the tasking pack and statistics; send a police-safe pack to police
     VIEWS_SHARE = "views_share"  # share layouts and tours with a site or the team; upload site maps, place pins
+    UNMASK = "unmask"  # see the pixels under a camera's privacy masks (docs/design/security-model.md)
 
 
 # What each role may do (docs/design/security-model.md says why). Deny by default: a right not
@@ -60,6 +61,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
         Permission.APPROVE, Permission.HOLDS, Permission.AUDIT_READ, Permission.HOTLIST_ADMIN,
         Permission.INCIDENT_CLOSE, Permission.ROTA, Permission.FAULTS_MANAGE, Permission.RIPA, Permission.SAR, Permission.REPORTS,
         Permission.VIEWS_SHARE,
+        Permission.UNMASK,
     },
     "operator": frozenset(_OPERATOR),
     "police": _EVERYONE | {Permission.EVIDENCE_REQUEST},
@@ -81,6 +83,15 @@ class Disclosure(enum.StrEnum):
     PLATES = "plates"  # ANPR reads, hits, journeys: vehicle registrations are personal data
     IMAGES = "images"  # plate and overview pictures
     PERSONAL = "personal"  # people's details: evidence requests, custody, register, accounts, audit
+
+
+class Pixels(enum.StrEnum):
+    """Where a route's pictures come from, for the privacy masks (controlroom.masking): masks the
+    camera paints itself (ONVIF) are already in its live stream, never in what was recorded or
+    kept before they were pushed."""
+
+    LIVE = "live"  # the camera's live stream (live view, snapshots)
+    RECORDED = "recorded"  # recorded footage, stills, clips, packages, ANPR pictures
 
 
 # Resolves the cameras a route's object belongs to (a read, a hit, an evidence request):
@@ -110,6 +121,9 @@ class RouteSpec:
     response: type[Any] | None = None
     status: int = 200
     produces: str = "application/json"
+    # The route hands out pictures of the cameras it reaches: controlroom.masking applies their
+    # privacy masks for a user without UNMASK (tests/test_masks_walk.py walks every such route).
+    pixels: Pixels | None = None
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -120,18 +134,20 @@ def requires(
     permission: Permission, *, discloses: Disclosure | None = None, action: str = "",
     cameras: CameraResolver | None = None, query: type[Any] | None = None, body: type[Any] | None = None,
     response: type[Any] | None = None, status: int = 200, produces: str = "application/json",
+    pixels: Pixels | None = None,
 ) -> Callable[[F], F]:
     """Declare the permission a handler needs and, if it hands out footage, images, plate data
     or personal data, what it discloses and the audit action that records each disclosure
     (written by ``controlroom.disclosure``, never by the handler). ``query=``/``body=`` name the
     pydantic models its input is validated against (``controlroom.contract``), ``response=``,
-    ``status=`` and ``produces=`` its success answer (published in the OpenAPI document)."""
+    ``status=`` and ``produces=`` its success answer (published in the OpenAPI document).
+    ``pixels=`` says it hands out pictures of cameras, which are then masked (controlroom.masking)."""
     if (discloses is None) != (not action):
         raise ValueError("a disclosing route declares both discloses= and action=")
 
     def mark(handler: F) -> F:
         setattr(handler, ATTR, RouteSpec(permission, discloses, action, cameras, query, body, response,
-                                         status, produces))
+                                         status, produces, pixels))
         return handler
 
     return mark

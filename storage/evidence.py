@@ -100,6 +100,12 @@ class EvidenceRequest(Base):
     # warned when deciding a flagged request without a live authorisation.
     directed_surveillance: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     ripa_reference: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    # Privacy masks (storage.masks; migration 0018_privacy_masks): the supervisor's explicit
+    # choice, at approval, to release the masters of masked cameras (which are never painted:
+    # they are the evidence), and the mask version painted into each camera's working copy by
+    # the last export ({"<camera id>": version}), which a download checks against the masks in force.
+    masters_released: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    package_masks: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True, default=dict)
     windows: Mapped[list[EvidenceWindow]] = relationship(
         back_populates="request", cascade="all, delete-orphan", lazy="selectin", order_by="EvidenceWindow.id"
     )
@@ -273,11 +279,14 @@ def move(req: EvidenceRequest, to: RequestState) -> None:
     req.state = to.value
 
 
-async def decide(session: AsyncSession, req: EvidenceRequest, *, by: str, approve: bool, reason: str) -> ExportJob | None:
-    """Approve (and queue its export) or refuse a submitted request. A reason is required."""
+async def decide(session: AsyncSession, req: EvidenceRequest, *, by: str, approve: bool, reason: str,
+                 release_masters: bool = False) -> ExportJob | None:
+    """Approve (and queue its export) or refuse a submitted request. A reason is required.
+    ``release_masters``: the package carries the masters of cameras with privacy masks too."""
     if not reason.strip():
         raise Invalid("a decision needs a reason")
     move(req, RequestState.APPROVED if approve else RequestState.REFUSED)
+    req.masters_released = approve and release_masters
     req.decided_by, req.decided_us, req.decision_reason = by, now_us(), reason.strip()
     if approve:
         return await queue_export(session, req, by=by)

@@ -9,6 +9,7 @@ from storage import (  # noqa: F401
     health,
     incidents,
     jobs,
+    masks,
     models,
     nodes,
     redaction,

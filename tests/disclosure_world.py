@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,7 +277,9 @@ async def _lawful(w: World) -> None:
 
 
 @asynccontextmanager
-async def world(aiohttp_client, settings, tmp_path: Path, sources: list[Path]) -> AsyncIterator[World]:
+async def world(aiohttp_client, settings, tmp_path: Path, sources: list[Path],
+                prepare: Callable[[World], Awaitable[None]] | None = None) -> AsyncIterator[World]:
+    """``prepare`` runs once the cameras and users exist, before anything is recorded or exported."""
     async with Simulation(tmp_path / "sim", cameras=2) as sim:
         app = create_app(settings.with_overrides(**{"mqtt.enabled": False}), record=False)
         client = await aiohttp_client(app, cookie_jar=aiohttp.DummyCookieJar())
@@ -291,6 +293,8 @@ async def world(aiohttp_client, settings, tmp_path: Path, sources: list[Path]) -
                 w.cam[c], w.site[c] = cam.id, cam.site_id
         for role in ROLES:
             w.users[role] = await w.user(role, f"{role}1")
+        if prepare is not None:
+            await prepare(w)
         await _footage(w, sources)
         await _anpr(w)
         await _events(w)

@@ -49,6 +49,8 @@ NOT_DISCLOSING = {
     "/api/v1/cameras/{camera}/ptz": "where a PTZ camera points: no footage",
     "/api/v1/sar/requests/{id}/redaction": "a SAR's redaction jobs (progress, counts) and marks (frame numbers, "
                                            "boxes, staff names): no footage, nothing of anyone filmed",
+    "/api/v1/cameras/{camera}/masks": "a camera's privacy mask polygons and who set them, when and why: "
+                                       "the masks are configuration, not footage (each change audited)",
     "/api/v1/cameras/{camera}/ptz/presets": "a PTZ camera's preset names",
     "/api/v1/anpr/hotlists": "the hotlists' names and entry counts",
     "/api/v1/anpr/hotlists/{hotlist}": "the council's own watch list, kept by the supervisors and administrators "
@@ -150,6 +152,7 @@ URLS: dict[str, UrlBuilder] = {
     "/api/v1/cameras/{camera}/clip.mp4":
         lambda w, c: f"/api/v1/cameras/{w.cam[c]}/clip.mp4?from={_iso(w.base_us + 1_000_000)}&to={_iso(w.base_us + 5_000_000)}",
     "/api/v1/cameras/{camera}/snapshot.jpg": lambda w, c: f"/api/v1/cameras/{w.cam[c]}/snapshot.jpg?stream=sub",
+    "/api/v1/cameras/{camera}/masks/snapshot.jpg": lambda w, c: f"/api/v1/cameras/{w.cam[c]}/masks/snapshot.jpg",
     "/api/v1/duty/sessions": lambda w, c: "/api/v1/duty/sessions",
     "/api/v1/evidence/download/{token}": _link,
     "/api/v1/evidence/register": lambda w, c: "/api/v1/evidence/register",

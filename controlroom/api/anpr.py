@@ -18,6 +18,8 @@ leave the ANPR folder is refused (storage.anpr.resolve_image).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
 from typing import Annotated, Any
@@ -28,7 +30,8 @@ from pydantic import Field
 
 from anpr.hotlist import HotlistImportError, import_csv, parse_entry
 from anpr.journeys import Journey, find_journeys
-from controlroom import disclosure
+from cameras import masking as paint
+from controlroom import disclosure, masking
 from controlroom.auth import actor, allowed_camera_ids
 from controlroom.context import SESSIONS, SETTINGS
 from controlroom.contract import (
@@ -44,7 +47,7 @@ from controlroom.contract import (
     query_of,
 )
 from controlroom.errors import error_response
-from controlroom.permissions import Disclosure, Permission, requires
+from controlroom.permissions import Disclosure, Permission, Pixels, requires
 from controlroom.timefmt import us_to_iso
 from storage import Invalid, NotFound, audit
 from storage.anpr import hits as hit_store
@@ -297,11 +300,21 @@ async def journeys(request: web.Request) -> web.Response:
     return web.json_response({"count": len(found), "journeys": [journey_json(j, tz) for j in found]})
 
 
-def _image_response(request: web.Request, read: AnprRead, which: str) -> web.FileResponse:
+async def _image_response(request: web.Request, read: AnprRead, which: str) -> web.Response:
+    """The picture as bytes (small): an overview is masked by controlroom.masking like any
+    picture; a plate crop, whose place in the overview the masks are drawn on, here."""
     disclosure.note(request, f"anpr_read:{read.id}", image=which, vrm=read.vrm, camera_id=read.camera_id)
+    root = request.app[SETTINGS].anpr_root
     rel = read.plate_path if which == "plate" else read.overview_path
-    path = image_store.resolve_image(request.app[SETTINGS].anpr_root, rel)
-    return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, no-store"})
+    body = await asyncio.to_thread(image_store.resolve_image(root, rel).read_bytes)
+    mask = masking.due(request, read.camera_id) if which == "plate" and read.camera_id is not None else None
+    if mask is not None:
+        overview = None
+        if read.overview_path:
+            with contextlib.suppress(NotFound):
+                overview = await asyncio.to_thread(image_store.resolve_image(root, read.overview_path).read_bytes)
+        body = await asyncio.to_thread(paint.mask_crop, body, overview, read.box or [], mask.polygons)
+    return web.Response(body=body, content_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
 def _id(request: web.Request, name: str) -> int:
@@ -314,11 +327,11 @@ def _id(request: web.Request, name: str) -> int:
 
 @routes.get(PREFIX + "/reads/{read}/{image:plate|overview}.jpg")
 @requires(Permission.ANPR_SEARCH, discloses=Disclosure.IMAGES, action="anpr.image", cameras=_read_cameras,
-          produces="image/jpeg")
+          produces="image/jpeg", pixels=Pixels.RECORDED)
 async def read_image(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONS]() as session:
         read = await read_store.get_read(session, _id(request, "read"))
-    return _image_response(request, read, request.match_info["image"])
+    return await _image_response(request, read, request.match_info["image"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,12 +385,12 @@ async def decide_hit(request: web.Request) -> web.Response:
 
 @routes.get(PREFIX + "/hits/{hit}/{image:plate|overview}.jpg")
 @requires(Permission.ANPR_ALERTS, discloses=Disclosure.IMAGES, action="anpr.hit.image", cameras=_hit_cameras,
-          produces="image/jpeg")
+          produces="image/jpeg", pixels=Pixels.RECORDED)
 async def hit_image(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONS]() as session:
         hit = await hit_store.get_hit(session, _id(request, "hit"))
         read = await read_store.get_read(session, hit.read_id)
-    return _image_response(request, read, request.match_info["image"])
+    return await _image_response(request, read, request.match_info["image"])
 
 
 # ---------------------------------------------------------------------------------------------

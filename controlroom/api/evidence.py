@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from controlroom import disclosure, jobs
+from controlroom import disclosure, jobs, masking
 from controlroom.auth import (
     ANONYMOUS,
     USER,
@@ -43,9 +43,9 @@ from controlroom.contract import Body, Name, Text, Time, body_of
 from controlroom.errors import Forbidden
 from controlroom.evidence.plan import build_plan, findings
 from controlroom.evidence.shapes import register_json, request_json
-from controlroom.permissions import Disclosure, Permission, requires
+from controlroom.permissions import Disclosure, Permission, Pixels, requires
 from controlroom.timefmt import us_to_iso
-from storage import Invalid, NotFound, audit, inventory, ripa
+from storage import Conflict, Invalid, NotFound, audit, inventory, ripa
 from storage.db import now_us, row_id, transaction
 from storage.evidence import (
     DAY_US,
@@ -106,6 +106,8 @@ class EvidenceRequestNew(Body):
 
 class Decision(Body):
     reason: Text = ""
+    release_masters: bool = Field(False, description="approving: the package carries the masters of cameras with "
+                                                     "privacy masks too (unpainted: they are the evidence)")
 
 
 class Closing(Body):
@@ -149,6 +151,29 @@ async def _request_cameras(request: web.Request) -> set[int] | None:
     async with request.app[SESSIONS]() as session:
         req = await session.get(EvidenceRequest, request_id) if request_id else None
         return {w.camera_id for w in req.windows} if req is not None else None
+
+
+async def _link_cameras(request: web.Request) -> set[int] | None:
+    """The cameras of a one-time link's request (for its privacy masks, controlroom.masking)."""
+    async with request.app[SESSIONS]() as session:
+        try:
+            link = await find_link(session, request.match_info["token"])
+        except NotFound:
+            return None
+        req = await session.get(EvidenceRequest, link.request_id)
+        return {w.camera_id for w in req.windows} if req is not None else None
+
+
+def check_package_masks(request: web.Request, req: EvidenceRequest) -> None:
+    """A package is handed out only if its working copies were painted with the privacy masks
+    in force now (controlroom.masking, for a user without unmask). Its masters of masked cameras
+    are in it only if the approving supervisor released them. Else 409: export it again."""
+    painted = req.package_masks or {}
+    stale = [cid for cid in sorted({w.camera_id for w in req.windows})
+             if (active := masking.due(request, cid)) is not None and painted.get(str(cid)) != active.version]
+    if stale:
+        raise Conflict(f"this package was made before the privacy masks now in force on camera(s) "
+                       f"{', '.join(map(str, stale))}; it must be exported again")
 
 
 def _visible(req: EvidenceRequest, allowed: frozenset[int] | None) -> bool:
@@ -233,7 +258,8 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def _decide(request: web.Request, approve: bool) -> web.Response:
-    reason = body_of(request, Decision).reason
+    decision = body_of(request, Decision)
+    reason = decision.reason
     if not reason.strip():
         raise Invalid("reason: a decision needs a reason")
     async with transaction(request.app[SESSIONS]) as session:
@@ -241,11 +267,14 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
         if req.requested_by == actor(request):
             raise Invalid("a request cannot be decided by the person who submitted it")
         req.findings = findings(await build_plan(session, req))  # the approver sees them as of now
-        job = await decide(session, req, by=actor(request), approve=approve, reason=reason)
+        job = await decide(session, req, by=actor(request), approve=approve, reason=reason,
+                           release_masters=decision.release_masters)
         verb = "approved" if approve else "refused"
-        await add_custody(session, req.id, actor(request), f"request.{verb}", request.app[KEYS].sign, reason=reason)
+        released = {"masters_released": True} if req.masters_released else {}
+        await add_custody(session, req.id, actor(request), f"request.{verb}", request.app[KEYS].sign, reason=reason,
+                          **released)
         await audit.append(session, actor(request), f"evidence.{'approve' if approve else 'refuse'}",
-                           f"evidence:{req.id}", reason=reason, job=job.id if job else None)
+                           f"evidence:{req.id}", reason=reason, job=job.id if job else None, **released)
         data = await _show(request, session, req)
     if approve:
         jobs.wake(request.app)
@@ -343,7 +372,7 @@ def _package_headers(req: EvidenceRequest) -> dict[str, str]:
 
 @routes.get(f"{PREFIX}/requests/{{id}}/package")
 @requires(Permission.AUTHENTICATED, discloses=Disclosure.FOOTAGE, action="evidence.download", cameras=_request_cameras,
-          produces="application/zip")
+          produces="application/zip", pixels=Pixels.RECORDED)
 async def download(request: web.Request) -> web.StreamResponse:
     """Stream the package. A GET from byte 0, or any GET by someone who never downloaded this
     package before, is a release (custody, register, audit); other Range GETs resume one."""
@@ -351,6 +380,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     who = actor(request)
     async with request.app[SESSIONS]() as session:
         req = await get_request(session, _request_id(request), owner=owner)
+    check_package_masks(request, req)
     path = _package_path(request, req)
     ranged = request.headers.get("Range", "").strip()
     # A HEAD (a download manager sizing the file) releases nothing.
@@ -412,7 +442,7 @@ def link_range(header: str, size_bytes: int) -> tuple[int, int]:
 
 @routes.get(f"{PREFIX}/download/{{token}}")
 @requires(Permission.PUBLIC, discloses=Disclosure.FOOTAGE, action="evidence.download",  # the token is the credential
-          produces="application/zip")
+          produces="application/zip", pixels=Pixels.RECORDED, cameras=_link_cameras)
 async def download_by_link(request: web.Request) -> web.StreamResponse:
     """Serve a one-time link: each byte of the package at most once (``link_range``, migration
     0010). A transfer that breaks off gives back what it did not send, so it can resume; a
@@ -424,6 +454,7 @@ async def download_by_link(request: web.Request) -> web.StreamResponse:
         # From here the request acts as the person who made the link (the audit trail names them).
         request[USER] = replace(ANONYMOUS, username=link.created_by, via="link", token_name=f"link {link.id}")
         req = await get_request(session, link.request_id)
+        check_package_masks(request, req)
         path = _package_path(request, req)
         size_bytes = (await asyncio.to_thread(path.stat)).st_size
         start, end = link_range(request.headers.get("Range", ""), size_bytes)

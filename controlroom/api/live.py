@@ -47,11 +47,11 @@ from pydantic import Field
 
 from cameras import CameraUnavailable, children
 from cameras.live import LiveHub, Source, TranscodeFailed, TranscodeLimit, Upstream, Viewer, is_h264
-from controlroom import disclosure
+from controlroom import disclosure, masking
 from controlroom.auth import actor
-from controlroom.context import AUDIT, KEYS, LIVE, OPEN_SOCKETS, SESSIONS, SETTINGS
+from controlroom.context import AUDIT, KEYS, LIVE, MASKING, OPEN_SOCKETS, SESSIONS, SETTINGS
 from controlroom.contract import Flag, Query, query_of
-from controlroom.permissions import Disclosure, Permission, requires
+from controlroom.permissions import Disclosure, Permission, Pixels, requires
 from storage import Invalid, inventory
 from storage.inventory import credentialed_url
 from storage.models import Camera
@@ -190,10 +190,29 @@ def choose_upstream(hub: LiveHub, cam: Camera, stream: str, hevc_ok: bool) -> tu
     return f"{cam.id}/h264", upstream_stream(cam, "sub"), True
 
 
-async def connect(request: web.Request, cam: Camera, stream: str, hevc_ok: bool) -> tuple[Upstream, Viewer]:
+async def connect(request: web.Request, cam: Camera, stream: str, hevc_ok: bool,
+                  mask: masking.Active | None = None) -> tuple[Upstream, Viewer]:
     """Join the upstream that gives this browser a picture it can play, once it has its init
-    segment. Raises CameraUnavailable (TranscodeLimit when no transcoding slot is free)."""
+    segment. Raises CameraUnavailable (TranscodeLimit when no transcoding slot is free).
+    ``mask``: the privacy masks due, painted in by one masked upstream per camera stream and
+    mask version (H.264, shared by every viewer without ``unmask``)."""
     hub = request.app[LIVE]
+    if mask is not None:
+        actual = upstream_stream(cam, stream)
+        up, viewer = await hub.join(f"{cam.id}/{actual}/masked-v{mask.version}",
+                                    source_factory(request.app, cam.id, actual),
+                                    mask_png=request.app[MASKING].png(mask))
+        try:
+            await up.wait_ready()
+        except CameraUnavailable as exc:
+            hub.leave(up, viewer)
+            log.warning("camera %s: painting its privacy masks gave no picture: %s; ffmpeg: %s", cam.id, exc,
+                        " | ".join(up.stderr_tail) or "-")
+            raise TranscodeFailed(f"camera {cam.id}: painting its privacy masks failed ({exc})") from exc
+        except BaseException:
+            hub.leave(up, viewer)
+            raise
+        return up, viewer
     for _ in range(3):  # at most: the asked stream, the sub stream, the transcode
         key, actual, transcode = choose_upstream(hub, cam, stream, hevc_ok)
         up, viewer = await hub.join(key, source_factory(request.app, cam.id, actual), transcode=transcode)
@@ -231,15 +250,16 @@ def unavailable_code(exc: CameraUnavailable, request: web.Request, cam: Camera) 
 
 @routes.get("/api/v1/cameras/{camera}/live")
 @requires(Permission.LIVE_VIEW, discloses=Disclosure.FOOTAGE, action="live.start", query=LiveViewQuery, produces="",
-          status=101)
+          status=101, pixels=Pixels.LIVE)
 async def live_ws(request: web.Request) -> web.StreamResponse:
     check_origin(request)
     query = query_of(request, LiveViewQuery)
     stream = query.stream
     cam = await _camera(request, stream)
     who = actor(request)
+    mask = masking.due(request, cam.id)  # painted in by the masked upstream (connect)
     ws = web.WebSocketResponse(heartbeat=20.0, timeout=WS_CLOSE_TIMEOUT_S)
-    disclosure.note(request, f"camera:{cam.id}", stream=stream)
+    disclosure.note(request, f"camera:{cam.id}", stream=stream, masked=mask is not None)
     try:
         await ws.prepare(request)  # writes the live.start entry first (controlroom.disclosure)
     except ConnectionResetError:
@@ -248,7 +268,7 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
     send_timeout_s = request.app[SETTINGS].live.send_timeout_s
     started = time.monotonic()
     try:
-        up, viewer = await connect(request, cam, stream, query.hevc)
+        up, viewer = await connect(request, cam, stream, query.hevc, mask)
     except CameraUnavailable as exc:  # no picture: say why, in a word the screen translates
         code = unavailable_code(exc, request, cam)
         with contextlib.suppress(ConnectionResetError, RuntimeError):
@@ -263,10 +283,10 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
     closer = asyncio.create_task(_wait_client_close(ws, viewer))
     sent_bytes = 0
     try:
-        source = upstream_stream(cam, "sub") if up.transcode else up.key.split("/", 1)[1]
+        source = upstream_stream(cam, stream if mask else "sub") if up.transcode else up.key.split("/", 1)[1]
         await ws.send_json({"type": "init", "camera": cam.id, "stream": stream, "codec": up.codec,
                             "mime": f'video/mp4; codecs="{up.codec}"', "transcoded": up.transcode,
-                            "source": source})
+                            "source": source, "masked": mask is not None})
         assert viewer.init is not None
         await ws.send_bytes(viewer.init)
         while (chunk := await viewer.next_chunk()) is not None:
@@ -341,7 +361,7 @@ async def snapshot_jpeg(up: Upstream, timeout_s: float = SNAPSHOT_TIMEOUT_S) -> 
 
 @routes.get("/api/v1/cameras/{camera}/snapshot.jpg")
 @requires(Permission.LIVE_VIEW, discloses=Disclosure.FOOTAGE, action="live.snapshot", query=SnapshotQuery,
-          produces="image/jpeg")
+          produces="image/jpeg", pixels=Pixels.LIVE)
 async def snapshot(request: web.Request) -> web.Response:
     stream = stream_of(request)
     cam = await _camera(request, stream)

@@ -34,11 +34,12 @@ from aiohttp import web
 from pydantic import Field
 
 from cameras import children
+from cameras import masking as paint
 from cameras.recorder import media_duration_s
-from controlroom import disclosure
-from controlroom.context import PLAYBACK_PROCS, SESSIONS, SETTINGS
+from controlroom import disclosure, masking
+from controlroom.context import MASKING, PLAYBACK_PROCS, SESSIONS, SETTINGS
 from controlroom.contract import Query, Time, query_of
-from controlroom.permissions import Disclosure, Permission, requires
+from controlroom.permissions import Disclosure, Permission, Pixels, requires
 from controlroom.timefmt import LATEST_US, us_to_iso
 from storage import NotFound, inventory
 from storage.catalogue import Piece, find_run, media_offset_s, run_starting
@@ -91,10 +92,16 @@ async def video_codec(fd: int) -> str:
     return out.decode().strip()
 
 
-def remux_args(list_path: Path, transcode: bool = False) -> list[str]:
+def remux_args(list_path: Path, transcode: bool = False, mask_png: Path | None = None) -> list[str]:
+    """Stream copy to fragmented MP4; re-encoded when the codec needs it or privacy masks are
+    painted in (``mask_png``, cameras.masking)."""
+    video = ["-map", "0:v:0"]
+    if mask_png is not None:
+        video = [*paint.ffmpeg_args(mask_png), "-map", "[masked]"]
+        transcode = True
     return ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
             "-f", "concat", "-safe", "0", "-i", str(list_path),
-            "-map", "0:v:0", *(TRANSCODE_ARGS if transcode else ["-c", "copy"]), "-f", "mp4",
+            *video, *(TRANSCODE_ARGS if transcode else ["-c", "copy"]), "-f", "mp4",
             "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-frag_duration", "1000000",
             "pipe:1"]
 
@@ -150,7 +157,7 @@ async def plan(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/cameras/{camera}/playback/stream.mp4")
 @requires(Permission.PLAYBACK, discloses=Disclosure.FOOTAGE, action="playback.stream", query=StreamQuery,
-          produces="video/mp4")
+          produces="video/mp4", pixels=Pixels.RECORDED)
 async def stream(request: web.Request) -> web.StreamResponse:
     start_us = query_of(request, StreamQuery).start_us
     root = request.app[SETTINGS].storage_root
@@ -177,17 +184,21 @@ async def stream(request: web.Request) -> web.StreamResponse:
         # One remux per open stream, killed when the player goes, when the service stops
         # (on_shutdown) and, by the kernel, if the service dies.
         transcode = await video_codec(fds[0]) not in ("h264", "")
+        mask_png = masking.video_mask(request, cam.id)
         proc = await children.spawn(
-            *remux_args(list_path, transcode), stdin=asyncio.subprocess.DEVNULL,
+            *remux_args(list_path, transcode, mask_png), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, pass_fds=fds,
         )
         procs = request.app[PLAYBACK_PROCS]
         procs.add(proc)
         response = web.StreamResponse(headers={
             "Content-Type": "video/mp4", "Cache-Control": "no-store",
-            "X-Media-Start-Us": str(pieces[0].start_us), "X-Transcoded": "1" if transcode else "0",
+            "X-Media-Start-Us": str(pieces[0].start_us), "X-Transcoded": "1" if transcode or mask_png else "0",
+            "X-Masked": "1" if mask_png else "0",
         })
         disclosure.note(request, f"camera:{cam.id}", start=us_to_iso(pieces[0].start_us), pieces=len(pieces))
+        # A change of the camera's masks ends this stream (the player asks again, under the new set).
+        closing.enter_context(request.app[MASKING].streaming(cam.id, lambda: _kill(proc)))
         try:
             await response.prepare(request)  # writes the playback.stream entry first
             assert proc.stdout is not None
@@ -205,3 +216,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
             procs.discard(proc)
             await children.end(proc)
     return response
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()

@@ -29,13 +29,14 @@ from aiohttp import web
 from pydantic import Field, model_validator
 
 from cameras import children
+from cameras import masking as paint
 from cameras.recorder import media_duration_s
-from controlroom import disclosure
+from controlroom import disclosure, masking
 from controlroom.context import SESSIONS, SETTINGS
 from controlroom.contract import Query, Time, query_of
 from controlroom.evidence.plan import CameraWindow, SegmentRef
 from controlroom.evidence.working import make_working_copy
-from controlroom.permissions import Disclosure, Permission, requires
+from controlroom.permissions import Disclosure, Permission, Pixels, requires
 from controlroom.timefmt import us_to_iso
 from storage import NotFound, inventory
 from storage.catalogue import find_run, timeline
@@ -82,19 +83,24 @@ def stamp_lines(camera: str, at_us: int, tz: ZoneInfo) -> list[str]:
     ]
 
 
-def still_args(fd: int, seek_s: float, text_path: Path) -> list[str]:
+def still_args(fd: int, seek_s: float, text_path: Path, mask_png: Path | None = None) -> list[str]:
     # Input -ss decodes from the keyframe before and drops frames up to the moment: the frame
     # shown is the first at or after ``at``. Text in a file: nothing in a camera's name needs escaping.
+    # Privacy masks (``mask_png``, cameras.masking) are painted first, the stamp over them.
     text = (f"drawtext=fontfile={FONT}:textfile={text_path}:fontcolor=white:fontsize=max(12\\,h/30)"
             ":line_spacing=4:box=1:boxcolor=black@0.8:boxborderw=6:x=8:y=h-th-14")
+    picture = ["-map", "0:v:0", "-vf", text]
+    if mask_png is not None:
+        picture = ["-i", str(mask_png), "-filter_complex", f"{paint.filter_complex()};[masked]{text}[out]",
+                   "-map", "[out]"]
     return ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
             "-ss", f"{seek_s:.6f}", "-i", f"/proc/self/fd/{fd}",
-            "-map", "0:v:0", "-frames:v", "1", "-vf", text, "-f", "image2", "-c:v", "png", "pipe:1"]
+            *picture, "-frames:v", "1", "-f", "image2", "-c:v", "png", "pipe:1"]
 
 
 @routes.get("/api/v1/cameras/{camera}/still.png")
 @requires(Permission.EXPORT, discloses=Disclosure.FOOTAGE, action="playback.still", query=StillQuery,
-          produces="image/png")
+          produces="image/png", pixels=Pixels.RECORDED)
 async def still(request: web.Request) -> web.Response:
     at_us = query_of(request, StillQuery).at_us
     settings = request.app[SETTINGS]
@@ -116,7 +122,8 @@ async def still(request: web.Request) -> web.Response:
         with tempfile.TemporaryDirectory(prefix="still-") as tmp:
             text_path = Path(tmp) / "stamp.txt"
             text_path.write_text("\n".join(stamp_lines(label, at_us, tz)), encoding="utf-8")
-            proc = await children.spawn(*still_args(fd, (at_us - piece.start_us) / 1e6, text_path),
+            mask_png = masking.video_mask(request, cam.id)
+            proc = await children.spawn(*still_args(fd, (at_us - piece.start_us) / 1e6, text_path, mask_png),
                                         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                                         stderr=asyncio.subprocess.PIPE, pass_fds=[fd])
             try:
@@ -138,7 +145,7 @@ async def still(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/cameras/{camera}/clip.mp4")
 @requires(Permission.EXPORT, discloses=Disclosure.FOOTAGE, action="playback.clip", query=ClipQuery,
-          produces="video/mp4")
+          produces="video/mp4", pixels=Pixels.RECORDED)
 async def clip(request: web.Request) -> web.Response:
     params = query_of(request, ClipQuery)
     settings = request.app[SETTINGS]
@@ -159,10 +166,11 @@ async def clip(request: web.Request) -> web.Response:
         camera_clock_offset_s=cam.clock_offset_s, camera_clock_checked_us=cam.clock_checked_us,
         camera_clock_flag=cam.clock_flag, segments=segs)
     cancel = threading.Event()
+    mask_png = masking.video_mask(request, cam.id)
     with tempfile.TemporaryDirectory(prefix="clip-") as tmp:
         try:
             made = await asyncio.to_thread(make_working_copy, window, settings.storage_root, Path(tmp), cancel,
-                                           timeout_s=CLIP_TIMEOUT_S)
+                                           timeout_s=CLIP_TIMEOUT_S, mask_png=mask_png)
         except asyncio.CancelledError:
             cancel.set()  # the asker went away: ffmpeg is killed by the waiting thread
             raise

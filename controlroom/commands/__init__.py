@@ -14,6 +14,7 @@ from controlroom.commands import (
     hotlists,
     incidents,
     inventory,
+    masks,
     nodes,
     recordings,
     reports,
@@ -28,4 +29,4 @@ from controlroom.commands import onvif as onvif_commands
 
 # In the order `controlroom --help` lists them: first what a newcomer runs, then daily work.
 COMMAND_MODULES = [demo, serve, inventory, onvif_commands, recordings, anpr, hotlists, export, incidents, duty, faults,
-                   ripa, sar, reports, users, tokens, audit, nodes, simulate, db]
+                   ripa, sar, masks, reports, users, tokens, audit, nodes, simulate, db]

@@ -34,6 +34,7 @@ from typing import Any
 
 from zlib_ng.zlib_ng import crc32
 
+from cameras import masking as paint
 from controlroom import __version__
 from controlroom.evidence.plan import CameraWindow
 from controlroom.evidence.working import Cancelled, WorkingJob
@@ -293,10 +294,19 @@ def write_package(
     progress: Progress,
     cancel: threading.Event,
     on_file: Callable[[str], None] | None = None,
+    masks: dict[int, tuple[int, list]] | None = None,
+    release_masters: bool = False,
 ) -> PackageInfo:
     """Write the whole package to ``path`` (which must not be offered until verified). Not
-    fsynced here: the runner syncs it while it reads it back (:func:`fsync_file`)."""
+    fsynced here: the runner syncs it while it reads it back (:func:`fsync_file`).
+
+    ``masks``: camera id -> (version, polygons) of the cameras with privacy masks: their working
+    copies are painted (re-encoded), and their masters, never painted (they are the evidence),
+    are left out unless a supervisor released them at approval (``release_masters``)."""
+    masks = masks or {}
     workdir.mkdir(parents=True, exist_ok=True)
+    mask_pngs = {cid: paint.write_mask_png(polygons, workdir / f"mask-camera{cid}-v{version}.png")
+                 for cid, (version, polygons) in masks.items()}
     writer = PackageWriter(path, exhibit, progress, cancel)
     masters: dict[int, list[dict[str, Any]]] = {}
     cuts: dict[int, dict[str, Any]] = {}
@@ -307,14 +317,16 @@ def write_package(
 
     def start_next(done_cameras: int) -> None:
         if len(jobs) < len(plan) and len(jobs) - done_cameras < 2:
-            jobs.append(WorkingJob(plan[len(jobs)], storage_root, workdir))
+            cam = plan[len(jobs)]
+            jobs.append(WorkingJob(cam, storage_root, workdir, mask_pngs.get(cam.camera_id)))
 
     try:
         start_next(0)
         for k, cam in enumerate(plan):
             progress.stage = f"copying masters of camera {cam.camera_id}"
             rows = masters.setdefault(cam.camera_id, [])
-            for seg in cam.segments:
+            withheld = cam.camera_id in masks and not release_masters
+            for seg in [] if withheld else cam.segments:
                 name = f"master/{cam.slug}/{Path(seg.path).name}"
                 writer.add_file(name, safe_path(storage_root, seg.path), "master", seg.start_us,
                                 expect_sha256=seg.sha256, expect_bytes=seg.bytes)
@@ -359,6 +371,16 @@ def write_package(
                     "note": f"Re-encoded to H.264 so that it plays on an ordinary PC; the master files are the "
                             f"recorded {recorded}, byte for byte. Time and camera are in the subtitle track "
                             "(mov_text) and the .srt file.",
+                })
+            if cam.camera_id in masks:
+                version, polygons = masks[cam.camera_id]
+                cuts[cam.camera_id].update({
+                    "video": "H.264, re-encoded with the camera's privacy masks painted in",
+                    "privacy_masks": {
+                        "version": version, "polygons": polygons,
+                        "masters": "released by the approving supervisor" if release_masters else
+                                   "withheld: they show the masked areas; a supervisor may release them",
+                    },
                 })
         progress.stage = "writing manifest"
         writer.add_bytes("custody.jsonl", "".join(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n"

@@ -56,7 +56,7 @@ from controlroom.evidence.shapes import request_fields
 from controlroom.evidence.verify import VerifyReport, verify_package
 from controlroom.evidence.working import Cancelled, WorkingCopyError
 from controlroom.jobs import JobRunner, run_export
-from storage import audit, jobs
+from storage import audit, jobs, masks
 from storage.catalogue import fsync_dir
 from storage.db import now_us, transaction
 from storage.evidence import (
@@ -254,6 +254,12 @@ class ExportRunner:
                 await audit.append(session, job.created_by, "evidence.export_start", f"evidence:{req.id}",
                                    job=job.id, attempt=job.attempts)
                 lines = [custody_line(e) for e in await custody_log(session, req.id)]
+                # Privacy masks as they stand now: painted into the working copies; the download
+                # checks the masks in force against these versions (controlroom.api.evidence).
+                mask_sets = {c.camera_id: await masks.get(session, c.camera_id) for c in plan}
+                painted = {cid: (m.version, m.polygons) for cid, m in mask_sets.items() if m is not None}
+                req.package_masks = {str(cid): version for cid, (version, _) in painted.items()}
+                release = req.masters_released
                 estimate = sum(c.master_bytes + c.window_bytes_estimate for c in plan)
                 progress.total_bytes = 2 * estimate  # written once, read back once
                 job.total_bytes, produced_by, request_id, exhibit = progress.total_bytes, job.created_by, req.id, req.exhibit_ref
@@ -271,7 +277,7 @@ class ExportRunner:
                 )
             loop = asyncio.get_running_loop()
             work = loop.run_in_executor(None, self._produce, part, tmp, exhibit, request, plan, lines,
-                                        produced_by, progress, cancel)
+                                        produced_by, progress, cancel, painted, release)
             stop_beat = asyncio.Event()
             beat = asyncio.create_task(self._heartbeat(job_id, progress, cancel, stop_beat, fence, ttl_s))
             try:
@@ -320,11 +326,13 @@ class ExportRunner:
                        "another attempt; it stopped and left the export to it")
 
     def _produce(self, part: Path, tmp: Path, exhibit: str, request: dict, plan: list, lines: list,
-                 produced_by: str, progress: Progress, cancel: threading.Event) -> tuple[PackageInfo, VerifyReport]:
+                 produced_by: str, progress: Progress, cancel: threading.Event,
+                 painted: dict[int, tuple[int, list]] | None = None,
+                 release_masters: bool = False) -> tuple[PackageInfo, VerifyReport]:
         info = write_package(
             path=part, workdir=tmp, storage_root=self.storage_root, exhibit=exhibit, request=request,
             plan=plan, custody_lines=lines, keys=self.keys, produced_by=produced_by, produced_us=now_us(),
-            progress=progress, cancel=cancel,
+            progress=progress, cancel=cancel, masks=painted, release_masters=release_masters,
         )
         progress.stage = "reading back and verifying"
         # The fsync runs beside the read-back: both must finish before the package is offered,

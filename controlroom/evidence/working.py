@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cameras import children
+from cameras import masking as paint
 from controlroom.evidence.plan import CameraWindow
 from controlroom.timefmt import LONDON
 
@@ -163,8 +164,9 @@ class WorkingJob:
     """One camera's working copy being made by ffmpeg in the background (so the package writer
     can copy masters meanwhile). ``wait`` returns ``(mp4, srt, cut)``."""
 
-    def __init__(self, cam: CameraWindow, storage_root: Path, workdir: Path) -> None:
+    def __init__(self, cam: CameraWindow, storage_root: Path, workdir: Path, mask_png: Path | None = None) -> None:
         self.cam = cam
+        self.masked = mask_png is not None
         self.cut = plan_cut(cam, storage_root)
         self.proc: subprocess.Popen[bytes] | None = None
         if self.cut is None or self.cut.duration_us <= 0:
@@ -176,13 +178,19 @@ class WorkingJob:
         self.srt.write_text(subtitles(cam, self.cut), encoding="utf-8")
         self.out = workdir / f"{cam.slug}.mp4"
         title = f"Camera {cam.camera_id} {cam.name}" + (f", {cam.site}" if cam.site else "")
+        # Privacy masks (cameras.masking) are painted in: decoded, overlaid, re-encoded.
+        video = ["-map", "0:v:0"]
+        codec = REENCODE_ARGS if self.cut.reencode else ["-c:v", "copy"]
+        if mask_png is not None:
+            video = [*paint.ffmpeg_args(mask_png, mask_index=2), "-map", "[masked]"]
+            codec = REENCODE_ARGS
         # No +faststart: it rewrites the whole file a second time; players read moov at the end.
         args = [
             "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
             "-ss", f"{self.cut.seek_us / 1e6:.6f}", "-to", f"{self.cut.to_us / 1e6:.6f}",
             "-f", "concat", "-safe", "0", "-i", str(self.concat),
             "-i", str(self.srt),
-            "-map", "0:v:0", "-map", "1:0", *(REENCODE_ARGS if self.cut.reencode else ["-c:v", "copy"]),
+            *video, "-map", "1:0", *codec,
             "-c:s", "mov_text",
             "-disposition:s:0", "default", "-metadata:s:s:0", "language=eng",
             "-metadata", f"title={title}", "-metadata", "comment=Working copy; master files are in master/",
@@ -235,6 +243,7 @@ class WorkingJob:
 
 
 def make_working_copy(cam: CameraWindow, storage_root: Path, workdir: Path, cancel: threading.Event,
-                      *, timeout_s: float = 3600) -> tuple[Path, Path, Cut] | None:
-    """Write ``<slug>.mp4`` and ``<slug>.srt`` in ``workdir``; None when there is no footage."""
-    return WorkingJob(cam, storage_root, workdir).wait(cancel, timeout_s=timeout_s)
+                      *, timeout_s: float = 3600, mask_png: Path | None = None) -> tuple[Path, Path, Cut] | None:
+    """Write ``<slug>.mp4`` and ``<slug>.srt`` in ``workdir``; None when there is no footage.
+    ``mask_png``: the camera's privacy masks, painted in (cameras.masking)."""
+    return WorkingJob(cam, storage_root, workdir, mask_png).wait(cancel, timeout_s=timeout_s)
