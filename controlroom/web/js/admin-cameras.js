@@ -6,6 +6,7 @@ import { api } from "./api.js";
 import { el } from "./dom.js";
 import { formatLocal } from "./time.js";
 import { Errors, button, check, confirmAction, field, input, plainApi, row, select, table } from "./admin-kit.js";
+import { MaskEditor } from "./admin-masks.js";
 
 const LABELS = {
   name: "Name", site: "Site", position: "Position", kind: "Kind", main_url: "Main stream URL", sub_url: "Sub-stream URL",
@@ -53,12 +54,24 @@ export class CamerasPanel {
     edit.addEventListener("click", () => this.edit(c));
     const toggle = button(c.enabled ? "Disable" : "Enable", { class: c.enabled ? "adm-disable adm-danger" : "adm-enable", "aria-label": `${c.enabled ? "Disable" : "Enable"} ${c.name}` });
     toggle.addEventListener("click", () => this.setEnabled(c, !c.enabled));
+    const masks = button("Masks", { class: "adm-masks", "aria-label": `Privacy masks of ${c.name}` });
+    masks.addEventListener("click", () => this.editMasks(c));
     const shown = c.enabled ? c.state : "disabled";
     const state = el("span", { class: `badge ${shown}`, text: shown });
     const stateCell = el("td", {}, state, c.state_reason && c.enabled ? el("span", { class: "adm-hint", text: ` ${c.state_reason}` }) : null);
     return row(c.name, c.site || "(no site)", c.kind, stateCell, c.recording ? "yes" : "no",
       c.retention_days ? String(c.retention_days) : "default", c.last_segment ? formatLocal(Date.parse(c.last_segment)) : "never",
-      el("td", { class: "adm-actions" }, edit, toggle));
+      el("td", { class: "adm-actions" }, edit, masks, toggle));
+  }
+
+  /** The privacy mask editor (admin-masks.js) in the form's place. */
+  async editMasks(c) {
+    const editor = new MaskEditor(c, (message) => {
+      this.formBox.replaceChildren();
+      if (message) this.msg.textContent = message;
+    });
+    this.formBox.replaceChildren(editor.root);
+    try { await editor.open(); } catch (e) { editor.msg.textContent = `The masks could not be read: ${e.message}`; }
   }
 
   async setEnabled(c, enabled) {
