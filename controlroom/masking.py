@@ -39,11 +39,11 @@ from aiohttp import web
 
 from cameras import masking as paint
 from controlroom.auth import cameras_reached, current_user, route_of
+from controlroom.background import watched
 from controlroom.context import LIVE, MASKING, SESSIONS
 from controlroom.errors import error_response
 from controlroom.permissions import Permission, Pixels
 from storage import masks
-from storage.loops import run_every
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class Active:
 class Plan:
     """What this response must carry: the masks due, by camera, and those the handler took."""
 
+    pixels: Pixels = Pixels.RECORDED
+    unmask: bool = False
     due: dict[int, Active] = field(default_factory=dict)
     taken: set[int] = field(default_factory=set)
 
@@ -144,8 +146,9 @@ async def masking_ctx(app: web.Application) -> AsyncIterator[None]:
             await app[LIVE].end_camera(camera_id)
 
         m.on_change.append(end_live)
-        task = asyncio.create_task(run_every(WATCH_S, m.watch_step, name="privacy mask watch", log=log),
-                                   name="privacy-mask-watch")
+        # A failing watch is a /healthz note (controlroom.background): streams would outlive a change.
+        loop = watched(app, "privacy_masks", WATCH_S, m.watch_step, what="privacy mask watch", log=log)
+        task = asyncio.create_task(loop.run(), name="privacy-mask-watch")
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -159,6 +162,14 @@ def _plan(request: web.Request) -> Plan:
         raise RuntimeError(f"{request.method} {request.path}: asks for privacy masks but declares no pixels= "
                            f"({spec.permission if spec else 'no route'})")
     return plan
+
+
+async def reach(request: web.Request, camera_ids: set[int]) -> None:
+    """Cameras the handler found that the request did not name (a one-time link's package):
+    their masks are due too."""
+    plan = _plan(request)
+    if not plan.unmask:
+        plan.due.update(await request.app[MASKING].active(set(camera_ids) - set(plan.due), plan.pixels))
 
 
 def due(request: web.Request, camera_id: int) -> Active | None:
@@ -191,8 +202,8 @@ async def masking_middleware(
     spec = route_of(request)
     if spec is None or spec.pixels is None:
         return await handler(request)
-    plan = Plan()
-    if Permission.UNMASK not in current_user(request).permissions:
+    plan = Plan(spec.pixels, Permission.UNMASK in current_user(request).permissions)
+    if not plan.unmask:
         plan.due = await request.app[MASKING].active(await cameras_reached(request, spec), spec.pixels)
     request[PLAN] = plan
     response = await handler(request)

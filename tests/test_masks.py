@@ -60,6 +60,7 @@ def run(data_dir: Path, *args: str) -> int:
 
 def test_masks_cli(data_dir: Path, capsys) -> None:
     assert run(data_dir, "cameras", "add", "Flats", "--site", "Estate") == 0
+    capsys.readouterr()
     assert run(data_dir, "masks", "show", "Flats") == 0
     assert json.loads(capsys.readouterr().out)["polygons"] == []
     assert run(data_dir, "masks", "set", "Flats", "--polygons", json.dumps([SQUARE]), "--reason", "windows") == 0

@@ -153,21 +153,11 @@ async def _request_cameras(request: web.Request) -> set[int] | None:
         return {w.camera_id for w in req.windows} if req is not None else None
 
 
-async def _link_cameras(request: web.Request) -> set[int] | None:
-    """The cameras of a one-time link's request (for its privacy masks, controlroom.masking)."""
-    async with request.app[SESSIONS]() as session:
-        try:
-            link = await find_link(session, request.match_info["token"])
-        except NotFound:
-            return None
-        req = await session.get(EvidenceRequest, link.request_id)
-        return {w.camera_id for w in req.windows} if req is not None else None
-
-
-def check_package_masks(request: web.Request, req: EvidenceRequest) -> None:
+async def check_package_masks(request: web.Request, req: EvidenceRequest) -> None:
     """A package is handed out only if its working copies were painted with the privacy masks
     in force now (controlroom.masking, for a user without unmask). Its masters of masked cameras
     are in it only if the approving supervisor released them. Else 409: export it again."""
+    await masking.reach(request, {w.camera_id for w in req.windows})  # a link's request is found here
     painted = req.package_masks or {}
     stale = [cid for cid in sorted({w.camera_id for w in req.windows})
              if (active := masking.due(request, cid)) is not None and painted.get(str(cid)) != active.version]
@@ -380,7 +370,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     who = actor(request)
     async with request.app[SESSIONS]() as session:
         req = await get_request(session, _request_id(request), owner=owner)
-    check_package_masks(request, req)
+    await check_package_masks(request, req)
     path = _package_path(request, req)
     ranged = request.headers.get("Range", "").strip()
     # A HEAD (a download manager sizing the file) releases nothing.
@@ -442,7 +432,7 @@ def link_range(header: str, size_bytes: int) -> tuple[int, int]:
 
 @routes.get(f"{PREFIX}/download/{{token}}")
 @requires(Permission.PUBLIC, discloses=Disclosure.FOOTAGE, action="evidence.download",  # the token is the credential
-          produces="application/zip", pixels=Pixels.RECORDED, cameras=_link_cameras)
+          produces="application/zip", pixels=Pixels.RECORDED)
 async def download_by_link(request: web.Request) -> web.StreamResponse:
     """Serve a one-time link: each byte of the package at most once (``link_range``, migration
     0010). A transfer that breaks off gives back what it did not send, so it can resume; a
@@ -454,7 +444,7 @@ async def download_by_link(request: web.Request) -> web.StreamResponse:
         # From here the request acts as the person who made the link (the audit trail names them).
         request[USER] = replace(ANONYMOUS, username=link.created_by, via="link", token_name=f"link {link.id}")
         req = await get_request(session, link.request_id)
-        check_package_masks(request, req)
+        await check_package_masks(request, req)
         path = _package_path(request, req)
         size_bytes = (await asyncio.to_thread(path.stat)).st_size
         start, end = link_range(request.headers.get("Range", ""), size_bytes)
