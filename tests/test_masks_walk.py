@@ -156,6 +156,7 @@ async def test_every_route_that_returns_pixels_masks_them(aiohttp_client, settin
         assert EDITOR_SNAPSHOT in declared
         problems: list[str] = []
         checked = 0
+        unmasked_only: set[str] = set()
         for canonical in walk:
             spec = route_of(w, canonical)
             who = w.users["police"] if spec.permission is Permission.PUBLIC else walker(w, spec.permission)
@@ -166,8 +167,11 @@ async def test_every_route_that_returns_pixels_masks_them(aiohttp_client, settin
                 continue
             frames = await asyncio.to_thread(pictures, body)
             if frames and Permission.UNMASK in role_permissions(who.role):
-                problems.append(f"{what}: answers with pictures, and only users with unmask can call it: "
-                                "the walk cannot check its masks")
+                # Only users with unmask can call it (the SAR routes): it declares pixels= all the
+                # same, so that the mechanism covers anyone who gets its right later.
+                if spec.pixels is None:
+                    problems.append(f"{what}: answers with pictures but declares no pixels= (controlroom.masking)")
+                unmasked_only.add(canonical)
                 continue
             if frames and spec.pixels is None:
                 problems.append(f"{what}: answers with pictures but declares no pixels= (controlroom.masking)")
@@ -193,7 +197,7 @@ async def test_every_route_that_returns_pixels_masks_them(aiohttp_client, settin
                     problems.append(f"GET {canonical} as supervisor (unmask): the masked area is not shown "
                                     f"({status}, {len(frames)} pictures)")
         assert not problems, "\n".join(problems)
-        assert checked == len(declared) and checked >= 10, (checked, sorted(declared))
+        assert checked + len(unmasked_only) == len(declared) and checked >= 10, (checked, sorted(declared))
         # The masks change: a package painted with the old ones is refused until exported again.
         await set_mask(w, [PENTAGON, [[0.8, 0.8], [0.95, 0.8], [0.9, 0.95]]])
         status, body = await answer(w, "/api/v1/evidence/requests/{id}/package", w.users["police"])

@@ -28,7 +28,7 @@ from controlroom.context import REDACTION, SESSIONS, SETTINGS
 from controlroom.contract import Body, Query, RowId, Text, body_of, query_of
 from controlroom.evidence.plan import CameraWindow, build_plan
 from controlroom.lawful import job_json, mark_json
-from controlroom.permissions import Disclosure, Permission, requires
+from controlroom.permissions import Disclosure, Permission, Pixels, requires
 from controlroom.redaction.engine import Analysis, Source, track_under
 from controlroom.redaction.runner import Folders, analysis_path, package_path
 from controlroom.timefmt import us_to_iso
@@ -206,7 +206,7 @@ def _frame_jpeg(source: Source, frame: int) -> bytes:
 
 @routes.get(f"{PREFIX}/windows/{{window}}/frame.jpg")
 @requires(Permission.SAR, discloses=Disclosure.FOOTAGE, action="sar.redaction_frame", cameras=every_camera,
-          query=FrameQuery, produces="image/jpeg")
+          query=FrameQuery, produces="image/jpeg", pixels=Pixels.RECORDED)
 async def frame_jpeg(request: web.Request) -> web.Response:
     """The recorded picture of frame ``frame`` of the window (for review; not redacted)."""
     frame = query_of(request, FrameQuery).frame
@@ -224,7 +224,7 @@ async def frame_jpeg(request: web.Request) -> web.Response:
 
 @routes.get(f"{PREFIX}/redaction/{{job}}/package")
 @requires(Permission.SAR, discloses=Disclosure.FOOTAGE, action="sar.redaction_download", cameras=every_camera,
-          produces="application/zip")
+          produces="application/zip", pixels=Pixels.RECORDED)
 async def download(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONS]() as session:
         s = await sar.get(session, request.match_info["id"])
