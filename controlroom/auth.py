@@ -30,6 +30,7 @@ from pathlib import Path
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlroom.context import AUDIT, AUTH, KEYS, SESSIONS, SETTINGS
@@ -609,13 +610,20 @@ async def bootstrap_admin(sessions: async_sessionmaker[AsyncSession], settings: 
     else:
         password = generated = accounts.generate_password()
     password_hash = await asyncio.to_thread(accounts.hash_password, password)
-    async with transaction(sessions) as session:
-        if await accounts.count_users(session):  # another process was first
-            return None
-        await accounts.create_user(session, sec.admin_username, "administrator", password_hash,
-                                   must_change_password=generated is not None)
-        await audit.append(session, "system", "user.add", f"user:{sec.admin_username}", role="administrator",
-                           first_run=True, password="generated" if generated else "from file")
+    try:
+        async with transaction(sessions) as session:
+            if await accounts.count_users(session):  # another process was first
+                return None
+            await accounts.create_user(session, sec.admin_username, "administrator", password_hash,
+                                       must_change_password=generated is not None)
+            await audit.append(session, "system", "user.add", f"user:{sec.admin_username}", role="administrator",
+                               first_run=True, password="generated" if generated else "from file")
+    except IntegrityError:
+        # Nodes of a cluster starting together on an empty database: another one created the
+        # administrator between this one's count and its insert (found by bench.cluster: the
+        # node died at start-up on uq_users_username).
+        log.warning("first run: another node created the administrator %r first", sec.admin_username)
+        return None
     return generated
 
 

@@ -66,3 +66,33 @@ async def test_two_api_nodes_share_sessions_lockouts_and_alerts(pg_url, tmp_path
     assert resp.status == 423, await resp.text()
     resp = await b.post("/api/v1/session", json={"username": "olly", "password": TEST_PASSWORD})
     assert resp.status == 423, await resp.text()
+
+
+async def test_nodes_starting_together_create_one_first_administrator(pg_url, tmp_path, monkeypatch):
+    """Found by bench.cluster: three nodes starting at once on an empty database each counted no
+    users, and the second to insert the administrator died at start-up on uq_users_username.
+    Here every node's count says "no users" (as when they all count before any inserts)."""
+    from controlroom.auth import bootstrap_admin
+    from storage import accounts
+    from storage.db import make_engine, make_sessionmaker
+    from storage.keys import load_or_create_keys
+    from storage.migrate import upgrade
+
+    settings = node_settings(tmp_path, "api-a", pg_url, None)
+    engine = make_engine(pg_url)
+    await upgrade(engine)
+    sessions = make_sessionmaker(engine, audit_key=load_or_create_keys(settings.key_file).audit_mac_key)
+
+    async def nobody(*_args) -> int:
+        return 0
+
+    async def no_such_user(*_args) -> None:
+        return None
+
+    try:
+        assert await bootstrap_admin(sessions, settings) is not None
+        monkeypatch.setattr(accounts, "count_users", nobody)
+        monkeypatch.setattr(accounts, "find_user", no_such_user)  # both read before either inserted
+        assert await bootstrap_admin(sessions, settings) is None  # the other node was first: no crash
+    finally:
+        await engine.dispose()
