@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -20,12 +22,13 @@ from sqlalchemy import select
 from controlroom.evidence.verify import verify_package
 from controlroom.redaction.runner import Folders, RedactionRunner
 from simulator import pedestrians
-from storage import Invalid, NotFound, redaction, sar
+from storage import Invalid, NotFound, masks, redaction, sar
 from storage.audit import AuditEntry
 from storage.catalogue import NewSegment, commit_segment
 from storage.db import make_engine, make_sessionmaker, now_us, transaction
 from storage.keys import load_or_create_keys
 from storage.migrate import upgrade
+from storage.models import Camera
 from storage.schema import metadata
 
 pytestmark = pytest.mark.slow
@@ -81,6 +84,9 @@ async def test_a_job_redacts_the_window_and_signs_a_verifiable_package(store):
         await redaction.remove_mark(session, s, wrong.id, by="sup1")
         with pytest.raises(NotFound):
             await redaction.remove_mark(session, s, wrong.id, by="sup1")
+        # The camera overlooks homes: its privacy mask (top left tenth) is painted in the copy too.
+        await masks.set_masks(session, await session.get(Camera, cam), [[[0, 0], [0.1, 0], [0.1, 0.1], [0, 0.1]]],
+                              reason="flats above the shops", by="sup1")
         job = await redaction.queue(session, s, by="sup1")
         with pytest.raises(Invalid, match="already queued"):
             await redaction.queue(session, s, by="sup1")
@@ -107,6 +113,15 @@ async def test_a_job_redacts_the_window_and_signs_a_verifiable_package(store):
     assert len(kept) == 1 and kept[0]["why"] == "the requester" and kept[0]["mark"] == mark.id
     assert all(e["by"] == "sup1" for e in entries)
     assert "every 5th frame" in log["method"]["plates"]  # the plate reader ran
+    (masked,) = [e for e in entries if e["what"] == "privacy mask"]
+    assert masked["polygons"] == 1 and masked["frames"] == [0, 49]
+    with zipfile.ZipFile(package) as zf:
+        (mp4,) = [n for n in zf.namelist() if n.endswith(".mp4")]
+        (out / "copy.mp4").write_bytes(zf.read(mp4))
+    first = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out / "copy.mp4"), "-frames:v", "1", "-f", "rawvideo",
+                            "-pix_fmt", "gray", "pipe:1"], capture_output=True, check=True, timeout=60).stdout
+    grey = np.frombuffer(first, np.uint8).reshape(1080, 1920)
+    assert grey[4:100, 4:184].std() < 2  # uniform where the mask is (the shop sign's text is gone)
     # Tampering is caught by the same verifier as evidence packages.
     tampered = package.with_name("t.zip")
     data = bytearray(package.read_bytes())

@@ -359,8 +359,13 @@ class _Follow:
 
 
 def render(source: Source, analysis: Analysis, marks: list[Mark], out: Path, *, title: str, actor: str,
-           options: Options, cancel: threading.Event, progress: Progress) -> list[dict[str, Any]]:
-    """Pass 2: the redacted MP4 at ``out``; returns the redaction log's entries."""
+           options: Options, cancel: threading.Event, progress: Progress,
+           masks: list[list[list[float]]] | None = None) -> list[dict[str, Any]]:
+    """Pass 2: the redacted MP4 at ``out``; returns the redaction log's entries. ``masks``: the
+    camera's privacy mask polygons (normalised 0..1, storage.masks), painted uniform on every
+    frame: the requester holds no ``unmask`` right."""
+    polygons = [np.array([[round(x * source.width), round(y * source.height)] for x, y in poly], np.int32)
+                for poly in masks or []]
     visible: dict[int, Mark] = {}
     for m in marks:
         if m.kind in ("requester", "keep"):
@@ -401,6 +406,8 @@ def render(source: Source, analysis: Analysis, marks: list[Mark], out: Path, *, 
                 b = t.box_at(n, options.pad_frames)
                 if b is not None:
                     obscure(frame, b, options.pad)
+            if polygons:
+                cv2.fillPoly(frame, polygons, (128, 128, 128))
             encoder.write(frame)
             progress(n + 1, "obscuring and encoding")
         encoder.close()
@@ -433,6 +440,9 @@ def render(source: Source, analysis: Analysis, marks: list[Mark], out: Path, *, 
                     "how": f"drawn by {f.mark.by} on frame {f.mark.frame}, followed by the OpenCV MIL tracker"
                            + (f" to frame {f.mark.until_frame}" if f.mark.until_frame is not None else ""),
                     "by": f.mark.by, "note": f.mark.note})
+    if polygons:
+        log.append({"what": "privacy mask", "polygons": len(polygons), **span(0, frames - 1), "action": "obscured",
+                    "how": "the camera's privacy masks, painted uniform grey on every frame", "by": actor})
     for m in marks:
         if m.kind in ("requester", "keep") and m.id not in {v.id for v in visible.values()}:
             log.append({"what": "mark", "mark": m.id, "action": "no effect",

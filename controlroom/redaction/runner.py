@@ -53,7 +53,7 @@ from controlroom.redaction.engine import (
 )
 from controlroom.redaction.package import RedactedWindow, write_package
 from controlroom.timefmt import us_to_iso
-from storage import audit, redaction, sar
+from storage import audit, masks, redaction, sar
 from storage.db import now_us, transaction
 from storage.keys import Keys
 from storage.loops import Every, run_every
@@ -101,13 +101,13 @@ def package_path(folders: Folders, sar_id: int, reference: str) -> Path:
 
 
 def _produce(folders: Folders, job_id: int, reference: str, sar_fields: dict[str, Any],
-             windows: list[tuple[int, CameraWindow, list[Mark]]], keys: Keys, produced_by: str, options: Options,
+             windows: list[tuple[int, CameraWindow, list[Mark], list]], keys: Keys, produced_by: str, options: Options,
              plates: Any, progress: Progress, cancel: threading.Event) -> tuple[PackageInfo, Path, list[RedactedWindow]]:
     work = folders.root / str(sar_fields["id"]) / f"job{job_id}"
     remove_quietly(work)
     work.mkdir(parents=True)
     done: list[RedactedWindow] = []
-    for window_id, cam, marks in windows:
+    for window_id, cam, marks, polygons in windows:
         source = Source(cam, folders.storage_root, work)
         cached = analysis_path(folders, sar_fields["id"], cam, window_id, options)
         analysis = Analysis.load(cached)
@@ -118,7 +118,7 @@ def _produce(folders: Folders, job_id: int, reference: str, sar_fields: dict[str
         out = work / f"w{window_id}.mp4"
         title = f"{reference}: camera {cam.camera_id} {cam.name}, redacted"
         entries = render(source, analysis, marks, out, title=title, actor=produced_by, options=options,
-                         cancel=cancel, progress=progress.at)
+                         cancel=cancel, progress=progress.at, masks=polygons)
         progress.next_pass(source.frames_estimate)
         done.append(RedactedWindow(window_id, cam.camera_id, cam.name, cam.site, cam.start_us, cam.end_us, out,
                                    analysis.frames, analysis.fps, entries))
@@ -151,13 +151,14 @@ async def run_job(job_id: int, *, sessions: async_sessionmaker[AsyncSession], ke
         for w, cam in zip(s.windows, plan, strict=True):
             marks = [Mark(m.id, m.kind, m.frame, (m.x, m.y, m.w, m.h), m.by, m.until_frame, m.note)
                      for m in await redaction.marks(session, s.id, w.id)]
-            windows.append((w.id, cam, marks))
+            mask_set = await masks.get(session, cam.camera_id)
+            windows.append((w.id, cam, marks, mask_set.polygons if mask_set is not None else []))
         reference = f"{s.reference}-R{job.id}"
         sar_fields = {"id": s.id, "reference": s.reference, "requester_name": s.requester_name,
                       "received_utc": us_to_iso(s.received_us)}
         produced_by = job.created_by
     total = 0
-    for _, cam, _ in windows:
+    for _, cam, _, _ in windows:
         total += 2 * max(1, int((cam.end_us - cam.start_us) * 25 / 1_000_000))  # refined as windows open
     progress = Progress(total)
     stop = asyncio.Event()
