@@ -169,7 +169,7 @@ RECOGNISERS = (
     Recogniser("PP-OCRv4", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", None, ((0.0, 0.0), (0.08, 0.06))),
     # Trained here on synthetic plates only (anpr/recogniser.py, tools/train_plate_rec.py).
     # Last, so unused by the reader: on the development set it read fewer plates both as the
-    # main model (61.7% against 83.3%) and as the second opinion (80.2%); 2026-12-07, the doc.
+    # main model (60.4% against 82.4%) and as the second opinion (81.1%); 2026-12-07, the doc.
     Recogniser("plate-rec (synthetic)", "anpr", "models/plate_rec.onnx", None, ((0.0, 0.0),)),
 )
 
