@@ -100,9 +100,13 @@ export class PlaybackView {
     if (!date) return;
     const [start, end] = londonDay(date);
     this.day.setRange(start, end);
+    // Only the newest load may draw: a refresh of the camera or day shown before (the timer
+    // near the live edge) that answers late must not overwrite the one now shown.
+    const seq = (this.daySeq = (this.daySeq || 0) + 1);
     try {
       const q = `from=${encodeURIComponent(new Date(start).toISOString())}&to=${encodeURIComponent(new Date(end).toISOString())}`;
       const data = await api(`/api/v1/cameras/${camId}/recordings?${q}`);
+      if (seq !== this.daySeq) return;
       const spans = [];
       for (const s of data.segments) {
         const a = Date.parse(s.start), b = Date.parse(s.end);
