@@ -4,12 +4,11 @@
 
 import { api } from "./api.js";
 import { PlaybackPlayer } from "./mse.js";
-import { Timeline } from "./timeline.js";
+import { Timeline, recordedDay } from "./timeline.js";
 import { cameraOption } from "./cameras.js";
 import { formatLocal, formatLocalPrecise, londonDay, localParts, todayLondon, dateGB, readDate, londonCandidates } from "./time.js";
 
 const FRAME_S = 0.04; // 25 frames/s; a step on other rates still lands on the next frame
-const JOIN_MS = 1500;
 // The visible day's catalogue is read again this often while the position is within NEAR_LIVE_MS
 // of now, so the timeline grows while the operator watches (each read is audited: not faster).
 const REFRESH_MS = 10e3;
@@ -100,24 +99,14 @@ export class PlaybackView {
     if (!date) return;
     const [start, end] = londonDay(date);
     this.day.setRange(start, end);
-    // Only the newest load may draw: a refresh of the camera or day shown before (the timer
-    // near the live edge) that answers late must not overwrite the one now shown.
-    const seq = (this.daySeq = (this.daySeq || 0) + 1);
     try {
-      const q = `from=${encodeURIComponent(new Date(start).toISOString())}&to=${encodeURIComponent(new Date(end).toISOString())}`;
-      const data = await api(`/api/v1/cameras/${camId}/recordings?${q}`);
-      if (seq !== this.daySeq) return;
-      const spans = [];
-      for (const s of data.segments) {
-        const a = Date.parse(s.start), b = Date.parse(s.end);
-        const last = spans[spans.length - 1];
-        if (last && a - last[1] <= JOIN_MS) last[1] = Math.max(last[1], b); else spans.push([a, b]);
-      }
+      const day = await recordedDay(this, camId, start, end); // null: a newer load draws instead
+      if (!day) return;
+      const { spans, gaps } = day;
       // The segment being written now is not catalogued yet: show it as recorded up to now.
       const cam = this.store.get(camId);
       const lastEnd = spans.length ? spans[spans.length - 1][1] : null;
       if (cam && cam.state === "recording" && lastEnd && Date.now() - lastEnd < 120e3 && Date.now() < end) spans.push([lastEnd, Date.now(), true]);
-      const gaps = data.gaps.map((g) => [Date.parse(g.start), g.end ? Date.parse(g.end) : null]);
       this.spans = spans; this.gaps = gaps;
       this.day.setData(spans, gaps); this.hour.setData(spans, gaps);
     } catch (e) { this.say(`Recordings unavailable: ${e.message}`); }

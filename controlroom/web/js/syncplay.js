@@ -8,7 +8,7 @@
 
 import { api } from "./api.js";
 import { PlaybackPlayer } from "./mse.js";
-import { Timeline } from "./timeline.js";
+import { Timeline, recordedDay } from "./timeline.js";
 import { DigitalZoom } from "./zoom.js";
 import { $, el } from "./dom.js";
 import { formatLocal, formatLocalPrecise, londonDay, localParts } from "./time.js";
@@ -17,7 +17,6 @@ export const MAX_CAMERAS = 16;
 const LAYOUTS = [1, 4, 9, 16];
 const DRIFT_S = 0.35;        // a tile further than this from the clock is put back on it
 const REPLAN_MS = 4000;      // a tile past its run asks for the next one at most this often
-const JOIN_MS = 1500;
 
 /** "#sync/3,4,7,9/ms": the camera ``camId`` and up to n-1 more, its own site's first. */
 export function syncHash(store, camId, ms, n = 4) {
@@ -250,15 +249,9 @@ export class SyncView {
     this.day.setRange(start, end);
     if (camId == null) { this.day.setData([], []); this.hour.setData([], []); return; }
     try {
-      const q = `from=${encodeURIComponent(new Date(start).toISOString())}&to=${encodeURIComponent(new Date(end).toISOString())}`;
-      const data = await api(`/api/v1/cameras/${camId}/recordings?${q}`);
-      const spans = [];
-      for (const s of data.segments) {
-        const a = Date.parse(s.start), b = Date.parse(s.end), lastSpan = spans[spans.length - 1];
-        if (lastSpan && a - lastSpan[1] <= JOIN_MS) lastSpan[1] = Math.max(lastSpan[1], b); else spans.push([a, b]);
-      }
-      const gaps = data.gaps.map((g) => [Date.parse(g.start), g.end ? Date.parse(g.end) : null]);
-      this.day.setData(spans, gaps); this.hour.setData(spans, gaps);
+      const day = await recordedDay(this, camId, start, end); // null: a newer load draws instead
+      if (!day) return;
+      this.day.setData(day.spans, day.gaps); this.hour.setData(day.spans, day.gaps);
     } catch (e) { this.note(`Recordings unavailable: ${e.message}`); }
   }
 

@@ -2,7 +2,28 @@
 // minute ticks in Europe/London time, and a cursor. Click or drag to pick a time; arrow keys
 // move it (10 s, Shift 1 min), Enter plays from it.
 
+import { api } from "./api.js";
 import { localParts } from "./time.js";
+
+// Segments closer than this are drawn as one span.
+const JOIN_MS = 1500;
+
+/** A camera's recordings from ``start`` to ``end`` (ms) as timeline data: {spans, gaps}, or null
+ *  when a newer call for the same ``owner`` started meanwhile (its answer is the one to draw:
+ *  a late answer for the camera or day shown before must not overwrite it). */
+export async function recordedDay(owner, camId, start, end) {
+  const seq = (owner.recordedSeq = (owner.recordedSeq || 0) + 1);
+  const q = `from=${encodeURIComponent(new Date(start).toISOString())}&to=${encodeURIComponent(new Date(end).toISOString())}`;
+  const data = await api(`/api/v1/cameras/${camId}/recordings?${q}`);
+  if (seq !== owner.recordedSeq) return null;
+  const spans = [];
+  for (const s of data.segments) {
+    const a = Date.parse(s.start), b = Date.parse(s.end), last = spans[spans.length - 1];
+    if (last && a - last[1] <= JOIN_MS) last[1] = Math.max(last[1], b); else spans.push([a, b]);
+  }
+  const gaps = data.gaps.map((g) => [Date.parse(g.start), g.end ? Date.parse(g.end) : null]);
+  return { spans, gaps };
+}
 
 const COLOURS = { bg: "#161b22", span: "#2ea043", growing: "#56d364", gap: "#f85149", tick: "#6e7681",
   text: "#c9d1d9", cursor: "#ffd33d", future: "#0d1117", mark: "#4da3ff" };
