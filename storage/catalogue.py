@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import Invalid, audit
-from storage.db import transaction
+from storage.db import now_us, transaction
 from storage.models import Camera, Gap, Segment, SegmentState
 from storage.nodes import Fence, Fenced, check_fence
 
@@ -349,8 +349,26 @@ def newest_incoming(root: Path, camera_id: int) -> Path | None:
     return max(files, key=lambda p: p.stat().st_mtime, default=None)
 
 
+def any_incoming(root: Path, camera_id: int) -> bool:
+    """Whether ffmpeg has a segment file open for the camera (even an empty one). Blocking."""
+    try:
+        return any(p.suffix == ".mkv" for p in incoming_dir(root, camera_id).iterdir())
+    except FileNotFoundError:
+        return False
+
+
+# A segment's commit (fsync, hash, rename into the day folder, then the row) takes a moment, longer
+# on a loaded machine; in between, its footage is neither in ``incoming/`` nor catalogued. A reader
+# asking about the live edge then sees a hole where that segment is, so :func:`find_run` looks
+# again, in a new snapshot, for up to SETTLE_S while its answer misses ``at_us`` at the live edge.
+SETTLE_S = 4.0
+SETTLE_POLL_S = 0.2
+SETTLE_SPAN_US = 10 * 60 * 1_000_000  # no segment in commit is longer than this
+
+
 async def find_run(
-    session: AsyncSession, root: Path, camera_id: int, at_us: int, duration_s: MediaDuration
+    session: AsyncSession, root: Path, camera_id: int, at_us: int, duration_s: MediaDuration,
+    *, settle_s: float = SETTLE_S,
 ) -> list[Piece]:
     """What is recorded around ``at_us``: the pieces of the run that contains it, or of the next
     run after it ([] if none).
@@ -359,41 +377,89 @@ async def find_run(
     capped at ``MAX_RUN_US``, and, when it reaches the newest catalogued segment, the segment
     the recorder is writing now in ``incoming/`` (Matroska is readable while it is written;
     its start is :func:`growing_start_us`, measured with ``duration_s``).
+
+    An answer that misses ``at_us`` after the newest catalogued segment while the recorder is
+    writing may be a segment caught between its rename and its row (see ``SETTLE_S``): the
+    question is asked again, ending the session's transaction so that the next read sees the
+    row, until it is answered or ``settle_s`` has passed (a real gap at the live edge).
     """
+    deadline = time.monotonic() + settle_s
+    while True:
+        pieces, newest_end, writing = await _find_run_once(session, root, camera_id, at_us, duration_s)
+        covered = bool(pieces) and pieces[0].start_us <= at_us + JOIN_GAP_US
+        after_catalogue = newest_end is None or at_us >= newest_end - JOIN_GAP_US
+        near_growing = writing is not None and writing - at_us <= SETTLE_SPAN_US
+        if covered or not after_catalogue or not near_growing or time.monotonic() >= deadline:
+            return pieces
+        await session.rollback()
+        await asyncio.sleep(SETTLE_POLL_S)
+
+
+async def _find_run_once(
+    session: AsyncSession, root: Path, camera_id: int, at_us: int, duration_s: MediaDuration
+) -> tuple[list[Piece], int | None, int | None]:
+    """:func:`find_run`'s one look: the pieces, the newest catalogued end, and when the file
+    being written began (None if none is)."""
     rows = (await session.execute(
         select(Segment).where(
             Segment.camera_id == camera_id, Segment.end_us > at_us,
             Segment.start_us < at_us + MAX_RUN_US, Segment.state != SegmentState.GARBAGE.value,
         ).order_by(Segment.start_us).limit(200)
     )).scalars().all()
+    newest_end = await session.scalar(
+        select(Segment.end_us).where(Segment.camera_id == camera_id).order_by(Segment.end_us.desc()).limit(1)
+    )
     pieces: list[Piece] = []
     media_s = 0.0
     for seg in rows:
         if pieces:
             prev_end = pieces[-1].end_us or 0
             if seg.start_us - prev_end > JOIN_GAP_US or seg.start_us - pieces[0].start_us > MAX_RUN_US:
-                return pieces
+                return pieces, newest_end, None
         pieces.append(Piece(safe_path(root, seg.path), seg.start_us, seg.end_us, media_s))
         media_s += (seg.end_us - seg.start_us) / 1e6
     # The run reached the newest catalogued segment (or there is none after at_us): the file
     # being written may continue it.
-    newest_end = await session.scalar(
-        select(Segment.end_us).where(Segment.camera_id == camera_id).order_by(Segment.end_us.desc()).limit(1)
-    )
     if pieces and pieces[-1].end_us != newest_end:
-        return pieces
+        return pieces, newest_end, None
     growing = await asyncio.to_thread(newest_incoming, root, camera_id)
     if growing is None:
-        return pieces
+        # An empty file only: ffmpeg has just opened the next segment (the one before may be in
+        # its commit); say the recorder is writing, from now.
+        writing = now_us() if await asyncio.to_thread(any_incoming, root, camera_id) else None
+        return pieces, newest_end, writing
     start = await growing_start_us(growing, newest_end, duration_s)
     if start is None:
-        return pieces
+        return pieces, newest_end, None
     if pieces and start - (pieces[-1].end_us or 0) > JOIN_GAP_US:
-        return pieces
+        return pieces, newest_end, start
     if not pieces and start > at_us + MAX_RUN_US:
-        return pieces
+        return pieces, newest_end, start
     pieces.append(Piece(growing, start, None, media_s))
-    return pieces
+    return pieces, newest_end, start
+
+
+async def open_run(
+    session: AsyncSession, lookup: Callable[[], Awaitable[list[Piece]]]
+) -> tuple[list[Piece], list[int]]:
+    """Look the pieces up and open their files; the descriptors stay valid when the recorder
+    renames the growing file into the store or retention unlinks a segment. A file that vanished
+    between the lookup and the open was (almost always) the growing one, just committed: look
+    once more in a new snapshot, which finds it catalogued. ``([], [])`` when nothing is there."""
+    for attempt in range(2):
+        if attempt:
+            await session.rollback()
+        pieces = await lookup()
+        fds: list[int] = []
+        try:
+            for piece in pieces:
+                fds.append(await asyncio.to_thread(os.open, piece.path, os.O_RDONLY))
+        except FileNotFoundError:
+            for fd in fds:
+                os.close(fd)
+            continue
+        return pieces, fds
+    return [], []
 
 
 def run_from(pieces: list[Piece], start_us: int) -> list[Piece]:

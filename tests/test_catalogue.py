@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -193,6 +195,40 @@ async def test_find_run_continues_into_the_segment_being_written(sessions, tmp_p
     assert run[-1].path == growing
     assert media_offset_s(run, T0 + 65 * s1) == 65.0
     assert [(p.start_us - T0, p.media_offset_s) for p in later] == [(30 * s1, 0.0), (60 * s1, 30.0)]
+
+
+async def test_find_run_waits_out_a_segment_between_its_rename_and_its_row(sessions, tmp_path: Path) -> None:
+    """The recorder commits a segment by renaming it into the store, then inserting its row; on a
+    loaded machine that takes a while. A reader asking about the live edge meanwhile found
+    neither the segment nor, with ffmpeg's next file still empty, anything at all: playback of
+    "20 s ago" answered 404 (seen in CI). It waits for the row instead."""
+    root = tmp_path / "rec"
+    cam = await make_camera(sessions, tmp_path)
+    s1 = 1_000_000
+    await commit_segment(sessions, root, incoming_file(root, cam, "0.mkv", b"x"), NewSegment(cam, T0, T0 + 30 * s1))
+    # ffmpeg has just opened the next file (empty so far); the segment before it is in its commit.
+    opened = datetime.fromtimestamp((T0 + 60 * s1) / 1e6, UTC)
+    incoming_file(root, cam, opened.strftime(incoming_pattern("9")), b"")
+    in_commit = tmp_path / "in-commit.mkv"
+    in_commit.write_bytes(b"y")
+
+    async def not_probed(path: Path) -> float:
+        raise AssertionError(f"{path} is empty: nothing to probe")
+
+    async def row_lands() -> None:
+        await asyncio.sleep(0.6)
+        await commit_segment(sessions, root, in_commit, NewSegment(cam, T0 + 30 * s1, T0 + 60 * s1))
+
+    async with sessions() as s:
+        landing = asyncio.create_task(row_lands())
+        run = await find_run(s, root, cam, T0 + 45 * s1, not_probed)
+        await landing
+    assert [(p.start_us - T0, p.end_us - T0) for p in run] == [(30 * s1, 60 * s1)]
+    # A real gap at the live edge is answered as one once the wait is over.
+    async with sessions() as s:
+        started = time.monotonic()
+        assert await find_run(s, root, cam, T0 + 75 * s1, not_probed, settle_s=0.5) == []
+    assert 0.5 <= time.monotonic() - started < 3
 
 
 async def test_find_run_measures_the_first_segment_of_a_recorder_run(sessions, tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ from controlroom.contract import Query, Time, query_of
 from controlroom.permissions import Disclosure, Permission, Pixels, requires
 from controlroom.timefmt import LATEST_US, us_to_iso
 from storage import NotFound, inventory
-from storage.catalogue import Piece, find_run, media_offset_s, run_starting
+from storage.catalogue import Piece, find_run, media_offset_s, open_run, run_starting
 from storage.db import now_us
 
 log = logging.getLogger(__name__)
@@ -163,19 +163,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
     root = request.app[SETTINGS].storage_root
     async with request.app[SESSIONS]() as session:
         cam = await inventory.get_camera(session, request.match_info["camera"])
-        pieces = await run_starting(session, root, cam.id, start_us, media_duration_s)
+        # Every file opened now, ffmpeg handed the descriptors (catalogue.open_run).
+        pieces, fds = await open_run(session, lambda: run_starting(session, root, cam.id, start_us, media_duration_s))
     if not pieces:
         raise NotFound("that recording is no longer available")
-    # Open every file now and hand ffmpeg the descriptors: the recorder may rename the growing
-    # file into the store (or retention unlink a segment) before ffmpeg reaches it.
-    fds: list[int] = []
-    try:
-        for piece in pieces:
-            fds.append(await asyncio.to_thread(os.open, piece.path, os.O_RDONLY))
-    except FileNotFoundError:
-        for fd in fds:
-            os.close(fd)
-        raise NotFound("that recording is no longer available") from None
     with tempfile.TemporaryDirectory(prefix="playback-") as tmp, contextlib.ExitStack() as closing:
         for fd in fds:
             closing.callback(os.close, fd)

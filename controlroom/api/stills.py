@@ -39,7 +39,7 @@ from controlroom.evidence.working import make_working_copy
 from controlroom.permissions import Disclosure, Permission, Pixels, requires
 from controlroom.timefmt import us_to_iso
 from storage import NotFound, inventory
-from storage.catalogue import find_run, timeline
+from storage.catalogue import Piece, find_run, open_run, timeline
 from storage.db import now_us
 from storage.models import Site
 
@@ -108,16 +108,16 @@ async def still(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         cam = await inventory.get_camera(session, request.match_info["camera"])
         site = await session.get(Site, cam.site_id) if cam.site_id else None
-        pieces = await find_run(session, settings.storage_root, cam.id, at_us, media_duration_s)
-    end_of = [p.end_us if p.end_us is not None else now_us() for p in pieces]
-    piece = next((p for p, end in zip(pieces, end_of, strict=True) if p.start_us <= at_us < end), None)
-    if piece is None:
+
+        async def lookup() -> list[Piece]:
+            pieces = await find_run(session, settings.storage_root, cam.id, at_us, media_duration_s)
+            return [p for p in pieces if p.start_us <= at_us < (p.end_us if p.end_us is not None else now_us())][:1]
+
+        found, fds = await open_run(session, lookup)
+    if not found:
         raise NotFound(f"camera {cam.name!r} has no recording at {us_to_iso(at_us, tz)}")
+    piece, fd = found[0], fds[0]
     label = f"Camera {cam.id} {cam.name}" + (f" - {site.name}" if site else "")
-    try:
-        fd = await asyncio.to_thread(os.open, piece.path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise NotFound("that recording is no longer available") from None
     try:
         with tempfile.TemporaryDirectory(prefix="still-") as tmp:
             text_path = Path(tmp) / "stamp.txt"
