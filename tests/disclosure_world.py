@@ -110,6 +110,7 @@ class World:
     sar: dict[str, int] = field(default_factory=dict)  # subject access request id per camera
     redaction: dict[str, int] = field(default_factory=dict)  # a finished redaction job of each SAR
     sar_window: dict[str, int] = field(default_factory=dict)  # the SAR's window
+    release: dict[str, int] = field(default_factory=dict)  # a tasking pack sent to the police user
 
     def markers(self, c: str) -> list[str]:
         """Strings that only camera ``c``'s data carries (a list naming one of them leaks it)."""
@@ -276,6 +277,16 @@ async def _lawful(w: World) -> None:
         await asyncio.sleep(0.1)
 
 
+async def _reports(w: World) -> None:
+    """A tasking pack sent to the police user, as a supervisor sends one (police edition)."""
+    for c in CAMS:
+        resp = await w.client.post("/api/v1/reports/tasking/send", json={
+            "week": "2026-W48", "recipient": w.users["police"].username, "note": f"walk {c}"},
+            headers=w.users["supervisor"].headers("session"))
+        assert resp.status == 201, await resp.text()
+        w.release[c] = (await resp.json())["id"]
+
+
 @asynccontextmanager
 async def world(aiohttp_client, settings, tmp_path: Path, sources: list[Path],
                 prepare: Callable[[World], Awaitable[None]] | None = None) -> AsyncIterator[World]:
@@ -301,4 +312,5 @@ async def world(aiohttp_client, settings, tmp_path: Path, sources: list[Path],
         await _evidence(w)
         await _occurrences(w)
         await _lawful(w)
+        await _reports(w)
         yield w

@@ -81,10 +81,6 @@ NOT_DISCLOSING = {
     "/api/v1/reports/tasking/chart.png": "counts by category or hour of the week drawn as a chart: no names, "
                                          "plates or pictures of anyone",
     "/api/v1/reports/released": "the week and time of the packs sent to the caller",
-    "/api/v1/reports/released/{release}": "a police-safe pack sent to the caller (no names, plates, free text "
-                                          "or images); the send was the audited disclosure (reports.send), "
-                                          "and each read is audited (reports.release_read)",
-    "/api/v1/reports/released/{release}.pdf": "the same pack as a PDF",
 }
 REQUEST_TIMEOUT_S = 30
 
@@ -177,6 +173,8 @@ URLS: dict[str, UrlBuilder] = {
         lambda w, c: f"/api/v1/sar/requests/{w.sar[c]}/windows/{w.sar_window[c]}/boxes?frame=3",
     "/api/v1/sar/requests/{id}/windows/{window}/frame.jpg":
         lambda w, c: f"/api/v1/sar/requests/{w.sar[c]}/windows/{w.sar_window[c]}/frame.jpg?frame=3",
+    "/api/v1/reports/released/{release}": lambda w, c: f"/api/v1/reports/released/{w.release[c]}",
+    "/api/v1/reports/released/{release}.pdf": lambda w, c: f"/api/v1/reports/released/{w.release[c]}.pdf",
     "/api/v1/reports/tasking": lambda w, c: "/api/v1/reports/tasking?week=2026-W48",
     "/api/v1/reports/tasking.csv": lambda w, c: "/api/v1/reports/tasking.csv?week=2026-W48",
     "/api/v1/reports/tasking.pdf": lambda w, c: "/api/v1/reports/tasking.pdf?week=2026-W48",

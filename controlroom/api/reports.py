@@ -8,7 +8,7 @@ packs sent to them (EVIDENCE_REQUEST, the right they request footage with).
   personal data, and each read is audited by the disclosure mechanism (``reports.tasking``).
 - The statistics table is counts by category: no one's data (not a disclosure).
 - Sending is the disclosure to police, audited (``reports.send``) in the transaction that keeps
-  the police-safe content exactly as sent; the officer's reads of it are audited too.
+  the police-safe content exactly as sent; the officer's reads of it are audited too, by the disclosure mechanism (``reports.release_read``).
 - Narrowing: a pack and a table count every camera, site and operator of the control room and
   cannot be cut to some cameras without misleading (staffed hours, repeat locations), so every
   supervisor route is refused to a user narrowed to some sites or cameras (``every_camera``).
@@ -26,7 +26,7 @@ from pydantic import AfterValidator, Field
 
 from controlroom import disclosure
 from controlroom.auth import actor, every_camera
-from controlroom.context import AUDIT, SESSIONS, SETTINGS
+from controlroom.context import SESSIONS, SETTINGS
 from controlroom.contract import Body, Name, Query, Text, body_of, query_of
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.reports import render
@@ -210,13 +210,12 @@ async def _release(request: web.Request, fmt: str) -> store.ReportRelease:
         raise NotFound("no such tasking pack")
     async with request.app[SESSIONS]() as session:
         release = await store.get_release(session, release_id, actor(request))
-    await request.app[AUDIT].append(actor(request), "reports.release_read", f"report_release:{release.id}",
-                                    week=release.week, format=fmt)
+    disclosure.note(request, f"report_release:{release.id}", week=release.week, format=fmt)
     return release
 
 
 @routes.get(PREFIX + "/released/{release:[0-9]+}")
-@requires(Permission.EVIDENCE_REQUEST)
+@requires(Permission.EVIDENCE_REQUEST, discloses=Disclosure.PERSONAL, action="reports.release_read")
 async def released_pack(request: web.Request) -> web.Response:
     """One pack sent to the caller (police edition), as it was sent."""
     release = await _release(request, "json")
@@ -224,7 +223,8 @@ async def released_pack(request: web.Request) -> web.Response:
 
 
 @routes.get(PREFIX + "/released/{release:[0-9]+}.pdf")
-@requires(Permission.EVIDENCE_REQUEST, produces="application/pdf")
+@requires(Permission.EVIDENCE_REQUEST, discloses=Disclosure.PERSONAL, action="reports.release_read",
+          produces="application/pdf")
 async def released_pdf(request: web.Request) -> web.Response:
     release = await _release(request, "pdf")
     body = await asyncio.to_thread(render.tasking_pdf, from_dict(release.content))
