@@ -32,13 +32,23 @@ from typing import Any
 from aiohttp import web
 
 from controlroom.background import watched
-from controlroom.context import EVIDENCE, HEALTH_NOTES, JOBS, NODE, PURGE_NOW, SESSIONS, SETTINGS
+from controlroom.context import (
+    EVIDENCE,
+    HEALTH_NOTES,
+    JOBS,
+    NODE,
+    PURGE_NOW,
+    REDACTION,
+    SESSIONS,
+    SETTINGS,
+)
 from storage import jobs
 from storage.anpr.retention import run_anpr_retention
 from storage.db import transaction
 from storage.evidence import EXPORT_KIND
 from storage.jobs import JobCancelled, JobFailed, JobFence, JobLost, JobState
 from storage.loops import describe_error
+from storage.redaction import REDACTION_KIND
 from storage.retention import run_retention
 
 log = logging.getLogger(__name__)
@@ -87,6 +97,11 @@ async def run_export(ctx: JobContext) -> None:
     await ctx.app[EVIDENCE].run_claimed(int(ctx.payload["export_job"]), ctx.fence, ctx.ttl_s)
 
 
+async def run_redaction(ctx: JobContext) -> None:
+    """A subject access request's redaction (controlroom.redaction.runner), fenced by the job."""
+    await ctx.app[REDACTION].run(ctx)
+
+
 @contextlib.asynccontextmanager
 async def _noted(app: web.Application, component: str, what: str) -> AsyncIterator[None]:
     """A failure is a ``/healthz`` note of ``component`` (on the node that ran it) until a run
@@ -122,9 +137,10 @@ async def run_anpr_retention_job(ctx: JobContext) -> None:
         await run_anpr_retention(ctx.app[SESSIONS], settings.anpr_root, retention_days=settings.anpr.retention_days)
 
 
-# The registration point: kind -> entry point. (SAR redactions: add "sar.redaction" here.)
+# The registration point: kind -> entry point.
 KINDS: dict[str, Entry] = {
     EXPORT_KIND: run_export,
+    REDACTION_KIND: run_redaction,
     RETENTION_KIND: run_video_retention,
     ANPR_RETENTION_KIND: run_anpr_retention_job,
 }

@@ -26,6 +26,7 @@ from controlroom.timefmt import local_iso, us_to_iso
 from storage import audit, redaction, ripa, sar
 from storage.alerts import AlertHub, raise_alert
 from storage.db import now_us, transaction
+from storage.jobs import Job
 
 log = logging.getLogger(__name__)
 DAY_US = ripa.DAY_US
@@ -61,16 +62,22 @@ def use_json(u: ripa.DirectedUse, reference: str = "") -> dict[str, Any]:
             "operator": u.operator, "purpose": u.purpose, "started": _when(u.started_us), "ended": _when(u.ended_us)}
 
 
-def job_json(job: redaction.RedactionJob) -> dict[str, Any]:
-    """A SAR redaction job (controlroom.redaction.runner), its progress and its package."""
+def job_json(job: Job) -> dict[str, Any]:
+    """A SAR redaction job (a row of the job queue: controlroom.redaction.runner), its progress
+    and its package."""
+    seen = redaction.progress_of(job)
+    result = seen.get("result") or {}
+    done, total = int(seen.get("done_frames", 0)), int(seen.get("total_frames", 0))
     return {
         "id": job.id, "state": job.state, "created_by": job.created_by, "created_utc": us_to_iso(job.created_us),
         "started_utc": us_to_iso(job.started_us) if job.started_us else None,
         "finished_utc": us_to_iso(job.finished_us) if job.finished_us else None,
-        "stage": job.stage, "done_frames": job.done_frames, "total_frames": job.total_frames,
-        "progress": round(job.done_frames / job.total_frames, 3) if job.total_frames else 0.0,
-        "error": job.error, "package": job.package or None, "package_bytes": job.package_bytes,
-        "manifest_sha256": job.manifest_sha256 or None, "obscured": job.obscured, "left_visible": job.kept,
+        "attempt": job.attempt, "node": job.node_id, "cancel_requested": job.cancel_requested,
+        "stage": seen.get("stage", ""), "done_frames": done, "total_frames": total,
+        "progress": round(min(done, total) / total, 3) if total else 0.0,
+        "error": job.error, "package": result.get("package"), "package_bytes": result.get("package_bytes", 0),
+        "manifest_sha256": result.get("manifest_sha256"), "obscured": result.get("obscured", 0),
+        "left_visible": result.get("left_visible", 0),
     }
 
 

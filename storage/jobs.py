@@ -31,7 +31,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, Text, func, or_, select, update
+from sqlalchemy import BigInteger, Boolean, Integer, String, Text, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -70,6 +70,8 @@ class Job(Base):
     started_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     finished_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")
+    # A running job asked to stop: its kind reads it (a SAR redaction's heartbeat) and ends cancelled.
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     def data(self) -> dict[str, Any]:
         return json.loads(self.payload or "{}")
@@ -260,13 +262,17 @@ async def requeue_payload(session: AsyncSession, kind: str, payload: dict[str, A
     return result.rowcount or 0
 
 
-async def cancel(session: AsyncSession, job_id: int, reason: str) -> None:
-    """Cancel a queued job (a running one is stopped by its kind's own means)."""
-    job = await session.get(Job, job_id)
+async def cancel(session: AsyncSession, job_id: int, reason: str) -> Job:
+    """Cancel a queued job at once; a running one is asked to stop (``cancel_requested``, read by
+    its kind, which ends it cancelled)."""
+    job = await session.get(Job, job_id, with_for_update=_postgres(session), populate_existing=True)
     if job is None:
         raise NotFound(f"job {job_id} does not exist")
     if job.state == JobState.QUEUED.value:
         job.state, job.error, job.unique_key, job.finished_us = JobState.CANCELLED.value, reason, None, await _now_us(session)
+    elif job.state == JobState.RUNNING.value:
+        job.cancel_requested = True
+    return job
 
 
 async def active(session: AsyncSession) -> list[Job]:

@@ -6,36 +6,31 @@ third party: the automatic box under it is removed), ``add`` (obscure this box, 
 through the next frames). Marks are removed, not deleted (``removed_us``), so the log of a
 package made earlier still names marks that exist.
 
-A **job** (``sar_redaction_jobs``) redacts every window of a request and writes its signed
-package; its progress (frames done of the estimate, the stage) and heartbeat are written as it
-runs, so any process shows them. Every change appends its audit entry (``sar.redact*``,
-``sar.mark_*``) in the caller's transaction. docs/design/lawful-use.md.
+A **job** is a row of the job queue (``storage.jobs``, kind ``sar.redaction``, payload
+``{"sar": id}``): any jobs node takes it, and another takes it again if its node dies. It
+redacts every window of a request and writes its signed package; its progress (frames done of
+the estimate, the stage, the windows rendered) and finally its result (the package, counts) are
+the job's checkpoint, written as it runs, so any process shows them. Every change appends its
+audit entry (``sar.redact*``, ``sar.mark_*``) in the caller's transaction. docs/design/lawful-use.md.
 """
 
 from __future__ import annotations
 
-import enum
+import json
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, select, update
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage import Invalid, NotFound, audit
+from storage import Invalid, NotFound, audit, jobs
 from storage.db import Base, now_us
+from storage.jobs import Job
 from storage.sar import CLOSED, SarState, SubjectAccessRequest
 
 MARK_KINDS = ("requester", "keep", "add")
-
-
-class JobState(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
+# The kind of job (storage.jobs, controlroom.jobs.KINDS) that redacts a request: payload {"sar": id}.
+REDACTION_KIND = "sar.redaction"
 
 
 class RedactionMark(Base):
@@ -55,28 +50,6 @@ class RedactionMark(Base):
     at_us: Mapped[int] = mapped_column(BigInteger)
     removed_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     removed_by: Mapped[str] = mapped_column(String(200), default="")
-
-
-class RedactionJob(Base):
-    __tablename__ = "sar_redaction_jobs"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    sar_id: Mapped[int] = mapped_column(ForeignKey("sars.id", ondelete="CASCADE"), index=True)
-    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED.value, index=True)
-    created_us: Mapped[int] = mapped_column(BigInteger)
-    created_by: Mapped[str] = mapped_column(String(200))
-    started_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    finished_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    heartbeat_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    stage: Mapped[str] = mapped_column(String(200), default="")
-    done_frames: Mapped[int] = mapped_column(BigInteger, default=0)
-    total_frames: Mapped[int] = mapped_column(BigInteger, default=0)
-    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    error: Mapped[str] = mapped_column(Text, default="")
-    package: Mapped[str] = mapped_column(Text, default="")  # file name under the redaction root
-    package_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    manifest_sha256: Mapped[str] = mapped_column(String(64), default="")
-    obscured: Mapped[int] = mapped_column(Integer, default=0)  # things obscured, from the log
-    kept: Mapped[int] = mapped_column(Integer, default=0)  # left visible (the requester, by hand)
 
 
 def _open(sar: SubjectAccessRequest) -> None:
@@ -125,51 +98,44 @@ async def marks(session: AsyncSession, sar_id: int, window_id: int | None = None
     return list((await session.execute(query.order_by(RedactionMark.id))).scalars())
 
 
-async def queue(session: AsyncSession, sar: SubjectAccessRequest, *, by: str) -> RedactionJob:
-    """Queue a redaction of every window; refused while one is queued or running."""
+def job_payload(sar_id: int) -> dict[str, int]:
+    return {"sar": sar_id}
+
+
+async def queue(session: AsyncSession, sar: SubjectAccessRequest, *, by: str) -> Job:
+    """Queue a redaction of every window on the job queue; refused while one is queued or running
+    (the job's unique key: one per request at a time, across the cluster)."""
     _open(sar)
     if not sar.windows:
         raise Invalid(f"subject access request {sar.reference} has no footage windows to redact")
-    if (await active_job(session, sar.id)) is not None:
+    job_id = await jobs.enqueue(session, REDACTION_KIND, job_payload(sar.id), unique_key=f"{REDACTION_KIND}:{sar.id}",
+                                by=by)
+    if job_id is None:
         raise Invalid(f"a redaction of {sar.reference} is already queued or running")
-    job = RedactionJob(sar_id=sar.id, created_us=now_us(), created_by=by, state=JobState.QUEUED.value)
-    session.add(job)
-    await session.flush()
-    await audit.append(session, by, "sar.redact", f"sar:{sar.reference}", job=job.id,
+    await audit.append(session, by, "sar.redact", f"sar:{sar.reference}", job=job_id,
                        windows=[w.id for w in sar.windows])
-    return job
+    return await session.get(Job, job_id)
 
 
-async def active_job(session: AsyncSession, sar_id: int) -> RedactionJob | None:
-    return (await session.execute(select(RedactionJob).where(
-        RedactionJob.sar_id == sar_id, RedactionJob.state.in_(ACTIVE)).limit(1))).scalars().first()
+def _of(sar_id: int) -> Any:
+    return (Job.kind == REDACTION_KIND) & (Job.payload == json.dumps(job_payload(sar_id), sort_keys=True))
 
 
-async def jobs(session: AsyncSession, sar_id: int) -> list[RedactionJob]:
-    return list((await session.execute(select(RedactionJob).where(RedactionJob.sar_id == sar_id)
-                                       .order_by(RedactionJob.id.desc()))).scalars())
+async def jobs_of(session: AsyncSession, sar_id: int) -> list[Job]:
+    """The request's redaction jobs, newest first."""
+    return list((await session.scalars(select(Job).where(_of(sar_id)).order_by(Job.id.desc())
+                                       .execution_options(populate_existing=True))).all())
 
 
-async def get_job(session: AsyncSession, job_id: int) -> RedactionJob:
-    job = await session.get(RedactionJob, job_id, populate_existing=True)
+async def get_job(session: AsyncSession, sar_id: int, job_id: int) -> Job:
+    job = (await session.scalars(select(Job).where(_of(sar_id), Job.id == job_id)
+                                 .execution_options(populate_existing=True))).first()
     if job is None:
-        raise NotFound(f"no redaction job {job_id}")
+        raise NotFound(f"no redaction job {job_id} for this request")
     return job
 
 
-async def claim_next(session: AsyncSession) -> RedactionJob | None:
-    """The oldest queued job, moved to running (compare-and-set: two runners never take one)."""
-    for job in (await session.execute(select(RedactionJob).where(RedactionJob.state == JobState.QUEUED.value)
-                                      .order_by(RedactionJob.id).limit(5))).scalars():
-        now = now_us()
-        claimed = await session.execute(update(RedactionJob).where(
-            RedactionJob.id == job.id, RedactionJob.state == JobState.QUEUED.value).values(
-            state=JobState.RUNNING.value, started_us=now, heartbeat_us=now, stage="starting"))
-        if claimed.rowcount == 1:
-            return await get_job(session, job.id)
-    return None
-
-
-async def stale(session: AsyncSession, cutoff_us: int) -> list[RedactionJob]:
-    return list((await session.execute(select(RedactionJob).where(
-        RedactionJob.state == JobState.RUNNING.value, RedactionJob.heartbeat_us < cutoff_us))).scalars())
+def progress_of(job: Job) -> dict[str, Any]:
+    """What the job's attempts recorded (controlroom.redaction.runner): stage, frames done of the
+    estimate, the windows rendered, and once done its ``result`` (package, counts)."""
+    return job.saved() or {}

@@ -83,6 +83,19 @@ class JobsNode:
         return (self.data_dir / "serve.log").read_text(errors="replace")
 
 
+def stop_nodes(*nodes: JobsNode) -> None:
+    """SIGTERM to those still running, then wait for each (killed after 40 s)."""
+    for node in nodes:
+        if node.proc is not None and node.proc.poll() is None:
+            node.proc.send_signal(signal.SIGTERM)
+    for node in nodes:
+        if node.proc is not None:
+            try:
+                node.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                node.proc.kill()
+
+
 async def test_kill9_of_a_jobs_node_mid_export_another_node_finishes_it(pg_available, pg_url: str,  # noqa: F811
                                                                         tmp_path: Path) -> None:
     store = tmp_path / "shared-store"
@@ -126,15 +139,7 @@ async def test_kill9_of_a_jobs_node_mid_export_another_node_finishes_it(pg_avail
         assert job.attempt == 2, (job.attempt, job.node_id)
         await until("the export is ready", lambda: _done(export_state), 120)
     finally:
-        for node in (a, b):
-            if node.proc is not None and node.proc.poll() is None:
-                node.proc.send_signal(signal.SIGTERM)
-        for node in (a, b):
-            if node.proc is not None:
-                try:
-                    node.proc.wait(40)
-                except subprocess.TimeoutExpired:
-                    node.proc.kill()
+        stop_nodes(a, b)
     assert b.proc.returncode == 0, b.log()[-3000:]
 
     job = await queue_job()

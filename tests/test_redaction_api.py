@@ -15,7 +15,7 @@ from test_evidence_api import Users
 
 from controlroom.app import create_app
 from controlroom.cli import main as cli_main
-from controlroom.context import REDACTION, SESSIONS
+from controlroom.context import JOBS, SESSIONS
 from controlroom.timefmt import us_to_iso
 from storage.db import now_us
 
@@ -57,7 +57,7 @@ async def test_redaction_routes(client, login):
     assert resp.status == 400 and "no recorded footage" in (await resp.json())["error"]
     assert (await client.get(f"{base}/windows/abc/boxes", headers=sup)).status == 404
 
-    await client.server.app[REDACTION].stop()  # the test runs the jobs itself, below
+    await client.server.app[JOBS].stop()  # the test runs the jobs itself, below
     resp = await client.post(f"{base}/redact", headers=sup)
     assert resp.status == 201
     job = await resp.json()
@@ -72,7 +72,7 @@ async def test_redaction_routes(client, login):
     assert resp.status == 400
     # Queued again and run: nothing was recorded, so it fails, with the reason, not silently.
     job = await (await client.post(f"{base}/redact", headers=sup)).json()
-    runner = client.server.app[REDACTION]
+    runner = client.server.app[JOBS]
     for _ in range(100):
         status = await (await client.get(f"{base}/redaction", headers=sup)).json()
         if status["jobs"][0]["state"] not in ("queued", "running"):

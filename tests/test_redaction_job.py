@@ -1,7 +1,8 @@
 """A redaction job end to end on a real store: the simulator's street recorded as catalogued
 segments, a SAR with a window and a reviewer's marks, the job run by the runner (real CenterFace,
 real plate reader, real ffmpeg), the signed package read back with the evidence verifier, the
-audit trail. Also: the tables match migration 0015, marks are checked, one job at a time."""
+audit trail. Also: the tables match the migrations, marks are checked, one job at a time, and
+migration 0019 carries the old redaction jobs table's rows over to the job queue."""
 
 from __future__ import annotations
 
@@ -13,22 +14,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from evidence_media import add_cameras
 from redaction_media import street_segments
-from sqlalchemy import select
+from sqlalchemy import inspect, select, text
 
+from controlroom.context import REDACTION, SESSIONS
 from controlroom.evidence.verify import verify_package
-from controlroom.redaction.runner import Folders, RedactionRunner
+from controlroom.jobs import JobRunner, run_redaction
+from controlroom.lawful import job_json
+from controlroom.redaction.runner import Folders, Redactor
 from simulator import pedestrians
 from storage import Invalid, NotFound, masks, redaction, sar
+from storage import jobs as queue_jobs
 from storage.audit import AuditEntry
 from storage.catalogue import NewSegment, commit_segment
 from storage.db import make_engine, make_sessionmaker, now_us, transaction
 from storage.keys import load_or_create_keys
-from storage.migrate import upgrade
+from storage.migrate import alembic_config, upgrade
 from storage.models import Camera
+from storage.redaction import REDACTION_KIND
 from storage.schema import metadata
 
 pytestmark = pytest.mark.slow
@@ -39,7 +46,19 @@ async def test_tables_match_the_migration(sessions):
     async with sessions() as session:
         conn = await session.connection()
         diff = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), metadata))
-    assert [d for d in diff if any(t in repr(d) for t in ("sar_marks", "sar_redaction_jobs"))] == []
+    assert [d for d in diff if any(t in repr(d) for t in ("sar_marks", "sar_redaction_jobs", "'jobs'"))] == []
+
+
+def redaction_runner(sessions, keys, folders: Folders, **kw) -> JobRunner:
+    """A node of its own that takes only redaction jobs from the queue (as ``sar redact`` does)."""
+    redactor = Redactor(sessions, keys, folders, **kw)
+    return JobRunner({SESSIONS: sessions, REDACTION: redactor}, "test-node", ttl_s=15, beat_s=5, renew_self=False,
+                     kinds={REDACTION_KIND: run_redaction})
+
+
+async def finished(sessions, sar_id: int, job_id: int) -> dict:
+    async with sessions() as session:
+        return job_json(await redaction.get_job(session, sar_id, job_id))
 
 
 @pytest.fixture
@@ -90,13 +109,13 @@ async def test_a_job_redacts_the_window_and_signs_a_verifiable_package(store):
         job = await redaction.queue(session, s, by="sup1")
         with pytest.raises(Invalid, match="already queued"):
             await redaction.queue(session, s, by="sup1")
-    runner = RedactionRunner(sessions, keys, Folders(root, out), heartbeat_s=0.2)
+    runner = redaction_runner(sessions, keys, Folders(root, out), heartbeat_s=0.2)
     assert await runner.run_once() == job.id
-    async with sessions() as session:
-        done = await redaction.get_job(session, job.id)
-    assert done.state == "done", done.error
-    assert done.kept == 1 and done.obscured >= 3 and done.total_frames > 0
-    package = out / str(sar_id) / done.package
+    done = await finished(sessions, sar_id, job.id)
+    assert done["state"] == "done", done["error"]
+    assert done["left_visible"] == 1 and done["obscured"] >= 3 and done["total_frames"] > 0
+    assert done["done_frames"] == done["total_frames"] and done["attempt"] == 1
+    package = out / str(sar_id) / done["package"]
     report = verify_package(package, keys.public_key_pem())
     assert report.ok, report.problems
     manifest = report.manifest
@@ -143,9 +162,8 @@ async def test_a_job_redacts_the_window_and_signs_a_verifiable_package(store):
         await redaction.remove_mark(session, s, mark.id, by="sup1")
         again = await redaction.queue(session, s, by="sup1")
     assert await runner.run_once() == again.id
-    async with sessions() as session:
-        second = await redaction.get_job(session, again.id)
-    assert second.state == "done" and second.kept == 0 and second.package != done.package
+    second = await finished(sessions, sar_id, again.id)
+    assert second["state"] == "done" and second["left_visible"] == 0 and second["package"] != done["package"]
     assert cached[0].stat().st_mtime_ns == stamp
 
 
@@ -157,7 +175,58 @@ async def test_a_job_with_no_footage_fails_visibly(store):
         await sar.add_window(session, s, by="sup1", camera_id=cam, start_us=base - 60_000_000, end_us=base - 1_000_000,
                              max_window_us=86_400_000_000, hold_review_us=now_us() + 86_400_000_000)
         job = await redaction.queue(session, s, by="sup1")
-    assert await RedactionRunner(sessions, keys, Folders(root, out), plates=False).run_once() == job.id
-    async with sessions() as session:
-        failed = await redaction.get_job(session, job.id)
-    assert failed.state == "failed" and "no recorded footage" in failed.error
+        sar_id = s.id
+    assert await redaction_runner(sessions, keys, Folders(root, out), plates=False).run_once() == job.id
+    failed = await finished(sessions, sar_id, job.id)
+    assert failed["state"] == "failed" and "no recorded footage" in failed["error"]
+
+
+async def test_migration_0019_carries_the_redaction_jobs_over_to_the_job_queue(db_url, data_dir):
+    """The old table's rows become jobs: pending work stays pending (queued; running queued
+    again; one asked to stop cancelled), a finished job keeps its package, and a runner takes
+    the carried-over job from the queue."""
+    engine = make_engine(db_url)
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+
+    def to_0018(conn) -> None:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0018_privacy_masks")
+
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(to_0018)
+        sessions = make_sessionmaker(engine, audit_key=load_or_create_keys(data_dir / "secret.key").audit_mac_key)
+        async with transaction(sessions) as session:
+            ids = [(await sar.create(session, by="sup1", requester_name=f"R{i}", description="d", places_times="p",
+                                     received_us=now_us(), identity_method="passport")).id for i in range(4)]
+        old = [  # sar, state, cancel_requested, package
+            (ids[0], "done", False, "SAR-2026-000001-R1.zip"), (ids[1], "queued", False, ""),
+            (ids[2], "running", False, ""), (ids[3], "running", True, "")]
+        async with engine.begin() as conn:
+            for sar_id, state, cancel, package in old:
+                await conn.execute(text(
+                    "INSERT INTO sar_redaction_jobs (sar_id, state, created_us, created_by, started_us, finished_us, "
+                    "heartbeat_us, stage, done_frames, total_frames, cancel_requested, error, package, package_bytes, "
+                    "manifest_sha256, obscured, kept) VALUES (:sar, :state, 1, 'sup1', 2, :fin, 2, 'done', 10, 10, "
+                    ":cancel, '', :package, 1234, :sha, 5, 1)"),
+                    {"sar": sar_id, "state": state, "cancel": cancel, "package": package,
+                     "fin": 3 if state == "done" else None, "sha": "ab" * 32 if package else ""})
+        await upgrade(engine)
+        async with sessions() as session:
+            made = {sar_id: [job_json(j) for j in await redaction.jobs_of(session, sar_id)] for sar_id in ids}
+            tables = await (await session.connection()).run_sync(lambda c: inspect(c).get_table_names())
+        assert "sar_redaction_jobs" not in tables
+        assert [[j["state"] for j in made[i]] for i in ids] == [["done"], ["queued"], ["queued"], ["cancelled"]]
+        done = made[ids[0]][0]
+        assert (done["package"], done["package_bytes"], done["obscured"], done["left_visible"]) == (
+            "SAR-2026-000001-R1.zip", 1234, 5, 1)
+        assert "queued again" in made[ids[2]][0]["error"]
+        async with transaction(sessions) as session:  # one at a time per request, as before
+            assert await queue_jobs.enqueue(session, REDACTION_KIND, redaction.job_payload(ids[1]),
+                                            unique_key=f"{REDACTION_KIND}:{ids[1]}") is None
+        runner = redaction_runner(sessions, load_or_create_keys(data_dir / "secret.key"),
+                                  Folders(data_dir / "recordings", data_dir / "redaction"), plates=False)
+        assert await runner.run_once() == made[ids[1]][0]["id"]  # taken from the queue (and fails: no windows)
+        assert (await finished(sessions, ids[1], made[ids[1]][0]["id"]))["state"] == "failed"
+    finally:
+        await engine.dispose()

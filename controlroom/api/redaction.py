@@ -22,7 +22,7 @@ from aiohttp import web
 from pydantic import Field
 
 from cameras import children
-from controlroom import disclosure
+from controlroom import disclosure, jobs
 from controlroom.auth import actor, every_camera
 from controlroom.context import REDACTION, SESSIONS, SETTINGS
 from controlroom.contract import Body, Query, RowId, Text, body_of, query_of
@@ -33,7 +33,9 @@ from controlroom.redaction.engine import Analysis, Source, track_under
 from controlroom.redaction.runner import Folders, analysis_path, package_path
 from controlroom.timefmt import us_to_iso
 from storage import Invalid, NotFound, audit, redaction, sar
+from storage import jobs as queue_jobs
 from storage.db import transaction
+from storage.jobs import Job, JobState
 
 routes = web.RouteTableDef()
 PREFIX = "/api/v1/sar/requests/{id}"
@@ -90,34 +92,30 @@ async def start(request: web.Request) -> web.Response:
         s = await sar.get(session, request.match_info["id"], for_update=True)
         job = await redaction.queue(session, s, by=actor(request))
         data = job_json(job)
-    request.app[REDACTION].wake()
+    jobs.wake(request.app)  # this node's job runner takes it now (another node at its next poll)
     return web.json_response(data, status=201)
 
 
 @routes.post(f"{PREFIX}/redaction/{{job}}/cancel")
 @requires(Permission.SAR, cameras=every_camera)
 async def cancel(request: web.Request) -> web.Response:
+    """A queued job is cancelled at once; a running one is asked to stop (its heartbeat reads it
+    within ``lawful.redaction_heartbeat_s``) and ends cancelled."""
     async with transaction(request.app[SESSIONS]) as session:
         s = await sar.get(session, request.match_info["id"])
         job = await _job(session, s, request.match_info["job"])
-        if job.state not in redaction.ACTIVE:
+        if job.state not in (JobState.QUEUED.value, JobState.RUNNING.value):
             raise Invalid(f"redaction job {job.id} is {job.state}")
-        if job.state == redaction.JobState.QUEUED.value:
-            job.state, job.error = redaction.JobState.CANCELLED.value, "cancelled before it started"
-        job.cancel_requested = True
+        job = await queue_jobs.cancel(session, job.id, "cancelled before it started")
         await audit.append(session, actor(request), "sar.redact_cancel", f"sar:{s.reference}", job=job.id)
         data = job_json(job)
     return web.json_response(data)
 
 
-async def _job(session, s: sar.SubjectAccessRequest, raw: str) -> redaction.RedactionJob:
-    try:
-        job = await redaction.get_job(session, int(raw)) if raw.isdigit() and len(raw) < 10 else None
-    except NotFound:
-        job = None
-    if job is None or job.sar_id != s.id:
+async def _job(session, s: sar.SubjectAccessRequest, raw: str) -> Job:
+    if not (raw.isdigit() and len(raw) < 10):
         raise NotFound(f"no redaction job {raw[:20]!r} for {s.reference}")
-    return job
+    return await redaction.get_job(session, s.id, int(raw))
 
 
 @routes.get(f"{PREFIX}/redaction")
@@ -128,7 +126,7 @@ async def status(request: web.Request) -> web.Response:
     the screen may poll it while a job runs without filling the audit trail."""
     async with request.app[SESSIONS]() as session:
         s = await sar.get(session, request.match_info["id"])
-        data = {"reference": s.reference, "jobs": [job_json(j) for j in await redaction.jobs(session, s.id)],
+        data = {"reference": s.reference, "jobs": [job_json(j) for j in await redaction.jobs_of(session, s.id)],
                 "marks": [mark_json(m) for m in await redaction.marks(session, s.id)],
                 "windows": [{"id": w.id, "camera": w.camera_id, "from_utc": us_to_iso(w.start_us),
                              "to_utc": us_to_iso(w.end_us)} for w in s.windows]}
@@ -229,11 +227,12 @@ async def download(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONS]() as session:
         s = await sar.get(session, request.match_info["id"])
         job = await _job(session, s, request.match_info["job"])
-    if job.state != redaction.JobState.DONE.value or not job.package:
+    made = job_json(job)
+    if job.state != JobState.DONE.value or not made["package"]:
         raise Invalid(f"redaction job {job.id} is {job.state}: no package")
-    path = package_path(_folders(request), s.id, job.package.removesuffix(".zip"))
+    path = package_path(_folders(request), s.id, made["package"].removesuffix(".zip"))
     if not path.is_file():
         raise NotFound(f"the package of redaction job {job.id} is no longer on disk")
-    disclosure.note(request, f"sar:{s.reference}", job=job.id, manifest_sha256=job.manifest_sha256)
-    return web.FileResponse(path, headers={"Content-Disposition": f'attachment; filename="{job.package}"',
+    disclosure.note(request, f"sar:{s.reference}", job=job.id, manifest_sha256=made["manifest_sha256"])
+    return web.FileResponse(path, headers={"Content-Disposition": f'attachment; filename="{made["package"]}"',
                                            "Content-Type": "application/zip", "Cache-Control": "no-store"})

@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import socket
 
 from controlroom.commands.common import open_store, print_json, print_table
 from controlroom.commands.ripa import when
 from controlroom.commands.users import cli_actor
+from controlroom.context import REDACTION, SESSIONS
+from controlroom.jobs import JobRunner, run_redaction
 from controlroom.lawful import job_json, mark_json, sar_json
-from controlroom.redaction.runner import Folders, RedactionRunner, package_path
+from controlroom.redaction.runner import Folders, Redactor, package_path
 from controlroom.settings import Settings
 from storage import Invalid, inventory, redaction, sar
 from storage.db import now_us, transaction
+from storage.jobs import JobState
+from storage.redaction import REDACTION_KIND
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -159,8 +165,8 @@ async def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_redact(settings: Settings, args: argparse.Namespace) -> int:
-    """Queue the job, then (unless --no-wait) run queued jobs here until it has ended; a job the
-    service's runner took meanwhile is waited for."""
+    """Queue the job; then (unless --no-wait) take queued redaction jobs from the job queue here,
+    as a node of its own, until it has ended; a job a service node took meanwhile is waited for."""
     async with open_store(settings) as st:
         async with transaction(st.sessions) as session:
             s = await sar.get(session, args.reference, for_update=True)
@@ -170,27 +176,32 @@ async def cmd_redact(settings: Settings, args: argparse.Namespace) -> int:
         if args.no_wait:
             return 0
         folders = Folders(settings.storage_root, settings.redaction_root)
-        runner = RedactionRunner(st.sessions, st.keys, folders, heartbeat_s=settings.lawful.redaction_heartbeat_s,
-                                 plates=settings.lawful.redaction_plates)
+        redactor = Redactor(st.sessions, st.keys, folders, heartbeat_s=settings.lawful.redaction_heartbeat_s,
+                            plates=settings.lawful.redaction_plates)
+        runner = JobRunner({SESSIONS: st.sessions, REDACTION: redactor},
+                           f"{socket.gethostname()[:60]}-sar-{os.getpid()}", ttl_s=settings.cluster.lease_ttl_s,
+                           beat_s=settings.cluster.heartbeat_s, renew_self=False,
+                           kinds={REDACTION_KIND: run_redaction})
         while True:
             async with st.sessions() as session:
-                job = await redaction.get_job(session, job_id)
-            if job.state not in redaction.ACTIVE:
+                job = await redaction.get_job(session, sar_id, job_id)
+            if job.state not in (JobState.QUEUED.value, JobState.RUNNING.value):
                 break
             if await runner.run_once() is None:
-                await asyncio.sleep(1)  # running in the service: wait for it
-    if job.state != redaction.JobState.DONE.value:
+                await asyncio.sleep(1)  # running on a service node: wait for it
+    made = job_json(job)
+    if job.state != JobState.DONE.value:
         print(f"{reference}: redaction job {job_id} {job.state}: {job.error}")
         return 1
-    path = package_path(folders, sar_id, job.package.removesuffix(".zip"))
-    print(f"{reference}: redacted package {path} ({job.obscured} obscured, {job.kept} left visible)")
+    path = package_path(folders, sar_id, made["package"].removesuffix(".zip"))
+    print(f"{reference}: redacted package {path} ({made['obscured']} obscured, {made['left_visible']} left visible)")
     return 0
 
 
 async def cmd_redaction(settings: Settings, args: argparse.Namespace) -> int:
     async with open_store(settings) as st, st.sessions() as session:
         s = await sar.get(session, args.reference)
-        print_json({"reference": s.reference, "jobs": [job_json(j) for j in await redaction.jobs(session, s.id)],
+        print_json({"reference": s.reference, "jobs": [job_json(j) for j in await redaction.jobs_of(session, s.id)],
                     "marks": [mark_json(m) for m in await redaction.marks(session, s.id)]})
     return 0
 

@@ -1,20 +1,28 @@
-"""Running redaction jobs: :func:`run_job` redacts every window of a request and writes its
-signed package; :class:`RedactionRunner` takes queued jobs one at a time in the background.
+"""Running a SAR redaction: the job queue's kind ``sar.redaction`` (``controlroom.jobs.KINDS``).
 
-``run_job`` is a plain function of a job id and what it needs (sessions, keys, folders), so a
-general job table's worker can call it as it is. A job:
+A redaction is a row of the one job queue (``storage.jobs``, payload ``{"sar": id}``): any jobs
+node's :class:`controlroom.jobs.JobRunner` takes it (``FOR UPDATE SKIP LOCKED``) and calls
+:meth:`Redactor.run` under the job's fence (node, attempt). An attempt:
 
-1. reads the request, its windows (with what the catalogue holds: controlroom.evidence.plan)
-   and the reviewers' marks;
+1. on the first attempt, reads the request's windows, the reviewers' marks and the privacy
+   masks and saves them in the job's checkpoint: an attempt that takes the job over redacts
+   with the same inputs, whatever was marked meanwhile (the marks apply to the next job);
 2. in a thread, per window: the analysis (faces and plates found and linked into tracks),
    reused from ``<root>/<sar id>/`` when the same footage was analysed before, then the render
-   (the redacted MP4); then the package, read back and verified before it is offered;
-3. meanwhile beats a heartbeat with its progress (frames done of the estimate, and the stage)
-   and reads cancellation from the database;
-4. ends ``done`` (package named on the job, audited ``sar.redact_done``), or ``failed`` /
-   ``cancelled`` with the reason (audited), never left running: a job whose runner died (no
-   heartbeat for ``stale_after_s``) is marked failed by :meth:`RedactionRunner.recover`, and the
-   supervisor starts it again.
+   (the redacted MP4). A window rendered is recorded in the checkpoint with its SHA-256, so a
+   later attempt (its node died) reuses it and goes on with the next window;
+3. meanwhile beats every ``heartbeat_s``: renews the job's lease under its fence
+   (``storage.jobs.touch``), writes its progress (frames done of the estimate, the stage) into
+   the checkpoint, and reads ``cancel_requested``; a lost fence (the job was taken again: this
+   node was cut off or paused past its lease) stops this attempt;
+4. writes the package to a part file of its own attempt, reads it back and verifies it, checks
+   the fence, renames it into place, and records the result (package, manifest hash, counts)
+   with ``sar.redact_done`` in one transaction under the fence.
+
+Failures end the job visibly (``sar.redact_failed`` with the reason, :class:`JobFailed`), a
+cancellation too (``sar.redact_cancelled``, :class:`JobCancelled`). A service that stops gives
+the job back (the runner queues it again at once); a node that dies loses it when its lease
+runs out, and the next attempt says so in the trail (``sar.redact_resumed``).
 """
 
 from __future__ import annotations
@@ -29,10 +37,9 @@ import threading
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from controlroom.context import KEYS, REDACTION, SESSIONS, SETTINGS
@@ -53,21 +60,30 @@ from controlroom.redaction.engine import (
 )
 from controlroom.redaction.package import RedactedWindow, write_package
 from controlroom.timefmt import us_to_iso
-from storage import audit, masks, redaction, sar
+from storage import audit, jobs, masks, redaction, sar
 from storage.db import now_us, transaction
+from storage.jobs import JobCancelled, JobFailed, JobFence, JobLost
 from storage.keys import Keys
-from storage.loops import Every, run_every
+from storage.loops import Every
+
+if TYPE_CHECKING:
+    from controlroom.jobs import JobContext
 
 log = logging.getLogger(__name__)
 RUNNER_ACTOR = "system:redaction"
+# A thread told to stop (cancel, or the service stopping) sees it within a frame; this bounds
+# the wait so a stopping service keeps within its stop budget (http.stop_timeout_s, 25 s).
+CANCEL_WAIT_S = 10.0
 
 
 class Progress:
-    """Frames done of the estimate (two passes per window) and the stage, shared with the heartbeat."""
+    """Frames done of the estimate (two passes per window), the stage, and the windows rendered,
+    shared by the worker thread and the heartbeat."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, rendered: dict[str, Any]) -> None:
         self.lock = threading.Lock()
         self.total, self.base, self.done, self.stage = total, 0, 0, "starting"
+        self.rendered = dict(rendered)
 
     def at(self, frames: int, stage: str) -> None:
         with self.lock:
@@ -78,9 +94,15 @@ class Progress:
             self.base += frames
             self.done = self.base
 
-    def snapshot(self) -> tuple[int, int, str]:
+    def window_done(self, window_id: int, record: dict[str, Any]) -> None:
         with self.lock:
-            return min(self.done, self.total), self.total, self.stage
+            self.rendered[str(window_id)] = record
+
+    def state(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The job's checkpoint: its inputs, the windows rendered, and the progress."""
+        with self.lock:
+            return {"inputs": inputs, "rendered": dict(self.rendered), "stage": self.stage[:200],
+                    "done_frames": min(self.done, self.total), "total_frames": self.total}
 
 
 @dataclass(frozen=True)
@@ -100,31 +122,66 @@ def package_path(folders: Folders, sar_id: int, reference: str) -> Path:
     return folders.root / str(sar_id) / f"{reference}.zip"
 
 
-def _produce(folders: Folders, job_id: int, reference: str, sar_fields: dict[str, Any],
-             windows: list[tuple[int, CameraWindow, list[Mark], list]], keys: Keys, produced_by: str, options: Options,
-             plates: Any, progress: Progress, cancel: threading.Event) -> tuple[PackageInfo, Path, list[RedactedWindow]]:
-    work = folders.root / str(sar_fields["id"]) / f"job{job_id}"
-    remove_quietly(work)
-    work.mkdir(parents=True)
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class _Window:
+    """One window to redact, with the inputs its first attempt fixed."""
+
+    id: int
+    cam: CameraWindow
+    marks: list[Mark]
+    polygons: list
+
+
+def _reusable(work: Path, window_id: int, record: dict[str, Any] | None) -> bool:
+    """Did an earlier attempt render this window, and is its file still what it recorded?"""
+    out = work / f"w{window_id}.mp4"
+    return record is not None and out.is_file() and _sha256(out) == record.get("sha256")
+
+
+def _produce(folders: Folders, sar_id: int, job_id: int, attempt: int, reference: str, sar_fields: dict[str, Any],
+             windows: list[_Window], keys: Keys, produced_by: str, options: Options, plates: Any, progress: Progress,
+             cancel: threading.Event) -> tuple[PackageInfo, Path, list[RedactedWindow], list[int]]:
+    work = folders.root / str(sar_id) / f"job{job_id}"
+    if not progress.rendered:  # nothing to carry over: start clean
+        remove_quietly(work)
+    work.mkdir(parents=True, exist_ok=True)
     done: list[RedactedWindow] = []
-    for window_id, cam, marks, polygons in windows:
-        source = Source(cam, folders.storage_root, work)
-        cached = analysis_path(folders, sar_fields["id"], cam, window_id, options)
-        analysis = Analysis.load(cached)
-        if analysis is None:
-            analysis = analyse(source, options, cancel, progress.at, plates=plates)
-            analysis.save(cached)
-        progress.next_pass(source.frames_estimate)
-        out = work / f"w{window_id}.mp4"
-        title = f"{reference}: camera {cam.camera_id} {cam.name}, redacted"
-        entries = render(source, analysis, marks, out, title=title, actor=produced_by, options=options,
-                         cancel=cancel, progress=progress.at, masks=polygons)
-        progress.next_pass(source.frames_estimate)
-        done.append(RedactedWindow(window_id, cam.camera_id, cam.name, cam.site, cam.start_us, cam.end_us, out,
-                                   analysis.frames, analysis.fps, entries))
+    reused: list[int] = []
+    for w in windows:
+        source = Source(w.cam, folders.storage_root, work)
+        out = work / f"w{w.id}.mp4"
+        record = progress.rendered.get(str(w.id))
+        if _reusable(work, w.id, record):
+            reused.append(w.id)
+            progress.next_pass(2 * source.frames_estimate)
+        else:
+            cached = analysis_path(folders, sar_id, w.cam, w.id, options)
+            analysis = Analysis.load(cached)
+            if analysis is None:
+                analysis = analyse(source, options, cancel, progress.at, plates=plates)
+                analysis.save(cached)
+            progress.next_pass(source.frames_estimate)
+            title = f"{reference}: camera {w.cam.camera_id} {w.cam.name}, redacted"
+            entries = render(source, analysis, w.marks, out, title=title, actor=produced_by, options=options,
+                             cancel=cancel, progress=progress.at, masks=w.polygons)
+            progress.next_pass(source.frames_estimate)
+            record = {"sha256": _sha256(out), "frames": analysis.frames, "fps": analysis.fps, "log": entries}
+            progress.window_done(w.id, record)
+        done.append(RedactedWindow(w.id, w.cam.camera_id, w.cam.name, w.cam.site, w.cam.start_us, w.cam.end_us, out,
+                                   record["frames"], record["fps"], record["log"]))
     progress.at(0, "writing the signed package")
-    final = package_path(folders, sar_fields["id"], reference)
-    part = final.with_suffix(".zip.part")
+    final = package_path(folders, sar_id, reference)
+    part = final.with_name(f"{final.name}.a{attempt}.part")  # two attempts never share a file
+    for earlier in final.parent.glob(f"{final.name}.a*.part"):  # left by an attempt that died
+        remove_quietly(earlier)
     info = write_package(path=part, reference=reference, sar=sar_fields, windows=done, keys=keys,
                          produced_by=produced_by, produced_us=now_us(), progress=ByteProgress(), cancel=cancel,
                          plates=plates is not None)
@@ -132,159 +189,23 @@ def _produce(folders: Folders, job_id: int, reference: str, sar_fields: dict[str
     report = verify_package(part, keys.public_key_pem(), cancel=cancel)
     if not report.ok:
         raise RedactionError("read-back verification failed: " + "; ".join(map(str, report.problems[:5])))
-    os.replace(part, final)
-    remove_quietly(work)
-    return info, final, done
+    return info, part, done, reused
 
 
-async def run_job(job_id: int, *, sessions: async_sessionmaker[AsyncSession], keys: Keys, folders: Folders,
-                  options: Options | None = None, plates: Any = None, heartbeat_s: float = 2.0) -> None:
-    """Run one claimed (running) job to its end. ``plates``: an anpr.reader.PlateReader, or None
-    for faces only (no plate reader installed)."""
-    options = options or Options()
-    cancel = threading.Event()
-    async with sessions() as session:
-        job = await redaction.get_job(session, job_id)
-        s = await sar.get(session, job.sar_id)
-        plan = await build_plan(session, s)
-        windows = []
-        for w, cam in zip(s.windows, plan, strict=True):
-            marks = [Mark(m.id, m.kind, m.frame, (m.x, m.y, m.w, m.h), m.by, m.until_frame, m.note)
-                     for m in await redaction.marks(session, s.id, w.id)]
-            mask_set = await masks.get(session, cam.camera_id)
-            windows.append((w.id, cam, marks, mask_set.polygons if mask_set is not None else []))
-        reference = f"{s.reference}-R{job.id}"
-        sar_fields = {"id": s.id, "reference": s.reference, "requester_name": s.requester_name,
-                      "received_utc": us_to_iso(s.received_us)}
-        produced_by = job.created_by
-    total = 0
-    for _, cam, _, _ in windows:
-        total += 2 * max(1, int((cam.end_us - cam.start_us) * 25 / 1_000_000))  # refined as windows open
-    progress = Progress(total)
-    stop = asyncio.Event()
-    beat = asyncio.create_task(_heartbeat(sessions, job_id, progress, cancel, stop, heartbeat_s))
-    work = asyncio.get_running_loop().run_in_executor(
-        None, _produce, folders, job_id, reference, sar_fields, windows, keys, produced_by, options, plates,
-        progress, cancel)
-    try:
-        info, final, done = await asyncio.shield(work)
-    except asyncio.CancelledError:
-        cancel.set()  # the service is stopping
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(work), 10)
-        await _stop(beat, stop)
-        await _end(sessions, job_id, redaction.JobState.FAILED, "the service stopped while redacting; start it again")
-        raise
-    except Cancelled:
-        await _stop(beat, stop)
-        await _end(sessions, job_id, redaction.JobState.CANCELLED, "cancelled")
-        return
-    except Exception as exc:  # every failure ends the job visibly
-        await _stop(beat, stop)
-        if isinstance(exc, RedactionError | OSError):
-            message = str(exc)
-        else:
-            log.exception("subject access request redaction job %s failed", job_id)
-            message = f"internal error: {type(exc).__name__}: {exc}"
-        await _end(sessions, job_id, redaction.JobState.FAILED, message)
-        return
-    await _stop(beat, stop)
-    entries = [e for w in done for e in w.log]
-    async with transaction(sessions) as session:
-        job = await redaction.get_job(session, job_id)
-        job.state, job.finished_us, job.stage = redaction.JobState.DONE.value, now_us(), "done"
-        job.done_frames = job.total_frames
-        job.package, job.package_bytes, job.manifest_sha256 = final.name, info.package_bytes, info.manifest_sha256
-        job.obscured = sum(e["action"] == "obscured" for e in entries)
-        job.kept = sum(e["action"] == "left visible" for e in entries)
-        await audit.append(session, job.created_by, "sar.redact_done", f"sar:{sar_fields['reference']}", job=job_id,
-                           package=final.name, manifest_sha256=info.manifest_sha256, obscured=job.obscured,
-                           left_visible=job.kept)
-    log.info("subject access request %s: redacted package %s ready (%d bytes)", sar_fields["reference"], final.name,
-             info.package_bytes)
+def _mark(data: dict[str, Any]) -> Mark:
+    return Mark(**{**data, "box": tuple(data["box"])})
 
 
-async def _heartbeat(sessions: async_sessionmaker[AsyncSession], job_id: int, progress: Progress,
-                     cancel: threading.Event, stop: asyncio.Event, heartbeat_s: float) -> None:
-    async def beat() -> None:
-        done, total, stage = progress.snapshot()
-        async with transaction(sessions) as session:
-            await session.execute(update(redaction.RedactionJob).where(redaction.RedactionJob.id == job_id).values(
-                heartbeat_us=now_us(), done_frames=done, total_frames=total, stage=stage[:200]))
-            job = await redaction.get_job(session, job_id)
-            if job.cancel_requested:
-                cancel.set()
-
-    every = Every(heartbeat_s, beat, name=f"redaction job {job_id}: heartbeat", log=log)
-    await every.tick()
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), heartbeat_s)
-        if not stop.is_set():
-            await every.tick()
-
-
-async def _stop(beat: asyncio.Task[None], stop: asyncio.Event) -> None:
-    stop.set()
-    try:
-        await asyncio.wait_for(asyncio.shield(beat), 30)
-    except TimeoutError:
-        beat.cancel()
-
-
-async def _end(sessions: async_sessionmaker[AsyncSession], job_id: int, state: redaction.JobState,
-               message: str) -> None:
-    async with transaction(sessions) as session:
-        job = await redaction.get_job(session, job_id)
-        job.state, job.finished_us, job.error = state.value, now_us(), message
-        s = await sar.get(session, job.sar_id)
-        await audit.append(session, RUNNER_ACTOR, f"sar.redact_{state.value}", f"sar:{s.reference}", job=job_id,
-                           error=message)
-    log.warning("subject access request redaction job %s %s: %s", job_id, state.value, message)
-
-
-class RedactionRunner:
-    """Takes queued jobs, oldest first, one at a time (a job keeps both cores busy)."""
+class Redactor:
+    """Runs the redaction jobs a node takes (``app[REDACTION]``): folders, options, and the plate
+    reader, loaded at the first job."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], keys: Keys, folders: Folders, *,
-                 poll_s: float = 5.0, heartbeat_s: float = 2.0, stale_after_s: float = 60.0,
-                 options: Options | None = None, plates: bool = True) -> None:
-        self.sessions, self.keys, self.folders = sessions, keys, folders
-        self.poll_s, self.heartbeat_s, self.stale_after_s = poll_s, heartbeat_s, stale_after_s
+                 heartbeat_s: float = 2.0, options: Options | None = None, plates: bool = True) -> None:
+        self.sessions, self.keys, self.folders, self.heartbeat_s = sessions, keys, folders, heartbeat_s
         self.options = options or Options()
         self.plates = plates
         self._reader: Any = None
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(
-            run_every(self.poll_s, self.run_queue, name="redaction loop", log=log, wait=self._wait), name="redaction")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def _wait(self, timeout_s: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout_s)
-        self._wake.clear()
-
-    async def recover(self) -> list[int]:
-        """Jobs whose runner stopped beating are marked failed (visible; started again by hand)."""
-        cutoff = now_us() - int(self.stale_after_s * 1_000_000)
-        async with self.sessions() as session:
-            ids = [j.id for j in await redaction.stale(session, cutoff)]
-        for job_id in ids:
-            await _end(self.sessions, job_id, redaction.JobState.FAILED,
-                       "the service stopped while redacting (no heartbeat); start it again")
-        return ids
 
     async def _plate_reader(self) -> Any:
         if self.plates and self._reader is None:
@@ -297,27 +218,153 @@ class RedactionRunner:
                 self.plates = False
         return self._reader
 
-    async def run_once(self) -> int | None:
-        async with transaction(self.sessions) as session:
-            job = await redaction.claim_next(session)
-        if job is None:
-            return None
-        await run_job(job.id, sessions=self.sessions, keys=self.keys, folders=self.folders, options=self.options,
-                      plates=await self._plate_reader(), heartbeat_s=self.heartbeat_s)
-        return job.id
+    async def _inputs(self, sar_id: int, saved: dict[str, Any] | None) -> tuple[Any, list[_Window], dict[str, Any]]:
+        """The request and its windows, with the marks and masks of the first attempt."""
+        async with self.sessions() as session:
+            s = await sar.get(session, sar_id)
+            plan = dict(zip([w.id for w in s.windows], await build_plan(session, s), strict=True))
+            if saved is None:
+                saved = {"windows": []}
+                for w in s.windows:
+                    mask_set = await masks.get(session, plan[w.id].camera_id)
+                    saved["windows"].append({
+                        "id": w.id, "polygons": mask_set.polygons if mask_set is not None else [],
+                        "marks": [asdict(Mark(m.id, m.kind, m.frame, (m.x, m.y, m.w, m.h), m.by, m.until_frame, m.note))
+                                  for m in await redaction.marks(session, s.id, w.id)]})
+        missing = [w["id"] for w in saved["windows"] if w["id"] not in plan]
+        if missing:
+            raise RedactionError(f"window(s) {missing} were removed from {s.reference} while it was being redacted")
+        windows = [_Window(w["id"], plan[w["id"]], [_mark(m) for m in w["marks"]], w["polygons"])
+                   for w in saved["windows"]]
+        if not windows:
+            raise RedactionError(f"subject access request {s.reference} has no footage windows to redact")
+        return s, windows, saved
 
-    async def run_queue(self) -> None:
-        await self.recover()
-        while await self.run_once() is not None:
-            pass
+    async def run(self, ctx: JobContext) -> None:
+        """The job's attempt (see the module's docstring); returns when the package is ready."""
+        sar_id, fence, job_id = int(ctx.payload["sar"]), ctx.fence, ctx.fence.job_id
+        checkpoint = ctx.checkpoint or {}
+        try:
+            s, windows, inputs = await self._inputs(sar_id, checkpoint.get("inputs"))
+        except RedactionError as exc:
+            await self._end(fence, sar_id, "failed", str(exc))
+            raise JobFailed(str(exc)) from None
+        reference, sar_reference = f"{s.reference}-R{job_id}", s.reference
+        sar_fields = {"id": s.id, "reference": s.reference, "requester_name": s.requester_name,
+                      "received_utc": us_to_iso(s.received_us)}
+        rendered = checkpoint.get("rendered") or {}
+        if fence.attempt > 1:  # its node died (or stopped) while redacting: say so, and go on
+            async with transaction(self.sessions) as session:
+                await jobs.check(session, fence)
+                await audit.append(session, RUNNER_ACTOR, "sar.redact_resumed", f"sar:{sar_reference}", job=job_id,
+                                   attempt=fence.attempt, node=fence.node_id, windows_done=sorted(map(int, rendered)))
+            log.warning("subject access request %s: redaction job %s resumed on node %s (attempt %d; %d of %d "
+                        "windows already rendered)", sar_reference, job_id, fence.node_id, fence.attempt,
+                        len(rendered), len(windows))
+        total = sum(2 * max(1, int((w.cam.end_us - w.cam.start_us) * 25 / 1_000_000)) for w in windows)
+        progress = Progress(total, rendered)
+        cancel, lost = threading.Event(), threading.Event()
+        stop = asyncio.Event()
+        beat = asyncio.create_task(self._heartbeat(fence, ctx.ttl_s, progress, inputs, cancel, lost, stop))
+        work = asyncio.get_running_loop().run_in_executor(
+            None, _produce, self.folders, sar_id, job_id, fence.attempt, reference, sar_fields, windows, self.keys,
+            ctx.created_by, self.options, await self._plate_reader(), progress, cancel)
+        try:
+            info, part, done, reused = await asyncio.shield(work)
+        except asyncio.CancelledError:  # the service is stopping: the runner gives the job back
+            cancel.set()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(work), CANCEL_WAIT_S)
+            await self._stop(beat, stop)
+            raise
+        except Cancelled:
+            await self._stop(beat, stop)
+            if lost.is_set():
+                raise JobLost(f"redaction job {job_id}: attempt {fence.attempt} on node {fence.node_id} lost its "
+                              "job to another attempt; it stopped and left the redaction to it") from None
+            await self._end(fence, sar_id, "cancelled", "cancelled")
+            raise JobCancelled("cancelled") from None
+        except Exception as exc:  # every failure ends the job visibly
+            await self._stop(beat, stop)
+            if isinstance(exc, RedactionError | OSError):
+                message = str(exc)
+            else:
+                log.exception("subject access request redaction job %s failed", job_id)
+                message = f"internal error: {type(exc).__name__}: {exc}"
+            await self._end(fence, sar_id, "failed", message)
+            raise JobFailed(message) from exc
+        await self._stop(beat, stop)
+        final = package_path(self.folders, sar_id, reference)
+        async with self.sessions() as session:  # not taken again meanwhile (a pause past the lease)
+            await jobs.check(session, fence, lock=False)
+        await asyncio.to_thread(os.replace, part, final)
+        entries = [e for w in done for e in w.log]
+        result = {"package": final.name, "package_bytes": info.package_bytes, "manifest_sha256": info.manifest_sha256,
+                  "obscured": sum(e["action"] == "obscured" for e in entries),
+                  "left_visible": sum(e["action"] == "left visible" for e in entries), "windows_reused": reused}
+        async with transaction(self.sessions) as session:
+            await jobs.save_checkpoint(session, fence, {**progress.state(inputs), "stage": "done",
+                                                        "done_frames": progress.total, "result": result})
+            await audit.append(session, ctx.created_by, "sar.redact_done", f"sar:{sar_reference}", job=job_id,
+                               package=final.name, manifest_sha256=info.manifest_sha256, obscured=result["obscured"],
+                               left_visible=result["left_visible"], attempt=fence.attempt)
+        await asyncio.to_thread(remove_quietly, final.parent / f"job{job_id}")
+        log.info("subject access request %s: redacted package %s ready (%d bytes)", sar_reference, final.name,
+                 info.package_bytes)
+
+    async def _heartbeat(self, fence: JobFence, ttl_s: float, progress: Progress, inputs: dict[str, Any],
+                         cancel: threading.Event, lost: threading.Event, stop: asyncio.Event) -> None:
+        async def beat() -> None:
+            async with transaction(self.sessions) as session:
+                try:
+                    job = await jobs.touch(session, fence, ttl_s)  # the job's lease, under its fence
+                except JobLost:
+                    log.error("redaction job %s: taken by another attempt (this node was cut off or paused past "
+                              "its lease); stopping attempt %d", fence.job_id, fence.attempt)
+                    lost.set()
+                    cancel.set()
+                    return
+                if job.cancel_requested:
+                    cancel.set()
+                await jobs.save_checkpoint(session, fence, progress.state(inputs))
+
+        # Ends on ``stop`` rather than on cancel (a cancelled write may still commit afterwards).
+        every = Every(self.heartbeat_s, beat, name=f"redaction job {fence.job_id}: heartbeat", log=log)
+        await every.tick()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.heartbeat_s)
+            if not stop.is_set():
+                await every.tick()
+
+    @staticmethod
+    async def _stop(beat: asyncio.Task[None], stop: asyncio.Event) -> None:
+        stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(beat), 30)
+        except TimeoutError:
+            beat.cancel()
+
+    async def _end(self, fence: JobFence, sar_id: int, outcome: str, message: str) -> None:
+        """Audit a failed or cancelled attempt (the job runner ends the job with the message)."""
+        try:
+            async with transaction(self.sessions) as session:
+                await jobs.check(session, fence)
+                s = await sar.get(session, sar_id)
+                await audit.append(session, RUNNER_ACTOR, f"sar.redact_{outcome}", f"sar:{s.reference}",
+                                   job=fence.job_id, error=message)
+        except JobLost:
+            raise
+        except Exception:  # the job still ends with the reason; the missing entry is logged
+            log.exception("redaction job %s: could not audit its end (%s: %s)", fence.job_id, outcome, message)
+        log.warning("subject access request redaction job %s %s: %s", fence.job_id, outcome, message)
 
 
 async def redaction_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The runner for the app's lifetime (app[REDACTION]; the API wakes it when it queues a job)."""
+    """The node's :class:`Redactor` (``app[REDACTION]``), for the jobs it takes and the review
+    routes (the analysis options)."""
     settings = app[SETTINGS]
-    runner = RedactionRunner(app[SESSIONS], app[KEYS], Folders(settings.storage_root, settings.redaction_root),
-                             heartbeat_s=settings.lawful.redaction_heartbeat_s, plates=settings.lawful.redaction_plates)
-    app[REDACTION] = runner
-    await runner.start()
+    app[REDACTION] = Redactor(app[SESSIONS], app[KEYS], Folders(settings.storage_root, settings.redaction_root),
+                              heartbeat_s=settings.lawful.redaction_heartbeat_s,
+                              plates=settings.lawful.redaction_plates)
     yield
-    await runner.stop()
