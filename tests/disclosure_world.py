@@ -35,9 +35,10 @@ from evidence_media import SEGMENT_US
 from sqlalchemy import select
 from test_evidence_api import FIELDS, wait_export
 
+from controlroom import jobs
 from controlroom.app import create_app
 from controlroom.auth import COOKIE
-from controlroom.context import ALERTS, AUTH, KEYS, REDACTION, SESSIONS, SETTINGS
+from controlroom.context import ALERTS, AUTH, KEYS, SESSIONS, SETTINGS
 from controlroom.permissions import Permission, role_permissions
 from controlroom.timefmt import us_to_iso
 from simulator import Simulation
@@ -53,6 +54,7 @@ from storage.db import now_us, transaction
 from storage.health import open_fault
 from storage.holds import add_hold
 from storage.inventory import CameraSpec, add_camera
+from storage.jobs import Job
 from storage.onvif import CameraEvent, add_events
 from storage.views import SiteMap, View
 
@@ -266,11 +268,10 @@ async def _lawful(w: World) -> None:
                                           end_us=w.base_us + 2 * S, max_window_us=3600 * S, hold_review_us=now_us())
             w.ripa[c], w.sar[c], w.sar_window[c] = auth.reference, request.id, window.id
             w.redaction[c] = (await redaction.queue(session, request, by="test")).id
-    while await w.app[REDACTION].run_once() is not None:  # one second of footage each: redacted at once
-        pass
-    for _ in range(600):  # and any the service's own runner took meanwhile
+    jobs.wake(w.app)  # the service's job runner takes them now: one second of footage each
+    for _ in range(1200):
         async with w.app[SESSIONS]() as session:
-            states = {(await redaction.get_job(session, j)).state for j in w.redaction.values()}
+            states = {(await session.get(Job, j, populate_existing=True)).state for j in w.redaction.values()}
         if states == {"done"}:
             break
         assert not states & {"failed", "cancelled"}, states
