@@ -133,9 +133,12 @@ class CameraConfig:
     name: str
     url: str = field(repr=False)  # carries credentials: never log it
     roi: tuple[float, float, float, float] | None = None
+    # The anpr lease's generation it reads under (a cluster's anpr node; 0 on one machine): a new
+    # generation is a new reader, and each read is stored only under the generation it was made in.
+    generation: int = 0
 
     def signature(self) -> tuple:
-        return (self.url, self.roi)
+        return (self.url, self.roi, self.generation)
 
 
 @dataclass

@@ -65,7 +65,7 @@ from storage.inventory import credentialed_url
 from storage.keys import Keys
 from storage.loops import describe_error, run_every
 from storage.models import Camera, CameraState, SegmentState
-from storage.nodes import Fence, Fenced, LeaseKeeper
+from storage.nodes import Fence, Fenced, RoleLeases
 from storage.retention import free_space
 
 log = logging.getLogger(__name__)
@@ -786,7 +786,7 @@ class Supervisor:
         on_disk_low: Callable[[], None] | None = None,
         health_interval_s: float = HEALTH_INTERVAL_S,
         wall_clock: Callable[[], float] = time.time,
-        lease: LeaseKeeper | None = None,
+        lease: RoleLeases | None = None,
         notes: dict[str, str] | None = None,
     ) -> None:
         self.sessions = sessions
@@ -985,9 +985,7 @@ class Supervisor:
 
     def _moving(self) -> set[int]:
         """The cameras asked to move to another node (controlroom cameras move)."""
-        if self.lease is None:
-            return set()
-        return {cam_id for cam_id, held in self.lease.held.items() if held.moving_to}
+        return self.lease.moving() if self.lease is not None else set()
 
     async def _open_gaps(self, camera_ids: list[int], reason: str) -> None:
         """Whatever was not recorded before these recorders start is a gap (closed by their first

@@ -17,7 +17,7 @@ from aiohttp import web
 from anpr.camera_reader import LiveOptions
 from anpr.live import LiveReading
 from controlroom.background import watched
-from controlroom.context import ALERTS, ANPR_LIVE, KEYS, SESSIONS, SETTINGS
+from controlroom.context import ALERTS, ANPR_LIVE, KEYS, NODE, SESSIONS, SETTINGS
 from controlroom.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,9 @@ def live_options(settings: Settings) -> LiveOptions:
 
 async def anpr_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    live = LiveReading(app[SESSIONS], app[KEYS], app[ALERTS], settings.anpr_root, live_options(settings))
+    # A cluster's anpr node reads the ANPR cameras it holds a lease on (docs/design/cluster.md).
+    lease = app[NODE].leases.get("anpr") if NODE in app else None
+    live = LiveReading(app[SESSIONS], app[KEYS], app[ALERTS], settings.anpr_root, live_options(settings), lease=lease)
     app[ANPR_LIVE] = live
     await live.start(follow=False)
     syncing = watched(app, "anpr_sync", live.options.sync_interval_s, live.sync,

@@ -99,7 +99,8 @@ async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
         floor_bytes=settings.retention.free_space_floor_bytes,
         min_free_bytes=settings.recording.min_free_bytes,
         on_disk_low=app[PURGE_NOW].set,
-        lease=app.get(NODE),  # a cluster's recorder node: only the cameras it holds a lease on
+        # a cluster's recorder node: only the cameras it holds a recorder lease on
+        lease=app[NODE].leases.get("recorder") if NODE in app else None,
         notes=app[HEALTH_NOTES],
     )
     app[SUPERVISOR] = supervisor

@@ -21,7 +21,6 @@ that list cameras narrow them with :func:`allowed_camera_ids` / :func:`can_acces
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -53,6 +52,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TOUCH_EVERY_US = 60_000_000
 _CAMERA_PARAMS = ("camera", "camera_id")
 CACHE_MAX = 10_000  # cached sessions / tokens per process
+# A name or address with no failed login for this long is forgotten (login_failures is pruned):
+# a slow guesser at a name that is no account keeps counting towards its "lockout" as long as one
+# at an account does, for a week at least.
+FAILURES_KEEP_S = 7 * 86_400
 ALLOWED_CAMERAS = web.RequestKey("allowed_cameras", frozenset)
 
 
@@ -196,10 +199,6 @@ class Authenticator:
     settings: Settings
     _by_session: dict[str, _Cached] = field(default_factory=dict)
     _by_token: dict[str, _Cached] = field(default_factory=dict)
-    _address_failures: dict[str, collections.deque[float]] = field(default_factory=dict)
-    # Unknown usernames tried: (consecutive failures, locked until (us) or 0). They lock exactly
-    # as a real account does, so the answers do not tell which accounts exist.
-    _unknown_users: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def security(self) -> SecuritySettings:
@@ -320,42 +319,14 @@ class Authenticator:
 
     # --- logging in and out -----------------------------------------------------------
 
-    def _address_throttled(self, address: str) -> bool:
-        window = self.security.address_window_s
-        q = self._address_failures.get(address)
-        if not q:
-            return False
-        cutoff = time.monotonic() - window
-        while q and q[0] < cutoff:
-            q.popleft()
-        return len(q) >= self.security.address_max_failures
+    # Failed logins that no account row counts (per address; per name that is no account, which
+    # locks exactly as an account does, so the answers do not tell which accounts exist) are
+    # rows of login_failures: every API node of a cluster counts the same failures.
 
-    def _address_failed(self, address: str) -> None:
-        q = self._address_failures.setdefault(address, collections.deque())
-        q.append(time.monotonic())
-        if len(self._address_failures) > 10_000:  # bound memory under a spray from many addresses
-            cutoff = time.monotonic() - self.security.address_window_s
-            for addr in [a for a, d in self._address_failures.items() if not d or d[-1] < cutoff]:
-                self._address_failures.pop(addr, None)
-
-    def _unknown_locked_until(self, username: str, at_us: int) -> int | None:
-        failures, until_us = self._unknown_users.get(username, (0, 0))
-        return until_us if until_us > at_us else None
-
-    def _unknown_failed(self, username: str, at_us: int) -> int | None:
-        """Count a failure for a name that is no account, as :func:`accounts.record_failure`
-        counts one for an account. The locked-until time if this failure "locked" it."""
-        failures, _ = self._unknown_users.pop(username, (0, 0))
-        if len(self._unknown_users) >= CACHE_MAX:  # bound memory under a spray of names: oldest go
-            for name in list(self._unknown_users)[: CACHE_MAX // 2]:
-                del self._unknown_users[name]
-        failures += 1
-        if failures >= self.security.lockout_failures:
-            until_us = at_us + int(self.security.lockout_s * 1_000_000)
-            self._unknown_users[username] = (0, until_us)
-            return until_us
-        self._unknown_users[username] = (failures, 0)
-        return None
+    async def _address_failed(self, session: AsyncSession, address: str, at_us: int) -> None:
+        sec = self.security
+        await accounts.address_failed(session, address, at_us, sec.address_window_s,
+                                      keep_s=max(sec.address_window_s, sec.lockout_s, FAILURES_KEEP_S))
 
     async def login(self, username: str, password: str, totp: str | None, address: str) -> LoginResult:
         """Check a login; audit it either way. Raises :class:`Denied` (401, 423 or 429).
@@ -364,20 +335,23 @@ class Authenticator:
         the same lockout after the same number of failures, the same 423): only the audit
         trail says it was unknown."""
         sec = self.security
-        if self._address_throttled(address):
+        async with self.sessions() as session:
+            throttled = await accounts.address_throttled(session, address, now_us(), sec.address_max_failures,
+                                                         sec.address_window_s)
+        if throttled:
             async with transaction(self.sessions) as session:
                 await audit.append(session, username or "anonymous", "session.throttled", f"address:{address}", address=address)
             raise Denied(429, "too many failed logins from this address; try again later",
                          retry_after_s=int(sec.address_window_s))
+        now = now_us()
         async with self.sessions() as session:
             row = await accounts.find_user(session, username)
             password_hash = row.password_hash if row is not None else None
             user_id = row.id if row is not None else None
-        now = now_us()
-        if row is not None:
-            locked_until_us = row.locked_until_us if accounts.locked(row, now) else None
-        else:
-            locked_until_us = self._unknown_locked_until(username, now)
+            if row is not None:
+                locked_until_us = row.locked_until_us if accounts.locked(row, now) else None
+            else:
+                locked_until_us = await accounts.unknown_locked_until(session, username, now)
         if locked_until_us is not None:
             async with transaction(self.sessions) as session:
                 await audit.append(session, username or "anonymous", "session.login_refused", f"user:{username}",
@@ -389,13 +363,14 @@ class Authenticator:
         async with transaction(self.sessions) as session:
             user = await accounts.get_user_by_id(session, user_id) if user_id is not None else None
             if user is None or not ok:
-                self._address_failed(address)
+                await self._address_failed(session, address, now)
                 locked_now = False
                 if user is not None:
                     locked_now = accounts.record_failure(user, now, sec.lockout_failures, sec.lockout_s)
                     locked_until_us = user.locked_until_us
                 else:
-                    locked_until_us = self._unknown_failed(username, now)
+                    locked_until_us = await accounts.unknown_failed(session, username, now, sec.lockout_failures,
+                                                                    sec.lockout_s)
                     locked_now = locked_until_us is not None
                 await audit.append(session, username or "anonymous", "session.login_failed", f"user:{username}",
                                    address=address, reason="unknown user" if user is None else "wrong password",
@@ -423,7 +398,7 @@ class Authenticator:
                 user = await accounts.get_user_by_id(session, user.id)
                 totp_ok = accounts.totp_check(user, self.keys, totp, time.time())
                 if not totp_ok:
-                    self._address_failed(address)
+                    await self._address_failed(session, address, now)
                     locked_now = accounts.record_failure(user, now, sec.lockout_failures, sec.lockout_s)
                     await audit.append(session, username, "session.login_failed", f"user:{username}",
                                        address=address, reason="wrong TOTP code")

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from controlroom.background import watched
-from controlroom.context import ALERTS, ENGINE, NODE, SESSIONS, SETTINGS
+from controlroom.context import ALERT_ACKS, ALERTS, ENGINE, NODE, SESSIONS, SETTINGS
 from storage.alerts import ALERT_CHANNEL, Alert
 from storage.loops import run_every
 from storage.nodes import LeaseKeeper, load_or_create_node_id
@@ -26,12 +26,13 @@ LISTEN_CHECK_S = 5.0  # how often an API node checks that it still listens for a
 
 
 class AlertListener:
-    """An API node's ear for the alerts raised on the other nodes: PostgreSQL ``LISTEN`` on
-    :data:`storage.alerts.ALERT_CHANNEL`, on a connection of its own. Each notification names the
-    node and the alert; one from another node is read from the database and published to this
-    node's WebSocket clients (``app[ALERTS]``), as if raised here. :meth:`listen` (re)connects
-    when the connection is gone; alerts raised while it was gone are in the alert list, not
-    pushed."""
+    """An API node's ear for the alerts raised and acknowledged on the other nodes: PostgreSQL
+    ``LISTEN`` on :data:`storage.alerts.ALERT_CHANNEL`, on a connection of its own. Each
+    notification names the node, the event and the alert (:func:`storage.alerts.announce`); one
+    from another node is read from the database and published to this node's WebSocket clients
+    (``app[ALERTS]`` for a new alert, ``app[ALERT_ACKS]`` for an acknowledgement), as if it
+    happened here. :meth:`listen` (re)connects when the connection is gone; what happened while
+    it was gone is in the alert list, not pushed."""
 
     def __init__(self, app: web.Application, node_id: str) -> None:
         self.app, self.node_id = app, node_id
@@ -51,24 +52,28 @@ class AlertListener:
         await self.raw.add_listener(ALERT_CHANNEL, self._heard)
 
     def _heard(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        origin, _, alert_id = payload.partition(":")
-        if origin == self.node_id or not alert_id.isdigit():
-            return  # raised here: already published at its commit
-        task = asyncio.get_running_loop().create_task(self._publish(int(alert_id)))
+        origin, _, rest = payload.partition(":")
+        event, _, alert_id = rest.rpartition(":")
+        if origin == self.node_id or event not in ("raised", "ack") or not alert_id.isdigit():
+            if origin != self.node_id:
+                log.warning("node %s: a notification on the alert channel not understood: %r", self.node_id,
+                            payload[:200])
+            return  # here: already published at its commit
+        task = asyncio.get_running_loop().create_task(self._publish(event, int(alert_id)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _publish(self, alert_id: int) -> None:
+    async def _publish(self, event: str, alert_id: int) -> None:
         try:
             async with self.app[SESSIONS]() as session:
                 alert = await session.get(Alert, alert_id)
         except Exception:
-            log.exception("node %s: alert %s raised on another node could not be read; it is in the alert list "
-                          "but was not pushed to this node's screens", self.node_id, alert_id)
+            log.exception("node %s: alert %s %s on another node could not be read; the alert list has it but "
+                          "this node's screens were not told", self.node_id, alert_id, event)
             return
         if alert is not None:
             self.heard += 1
-            self.app[ALERTS].publish(alert.to_dict())
+            self.app[ALERTS if event == "raised" else ALERT_ACKS].publish(alert.to_dict())
 
     async def close(self) -> None:
         conn, self.conn, self.raw = self.conn, None, None
@@ -86,8 +91,9 @@ def node_ctx(roles: tuple[str, ...]) -> Callable[[web.Application], Any]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS].cluster
         node_id = await asyncio.to_thread(load_or_create_node_id, app[SETTINGS].data_dir, settings.node_id)
-        keeper = LeaseKeeper(app[SESSIONS], node_id, roles, capacity=settings.capacity if "recorder" in roles else 0,
-                             heartbeat_s=settings.heartbeat_s, ttl_s=settings.lease_ttl_s)
+        keeper = LeaseKeeper(app[SESSIONS], node_id, roles, capacity=settings.capacity,
+                             anpr_capacity=settings.anpr_capacity, heartbeat_s=settings.heartbeat_s,
+                             ttl_s=settings.lease_ttl_s)
         await keeper.start()
         await keeper.tick()  # the first claim, before the recorders start
 

@@ -218,6 +218,9 @@ class ClusterSettings(_Section):
     # What this node does: recorder, anpr, api, jobs (``serve --roles`` overrides).
     roles: str = "recorder,anpr,api,jobs"
     capacity: int = Field(100, ge=0, le=100_000)  # cameras this node records at most
+    # ANPR cameras this node reads at most (an anpr node): reading costs a share of a core per
+    # camera (anpr-reader.md), far more than recording one.
+    anpr_capacity: int = Field(10, ge=0, le=10_000)
     heartbeat_s: float = Field(5, gt=0, le=60)
     # A lease not renewed for this long is free to take: three heartbeats, so one lost beat
     # (a busy database) does not move cameras; takeover within lease_ttl_s + heartbeat_s.

@@ -35,6 +35,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    case,
     delete,
     func,
     select,
@@ -43,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage import Invalid, NotFound
-from storage.db import Base, now_us
+from storage.db import Base, insert_for, now_us
 from storage.keys import Keys
 
 ROLES = ("administrator", "supervisor", "operator", "police")
@@ -306,6 +307,75 @@ def user_public(user: User) -> dict[str, Any]:
 
 
 # --- lockout -------------------------------------------------------------------------------
+
+
+class LoginFailures(Base):
+    """Failed logins that no account row counts, kept in the database so that every API node of
+    a cluster sees the same counts (docs/design/cluster.md): per client address (the throttle,
+    ``address:<ip>``) and per name that is no account (answered as an account would be and
+    "locked" after as many failures, ``name:<username>``). An account's own count and lockout
+    are columns of its row."""
+
+    __tablename__ = "login_failures"
+    key: Mapped[str] = mapped_column(String(320), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_us: Mapped[int] = mapped_column(BigInteger)  # the first failure counted (the window's start)
+    last_us: Mapped[int] = mapped_column(BigInteger, index=True)  # the latest: stale rows are pruned by it
+    locked_until_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+def _address_key(address: str) -> str:
+    return f"address:{address}"[:320]
+
+
+def _name_key(username: str) -> str:
+    return f"name:{username}"[:320]
+
+
+async def address_throttled(session: AsyncSession, address: str, at_us: int, max_failures: int, window_s: float) -> bool:
+    """``max_failures`` failed logins from ``address`` in the window that began at its first
+    counted failure: refuse logins from there until the window ends."""
+    row = await session.get(LoginFailures, _address_key(address), populate_existing=True)
+    return row is not None and row.failures >= max_failures and at_us - row.first_us < window_s * 1_000_000
+
+
+async def _count(session: AsyncSession, key: str, at_us: int, restart_before_us: int) -> LoginFailures:
+    """One failure more for ``key``, atomically on every node (an upsert); a count whose window
+    began before ``restart_before_us`` starts again at 1."""
+    stale = LoginFailures.first_us < restart_before_us
+    stmt = insert_for(session)(LoginFailures).values(key=key, failures=1, first_us=at_us, last_us=at_us,
+                                                     locked_until_us=None)
+    stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={
+        "failures": case((stale, 1), else_=LoginFailures.failures + 1),
+        "first_us": case((stale, at_us), else_=LoginFailures.first_us),
+        "last_us": at_us,
+    }).returning(LoginFailures)
+    return (await session.execute(stmt, execution_options={"populate_existing": True})).scalar_one()
+
+
+async def address_failed(session: AsyncSession, address: str, at_us: int, window_s: float,
+                         keep_s: float) -> None:
+    """Count a failed login from ``address``; rows of any key untouched for ``keep_s`` go (a
+    spray from many addresses or names does not grow the table for good)."""
+    await _count(session, _address_key(address), at_us, at_us - int(window_s * 1_000_000))
+    await session.execute(delete(LoginFailures).where(LoginFailures.last_us < at_us - int(keep_s * 1_000_000)))
+
+
+async def unknown_locked_until(session: AsyncSession, username: str, at_us: int) -> int | None:
+    row = await session.get(LoginFailures, _name_key(username), populate_existing=True)
+    return row.locked_until_us if row is not None and (row.locked_until_us or 0) > at_us else None
+
+
+async def unknown_failed(session: AsyncSession, username: str, at_us: int, threshold: int, lockout_s: float) -> int | None:
+    """Count a failure for a name that is no account, as :func:`record_failure` counts one for
+    an account (the count starts again after a lockout). The locked-until time if this failure
+    "locked" it."""
+    row = await _count(session, _name_key(username), at_us, 0)
+    if row.failures < threshold:
+        return None
+    row.failures, row.first_us, row.locked_until_us = 0, at_us, at_us + int(lockout_s * 1_000_000)
+    await session.flush()
+    return row.locked_until_us
 
 
 def locked(user: User, at_us: int) -> bool:

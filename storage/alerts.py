@@ -94,8 +94,15 @@ async def raise_alert(
     await session.flush()
     if hub is not None:
         session.sync_session.info.setdefault(_UNPUBLISHED, []).append((hub, alert.to_dict()))
-        if hub.origin is not None and session.bind.dialect.name == "postgresql":
-            # NOTIFY is transactional: the other nodes hear of it when (and only if) this commits.
-            await session.execute(text("SELECT pg_notify(:channel, :payload)"),
-                                  {"channel": ALERT_CHANNEL, "payload": f"{hub.origin}:{alert.id}"})
+        await announce(session, hub.origin, "raised", alert.id)
     return alert
+
+
+async def announce(session: AsyncSession, origin: str | None, event: str, alert_id: int) -> None:
+    """Tell the other nodes of a cluster that alert ``alert_id`` was ``raised`` or ``ack``
+    (acknowledged) here: PostgreSQL NOTIFY on :data:`ALERT_CHANNEL`, ``"<origin>:<event>:<id>"``.
+    NOTIFY is transactional: they hear of it when (and only if) the caller's transaction commits.
+    Nothing on one machine (``origin`` None) or on SQLite."""
+    if origin is not None and session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, :payload)"),
+                              {"channel": ALERT_CHANNEL, "payload": f"{origin}:{event}:{alert_id}"})

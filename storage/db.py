@@ -95,6 +95,14 @@ async def by_id_or_name(session: AsyncSession, model: type[T], ref: int | str, w
     return row
 
 
+def insert_for(session: AsyncSession) -> Any:
+    """The dialect's ``insert`` (PostgreSQL's or SQLite's), which has ``on_conflict_do_*``."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+
+
 def now_us() -> int:
     """Wall-clock time now, UTC microseconds."""
     return time.time_ns() // 1000

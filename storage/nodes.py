@@ -1,10 +1,12 @@
 """Nodes of a cluster and the leases by which they share the cameras (docs/design/cluster.md).
 
-A node is one ``controlroom serve`` process; its row in ``nodes`` carries its roles, capacity and
-heartbeat. A camera is recorded only by the node holding its lease in ``camera_leases``; the
-lease's ``generation`` goes up by one each time it changes hands and is the fencing token that
-:func:`check_fence` verifies when a segment is catalogued, so a node that lost a camera (cut
-off, paused, slow to notice) can never catalogue footage of it under a newer holder.
+A node is one ``controlroom serve`` process; its row in ``nodes`` carries its roles, capacities and
+heartbeat. A camera is recorded only by the node holding its ``recorder`` lease in
+``camera_leases``, and read for plates only by the node holding its ``anpr`` lease: one lease per
+(camera, role), one mechanism for both roles (:data:`LEASED_ROLES`). The lease's ``generation``
+goes up by one each time it changes hands and is the fencing token that :func:`check_fence`
+verifies when a segment (or a plate read) is stored, so a node that lost a camera (cut off,
+paused, slow to notice) can never store its footage or reads under a newer holder.
 
 Every lease time is the **database's** clock (``clock_timestamp()`` on PostgreSQL), never a
 node's: a node whose clock is off must neither keep nor steal a lease because of it. On SQLite
@@ -41,18 +43,19 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage import Conflict, Invalid, NotFound, jobs
-from storage.db import Base, now_us, transaction
-from storage.models import Camera
+from storage.db import Base, insert_for, now_us, transaction
+from storage.models import Camera, CameraKind
 
 log = logging.getLogger(__name__)
 
 ROLES = ("recorder", "anpr", "api", "jobs")
+# The roles that lease cameras: a recorder node records the cameras it holds, an anpr node reads
+# the plates of the ANPR cameras it holds. The same table, statements and loop for both.
+LEASED_ROLES = ("recorder", "anpr")
 NODE_ID_MAX = 100
 
 
@@ -62,7 +65,8 @@ class NodeRow(Base):
     __tablename__ = "nodes"
     id: Mapped[str] = mapped_column(String(NODE_ID_MAX), primary_key=True)
     roles: Mapped[str] = mapped_column(String(200), default=",".join(ROLES))
-    capacity: Mapped[int] = mapped_column(Integer, default=0)
+    capacity: Mapped[int] = mapped_column(Integer, default=0)  # cameras it records at most
+    anpr_capacity: Mapped[int] = mapped_column(Integer, default=0)  # ANPR cameras it reads at most
     host: Mapped[str] = mapped_column(String(255), default="")
     pid: Mapped[int] = mapped_column(Integer, default=0)
     started_us: Mapped[int] = mapped_column(BigInteger)
@@ -71,10 +75,12 @@ class NodeRow(Base):
 
 
 class CameraLease(Base):
-    """Which node records a camera. ``generation`` fences (see the module docstring)."""
+    """Which node records a camera (role ``recorder``) or reads its plates (role ``anpr``).
+    ``generation`` fences (see the module docstring)."""
 
     __tablename__ = "camera_leases"
     camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20), primary_key=True, default="recorder")
     node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), index=True)
     generation: Mapped[int] = mapped_column(BigInteger, default=1)
     expires_us: Mapped[int] = mapped_column(BigInteger)
@@ -83,15 +89,17 @@ class CameraLease(Base):
 
 
 class Fenced(Conflict):
-    """A segment recorded under a lease generation that is no longer the camera's."""
+    """A segment recorded (or a plate read) under a lease generation that is no longer the camera's."""
 
 
 @dataclass(frozen=True)
 class Fence:
-    """The lease a recorder was started under: checked when each of its segments is catalogued."""
+    """The lease a recorder (or a plate reader) was started under: checked when each of its
+    segments (reads) is stored."""
 
     node_id: str
     generation: int
+    role: str = "recorder"
 
 
 class Held(NamedTuple):
@@ -108,7 +116,9 @@ class NodeInfo(NamedTuple):
     started_us: int
     heartbeat_us: int
     stopped_us: int | None
-    cameras: int  # leases held (expired or not)
+    cameras: int  # recorder leases held (expired or not)
+    anpr_cameras: int  # anpr leases held
+    anpr_capacity: int
     state: str  # running, lost (no heartbeat for a lease's time-to-live), stopped
 
 
@@ -156,8 +166,19 @@ def _postgres(session: AsyncSession) -> bool:
     return session.bind.dialect.name == "postgresql"
 
 
-def _insert(session: AsyncSession):
-    return pg_insert if _postgres(session) else sqlite_insert
+def leasable(role: str) -> tuple[Any, ...]:
+    """The cameras the nodes of ``role`` lease: a recorder every enabled recording camera with a
+    stream; an anpr node every enabled ANPR camera with a stream (anpr.live reads the sub stream
+    or the main one)."""
+    if role == "recorder":
+        return (Camera.enabled, Camera.recording, Camera.main_url != "")
+    if role == "anpr":
+        return (Camera.enabled, Camera.kind == CameraKind.ANPR.value, or_(Camera.main_url != "", Camera.sub_url != ""))
+    raise Invalid(f"role {role!r} leases no cameras (choose from {', '.join(LEASED_ROLES)})")
+
+
+def capacity_of(row: NodeRow, role: str) -> int:
+    return row.capacity if role == "recorder" else row.anpr_capacity if role == "anpr" else 0
 
 
 async def db_now_us(session: AsyncSession) -> int:
@@ -169,7 +190,7 @@ async def db_now_us(session: AsyncSession) -> int:
 # -- nodes -----------------------------------------------------------------------------------
 async def register(
     session: AsyncSession, node_id: str, roles: tuple[str, ...], capacity: int, *, ttl_s: float,
-    host: str | None = None, pid: int | None = None,
+    host: str | None = None, pid: int | None = None, anpr_capacity: int = 0,
 ) -> None:
     """Insert or restart this node's row. Refuses (:class:`Conflict`) an id whose row has a fresh
     heartbeat from another host: two machines started with one data dir's copy."""
@@ -181,17 +202,18 @@ async def register(
         raise Conflict(f"node {node_id} is already running on {row.host} (pid {row.pid}, heartbeat "
                        f"{(now - row.heartbeat_us) / 1e6:.0f} s ago): give this node another id")
     if row is None:
-        session.add(NodeRow(id=node_id, roles=",".join(roles), capacity=capacity, host=host, pid=pid,
-                            started_us=now, heartbeat_us=now, stopped_us=None))
+        session.add(NodeRow(id=node_id, roles=",".join(roles), capacity=capacity, anpr_capacity=anpr_capacity,
+                            host=host, pid=pid, started_us=now, heartbeat_us=now, stopped_us=None))
     else:
         row.roles, row.capacity, row.host, row.pid = ",".join(roles), capacity, host, pid
+        row.anpr_capacity = anpr_capacity
         row.started_us, row.heartbeat_us, row.stopped_us = now, now, None
     await session.flush()
 
 
-async def heartbeat(session: AsyncSession, node_id: str, ttl_s: float) -> dict[int, Held]:
-    """Refresh the node's heartbeat and renew every lease it holds (cameras, jobs); returns the
-    cameras it holds now.
+async def heartbeat(session: AsyncSession, node_id: str, ttl_s: float) -> dict[str, dict[int, Held]]:
+    """Refresh the node's heartbeat and renew every lease it holds (cameras of every role, jobs);
+    returns the cameras it holds now, by role (a role it holds none of is left out).
 
     A lease that expired but that nobody took is renewed (its footage is still good); one that
     another node took is not this node's any more and is not returned."""
@@ -203,13 +225,17 @@ async def heartbeat(session: AsyncSession, node_id: str, ttl_s: float) -> dict[i
     rows = await session.execute(
         update(CameraLease).where(CameraLease.node_id == node_id)
         .values(expires_us=now + int(ttl_s * 1e6))
-        .returning(CameraLease.camera_id, CameraLease.generation, CameraLease.moving_to))
+        .returning(CameraLease.role, CameraLease.camera_id, CameraLease.generation, CameraLease.moving_to))
     await jobs.renew(session, node_id, ttl_s)  # the jobs it runs live as long as it does
-    return {cam: Held(gen, moving) for cam, gen, moving in rows.all()}
+    held: dict[str, dict[int, Held]] = {}
+    for role, cam, gen, moving in rows.all():
+        held.setdefault(role, {})[cam] = Held(gen, moving)
+    return held
 
 
-async def claim(session: AsyncSession, node_id: str, room: int, ttl_s: float) -> dict[int, int]:
-    """Take up to ``room`` recording cameras that no live lease covers; camera id -> generation.
+async def claim(session: AsyncSession, node_id: str, room: int, ttl_s: float, role: str = "recorder") -> dict[int, int]:
+    """Take up to ``room`` cameras of ``role`` (:func:`leasable`) that no live lease of that role
+    covers; camera id -> generation.
 
     PostgreSQL: the candidate cameras are locked ``FOR UPDATE SKIP LOCKED``, so claimers take
     disjoint sets, and each lease is taken by a conditional update (still expired?) that READ
@@ -217,9 +243,8 @@ async def claim(session: AsyncSession, node_id: str, room: int, ttl_s: float) ->
     if room <= 0:
         return {}
     now = await db_now_us(session)
-    query = (select(Camera.id).outerjoin(CameraLease, CameraLease.camera_id == Camera.id)
-             .where(Camera.enabled, Camera.recording, Camera.main_url != "",
-                    or_(CameraLease.camera_id.is_(None), CameraLease.expires_us < now))
+    query = (select(Camera.id).outerjoin(CameraLease, (CameraLease.camera_id == Camera.id) & (CameraLease.role == role))
+             .where(*leasable(role), or_(CameraLease.camera_id.is_(None), CameraLease.expires_us < now))
              .order_by(Camera.id).limit(room))
     if _postgres(session):
         query = query.with_for_update(of=Camera, skip_locked=True)
@@ -228,37 +253,42 @@ async def claim(session: AsyncSession, node_id: str, room: int, ttl_s: float) ->
     expires = now + int(ttl_s * 1e6)
     for cam_id in candidates:
         gen = await session.scalar(
-            update(CameraLease).where(CameraLease.camera_id == cam_id, CameraLease.expires_us < now)
+            update(CameraLease).where(CameraLease.camera_id == cam_id, CameraLease.role == role,
+                                      CameraLease.expires_us < now)
             .values(node_id=node_id, generation=CameraLease.generation + 1, expires_us=expires, moving_to=None)
             .returning(CameraLease.generation))
         if gen is None:
             gen = await session.scalar(
-                _insert(session)(CameraLease).values(camera_id=cam_id, node_id=node_id, generation=1,
+                insert_for(session)(CameraLease).values(camera_id=cam_id, role=role, node_id=node_id, generation=1,
                                                      expires_us=expires, moving_to=None)
-                .on_conflict_do_nothing(index_elements=["camera_id"]).returning(CameraLease.generation))
+                .on_conflict_do_nothing(index_elements=["camera_id", "role"]).returning(CameraLease.generation))
         if gen is not None:
             taken[cam_id] = int(gen)
     return taken
 
 
-async def hand_over(session: AsyncSession, node_id: str, camera_id: int, ttl_s: float) -> str | None:
-    """The holder has stopped recording a camera asked to move: give the lease to its target
-    (generation + 1). Returns the target, or None if there was no move to make."""
+async def hand_over(session: AsyncSession, node_id: str, camera_id: int, ttl_s: float,
+                    role: str = "recorder") -> str | None:
+    """The holder has stopped recording (reading) a camera asked to move: give the lease to its
+    target (generation + 1). Returns the target, or None if there was no move to make."""
     now = _now(session)
     return await session.scalar(
-        update(CameraLease).where(CameraLease.camera_id == camera_id, CameraLease.node_id == node_id,
-                                  CameraLease.moving_to.is_not(None))
+        update(CameraLease).where(CameraLease.camera_id == camera_id, CameraLease.role == role,
+                                  CameraLease.node_id == node_id, CameraLease.moving_to.is_not(None))
         .values(node_id=CameraLease.moving_to, generation=CameraLease.generation + 1,
                 expires_us=now + int(ttl_s * 1e6), moving_to=None)
         .returning(CameraLease.node_id))
 
 
-async def release(session: AsyncSession, node_id: str, camera_ids: list[int] | None = None) -> int:
-    """Let the node's leases (or those of ``camera_ids``) go at once: any node may claim them now.
-    Returns how many."""
+async def release(session: AsyncSession, node_id: str, camera_ids: list[int] | None = None,
+                  role: str | None = None) -> int:
+    """Let the node's leases (of every role, or of ``role``; of every camera, or of
+    ``camera_ids``) go at once: any node may claim them now. Returns how many."""
     query = update(CameraLease).where(CameraLease.node_id == node_id)
     if camera_ids is not None:
         query = query.where(CameraLease.camera_id.in_(camera_ids))
+    if role is not None:
+        query = query.where(CameraLease.role == role)
     result = await session.execute(query.values(expires_us=0, moving_to=None))
     return result.rowcount or 0
 
@@ -285,43 +315,47 @@ async def expire(session: AsyncSession, ttl_s: float) -> list[str]:
 
 
 async def check_fence(session: AsyncSession, camera_id: int, fence: Fence) -> None:
-    """Refuse (:class:`Fenced`) unless the camera's lease is ``fence``'s node and generation.
+    """Refuse (:class:`Fenced`) unless the camera's lease of ``fence.role`` is ``fence``'s node
+    and generation.
 
-    Inside the transaction that catalogues a segment. On PostgreSQL the lease row is read
+    Inside the transaction that catalogues a segment (stores a plate read). On PostgreSQL the lease row is read
     ``FOR SHARE``: a concurrent claim or move waits for this transaction (or this one for it), so
     no segment is catalogued under a generation that changed before the commit."""
-    query = select(CameraLease.node_id, CameraLease.generation).where(CameraLease.camera_id == camera_id)
+    query = select(CameraLease.node_id, CameraLease.generation).where(CameraLease.camera_id == camera_id,
+                                                                       CameraLease.role == fence.role)
     if _postgres(session):
         query = query.with_for_update(read=True)
     row = (await session.execute(query)).first()
     if row is None or row.node_id != fence.node_id or row.generation != fence.generation:
         held = f"node {row.node_id}, generation {row.generation}" if row else "no lease"
-        raise Fenced(f"camera {camera_id}: segment recorded under node {fence.node_id}, generation "
+        what = "segment recorded" if fence.role == "recorder" else f"{fence.role} work done"
+        raise Fenced(f"camera {camera_id}: {what} under node {fence.node_id}, generation "
                      f"{fence.generation}; the lease is now {held}")
 
 
-async def move(session: AsyncSession, camera_id: int, to_node: str, ttl_s: float) -> str:
-    """Ask for a camera to be recorded by ``to_node``. If a live node holds it, the holder hands
-    over after finalising its segment; else the lease goes to the target at once. Returns
-    "asked" or "moved"."""
+async def move(session: AsyncSession, camera_id: int, to_node: str, ttl_s: float, role: str = "recorder") -> str:
+    """Ask for a camera to be recorded (``role`` anpr: read) by ``to_node``. If a live node holds
+    it, the holder hands over after finalising its segment (its tracked vehicles); else the
+    lease goes to the target at once. Returns "asked" or "moved"."""
+    leasable(role)
     if await session.get(Camera, camera_id) is None:
         raise NotFound(f"camera {camera_id} does not exist")
     target = await session.get(NodeRow, to_node)
     if target is None:
         raise NotFound(f"node {to_node} does not exist")
-    if "recorder" not in target.roles.split(","):
-        raise Invalid(f"node {to_node} has no recorder role ({target.roles})")
+    if role not in target.roles.split(","):
+        raise Invalid(f"node {to_node} has no {role} role ({target.roles})")
     now = await db_now_us(session)
     if target.stopped_us is not None or now - target.heartbeat_us > ttl_s * 1e6:
         raise Conflict(f"node {to_node} is not running")
-    lease = await session.get(CameraLease, camera_id, with_for_update=_postgres(session))
+    lease = await session.get(CameraLease, (camera_id, role), with_for_update=_postgres(session))
     if lease is not None and lease.node_id == to_node:
         return "moved"
     if lease is not None and lease.expires_us >= now:
         lease.moving_to = to_node
         return "asked"
     if lease is None:
-        session.add(CameraLease(camera_id=camera_id, node_id=to_node, generation=1,
+        session.add(CameraLease(camera_id=camera_id, role=role, node_id=to_node, generation=1,
                                 expires_us=now + int(ttl_s * 1e6)))
     else:
         lease.node_id, lease.generation = to_node, lease.generation + 1
@@ -350,31 +384,32 @@ async def forget(session: AsyncSession, node_id: str, ttl_s: float) -> tuple[int
 
 async def list_nodes(session: AsyncSession, ttl_s: float) -> list[NodeInfo]:
     now = await db_now_us(session)
-    counts = dict((await session.execute(
-        select(CameraLease.node_id, func.count()).group_by(CameraLease.node_id))).all())
+    counts = {(node, role): n for node, role, n in (await session.execute(
+        select(CameraLease.node_id, CameraLease.role, func.count()).group_by(CameraLease.node_id, CameraLease.role)))}
     out = []
     for row in (await session.scalars(select(NodeRow).order_by(NodeRow.id))).all():
         state = ("stopped" if row.stopped_us is not None
                  else "lost" if now - row.heartbeat_us > ttl_s * 1e6 else "running")
         out.append(NodeInfo(row.id, tuple(r for r in row.roles.split(",") if r), row.capacity, row.host, row.pid,
-                            row.started_us, row.heartbeat_us, row.stopped_us, counts.get(row.id, 0), state))
+                            row.started_us, row.heartbeat_us, row.stopped_us, counts.get((row.id, "recorder"), 0),
+                            counts.get((row.id, "anpr"), 0), row.anpr_capacity, state))
     return out
 
 
-async def leases(session: AsyncSession) -> dict[int, tuple[str, int, int]]:
-    """camera id -> (node id, generation, expires_us), every lease."""
+async def leases(session: AsyncSession, role: str = "recorder") -> dict[int, tuple[str, int, int]]:
+    """camera id -> (node id, generation, expires_us), every lease of ``role``."""
     rows = await session.execute(select(CameraLease.camera_id, CameraLease.node_id, CameraLease.generation,
-                                        CameraLease.expires_us))
+                                        CameraLease.expires_us).where(CameraLease.role == role))
     return {cam: (node, gen, exp) for cam, node, gen, exp in rows.all()}
 
 
-async def unleased_cameras(session: AsyncSession) -> list[int]:
-    """Recording cameras with no live lease: nobody records them."""
+async def unleased_cameras(session: AsyncSession, role: str = "recorder") -> list[int]:
+    """Cameras of ``role`` with no live lease: nobody records them (reads their plates)."""
     now = await db_now_us(session)
     return list((await session.scalars(
-        select(Camera.id).outerjoin(CameraLease, CameraLease.camera_id == Camera.id)
-        .where(Camera.enabled, Camera.recording, Camera.main_url != "",
-               or_(CameraLease.camera_id.is_(None), CameraLease.expires_us < now)).order_by(Camera.id))).all())
+        select(Camera.id).outerjoin(CameraLease, (CameraLease.camera_id == Camera.id) & (CameraLease.role == role))
+        .where(*leasable(role), or_(CameraLease.camera_id.is_(None), CameraLease.expires_us < now))
+        .order_by(Camera.id))).all())
 
 
 def _ids(items, limit: int = 20) -> str:
@@ -414,17 +449,20 @@ def plan_balance(me: str, load: dict[str, int], capacity: dict[str, int], limit:
     return asks
 
 
-async def balance(session: AsyncSession, node_id: str, ttl_s: float, limit: int = BALANCE_STEP) -> int:
-    """Ask the nodes above their share to hand cameras to this one (``moving_to``: each holder
-    finalises its segment, then hands over, as for a move). Returns how many were asked for."""
+async def balance(session: AsyncSession, node_id: str, ttl_s: float, limit: int = BALANCE_STEP,
+                  role: str = "recorder") -> int:
+    """Ask the nodes of ``role`` above their share to hand cameras to this one (``moving_to``:
+    each holder finalises its segment, then hands over, as for a move). Returns how many were
+    asked for."""
     now = await db_now_us(session)
-    live = {n.id: n.capacity for n in (await session.scalars(select(NodeRow).where(
+    live = {n.id: capacity_of(n, role) for n in (await session.scalars(select(NodeRow).where(
         NodeRow.stopped_us.is_(None), NodeRow.heartbeat_us >= now - int(ttl_s * 1e6)))).all()
-        if "recorder" in n.roles.split(",")}
+        if role in n.roles.split(",")}
     if node_id not in live or len(live) < 2:
         return 0
     target = func.coalesce(CameraLease.moving_to, CameraLease.node_id)
-    rows = (await session.execute(select(target, func.count()).where(CameraLease.expires_us >= now)
+    rows = (await session.execute(select(target, func.count()).where(CameraLease.role == role,
+                                                                     CameraLease.expires_us >= now)
                                   .group_by(target))).all()
     load = dict.fromkeys(live, 0)
     for node, count in rows:
@@ -432,86 +470,136 @@ async def balance(session: AsyncSession, node_id: str, ttl_s: float, limit: int 
             load[node] += count
     asked = 0
     for donor, count in plan_balance(node_id, load, live, limit).items():
-        chosen = select(CameraLease.camera_id).where(CameraLease.node_id == donor, CameraLease.moving_to.is_(None)) \
+        chosen = select(CameraLease.camera_id).where(CameraLease.node_id == donor, CameraLease.role == role,
+                                                     CameraLease.moving_to.is_(None)) \
             .order_by(CameraLease.camera_id.desc()).limit(count)
-        result = await session.execute(update(CameraLease).where(CameraLease.camera_id.in_(chosen))
+        result = await session.execute(update(CameraLease).where(CameraLease.role == role,
+                                                                 CameraLease.camera_id.in_(chosen))
                                        .values(moving_to=node_id))
         asked += result.rowcount or 0
     return asked
 
 
 # -- the loop of one node --------------------------------------------------------------------
+class RoleLeases:
+    """The cameras one node holds for one role, as of its keeper's last step: what that role's
+    worker follows (the recorder supervisor for ``recorder``, live reading for ``anpr``).
+
+    ``held`` is camera id -> :class:`Held`; ``on_change`` is called after a step that changed it;
+    :meth:`fence` is the token a camera's work is stored under; :meth:`hand_over` gives a camera
+    asked to move to its target once the worker has stopped it."""
+
+    def __init__(self, keeper: LeaseKeeper, role: str, capacity: int) -> None:
+        self.keeper, self.role, self.capacity = keeper, role, capacity
+        self.held: dict[int, Held] = {}
+        self.on_change: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def node_id(self) -> str:
+        return self.keeper.node_id
+
+    def fence(self, camera_id: int) -> Fence:
+        return Fence(self.node_id, self.held[camera_id].generation, self.role)
+
+    def moving(self) -> set[int]:
+        """The cameras asked to move to another node (a move, or balancing)."""
+        return {cam for cam, held in self.held.items() if held.moving_to}
+
+    async def hand_over(self, camera_id: int) -> None:
+        async with transaction(self.keeper.sessions) as session:
+            target = await hand_over(session, self.node_id, camera_id, self.keeper.ttl_s, self.role)
+        self.held.pop(camera_id, None)
+        if target:
+            log.warning("camera %s: %s lease handed over by node %s to node %s", camera_id, self.role,
+                        self.node_id, target)
+
+
 class LeaseKeeper:
     """Heartbeat, renewal and claims of one node, one step every ``heartbeat_s``.
 
-    ``held`` is camera id -> :class:`Held` as of the last step; ``on_change`` is called after a
-    step that changed it (the recorder supervisor starts and stops recorders). ``recording``
-    says whether the node claims cameras (the recorder role); every node heartbeats.
+    ``leases`` holds a :class:`RoleLeases` for each of the node's roles that lease cameras
+    (:data:`LEASED_ROLES`: ``recorder`` up to ``capacity`` cameras, ``anpr`` up to
+    ``anpr_capacity``); one heartbeat renews them all, then each role with room claims and
+    balances. ``held`` is the recorder role's (empty on a node without it). Every node heartbeats.
     """
 
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], node_id: str, roles: tuple[str, ...], *,
-        capacity: int, heartbeat_s: float, ttl_s: float,
+        capacity: int, heartbeat_s: float, ttl_s: float, anpr_capacity: int = 0,
     ) -> None:
         self.sessions, self.node_id, self.roles = sessions, node_id, roles
-        self.capacity, self.heartbeat_s, self.ttl_s = capacity, heartbeat_s, ttl_s
-        self.recording = "recorder" in roles
-        self.held: dict[int, Held] = {}
-        self.on_change: Callable[[], Awaitable[None]] | None = None
+        self.heartbeat_s, self.ttl_s = heartbeat_s, ttl_s
+        self.capacity = capacity if "recorder" in roles else 0
+        self.anpr_capacity = anpr_capacity if "anpr" in roles else 0
+        caps = {"recorder": self.capacity, "anpr": self.anpr_capacity}
+        self.leases = {role: RoleLeases(self, role, caps[role]) for role in LEASED_ROLES if role in roles}
         self.last_ok_us: int | None = None  # process clock of the last successful step
         self.error = ""  # why the last step failed ("" when it worked)
         self.balance = True  # ask loaded nodes for a share when this one has room
 
+    @property
+    def held(self) -> dict[int, Held]:
+        leases = self.leases.get("recorder")
+        return leases.held if leases is not None else {}
+
     async def start(self) -> None:
         async with transaction(self.sessions) as session:
-            await register(session, self.node_id, self.roles, self.capacity, ttl_s=self.ttl_s)
-        log.info("node %s: registered (roles %s, capacity %d)", self.node_id, ",".join(self.roles), self.capacity)
+            await register(session, self.node_id, self.roles, self.capacity, ttl_s=self.ttl_s,
+                           anpr_capacity=self.anpr_capacity)
+            for role in LEASED_ROLES:  # started again without a role: its leases go to the others
+                if role not in self.leases:
+                    await release(session, self.node_id, role=role)
+        log.info("node %s: registered (roles %s, capacity %d, ANPR capacity %d)", self.node_id,
+                 ",".join(self.roles), self.capacity, self.anpr_capacity)
 
     async def tick(self) -> None:
-        """One step: heartbeat and renew, then claim free cameras up to capacity. Raises on a
-        database error (the caller's loop logs it); ``held`` is then unchanged."""
-        before = dict(self.held)
+        """One step: heartbeat and renew, then for each role claim free cameras up to its
+        capacity (or ask for a share). Raises on a database error (the caller's loop logs it);
+        ``held`` is then unchanged."""
+        before = {role: dict(leases.held) for role, leases in self.leases.items()}
         async with transaction(self.sessions) as session:
             held = await heartbeat(session, self.node_id, self.ttl_s)
-        taken: dict[int, int] = {}
-        room = self.capacity - len(held)
-        if self.recording and room > 0:
+        claimed: dict[str, dict[int, int]] = {}
+        for role, leases in self.leases.items():
+            room = leases.capacity - len(held.get(role, {}))
+            if room <= 0:
+                continue
             async with transaction(self.sessions) as session:
-                taken = await claim(session, self.node_id, room, self.ttl_s)
-                if not taken and self.balance:
-                    asked = await balance(session, self.node_id, self.ttl_s)
+                claimed[role] = await claim(session, self.node_id, room, self.ttl_s, role)
+                if not claimed[role] and self.balance:
+                    asked = await balance(session, self.node_id, self.ttl_s, role=role)
                     if asked:
-                        log.warning("node %s: asked the other nodes for %d cameras (its share by capacity)",
-                                    self.node_id, asked)
-        if taken:  # one line per step: a node starting in a 1,000-camera site takes hundreds at once
-            log.warning("node %s: took the leases of %d cameras: %s", self.node_id, len(taken),
-                        _ids(f"{cam} (generation {gen})" for cam, gen in sorted(taken.items())))
-        lost = set(before) - set(held)
-        if lost:
-            log.warning("node %s: lost the leases of %d cameras (another node holds them now): %s", self.node_id,
-                        len(lost), _ids(str(cam) for cam in sorted(lost)))
-        self.held = {**held, **{cam: Held(gen, None) for cam, gen in taken.items()}}
+                        log.warning("node %s: asked the other nodes for %d cameras (its %s share by capacity)",
+                                    self.node_id, asked, role)
+        for role, leases in self.leases.items():
+            mine, taken = held.get(role, {}), claimed.get(role, {})
+            if taken:  # one line per step: a node starting in a 1,000-camera site takes hundreds at once
+                log.warning("node %s: took the %s leases of %d cameras: %s", self.node_id, role, len(taken),
+                            _ids(f"{cam} (generation {gen})" for cam, gen in sorted(taken.items())))
+            lost = set(before[role]) - set(mine)
+            if lost:
+                log.warning("node %s: lost the %s leases of %d cameras (another node holds them now): %s",
+                            self.node_id, role, len(lost), _ids(str(cam) for cam in sorted(lost)))
+            leases.held = {**mine, **{cam: Held(gen, None) for cam, gen in taken.items()}}
         self.last_ok_us, self.error = now_us(), ""
-        if self.held != before and self.on_change is not None:
-            await self.on_change()
+        for role, leases in self.leases.items():
+            if leases.held != before[role] and leases.on_change is not None:
+                await leases.on_change()
 
-    async def hand_over(self, camera_id: int) -> None:
-        async with transaction(self.sessions) as session:
-            target = await hand_over(session, self.node_id, camera_id, self.ttl_s)
-        self.held.pop(camera_id, None)
-        if target:
-            log.warning("camera %s: handed over by node %s to node %s", camera_id, self.node_id, target)
+    async def hand_over(self, camera_id: int, role: str = "recorder") -> None:
+        await self.leases[role].hand_over(camera_id)
 
     async def stop(self) -> None:
-        """Release every lease and mark the node stopped (after the recorders have stopped)."""
+        """Release every lease and mark the node stopped (after the recorders and readers have stopped)."""
         async with transaction(self.sessions) as session:
             released = await stop(session, self.node_id)
-        self.held = {}
+        for leases in self.leases.values():
+            leases.held = {}
         log.warning("node %s: stopped; %d camera leases released to the other nodes", self.node_id, released)
 
 
 __all__ = [
-    "ROLES", "CameraLease", "balance", "plan_balance", "Fence", "Fenced", "Held", "LeaseKeeper", "NodeInfo", "NodeRow", "check_fence", "claim",
+    "LEASED_ROLES", "ROLES", "RoleLeases", "CameraLease", "capacity_of", "leasable", "balance", "plan_balance", "Fence", "Fenced", "Held", "LeaseKeeper", "NodeInfo", "NodeRow", "check_fence", "claim",
     "db_now_us", "expire", "forget", "hand_over", "heartbeat", "leases", "list_nodes", "load_or_create_node_id", "move",
     "parse_roles", "register", "release", "stop", "unleased_cameras", "valid_node_id",
 ]

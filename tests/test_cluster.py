@@ -56,8 +56,9 @@ def pg_available() -> None:
 
 
 class Node:
-    def __init__(self, tmp: Path, node_id: str, pg_url: str, store: Path, port: int, key: Path | None) -> None:
-        self.id, self.port = node_id, port
+    def __init__(self, tmp: Path, node_id: str, pg_url: str, store: Path, port: int, key: Path | None, *,
+                 roles: str = "recorder,api,jobs", anpr_capacity: int = 0, settings: str = "") -> None:
+        self.id, self.port, self.roles = node_id, port, roles
         self.data_dir = tmp / node_id
         self.data_dir.mkdir()
         if key is not None:  # every node decrypts the camera passwords with the same key
@@ -65,14 +66,15 @@ class Node:
         (self.data_dir / "settings.toml").write_text(
             f'database_url = "{pg_url}"\n'
             f'[recording]\nstorage_root = "{store}"\nsegment_s = {SEGMENT_S}\nstall_timeout_s = 8\n'
-            f'[cluster]\nenabled = true\nnode_id = "{node_id}"\ncapacity = {CAPACITY[node_id]}\n')
+            f'[cluster]\nenabled = true\nnode_id = "{node_id}"\ncapacity = {CAPACITY.get(node_id, 0)}\n'
+            f'anpr_capacity = {anpr_capacity}\n{settings}\n')
         self.settings = load_settings(self.data_dir, environ={})
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "controlroom.cli", "--data-dir", str(self.data_dir), "serve", "--port",
-             str(self.port), "--roles", "recorder,api,jobs"],
+             str(self.port), "--roles", self.roles],
             stdout=subprocess.DEVNULL, stderr=open(self.data_dir / "serve.log", "ab"))
 
     def healthz(self) -> tuple[int, dict]:

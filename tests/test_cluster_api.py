@@ -31,7 +31,7 @@ def node_settings(tmp_path: Path, node_id: str, pg_url: str, key: Path | None):
     if key is not None:
         shutil.copy(key, data / "secret.key")
     (data / "settings.toml").write_text(
-        f'database_url = "{pg_url}"\n[security]\nlockout_failures = 3\n'
+        f'database_url = "{pg_url}"\n[security]\nlockout_failures = 3\naddress_max_failures = 8\n'
         f'audit_anchor_file = "{tmp_path / "anchor.json"}"\n'
         f'[cluster]\nenabled = true\nnode_id = "{node_id}"\nroles = "api"\n')
     return load_settings(data, environ={})
@@ -66,6 +66,50 @@ async def test_two_api_nodes_share_sessions_lockouts_and_alerts(pg_url, tmp_path
     assert resp.status == 423, await resp.text()
     resp = await b.post("/api/v1/session", json={"username": "olly", "password": TEST_PASSWORD})
     assert resp.status == 423, await resp.text()
+
+
+async def test_throttles_of_addresses_and_unknown_names_and_acknowledgements_hold_on_every_node(
+        pg_url, tmp_path, aiohttp_client, login):
+    """The rest of "stateless API nodes": failed logins that no account row counts (per address,
+    per name that is no account) were counted in each process, so an attacker spreading attempts
+    over N nodes had N times the budget; they are rows now (storage.accounts.LoginFailures). An
+    acknowledgement made on one node clears the alert from every node's screens (NOTIFY, as a
+    new alert)."""
+    sa = node_settings(tmp_path, "api-a", pg_url, None)
+    a = await aiohttp_client(create_app(sa, record=False))
+    b = await aiohttp_client(create_app(node_settings(tmp_path, "api-b", pg_url, sa.key_file), record=False))
+    headers = await login(a, "operator", username="olly")  # A's session serves on B too (above)
+    cookie = a.session.cookie_jar.filter_cookies(a.make_url("/"))[COOKIE].value
+    b.session.cookie_jar.update_cookies({COOKIE: cookie}, b.make_url("/"))
+
+    # An acknowledgement on A reaches B's WebSocket client.
+    ws = await b.ws_connect("/api/v1/alerts/ws", headers=headers)
+    async with transaction(a.server.app[SESSIONS]) as session:
+        alert = await raise_alert(session, a.server.app[ALERTS], "test.cluster", "to acknowledge", None)
+    message = await asyncio.wait_for(ws.receive_json(), 10)
+    assert message["type"] == "alert" and message["alert"]["id"] == alert.id, message
+    resp = await a.post(f"/api/v1/alerts/{alert.id}/ack", json={"note": "seen on A"}, headers=headers)
+    assert resp.status == 200, await resp.text()
+    message = await asyncio.wait_for(ws.receive_json(), 10)
+    assert message["type"] == "ack" and message["alert"]["id"] == alert.id, message
+    assert message["alert"]["acknowledged_by"] == "olly", message
+    await ws.close()
+
+    async def attempt(node, name: str) -> int:
+        resp = await node.post("/api/v1/session", json={"username": name, "password": "wrong password"})
+        return resp.status
+
+    # A name that is no account "locks" as an account does, on every node: 3 failures on A, and
+    # B answers 423 as it would for a real account locked on A.
+    assert [await attempt(a, "ghost") for _ in range(3)] == [401, 401, 423]
+    assert await attempt(b, "ghost") == 423
+    # The address's budget (8 failures in the window) is one budget: 3 spent on A (ghost; the
+    # refusal of a locked name is no failure), 5 more on B, then B and A both throttle this
+    # address, even for a right password.
+    assert [await attempt(b, f"nobody{i}") for i in range(5)] == [401] * 5
+    for node in (b, a):
+        resp = await node.post("/api/v1/session", json={"username": "olly", "password": TEST_PASSWORD})
+        assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0, await resp.text()
 
 
 async def test_nodes_starting_together_create_one_first_administrator(pg_url, tmp_path, monkeypatch):

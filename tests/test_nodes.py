@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from storage import Conflict, jobs
+from storage.alerts import Alert
 from storage.catalogue import NewSegment, commit_segment, incoming_dir, scan_store
 from storage.db import make_engine, make_sessionmaker, now_us, transaction
 from storage.migrate import upgrade
@@ -24,6 +25,7 @@ from storage.nodes import (
     Fenced,
     LeaseKeeper,
     NodeRow,
+    check_fence,
     claim,
     expire,
     heartbeat,
@@ -34,6 +36,7 @@ from storage.nodes import (
     plan_balance,
     register,
     release,
+    unleased_cameras,
 )
 
 TTL_S = 2.0
@@ -195,7 +198,7 @@ async def test_nodes_claiming_at_once_take_disjoint_cameras(pg_url: str) -> None
             rows = (await session.execute(select(CameraLease.node_id, func.count()).group_by(CameraLease.node_id))).all()
             held = await heartbeat(session, "n0", ttl_s)
         assert sum(n for _, n in rows) == 200 and all(n <= 30 for _, n in rows)
-        assert all(h.generation == 1 for h in held.values())
+        assert all(h.generation == 1 for h in held.get("recorder", {}).values())
     finally:
         for e in engines:
             await e.dispose()
@@ -336,3 +339,67 @@ def test_nodes_list_and_cameras_move_from_the_cli(pg_url: str, data_dir: Path, c
     rows, held, rest = asyncio.run(after())
     assert rows == ["rec-b"] and held == [] and rest == [("queued", None), ("node.forget", "node:rec-a")]
     assert cli(["--data-dir", str(data_dir), "nodes", "forget", "rec-a"]) == 1
+
+
+async def test_anpr_cameras_are_leased_by_anpr_nodes_with_the_same_mechanism(sessions, tmp_path: Path) -> None:
+    """The ANPR cameras' plate reading is leased per (camera, role): a recorder node records an
+    ANPR camera while an anpr node reads it; anpr nodes claim up to their ANPR capacity, balance,
+    hand over on a move, and a read made under a stale generation is refused by the fence as a
+    segment is."""
+    from anpr.camera_reader import LiveOptions
+    from anpr.live import LiveReading
+    from anpr.tracking import Vehicle
+    from storage.anpr.reads import AnprRead
+    from storage.keys import load_or_create_keys
+
+    async with transaction(sessions) as session:
+        plain = Camera(name="street", main_url="rtsp://127.0.0.1:1/0")
+        anpr = [Camera(name=f"anpr{i}", kind="anpr", main_url=f"rtsp://127.0.0.1:1/a{i}") for i in range(3)]
+        session.add_all([plain, *anpr])
+        await session.flush()
+        anpr_ids = [c.id for c in anpr]
+    rec = LeaseKeeper(sessions, "rec", ("recorder",), capacity=10, heartbeat_s=0.5, ttl_s=TTL_S)
+    a = LeaseKeeper(sessions, "a", ("anpr", "api"), capacity=10, anpr_capacity=3, heartbeat_s=0.5, ttl_s=TTL_S)
+    for k in (rec, a):
+        await k.start()
+        await k.tick()
+    assert sorted(rec.held) == sorted([plain.id, *anpr_ids])  # recording: every camera
+    assert "anpr" not in rec.leases and "recorder" not in a.leases and a.held == {}
+    assert sorted(a.leases["anpr"].held) == anpr_ids  # reading: the ANPR cameras only
+    b = LeaseKeeper(sessions, "b", ("anpr",), capacity=0, anpr_capacity=2, heartbeat_s=0.5, ttl_s=TTL_S)
+    await b.start()
+    await b.tick()  # nothing free: b asks a for its share by capacity (one camera, a's newest)
+    assert b.leases["anpr"].held == {}
+    await a.tick()
+    (moving,) = a.leases["anpr"].moving()
+    assert moving == anpr_ids[2]
+    stale = a.leases["anpr"].fence(moving)
+
+    live = LiveReading(sessions, load_or_create_keys(tmp_path / "key"), None, tmp_path / "anpr", LiveOptions())
+    vehicle = Vehicle(text="AB12CDE", confidence=0.95, read_us=now_us(), box=(1, 2, 3, 4), char_confidences=[],
+                      raw_text="AB12CDE", format="uk", frames=3, commit_frame_us=now_us())
+    await live.store_vehicle(moving, vehicle, fence=stale)  # still a's: stored
+    await a.leases["anpr"].hand_over(moving)
+    await b.tick()
+    assert sorted(b.leases["anpr"].held) == [moving]
+    assert b.leases["anpr"].held[moving].generation == stale.generation + 1
+    with pytest.raises(Fenced, match="anpr work done under node a"):
+        await live.store_vehicle(moving, vehicle, fence=stale)
+    await live._store_logged(moving, vehicle, "", "", stale)  # the worker's path: counted, alerted
+    assert live.reads_fenced == 1
+    await live.store_vehicle(moving, vehicle, fence=b.leases["anpr"].fence(moving))
+    assert sorted(rec.held) == sorted([plain.id, *anpr_ids])  # the recorder leases did not move
+    with pytest.raises(Fenced):  # a recorder's lease is not an anpr one
+        async with transaction(sessions) as session:
+            await check_fence(session, moving, Fence("rec", rec.held[moving].generation, "anpr"))
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(AnprRead)) == 2
+        kinds = [k for (k,) in (await session.execute(select(Alert.kind))).all()]
+        nodes = {n.id: (n.cameras, n.anpr_cameras) for n in await list_nodes(session, TTL_S)}
+    assert kinds == ["anpr_read_fenced"]
+    assert nodes == {"rec": (4, 0), "a": (0, 2), "b": (0, 1)}
+    await a.stop()  # a clean stop: b takes what it has room for at once
+    await b.tick()
+    assert sorted(b.leases["anpr"].held) == [anpr_ids[0], moving], "capacity 2: the third waits"
+    async with sessions() as session:
+        assert await unleased_cameras(session, "anpr") == [anpr_ids[1]]

@@ -32,7 +32,7 @@ from controlroom.contract import Body, Flag, Query, Text, body_of, limit, query_
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import us_to_iso
 from storage import NotFound, audit
-from storage.alerts import Alert, AlertHub
+from storage.alerts import Alert, AlertHub, announce
 from storage.db import now_us, row_id, transaction
 from storage.models import Camera
 
@@ -113,6 +113,8 @@ async def ack_alert(request: web.Request) -> web.Response:
             alert.acknowledged_by, alert.acknowledged_us, alert.ack_note = who, now_us(), note
             await audit.append(session, who, "alert.ack", f"alert:{alert.id}", kind=alert.kind,
                                camera_id=alert.camera_id, note=note)
+            # The other API nodes clear it from their screens too (at the commit).
+            await announce(session, request.app[ALERTS].origin, "ack", alert.id)
         data = alert.to_dict()
     request.app[ALERT_ACKS].publish(data)
     tz = request.app[SETTINGS].display_timezone

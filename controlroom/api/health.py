@@ -12,7 +12,7 @@ import asyncio
 from aiohttp import web
 from sqlalchemy import func, select
 
-from controlroom.context import HEALTH_NOTES, NODE, SESSIONS, SETTINGS, SUPERVISOR
+from controlroom.context import ANPR_LIVE, HEALTH_NOTES, NODE, SESSIONS, SETTINGS, SUPERVISOR
 from controlroom.permissions import Permission, requires
 from storage import nodes
 from storage.db import now_us
@@ -59,6 +59,9 @@ async def _node_state(request: web.Request, keeper: nodes.LeaseKeeper, problems:
     state: dict[str, object] = {
         "id": keeper.node_id, "roles": list(keeper.roles), "cameras": sorted(keeper.held),
         "capacity": keeper.capacity, "segments_fenced": supervisor.segments_fenced if supervisor else 0,
+        "anpr_cameras": sorted(keeper.leases["anpr"].held) if "anpr" in keeper.leases else [],
+        "anpr_capacity": keeper.anpr_capacity,
+        "reads_fenced": request.app[ANPR_LIVE].reads_fenced if ANPR_LIVE in request.app else 0,
         "heartbeat_s_ago": round((now_us() - keeper.last_ok_us) / 1e6, 1) if keeper.last_ok_us else None,
     }
     if keeper.error:
@@ -67,10 +70,13 @@ async def _node_state(request: web.Request, keeper: nodes.LeaseKeeper, problems:
         async with asyncio.timeout(DB_TIMEOUT_S), request.app[SESSIONS]() as session:
             found = await nodes.list_nodes(session, request.app[SETTINGS].cluster.lease_ttl_s)
             unleased = await nodes.unleased_cameras(session)
+            anpr_nodes = any("anpr" in n.roles for n in found)
+            unread = await nodes.unleased_cameras(session, "anpr") if anpr_nodes else []
     except Exception as exc:  # noqa: BLE001 - the database problem is listed above already
         state["cluster"] = f"unknown: {type(exc).__name__}"
         return state
-    state["nodes"] = {n.id: {"state": n.state, "roles": list(n.roles), "cameras": n.cameras} for n in found}
+    state["nodes"] = {n.id: {"state": n.state, "roles": list(n.roles), "cameras": n.cameras,
+                             "anpr_cameras": n.anpr_cameras} for n in found}
     for n in found:
         if n.state == "lost":
             problems.append({"component": "node", "node_id": n.id, "reason": "no heartbeat: its cameras are "
@@ -79,4 +85,8 @@ async def _node_state(request: web.Request, keeper: nodes.LeaseKeeper, problems:
         problems.append({"component": "cameras", "camera_ids": unleased,
                          "reason": f"{len(unleased)} recording cameras have no recorder node (none has room, "
                          "or a takeover is under way)"})
+    if unread:  # a cluster with anpr nodes: ANPR cameras nobody reads
+        problems.append({"component": "anpr", "camera_ids": unread,
+                         "reason": f"{len(unread)} ANPR cameras have no anpr node (none has room, or a takeover "
+                         "is under way)"})
     return state

@@ -29,6 +29,8 @@ def register_move(cameras: argparse._SubParsersAction) -> None:
     mv = cameras.add_parser("move", help="record a camera on another node of the cluster")
     mv.add_argument("camera", help="id or name")
     mv.add_argument("--to", required=True, metavar="NODE", help="the node id (see: controlroom nodes list)")
+    mv.add_argument("--role", choices=nodes.LEASED_ROLES, default="recorder",
+                    help="move its recording (default) or its plate reading (anpr)")
     mv.set_defaults(func=cmd_move)
 
 
@@ -37,12 +39,14 @@ async def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
         found = await nodes.list_nodes(session, settings.cluster.lease_ttl_s)
         now = await nodes.db_now_us(session)
     rows = [{"id": n.id, "roles": ",".join(n.roles), "state": n.state, "cameras": n.cameras, "capacity": n.capacity,
+             "anpr_cameras": n.anpr_cameras, "anpr_capacity": n.anpr_capacity,
              "host": n.host, "pid": n.pid, "heartbeat_s_ago": round((now - n.heartbeat_us) / 1e6, 1),
              "last_heartbeat": local_iso(n.heartbeat_us)} for n in found]
     if args.json:
         print_json(rows)
     else:
-        print_table(rows, ["id", "roles", "state", "cameras", "capacity", "last_heartbeat", "heartbeat_s_ago", "host"])
+        print_table(rows, ["id", "roles", "state", "cameras", "capacity", "anpr_cameras", "last_heartbeat",
+                           "heartbeat_s_ago", "host"])
     return 0
 
 
@@ -58,8 +62,9 @@ async def cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_move(settings: Settings, args: argparse.Namespace) -> int:
     async with open_store(settings) as store, transaction(store.sessions) as session:
         cam = await inventory.get_camera(session, args.camera)
-        outcome = await nodes.move(session, cam.id, args.to, settings.cluster.lease_ttl_s)
-        await audit.append(session, CLI_ACTOR, "camera.move", f"camera:{cam.id}", to_node=args.to, outcome=outcome)
+        outcome = await nodes.move(session, cam.id, args.to, settings.cluster.lease_ttl_s, args.role)
+        await audit.append(session, CLI_ACTOR, "camera.move", f"camera:{cam.id}", to_node=args.to, outcome=outcome,
+                           role=args.role)
     if outcome == "asked":
         print(f"camera {cam.id} ({cam.name}): its node hands it to {args.to} once its segment is finalised "
               f"(within {settings.cluster.heartbeat_s:g} s)")
