@@ -31,7 +31,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Integer, String, Text, false, func, or_, select, update
+from sqlalchemy import BigInteger, Boolean, Integer, String, Text, false, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -146,7 +146,15 @@ async def enqueue(session: AsyncSession, kind: str, payload: dict[str, Any] | No
 
 async def due(session: AsyncSession, kind: str, every_s: float, retry_s: float) -> bool:
     """Is a periodic job of ``kind`` due: none queued or running, and the last one ended more
-    than ``every_s`` ago (``retry_s`` after a failure)?"""
+    than ``every_s`` ago (``retry_s`` after a failure)?
+
+    On PostgreSQL the caller's transaction first takes an advisory lock of ``kind``, held until
+    it ends: the schedules of two nodes then check and queue one after the other. Without it, a
+    run another node queued, ran and ended between this check and this node's queueing was not
+    seen, and two runs went back to back (seen at a cluster's start). Call it in the
+    transaction that queues the job."""
+    if _postgres(session):
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"controlroom.jobs.due:{kind}"})
     active = await session.scalar(select(Job.id).where(Job.kind == kind, Job.state.in_(
         (JobState.QUEUED.value, JobState.RUNNING.value))).limit(1))
     if active is not None:

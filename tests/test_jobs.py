@@ -113,6 +113,40 @@ async def test_nodes_taking_at_once_take_different_jobs(pg_url):
             await e.dispose()
 
 
+@pytest.mark.postgres
+async def test_two_schedules_checking_at_once_queue_one_periodic_run(pg_url):
+    """Seen at a cluster's start: node B found retention due, node A then queued, ran and ended a
+    run, and B's queueing (the unique key free again) made a second run back to back. The check
+    and the queueing of B now hold an advisory lock of the kind: A's check waits for B's commit
+    and finds B's run queued."""
+    engines = [make_engine(pg_url) for _ in range(2)]
+    await upgrade(engines[0])
+    pool_a, pool_b = (make_sessionmaker(e) for e in engines)
+
+    async def node_a_cycle() -> bool:
+        async with transaction(pool_a) as session:
+            if not await jobs.due(session, "retention", every_s=3600, retry_s=60):
+                return False
+            await jobs.enqueue(session, "retention", unique_key="retention")
+        job, fence = await _claim(pool_a, "a", kinds=["retention"])
+        async with transaction(pool_a) as session:
+            await jobs.finish(session, fence, JobState.DONE)
+        return True
+
+    try:
+        async with transaction(pool_b) as session:
+            assert await jobs.due(session, "retention", every_s=3600, retry_s=60)
+            a_cycle = asyncio.create_task(node_a_cycle())
+            await asyncio.sleep(1.0)  # A's whole cycle, if nothing holds it
+            await jobs.enqueue(session, "retention", unique_key="retention")
+        assert not await asyncio.wait_for(a_cycle, 10), "A queued a run while B was queueing one"
+        async with pool_a() as session:
+            assert len((await session.scalars(select(Job).where(Job.kind == "retention"))).all()) == 1
+    finally:
+        for e in engines:
+            await e.dispose()
+
+
 async def test_the_runner_ends_each_job_by_what_its_kind_did(sessions):
     started = asyncio.Event()
 
