@@ -11,7 +11,8 @@ test: setup
 	./scripts/services.sh
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
-	.venv/bin/pytest -p no:cacheprovider
+	# Two workers, a module at a time each, slow modules first (docs/design/testing.md).
+	.venv/bin/pytest -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=30
 
 bench: setup
 	./scripts/services.sh

@@ -34,6 +34,16 @@ ARTIFACTS = REPO / "test-artifacts"
 serialise_ast_parse()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with a test marked ``slow`` run first (a stable sort: each module's tests stay
+    together and in their order). ``make test`` runs the modules on two pytest-xdist workers
+    (docs/design/testing.md): the long real-time modules (UI, cluster, fault injection, the fuzz)
+    then start at once and the quick ones fill in around them, instead of one long module
+    running alone at the end."""
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
