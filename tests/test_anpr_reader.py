@@ -249,3 +249,34 @@ def test_a_plate_outranks_signage_read_as_confidently(reader: PlateReader) -> No
     assert all(j is not None and j[1].confidence > 0.98 for j in judged)
     ranked = [r.text for _, r in _merge_reads([j for j in judged if j is not None])]
     assert ranked[0] == "AB12CDE", ranked
+
+
+def _ctc(chars: list[tuple[str, float]]) -> np.ndarray:
+    """A folded (T x 37) CTC matrix: each character at its probability (the rest blank), a
+    blank timestep after each."""
+    rows = []
+    for ch, p in chars:
+        for prob in ({ch: p}, {}):
+            row = np.full(37, 1e-4)
+            for c, v in prob.items():
+                row[1 + "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".index(c)] = v
+            row[0] = max(1e-4, 1.0 - row[1:].sum())
+            rows.append(row / row.sum())
+    return np.array(rows)
+
+
+@pytest.mark.parametrize(("lead", "want"), [(0.55, "ASC7399"), (0.95, "4ASC7399")])
+def test_the_decoders_strings_are_ranked_by_the_judge_and_the_search(generic: PlateReader, lead: float, want: str) -> None:
+    """A plate graphic read as a weak leading 4 (0.55 against the blank's 0.45): the search
+    alone puts 4ASC7399 first, its weak character pulls the judge's confidence down, and the
+    two scores together choose ASC7399. A confident leading character is kept."""
+    from anpr.decode import decode_many
+    from anpr.grammar import GENERIC
+    from anpr.reader import _Candidate
+
+    probs = _ctc([("4", lead), *((ch, 0.97) for ch in "ASC7399")])
+    assert decode_many([probs], GENERIC)[0].text == "4ASC7399"  # the search's order
+    quad = np.array([[0, 0], [200, 0], [200, 48], [0, 48]], np.float32)
+    c = _Candidate(quad, 0.9, 200.0, 48.0, raw="4ASC7399", char_conf=[lead] + [0.97] * 7, probs=probs)
+    judged = generic._judge(c)
+    assert judged is not None and judged[1].text == want
