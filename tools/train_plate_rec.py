@@ -147,6 +147,8 @@ def train(args: argparse.Namespace) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step, spent, cpu_spent = 0, 0.0, 0.0
     rng = np.random.default_rng(TRAIN_SEED)
+    if args.init_onnx:
+        init_from_onnx(model, args.init_onnx, np.random.default_rng(VALID_SEED + 1))
     if args.resume:
         state = torch.load(args.resume, weights_only=False)
         model.load_state_dict(state["model"])
@@ -195,6 +197,50 @@ def train(args: argparse.Namespace) -> None:
     log.write(json.dumps(entry) + "\n")
 
 
+def init_from_onnx(model: PlateRec, onnx_path: str, rng: np.random.Generator) -> None:
+    """Start from an exported model's weights (a longer run goes on from the committed model
+    when its checkpoint is gone). The export folded each batch norm into its convolution;
+    each batch norm is set up again as the identity on the statistics of its convolution's
+    output over a few synthetic batches, so that training mode computes nearly what the file
+    did. LSTM gates are reordered from ONNX's (i, o, f, c) to PyTorch's (i, f, c, o)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(onnx_path).graph
+    weights = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    blocks = [m for m in model.cnn if isinstance(m, nn.Sequential)]
+    x = torch.cat([batch([synth.sample(rng) for _ in range(32)])[0][:, :, :, :96] for _ in range(4)])
+    with torch.no_grad():
+        h = x
+        for layer in model.cnn:
+            if isinstance(layer, nn.Sequential):
+                conv, bn = layer[0], layer[1]
+                node = convs[blocks.index(layer)]
+                conv.weight.copy_(torch.from_numpy(weights[node.input[1]]))
+                bias = torch.from_numpy(weights[node.input[2]])
+                z = conv(h)  # without the folded bias: the batch norm adds it back
+                mean, var = z.mean(dim=(0, 2, 3)), z.var(dim=(0, 2, 3), unbiased=False)
+                bn.running_mean.copy_(mean)
+                bn.running_var.copy_(var)
+                bn.weight.copy_(torch.sqrt(var + bn.eps))
+                bn.bias.copy_(mean + bias)
+                h = torch.relu(z + bias[None, :, None, None])
+            else:
+                h = layer(h)
+        lstm = next(n for n in graph.node if n.op_type == "LSTM")
+        w, r, b = (weights[lstm.input[k]] for k in (1, 2, 3))
+        order = lambda a: np.concatenate([a[0:64], a[128:192], a[192:256], a[64:128]])  # noqa: E731
+        for d, suffix in enumerate(("", "_reverse")):
+            getattr(model.rnn, f"weight_ih_l0{suffix}").copy_(torch.from_numpy(order(w[d])))
+            getattr(model.rnn, f"weight_hh_l0{suffix}").copy_(torch.from_numpy(order(r[d])))
+            getattr(model.rnn, f"bias_ih_l0{suffix}").copy_(torch.from_numpy(order(b[d][:256])))
+            getattr(model.rnn, f"bias_hh_l0{suffix}").copy_(torch.from_numpy(order(b[d][256:])))
+        matmul = next(n for n in graph.node if n.op_type == "MatMul")
+        model.head.weight.copy_(torch.from_numpy(weights[matmul.input[1]].T))
+        model.head.bias.copy_(torch.from_numpy(weights["model.head.bias"]))
+
+
 def _save(path: Path, model: PlateRec, opt: torch.optim.Optimizer, step: int, seconds: float, cpu: float, rng: np.random.Generator) -> None:
     state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "seconds": seconds, "cpu_seconds": cpu, "rng": rng}
     torch.save(state, path.with_suffix(".tmp"))
@@ -233,6 +279,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--resume", help="a checkpoint to go on from")
+    p.add_argument("--init-onnx", help="start from an exported model's weights (init_from_onnx)")
     p.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "ONNX"), help="export a checkpoint to ONNX and stop")
     args = p.parse_args()
     if args.export:
