@@ -60,6 +60,12 @@ class Active:
     polygons: list[list[list[float]]]
     version: int
     applied_by: str
+    camera_since_us: int | None = None
+    camera_checked_us: int | None = None
+
+    def painted_at_source(self, start_us: int, end_us: int | None) -> bool:
+        """Was footage of this span recorded while the camera painted this set (storage.masks)?"""
+        return masks.camera_painted(self.applied_by, self.camera_since_us, self.camera_checked_us, start_us, end_us)
 
 
 @dataclass
@@ -82,6 +88,7 @@ class Masking:
         self._sessions = sessions
         self.folder = folder
         self.versions: dict[int, int] = {}  # the versions the watch last saw (absent: no masks)
+        self.painters: dict[int, str] = {}  # who paints each set, as the watch last saw it
         self._stops: dict[int, set[Callable[[], None]]] = {}
         self.on_change: list[Callable[[int], Awaitable[None]]] = []
 
@@ -91,7 +98,8 @@ class Masking:
             return {}
         async with self._sessions() as session:
             found = {c: await masks.get(session, c) for c in camera_ids}
-        return {c: Active(c, m.polygons, m.version, m.applied_by) for c, m in found.items()
+        return {c: Active(c, m.polygons, m.version, m.applied_by, m.camera_since_us, m.camera_checked_us)
+                for c, m in found.items()
                 if m is not None and not (pixels is Pixels.LIVE and m.applied_by == masks.CAMERA)}
 
     def png(self, active: Active) -> Path:
@@ -124,15 +132,33 @@ class Masking:
         for hook in self.on_change:
             await hook(camera_id)
 
+    async def painter_changed(self, camera_id: int, applied_by: str) -> None:
+        """The camera took its masks, or the service paints them again (drift, a new set): end
+        its streams, so that viewers reconnect to the stream copy or the masked upstream."""
+        if self.painters.get(camera_id) == applied_by:
+            return
+        self.painters[camera_id] = applied_by
+        for stop in list(self._stops.get(camera_id, ())):
+            stop()
+        for hook in self.on_change:
+            await hook(camera_id)
+
     async def watch_step(self) -> None:
         """Notice changes made by another process (the CLI, another node)."""
         async with self._sessions() as session:
-            now = {c: m.version for c, m in (await masks.all_sets(session)).items()}
+            sets = await masks.all_sets(session)
+        now = {c: m.version for c, m in sets.items()}
         for camera_id in sorted(set(now) | set(self.versions)):
             if now.get(camera_id) != self.versions.get(camera_id):
                 log.info("camera %s: privacy masks changed (version %s -> %s): ending its streams", camera_id,
                          self.versions.get(camera_id), now.get(camera_id))
                 await self.changed(camera_id, now.get(camera_id))
+        for camera_id, m in sets.items():
+            if self.painters.get(camera_id) != m.applied_by:
+                if camera_id in self.painters:
+                    log.info("camera %s: privacy masks now painted by the %s: ending its streams", camera_id,
+                             m.applied_by)
+                await self.painter_changed(camera_id, m.applied_by)
 
 
 async def masking_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -140,7 +166,9 @@ async def masking_ctx(app: web.Application) -> AsyncIterator[None]:
     with tempfile.TemporaryDirectory(prefix="controlroom-masks-") as folder:
         m = app[MASKING] = Masking(app[SESSIONS], Path(folder))
         async with app[SESSIONS]() as session:
-            m.versions = {c: s.version for c, s in (await masks.all_sets(session)).items()}
+            sets = await masks.all_sets(session)
+            m.versions = {c: s.version for c, s in sets.items()}
+            m.painters = {c: s.applied_by for c, s in sets.items()}
 
         async def end_live(camera_id: int) -> None:
             await app[LIVE].end_camera(camera_id)
@@ -182,10 +210,17 @@ def due(request: web.Request, camera_id: int) -> Active | None:
     return active
 
 
-def video_mask(request: web.Request, camera_id: int) -> Path | None:
-    """The mask picture for ``cameras.masking``'s ffmpeg filter (None: stream copy is fine)."""
+def video_mask(request: web.Request, camera_id: int,
+               footage: tuple[int, int | None] | None = None) -> Path | None:
+    """The mask picture for ``cameras.masking``'s ffmpeg filter (None: stream copy is fine).
+
+    ``footage``: the span (start, end; end None while it grows) of recorded footage the answer
+    copies. Footage the camera recorded while it painted this very set carries the masks at
+    source (storage.masks.camera_painted): it is copied as it is; any other is painted here."""
     active = due(request, camera_id)
-    return request.app[MASKING].png(active) if active is not None else None
+    if active is None or (footage is not None and active.painted_at_source(*footage)):
+        return None
+    return request.app[MASKING].png(active)
 
 
 def _refuse(request: web.Request, plan: Plan) -> str:

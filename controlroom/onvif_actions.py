@@ -19,11 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cameras import CameraError
 from cameras.onvif import adopt, clock, discovery, ptz
+from cameras.onvif import masks as camera_masks
 from cameras.onvif.session import OnvifSession, SessionPool, connect, normalize_xaddr
 from controlroom.settings import Settings
-from storage import Invalid, audit, inventory, ripa
+from controlroom.timefmt import us_to_iso
+from storage import Invalid, audit, inventory, masks, ripa
 from storage.alerts import AlertHub
-from storage.db import transaction
+from storage.db import now_us, transaction
 from storage.keys import Keys
 from storage.models import Camera
 
@@ -205,3 +207,103 @@ async def set_clock(sessions: async_sessionmaker[AsyncSession], keys: Keys, hub:
                            offset_before_s=before, offset_after_s=round(reading.offset_s, 3))
     return {"camera_id": cam.id, "camera": cam.name, "offset_before_s": before,
             "offset_s": round(reading.offset_s, 3), "flagged": flagged}
+
+
+# -- privacy masks the camera paints (ONVIF Media2; docs/design/lawful-use.md) -------------------
+MASKS_ACTOR = "system:masks"
+# camera_state prefixes: the camera cannot paint this set (tried again only when it changes) or
+# could not be reached (tried again at the next check).
+UNSUPPORTED, UNREACHABLE, DRIFT = "unsupported: ", "unreachable: ", "drift: "
+
+
+async def _record_service(sessions: async_sessionmaker[AsyncSession], camera_id: int, version: int,
+                          state: str) -> None:
+    """The service paints this set, and why; written (and audited) only when it changes."""
+    async with transaction(sessions) as session:
+        row = await masks.get(session, camera_id)
+        if row is not None and row.version == version and (row.applied_by, row.camera_state) != (masks.SERVICE, state):
+            await masks.mark_applied(session, camera_id, version, masks.SERVICE, [], by=MASKS_ACTOR, detail=state)
+
+
+async def push_masks(sessions: async_sessionmaker[AsyncSession], keys: Keys, pool: SessionPool | None,
+                     camera_id: int, *, timeout_s: float, clear: bool = False, note: str = "") -> str | None:
+    """Give an ONVIF camera its privacy masks to paint (Media2), or take them back (``clear``:
+    the set was removed). Who paints the set afterwards (``camera`` or ``service``), or None
+    when the camera is not ONVIF or has no set. A camera that cannot (no Media2, a fault on
+    CreateMask, too many masks) or cannot be reached leaves the set to the service: logged,
+    and visible in ``camera_state``."""
+    async with sessions() as session:
+        cam = await session.get(Camera, camera_id)
+        row = await masks.get(session, camera_id)
+    if cam is None or not cam.onvif_xaddr or (row is None and not clear):
+        return None
+    version = row.version if row is not None else 0
+    try:
+        async with _camera_session(cam, keys, pool, timeout_s) as onvif:
+            if row is None:  # cleared: the camera stops painting what we gave it
+                if onvif.has("media2"):
+                    await camera_masks.push(onvif, [])
+                    log.info("camera %s: privacy masks removed from the camera", camera_id)
+                return None
+            tokens = await camera_masks.push(onvif, row.polygons)
+            confirmed_us = now_us()
+    except camera_masks.MasksUnsupported as exc:
+        log.warning("camera %s: privacy masks v%s are painted by the service: %s", camera_id, version, exc)
+        await _record_service(sessions, camera_id, version, UNSUPPORTED + str(exc))
+        return masks.SERVICE
+    except CameraError as exc:
+        log.warning("camera %s: privacy masks v%s not pushed (%s); the service paints them until the camera "
+                    "takes them", camera_id, version, exc)
+        if row is not None:
+            await _record_service(sessions, camera_id, version, UNREACHABLE + str(exc))
+        return masks.SERVICE if row is not None else None
+    async with transaction(sessions) as session:
+        taken = await masks.mark_applied(session, camera_id, version, masks.CAMERA, tokens, by=MASKS_ACTOR,
+                                         detail=note, at_us=confirmed_us)
+    if not taken:  # changed meanwhile: the newer set is pushed by whoever changed it
+        return None
+    log.info("camera %s: privacy masks v%s painted by the camera (%d masks)", camera_id, version, len(tokens))
+    return masks.CAMERA
+
+
+async def check_masks(sessions: async_sessionmaker[AsyncSession], keys: Keys, pool: SessionPool | None,
+                      camera_id: int, *, timeout_s: float) -> str | None:
+    """Reconcile one camera: its masks read back (GetMasks) against ours. Intact: footage up to
+    now is painted at source. Drift (removed or changed on the camera): logged, the service
+    paints the set from now on (``masks.drift``), and it is pushed again. A set the service
+    paints for a passing reason (unreachable, never tried) is pushed. Who paints it now."""
+    async with sessions() as session:
+        cam = await session.get(Camera, camera_id)
+        row = await masks.get(session, camera_id)
+    if cam is None or row is None or not cam.onvif_xaddr or not cam.enabled:
+        return None
+    if row.applied_by != masks.CAMERA:
+        if row.camera_state.startswith(UNSUPPORTED):
+            return masks.SERVICE  # tried when the set changes, not every minute
+        return await push_masks(sessions, keys, pool, camera_id, timeout_s=timeout_s)
+    try:
+        async with _camera_session(cam, keys, pool, timeout_s) as onvif:
+            read_us = now_us()
+            held = await camera_masks.read(onvif)
+    except CameraError as exc:  # not checked: footage from now on is painted by the service too
+        log.warning("camera %s: its privacy masks could not be read back (%s); recorded footage after %s is "
+                    "masked by the service until they are", camera_id, exc, row.camera_checked_us)
+        return masks.CAMERA
+    drift = camera_masks.compare(row.polygons, held)
+    if not drift:
+        async with transaction(sessions) as session:
+            await masks.mark_checked(session, camera_id, row.version, read_us)
+        return masks.CAMERA
+    log.warning("camera %s: privacy masks drift: %s; the service paints them and pushes them again", camera_id, drift)
+    async with transaction(sessions) as session:
+        await masks.mark_drift(session, camera_id, row.version, drift, by=MASKS_ACTOR)
+    return await push_masks(sessions, keys, pool, camera_id, timeout_s=timeout_s,
+                            note=f"pushed again after drift at {us_to_iso(read_us)}: {drift}")
+
+
+async def check_all_masks(sessions: async_sessionmaker[AsyncSession], keys: Keys, pool: SessionPool | None, *,
+                          timeout_s: float) -> dict[int, str | None]:
+    """:func:`check_masks` for every ONVIF camera with a set (at start, then periodically)."""
+    async with sessions() as session:
+        ids = sorted((await masks.all_sets(session)).keys())
+    return {cid: await check_masks(sessions, keys, pool, cid, timeout_s=timeout_s) for cid in ids}

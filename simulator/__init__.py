@@ -44,6 +44,7 @@ REQUEST_TIMEOUT_S = 10.0
 FIXED_SITES = ("Town Centre", "Queens Park")
 # codec option -> (main stream codec, sub stream codec)
 CODECS = {"h264": ("h264", "h264"), "h265": ("h265", "h265"), "h265+h264sub": ("h265", "h264")}
+MASK_SUPPORT = ("media2", "refuse")  # Simulation(masks=): see simulator/onvif.py, "Media2"
 PTZ_PLACES = ("Market Square", "Bus Station", "Castle Gate")
 
 
@@ -89,6 +90,7 @@ class Simulation:
         cache_dir: Path | None = None,
         onvif: bool = False,
         codecs: dict[str, str] | None = None,
+        masks: dict[str, str] | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.host, self.username, self.password = host, username, password
@@ -110,6 +112,17 @@ class Simulation:
                 raise CameraError(f"camera {name!r}: codec {codec!r} is not one of {sorted(CODECS)}")
             if codec != "h264" and modes[name] == "clip":  # clips are pre-encoded H.264
                 raise CameraError(f"camera {name!r}: H.265 is offered by live-encoded cameras only "
+                                  "(live, PTZ, ANPR), not by pre-encoded clip cameras")
+        # ONVIF Media2 privacy masks per camera: "media2" (it takes CreateMask and paints the
+        # masks into its RTSP streams), "refuse" (it offers Media2 but faults CreateMask).
+        self.masks = dict(masks or {})
+        for name, support in self.masks.items():
+            if name not in modes:
+                raise CameraError(f"masks given for an unknown camera: {name!r}")
+            if support not in MASK_SUPPORT:
+                raise CameraError(f"camera {name!r}: masks {support!r} is not one of {sorted(MASK_SUPPORT)}")
+            if support == "media2" and modes[name] == "clip":  # painting needs the encoder
+                raise CameraError(f"camera {name!r}: privacy masks are painted by live-encoded cameras only "
                                   "(live, PTZ, ANPR), not by pre-encoded clip cameras")
         self.cameras: list[SimCamera] = []
         self._proc: asyncio.subprocess.Process | None = None
@@ -177,6 +190,7 @@ class Simulation:
                     "port": self.base_port + index if self.base_port else 0,
                     "clock_offset_s": self.clock_offsets_s.get(p["name"], 0.0)}
             spec["main_codec"], spec["sub_codec"] = CODECS[self.codecs.get(p["name"], "h264")]
+            spec["privacy_masks"] = self.masks.get(p["name"]) == "media2"
             if p["mode"] == "clip":
                 spec.update(main_clip=str(main_paths[p["scene"] % len(clips.MAIN_SCENES)]),
                             main_size=list(clips.MAIN_SIZE),
@@ -194,7 +208,7 @@ class Simulation:
             lane=p.get("lane", ""), direction=p.get("direction", ""), position=p.get("position", ""),
             live=p.get("live", False), port=port, mode=p["mode"],
             clock_offset_s=self.clock_offsets_s.get(p["name"], 0.0),
-            main_codec=main_codec, sub_codec=sub_codec,
+            main_codec=main_codec, sub_codec=sub_codec, masks=self.masks.get(p["name"], ""),
         )
 
     async def _start_onvif(self) -> None:
@@ -284,6 +298,11 @@ class Simulation:
     async def set_off_air(self, name: str, off_air: bool) -> None:
         self.camera(name)
         await self.request("off_air", camera=name, value=bool(off_air))
+
+    async def set_masks(self, name: str, polygons: list[list[list[float]]]) -> None:
+        """Paint these privacy masks (normalised 0..1 from the top left) into the camera's streams
+        from the next frame on; [] removes them. Cameras given ``masks={name: "media2"}`` only."""
+        await self.request("set_masks", camera=name, polygons=polygons)
 
     async def set_ptz(self, name: str, pan: float, tilt: float, zoom: float) -> None:
         await self.request("set_ptz", camera=name, position=[float(pan), float(tilt), float(zoom)])

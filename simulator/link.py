@@ -35,6 +35,7 @@ class SimCamera:
     mode: str = "clip"  # how the server makes the picture: clip | live | ptz | anpr
     main_codec: str = "h264"  # "h264" | "h265" (Simulation's codecs=)
     sub_codec: str = "h264"
+    masks: str = ""  # ONVIF Media2 privacy masks: "" (none), "media2" (painted), "refuse" (CreateMask faults)
 
     @property
     def ptz(self) -> bool:
@@ -66,6 +67,10 @@ class SimulationLink(Protocol):
     clock_offsets_s: dict[str, float]  # camera name -> its clock minus true time, seconds
 
     async def set_ptz(self, name: str, pan: float, tilt: float, zoom: float) -> None: ...
+
+    async def set_masks(self, name: str, polygons: list[list[list[float]]]) -> None:
+        """Paint these privacy masks (normalised 0..1, top left) into the camera's RTSP streams."""
+        ...
 
     async def get_ptz(self, name: str) -> tuple[float, float, float]: ...
 

@@ -32,7 +32,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
@@ -51,6 +51,7 @@ NS = {
     "trt": "http://www.onvif.org/ver10/media/wsdl",
     "tptz": "http://www.onvif.org/ver20/ptz/wsdl",
     "tev": "http://www.onvif.org/ver10/events/wsdl",
+    "tr2": "http://www.onvif.org/ver20/media/wsdl",
     "tt": "http://www.onvif.org/ver10/schema",
     "wsnt": "http://docs.oasis-open.org/wsn/b-2",
     "wsa": "http://www.w3.org/2005/08/addressing",
@@ -81,6 +82,8 @@ PTZ_DEFAULT_TIMEOUT_S = 5.0
 # Longest PullMessages wait and default subscription length the camera grants.
 PULL_MAX_TIMEOUT_S = 60.0
 SUBSCRIPTION_DEFAULT_S = 60.0
+# Media2 privacy masks (GetMaskOptions): how many the camera takes, of how many points.
+MAX_MASKS, MAX_MASK_POINTS = 8, 16
 
 
 class SoapFault(Exception):
@@ -264,6 +267,12 @@ class SimOnvifCamera:
     peak_in_flight: int = 0
     requests: int = 0
     events_sent: int = 0
+    # ONVIF Media2 privacy masks: "" (no Media2), "media2" (takes CreateMask and paints the masks
+    # into its streams through ``paint_masks``), "refuse" (offers Media2, faults CreateMask).
+    masks_support: str = ""
+    masks: dict[str, dict] = field(default_factory=dict)  # token -> config, points (ONVIF -1..1), type
+    paint_masks: Callable[[list[list[list[float]]]], Awaitable[None]] | None = None
+    mask_tokens: int = 0
 
     @property
     def xaddr(self) -> str:
@@ -386,6 +395,8 @@ class CameraService:
         }
         if self.cam.ptz:
             urls["ptz"] = (NS["tptz"], f"{base}/onvif/ptz_service")
+        if self.cam.masks_support:
+            urls["media2"] = (NS["tr2"], f"{base}/onvif/media2_service")
         return urls
 
     def GetServices(self, req: etree._Element) -> str:  # noqa: N802
@@ -535,6 +546,74 @@ class CameraService:
             "<tt:InvalidAfterConnect>false</tt:InvalidAfterConnect><tt:InvalidAfterReboot>false</tt:InvalidAfterReboot>"
             "<tt:Timeout>PT0S</tt:Timeout></trt:MediaUri></trt:GetSnapshotUriResponse>"
         )
+
+    # -- Media2 privacy masks ---------------------------------------------------------------
+    # Polygons in ONVIF's normalised space: x -1 (left) to 1 (right), y -1 (bottom) to 1 (top).
+    def _mask_config(self, req: etree._Element, required: bool = True) -> str:
+        token = _text(req, "tr2:ConfigurationToken")
+        if (token or required) and token != "VideoSourceConfig_1":
+            raise SoapFault(f"no video source configuration {token!r}", "ter:NoConfig")
+        return token
+
+    def GetMaskOptions(self, req: etree._Element) -> str:  # noqa: N802
+        self._mask_config(req)
+        return (f'<tr2:GetMaskOptionsResponse><tr2:Options MaxMasks="{MAX_MASKS}" MaxPoints="{MAX_MASK_POINTS}" '
+                'RectangleOnly="false" SingleColorOnly="true"><tr2:Types>Color</tr2:Types></tr2:Options>'
+                "</tr2:GetMaskOptionsResponse>")
+
+    def _mask_xml(self, token: str, mask: dict) -> str:
+        points = "".join(f'<tt:Point x="{x:.6f}" y="{y:.6f}"/>' for x, y in mask["points"])
+        return (f'<tr2:Masks token="{escape(token)}"><tr2:ConfigurationToken>{mask["config"]}</tr2:ConfigurationToken>'
+                f"<tr2:Polygon>{points}</tr2:Polygon><tr2:Type>{mask['type']}</tr2:Type>"
+                '<tr2:Color X="0" Y="0" Z="0"/>'
+                f"<tr2:Enabled>{'true' if mask['enabled'] else 'false'}</tr2:Enabled></tr2:Masks>")
+
+    def GetMasks(self, req: etree._Element) -> str:  # noqa: N802
+        token = _text(req, "tr2:Token")
+        config = self._mask_config(req, required=False)
+        if token and token not in self.cam.masks:
+            raise SoapFault(f"no mask {token!r}", "ter:NoConfig")
+        found = [(t, m) for t, m in self.cam.masks.items()
+                 if (not token or t == token) and (not config or m["config"] == config)]
+        return f"<tr2:GetMasksResponse>{''.join(self._mask_xml(t, m) for t, m in found)}</tr2:GetMasksResponse>"
+
+    async def _paint(self) -> None:
+        """What the camera paints: its enabled masks, turned to 0..1 from the top left."""
+        if self.cam.paint_masks is not None:
+            await self.cam.paint_masks([[[(x + 1) / 2, (1 - y) / 2] for x, y in m["points"]]
+                                        for m in self.cam.masks.values() if m["enabled"]])
+
+    async def CreateMask(self, req: etree._Element) -> str:  # noqa: N802
+        if self.cam.masks_support != "media2":
+            raise SoapFault("The maximum number of supported masks by the specific VideoSourceConfiguration "
+                            "has been reached.", "ter:MaxMasks", "env:Receiver")
+        mask = req.find("tr2:Mask", namespaces=NS)
+        if mask is None:
+            raise SoapFault("CreateMask needs a Mask", "ter:InvalidArgs")
+        config = self._mask_config(mask)
+        points = [(float(p.get("x", "nan")), float(p.get("y", "nan")))
+                  for p in mask.findall("tr2:Polygon/tt:Point", namespaces=NS)]
+        if not 3 <= len(points) <= MAX_MASK_POINTS or not all(-1 <= v <= 1 for pt in points for v in pt):
+            raise SoapFault(f"a mask is a polygon of 3 to {MAX_MASK_POINTS} points in [-1, 1]", "ter:InvalidPolygon")
+        kind = _text(mask, "tr2:Type")
+        if kind != "Color":
+            raise SoapFault(f"mask type {kind!r} is not supported (Color)", "ter:InvalidArgVal")
+        if len(self.cam.masks) >= MAX_MASKS:
+            raise SoapFault("The maximum number of supported masks by the specific VideoSourceConfiguration "
+                            "has been reached.", "ter:MaxMasks", "env:Receiver")
+        self.cam.mask_tokens += 1
+        token = f"Mask_{self.cam.mask_tokens}"
+        self.cam.masks[token] = {"config": config, "points": points, "type": kind,
+                                 "enabled": _text(mask, "tr2:Enabled").strip().lower() in ("true", "1")}
+        await self._paint()  # painted before the answer: a confirmed mask is in the stream
+        return f"<tr2:CreateMaskResponse><tr2:Token>{token}</tr2:Token></tr2:CreateMaskResponse>"
+
+    async def DeleteMask(self, req: etree._Element) -> str:  # noqa: N802
+        token = _text(req, "tr2:Token")
+        if self.cam.masks.pop(token, None) is None:
+            raise SoapFault(f"no mask {token!r}", "ter:NoConfig")
+        await self._paint()
+        return "<tr2:DeleteMaskResponse/>"
 
     # -- PTZ ------------------------------------------------------------------------------
     def _need_ptz(self, req: etree._Element) -> None:
@@ -738,7 +817,7 @@ class SubscriptionService:
         return "<tev:SetSynchronizationPointResponse/>"
 
 
-_SERVICE_PREFIX = {NS["tds"]: "tds", NS["trt"]: "trt", NS["tptz"]: "tptz", NS["tev"]: "tev"}
+_SERVICE_PREFIX = {NS["tds"]: "tds", NS["trt"]: "trt", NS["tptz"]: "tptz", NS["tev"]: "tev", NS["tr2"]: "tr2"}
 # Each service's capabilities, as its schema has them (the required child elements included):
 # what this simulated camera can do, said the way firmware says it.
 _SERVICE_CAPABILITIES = {
@@ -752,6 +831,10 @@ _SERVICE_CAPABILITIES = {
              'StatusPosition="true"/>'),
     "tev": ('<tev:Capabilities WSSubscriptionPolicySupport="false" WSPullPointSupport="true" '
             'WSPausableSubscriptionManagerInterfaceSupport="false" MaxPullPoints="10"/>'),
+    "tr2": ('<tr2:Capabilities SnapshotUri="false" Rotation="false" VideoSourceMode="false" OSD="false" '
+            'TemporaryOSDText="false" Mask="true" SourceMask="false"><tr2:ProfileCapabilities MaximumNumberOfProfiles="2"/>'
+            '<tr2:StreamingCapabilities RTSPStreaming="true" RTPMulticast="false" RTP_RTSP_TCP="true"/>'
+            '</tr2:Capabilities>'),
 }
 
 
@@ -766,6 +849,7 @@ _MEDIA_OPS = {"GetProfiles", "GetVideoSources", "GetStreamUri", "GetSnapshotUri"
 _PTZ_OPS = {"ContinuousMove", "RelativeMove", "AbsoluteMove", "Stop", "GetStatus", "GetPresets", "SetPreset",
             "RemovePreset", "GotoPreset", "GotoHomePosition", "SetHomePosition", "GetServiceCapabilities"}
 _EVENT_OPS = {"CreatePullPointSubscription", "GetEventProperties", "GetServiceCapabilities"}
+_MEDIA2_OPS = {"GetMaskOptions", "GetMasks", "CreateMask", "DeleteMask", "GetServiceCapabilities"}
 _SUBSCRIPTION_OPS = {"PullMessages", "Renew", "Unsubscribe", "SetSynchronizationPoint"}
 
 
@@ -807,6 +891,8 @@ class _CameraServer:
         app.router.add_post("/onvif/events_service", self._soap(_EVENT_OPS))
         if self.cam.ptz:
             app.router.add_post("/onvif/ptz_service", self._soap(_PTZ_OPS))
+        if self.cam.masks_support:
+            app.router.add_post("/onvif/media2_service", self._soap(_MEDIA2_OPS))
         app.router.add_post("/onvif/subscription/{sub}", self._subscription)
         app.router.add_get("/snapshot/{profile}.jpg", self._snapshot)
         app.router.add_post("/sim/motion", self._motion)
@@ -922,6 +1008,12 @@ def onvif_camera(simulation: SimulationLink, sc: SimCamera) -> SimOnvifCamera:
     cam.clock_source = lambda: float(offsets.get(name, default_offset))
     if sc.ptz:
         cam.ptz_head = SimPtzBridge(simulation, name)
+    cam.masks_support = sc.masks
+    if sc.masks == "media2":
+        async def paint(polygons: list[list[list[float]]]) -> None:
+            await simulation.set_masks(name, polygons)
+
+        cam.paint_masks = paint
     return cam
 
 

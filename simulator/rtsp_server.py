@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -212,11 +213,64 @@ def attach_clock(media: GstRtspServer.RTSPMedia, offset_s: float) -> None:
     overlay.get_static_pad("video_sink").add_probe(Gst.PadProbeType.BUFFER, probe)
 
 
+class Privacy:
+    """A camera's own privacy masks (ONVIF Media2 CreateMask): polygons painted black into every
+    frame just before the encoder (over the burnt-in name and clock too: nothing under a mask
+    shows), by a ``gdkpixbufoverlay`` named ``privacy`` in each of the camera's live-encoded
+    pipelines. Polygons are normalised (0..1
+    from the top left); each stream size gets its own PNG (transparent but for the masks)."""
+
+    def __init__(self, folder: Path, camera: str) -> None:
+        self.folder, self.camera = folder, camera
+        self.polygons: list[list[list[float]]] = []
+        self.version = 0
+        self.overlays: list[tuple[Gst.Element, int, int]] = []
+
+    @staticmethod
+    def element() -> str:
+        return "! gdkpixbufoverlay name=privacy "
+
+    def png(self, width: int, height: int) -> str:
+        from PIL import Image, ImageDraw
+
+        path = self.folder / f"{abs(hash(self.camera))}-{width}x{height}-v{self.version}.png"
+        if not path.exists():
+            image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+            draw = ImageDraw.Draw(image)
+            for poly in self.polygons:
+                draw.polygon([(x * (width - 1), y * (height - 1)) for x, y in poly], fill=(0, 0, 0, 255))
+            tmp = path.with_suffix(".tmp.png")
+            image.save(tmp)
+            os.replace(tmp, path)
+        return str(path)
+
+    def attach(self, media: GstRtspServer.RTSPMedia, width: int, height: int) -> None:
+        overlay = media.get_element().get_by_name_recurse_up("privacy")
+        if overlay is None:
+            return
+        entry = (overlay, width, height)
+        overlay.set_property("location", self.png(width, height))
+        self.overlays.append(entry)
+
+        def forget(_media):
+            if entry in self.overlays:
+                self.overlays.remove(entry)
+
+        media.connect("unprepared", forget)
+
+    def set(self, polygons: list[list[list[float]]]) -> None:
+        """Paint these polygons from the next frame on, on every stream of the camera."""
+        self.polygons = [[[float(x), float(y)] for x, y in poly] for poly in polygons]
+        self.version += 1
+        for overlay, width, height in list(self.overlays):
+            overlay.set_property("location", self.png(width, height))
+
+
 class LiveFactory(GstRtspServer.RTSPMediaFactory):
     def __init__(self, name: str, width: int, height: int, bitrate_kbps: int, offset_s: float,
-                 codec: str = "h264") -> None:
+                 codec: str = "h264", privacy: Privacy | None = None) -> None:
         super().__init__()
-        self.offset_s = offset_s
+        self.offset_s, self.privacy, self.size = offset_s, privacy, (width, height)
         font = max(12, height // 28)
         self.set_launch(
             f"( videotestsrc is-live=true pattern=smpte horizontal-speed=4 "
@@ -225,10 +279,15 @@ class LiveFactory(GstRtspServer.RTSPMediaFactory):
             f"font-desc=\"DejaVu Sans Mono Bold {font}\" "
             f"! textoverlay text=\"{name}\" valignment=bottom halignment=left "
             f"shaded-background=true font-desc=\"DejaVu Sans Bold {font}\" "
-            f"! {x264(bitrate_kbps, 50, codec)} )"
+            f"{privacy.element() if privacy else ''}! {x264(bitrate_kbps, 50, codec)} )"
         )
         self.set_shared(True)
-        self.connect("media-configure", lambda _f, media: attach_clock(media, self.offset_s))
+        self.connect("media-configure", self.on_media_configure)
+
+    def on_media_configure(self, _factory, media: GstRtspServer.RTSPMedia) -> None:
+        attach_clock(media, self.offset_s)
+        if self.privacy is not None:
+            self.privacy.attach(media, *self.size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,9 +365,9 @@ class PtzState:
 
 class PtzFactory(GstRtspServer.RTSPMediaFactory):
     def __init__(self, name: str, scene: str, state: PtzState, width: int, height: int,
-                 bitrate_kbps: int, offset_s: float, codec: str = "h264") -> None:
+                 bitrate_kbps: int, offset_s: float, codec: str = "h264", privacy: Privacy | None = None) -> None:
         super().__init__()
-        self.state, self.offset_s = state, offset_s
+        self.state, self.offset_s, self.privacy, self.size = state, offset_s, privacy, (width, height)
         font = max(12, height // 28)
         self.set_launch(
             f"( filesrc location=\"{scene}\" ! pngdec ! videoconvert ! video/x-raw,format=I420 "
@@ -320,7 +379,7 @@ class PtzFactory(GstRtspServer.RTSPMediaFactory):
             f"font-desc=\"DejaVu Sans Bold {font}\" "
             f"! textoverlay text=\"{name}\" valignment=bottom halignment=left "
             f"shaded-background=true font-desc=\"DejaVu Sans Bold {font}\" "
-            f"! {x264(bitrate_kbps, 50, codec)} )"
+            f"{privacy.element() if privacy else ''}! {x264(bitrate_kbps, 50, codec)} )"
         )
         self.set_shared(True)
         self.connect("media-configure", self.on_media_configure)
@@ -331,6 +390,8 @@ class PtzFactory(GstRtspServer.RTSPMediaFactory):
         self.state.crops.append(pair)
         self.state.apply()
         attach_clock(media, self.offset_s)
+        if self.privacy is not None:
+            self.privacy.attach(media, *self.size)
 
         def forget(_media):
             if pair in self.state.crops:
@@ -445,14 +506,16 @@ class AnprFactory(GstRtspServer.RTSPMediaFactory):
     FPS_NUM, FPS_DEN = 25, 2
 
     def __init__(self, camera: str, width: int, height: int, bitrate_kbps: int, offset_s: float,
-                 codec: str = "h264") -> None:
+                 codec: str = "h264", privacy: Privacy | None = None) -> None:
         super().__init__()
         self.camera, self.width, self.height, self.offset_s = camera, width, height, offset_s
+        self.privacy = privacy
         caps = f"video/x-raw,format=RGB,width={width},height={height},framerate={self.FPS_NUM}/{self.FPS_DEN}"
         self.set_launch(
             f"( appsrc name=src is-live=true format=time do-timestamp=true stream-type=stream "
             f"max-bytes={width * height * 3 * 4} caps=\"{caps}\" ! queue leaky=downstream max-size-buffers=4 "
-            f"! videoconvert ! video/x-raw,format=I420 ! {x264(bitrate_kbps, 25, codec)} )"
+            f"! videoconvert ! video/x-raw,format=I420 {privacy.element() if privacy else ''}"
+            f"! {x264(bitrate_kbps, 25, codec)} )"
         )
         self.set_shared(True)
         self.connect("media-configure", self.on_media_configure)
@@ -464,6 +527,8 @@ class AnprFactory(GstRtspServer.RTSPMediaFactory):
         media.producer = producer
         producer.start()
         media.connect("unprepared", lambda _m: producer.stopped.set())
+        if self.privacy is not None:
+            self.privacy.attach(media, self.width, self.height)
 
 
 # --------------------------------------------------------------------------------------------
@@ -484,6 +549,8 @@ class Camera:
         self.sessions: dict[GstRtspServer.RTSPClient, str] = {}
         self.peak_sessions: dict[str, int] = {}
         self.ptz = PtzState() if spec["mode"] == "ptz" else None
+        # Cameras that paint their own privacy masks (ONVIF Media2): live-encoded ones only.
+        self.privacy = Privacy(Path(config["masks_dir"]), self.name) if spec.get("privacy_masks") else None
         self.source = None
 
         self.server = GstRtspServer.RTSPServer()
@@ -520,17 +587,19 @@ class Camera:
             yield "/main", ClipFactory(spec["main_clip"], *spec["main_size"])
             yield "/sub", ClipFactory(spec["sub_clip"], *spec["sub_size"])
         elif mode == "live":
-            yield "/main", LiveFactory(self.name, *size(main, 1280, 720), 3000, offset, main)
-            yield "/sub", LiveFactory(self.name, *size(sub, 640, 360), 600, offset, sub)
+            yield "/main", LiveFactory(self.name, *size(main, 1280, 720), 3000, offset, main, self.privacy)
+            yield "/sub", LiveFactory(self.name, *size(sub, 640, 360), 600, offset, sub, self.privacy)
         elif mode == "ptz":
             scene = Path(config["cache_dir"]) / "ptz-scene-v1.png"
             if not scene.exists():
                 make_scene(scene, "Market Square")
-            yield "/main", PtzFactory(self.name, str(scene), self.ptz, *size(main, 1280, 720), 2500, offset, main)
-            yield "/sub", PtzFactory(self.name, str(scene), self.ptz, *size(sub, 640, 360), 500, offset, sub)
+            yield "/main", PtzFactory(self.name, str(scene), self.ptz, *size(main, 1280, 720), 2500, offset, main,
+                                      self.privacy)
+            yield "/sub", PtzFactory(self.name, str(scene), self.ptz, *size(sub, 640, 360), 500, offset, sub,
+                                     self.privacy)
         elif mode == "anpr":
-            yield "/main", AnprFactory(self.name, *size(main, 1280, 720), 2500, offset, main)
-            yield "/sub", AnprFactory(self.name, *size(sub, 640, 360), 500, offset, sub)
+            yield "/main", AnprFactory(self.name, *size(main, 1280, 720), 2500, offset, main, self.privacy)
+            yield "/sub", AnprFactory(self.name, *size(sub, 640, 360), 500, offset, sub, self.privacy)
         else:
             raise ValueError(f"unknown camera mode {mode!r}")
 
@@ -671,6 +740,11 @@ class Service:
             else:
                 camera.on_air()
             return camera.status()
+        if op == "set_masks":
+            if camera.privacy is None:
+                raise ValueError(f"{camera.name} does not paint privacy masks")
+            camera.privacy.set(request["polygons"])
+            return {**camera.status(), "masks_version": camera.privacy.version}
         if camera.ptz is None:
             raise ValueError(f"{camera.name} is not a PTZ camera")
         if op == "set_ptz":
@@ -714,7 +788,7 @@ ELEMENTS = {
     "videocrop": "gstreamer1.0-plugins-good", "pngdec": "gstreamer1.0-plugins-good",
     "rtph264pay": "gstreamer1.0-plugins-good", "filesrc": "gstreamer1.0-plugins-base",
     "queue": "gstreamer1.0-plugins-base", "h264parse": "gstreamer1.0-plugins-bad",
-    "x264enc": "gstreamer1.0-plugins-ugly",
+    "x264enc": "gstreamer1.0-plugins-ugly", "gdkpixbufoverlay": "gstreamer1.0-plugins-good",
 }
 # Only needed by H.265 cameras (``codecs=`` in Simulation): checked when one is asked for.
 H265_ELEMENTS = {"x265enc": "gstreamer1.0-plugins-bad", "h265parse": "gstreamer1.0-plugins-bad",
@@ -735,6 +809,7 @@ def main() -> None:
             return
         line += chunk
     config = json.loads(line)
+    config["masks_dir"] = tempfile.mkdtemp(prefix="sim-masks-")
     h265 = any("h265" in (c.get("main_codec"), c.get("sub_codec")) for c in config["cameras"])
     if missing := missing_elements(h265):
         message = f"GStreamer elements missing: {', '.join(missing)}; install those Debian packages"

@@ -11,7 +11,13 @@ stream opened under an older set can be found and ended.
 ``applied_by`` says who paints the masks into the picture: ``service`` (the service masks every
 picture it hands out, decoding and re-encoding) or ``camera`` (the camera took them through
 ONVIF Media2 ``CreateMask`` and masks its own stream; ``camera_tokens`` are its tokens for them).
-Recorded footage is masked by the service either way (it may predate the push).
+``camera_since_us`` is when the camera confirmed the current version (its CreateMask answered:
+it paints the mask from then on), ``camera_checked_us`` the last time its masks were read back
+(GetMasks) and found to be ours, and ``camera_state`` says why the service paints a set when the
+camera is ONVIF (no Media2, a refused CreateMask, the camera unreachable, drift found).
+
+Recorded footage is painted at source only if it was recorded while the camera painted this
+very set: :func:`camera_painted` (docs/design/lawful-use.md gives the rule and its reasons).
 """
 
 from __future__ import annotations
@@ -46,6 +52,24 @@ class MaskSet(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     applied_by: Mapped[str] = mapped_column(String(16), default=SERVICE)
     camera_tokens: Mapped[list[str]] = mapped_column(JSON, default=list)
+    camera_since_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    camera_checked_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    camera_state: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+# Frames captured before the camera confirmed a mask may still be in its encoder and network
+# queues (a GOP of 2 s at most on the cameras we know): footage from this long after the
+# confirmation on is trusted to carry the mask.
+CAMERA_MARGIN_US = 2_000_000
+
+
+def camera_painted(applied_by: str, since_us: int | None, checked_us: int | None, start_us: int,
+                   end_us: int | None) -> bool:
+    """Was footage of ``start_us`` to ``end_us`` (None: still growing) recorded while the camera
+    painted this set? Only between its confirmation (plus :data:`CAMERA_MARGIN_US`) and the
+    last read-back that found the masks intact: after that, nobody knows yet."""
+    return (applied_by == CAMERA and since_us is not None and checked_us is not None and end_us is not None
+            and start_us >= since_us + CAMERA_MARGIN_US and end_us <= checked_us)
 
 
 def check_polygons(polygons: Any) -> list[Polygon]:
@@ -106,7 +130,8 @@ async def set_masks(session: AsyncSession, camera: Camera, polygons: Any, *, rea
     row.polygons = [[list(p) for p in poly] for poly in checked]
     row.reason, row.set_by, row.set_us = reason, by, now_us()
     row.version = (row.version or 0) + 1
-    row.applied_by = SERVICE
+    row.applied_by, row.camera_tokens, row.camera_state = SERVICE, [], ""
+    row.camera_since_us = row.camera_checked_us = None
     await session.flush()
     await audit.append(session, by, "masks.set", f"camera:{camera.id}", reason=reason, polygons=len(checked),
                        points=sum(len(p) for p in checked), version=row.version)
@@ -126,14 +151,40 @@ async def clear(session: AsyncSession, camera: Camera, *, reason: str, by: str) 
 
 
 async def mark_applied(session: AsyncSession, camera_id: int, version: int, applied_by: str, tokens: list[str],
-                       *, by: str, detail: str = "") -> bool:
-    """Record who paints version ``version`` of a camera's masks (audited ``masks.applied``);
-    False when the set changed meanwhile (the caller pushes the newer one)."""
+                       *, by: str, detail: str = "", at_us: int | None = None) -> bool:
+    """Record who paints version ``version`` of a camera's masks (audited ``masks.applied``):
+    the camera from ``at_us`` (its confirmation) on, or the service, with ``detail`` saying
+    why; False when the set changed meanwhile (the caller pushes the newer one)."""
     row = await session.get(MaskSet, camera_id)
     if row is None or row.version != version:
         return False
-    row.applied_by, row.camera_tokens = applied_by, list(tokens)
+    row.applied_by, row.camera_tokens, row.camera_state = applied_by, list(tokens), detail[:2000]
+    when = at_us if at_us is not None else now_us()
+    row.camera_since_us = row.camera_checked_us = when if applied_by == CAMERA else None
     await session.flush()
     await audit.append(session, by, "masks.applied", f"camera:{camera_id}", version=version, by=applied_by,
                        tokens=len(tokens), detail=detail[:300])
+    return True
+
+
+async def mark_checked(session: AsyncSession, camera_id: int, version: int, at_us: int) -> bool:
+    """The camera's masks were read back at ``at_us`` and are this version's: footage up to then
+    is painted at source. False when the set or who paints it changed meanwhile."""
+    row = await session.get(MaskSet, camera_id)
+    if row is None or row.version != version or row.applied_by != CAMERA:
+        return False
+    row.camera_checked_us = max(row.camera_checked_us or 0, at_us)
+    return True
+
+
+async def mark_drift(session: AsyncSession, camera_id: int, version: int, detail: str, *, by: str) -> bool:
+    """The camera no longer paints this version as it should (found by a read-back): the service
+    paints it again from now on (audited ``masks.drift``)."""
+    row = await session.get(MaskSet, camera_id)
+    if row is None or row.version != version:
+        return False
+    row.applied_by, row.camera_state = SERVICE, f"drift: {detail}"[:2000]
+    row.camera_since_us = row.camera_checked_us = None
+    await session.flush()
+    await audit.append(session, by, "masks.drift", f"camera:{camera_id}", version=version, detail=detail[:300])
     return True

@@ -290,18 +290,24 @@ async def _reports(w: World) -> None:
 
 @asynccontextmanager
 async def world(aiohttp_client, settings, tmp_path: Path, sources: list[Path],
-                prepare: Callable[[World], Awaitable[None]] | None = None) -> AsyncIterator[World]:
-    """``prepare`` runs once the cameras and users exist, before anything is recorded or exported."""
-    async with Simulation(tmp_path / "sim", cameras=2) as sim:
+                prepare: Callable[[World], Awaitable[None]] | None = None,
+                camera_painted: bool = False) -> AsyncIterator[World]:
+    """``prepare`` runs once the cameras and users exist, before anything is recorded or exported.
+    ``camera_painted``: camera Alpha is a live-encoded ONVIF camera that paints the privacy masks
+    it is given itself (Media2), rather than a pre-encoded one the service masks."""
+    painting = {"Live Town Centre 01": "media2"} if camera_painted else {}
+    async with Simulation(tmp_path / "sim", cameras=1 if camera_painted else 2, live=1 if camera_painted else 0,
+                          onvif=camera_painted, masks=painting) as sim:
         app = create_app(settings.with_overrides(**{"mqtt.enabled": False}), record=False)
         client = await aiohttp_client(app, cookie_jar=aiohttp.DummyCookieJar())
         w = World(client, app, base_us=(now_us() // S - 3600) * S)
+        ordered = sorted(sim.cameras, key=lambda sc: sc.name not in painting)  # the painting one is Alpha
         async with transaction(app[SESSIONS]) as session:
-            for c, sim_cam in zip(CAMS, sim.cameras, strict=False):
+            for c, sim_cam in zip(CAMS, ordered, strict=False):
                 cam = await add_camera(session, CameraSpec(
                     name=NAME[c], site=SITE[c], position=f"{NAME[c]} column", main_url=sim_cam.main_url,
                     sub_url=sim_cam.sub_url, username=sim_cam.username, password=sim_cam.password,
-                    recording=False), app[KEYS])
+                    onvif_xaddr=sim_cam.onvif_xaddr if sim_cam.name in painting else "", recording=False), app[KEYS])
                 w.cam[c], w.site[c] = cam.id, cam.site_id
         for role in ROLES:
             w.users[role] = await w.user(role, f"{role}1")

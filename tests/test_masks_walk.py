@@ -36,8 +36,10 @@ from test_disclosure import URLS, fetch, get_routes, url_for, walker
 
 from controlroom.context import SESSIONS, SETTINGS
 from controlroom.permissions import Permission, Pixels, role_permissions, route_spec
+from storage import masks
 from storage.anpr.images import resolve_image
 from storage.anpr.models import AnprRead
+from storage.audit import AuditEntry
 
 PENTAGON = [[0.2, 0.1], [0.6, 0.08], [0.75, 0.35], [0.45, 0.6], [0.15, 0.45]]  # clear of a still's stamp
 EDITOR_SNAPSHOT = "/api/v1/cameras/{camera}/masks/snapshot.jpg"
@@ -147,9 +149,27 @@ async def set_mask(w: World, polygons: list = [PENTAGON]) -> None:  # noqa: B006
     assert resp.status == 200, await resp.text()
 
 
-async def test_every_route_that_returns_pixels_masks_them(aiohttp_client, settings, tmp_path, sources):
-    """The mask is set before the world's evidence is exported: its packages carry it."""
-    async with world(aiohttp_client, settings, tmp_path, sources, prepare=set_mask) as w:
+async def set_mask_on_camera(w: World) -> None:
+    """The mask set through the API, and taken by the camera (ONVIF Media2): it paints it now."""
+    await set_mask(w)
+    for _ in range(200):
+        async with w.app[SESSIONS]() as session:
+            row = await masks.get(session, w.cam["A"])
+        if row.applied_by == masks.CAMERA:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the camera did not take the mask: {row.camera_state}")
+
+
+@pytest.mark.parametrize("painter", ["service", "camera"])
+async def test_every_route_that_returns_pixels_masks_them(aiohttp_client, settings, tmp_path, sources, painter):
+    """The mask is set before the world's evidence is exported: its packages carry it. Camera
+    Alpha is masked by the service, or paints the mask itself (ONVIF Media2): then its live
+    stream is copied as the camera sends it (masked at source), and its recorded footage, all
+    older than the push, is masked by the service."""
+    prepare = set_mask_on_camera if painter == "camera" else set_mask
+    async with world(aiohttp_client, settings, tmp_path, sources, prepare=prepare,
+                     camera_painted=painter == "camera") as w:
         await real_anpr_pictures(w)
         declared = pixel_routes(w)
         walk = sorted(set(URLS) | set(declared))
@@ -188,9 +208,12 @@ async def test_every_route_that_returns_pixels_masks_them(aiohttp_client, settin
                                     f"(std {region.std():.1f}, mean {region.mean():.1f})")
                     break
             checked += 1
-            # The same place for a supervisor, who holds unmask: the picture itself.
+            # The same place for a supervisor, who holds unmask: the picture itself. (Not the live
+            # pictures of a camera that paints its masks: it sends no unmasked picture to anyone.)
             supervisor = w.users["supervisor"]
-            if spec.permission in role_permissions("supervisor") - {Permission.AUTHENTICATED, Permission.PUBLIC}:
+            at_source = painter == "camera" and spec.pixels is Pixels.LIVE
+            if spec.permission in role_permissions("supervisor") - {Permission.AUTHENTICATED, Permission.PUBLIC} \
+                    and not at_source:
                 status, body = await answer(w, canonical, supervisor)
                 frames = await asyncio.to_thread(pictures, body)
                 if not frames or max(inside(f).std() for f in frames) < PICTURE_STD:
@@ -198,6 +221,11 @@ async def test_every_route_that_returns_pixels_masks_them(aiohttp_client, settin
                                     f"({status}, {len(frames)} pictures)")
         assert not problems, "\n".join(problems)
         assert checked + len(unmasked_only) == len(declared) and checked >= 10, (checked, sorted(declared))
+        async with w.app[SESSIONS]() as session:  # live: a masked transcode, or the camera's stream copied
+            starts = [json.loads(e.details) for e in (await session.scalars(select(AuditEntry).where(
+                AuditEntry.action == "live.start", AuditEntry.target == f"camera:{w.cam['A']}"))).all()]
+        without_unmask = [d["masked"] for d in starts if d.get("masked") is not None]
+        assert without_unmask and set(without_unmask) == ({False, True} if painter == "service" else {False}), starts
         # The masks change: a package painted with the old ones is refused until exported again.
         await set_mask(w, [PENTAGON, [[0.8, 0.8], [0.95, 0.8], [0.9, 0.95]]])
         status, body = await answer(w, "/api/v1/evidence/requests/{id}/package", w.users["police"])

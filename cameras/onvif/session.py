@@ -22,6 +22,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -51,6 +52,9 @@ DEFAULT_TIMEOUT_S = 10.0
 NS_PTZ = "http://www.onvif.org/ver20/ptz/wsdl"
 NS_MEDIA = "http://www.onvif.org/ver10/media/wsdl"
 NS_EVENTS = "http://www.onvif.org/ver10/events/wsdl"
+NS_MEDIA2 = "http://www.onvif.org/ver20/media/wsdl"
+# onvif-zeep-async ships no Media2 WSDL: ours covers its privacy masks (cameras/onvif/wsdl/).
+MEDIA2_WSDL = str(Path(__file__).with_name("wsdl") / "media2.wsdl")
 
 # One lock per camera address and event loop: per camera at most one request in flight, shared
 # by adoption, the clock check, PTZ and everything else in this process that talks to it.
@@ -113,6 +117,8 @@ class _Device(ONVIFCamera):
             return devicemgmt
 
     def get_definition(self, name: str, port_type: str | None = None) -> tuple[str, str, str]:
+        if name == "media2":
+            return self.xaddrs.get(NS_MEDIA2, ""), MEDIA2_WSDL, f"{{{NS_MEDIA2}}}Media2Binding"
         xaddr, wsdl, binding = super().get_definition(name, port_type)
         if name == "devicemgmt":
             xaddr = self._device_xaddr
@@ -231,13 +237,14 @@ class OnvifSession:
             "media": self.device.create_media_service,
             "ptz": self.device.create_ptz_service,
             "events": self.device.create_events_service,
+            "media2": lambda: self.device.create_onvif_service("media2"),
         }
-        if name in ("ptz", "media", "events") and not self.has(name):
+        if name in ("ptz", "media", "events", "media2") and not self.has(name):
             raise ServiceMissing(f"{self.where}: the camera does not offer the {name} service")
         return await creators[name]()
 
     def has(self, service: str) -> bool:
-        ns = {"ptz": NS_PTZ, "media": NS_MEDIA, "events": NS_EVENTS}[service]
+        ns = {"ptz": NS_PTZ, "media": NS_MEDIA, "events": NS_EVENTS, "media2": NS_MEDIA2}[service]
         return bool(self.device.xaddrs.get(ns))
 
     async def close(self) -> None:

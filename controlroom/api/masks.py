@@ -20,10 +20,11 @@ from pydantic import Field
 
 from controlroom import disclosure
 from controlroom.api.live import _camera, join, snapshot_jpeg
-from controlroom.auth import actor
-from controlroom.context import LIVE, MASKING, SESSIONS
+from controlroom.auth import actor, allowed_camera_ids
+from controlroom.context import LIVE, MASKING, ONVIF, SESSIONS
 from controlroom.contract import Body, Text, body_of
 from controlroom.permissions import Disclosure, Permission, Pixels, requires
+from controlroom.timefmt import us_to_iso
 from storage import inventory, masks
 from storage.db import transaction
 
@@ -48,7 +49,17 @@ def masks_json(camera_id: int, row: masks.MaskSet | None) -> dict:
     if row is None:
         return {"camera": camera_id, "polygons": [], "version": 0}
     return {"camera": camera_id, "polygons": row.polygons, "reason": row.reason, "set_by": row.set_by,
-            "set_us": row.set_us, "version": row.version, "applied_by": row.applied_by}
+            "set_us": row.set_us, "version": row.version, "applied_by": row.applied_by,
+            "camera_state": row.camera_state,
+            "camera_since": us_to_iso(row.camera_since_us) if row.camera_since_us else None,
+            "camera_checked": us_to_iso(row.camera_checked_us) if row.camera_checked_us else None}
+
+
+def _push(request: web.Request, camera_id: int, *, clear: bool = False) -> None:
+    """An ONVIF camera is given the new set to paint (or its old one taken back) meanwhile."""
+    runtime = request.app.get(ONVIF)
+    if runtime is not None:
+        runtime.push_masks(request.app, camera_id, clear=clear)
 
 
 async def changed(request: web.Request, camera_id: int, version: int | None) -> None:
@@ -73,6 +84,7 @@ async def put(request: web.Request) -> web.Response:
         row = await masks.set_masks(session, cam, body.polygons, reason=body.reason, by=actor(request))
         shown = masks_json(cam.id, row)
     await changed(request, cam.id, shown["version"])
+    _push(request, cam.id)
     return web.json_response(shown)
 
 
@@ -82,9 +94,24 @@ async def clear(request: web.Request) -> web.Response:
     body = body_of(request, MasksClear)
     async with transaction(request.app[SESSIONS]) as session:
         cam = await inventory.get_camera(session, request.match_info["camera"])
-        await masks.clear(session, cam, reason=body.reason, by=actor(request))
+        old = await masks.clear(session, cam, reason=body.reason, by=actor(request))
     await changed(request, cam.id, None)
+    if old.applied_by == masks.CAMERA or old.camera_state.startswith("drift"):
+        _push(request, cam.id, clear=True)
     return web.json_response(masks_json(cam.id, None))
+
+
+@routes.get("/api/v1/health/masks")
+@requires(Permission.FAULTS)
+async def health(request: web.Request) -> web.Response:
+    """Camera health, privacy masks: per camera with masks, who paints them (the camera, over
+    ONVIF Media2, or the service) and why (``camera_state``: unsupported, unreachable, drift)."""
+    allowed = await allowed_camera_ids(request)
+    async with request.app[SESSIONS]() as session:
+        sets = await masks.all_sets(session)
+    return web.json_response({"cameras": [
+        {k: v for k, v in masks_json(cid, row).items() if k not in ("polygons", "reason")}
+        for cid, row in sorted(sets.items()) if allowed is None or cid in allowed]})
 
 
 @routes.get(PREFIX + "/snapshot.jpg")

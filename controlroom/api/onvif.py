@@ -39,11 +39,11 @@ from cameras.onvif.session import SessionPool
 from controlroom import disclosure, onvif_actions
 from controlroom.auth import actor, can_access_camera
 from controlroom.background import watched
-from controlroom.context import ALERTS, KEYS, ONVIF, SESSIONS, SETTINGS, SUPERVISOR
+from controlroom.context import ALERTS, KEYS, MASKING, ONVIF, SESSIONS, SETTINGS, SUPERVISOR
 from controlroom.contract import Body, Name, Query, Time, body_of, query_of
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.views import camera_json
-from storage import NotFound, inventory
+from storage import NotFound, inventory, masks
 from storage.onvif import list_events
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,10 @@ class EventsQuery(Query):
     end_us: Time | None = Field(None, alias="to")
     kind: Annotated[str, Field(max_length=200)] | None = None
 INVENTORY_FOLLOW_S = 30.0
+# How often the masks cameras paint are read back: footage recorded since the last read-back is
+# masked by the service in playback (storage.masks.camera_painted), and a mask removed on the
+# camera is found within this.
+MASKS_CHECK_S = 30.0
 
 
 @dataclass
@@ -98,6 +102,22 @@ class OnvifRuntime:
 
     def heard(self) -> dict[str, Device]:
         return dict(self.hello.devices) if self.hello is not None else {}
+
+    def push_masks(self, app: web.Application, camera_id: int, *, clear: bool = False) -> asyncio.Task[None]:
+        """Give the camera its new privacy masks (or take them back) in the background; the
+        service paints the set meanwhile, and whatever the camera answers."""
+        async def run() -> None:
+            try:
+                await onvif_actions.push_masks(app[SESSIONS], app[KEYS], self.pool, camera_id, clear=clear,
+                                               timeout_s=app[SETTINGS].cameras.onvif_timeout_s)
+                await painter_changed(app, camera_id)
+            except Exception:  # logged with its context; the set stays with the service
+                log.exception("camera %s: pushing its privacy masks failed; the service paints them", camera_id)
+
+        task = asyncio.create_task(run(), name=f"masks-push-{camera_id}")
+        self.tasks.append(task)
+        task.add_done_callback(lambda t: t in self.tasks and self.tasks.remove(t))
+        return task
 
 
 async def _stop_task(task: asyncio.Task[None]) -> None:
@@ -125,6 +145,23 @@ async def onvif_ctx(app: web.Application) -> AsyncIterator[None]:
     await runtime.pool.close()
 
 
+async def painter_changed(app: web.Application, camera_id: int) -> None:
+    """End the camera's streams if who paints its masks changed (controlroom.masking)."""
+    async with app[SESSIONS]() as session:
+        row = await masks.get(session, camera_id)
+    if row is not None:
+        await app[MASKING].painter_changed(camera_id, row.applied_by)
+
+
+async def check_masks_pass(app: web.Application) -> None:
+    """Reconcile every ONVIF camera's privacy masks with the camera (onvif_actions.check_masks)."""
+    runtime = app[ONVIF]
+    done = await onvif_actions.check_all_masks(app[SESSIONS], app[KEYS], runtime.pool,
+                                               timeout_s=app[SETTINGS].cameras.onvif_timeout_s)
+    for camera_id in done:
+        await painter_changed(app, camera_id)
+
+
 async def onvif_background_ctx(app: web.Application) -> AsyncIterator[None]:
     """Clock checks and PullPoint subscriptions. Appended after the recorder context, so events
     start after the streams (some cameras slow down while serving event subscriptions)."""
@@ -134,6 +171,10 @@ async def onvif_background_ctx(app: web.Application) -> AsyncIterator[None]:
     runtime.tasks.append(asyncio.create_task(watched(app, "camera_clocks", clock.interval_s, clock.run_once,
                                                      what="camera clock check pass", log=log).run(),
                                              name="onvif-clock"))
+    # Privacy masks the cameras paint: reconciled at start, then every MASKS_CHECK_S.
+    runtime.tasks.append(asyncio.create_task(watched(
+        app, "camera_masks", MASKS_CHECK_S, lambda: check_masks_pass(app),
+        what="privacy masks: reconciling the cameras' own", log=log).run(), name="onvif-masks"))
     if settings.cameras.events:
         events = runtime.events = EventSubscriptions(app[SESSIONS], app[KEYS],
                                                      timeout_s=settings.cameras.onvif_timeout_s)
@@ -190,6 +231,8 @@ async def adopt_camera(request: web.Request) -> web.Response:
     runtime = _runtime(request)
     if runtime is not None and runtime.events is not None:
         await runtime.events.reload()
+    if runtime is not None:  # a re-adopted camera with masks set takes them now
+        runtime.push_masks(request.app, cam.id)
     async with request.app[SESSIONS]() as session:
         sites = await inventory.site_names(session)
     return web.json_response({"camera": camera_json(cam, sites), "onvif": onvif_actions.facts_json(facts)},

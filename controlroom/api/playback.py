@@ -175,7 +175,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         # One remux per open stream, killed when the player goes, when the service stops
         # (on_shutdown) and, by the kernel, if the service dies.
         transcode = await video_codec(fds[0]) not in ("h264", "")
-        mask_png = masking.video_mask(request, cam.id)
+        mask_png = masking.video_mask(request, cam.id, (pieces[0].start_us, pieces[-1].end_us))
         proc = await children.spawn(
             *remux_args(list_path, transcode, mask_png), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, pass_fds=fds,

@@ -166,7 +166,7 @@ async def clip(request: web.Request) -> web.Response:
         camera_clock_offset_s=cam.clock_offset_s, camera_clock_checked_us=cam.clock_checked_us,
         camera_clock_flag=cam.clock_flag, segments=segs)
     cancel = threading.Event()
-    mask_png = masking.video_mask(request, cam.id)
+    mask_png = masking.video_mask(request, cam.id, (min(s.start_us for s in segs), max(s.end_us for s in segs)))
     with tempfile.TemporaryDirectory(prefix="clip-") as tmp:
         try:
             made = await asyncio.to_thread(make_working_copy, window, settings.storage_root, Path(tmp), cancel,
