@@ -87,3 +87,11 @@ async def test_admin_draws_a_mask_and_the_operator_sees_it_applied_live(stack, b
     assert inside.std() < 4 and inside.mean() < 24, (inside.std(), inside.mean())
     assert outside.std() > 12, outside.std()
     await page.close()
+
+    # Camera health says who paints the camera's masks: the service (it is not an ONVIF camera).
+    page = await signed_in(browser, stack.base_url, ADMIN, "#health")
+    row = page.locator('#hh-masks-body tr[data-camera="1"]')
+    await row.wait_for()
+    assert await row.get_attribute("data-painter") == "service"
+    assert "the service" in await row.text_content()
+    await page.close()

@@ -1,6 +1,7 @@
 // The camera health and monitoring hours view (#health): availability of each camera over an
 // ISO week, open faults (managed by supervisors and administrators), the last picture checks,
-// reporting a fault by hand; for supervisors, the week's staffed hours against the target and
+// reporting a fault by hand, who paints each camera's privacy masks (the camera over ONVIF, or the
+// service, and why: lawful-use.md); for supervisors, the week's staffed hours against the target and
 // the rota editor. Built here and added to the page, so index.html only gains a nav button.
 
 import { api } from "./api.js";
@@ -43,7 +44,7 @@ export class HealthView {
     const parts = [el("div", { class: "an-head" }, el("h2", { text: "Camera health and monitoring hours" }),
       el("label", { for: "hh-week", text: "Week" }), this.week, go), this.msg];
     if (can.has("rota")) parts.push(this.coveragePart(), this.rotaPart());
-    if (can.has("faults")) parts.push(this.faultsPart(), this.availabilityPart(), this.picturesPart());
+    if (can.has("faults")) parts.push(this.faultsPart(), this.availabilityPart(), this.picturesPart(), this.masksPart());
     this.root = el("section", { id: "view-health", class: "view health", "aria-label": "Health", hidden: true }, ...parts);
     $("main").append(this.root);
   }
@@ -104,6 +105,11 @@ export class HealthView {
     return section("Picture checks", "hh-pictures-part", this.picTable);
   }
 
+  masksPart() {
+    [this.masksTable, this.masksBody] = table("hh-masks", ["Camera", "Version", "Painted by", "Since", "Last read back", "State"]);
+    return section("Privacy masks", "hh-masks-part", this.masksTable);
+  }
+
   open() { this.root.hidden = false; this.load(); }
   close() { this.root.hidden = true; }
 
@@ -112,7 +118,7 @@ export class HealthView {
     const week = this.week.value.trim();
     const jobs = [];
     if (this.can.has("rota")) jobs.push(this.loadCoverage(week), this.loadRota());
-    if (this.can.has("faults")) jobs.push(this.loadFaults(), this.loadAvailability(week), this.loadPictures());
+    if (this.can.has("faults")) jobs.push(this.loadFaults(), this.loadAvailability(week), this.loadPictures(), this.loadMasks());
     for (const r of await Promise.allSettled(jobs)) if (r.status === "rejected") this.msg.textContent = r.reason.message;
   }
 
@@ -180,5 +186,16 @@ export class HealthView {
         el("td", { class: "num", text: r ? String(r.mean_luma) : "" }), el("td", { class: "num", text: r ? String(r.sharpness) : "" }),
         el("td", { class: "num", text: r ? pct(r.flat_fraction) : "" }), el("td", { class: "num", text: r && r.matches !== null ? String(r.matches) : "" }));
     }));
+  }
+
+  async loadMasks() {
+    const { cameras } = await api("/api/v1/health/masks");
+    const name = (id) => this.store.get?.(id)?.name ?? this.store.list.find((c) => c.id === id)?.name ?? String(id);
+    const when = (t) => (t ? formatLocal(Date.parse(t)) : "-");
+    this.masksBody.replaceChildren(...cameras.map((c) => el("tr", { "data-camera": c.camera, "data-painter": c.applied_by },
+      el("td", { text: name(c.camera) }), el("td", { class: "num", text: String(c.version) }),
+      el("td", { text: c.applied_by === "camera" ? "the camera (ONVIF)" : "the service" }),
+      el("td", { text: when(c.camera_since) }), el("td", { text: when(c.camera_checked) }),
+      el("td", { class: c.camera_state.startsWith("drift") || c.camera_state.includes("after drift") ? "error" : "", text: c.camera_state || "" }))));
   }
 }
