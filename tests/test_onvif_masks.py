@@ -15,6 +15,7 @@ paints"), against the simulator's Media2 service through onvif-zeep-async and ou
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import subprocess
 from pathlib import Path
@@ -218,3 +219,23 @@ async def test_a_camera_that_paints_its_masks_is_streamed_as_it_is(aiohttp_clien
         assert masked_at(await grab(url, tmp_path / "cleared.png"), SQUARE).std() > 12
     async with app[SESSIONS]() as session:
         assert (await session.get(Camera, cam.id)) is not None
+
+
+async def test_the_command_line_gives_an_onvif_camera_its_masks(data_dir: Path, tmp_path: Path, capsys):
+    from controlroom.cli import main
+
+    def run(*args: str) -> int:
+        return main(["--data-dir", str(data_dir), *args])
+
+    paints = SimOnvifCamera(name="paints", masks_support="media2")
+    password = tmp_path / "pw"
+    password.write_text("admin\n")
+    async with OnvifSimulator(cameras=[paints], discovery_port=None):
+        assert await asyncio.to_thread(run, "cameras", "add", "Flats", "--onvif-xaddr", paints.xaddr,
+                                       "--username", "admin", "--password-file", str(password)) == 0
+        capsys.readouterr()
+        assert await asyncio.to_thread(run, "masks", "set", "Flats", "--polygons", json.dumps([TRIANGLE]),
+                                       "--reason", "windows") == 0
+        assert "painted by the camera" in capsys.readouterr().out and len(paints.masks) == 1
+        assert await asyncio.to_thread(run, "masks", "clear", "Flats", "--reason", "moved") == 0
+        assert paints.masks == {}  # the camera stopped painting it

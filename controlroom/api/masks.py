@@ -94,10 +94,9 @@ async def clear(request: web.Request) -> web.Response:
     body = body_of(request, MasksClear)
     async with transaction(request.app[SESSIONS]) as session:
         cam = await inventory.get_camera(session, request.match_info["camera"])
-        old = await masks.clear(session, cam, reason=body.reason, by=actor(request))
+        await masks.clear(session, cam, reason=body.reason, by=actor(request))
     await changed(request, cam.id, None)
-    if old.applied_by == masks.CAMERA or old.camera_state.startswith("drift"):
-        _push(request, cam.id, clear=True)
+    _push(request, cam.id, clear=True)  # an ONVIF camera with Media2 stops painting them
     return web.json_response(masks_json(cam.id, None))
 
 

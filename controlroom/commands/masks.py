@@ -3,7 +3,9 @@
 ``set`` takes the polygons as JSON (``[[[x, y], ...], ...]``, fractions 0..1 of the picture from
 its top left) from ``--polygons`` or a file (``--file``). Every change is audited as
 ``cli:<os user>`` with its reason (storage.masks); a running service notices within seconds and
-ends the streams opened under the old masks (controlroom.masking).
+ends the streams opened under the old masks (controlroom.masking). An ONVIF camera is then given
+the new set to paint itself, or its masks are taken back (controlroom.onvif_actions.push_masks);
+the command says who paints the set.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from controlroom.api.masks import masks_json
 from controlroom.commands.common import open_store, print_json
 from controlroom.commands.users import cli_actor
+from controlroom.onvif_actions import push_masks
 from controlroom.settings import Settings
 from storage import Invalid, inventory, masks
 from storage.db import transaction
@@ -60,6 +63,12 @@ async def cmd_set(settings: Settings, args: argparse.Namespace) -> int:
         cam = await inventory.get_camera(session, args.camera)
         row = await masks.set_masks(session, cam, polygons, reason=args.reason, by=cli_actor())
         print(f"camera {cam.name!r}: {len(row.polygons)} privacy mask(s) set (version {row.version})")
+    async with open_store(settings) as st:
+        painter = await push_masks(st.sessions, st.keys, None, cam.id, timeout_s=settings.cameras.onvif_timeout_s)
+        async with st.sessions() as session:
+            row = await masks.get(session, cam.id)
+    print(f"camera {cam.name!r}: painted by the {painter or masks.SERVICE}"
+          + (f" ({row.camera_state})" if row is not None and row.camera_state else ""))
     return 0
 
 
@@ -68,4 +77,6 @@ async def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
         cam = await inventory.get_camera(session, args.camera)
         await masks.clear(session, cam, reason=args.reason, by=cli_actor())
         print(f"camera {cam.name!r}: privacy masks cleared")
+    async with open_store(settings) as st:  # an ONVIF camera stops painting them
+        await push_masks(st.sessions, st.keys, None, cam.id, timeout_s=settings.cameras.onvif_timeout_s, clear=True)
     return 0
