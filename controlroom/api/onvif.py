@@ -140,6 +140,8 @@ async def onvif_ctx(app: web.Application) -> AsyncIterator[None]:
         await runtime.hello.start()
     app[ONVIF] = runtime
     yield
+    for task in list(runtime.tasks):  # mask pushes still under way (the background ones are gone)
+        await _stop_task(task)
     if runtime.hello is not None:
         await runtime.hello.stop()
     await runtime.pool.close()
