@@ -96,7 +96,7 @@ async def one_failover(work: Path) -> tuple[float, float]:
         d.mkdir()
         (d / "settings.toml").write_text(
             f'database_url = "{url}"\n[recording]\nstorage_root = "{store}"\nsegment_s = 2\nstall_timeout_s = 8\n'
-            f'[cluster]\nenabled = true\nnode_id = "{node}"\ncapacity = {capacity}\n')
+            f'[cluster]\nenabled = true\nnode_id = "{node}"\ncapacity = {capacity}\nrelay_port = 0\n')
         dirs.append(d)
     settings = load_settings(dirs[0], environ={})
     engine = make_engine(url)
@@ -261,7 +261,8 @@ async def scale_run(sim: Simulation, work: Path, nodes: int, per_node: int, seco
     for i in range(nodes):
         d = work / f"node-{i}"
         d.mkdir()
-        cluster = (f'[cluster]\nenabled = true\nnode_id = "node-{i}"\ncapacity = {per_node}\n' if nodes > 1 else "")
+        cluster = (f'[cluster]\nenabled = true\nnode_id = "node-{i}"\ncapacity = {per_node}\nrelay_port = 0\n'
+                   if nodes > 1 else "")
         (d / "settings.toml").write_text(f'database_url = "{url}"\n[recording]\nstorage_root = "{store}"\n' + cluster)
         dirs.append(d)
     settings = load_settings(dirs[0], environ={})

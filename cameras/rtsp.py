@@ -42,7 +42,9 @@ def scrub(text: str, *secrets: str) -> str:
 # on wrong credentials (classify_failure still sees it). The list lives in a private folder
 # (0700, the file 0600) and is removed as soon as ffmpeg has opened the stream, or when it ends.
 
-PROTOCOLS = "file,rtsp,rtsps,rtp,srtp,tcp,udp,tls"
+# http: a cluster node reads a camera it does not record from the recording node's live relay
+# (controlroom.relay), with the relay's credential in the URL.
+PROTOCOLS = "file,rtsp,rtsps,rtp,srtp,tcp,udp,tls,http"
 _PREFIX = "controlroom-input-"
 STALE_INPUT_LIST_S = 60.0
 

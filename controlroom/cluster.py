@@ -15,6 +15,7 @@ from aiohttp import web
 
 from controlroom.background import watched
 from controlroom.context import ALERT_ACKS, ALERTS, ENGINE, NODE, SESSIONS, SETTINGS
+from controlroom.relay import RelayServer
 from storage.alerts import ALERT_CHANNEL, Alert
 from storage.loops import run_every
 from storage.nodes import LeaseKeeper, load_or_create_node_id
@@ -91,9 +92,12 @@ def node_ctx(roles: tuple[str, ...]) -> Callable[[web.Application], Any]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS].cluster
         node_id = await asyncio.to_thread(load_or_create_node_id, app[SETTINGS].data_dir, settings.node_id)
+        # A recorder node relays the live view of its cameras to the other nodes (controlroom.relay).
+        relay = RelayServer(app) if "recorder" in roles else None
+        relay_url = await relay.start() if relay is not None else ""
         keeper = LeaseKeeper(app[SESSIONS], node_id, roles, capacity=settings.capacity,
                              anpr_capacity=settings.anpr_capacity, heartbeat_s=settings.heartbeat_s,
-                             ttl_s=settings.lease_ttl_s)
+                             ttl_s=settings.lease_ttl_s, relay_url=relay_url)
         await keeper.start()
         await keeper.tick()  # the first claim, before the recorders start
 
@@ -124,5 +128,7 @@ def node_ctx(roles: tuple[str, ...]) -> Callable[[web.Application], Any]:
         except Exception:  # the leases then expire by time: the others take over within lease_ttl_s
             log.exception("node %s: could not release its leases at the stop; they expire in %g s",
                           node_id, settings.lease_ttl_s)
+        if relay is not None:
+            await relay.stop()
 
     return ctx

@@ -222,6 +222,13 @@ class ClusterSettings(_Section):
     # camera (anpr-reader.md), far more than recording one.
     anpr_capacity: int = Field(10, ge=0, le=10_000)
     heartbeat_s: float = Field(5, gt=0, le=60)
+    # A recorder node's live relay (controlroom.relay): the other nodes fetch the live view of
+    # the cameras it records from here, never from the camera. Bind it to the site's internal
+    # network; port 0 takes any free port (tests). relay_advertise_host: the name the other
+    # nodes use ("": relay_host, or this machine's name when relay_host is 0.0.0.0 or ::).
+    relay_host: str = "127.0.0.1"
+    relay_port: int = Field(8081, ge=0, le=65535)
+    relay_advertise_host: str = ""
     # A lease not renewed for this long is free to take: three heartbeats, so one lost beat
     # (a busy database) does not move cameras; takeover within lease_ttl_s + heartbeat_s.
     lease_ttl_s: float = Field(15, gt=0, le=600)

@@ -68,6 +68,9 @@ class NodeRow(Base):
     capacity: Mapped[int] = mapped_column(Integer, default=0)  # cameras it records at most
     anpr_capacity: Mapped[int] = mapped_column(Integer, default=0)  # ANPR cameras it reads at most
     host: Mapped[str] = mapped_column(String(255), default="")
+    # Where the other nodes fetch the live view of the cameras it records (a recorder node's
+    # relay listener, controlroom.relay); "" for a node that records nothing.
+    relay_url: Mapped[str] = mapped_column(String(300), default="")
     pid: Mapped[int] = mapped_column(Integer, default=0)
     started_us: Mapped[int] = mapped_column(BigInteger)
     heartbeat_us: Mapped[int] = mapped_column(BigInteger)
@@ -190,7 +193,7 @@ async def db_now_us(session: AsyncSession) -> int:
 # -- nodes -----------------------------------------------------------------------------------
 async def register(
     session: AsyncSession, node_id: str, roles: tuple[str, ...], capacity: int, *, ttl_s: float,
-    host: str | None = None, pid: int | None = None, anpr_capacity: int = 0,
+    host: str | None = None, pid: int | None = None, anpr_capacity: int = 0, relay_url: str = "",
 ) -> None:
     """Insert or restart this node's row. Refuses (:class:`Conflict`) an id whose row has a fresh
     heartbeat from another host: two machines started with one data dir's copy."""
@@ -203,10 +206,10 @@ async def register(
                        f"{(now - row.heartbeat_us) / 1e6:.0f} s ago): give this node another id")
     if row is None:
         session.add(NodeRow(id=node_id, roles=",".join(roles), capacity=capacity, anpr_capacity=anpr_capacity,
-                            host=host, pid=pid, started_us=now, heartbeat_us=now, stopped_us=None))
+                            host=host, relay_url=relay_url, pid=pid, started_us=now, heartbeat_us=now, stopped_us=None))
     else:
         row.roles, row.capacity, row.host, row.pid = ",".join(roles), capacity, host, pid
-        row.anpr_capacity = anpr_capacity
+        row.anpr_capacity, row.relay_url = anpr_capacity, relay_url
         row.started_us, row.heartbeat_us, row.stopped_us = now, now, None
     await session.flush()
 
@@ -403,6 +406,15 @@ async def leases(session: AsyncSession, role: str = "recorder") -> dict[int, tup
     return {cam: (node, gen, exp) for cam, node, gen, exp in rows.all()}
 
 
+async def recorder_of(session: AsyncSession, camera_id: int) -> tuple[str, str] | None:
+    """(node id, relay URL) of the node holding the camera's recorder lease, expired or not
+    (a lost holder's relay fails to answer: the caller says so), or None if no node records it."""
+    row = (await session.execute(
+        select(NodeRow.id, NodeRow.relay_url).join(CameraLease, CameraLease.node_id == NodeRow.id)
+        .where(CameraLease.camera_id == camera_id, CameraLease.role == "recorder"))).first()
+    return (row.id, row.relay_url) if row is not None else None
+
+
 async def unleased_cameras(session: AsyncSession, role: str = "recorder") -> list[int]:
     """Cameras of ``role`` with no live lease: nobody records them (reads their plates)."""
     now = await db_now_us(session)
@@ -525,9 +537,10 @@ class LeaseKeeper:
 
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], node_id: str, roles: tuple[str, ...], *,
-        capacity: int, heartbeat_s: float, ttl_s: float, anpr_capacity: int = 0,
+        capacity: int, heartbeat_s: float, ttl_s: float, anpr_capacity: int = 0, relay_url: str = "",
     ) -> None:
         self.sessions, self.node_id, self.roles = sessions, node_id, roles
+        self.relay_url = relay_url
         self.heartbeat_s, self.ttl_s = heartbeat_s, ttl_s
         self.capacity = capacity if "recorder" in roles else 0
         self.anpr_capacity = anpr_capacity if "anpr" in roles else 0
@@ -545,7 +558,7 @@ class LeaseKeeper:
     async def start(self) -> None:
         async with transaction(self.sessions) as session:
             await register(session, self.node_id, self.roles, self.capacity, ttl_s=self.ttl_s,
-                           anpr_capacity=self.anpr_capacity)
+                           anpr_capacity=self.anpr_capacity, relay_url=self.relay_url)
             for role in LEASED_ROLES:  # started again without a role: its leases go to the others
                 if role not in self.leases:
                     await release(session, self.node_id, role=role)
@@ -600,6 +613,6 @@ class LeaseKeeper:
 
 __all__ = [
     "LEASED_ROLES", "ROLES", "RoleLeases", "CameraLease", "capacity_of", "leasable", "balance", "plan_balance", "Fence", "Fenced", "Held", "LeaseKeeper", "NodeInfo", "NodeRow", "check_fence", "claim",
-    "db_now_us", "expire", "forget", "hand_over", "heartbeat", "leases", "list_nodes", "load_or_create_node_id", "move",
+    "db_now_us", "expire", "recorder_of", "forget", "hand_over", "heartbeat", "leases", "list_nodes", "load_or_create_node_id", "move",
     "parse_roles", "register", "release", "stop", "unleased_cameras", "valid_node_id",
 ]

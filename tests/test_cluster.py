@@ -67,6 +67,7 @@ class Node:
             f'database_url = "{pg_url}"\n'
             f'[recording]\nstorage_root = "{store}"\nsegment_s = {SEGMENT_S}\nstall_timeout_s = 8\n'
             f'[cluster]\nenabled = true\nnode_id = "{node_id}"\ncapacity = {CAPACITY.get(node_id, 0)}\n'
+            'relay_port = 0\n'  # every node on this machine: the live relay on a free port
             f'anpr_capacity = {anpr_capacity}\n{settings}\n')
         self.settings = load_settings(self.data_dir, environ={})
         self.proc: subprocess.Popen | None = None

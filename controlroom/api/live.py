@@ -49,10 +49,11 @@ from cameras import CameraUnavailable, children
 from cameras.live import LiveHub, Source, TranscodeFailed, TranscodeLimit, Upstream, Viewer, is_h264
 from controlroom import disclosure, masking
 from controlroom.auth import actor
-from controlroom.context import AUDIT, KEYS, LIVE, MASKING, OPEN_SOCKETS, SESSIONS, SETTINGS
+from controlroom.context import AUDIT, KEYS, LIVE, MASKING, NODE, OPEN_SOCKETS, SESSIONS, SETTINGS
 from controlroom.contract import Flag, Query, query_of
 from controlroom.permissions import Disclosure, Permission, Pixels, requires
-from storage import Invalid, inventory
+from controlroom.relay import relay_source
+from storage import Invalid, inventory, nodes
 from storage.inventory import credentialed_url
 from storage.models import Camera
 
@@ -141,11 +142,20 @@ def stream_url(cam: Camera, stream: str) -> str:
 
 
 def source_factory(app: web.Application, camera_id: int, stream: str):
-    """Reads the camera row when the upstream starts, so a changed password is picked up."""
+    """Reads the camera row when the upstream starts, so a changed password is picked up.
+
+    In a cluster, a camera that another node records is read from that node's live relay
+    (controlroom.relay): its one pull of the camera stream, never a session of our own."""
 
     async def make() -> Source:
         async with app[SESSIONS]() as session:
             cam = await inventory.get_camera(session, camera_id)
+            holder = await nodes.recorder_of(session, camera_id) if NODE in app else None
+        if holder is not None and holder[0] != app[NODE].node_id:
+            node_id, relay_url = holder
+            if not relay_url:
+                raise CameraUnavailable(f"camera {camera_id}: its recording node {node_id} has no live relay")
+            return relay_source(app[KEYS], relay_url, camera_id, upstream_stream(cam, stream))
         password = app[KEYS].decrypt(cam.password_enc)
         return Source(credentialed_url(stream_url(cam, stream), cam.username, password), (password,))
 
