@@ -75,6 +75,7 @@ NOT_DISCLOSING = {
     "/api/v1/health/availability": "each camera's recorded share of a week and its gaps: no footage",
     "/api/v1/health/pictures": "measures of each camera's last picture check (brightness, sharpness, "
                                "a verdict): numbers, not the picture",
+    "/api/v1/health/masks": "who paints each camera's privacy masks, since when and why: no polygons, no footage",
     "/api/v1/reports/stats": "incidents counted by category in two periods: no one's data",
     "/api/v1/reports/stats.pdf": "the same counts as a PDF",
     "/api/v1/reports/stats.csv": "the same counts as CSV",

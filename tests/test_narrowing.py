@@ -95,6 +95,7 @@ LISTS |= {
     "/api/v1/faults": lambda w, c: "/api/v1/faults",
     "/api/v1/health/availability": lambda w, c: "/api/v1/health/availability",
     "/api/v1/health/pictures": lambda w, c: "/api/v1/health/pictures",
+    "/api/v1/health/masks": lambda w, c: "/api/v1/health/masks",
 }
 # Lists whose every item is also another camera's: a journey from site A to site B is made of a
 # read of each, so a user narrowed to A sees none of them (nothing of A's is expected to stay).
