@@ -42,6 +42,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     running alone at the end."""
     slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)
+    for item in items:
+        _databases_outlive_apps(item)
+
+
+def _databases_outlive_apps(item: pytest.Item) -> None:
+    """A test's PostgreSQL database is dropped at its fixture's teardown, and fixtures are torn
+    down in the reverse order of their setup: an app (``aiohttp_client``) set up before the
+    database would shut down (final audit anchor, cleanup) against a dropped database, an
+    intermittent error at teardown. So ``db_url``/``pg_url`` must come before ``aiohttp_client``."""
+    names = list(getattr(item, "fixturenames", ()))
+    if "aiohttp_client" not in names:
+        return
+    app_at = names.index("aiohttp_client")
+    for db in ("db_url", "pg_url"):
+        if db in names and names.index(db) > app_at:
+            raise pytest.UsageError(f"{item.nodeid}: ask for {db} before aiohttp_client (its database must "
+                                    "outlive the app: tests/conftest.py _databases_outlive_apps)")
 
 
 @pytest.fixture
@@ -73,7 +90,10 @@ def _pg(sql: str) -> None:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database on loopback, as an asyncpg SQLAlchemy URL."""
+    """A fresh, empty PostgreSQL database on loopback, as an asyncpg SQLAlchemy URL.
+
+    Dropped at teardown: a test that also takes ``aiohttp_client`` names ``db_url`` (or this)
+    first, so that its app shuts down (final audit anchor, cleanup) before the database goes."""
     name = f"controlroom_test_{uuid.uuid4().hex[:12]}"
     _pg(f'CREATE DATABASE "{name}"')
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")

@@ -19,7 +19,7 @@ HOLD = {"reason": "assault, CAD 1234", "reference": "NS/1/26", "review": "2099-0
 
 
 @pytest.fixture
-async def client(aiohttp_client, settings, db_url):
+async def client(db_url, aiohttp_client, settings):
     app = create_app(settings.with_overrides(database_url=db_url), record=False)
     client = await aiohttp_client(app)
     async with transaction(app[SESSIONS]) as s:

@@ -697,7 +697,7 @@ async def test_tls_from_settings_with_hsts_and_secure_cookie(settings, tmp_path)
 
 
 @pytest.mark.postgres
-async def test_accounts_on_postgresql(aiohttp_client, settings, pg_url, login):
+async def test_accounts_on_postgresql(pg_url, aiohttp_client, settings, login):
     """The same flows on PostgreSQL: login, CSRF, narrowing (JSON columns), tokens, lockout."""
     client = await make_client(aiohttp_client, settings, database_url=pg_url, **{"security.lockout_failures": 2})
     h = await login(client, "administrator")

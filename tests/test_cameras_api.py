@@ -18,7 +18,7 @@ T0 = int(datetime(2026, 10, 25, 0, 59, 30, tzinfo=UTC).timestamp() * 1_000_000)
 
 
 @pytest.fixture
-async def client(aiohttp_client, settings, db_url):
+async def client(db_url, aiohttp_client, settings):
     app = create_app(settings.with_overrides(database_url=db_url), record=False)
     client = await aiohttp_client(app)
     async with transaction(app[SESSIONS]) as s:

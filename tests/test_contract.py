@@ -15,7 +15,7 @@ ISO_PLUS = "%2B"  # a literal "+" in a query string is a space
 
 
 @pytest.fixture
-async def client(aiohttp_client, settings, db_url):
+async def client(db_url, aiohttp_client, settings):
     app = create_app(settings.with_overrides(database_url=db_url), record=False)
     return await aiohttp_client(app)
 

@@ -234,7 +234,7 @@ def sources(tmp_path_factory) -> list[Path]:
     return make_segments(tmp_path_factory.mktemp("media"), 2)
 
 
-async def test_every_disclosing_route_writes_exactly_one_entry(aiohttp_client, settings, db_url, tmp_path, sources):
+async def test_every_disclosing_route_writes_exactly_one_entry(db_url, aiohttp_client, settings, tmp_path, sources):
     """On SQLite and on PostgreSQL (the audit writer's chain lock differs)."""
     async with world(aiohttp_client, settings.with_overrides(database_url=db_url), tmp_path, sources) as w:
         disclosing = {c: s for c, s in get_routes(w.app) if s.discloses is not None}

@@ -45,7 +45,7 @@ class Users:
 
 
 @pytest.fixture
-async def app_client(aiohttp_client, settings, db_url):
+async def app_client(db_url, aiohttp_client, settings):
     app = create_app(settings.with_overrides(database_url=db_url), record=False)
     return await aiohttp_client(app)
 

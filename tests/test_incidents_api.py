@@ -20,7 +20,7 @@ MIN_US = 60_000_000
 
 
 @pytest.fixture
-async def app_client(aiohttp_client, settings, db_url):
+async def app_client(db_url, aiohttp_client, settings):
     return await aiohttp_client(create_app(settings.with_overrides(database_url=db_url), record=False))
 
 

@@ -43,7 +43,7 @@ def _authorisation(ref: str, **kw) -> dict:
 
 
 @pytest.fixture
-async def client(aiohttp_client, settings, db_url):
+async def client(db_url, aiohttp_client, settings):
     return await aiohttp_client(create_app(settings.with_overrides(database_url=db_url), record=False))
 
 

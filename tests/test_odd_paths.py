@@ -19,7 +19,7 @@ ROLES = ("administrator", "supervisor", "operator", "police")
 ODD = ["0", "-1", "1.5", "99999999999999999999", "abc", "%00", "%ED%A0%80", "..%2F..%2Fetc%2Fpasswd", "x" * 300]
 
 
-async def test_odd_path_values_get_a_clear_4xx_on_every_route(aiohttp_client, settings, db_url, login):
+async def test_odd_path_values_get_a_clear_4xx_on_every_route(db_url, aiohttp_client, settings, login):
     client = await aiohttp_client(create_app(settings.with_overrides(database_url=db_url), record=False, anpr=False))
     sessions = {role: await login(client, role) for role in ROLES}
     routes = [(method, route) for method, _, route in app_routes(client.server.app)

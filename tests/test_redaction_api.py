@@ -23,7 +23,7 @@ HOUR = 3_600_000_000
 
 
 @pytest.fixture
-async def client(aiohttp_client, settings, db_url):
+async def client(db_url, aiohttp_client, settings):
     return await aiohttp_client(create_app(settings.with_overrides(database_url=db_url), record=False))
 
 

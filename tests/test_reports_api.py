@@ -26,7 +26,7 @@ async def entries(app, action: str) -> list[tuple[AuditEntry, dict]]:
     return [(e, json.loads(e.details or "{}")) for e in rows]
 
 
-async def test_supervisor_reads_sends_and_police_receive(aiohttp_client, settings, db_url, login):
+async def test_supervisor_reads_sends_and_police_receive(db_url, aiohttp_client, settings, login):
     app = create_app(settings.with_overrides(database_url=db_url), record=False)
     client = await aiohttp_client(app)
     market, = await add_cameras(app[SESSIONS], ["Market Cross"])

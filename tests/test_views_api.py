@@ -20,7 +20,7 @@ from storage.models import Site
 
 
 @pytest.fixture
-async def client(aiohttp_client, settings, db_url):
+async def client(db_url, aiohttp_client, settings):
     app = create_app(settings.with_overrides(database_url=db_url), record=False)
     client = await aiohttp_client(app)
     async with transaction(app[SESSIONS]) as s:
