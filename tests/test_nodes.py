@@ -50,8 +50,8 @@ async def add_cameras(sessions, n: int) -> list[int]:
         return [c.id for c in cams]
 
 
-async def keeper(sessions, node_id: str, capacity: int = 100) -> LeaseKeeper:
-    k = LeaseKeeper(sessions, node_id, ("recorder", "api"), capacity=capacity, heartbeat_s=0.5, ttl_s=TTL_S)
+async def keeper(sessions, node_id: str, capacity: int = 100, ttl_s: float = TTL_S) -> LeaseKeeper:
+    k = LeaseKeeper(sessions, node_id, ("recorder", "api"), capacity=capacity, heartbeat_s=0.5, ttl_s=ttl_s)
     await k.start()
     return k
 
@@ -288,9 +288,11 @@ def test_nodes_list_and_cameras_move_from_the_cli(pg_url: str, data_dir: Path, c
     async def seed() -> None:
         async with open_store(settings) as st:
             await add_cameras(st.sessions, 2)
-            a = await keeper(st.sessions, "rec-a")
+            # Leases that outlast the CLI's start-ups (seconds each on a loaded machine): nothing
+            # renews them once seeded, and a lease run out turns "asked to hand over" into "moved".
+            a = await keeper(st.sessions, "rec-a", ttl_s=300)
             await a.tick()
-            await keeper(st.sessions, "rec-b")
+            await keeper(st.sessions, "rec-b", ttl_s=300)
 
     async def lease_and_audit() -> tuple[dict, list]:
         async with open_store(settings) as st, st.sessions() as session:
