@@ -380,8 +380,11 @@ async def find_run(
 
     An answer that misses ``at_us`` after the newest catalogued segment while the recorder is
     writing may be a segment caught between its rename and its row (see ``SETTLE_S``): the
-    question is asked again, ending the session's transaction so that the next read sees the
-    row, until it is answered or ``settle_s`` has passed (a real gap at the live edge).
+    question is asked again until it is answered or ``settle_s`` has passed (a real gap at the
+    live edge). Each read sees the rows committed before it (PostgreSQL's read committed;
+    SQLite's reads outside a write transaction, as the pysqlite driver runs them), so the
+    session is not ended in between: ending it would expire the caller's objects (their next
+    attribute read would be database I/O outside the event loop's greenlet: MissingGreenlet).
     """
     deadline = time.monotonic() + settle_s
     while True:
@@ -391,7 +394,6 @@ async def find_run(
         near_growing = writing is not None and writing - at_us <= SETTLE_SPAN_US
         if covered or not after_catalogue or not near_growing or time.monotonic() >= deadline:
             return pieces
-        await session.rollback()
         await asyncio.sleep(SETTLE_POLL_S)
 
 
@@ -439,16 +441,12 @@ async def _find_run_once(
     return pieces, newest_end, start
 
 
-async def open_run(
-    session: AsyncSession, lookup: Callable[[], Awaitable[list[Piece]]]
-) -> tuple[list[Piece], list[int]]:
+async def open_run(lookup: Callable[[], Awaitable[list[Piece]]]) -> tuple[list[Piece], list[int]]:
     """Look the pieces up and open their files; the descriptors stay valid when the recorder
     renames the growing file into the store or retention unlinks a segment. A file that vanished
     between the lookup and the open was (almost always) the growing one, just committed: look
-    once more in a new snapshot, which finds it catalogued. ``([], [])`` when nothing is there."""
-    for attempt in range(2):
-        if attempt:
-            await session.rollback()
+    once more, which finds it catalogued. ``([], [])`` when nothing is there."""
+    for _ in range(2):
         pieces = await lookup()
         fds: list[int] = []
         try:

@@ -164,7 +164,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     async with request.app[SESSIONS]() as session:
         cam = await inventory.get_camera(session, request.match_info["camera"])
         # Every file opened now, ffmpeg handed the descriptors (catalogue.open_run).
-        pieces, fds = await open_run(session, lambda: run_starting(session, root, cam.id, start_us, media_duration_s))
+        cam_id = cam.id
+        pieces, fds = await open_run(lambda: run_starting(session, root, cam_id, start_us, media_duration_s))
     if not pieces:
         raise NotFound("that recording is no longer available")
     with tempfile.TemporaryDirectory(prefix="playback-") as tmp, contextlib.ExitStack() as closing:

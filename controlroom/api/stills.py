@@ -108,12 +108,13 @@ async def still(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         cam = await inventory.get_camera(session, request.match_info["camera"])
         site = await session.get(Site, cam.site_id) if cam.site_id else None
+        cam_id = cam.id
 
         async def lookup() -> list[Piece]:
-            pieces = await find_run(session, settings.storage_root, cam.id, at_us, media_duration_s)
+            pieces = await find_run(session, settings.storage_root, cam_id, at_us, media_duration_s)
             return [p for p in pieces if p.start_us <= at_us < (p.end_us if p.end_us is not None else now_us())][:1]
 
-        found, fds = await open_run(session, lookup)
+        found, fds = await open_run(lookup)
     if not found:
         raise NotFound(f"camera {cam.name!r} has no recording at {us_to_iso(at_us, tz)}")
     piece, fd = found[0], fds[0]
