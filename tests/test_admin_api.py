@@ -4,15 +4,16 @@ system view, and the audit trail newest first; real logins, on SQLite and Postgr
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from controlroom.app import create_app
 from controlroom.context import KEYS, SESSIONS
-from storage import accounts
+from storage import accounts, nodes
 from storage.audit import AuditEntry
 from storage.db import transaction
 from storage.inventory import CameraSpec, add_camera
 from storage.models import Hold
+from storage.nodes import NodeRow
 
 HOLD = {"reason": "assault, CAD 1234", "reference": "NS/1/26", "review": "2099-01-01T00:00:00+00:00",
         "from": "2026-06-01T10:00:00+01:00", "to": "2026-06-01T11:00:00+01:00"}
@@ -105,6 +106,16 @@ async def test_system_shows_disk_database_and_recorders(client, login) -> None:
     assert disk["name"] == "recordings" and disk["free_bytes"] > 0 and disk["total_bytes"] >= disk["free_bytes"]
     assert body["database"]["ok"] is True and body["database"]["schema"]
     assert [r["camera"] for r in body["recorders"]] == ["Cam A", "Cam B"]
+    assert body["nodes"] == []  # an app that runs no node (record=False) lists none
+    async with transaction(client.server.app[SESSIONS]) as s:
+        await nodes.register(s, "rec-a", ("recorder", "api"), 40, ttl_s=15, host="cctv-1")
+        await nodes.register(s, "rec-b", ("recorder",), 40, ttl_s=15, host="cctv-2")
+        await s.execute(update(NodeRow).where(NodeRow.id == "rec-b").values(heartbeat_us=0))
+    listed = {n["id"]: n for n in (await (await client.get("/api/v1/system", headers=headers)).json())["nodes"]}
+    assert (listed["rec-a"]["state"], listed["rec-a"]["roles"], listed["rec-a"]["host"]) == (
+        "running", ["recorder", "api"], "cctv-1")
+    assert listed["rec-a"]["heartbeat_s_ago"] < 60 and listed["rec-a"]["capacity"] == 40
+    assert listed["rec-b"]["state"] == "lost"
     assert body["retention"]["default_days"] >= 1
     operator = await login(client, "operator")
     assert (await client.get("/api/v1/system", headers=operator)).status == 403

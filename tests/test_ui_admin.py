@@ -14,15 +14,16 @@ import pytest
 import pytest_asyncio
 from axe_check import serious_violations
 from playwright.async_api import expect
-from sqlalchemy import select
+from sqlalchemy import select, update
 from test_ui_screens import HEADER_ON_ONE_LINE
 from ui_stack import OPERATOR, PASSWORD, running_stack, signed_in
 
 from controlroom.context import SESSIONS
-from storage import accounts, inventory
+from storage import accounts, inventory, nodes
 from storage.audit import AuditEntry
 from storage.db import transaction
 from storage.models import Hold, Site
+from storage.nodes import NodeRow
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 ADMIN, SUPERVISOR = "admin1", "sup1"
@@ -191,6 +192,18 @@ async def test_administrator_adds_disables_narrows_audits_and_checks_the_system(
     await expect(page.locator("#adm-disks-body tr")).to_have_count(1)
     await expect(page.locator("#adm-disks-body tr")).to_contain_text("recordings")
     await expect(page.locator("#adm-database")).to_contain_text("answering")
+    await expect(page.locator("#adm-nodes-single")).to_be_visible()  # one machine: no cluster
+    await expect(page.locator("#adm-nodes")).to_be_hidden()
+    async with transaction(stack.app[SESSIONS]) as session:  # as a cluster's nodes would write them
+        await nodes.register(session, "rec-a", ("recorder", "api"), 40, ttl_s=15, host="cctv-1")
+        await nodes.register(session, "rec-b", ("recorder",), 40, ttl_s=15, host="cctv-2")
+        await session.execute(update(NodeRow).where(NodeRow.id == "rec-b").values(heartbeat_us=0))
+    await page.click("#adm-system-refresh")
+    node_rows = page.locator("#adm-nodes-body tr")
+    await expect(node_rows).to_have_count(2)
+    await expect(node_rows.filter(has_text="rec-a")).to_contain_text("running")
+    await expect(node_rows.filter(has_text="rec-b")).to_contain_text("LOST")
+    await expect(page.locator("#adm-nodes-single")).to_be_hidden()
     recorders = page.locator("#adm-recorders-body tr")
     await expect(recorders).to_have_count(3)
     for name in stack.cameras:

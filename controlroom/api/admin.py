@@ -34,7 +34,7 @@ from controlroom.contract import Body, Flag, Name, Query, RowId, Text, Time, bod
 from controlroom.errors import Forbidden
 from controlroom.permissions import Disclosure, Permission, requires
 from controlroom.timefmt import us_to_iso
-from storage import Invalid, NotFound, audit, holds, inventory
+from storage import Invalid, NotFound, audit, holds, inventory, nodes
 from storage.db import transaction
 from storage.models import Camera, Hold, Site
 
@@ -211,8 +211,9 @@ async def _database(request: web.Request) -> dict[str, Any]:
 @routes.get("/api/v1/system")
 @requires(Permission.ADMIN)
 async def system(request: web.Request) -> web.Response:
-    """The disks, the recorders, the database and the retention settings, for the
-    administrator's system screen (the public /healthz gives the verdict only)."""
+    """The disks, the recorders, the nodes of the cluster (one, ``local`` or its id, on a single
+    machine: state running, lost or stopped, leases held), the database and the retention
+    settings, for the administrator's system screen (the public /healthz gives the verdict only)."""
     settings = request.app[SETTINGS]
     supervisor = request.app.get(SUPERVISOR)
     root = settings.storage_root
@@ -223,11 +224,20 @@ async def system(request: web.Request) -> web.Response:
         disk |= {"problem": f"cannot read the disk: {exc.strerror}", "low": None}
     allowed = await allowed_camera_ids(request)
     recorders: list[dict[str, Any]] = []
+    node_rows: list[dict[str, Any]] = []
     db = await _database(request)
     if db["ok"]:
         async with request.app[SESSIONS]() as session:
             cams = await inventory.list_cameras(session)
             sites = await inventory.site_names(session)
+            found = await nodes.list_nodes(session, settings.cluster.lease_ttl_s)
+            now = await nodes.db_now_us(session)
+        node_rows = [{
+            "id": n.id, "roles": list(n.roles), "state": n.state, "host": n.host, "pid": n.pid,
+            "cameras": n.cameras, "capacity": n.capacity, "anpr_cameras": n.anpr_cameras,
+            "anpr_capacity": n.anpr_capacity, "last_heartbeat": us_to_iso(n.heartbeat_us),
+            "heartbeat_s_ago": round((now - n.heartbeat_us) / 1e6, 1),
+        } for n in found]
         running = supervisor.recorders if supervisor is not None else {}
         problems = supervisor.problems if supervisor is not None else {}
         for cam in cams:
@@ -243,6 +253,7 @@ async def system(request: web.Request) -> web.Response:
         "disks": [disk],
         "database": db,
         "recorders": recorders,
+        "nodes": node_rows,
         "recording_supervised": supervisor is not None,
         "notes": [{"component": k, "reason": v} for k, v in sorted((supervisor.notes if supervisor else {}).items())],
         "retention": {"default_days": settings.retention.default_days,

@@ -81,12 +81,14 @@ class SystemPanel {
     this.database = el("dl", { id: "adm-database", class: "hh-coverage" });
     [this.disks, this.disksBody] = table("adm-disks", ["Disk", "Path", "Size", "Used", "Free", "Purge below", "Status"], "Disks");
     [this.recorders, this.recordersBody] = table("adm-recorders", ["Camera", "Site", "Recorder", "State", "Last footage", "Problem"], "Recorders");
+    [this.nodes, this.nodesBody] = table("adm-nodes", ["Node", "Roles", "State", "Cameras recorded", "ANPR cameras", "Host", "Last heartbeat"], "Nodes");
+    this.single = el("p", { id: "adm-nodes-single", class: "adm-hint", text: "One machine: this service is not part of a cluster (cluster.enabled is off)." });
     this.notes = el("ul", { id: "adm-system-notes", class: "adm-notes" });
     this.checked = el("p", { id: "adm-system-checked", class: "adm-hint" });
     const refresh = button("Check again", { id: "adm-system-refresh" });
     refresh.addEventListener("click", () => this.load());
     this.root = el("div", { class: "adm-panel", id: "adm-panel-system" }, el("div", { class: "adm-toolbar" }, refresh, this.checked),
-      this.notes, el("h3", { text: "Database" }), this.database, this.disks, this.recorders);
+      this.notes, el("h3", { text: "Database" }), this.database, this.disks, this.nodes, this.single, this.recorders);
   }
 
   async load() {
@@ -103,6 +105,13 @@ class SystemPanel {
       return row(r.camera, r.site || "", recorder, r.state, r.last_segment ? formatLocal(Date.parse(r.last_segment)) : "never",
         el("td", { class: r.enabled && r.problem ? "error" : "", text: r.enabled ? r.problem || r.state_reason || "" : "" }));
     }));
+    const nodeState = { running: "running", lost: "LOST: no heartbeat (its cameras move to other nodes)", stopped: "stopped" };
+    this.nodes.hidden = !s.nodes.length;
+    this.single.hidden = !!s.nodes.length;
+    this.nodesBody.replaceChildren(...s.nodes.map((n) => row(n.id, n.roles.join(", "),
+      el("td", { class: n.state === "lost" ? "error" : n.state === "running" ? "ok-text" : "", text: nodeState[n.state] || n.state }),
+      `${n.cameras} of ${n.capacity}`, `${n.anpr_cameras} of ${n.anpr_capacity}`, n.host,
+      `${formatLocal(Date.parse(n.last_heartbeat))} (${n.heartbeat_s_ago} s ago)`)));
     this.notes.replaceChildren(...s.notes.map((n) => el("li", { class: "error", text: `${n.component}: ${n.reason}` })));
   }
 }
