@@ -21,11 +21,10 @@ LOG_ONLY = {
         "itself only reads the queue, and a job whose runner stops beating is taken again as stale",
     ("controlroom/evidence/runner.py", "f'evidence export job {job_id}: heartbeat'"):
         "a job whose heartbeat stops is seen as stale by every runner and requeued: the job's state shows it",
-    ("controlroom/redaction/runner.py", "'redaction loop'"):
-        "a job's own failure is stored on the job (state failed, its error shown in the SAR's redaction panel); "
-        "the loop itself only reads the queue, and a job whose runner stops beating is marked failed by recover",
-    ("controlroom/redaction/runner.py", "f'redaction job {job_id}: heartbeat'"):
-        "a job whose heartbeat stops is marked failed by the next recover (any runner): the job's state shows it",
+    ("controlroom/redaction/runner.py", "f'redaction job {fence.job_id}: heartbeat'"):
+        "a redaction is a job of the one queue (controlroom.jobs): a heartbeat that keeps failing lets the "
+        "job's lease run out, another jobs node takes it again (attempt + 1, shown with its node on the "
+        "SAR's redaction panel) and this attempt is fenced off; the queue's own loops are watched",
     ("anpr/live.py", "'ANPR: following the camera inventory'"):
         "only with start(follow=True), which the service does not use: controlroom.anpr_service runs that "
         "loop through controlroom.background.watched",
