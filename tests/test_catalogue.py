@@ -221,7 +221,9 @@ async def test_find_run_waits_out_a_segment_between_its_rename_and_its_row(sessi
 
     async with sessions() as s:
         landing = asyncio.create_task(row_lands())
-        run = await find_run(s, root, cam, T0 + 45 * s1, not_probed)
+        # However long the commit's fsyncs take (seconds, on a disk another process is writing
+        # to): the reader waits for the row, not for a guess at the time the commit needs.
+        run = await find_run(s, root, cam, T0 + 45 * s1, not_probed, settle_s=60)
         await landing
     assert [(p.start_us - T0, p.end_us - T0) for p in run] == [(30 * s1, 60 * s1)]
     # A real gap at the live edge is answered as one once the wait is over.
