@@ -310,3 +310,31 @@ async def test_views_and_map_keys_are_in_the_help_from_the_one_table(stack, brow
         assert not op.errors
     finally:
         await op.context.close()
+
+
+async def test_leaving_the_map_before_its_maps_load_stays_left(stack, browser):
+    """M then G at once (the site plan uploaded by the test above exists): the map's late answer
+    used to replace the URL with #map/N just before
+    the hashchange of #grid was handled, which then showed the map again (seen in CI)."""
+    op = await _page(browser, stack, OPERATOR, "#grid")
+    try:
+        await op.wait_for_selector("#grid .tile")
+        answered = asyncio.Event()
+
+        async def slow_maps(route):
+            await asyncio.sleep(1.5)
+            await route.continue_()
+            answered.set()
+
+        await op.route("**/api/v1/maps", slow_maps)
+        await op.locator("#grid .tile").first.focus()
+        await op.keyboard.press("m")
+        await op.wait_for_selector("#view-map:not([hidden])", timeout=5000)
+        await op.keyboard.press("g")
+        await asyncio.wait_for(answered.wait(), 15)
+        await asyncio.sleep(1.0)  # the late answer has been handled
+        assert await op.evaluate("location.hash") == "#grid"
+        assert await op.locator("#view-grid").is_visible() and not await op.locator("#view-map").is_visible()
+        assert not op.errors
+    finally:
+        await op.context.close()

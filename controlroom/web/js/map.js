@@ -71,6 +71,8 @@ export class MapView {
         this.upSite.append(...sites.map((s) => el("option", { value: s.id, text: s.name })));
       }
     } catch (e) { this.msg.textContent = `Maps unavailable: ${e.message}`; return; }
+    // Left while the maps loaded (G pressed at once): the answer must not bring the map's URL back.
+    if (this.root.hidden) return;
     this.picker.replaceChildren(...this.maps.map((m) => el("option", { value: m.id, text: m.site_name ? `${m.name} (${m.site_name})` : m.name })));
     this.picker.hidden = !this.maps.length;
     if (!this.maps.length) {
@@ -91,7 +93,9 @@ export class MapView {
     this.stage.style.aspectRatio = `${this.current.width} / ${this.current.height}`;
     this.pins = this.current.pins.map((p) => ({ ...p }));
     this.msg.textContent = "";
-    if (location.hash !== `#map/${id}`) history.replaceState(null, "", `#map/${id}`);
+    // Only while the map is what the URL shows: a replaced URL read by the next hashchange (the
+    // view the operator went to meanwhile) would send them back here.
+    if (location.hash.startsWith("#map") && location.hash !== `#map/${id}`) history.replaceState(null, "", `#map/${id}`);
     this.draw();
   }
 
