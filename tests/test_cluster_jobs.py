@@ -135,7 +135,12 @@ async def test_kill9_of_a_jobs_node_mid_export_another_node_finishes_it(pg_avail
         assert (await queue_job()).node_id == "node-a"
         os.kill(a.proc.pid, signal.SIGKILL)
         a.proc.wait(10)
-        job = await until("node-b takes the job again", lambda: _held_by(queue_job, "node-b"), 30)
+        try:
+            job = await until("node-b takes the job again", lambda: _held_by(queue_job, "node-b"), 30)
+        except AssertionError as exc:  # say what node-b was doing (it failed once in CI, cause unseen)
+            held = await queue_job()
+            raise AssertionError(f"{exc}; the job: {held.state} on {held.node_id}, attempt {held.attempt}, "
+                                 f"node-b running: {b.proc.poll() is None}; node-b's log:\n{b.log()[-3000:]}") from None
         assert job.attempt == 2, (job.attempt, job.node_id)
         await until("the export is ready", lambda: _done(export_state), 120)
     finally:
