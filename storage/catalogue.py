@@ -381,20 +381,32 @@ async def find_run(
     An answer that misses ``at_us`` after the newest catalogued segment while the recorder is
     writing may be a segment caught between its rename and its row (see ``SETTLE_S``): the
     question is asked again until it is answered or ``settle_s`` has passed (a real gap at the
-    live edge). Each read sees the rows committed before it (PostgreSQL's read committed;
-    SQLite's reads outside a write transaction, as the pysqlite driver runs them), so the
-    session is not ended in between: ending it would expire the caller's objects (their next
-    attribute read would be database I/O outside the event loop's greenlet: MissingGreenlet).
+    live edge). The later looks are made in a session of their own, each in a new transaction:
+    the caller's session is not ended in between, which would expire the caller's objects (their
+    next attribute read would be database I/O outside the event loop's greenlet: MissingGreenlet).
     """
     deadline = time.monotonic() + settle_s
-    while True:
-        pieces, newest_end, writing = await _find_run_once(session, root, camera_id, at_us, duration_s)
-        covered = bool(pieces) and pieces[0].start_us <= at_us + JOIN_GAP_US
-        after_catalogue = newest_end is None or at_us >= newest_end - JOIN_GAP_US
-        near_growing = writing is not None and writing - at_us <= SETTLE_SPAN_US
-        if covered or not after_catalogue or not near_growing or time.monotonic() >= deadline:
-            return pieces
-        await asyncio.sleep(SETTLE_POLL_S)
+    look_in, fresh = session, None
+    try:
+        while True:
+            pieces, newest_end, writing = await _find_run_once(look_in, root, camera_id, at_us, duration_s)
+            covered = bool(pieces) and pieces[0].start_us <= at_us + JOIN_GAP_US
+            after_catalogue = newest_end is None or at_us >= newest_end - JOIN_GAP_US
+            near_growing = writing is not None and writing - at_us <= SETTLE_SPAN_US
+            if covered or not after_catalogue or not near_growing or time.monotonic() >= deadline:
+                return pieces
+            await asyncio.sleep(SETTLE_POLL_S)
+            # Look again in a transaction of our own, begun now, so that it sees the row whatever
+            # the caller's transaction has seen (a SQLite read transaction keeps its snapshot);
+            # the caller's session is left as it was (ending it would expire the caller's objects).
+            if fresh is None:
+                fresh = AsyncSession(session.bind)
+            else:
+                await fresh.rollback()
+            look_in = fresh
+    finally:
+        if fresh is not None:
+            await fresh.close()
 
 
 async def _find_run_once(
@@ -402,15 +414,18 @@ async def _find_run_once(
 ) -> tuple[list[Piece], int | None, int | None]:
     """:func:`find_run`'s one look: the pieces, the newest catalogued end, and when the file
     being written began (None if none is)."""
+    # The newest end first: a segment catalogued between the two reads then shows in the rows
+    # (read second), never only in the newest end, which would make an answer that misses it look
+    # settled (at_us before the catalogue's end).
+    newest_end = await session.scalar(
+        select(Segment.end_us).where(Segment.camera_id == camera_id).order_by(Segment.end_us.desc()).limit(1)
+    )
     rows = (await session.execute(
         select(Segment).where(
             Segment.camera_id == camera_id, Segment.end_us > at_us,
             Segment.start_us < at_us + MAX_RUN_US, Segment.state != SegmentState.GARBAGE.value,
         ).order_by(Segment.start_us).limit(200)
     )).scalars().all()
-    newest_end = await session.scalar(
-        select(Segment.end_us).where(Segment.camera_id == camera_id).order_by(Segment.end_us.desc()).limit(1)
-    )
     pieces: list[Piece] = []
     media_s = 0.0
     for seg in rows:
