@@ -86,6 +86,19 @@ class Node:
             return exc.code, json.loads(exc.read())
 
 
+def stop_nodes(*nodes) -> None:
+    """SIGTERM to the node processes still running, then wait for each (killed after 40 s)."""
+    for node in nodes:
+        if node.proc is not None and node.proc.poll() is None:
+            node.proc.send_signal(signal.SIGTERM)
+    for node in nodes:
+        if node.proc is not None:
+            try:
+                node.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                node.proc.kill()
+
+
 async def until(what: str, check, timeout_s: float, every_s: float = 0.5):
     deadline = time.monotonic() + timeout_s
     while True:
@@ -187,15 +200,7 @@ async def test_kill9_of_a_recorder_node_its_cameras_record_elsewhere_within_30_s
             print(f"hand-over after a clean stop: {handover_s:.1f} s (max over node-b's cameras)")
             assert handover_s <= 5 + 2 * SEGMENT_S + 5, handover_s  # one heartbeat, ffmpeg's start
         finally:
-            for node in nodes:
-                if node.proc is not None and node.proc.poll() is None:
-                    node.proc.send_signal(signal.SIGTERM)
-            for node in nodes:
-                if node.proc is not None:
-                    try:
-                        node.proc.wait(40)
-                    except subprocess.TimeoutExpired:
-                        node.proc.kill()
+            stop_nodes(*nodes)
         assert c.proc.returncode == 0
 
         async with sessions() as s:

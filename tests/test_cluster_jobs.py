@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from evidence_media import SEGMENT_US, catalogue_footage, make_segments
 from sqlalchemy import select
-from test_cluster import pg_available, until  # noqa: F401 - the fixture
+from test_cluster import pg_available, stop_nodes, until  # noqa: F401 - the fixture
 from test_evidence_package import FIELDS
 
 from controlroom.evidence.verify import verify_package
@@ -81,19 +81,6 @@ class JobsNode:
 
     def log(self) -> str:
         return (self.data_dir / "serve.log").read_text(errors="replace")
-
-
-def stop_nodes(*nodes: JobsNode) -> None:
-    """SIGTERM to those still running, then wait for each (killed after 40 s)."""
-    for node in nodes:
-        if node.proc is not None and node.proc.poll() is None:
-            node.proc.send_signal(signal.SIGTERM)
-    for node in nodes:
-        if node.proc is not None:
-            try:
-                node.proc.wait(40)
-            except subprocess.TimeoutExpired:
-                node.proc.kill()
 
 
 async def test_kill9_of_a_jobs_node_mid_export_another_node_finishes_it(pg_available, pg_url: str,  # noqa: F811

@@ -25,8 +25,8 @@ import pytest
 from evidence_media import add_cameras
 from redaction_media import street_segments
 from sqlalchemy import select
-from test_cluster import pg_available, until  # noqa: F401 - the fixture
-from test_cluster_jobs import JobsNode, stop_nodes
+from test_cluster import pg_available, stop_nodes, until  # noqa: F401 - the fixture
+from test_cluster_jobs import JobsNode
 
 from controlroom.evidence.verify import verify_package
 from storage import redaction, sar
