@@ -105,6 +105,16 @@ class Tuning:
     fine_max_side_px: float = 640.0  # ... within this size
     fine_thresh: float = 0.3
     fine_box_thresh: float = 0.5
+    # Stage 0 (read), OFF by default: the best few plate-like bands of edges (_plate_regions),
+    # widened by plate_regions_pad band heights each side, looked at closely without
+    # whole-frame text detection; their read is kept if at least this confident, else the
+    # passes below run as if stage 0 had not. Measured 2026-12-07 on the tuning half: 5
+    # bands read 85.4% against 87.5% without (end characters cut off), and no reliable CPU
+    # saving per 1080p frame (0.71x in one run, 1.05x in another); docs/design/anpr-reader.md.
+    plate_regions: int = 0
+    plate_regions_side_px: int = 960
+    plate_regions_pad: float = 0.5
+    plate_regions_accept: float = 0.9
     fallback_side_px: int = 1280  # second pass, only when the first found nothing convincing
     fallback_max_enlarge: float = 2.0  # ... which may enlarge a small frame up to this
     fallback_below: float = 0.85  # ... i.e. when the best read's confidence is under this
@@ -372,15 +382,29 @@ class PlateReader:
             ox, oy = x, y
         t = self.tuning
         started = time.perf_counter()
-        scored = self._pass(frame, fallback=False)
-        best = scored[0][1] if scored else None
-        if best is None or best.confidence < t.fallback_below or not mixed(best.text) or len(best.text) < t.fallback_shorter_than:
-            scored = _merge_reads(scored + self._pass(frame, fallback=True))
+        scored: list[tuple[float, PlateRead]] = []
+        if t.plate_regions:
+            # Stage 0, no whole-frame text detection: plate-like bands of vertical edges (a
+            # few ms) looked at closely. Kept only if convincing; else the passes as before.
+            regions = _plate_regions(frame, t.plate_regions_side_px, t.plate_regions, t.plate_regions_pad)
+            scored = self._read_regions(frame, frame, regions, breadth=1)
+            if not self._convincing(scored, t.plate_regions_accept):
+                scored = []
+        if not scored:
+            scored = self._pass(frame, fallback=False)
+            if not self._convincing(scored, t.fallback_below):
+                scored = _merge_reads(scored + self._pass(frame, fallback=True))
         reads = [r for _, r in scored]
         if ox or oy:
             reads = [_shift(r, ox, oy) for r in reads]
         log.debug("read %d plates in %.0f ms", len(reads), (time.perf_counter() - started) * 1000)
         return reads
+
+    def _convincing(self, scored: list[tuple[float, PlateRead]], least: float) -> bool:
+        """Whether the best read is sure enough to stop looking: confident, letters and digits
+        mixed (not a word, not a fleet or phone number), not a piece of a plate."""
+        best = scored[0][1] if scored else None
+        return best is not None and best.confidence >= least and mixed(best.text) and len(best.text) >= self.tuning.fallback_shorter_than
 
     def _pass(self, frame: np.ndarray, *, fallback: bool) -> list[tuple[float, PlateRead]]:
         """The reads of one pass, each with its ranking score, best first.
@@ -401,6 +425,13 @@ class PlateReader:
         regions = [r for r in regions if r.height >= t.min_region_px and 0.7 <= r.width / r.height <= 14]
         regions.sort(key=lambda c: c.det_score * min(c.height, 80.0), reverse=True)
         regions = regions[: t.max_regions * breadth]
+        return self._read_regions(frame, det_frame, regions, breadth)
+
+    def _read_regions(self, frame: np.ndarray, det_frame: np.ndarray, regions: list[_Candidate], breadth: int) -> list[tuple[float, PlateRead]]:
+        """The reads in ``regions`` (coarse text regions or plate-like bands), each with its
+        ranking score, best first: each region's lines found by fine detection on
+        ``det_frame``, recognised from ``frame``, judged."""
+        t = self.tuning
         # Fine: each region again at a resolution where its characters are ~40 px high, which
         # gives tight, separate lines (plate characters apart from state names and slogans).
         lines: list[_Candidate] = []
@@ -804,6 +835,44 @@ def _found_twice(c: _Candidate, kept: _Candidate) -> bool:
 def _shared_width(a: Box, b: Box) -> int:
     """How many columns the two boxes share."""
     return max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+
+
+def _plate_regions(frame: np.ndarray, side_px: int, limit: int, pad: float = 0.0) -> list[_Candidate]:
+    """Plate-like bands found without the text detector, the likeliest first: a plate's line
+    of characters is a dense band of vertical strokes, wider than tall. The grey frame is
+    scaled to ``side_px`` (and half that, for plates twice as large) on its long side, its
+    horizontal gradient thresholded (Otsu), closed along the line (gaps between characters)
+    and opened (thin edges), and the blobs shaped like a plate's line (aspect 1.5-8, filled,
+    7 px high or more) kept, ranked by their gradient density times their height (capped),
+    each widened by ``pad`` of its height at both ends (a first or last character set apart
+    by a gap or a graphic falls outside the band otherwise).
+    About 8 ms of CPU on a 1080p frame, against about 110 ms for the text detector at 800 px."""
+    h, w = frame.shape[:2]
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    found: list[tuple[float, _Candidate]] = []
+    for side in (side_px, side_px // 2):
+        scale = min(1.0, side / max(h, w))
+        small = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        gx = cv2.convertScaleAbs(cv2.Sobel(small, cv2.CV_16S, 1, 0, ksize=3))
+        _, bw = cv2.threshold(gx, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+        bw = cv2.morphologyEx(bw, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (11, 3)))
+        bw = cv2.morphologyEx(bw, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (7, 5)))
+        contours, _ = cv2.findContours(bw, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        for contour in contours:
+            x, y, bw_, bh = cv2.boundingRect(contour)
+            if bh < 7 or not 1.5 <= bw_ / bh <= 8 or cv2.contourArea(contour) < 0.45 * bw_ * bh:
+                continue
+            density = float(gx[y : y + bh, x : x + bw_].mean())
+            x0, y0, x1, y1 = x / scale, y / scale, (x + bw_) / scale, (y + bh) / scale
+            x0, x1 = max(0.0, x0 - pad * (y1 - y0)), min(w - 1.0, x1 + pad * (y1 - y0))
+            quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
+            found.append((density * min(bh, 40), _Candidate(quad, density / 255.0, x1 - x0, y1 - y0)))
+    found.sort(key=lambda sc: sc[0], reverse=True)
+    kept: list[_Candidate] = []  # a band found at both scales is looked at once
+    for _, c in found:
+        if len(kept) < limit and all(_overlap(_quad_box(c.quad), _quad_box(k.quad)) < 0.8 for k in kept):
+            kept.append(c)
+    return kept
 
 
 def _equalise(frame: np.ndarray) -> np.ndarray:

@@ -280,3 +280,48 @@ def test_the_decoders_strings_are_ranked_by_the_judge_and_the_search(generic: Pl
     c = _Candidate(quad, 0.9, 200.0, 48.0, raw="4ASC7399", char_conf=[lead] + [0.97] * 7, probs=probs)
     judged = generic._judge(c)
     assert judged is not None and judged[1].text == want
+
+
+class _DetectorSpy:
+    """Wraps the reader's text detector session and records the size of each input."""
+
+    def __init__(self, session: object) -> None:
+        self.session = session
+        self.inputs: list[tuple[int, int]] = []
+
+    def run(self, outputs: object, feeds: dict[str, np.ndarray]) -> object:
+        self.inputs.append(tuple(feeds["x"].shape[2:]))  # type: ignore[arg-type]
+        return self.session.run(outputs, feeds)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("registration", "kwargs"), [("AB12CDE", {}), ("YX68OKP", {"rear": False, "plate_h": 48, "at": (300, 500)})])
+def test_a_clear_plate_is_read_without_detecting_text_on_the_whole_frame(registration: str, kwargs: dict) -> None:
+    """Stage 0 (Tuning.plate_regions, off by default: docs/design/anpr-reader.md): a plate
+    found by the plate-like bands of edges is read from there; the text detector never sees
+    the whole frame (its 800 px run is most of a frame's CPU)."""
+    from anpr.reader import Tuning
+
+    reader = PlateReader(mode="uk", threads=1, tuning=Tuning(plate_regions=5))
+    spy = _DetectorSpy(reader._det)
+    reader._det = spy  # type: ignore[assignment]
+    reads = reader.read(synthetic_uk_frame(registration, **kwargs))
+    assert reads and reads[0].text == registration
+    assert spy.inputs and all(max(shape) <= 640 for shape in spy.inputs), spy.inputs  # fine detections only
+    assert max(max(s) for s in spy.inputs) < 800
+
+
+def test_the_plate_is_among_the_plate_like_bands() -> None:
+    """_plate_regions on synthetic frames: the plate's line is among the first few bands,
+    whatever the plate's size and colour, and a plain frame gives none."""
+    from anpr.reader import _overlap, _plate_regions, _quad_box
+
+    for registration, kwargs in [("AB12CDE", {}), ("M472KLR", {"plate_h": 70}), ("YX68OKP", {"rear": False, "plate_h": 40, "at": (300, 500)}),
+                                 ("GHJ204T", {"size": (1920, 1080), "at": (900, 700), "plate_h": 50})]:
+        frame = synthetic_uk_frame(registration, **kwargs)
+        x, y = kwargs.get("at", (520, 430))
+        h = kwargs.get("plate_h", 60)
+        plate = (x, y, int(h * 4.7), h)
+        bands = [_quad_box(c.quad) for c in _plate_regions(frame, 960, 8, pad=0.5)]
+        assert any(_overlap(b, plate) > 0.5 and b[2] * b[3] < 3 * plate[2] * plate[3] for b in bands[:3]), (registration, bands)
+    assert _plate_regions(np.full((720, 1280, 3), 128, np.uint8), 960, 8) == []
+
