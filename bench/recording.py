@@ -16,7 +16,12 @@ footage was lost:
   (the recorder saw an outage and reconnected) and clock steps (contiguous media whose wall
   time estimate moved, see docs/design/recording-store.md: no footage missing).
 
-    .venv/bin/python -m bench.recording [--counts 8,32,100] [--seconds 120]
+`--live-output` compares instead the service recording the same cameras with and without the
+live output its recorders' ffmpeg writes for live view of the main stream (`live.from_recorder`,
+docs/design/live-from-recorder.md), nobody watching: CPU of the whole tree and of the service's
+own process (which drains the pipes), per camera, and the ratio on / off.
+
+    .venv/bin/python -m bench.recording [--counts 8,32,100] [--seconds 120] [--live-output]
 """
 
 from __future__ import annotations
@@ -81,21 +86,23 @@ def pss_mib(pids: list[int]) -> float:
     return total / 1024
 
 
-async def sample(pids_fn, seconds: float) -> tuple[float, float]:
-    """(CPU % of one core over the window, mean PSS MiB) of the processes pids_fn() names."""
+async def sample(pids_fn, seconds: float, own: int | None = None) -> tuple[float, float, float]:
+    """(CPU % of one core over the window, mean PSS MiB) of the processes pids_fn() names, and
+    the CPU % of the process ``own`` alone (its threads, not its children)."""
     await asyncio.sleep(8)  # connect and settle
-    start_cpu, start = cpu_s(pids_fn()), time.monotonic()
+    start_cpu, start_own, start = cpu_s(pids_fn()), cpu_s([own] if own else []), time.monotonic()
     pss = []
     while time.monotonic() - start < seconds:
         await asyncio.sleep(5)
         pss.append(pss_mib(pids_fn()))
-    used = cpu_s(pids_fn()) - start_cpu
-    return 100 * used / (time.monotonic() - start), sum(pss) / len(pss)
+    used, used_own, took = cpu_s(pids_fn()) - start_cpu, cpu_s([own] if own else []) - start_own, time.monotonic() - start
+    return 100 * used / took, sum(pss) / len(pss), 100 * used_own / took
 
 
-async def run_service(sim: Simulation, n: int, seconds: float, work: Path) -> dict:
+async def run_service(sim: Simulation, n: int, seconds: float, work: Path, live_output: bool = True) -> dict:
     data = work / "data"
     data.mkdir()
+    (data / "settings.toml").write_text(f"[live]\nfrom_recorder = {str(live_output).lower()}\n")
     settings = load_settings(data, environ={})
     engine = make_engine(settings.db_url)
     await upgrade(engine)
@@ -108,7 +115,7 @@ async def run_service(sim: Simulation, n: int, seconds: float, work: Path) -> di
                             stdout=subprocess.DEVNULL, stderr=open(work / "serve.log", "wb"))
     began = now_us()
     try:
-        cpu, pss = await sample(lambda: tree(proc.pid), seconds)
+        cpu, pss, own = await sample(lambda: tree(proc.pid), seconds, proc.pid)
     finally:
         ended = now_us()  # footage stops here; finalising the open segments takes a while after
         proc.send_signal(signal.SIGTERM)
@@ -128,7 +135,7 @@ async def run_service(sim: Simulation, n: int, seconds: float, work: Path) -> di
                     gap_holes += explained
                     clock_holes += not explained
     await engine.dispose()
-    return {"cpu": cpu, "pss": pss, "segments": segments, "gap_holes": gap_holes, "clock_holes": clock_holes,
+    return {"cpu": cpu, "pss": pss, "own": own, "segments": segments, "gap_holes": gap_holes, "clock_holes": clock_holes,
             "media_per_s": sum(rates) / n}
 
 
@@ -171,7 +178,7 @@ async def run_bare(sim: Simulation, n: int, seconds: float, work: Path) -> dict:
 
     watcher = asyncio.create_task(watch())
     try:
-        cpu, pss = await sample(lambda: [p.pid for p in procs], seconds)
+        cpu, pss, _ = await sample(lambda: [p.pid for p in procs], seconds)
     finally:
         watcher.cancel()
         stopped = time.monotonic()
@@ -188,6 +195,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--counts", default="8,32,100")
     ap.add_argument("--seconds", type=float, default=120)
+    ap.add_argument("--live-output", action="store_true", help="the service with and without its live output")
     args = ap.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP", "/var/tmp")) as tmp:
@@ -197,6 +205,9 @@ async def main() -> None:
                 work = tmp_path / f"n{n}"
                 (work / "svc").mkdir(parents=True)
                 (work / "bare").mkdir()
+                if args.live_output:
+                    await compare_live_output(sim, n, args.seconds, work)
+                    continue
                 svc = await run_service(sim, n, args.seconds, work / "svc")
                 shutil.rmtree(work / "svc" / "data" / "recordings", ignore_errors=True)
                 bare = await run_bare(sim, n, args.seconds, work / "bare")
@@ -208,6 +219,21 @@ async def main() -> None:
                       f"bare {bare['media_per_s']:.3f}, ratio {svc['media_per_s'] / max(bare['media_per_s'], 1e-9):.3f} "
                       f"(bare reads ~1 s per run high); holes over 1.5 s: {svc['gap_holes']} with a catalogued gap, "
                       f"{svc['clock_holes']} clock steps", flush=True)
+
+
+async def compare_live_output(sim: Simulation, n: int, seconds: float, work: Path) -> None:
+    """The service with its recorders' live output and without, nobody watching (same cameras)."""
+    (work / "off").mkdir()
+    off = await run_service(sim, n, seconds, work / "off", live_output=False)
+    on = await run_service(sim, n, seconds, work / "svc", live_output=True)
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"{n:3d} cameras x {seconds:.0f} s, nobody watching: with the live output {on['cpu'] / n:.2f}% CPU per camera "
+          f"(service process {on['own'] / n:.2f}%, ffmpeg {(on['cpu'] - on['own']) / n:.2f}%), {on['pss'] / n:.1f} MiB PSS; "
+          f"without {off['cpu'] / n:.2f}% (service {off['own'] / n:.2f}%, ffmpeg {(off['cpu'] - off['own']) / n:.2f}%), "
+          f"{off['pss'] / n:.1f} MiB; ratio CPU {on['cpu'] / max(off['cpu'], 1e-9):.2f}x, PSS {on['pss'] / off['pss']:.2f}x; "
+          f"segments {on['segments']} / {off['segments']}, media recorded per second of run {on['media_per_s']:.3f} / "
+          f"{off['media_per_s']:.3f}, holes {on['gap_holes'] + on['clock_holes']} / "
+          f"{off['gap_holes'] + off['clock_holes']}", flush=True)
 
 
 if __name__ == "__main__":

@@ -61,12 +61,29 @@ async def spawn(*args: str, deathsig: signal.Signals = signal.SIGKILL, own_group
 
 async def end(proc: asyncio.subprocess.Process) -> None:
     """Kill a child that serves nothing any more and reap it (no zombie), even if the caller
-    is being cancelled meanwhile."""
+    is being cancelled meanwhile.
+
+    What is left in its output pipes is read and dropped: asyncio's ``wait()`` returns only once
+    every pipe has closed, and a pipe whose reader stopped reading (its buffer full: a playback
+    remux whose player left while the stream waited on back-pressure) never closes. Without
+    this, the caller hung for good, holding the files it had open."""
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
     with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.shield(proc.wait())
+        await asyncio.shield(_drained_and_reaped(proc))
+
+
+async def _drained_and_reaped(proc: asyncio.subprocess.Process) -> None:
+    for stream in (proc.stdout, proc.stderr):
+        if stream is None:
+            continue
+        try:
+            while await stream.read(1 << 16):
+                pass
+        except (RuntimeError, OSError):  # another reader has it (and reads it to its end), or it broke
+            pass
+    await proc.wait()
 
 
 def descendants(root: int | None = None) -> dict[int, str]:

@@ -18,6 +18,11 @@ The upstream starts with the first viewer and stops ``grace_s`` after the last o
 flicking between cameras does not reconnect). It stops as well when ffmpeg exits or sends
 nothing for ``stall_timeout_s``; its viewers are then told the stream ended, and reconnect.
 
+A camera stream already pulled by this process's recorder (the main stream of a camera it
+records) is not pulled again: the recorder's ffmpeg writes a second, fragmented MP4 output to a
+pipe (:class:`Feed`, fed by cameras.recorder), and a :class:`FeedUpstream` fans that out like any
+upstream (docs/design/live-from-recorder.md).
+
 Credentials: the hub is given a callable that builds the credentialed URL in memory when the
 upstream starts; it is never logged, and ffmpeg's stderr is scrubbed before it is kept.
 """
@@ -187,38 +192,43 @@ class BoxStream:
         self._moof: bytes | None = None
 
     def feed(self, chunk: bytes) -> list[bytes | Fragment]:
+        # Boxes are read in place and the buffer cut once per call: each fragment's bytes are
+        # copied once (a recorder's live output is parsed whether or not anyone watches).
         self._buf += chunk
         out: list[bytes | Fragment] = []
-        while True:
-            if len(self._buf) < 8:
-                break
-            size, kind = struct.unpack_from(">I4s", self._buf, 0)
-            if size == 1:
-                if len(self._buf) < 16:
+        buf, pos, end = self._buf, 0, len(self._buf)
+        view = memoryview(buf)
+        try:
+            while end - pos >= 8:
+                size, kind = struct.unpack_from(">I4s", buf, pos)
+                if size == 1:
+                    if end - pos < 16:
+                        break
+                    size = struct.unpack_from(">Q", buf, pos + 8)[0]
+                if size < 8:
+                    raise ValueError(f"malformed box {kind!r} of size {size}")
+                if end - pos < size:
                     break
-                size = struct.unpack_from(">Q", self._buf, 8)[0]
-            if size < 8:
-                raise ValueError(f"malformed box {kind!r} of size {size}")
-            if len(self._buf) < size:
-                break
-            box = bytes(self._buf[:size])
-            del self._buf[:size]
-            name = kind.decode("latin-1")
-            if self.init is None:
-                if name == "moof":
-                    raise ValueError("fragment before the init segment")
-                self._pending_init += box
-                if name == "moov":
-                    self.init = bytes(self._pending_init)
-                    self._default_flags = trex_default_flags(self.init)
-                    out.append(self.init)
-            elif name == "moof":
-                self._moof = box
-            elif name == "mdat" and self._moof is not None:
-                out.append(Fragment(self._moof + box, fragment_is_keyframe(self._moof, self._default_flags),
-                                    time.monotonic()))
-                self._moof = None
-            # anything else (styp, sidx, mfra at the end) is not needed by MSE
+                start, pos = pos, pos + size
+                name = kind.decode("latin-1")
+                if self.init is None:
+                    if name == "moof":
+                        raise ValueError("fragment before the init segment")
+                    self._pending_init += view[start:pos]
+                    if name == "moov":
+                        self.init = bytes(self._pending_init)
+                        self._default_flags = trex_default_flags(self.init)
+                        out.append(self.init)
+                elif name == "moof":
+                    self._moof = bytes(view[start:pos])
+                elif name == "mdat" and self._moof is not None:
+                    out.append(Fragment(b"".join((self._moof, view[start:pos])),
+                                        fragment_is_keyframe(self._moof, self._default_flags), time.monotonic()))
+                    self._moof = None
+                # anything else (styp, sidx, mfra at the end) is not needed by MSE
+        finally:
+            view.release()  # no slice of it outlives its statement: the buffer can be cut
+            del buf[:pos]
         return out
 
 
@@ -280,6 +290,22 @@ class Viewer:
     @property
     def backlog_bytes(self) -> int:
         return self._backlog_bytes
+
+
+class Gop:
+    """The current group of pictures (its keyframe fragment and those since), for late joiners;
+    never more than GOP_CACHE_MAX_BYTES."""
+
+    def __init__(self) -> None:
+        self.fragments: list[Fragment] = []
+        self.bytes = 0
+
+    def add(self, frag: Fragment) -> None:
+        if frag.keyframe or self.bytes + len(frag.data) > GOP_CACHE_MAX_BYTES:
+            self.fragments, self.bytes = [], 0
+        if frag.keyframe or self.fragments:
+            self.fragments.append(frag)
+            self.bytes += len(frag.data)
 
 
 SourceFactory = Callable[[], Awaitable[Source]]
@@ -359,8 +385,7 @@ class Upstream:
         self.viewers: set[Viewer] = set()
         self.init: bytes | None = None
         self.codec = ""
-        self._gop: list[Fragment] = []
-        self._gop_bytes = 0
+        self._gop = Gop()
         self._task: asyncio.Task[None] | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
@@ -406,7 +431,7 @@ class Upstream:
 
     def _prime(self, viewer: Viewer) -> None:
         viewer.init = self.init
-        for frag in self._gop:
+        for frag in self._gop.fragments:
             viewer.offer(frag)
 
     async def wait_ready(self, timeout_s: float | None = None) -> None:
@@ -483,10 +508,7 @@ class Upstream:
                 self.bytes += len(chunk)
                 for item in boxes.feed(chunk):
                     if isinstance(item, bytes):
-                        self.init, self.codec = item, codec_string(item)
-                        for viewer in self.viewers:
-                            self._prime(viewer)
-                        self.ready.set()
+                        self._got_init(item)
                     else:
                         self._publish(item)
         finally:
@@ -496,20 +518,22 @@ class Upstream:
             with contextlib.suppress(asyncio.CancelledError):
                 await stderr_task
 
+    def _got_init(self, init: bytes) -> None:
+        self.init, self.codec = init, codec_string(init)
+        for viewer in self.viewers:
+            self._prime(viewer)
+        self.ready.set()
+
     def _publish(self, frag: Fragment) -> None:
         self.fragments += 1
         self.last_fragment = frag
-        if frag.keyframe or self._gop_bytes + len(frag.data) > GOP_CACHE_MAX_BYTES:
-            self._gop, self._gop_bytes = [], 0
-        if frag.keyframe or self._gop:
-            self._gop.append(frag)
-            self._gop_bytes += len(frag.data)
+        self._gop.add(frag)
         for viewer in self.viewers:
             viewer.offer(frag)
 
     def keyframe_fragment(self) -> Fragment | None:
         """The fragment that starts the current group of pictures (for snapshots)."""
-        return self._gop[0] if self._gop else None
+        return self._gop.fragments[0] if self._gop.fragments else None
 
     async def _drain_stderr(self, stream: asyncio.StreamReader | None) -> None:
         if stream is None:
@@ -521,6 +545,109 @@ class Upstream:
         proc, self._proc = self._proc, None
         if proc is not None:
             await children.end(proc)
+
+
+# What a Feed hands its readers: an init segment (a new run), a fragment, or why the run ended.
+FeedItem = bytes | Fragment | str
+
+
+class Feed:
+    """A camera stream's fragmented MP4 produced by another part of this process: the recorder's
+    ffmpeg writes the main stream it records a second time, to a pipe (cameras.recorder), so live
+    view costs the camera no session of its own. Keeps the current run's init segment and group
+    of pictures for late joiners, and hands every fragment to the upstreams reading it
+    (:class:`FeedUpstream`). Written from the event loop by its producer; never blocks it."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.init: bytes | None = None
+        self.gop = Gop()
+        # Why the feed gives no picture ("" while it works): the recorder's live output failed
+        # in this ffmpeg run. Cleared by the next run's init segment.
+        self.error = ""
+        self.fragments = 0
+        self.bytes = 0
+        self._boxes = BoxStream()
+        self._listeners: set[Callable[[FeedItem], None]] = set()
+
+    @property
+    def watched(self) -> bool:
+        return bool(self._listeners)
+
+    def begin(self) -> None:
+        """A new run of the producer (a new ffmpeg): its own init segment comes first."""
+        self._boxes, self.init, self.gop = BoxStream(), None, Gop()
+
+    def data(self, chunk: bytes) -> None:
+        """Bytes of the fMP4 stream, as read. ValueError on a malformed stream."""
+        self.bytes += len(chunk)
+        for item in self._boxes.feed(chunk):
+            if isinstance(item, bytes):
+                self.init, self.error = item, ""
+            else:
+                self.fragments += 1
+                self.gop.add(item)
+            self._tell(item)
+
+    def end(self, reason: str, *, failed: bool = False) -> None:
+        """This run's stream ended; ``failed``: the live output broke while recording goes on
+        (kept in :attr:`error` until the next run's init segment)."""
+        self.init, self.gop = None, Gop()
+        if failed:
+            self.error = reason
+        self._tell(reason)
+
+    def subscribe(self, listener: Callable[[FeedItem], None]) -> None:
+        """Hand ``listener`` the current init segment and group of pictures, then every item."""
+        self._listeners.add(listener)
+        if self.init is not None:
+            listener(self.init)
+            for frag in self.gop.fragments:
+                listener(frag)
+
+    def unsubscribe(self, listener: Callable[[FeedItem], None]) -> None:
+        self._listeners.discard(listener)
+
+    def _tell(self, item: FeedItem) -> None:
+        for listener in list(self._listeners):
+            listener(item)
+
+
+async def _no_source() -> Source:  # pragma: no cover - a FeedUpstream never asks for one
+    raise CameraUnavailable("a feed has no source of its own")
+
+
+class FeedUpstream(Upstream):
+    """An upstream reading a :class:`Feed` instead of the camera: no ffmpeg and no camera session
+    of its own. It ends with the feed's run (the recorder's ffmpeg restarted, or its live output
+    failed): its viewers are told, and reconnect to what is there then."""
+
+    def __init__(self, key: str, feed: Feed, **kwargs) -> None:
+        super().__init__(key, _no_source, **kwargs)
+        self.feed = feed
+
+    async def _read(self) -> str:
+        queue: asyncio.Queue[FeedItem] = asyncio.Queue()  # filled and emptied on this loop at once
+        self.feed.subscribe(queue.put_nowait)
+        try:
+            while True:
+                timeout = self._connect_timeout_s if self.init is None else self._stall_timeout_s
+                try:
+                    async with asyncio.timeout(timeout):
+                        item = await queue.get()
+                except TimeoutError:
+                    return f"no data from the recorder's stream for {timeout:g}s"
+                if isinstance(item, str):
+                    return item
+                if isinstance(item, bytes):
+                    if self.init is not None:  # a new run: its viewers start again from its init
+                        return "the recorder's stream restarted"
+                    self._got_init(item)
+                    continue
+                self.bytes += len(item.data)
+                self._publish(item)
+        finally:
+            self.feed.unsubscribe(queue.put_nowait)
 
 
 class LiveHub:
@@ -547,6 +674,7 @@ class LiveHub:
         self._budget_bytes = budget_bytes
         self._args_factory = args_factory
         self.upstreams: dict[str, Upstream] = {}
+        self.feeds: dict[str, Feed] = {}
         self._stoppers: dict[str, asyncio.TimerHandle] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self.started = 0  # upstreams ever started (tests and benchmarks read it)
@@ -568,13 +696,22 @@ class LiveHub:
             raise TranscodeLimit(f"camera stream {key}: all {self.max_transcodes} transcoding slots are in use")
         self._cancel_stop(key)
         if up is None or up.ended:
-            up = Upstream(key, source_factory, stall_timeout_s=self._stall_timeout_s,
-                          connect_timeout_s=self._connect_timeout_s, args_factory=self._args_factory,
-                          on_idle=self._idle, transcode=transcode, mask_png=mask_png)
+            feed = None if transcode else self.feeds.get(key)
+            if feed is not None and feed.error:
+                log.warning("camera %s: the recorder's live output failed (%s): live view pulls the camera "
+                            "itself until the recorder's next run", key, feed.error)
+                feed = None
+            timeouts = dict(stall_timeout_s=self._stall_timeout_s, connect_timeout_s=self._connect_timeout_s)
+            if feed is not None:
+                up = FeedUpstream(key, feed, on_idle=self._idle, **timeouts)
+            else:
+                up = Upstream(key, source_factory, args_factory=self._args_factory, on_idle=self._idle,
+                              transcode=transcode, mask_png=mask_png, **timeouts)
             self.upstreams[key] = up
             self.started += 1
             up.start()
-            log.info("camera %s: live upstream started%s", key, " (transcoding to H.264)" if transcode else "")
+            log.info("camera %s: live upstream started%s", key, " (transcoding to H.264)" if transcode else
+                     " (from the recorder's stream)" if feed is not None else "")
         return up
 
     async def join(self, key: str, source_factory: SourceFactory, *, transcode: bool = False,

@@ -34,14 +34,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
 import re
 import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +53,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cameras import children
+from cameras.live import FRAG_DURATION_US, Feed
 from cameras.rtsp import PROTOCOLS, InputList, has_credentials, scrub
 from storage.alerts import AlertHub, raise_alert
 from storage.catalogue import (
@@ -65,7 +69,7 @@ from storage.inventory import credentialed_url
 from storage.keys import Keys
 from storage.loops import describe_error, run_every
 from storage.models import Camera, CameraState, SegmentState
-from storage.nodes import Fence, Fenced, RoleLeases
+from storage.nodes import Fence, Fenced, Late, RoleLeases, check_fence
 from storage.retention import free_space
 
 log = logging.getLogger(__name__)
@@ -81,6 +85,17 @@ STOP_GRACE_S = 10.0
 STDERR_RING_LINES = 40
 # Segments over which the smallest wall-minus-media offset is taken (see the module docstring).
 OFFSET_WINDOW = 10
+# The live output (docs/design/live-from-recorder.md): the pipe holds this much (about 2 s of a
+# 4 Mb/s main stream; Linux lets anyone have 1 MiB), then ffmpeg's fifo this many packets (about
+# 2 s at 25 fps), then ffmpeg drops live packets: the segments never wait for live view.
+LIVE_PIPE_BYTES = 1 << 20
+LIVE_FIFO_PACKETS = 60
+LIVE_READ_BYTES = 1 << 20
+# Nobody watching: the pipe is read this often (in one go), not at each of ffmpeg's writes.
+LIVE_IDLE_POLL_S = 0.25
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ from Python 3.10 on Linux; spelled out for type checkers
+# What ffmpeg's tee says when an output fails and it goes on without it (the live one is #1).
+_LIVE_FAILED_RE = re.compile(r"Slave muxer #1 failed: (?P<why>.*?), continuing with")
 
 # A segment that cannot be catalogued (database locked or restarting, disk error) is retried
 # this often: short enough that the catalogue catches up within seconds of the database's return.
@@ -89,6 +104,19 @@ CATALOGUE_RETRY_S = 2.0
 DISK_POLL_S = 2.0
 # How often the supervisor judges every recorder's health and the disk's free space.
 HEALTH_INTERVAL_S = 1.0
+# A recording camera is unhealthy when no segment has been catalogued for two segment lengths,
+# and never sooner than one segment length and this many seconds: closing, fsync and the
+# catalogue's transaction take a few seconds on a busy machine, and with short segments (2 s,
+# the least allowed) two lengths left 2 s of slack, so a moment's load cried wolf to the
+# control room (seen in CI: all five cameras of a test stack "unhealthy" for 6-7 s on a busy machine).
+HEALTH_SLACK_S = 10.0
+
+
+def unhealthy_after_s(segment_s: float) -> float:
+    """Seconds without a catalogued segment after which a recording camera is unhealthy."""
+    return max(2 * segment_s, segment_s + HEALTH_SLACK_S)
+
+
 # A recorder that raised (a bug) is started again after this, showing offline meanwhile.
 RECORDER_RESTART_S = 5.0
 # A wall clock that moves this much more (or less) than the monotonic clock between two health
@@ -96,6 +124,13 @@ RECORDER_RESTART_S = 5.0
 CLOCK_STEP_S = 2.0
 # The "disk below its floor" alert is repeated at most this often while the disk keeps dipping.
 DISK_ALERT_REPEAT_S = 3600.0
+# The shared storage is probed (a small file created, fsynced, removed) at each ffmpeg start and,
+# while ffmpeg writes to the node's local spool, this often; a probe that takes longer than
+# STORE_PROBE_TIMEOUT_S (a hung mount) counts as the storage being away.
+STORE_PROBE_EVERY_S = 5.0
+STORE_PROBE_TIMEOUT_S = 5.0
+# Probes run here, never in the default executor: a hung mount must not take its threads.
+_PROBES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-probe")
 
 _STREAM_RE = re.compile(r"Stream #0:\d+.*?: Video: (?P<codec>\w+).*?, (?P<w>\d{2,5})x(?P<h>\d{2,5})")
 
@@ -147,19 +182,8 @@ def input_options() -> dict[str, object]:
     return {"rtsp_transport": "tcp", "timeout": str(int(RTSP_IO_TIMEOUT_S * 1e6))}
 
 
-def ffmpeg_args(url: str, out_dir: Path, run_id: str, segment_s: int, listing: InputList | None = None) -> list[str]:
-    """The ffmpeg command for one camera: RTSP over TCP in, video stream-copied to MKV segments.
-    With ``listing`` (a URL with credentials), ffmpeg reads the URL and its input options from
-    that private list file instead of ``url`` (see cameras.rtsp.InputList)."""
-    if listing is not None:
-        source = ffmpeg.input(str(listing.path), f="concat", safe=0, protocol_whitelist=PROTOCOLS)
-    else:
-        source = ffmpeg.input(url, **input_options())
-    out = source.output(
-        str(out_dir / incoming_pattern(run_id)),
-        map="0:v",  # video only: councils do not record audio in public space
-        c="copy",
-        f="segment",
+def segment_options(segment_s: int) -> dict[str, object]:
+    return dict(
         segment_time=segment_s,
         segment_atclocktime=1,  # cut on wall-clock multiples: cameras' segments line up
         segment_format="matroska",  # readable while written: a crash loses nothing on disk
@@ -169,12 +193,60 @@ def ffmpeg_args(url: str, out_dir: Path, run_id: str, segment_s: int, listing: I
         segment_list_type="csv",
         segment_list_flags="live",
     )
+
+
+def live_output_options(fd: int) -> str:
+    """The tee muxer's second output (docs/design/live-from-recorder.md): the same packets as
+    fragmented MP4 (as cameras.live's upstreams make it) to the pipe ``fd``, through a fifo of its
+    own thread that drops packets when the pipe is full (never blocking the segments), and
+    dropped by the tee if it fails (``onfail=ignore``: the segments go on)."""
+    options = {"f": "mp4", "movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": FRAG_DURATION_US,
+               "onfail": "ignore", "use_fifo": 1,
+               "fifo_options": f"drop_pkts_on_overflow=1:queue_size={LIVE_FIFO_PACKETS}"}
+    return f"[{_tee_options(options)}]pipe:{fd}"
+
+
+def _tee_options(options: dict[str, object]) -> str:
+    # A tee slave's options are unescaped twice (the slave list, then each option's value).
+    return ":".join(f"{key}={str(value).replace(':', chr(92) * 2 + ':')}" for key, value in options.items())
+
+
+def ffmpeg_args(url: str, out_dir: Path, run_id: str, segment_s: int, listing: InputList | None = None,
+                live_fd: int | None = None) -> list[str]:
+    """The ffmpeg command for one camera: RTSP over TCP in, video stream-copied to MKV segments.
+    With ``listing`` (a URL with credentials), ffmpeg reads the URL and its input options from
+    that private list file instead of ``url`` (see cameras.rtsp.InputList). With ``live_fd``, the
+    tee muxer writes the same packets a second time, as fragmented MP4 to that pipe, for live
+    view (:func:`live_output_options`)."""
+    if listing is not None:
+        source = ffmpeg.input(str(listing.path), f="concat", safe=0, protocol_whitelist=PROTOCOLS)
+    else:
+        source = ffmpeg.input(url, **input_options())
+    segments = str(out_dir / incoming_pattern(run_id))
+    if live_fd is None:
+        out = source.output(segments, map="0:v", c="copy", f="segment", **segment_options(segment_s))
+    else:
+        # onfail=abort spelled out: ffmpeg 5.1's tee went on with the live output alone when the
+        # segments failed (a full disk), where ffmpeg must exit and say why.
+        teed = (f"[f=segment:onfail=abort:{_tee_options(segment_options(segment_s))}]{segments}"
+                f"|{live_output_options(live_fd)}")
+        out = source.output(teed, map="0:v", c="copy", f="tee")  # video only, as below
+    # video only (map 0:v): councils do not record audio in public space
     compiled = out.compile(cmd="ffmpeg")
     # Global options go first (ffmpeg may ignore trailing ones).
     # Progress every 2 s is plenty for a stall watchdog counted in tens of seconds, and costs the
     # service a quarter of the default 0.5 s period (about 12 lines per report per camera).
+    # With the tee, -copytb 1 keeps the camera's own time base (90 kHz for RTSP) for the copied
+    # stream: ffmpeg 5.1 otherwise gave the tee's stream a coarse one, and rewrote a colliding
+    # timestamp of almost every packet ("Non-monotonous DTS ... changing to"), one stderr line each.
+    timebase = ["-copytb", "1"] if live_fd is not None else []
     return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "info", "-stats_period", "2",
-            "-progress", "pipe:2", *compiled[1:]]
+            "-progress", "pipe:2", *timebase, *compiled[1:]]
+
+
+def tee_safe(path: Path) -> bool:
+    """Whether a segment path can be a tee muxer's output name (it splits on these characters)."""
+    return not any(c in str(path) for c in "|[]\\")
 
 
 async def probe(path: Path) -> tuple[float, str, int, int]:
@@ -206,7 +278,7 @@ async def media_duration_s(path: Path) -> float:
 
 async def find_incoming(
     root: Path, camera_id: int, clock: tuple[float | None, bool] = (None, False), skip: frozenset[Path] = frozenset(),
-    quiet_s: float = 0.0, own_runs: frozenset[str] = frozenset(),
+    quiet_s: float = 0.0, own_runs: frozenset[str] = frozenset(), folder: Path | None = None,
 ) -> list[tuple[Path, NewSegment]]:
     """What a crash or an interrupted run left in the camera's ``incoming/`` folder, to catalogue
     as ``recovered`` (the files in ``skip`` are already queued for cataloguing).
@@ -215,14 +287,17 @@ async def find_incoming(
     and logged, never deleted. Call only when no ffmpeg of ours writes that folder; ``quiet_s``
     (a cluster's recorder taking a camera over) leaves alone a file modified that recently,
     which a node that lost the lease may still be writing (docs/design/cluster.md), unless one of
-    ``own_runs`` (this recorder's ffmpeg runs, now ended) wrote it.
+    ``own_runs`` (this recorder's ffmpeg runs, now ended) wrote it. ``folder``: another
+    incoming folder (a node's local spool, :func:`spool_incoming`) in place of the shared one;
+    its unreadable files go to the ``damaged/`` beside it. Hidden files (a probe of the
+    storage) are not segments.
     """
-    folder = incoming_dir(root, camera_id)
+    folder = incoming_dir(root, camera_id) if folder is None else folder
     if not folder.is_dir():
         return []
     found = []
     for path in sorted(folder.iterdir()):
-        if not path.is_file() or path in skip:
+        if not path.is_file() or path in skip or path.name.startswith("."):
             continue
         if quiet_s and path.name.split("-", 1)[0] not in own_runs and time.time() - path.stat().st_mtime < quiet_s:
             log.warning("camera %s: %s in incoming/ was written %.0f s ago: left for later (another node may "
@@ -233,7 +308,7 @@ async def find_incoming(
             continue
         duration, codec, width, height = await probe(path)
         if duration <= 0:
-            damaged = root / str(camera_id) / "damaged"
+            damaged = folder.parent / "damaged"
             damaged.mkdir(exist_ok=True)
             os.replace(path, damaged / path.name)
             log.error("camera %s: unreadable partial segment %s moved to damaged/", camera_id, path.name)
@@ -258,6 +333,38 @@ async def recover_incoming(
     return recovered
 
 
+def spool_incoming(spool_root: Path, camera_id: int, generation: int) -> Path:
+    """Where ffmpeg writes while the shared storage is away: the node's local spool, one folder
+    per camera and lease generation (the fence its footage is catalogued under; 0 on one
+    machine). docs/design/cluster.md, "Losing the shared storage"."""
+    return spool_root / str(camera_id) / f"g{generation}" / "incoming"
+
+
+def probe_store(folder: Path) -> None:
+    """Create (with its parents), fsync and remove a small hidden file in ``folder``. Blocking;
+    raises OSError when the storage cannot take a segment."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".probe-{os.getpid()}-{os.urandom(4).hex()}"  # unique: other nodes probe too
+    with probe.open("wb") as fh:
+        fh.write(b"probe")
+        fh.flush()
+        os.fsync(fh.fileno())
+    probe.unlink()
+
+
+async def store_answers(folder: Path) -> str:
+    """"" when the storage at ``folder`` takes a write, else why not (:func:`probe_store`,
+    bounded by :data:`STORE_PROBE_TIMEOUT_S`)."""
+    try:
+        await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(_PROBES, probe_store, folder),
+                               STORE_PROBE_TIMEOUT_S)
+    except TimeoutError:
+        return f"no answer in {STORE_PROBE_TIMEOUT_S:.0f} s"
+    except OSError as exc:
+        return describe_error(exc)
+    return ""
+
+
 @dataclass
 class _Commit:
     """A finished file waiting to be catalogued (retried until it is)."""
@@ -275,6 +382,32 @@ class _OpenGap:
     reason: str
     at_us: int
 
+
+
+async def _stamped_lines(fd: int, name: str) -> AsyncIterator[tuple[bytes, int]]:
+    """The lines of a pipe, each with the wall-clock time (us) at which it arrived, read by a
+    thread that owns (and at the end closes) ``fd``: the stamp does not wait for the event loop.
+    Ends at the pipe's end of file; the thread ends with it (the writer's exit)."""
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()
+
+    def hand(item: tuple[bytes, int] | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed first: nobody waits any more
+            loop.call_soon_threadsafe(lines.put_nowait, item)
+
+    def pump() -> None:
+        try:
+            with open(fd, "rb") as pipe:
+                for line in pipe:
+                    hand((line, now_us()))
+        except OSError as exc:
+            log.warning("%s: reading the pipe failed: %s", name, exc)
+        finally:
+            hand(None)
+
+    threading.Thread(target=pump, name=name, daemon=True).start()
+    while (item := await lines.get()) is not None:
+        yield item
 
 class CameraRecorder:
     """Records one camera forever: start ffmpeg, watch it, commit segments, restart on failure.
@@ -302,12 +435,28 @@ class CameraRecorder:
         on_disk_full: Callable[[], None] | None = None,
         node_id: str = "",
         on_fenced: Callable[[CameraRecorder, str], None] | None = None,
+        on_late: Callable[[CameraRecorder, Late], None] | None = None,
+        spool_root: Path | None = None,
+        live_feed: Feed | None = None,
     ) -> None:
         self.cam = cam
+        # The node's local spool: ffmpeg writes there while the shared storage is away, and
+        # ``spooling`` says why ("" while it writes to the shared storage).
+        self.spool = spool_incoming(spool_root, cam.id, cam.generation) if spool_root is not None else None
+        self.spooling = ""
+        self._back_to_store = False
+        # Live view of the main stream from this ffmpeg's second output (cameras.live.Feed).
+        self.live_feed = live_feed
+        self.live_drops = 0  # times ffmpeg dropped live packets because the pipe was not read in time
         # A cluster's recorder: every segment is catalogued under the lease it was started with.
         self.fence = Fence(node_id, cam.generation) if node_id else None
         self.on_fenced = on_fenced
         self.segments_fenced = 0
+        # Segments of this generation catalogued after another node took the camera (they ended
+        # before its claim: storage.nodes.check_fence), and the last such verdict.
+        self.on_late = on_late
+        self.segments_late = 0
+        self.late: Late | None = None
         self._own_runs: set[str] = set()  # run ids of this recorder's ffmpeg runs
         self.sessions = sessions
         self.root = root
@@ -367,8 +516,10 @@ class CameraRecorder:
             return "recording disk is full"
         if self.state != CameraState.RECORDING:
             return ""  # reconnecting/offline: the camera's own state says what is wrong
+        if self.spooling:
+            return f"shared storage unavailable ({self.spooling}): recording to this node's local spool"
         silent_s = now - max(self.last_catalogued, self._recording_since)
-        if silent_s <= 2 * self.segment_s:
+        if silent_s <= unhealthy_after_s(self.segment_s):
             return ""
         why = f"no segment catalogued for {silent_s:.0f} s"
         if self.catalogue_error:
@@ -413,20 +564,30 @@ class CameraRecorder:
         if self._written is not None and self._written[0] == state and (
                 state == CameraState.DEGRADED or self._written[1] == reason):
             return
-        async with transaction(self.sessions) as session:
-            await session.execute(
-                update(Camera).where(Camera.id == self.cam.id)
-                .values(state=state.value, state_reason=reason, state_since_us=now_us())
-            )
-            if state in (CameraState.RECONNECTING, CameraState.OFFLINE) and not self._lost_alerted:
-                await raise_alert(session, self.alerts, "camera_offline",
-                                  f"{self.cam.name}: recording stopped: {reason}", self.cam.id, reason=reason)
-                lost = True
-            elif state == CameraState.RECORDING and self._lost_alerted:
-                await raise_alert(session, self.alerts, "camera_online", f"{self.cam.name}: recording again", self.cam.id)
-                lost = False
-            else:
-                lost = self._lost_alerted
+        try:
+            async with transaction(self.sessions) as session:
+                if self.fence is not None:
+                    await check_fence(session, self.cam.id, self.fence)
+                await session.execute(
+                    update(Camera).where(Camera.id == self.cam.id)
+                    .values(state=state.value, state_reason=reason, state_since_us=now_us())
+                )
+                if state in (CameraState.RECONNECTING, CameraState.OFFLINE) and not self._lost_alerted:
+                    await raise_alert(session, self.alerts, "camera_offline",
+                                      f"{self.cam.name}: recording stopped: {reason}", self.cam.id, reason=reason)
+                    lost = True
+                elif state == CameraState.RECORDING and self._lost_alerted:
+                    await raise_alert(session, self.alerts, "camera_online", f"{self.cam.name}: recording again",
+                                      self.cam.id)
+                    lost = False
+                else:
+                    lost = self._lost_alerted
+        except Fenced as exc:
+            # Another node records the camera now (this node was cut off): the camera's state is
+            # its recorder's to write, not overwritten by what this one saw while away.
+            log.warning("camera %s: state %s not written, the camera is not this node's: %s",
+                        self.cam.id, state.value, exc)
+            lost = self._lost_alerted
         self._lost_alerted = lost
         self._written = (state, reason)
 
@@ -502,18 +663,27 @@ class CameraRecorder:
 
     async def _apply(self, op: _Commit | _OpenGap) -> None:
         if isinstance(op, _OpenGap):
-            async with transaction(self.sessions) as session:
-                last = await session.scalar(select(Camera.last_segment_us).where(Camera.id == self.cam.id))
-                await open_gap(session, self.cam.id, last or op.at_us, op.reason)
+            try:
+                async with transaction(self.sessions) as session:
+                    if self.fence is not None:
+                        await check_fence(session, self.cam.id, self.fence)
+                    last = await session.scalar(select(Camera.last_segment_us).where(Camera.id == self.cam.id))
+                    await open_gap(session, self.cam.id, last or op.at_us, op.reason)
+            except Fenced as exc:
+                # The camera's gaps are its holder's now: it opened one from the last catalogued
+                # footage when it took the camera, and late segments cut their spans out of it.
+                log.warning("camera %s: gap (%s) not opened, the camera is not this node's: %s",
+                            self.cam.id, op.reason, exc)
             return
         final = self.root / segment_relpath(op.seg.camera_id, op.seg.start_us, op.seg.end_us, op.path.suffix or ".mkv")
         if not op.path.exists() and not final.exists():
             # Someone removed it from incoming/ before it could be catalogued: say so, go on.
-            log.error("camera %s: finished segment %s vanished before it was catalogued", self.cam.id, op.path.name)
+            log.error("camera %s: finished segment %s vanished before it was catalogued%s", self.cam.id, op.path.name,
+                      " (a node that took the camera over recovers what it finds in incoming/)" if self.fence else "")
             return
         try:
             row = await commit_segment(self.sessions, self.root, op.path, op.seg, closes_gap=op.closes_gap,
-                                       fence=self.fence)
+                                       fence=self.fence, on_late=lambda late: self._catalogued_late(op, late))
         except Fenced as exc:
             # Another node holds the camera now: this footage is not catalogued (kept in fenced/).
             self.segments_fenced += 1
@@ -530,6 +700,17 @@ class CameraRecorder:
         self.last_catalogued = time.monotonic()
         self.last_catalogued_us = row.end_us
         self.state_changed()  # a degraded camera is healthy again
+
+    def _catalogued_late(self, op: _Commit, late: Late) -> None:
+        """A segment of this generation was catalogued after another node took the camera: it
+        ended before that node's claim (this node was cut off from the database meanwhile)."""
+        self.segments_late += 1
+        self.late = late
+        log.warning("camera %s: segment %s (generation %s) catalogued late: it ended %.1f s before node %s took "
+                    "the camera (generation %s now)", self.cam.id, op.path.name, self.cam.generation,
+                    (late.next_since_us - op.seg.end_us) / 1e6, late.node_id, late.generation)
+        if self.on_late is not None:
+            self.on_late(self, late)
 
     async def drain(self, timeout_s: float) -> None:
         """Give the queue up to ``timeout_s`` to empty, then stop it. Whatever is left is on disk
@@ -560,17 +741,30 @@ class CameraRecorder:
         backoff = self.backoff_initial_s
         self.state_changed()
         while not self._stopping:
-            for path, seg in await find_incoming(self.root, self.cam.id, await self._clock(),
-                                                 frozenset(self._queued_paths),
-                                                 quiet_s=self.stall_timeout_s if self.fence else 0.0,
-                                                 own_runs=frozenset(self._own_runs)):
-                self._enqueue(_Commit(path, seg, closes_gap=False))
+            clock = await self._clock()
+            try:
+                for path, seg in await find_incoming(self.root, self.cam.id, clock, frozenset(self._queued_paths),
+                                                     quiet_s=self.stall_timeout_s if self.fence else 0.0,
+                                                     own_runs=frozenset(self._own_runs)):
+                    self._enqueue(_Commit(path, seg, closes_gap=False))
+            except OSError as exc:  # the shared storage is away: its leftovers wait for it
+                log.warning("camera %s: cannot look into incoming/ of the shared storage: %s", self.cam.id,
+                            describe_error(exc))
+            if self.spool is not None:  # this recorder's own: no other writer
+                for path, seg in await find_incoming(self.root, self.cam.id, clock, frozenset(self._queued_paths),
+                                                     folder=self.spool):
+                    self._enqueue(_Commit(path, seg, closes_gap=False))
             if not await self._wait_for_disk():
                 break
             started = time.monotonic()
             await self._run_ffmpeg()
             if self._stopping:
                 break
+            if self._back_to_store:  # the spool's last segment is finalised: back to the shared storage
+                self._back_to_store = False
+                self._enqueue(_OpenGap("switched back to the shared storage", now_us()))
+                self._gap_open = True
+                continue
             self.restarts += 1
             if time.monotonic() - started > 2 * self.segment_s:
                 backoff = self.backoff_initial_s  # it had been working: retry quickly
@@ -620,44 +814,105 @@ class CameraRecorder:
         else:
             self._set_state(CameraState.RECONNECTING, reason)
 
+    async def _output_dir(self) -> Path:
+        """The shared ``incoming/`` if the storage takes a write; else the node's spool (saying
+        so: log, the camera degraded with the reason). Without a spool, the shared folder."""
+        shared = incoming_dir(self.root, self.cam.id)
+        if self.spool is None:
+            shared.mkdir(parents=True, exist_ok=True)
+            return shared
+        why = await store_answers(shared)
+        if not why:
+            if self.spooling:
+                log.warning("camera %s: the shared storage answers again; recording to it", self.cam.id)
+                self.spooling = ""
+                self.state_changed()
+            return shared
+        if why != self.spooling:
+            log.error("camera %s: shared storage unavailable (%s): recording to the local spool %s", self.cam.id,
+                      why, self.spool)
+            self.spooling = why
+            self.state_changed()
+        self.spool.mkdir(parents=True, exist_ok=True)
+        return self.spool
+
+    async def _watch_store(self, proc: asyncio.subprocess.Process) -> None:
+        """While ffmpeg writes to the spool: once the shared storage answers again, finalise the
+        spool's segment (ffmpeg stops, and :meth:`_record` starts it on the shared storage)."""
+        shared = incoming_dir(self.root, self.cam.id)
+        while proc.returncode is None:
+            await asyncio.sleep(STORE_PROBE_EVERY_S)
+            if not await store_answers(shared):
+                log.warning("camera %s: the shared storage answers again: finalising the spool's segment",
+                            self.cam.id)
+                self._back_to_store = True
+                await self._terminate(proc)
+                return
+
     async def _run_ffmpeg(self) -> None:
-        out_dir = incoming_dir(self.root, self.cam.id)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = await self._output_dir()
         url = credentialed_url(self.cam.main_url, self.cam.username, self.cam.password)
         # The password goes in a private file, not in ffmpeg's argv (the process list).
         self._input_list = InputList(url, input_options()) if has_credentials(url) else None
         run_id = str(time.time_ns() // 1_000_000)
         self._own_runs.add(run_id)
-        args = ffmpeg_args(url, out_dir, run_id, self.segment_s, self._input_list)
+        live_r = live_w = None
+        if self.live_feed is not None and not tee_safe(out_dir):
+            if not self.live_feed.error:
+                reason = f"the recording folder {out_dir} has a character ffmpeg's tee muxer cannot take (| [ ] \\)"
+                log.error("camera %s: %s: no live output; live view pulls the camera itself", self.cam.id, reason)
+                self.live_feed.end(reason, failed=True)
+        elif self.live_feed is not None:
+            live_r, live_w = os.pipe()
+            try:
+                fcntl.fcntl(live_w, F_SETPIPE_SZ, LIVE_PIPE_BYTES)
+            except OSError as exc:  # a lower /proc/sys/fs/pipe-max-size: ffmpeg's fifo drops sooner
+                log.warning("camera %s: cannot enlarge the live output's pipe: %s", self.cam.id, exc)
+        args = ffmpeg_args(url, out_dir, run_id, self.segment_s, self._input_list, live_fd=live_w)
         self.stderr_tail.clear()
         self._offsets_us: deque[int] = deque(maxlen=OFFSET_WINDOW)  # media timeline -> wall clock
         self._last_progress = time.monotonic()
         self._progress_value = -1
+        # ffmpeg's segment list comes through a pipe read by a thread of its own, which stamps
+        # each line when it arrives (see _read_segments).
+        list_fd, list_w = os.pipe()
         try:
             # SIGTERM if the service dies (even by SIGKILL): ffmpeg finalises its segment on it.
             self._proc = await children.spawn(
-                *args, deathsig=signal.SIGTERM, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                *args, deathsig=signal.SIGTERM, stdin=asyncio.subprocess.DEVNULL, stdout=list_w,
                 stderr=asyncio.subprocess.PIPE, env={"TZ": "UTC", "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                pass_fds=() if live_w is None else (live_w,),
             )
         except OSError as exc:
+            os.close(list_fd)
             self.stderr_tail.append(f"cannot start ffmpeg: {exc}")
             self._forget_input_list()
+            for fd in (live_r, live_w):
+                if fd is not None:
+                    os.close(fd)
             return
+        finally:
+            os.close(list_w)  # ffmpeg's copy is the only writer: its exit is the reader's end
+        if live_w is not None:
+            os.close(live_w)  # the same for the live output
         proc = self._proc
         readers = [
-            asyncio.create_task(self._read_segments(proc, out_dir), name=f"rec{self.cam.id}-segments"),
+            asyncio.create_task(self._read_segments(list_fd, out_dir), name=f"rec{self.cam.id}-segments"),
             asyncio.create_task(self._read_stderr(proc), name=f"rec{self.cam.id}-stderr"),
         ]
-        watchdog = asyncio.create_task(self._watchdog(proc), name=f"rec{self.cam.id}-watchdog")
+        if live_r is not None:
+            readers.append(asyncio.create_task(self._read_live(live_r), name=f"rec{self.cam.id}-live"))
+        watchers = [asyncio.create_task(self._watchdog(proc), name=f"rec{self.cam.id}-watchdog")]
+        if out_dir == self.spool:
+            watchers.append(asyncio.create_task(self._watch_store(proc), name=f"rec{self.cam.id}-store"))
         try:
             await proc.wait()
             # Let the readers drain the pipes: the last segment's line arrives just before exit.
             await asyncio.wait(readers, timeout=STOP_GRACE_S)
         finally:
-            watchdog.cancel()
-            for task in readers:
+            for task in [*readers, *watchers]:
                 task.cancel()
-            for task in [*readers, watchdog]:
+            for task in [*readers, *watchers]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             if proc.returncode is None:
@@ -665,6 +920,8 @@ class CameraRecorder:
                 await proc.wait()
             self._proc = None
             self._forget_input_list()
+            if self.live_feed is not None and not self.live_feed.error:
+                self.live_feed.end("the recorder's ffmpeg stopped")
 
     def _forget_input_list(self) -> None:
         """Delete the private file that handed ffmpeg the URL (once it has opened the stream)."""
@@ -672,10 +929,12 @@ class CameraRecorder:
             self._input_list.remove()
             self._input_list = None
 
-    async def _read_segments(self, proc: asyncio.subprocess.Process, out_dir: Path) -> None:
-        assert proc.stdout is not None
-        while line := await proc.stdout.readline():
-            arrived_us = now_us()
+    async def _read_segments(self, list_fd: int, out_dir: Path) -> None:
+        """Catalogue each segment ffmpeg lists as finished. A line's arrival time is taken by a
+        thread blocked on the pipe, not by this event loop, whose turn can come seconds late on a
+        busy node (seen: 15 cameras starting at once on a loaded machine stamped a run's first
+        segment 1.9 s late, and the next one, stamped right, overlapped it)."""
+        async for line, arrived_us in _stamped_lines(list_fd, f"rec{self.cam.id}-list"):
             try:
                 name, start_s, end_s = line.decode().strip().rsplit(",", 2)
                 media_start_us, media_end_us = int(float(start_s) * 1_000_000), int(float(end_s) * 1_000_000)
@@ -718,9 +977,65 @@ class CameraRecorder:
                 continue  # the rest of a progress block
             if match := _STREAM_RE.search(line):
                 self._codec = (match["codec"], int(match["w"]), int(match["h"]))
+            if self.live_feed is not None and self._live_line(line):
+                continue  # about live view only: not a reason for a recording failure
             if line.startswith("[segment @") and "Opening" in line:
                 continue
             self.stderr_tail.append(scrub(line, *secrets))
+
+    def _live_line(self, line: str) -> bool:
+        """ffmpeg's word on the live output (True if ``line`` was one): it failed (recording goes
+        on without it), or it dropped packets because the pipe was not read in time."""
+        assert self.live_feed is not None
+        if match := _LIVE_FAILED_RE.search(line):
+            reason = f"the recorder's live output failed: {match['why']}"
+            log.error("camera %s: %s; recording goes on, live view pulls the camera itself until ffmpeg's next run",
+                      self.cam.id, reason)
+            self.live_feed.end(reason, failed=True)
+            return True
+        if "FIFO queue full" in line:
+            self.live_drops += 1
+            if self.live_drops == 1 or self.live_drops % 100 == 0:
+                log.warning("camera %s: the live output's pipe was not read in time: ffmpeg dropped live packets "
+                            "(%d times so far; the segments are not affected)", self.cam.id, self.live_drops)
+            return True
+        return False
+
+    async def _read_live(self, fd: int) -> None:
+        """Drain the live output's pipe until ffmpeg closes it, whether or not anyone watches (a
+        pipe left full would make ffmpeg drop live packets, never segments: see
+        :func:`live_output_options`). Read at once while someone watches; else every
+        LIVE_IDLE_POLL_S, in one go."""
+        feed = self.live_feed
+        assert feed is not None
+        feed.begin()
+        os.set_blocking(fd, False)
+        loop = asyncio.get_running_loop()
+        broken = False
+        try:
+            while True:
+                try:
+                    chunk = os.read(fd, LIVE_READ_BYTES)
+                except BlockingIOError:
+                    if feed.watched:
+                        await _readable(loop, fd)
+                    else:
+                        await asyncio.sleep(LIVE_IDLE_POLL_S)
+                    continue
+                if not chunk:
+                    return
+                if broken:
+                    continue  # keep draining: ffmpeg must never wait for this pipe
+                try:
+                    feed.data(chunk)
+                except Exception as exc:  # noqa: BLE001 - a malformed stream (ValueError) or a bug: shown, drained
+                    broken = True
+                    log.error("camera %s: the recorder's live output cannot be read (%s); recording goes on, live "
+                              "view pulls the camera itself until ffmpeg's next run", self.cam.id, describe_error(exc),
+                              exc_info=not isinstance(exc, ValueError))
+                    feed.end(f"the recorder's live output cannot be read: {describe_error(exc)}", failed=True)
+        finally:
+            os.close(fd)
 
     async def _watchdog(self, proc: asyncio.subprocess.Process) -> None:
         while proc.returncode is None:
@@ -757,6 +1072,16 @@ class CameraRecorder:
             await self._terminate(self._proc)
 
 
+async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """Wait until ``fd`` has something to read."""
+    ready = loop.create_future()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
 class Supervisor:
     """Keeps one :class:`CameraRecorder` running for each enabled, recording camera.
 
@@ -767,6 +1092,10 @@ class Supervisor:
     holds a lease on are recorded, each under its lease's generation (the fence checked when
     its segments are catalogued); the keeper's loop calls :meth:`reload` when the leases
     change. Without it (one machine), every recording camera is recorded, as before.
+
+    ``live_feeds`` (the live hub's, cameras.live.LiveHub.feeds): each recorder's ffmpeg also
+    writes its main stream for live view, as the feed ``<camera>/main`` there; a failed live
+    output is in ``notes`` (/healthz) until a run of that camera's ffmpeg gives live video again.
     """
 
     def __init__(
@@ -788,10 +1117,16 @@ class Supervisor:
         wall_clock: Callable[[], float] = time.time,
         lease: RoleLeases | None = None,
         notes: dict[str, str] | None = None,
+        spool_root: Path | None = None,
+        live_feeds: dict[str, Feed] | None = None,
     ) -> None:
         self.sessions = sessions
+        self.spool_root = spool_root
+        self._sweeper: asyncio.Task[None] | None = None
+        self.live_feeds = live_feeds
         self.lease = lease
         self.segments_fenced = 0
+        self.segments_late = 0  # catalogued late after this node was cut off (CameraRecorder.segments_late)
         self._reload_task: asyncio.Task[None] | None = None
         self._reload_again = False
         self.keys = keys
@@ -804,7 +1139,8 @@ class Supervisor:
         self._options = dict(segment_s=segment_s, stall_timeout_s=stall_timeout_s,
                              backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,
                              min_free_bytes=min_free_bytes, on_disk_full=self._disk_full,
-                             node_id=lease.node_id if lease else "", on_fenced=self._fenced)
+                             node_id=lease.node_id if lease else "", on_fenced=self._fenced,
+                             on_late=self._late, spool_root=spool_root)
         self.recorders: dict[int, CameraRecorder] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._reloader: asyncio.Task[None] | None = None
@@ -833,6 +1169,28 @@ class Supervisor:
         if self.lease is not None:
             self.lease.held.pop(rec.cam.id, None)
             self.reload_soon()
+
+    def _late(self, rec: CameraRecorder, late: Late) -> None:
+        """A segment of ``rec`` was catalogued late: another node holds the camera, so stop
+        recording it (what it still has queued is catalogued or fenced by the drain); the
+        summary is said when the recorder has stopped (:meth:`_said_late`)."""
+        self.segments_late += 1
+        if self.lease is not None and self.lease.held.pop(rec.cam.id, None) is not None:
+            self.reload_soon()
+
+    def _said_late(self, rec: CameraRecorder) -> None:
+        """Say, once per recorder, how much footage it catalogued late (log, alert)."""
+        if not rec.segments_late or rec.late is None:
+            return
+        message = (f"{rec.cam.name}: {rec.segments_late} segments of generation {rec.cam.generation}, recorded by node "
+                   f"{rec.fence.node_id if rec.fence else '?'} while it was cut off from the database, were catalogued "
+                   f"late: they ended before node {rec.late.node_id} took the camera over")
+        if rec.segments_fenced:
+            message += f"; {rec.segments_fenced} recorded after that are in fenced/ (they overlap its footage)"
+        log.warning("camera %s: %s", rec.cam.id, message)
+        self._alert("segments_catalogued_late", message, rec.cam.id, segments=rec.segments_late,
+                    generation=rec.cam.generation, fenced=rec.segments_fenced, taken_by=rec.late.node_id,
+                    taken_generation=rec.late.generation)
 
     def reload_soon(self) -> None:
         """Reload in a task of its own (the lease loop must not wait for recorders to stop)."""
@@ -947,6 +1305,16 @@ class Supervisor:
                 self.problems.pop(cam_id, None)
         for cam_id in set(self.problems) - set(self.recorders):
             del self.problems[cam_id]
+        self._note_live()
+
+    def _note_live(self) -> None:
+        """A recorder's failed live output, in the health notes (/healthz) while it lasts."""
+        failed = {f"live view of camera {cam_id}": rec.live_feed.error for cam_id, rec in self.recorders.items()
+                  if rec.live_feed is not None and rec.live_feed.error}
+        for key in [k for k in self.notes if k.startswith("live view of camera ") and k not in failed]:
+            del self.notes[key]
+        for key, error in failed.items():
+            self.notes[key] = f"{error}; recording goes on, and live view of its main stream pulls the camera itself"
 
     async def _wanted(self) -> dict[int, RecorderCamera]:
         async with self.sessions() as session:
@@ -982,6 +1350,54 @@ class Supervisor:
             for cam in new:
                 if not self._shutting_down:
                     self._start_one(cam)
+            self._sweep_spool_soon()
+
+    def _sweep_spool_soon(self) -> None:
+        """Catalogue what the local spool holds for no running recorder (a node stopped while the
+        storage was away, a camera moved or no longer recorded since), in a task of its own."""
+        if self.spool_root is None or self._shutting_down or (self._sweeper is not None and not self._sweeper.done()):
+            return
+        self._sweeper = asyncio.create_task(self._sweep_spool(), name="recorder-spool-sweep")
+
+    async def _sweep_spool(self) -> None:
+        assert self.spool_root is not None
+        running = {(rec.cam.id, rec.cam.generation) for rec in self.recorders.values()}
+        waiting = []
+        for folder in sorted(self.spool_root.glob("*/g*/incoming")):
+            cam_id, generation = int(folder.parent.parent.name), int(folder.parent.name[1:])
+            if (cam_id, generation) in running:
+                continue  # its recorder catalogues it
+            fence = Fence(self.lease.node_id, generation) if self.lease is not None and generation else None
+            try:
+                for path, seg in await find_incoming(self.root, cam_id, folder=folder):
+                    try:
+                        await commit_segment(self.sessions, self.root, path, seg, fence=fence,
+                                             on_late=lambda late, c=cam_id, g=generation: self._swept_late(c, g))
+                    except Fenced as exc:
+                        self.segments_fenced += 1
+                        log.error("camera %s: spooled segment %s refused by the lease fence, kept in fenced/: %s",
+                                  cam_id, path.name, exc)
+                        self._alert("segment_fenced", f"camera {cam_id}: a segment spooled under generation "
+                                    f"{generation} was not catalogued (kept in fenced/): {exc}", cam_id, reason=str(exc))
+                        continue
+                    log.warning("camera %s: spooled segment %s moved into the store and catalogued", cam_id, path.name)
+            except Exception as exc:  # noqa: BLE001 - the storage or the database is away: the next reload tries again
+                log.warning("camera %s: spooled segments of generation %s wait: %s", cam_id, generation,
+                            describe_error(exc))
+                waiting.append(f"camera {cam_id} (generation {generation}): {describe_error(exc)}")
+                continue
+            with contextlib.suppress(OSError):  # empty now: incoming/, then its generation folder
+                folder.rmdir()
+                folder.parent.rmdir()
+        if waiting:  # shown by /healthz until they are in the store
+            self.notes["recorder_spool"] = "spooled segments wait to be moved into the store: " + "; ".join(waiting)
+        else:
+            self.notes.pop("recorder_spool", None)
+
+    def _swept_late(self, cam_id: int, generation: int) -> None:
+        self.segments_late += 1
+        log.warning("camera %s: a spooled segment of generation %s catalogued late (another node holds the camera)",
+                    cam_id, generation)
 
     def _moving(self) -> set[int]:
         """The cameras asked to move to another node (controlroom cameras move)."""
@@ -999,7 +1415,10 @@ class Supervisor:
                     state=CameraState.STARTING.value, state_reason="", state_since_us=now_us()))
 
     def _start_one(self, cam: RecorderCamera) -> None:
-        rec = CameraRecorder(cam, self.sessions, self.root, alerts=self.alerts, **self._options)
+        feed = None
+        if self.live_feeds is not None:
+            feed = self.live_feeds[f"{cam.id}/main"] = Feed(f"{cam.id}/main")
+        rec = CameraRecorder(cam, self.sessions, self.root, alerts=self.alerts, live_feed=feed, **self._options)
         self.recorders[cam.id] = rec
         self._tasks[cam.id] = asyncio.create_task(self._guard(rec), name=f"recorder-{cam.id}")
 
@@ -1014,6 +1433,8 @@ class Supervisor:
 
     async def _stop_one(self, cam_id: int) -> None:
         rec, task = self.recorders.pop(cam_id), self._tasks.pop(cam_id)
+        if self.live_feeds is not None and self.live_feeds.get(f"{cam_id}/main") is rec.live_feed:
+            del self.live_feeds[f"{cam_id}/main"]  # new viewers pull the camera (or its new recorder)
         await rec.stop()
         try:
             await asyncio.wait_for(asyncio.shield(task), STOP_GRACE_S + 5)
@@ -1021,6 +1442,7 @@ class Supervisor:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        self._said_late(rec)
 
     async def start(self) -> None:
         if self.lease is not None:
@@ -1073,7 +1495,7 @@ class Supervisor:
 
     async def stop(self) -> None:
         """Stop every recorder, each finalising its current segment."""
-        for task in (self._reloader, self._monitor, self._reload_task):
+        for task in (self._reloader, self._monitor, self._reload_task, self._sweeper):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

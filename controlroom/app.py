@@ -38,6 +38,7 @@ from controlroom.context import (
     ENGINE,
     HEALTH_NOTES,
     KEYS,
+    LIVE,
     NODE,
     PURGE_NOW,
     RECORDERS_STOP,
@@ -99,9 +100,12 @@ async def recorder_ctx(app: web.Application) -> AsyncIterator[None]:
         floor_bytes=settings.retention.free_space_floor_bytes,
         min_free_bytes=settings.recording.min_free_bytes,
         on_disk_low=app[PURGE_NOW].set,
+        spool_root=settings.spool_root,
         # a cluster's recorder node: only the cameras it holds a recorder lease on
         lease=app[NODE].leases.get("recorder") if NODE in app else None,
         notes=app[HEALTH_NOTES],
+        # live view of the main stream from each recorder's own pull (docs/design/live-from-recorder.md)
+        live_feeds=app[LIVE].feeds if settings.live.from_recorder else None,
     )
     app[SUPERVISOR] = supervisor
     stopping: list[asyncio.Task[None]] = []  # set by recorders_stopping, when the stop begins

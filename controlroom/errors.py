@@ -120,6 +120,16 @@ def status_for(exc: BaseException) -> int | None:
     return None
 
 
+# The status logged for a response its client did not stay for (nginx's "client closed request").
+CLIENT_GONE = 499
+
+
+def client_gone(request: web.Request) -> bool:
+    """Whether the request's connection is closed or closing (the client went away)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 @web.middleware
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -137,6 +147,13 @@ async def error_middleware(
                 resp.headers[name] = value
         return resp
     except Exception as exc:  # noqa: BLE001 - this is the one place that maps them
+        if isinstance(exc, ConnectionError) and client_gone(request):
+            # The client went away mid-response (a player seeking, a tab closed): no trouble of
+            # the service's, and nothing reaches the client any more. aiohttp tells a connection
+            # lost while a write waited on back-pressure as a plain ConnectionError, which would
+            # otherwise read as a 503 (the database's ConnectionRefusedError is one, rightly).
+            log.info("%s %s: the client went away: %s", request.method, loggable_path(request), exc)
+            return error_response(CLIENT_GONE, "the client closed the connection")
         status = status_for(exc)
         if status is None:
             log.exception("unhandled error in %s %s", request.method, loggable_path(request))

@@ -147,6 +147,9 @@ KINDS: dict[str, Entry] = {
 
 
 # -- the runner ----------------------------------------------------------------------------------
+# How long a stopping runner waits for a job's end to be recorded (one short transaction).
+END_GRACE_S = 10.0
+
 class JobRunner:
     """Takes and runs jobs for ``node_id``: one of each kind at a time. :meth:`run_once` takes
     one job and runs it to its end (tests); :meth:`start` runs the loop."""
@@ -257,6 +260,20 @@ class JobRunner:
 
     async def _end(self, fence: JobFence, name: str, *, state: JobState | None = None, error: str = "",
                    requeue: str = "") -> None:
+        """Record how the job ended (or give it back). Once begun, this is finished even if the
+        runner is stopped meanwhile, for up to ``END_GRACE_S``: a stop that cut it off would leave a
+        job whose work is done "running" until its lease ran out, then run it again (seen in CI:
+        a node stopped just after its export was ready). The stop then goes on."""
+        recording = asyncio.ensure_future(self._record_end(fence, name, state=state, error=error, requeue=requeue))
+        try:
+            await asyncio.shield(recording)
+        except asyncio.CancelledError:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(recording, END_GRACE_S)
+            raise
+
+    async def _record_end(self, fence: JobFence, name: str, *, state: JobState | None, error: str,
+                          requeue: str) -> None:
         try:
             async with transaction(self.sessions) as session:
                 if requeue:

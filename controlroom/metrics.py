@@ -87,6 +87,15 @@ class ServiceCollector(Collector):
         steps = CounterMetricFamily("controlroom_clock_steps", "Steps of the host's wall clock seen by the recorders")
         steps.add_metric([], float(sup.clock_steps))
         yield steps
+        # A cluster's recorder node (docs/design/cluster.md, "Fencing", "Cut off from the database").
+        fenced = CounterMetricFamily("controlroom_segments_fenced",
+                                     "Segments refused by the lease fence (kept in <camera>/fenced/)")
+        fenced.add_metric([], float(sup.segments_fenced))
+        yield fenced
+        late = CounterMetricFamily("controlroom_segments_catalogued_late", "Segments of a lease generation "
+                                   "catalogued after another node took the camera (they ended before its claim)")
+        late.add_metric([], float(sup.segments_late))
+        yield late
         floor = GaugeMetricFamily("controlroom_disk_floor_bytes", "The free-space floor retention restores")
         floor.add_metric([], float(sup.floor_bytes))
         yield floor
@@ -102,6 +111,10 @@ class ServiceCollector(Collector):
         written = CounterMetricFamily("controlroom_camera_recorded_bytes", "Bytes of footage catalogued", labels=labels)
         segments = CounterMetricFamily("controlroom_camera_segments", "Segments catalogued", labels=labels)
         reconnects = CounterMetricFamily("controlroom_camera_reconnects", "ffmpeg restarts (reconnections)", labels=labels)
+        live_ok = GaugeMetricFamily("controlroom_camera_live_output_ok", "1 if the recorder's live output (live view "
+                                    "of the main stream from its own pull) works; 0 if it failed", labels=labels)
+        live_drops = CounterMetricFamily("controlroom_camera_live_output_drops", "Times the recorder's ffmpeg dropped "
+                                         "live packets because its live pipe was not read in time", labels=labels)
         now = time.monotonic()
         for cam_id, rec in sorted(sup.recorders.items()):
             values = [str(cam_id), rec.cam.name]
@@ -114,7 +127,10 @@ class ServiceCollector(Collector):
             written.add_metric(values, float(rec.bytes_committed))
             segments.add_metric(values, float(rec.segments_committed))
             reconnects.add_metric(values, float(rec.restarts))
-        yield from (state, healthy, since, pending, written, segments, reconnects)
+            if rec.live_feed is not None:
+                live_ok.add_metric(values, 0.0 if rec.live_feed.error else 1.0)
+                live_drops.add_metric(values, float(rec.live_drops))
+        yield from (state, healthy, since, pending, written, segments, reconnects, live_ok, live_drops)
 
 
 METRICS_COLLECTOR = web.AppKey("metrics_collector", ServiceCollector)

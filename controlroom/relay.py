@@ -104,7 +104,7 @@ async def relay_live(request: web.Request) -> web.StreamResponse:
                 break
             await response.write(chunk)
         return response
-    except (ConnectionResetError, RuntimeError):
+    except (ConnectionError, RuntimeError):
         return web.Response(status=204)  # the other node went away: nothing more to send
     finally:
         hub.leave(up, viewer)

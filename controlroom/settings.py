@@ -48,12 +48,17 @@ class RecordingSettings(_Section):
     backoff_max_s: float = Field(5, gt=0)
     # ffmpeg is not (re)started with less free space than this (see config/settings.toml).
     min_free_bytes: int = Field(500_000_000, ge=0)
+    # While the storage root is away ffmpeg writes here (a local disk). Empty: <data_dir>/spool.
+    spool_dir: str = ""
 
 
 class LiveSettings(_Section):
     linger_s: float = Field(5, ge=0, le=300)
     send_timeout_s: float = Field(10, gt=0, le=300)
     max_transcodes: int = Field(4, ge=0, le=64)
+    # Live view of a recorded camera's main stream from the recorder's own pull (its ffmpeg's
+    # second output), not a second camera session (docs/design/live-from-recorder.md).
+    from_recorder: bool = True
 
 
 class RetentionSettings(_Section):
@@ -266,6 +271,10 @@ class Settings(_Section):
     @property
     def storage_root(self) -> Path:
         return Path(self.recording.storage_root) if self.recording.storage_root else self.data_dir / "recordings"
+
+    @property
+    def spool_root(self) -> Path:
+        return Path(self.recording.spool_dir) if self.recording.spool_dir else self.data_dir / "spool"
 
     @property
     def anpr_root(self) -> Path:

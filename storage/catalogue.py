@@ -16,11 +16,14 @@ writing now (see its docstring); playback and anything else that reads footage b
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import os
 import re
+import shutil
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storage import Invalid, audit
 from storage.db import now_us, transaction
 from storage.models import Camera, Gap, Segment, SegmentState
-from storage.nodes import Fence, Fenced, check_fence
+from storage.nodes import Fence, Fenced, Late, check_fence
 
 log = logging.getLogger(__name__)
 HASH_CHUNK_BYTES = 1 << 20
@@ -121,15 +124,38 @@ def _move_into_place(root: Path, tmp: Path, relpath: str) -> tuple[str, int]:
         os.fsync(fh.fileno())
     sha, size = sha256_file(tmp)
     final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, final)
-    fsync_dir(final.parent)
-    fsync_dir(tmp.parent)
+    move_file(tmp, final)
     return sha, size
+
+
+def move_file(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst`` and fsync both folders. Blocking.
+
+    Across filesystems (a node's local spool to the shared store, docs/design/cluster.md,
+    "Losing the shared storage") the bytes are copied to a hidden ``.<name>.part`` beside
+    ``dst``, fsynced and renamed into place before ``src`` is unlinked: ``dst`` appears whole or
+    not at all, and a retry after a crash copies again from ``src``."""
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        part = dst.parent / f".{dst.name}.part"
+        with src.open("rb") as fin, part.open("wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+            fout.flush()
+            os.fsync(fout.fileno())
+        os.replace(part, dst)
+        fsync_dir(dst.parent)
+        src.unlink()
+    else:
+        fsync_dir(dst.parent)
+    fsync_dir(src.parent)
 
 
 async def commit_segment(
     sessions: async_sessionmaker[AsyncSession], root: Path, tmp: Path, seg: NewSegment, *, closes_gap: bool = False,
-    fence: Fence | None = None,
+    fence: Fence | None = None, on_late: Callable[[Late], None] | None = None,
 ) -> Segment:
     """Move a finished file into the store and catalogue it (file first, then row).
 
@@ -142,6 +168,10 @@ async def commit_segment(
     only if the camera's lease is still that node's and generation, checked before the file
     leaves ``incoming/`` and again in the row's transaction. A refused file is moved to
     ``<camera>/fenced/`` (never deleted, never in a day folder) and :class:`Fenced` raised.
+    A segment of an older generation that ended before the next generation began is catalogued
+    **late** (:func:`storage.nodes.check_fence`) unless it overlaps a catalogued segment; it then
+    closes no gap (the open gap is the new holder's: the segment only cuts its span out of the
+    gaps) and ``on_late`` is told after the commit.
     """
     relpath = segment_relpath(seg.camera_id, seg.start_us, seg.end_us, tmp.suffix or ".mkv")
     if fence is not None:
@@ -150,7 +180,7 @@ async def commit_segment(
                 existing = await session.scalar(select(Segment).where(Segment.path == relpath))
                 if existing is not None:  # a retry after a lost acknowledgement
                     return existing
-                await check_fence(session, seg.camera_id, fence)
+                await _fence_segment(session, seg, fence)
         except Fenced:
             await asyncio.to_thread(set_aside_fenced, root, seg.camera_id, tmp)
             raise
@@ -160,15 +190,16 @@ async def commit_segment(
         path=relpath, codec=seg.codec, width=seg.width, height=seg.height, state=seg.state.value,
         clock_offset_s=seg.clock_offset_s, clock_flag=seg.clock_flag,
     )
+    late: Late | None = None
     try:
         async with transaction(sessions) as session:
             existing = await session.scalar(select(Segment).where(Segment.path == relpath))
             if existing is not None:
                 return existing
             if fence is not None:
-                await check_fence(session, seg.camera_id, fence)
+                late = await _fence_segment(session, seg, fence)
             session.add(row)
-            if closes_gap:
+            if closes_gap and late is None:
                 await close_gap(session, seg.camera_id, seg.start_us)
             await trim_gaps(session, seg.camera_id, seg.start_us, seg.end_us)
             await session.execute(
@@ -180,7 +211,31 @@ async def commit_segment(
     except Fenced:
         await asyncio.to_thread(set_aside_fenced, root, seg.camera_id, root / relpath)
         raise
+    if late is not None and on_late is not None:
+        on_late(late)
     return row
+
+
+# A segment let in late may touch catalogued footage by this much: contiguous segments stamped by
+# two methods (ffmpeg's media times, a recovered file's modification time) meet within a fraction
+# of a second; two recorders of one camera overlap by whole segments.
+LATE_OVERLAP_US = 1_000_000
+
+
+async def _fence_segment(session: AsyncSession, seg: NewSegment, fence: Fence) -> Late | None:
+    """The fence of a segment (:func:`storage.nodes.check_fence`); a segment let in late must
+    also not overlap catalogued footage of the camera by more than :data:`LATE_OVERLAP_US`
+    (the last guard against two nodes' clocks disagreeing), else it is :class:`Fenced` too."""
+    late = await check_fence(session, seg.camera_id, fence, seg.end_us)
+    if late is not None:
+        overlap = await session.scalar(select(Segment.path).where(
+            Segment.camera_id == seg.camera_id, Segment.start_us < seg.end_us - LATE_OVERLAP_US,
+            Segment.end_us > seg.start_us + LATE_OVERLAP_US).limit(1))
+        if overlap is not None:
+            raise Fenced(f"camera {seg.camera_id}: segment recorded under node {fence.node_id}, generation "
+                         f"{fence.generation}, before node {late.node_id} took the camera, overlaps the catalogued "
+                         f"{overlap}")
+    return late
 
 
 def fenced_dir(root: Path, camera_id: int) -> Path:
@@ -194,9 +249,7 @@ def set_aside_fenced(root: Path, camera_id: int, path: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / path.name
     if path.exists():
-        os.replace(path, target)
-        fsync_dir(folder)
-        fsync_dir(path.parent)
+        move_file(path, target)
     return target
 
 
@@ -322,21 +375,45 @@ class Piece:
     media_offset_s: float = 0.0  # where the piece begins in the run's media timeline
 
 
+# The first estimate of each recorder run's first file, kept while the file grows (at most this
+# many files: older entries go first). See growing_start_us.
+_FIRST_ESTIMATES: OrderedDict[tuple[str, int], int] = OrderedDict()
+_FIRST_ESTIMATES_MAX = 4096
+
+
 async def growing_start_us(path: Path, last_end_us: int | None, duration_s: MediaDuration) -> int | None:
     """When the file being written began: the end of the segment before it (the recorder closes
     one segment exactly where the next begins) when its name agrees within 3 s; otherwise, the
     first segment of a recorder run, its modification time minus its media duration so far (as
-    the recorder will catalogue it), or failing that the time in its name."""
+    the recorder will catalogue it), or failing that the time in its name.
+
+    That measure moves from one look to the next: the writes reach the disk late by varying
+    amounts on a loaded machine, and the file may grow between the look at its time and the read
+    of its packets (so both are taken of the same bytes, up to three tries). The first measure
+    made for a file is kept for it: a plan, its stream and a still of the frame on screen map the
+    same wall time to the same frame. Seen in CI: a still of the frame a paused tile showed
+    sought past the end of the file under a later measure, and ffmpeg gave no picture."""
     named_us = incoming_named_us(path)
     if last_end_us is not None and (named_us is None or abs(named_us - last_end_us) < 3_000_000):
         return last_end_us
     # The first segment of a recorder run: its name has whole seconds only, so measure it as
     # the recorder will when it closes it (the time now minus its media duration so far).
-    mtime_us = int((await asyncio.to_thread(path.stat)).st_mtime * 1e6)
-    seconds = await duration_s(path)
-    if seconds > 0:
-        return mtime_us - int(seconds * 1e6)
-    return named_us
+    stat = await asyncio.to_thread(path.stat)
+    key = (str(path), stat.st_ino)
+    if (known := _FIRST_ESTIMATES.get(key)) is not None:
+        return known
+    for _ in range(3):  # a time and a duration of the same bytes: not written to in between
+        seconds = await duration_s(path)
+        after = await asyncio.to_thread(path.stat)
+        if after.st_mtime_ns == stat.st_mtime_ns:
+            break
+        stat = after
+    if seconds <= 0:
+        return named_us
+    estimate = _FIRST_ESTIMATES.setdefault(key, int(stat.st_mtime * 1e6) - int(seconds * 1e6))
+    while len(_FIRST_ESTIMATES) > _FIRST_ESTIMATES_MAX:
+        _FIRST_ESTIMATES.popitem(last=False)
+    return estimate
 
 
 def newest_incoming(root: Path, camera_id: int) -> Path | None:

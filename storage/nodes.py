@@ -22,6 +22,7 @@ its :meth:`LeaseKeeper.tick` is one step, for tests.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -41,6 +42,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -89,6 +91,29 @@ class CameraLease(Base):
     expires_us: Mapped[int] = mapped_column(BigInteger)
     # A move asked for (controlroom cameras move): the holder hands over once it has stopped.
     moving_to: Mapped[str | None] = mapped_column(String(NODE_ID_MAX), nullable=True)
+
+
+class LeaseGeneration(Base):
+    """When each generation of a camera's lease began, on the database's clock, and whose it was.
+    A segment of an older generation that ended before the next generation began cannot overlap
+    any later holder's footage: it is catalogued late instead of fenced (:func:`check_fence`;
+    docs/design/cluster.md, "Cut off from the database")."""
+
+    __tablename__ = "lease_generations"
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20), primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(NODE_ID_MAX))
+    since_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class Late(NamedTuple):
+    """A segment (read) of an older generation accepted by :func:`check_fence` because it ended
+    before the next generation began."""
+
+    generation: int  # the camera's generation now
+    node_id: str  # its holder now
+    next_since_us: int  # when the generation after the fence's began (the database's clock)
 
 
 class Fenced(Conflict):
@@ -267,20 +292,49 @@ async def claim(session: AsyncSession, node_id: str, room: int, ttl_s: float, ro
                 .on_conflict_do_nothing(index_elements=["camera_id", "role"]).returning(CameraLease.generation))
         if gen is not None:
             taken[cam_id] = int(gen)
+            await _began(session, cam_id, role, int(gen), node_id, now)
     return taken
+
+
+async def next_expiry_in_s(session: AsyncSession, node_id: str, within_s: float, role: str = "recorder") -> float | None:
+    """Seconds until the first lease of ``role`` held by another node runs out, if one does within
+    ``within_s`` (the database's clock). A running node renews its leases every heartbeat to a
+    time-to-live ahead, so a lease that runs out within one heartbeat is one whose node has
+    missed two or more: a crash, whose cameras a node with room claims at that moment rather than
+    at its next heartbeat (:meth:`LeaseKeeper.tick`)."""
+    now = await db_now_us(session)
+    first = await session.scalar(select(func.min(CameraLease.expires_us)).where(
+        CameraLease.role == role, CameraLease.node_id != node_id, CameraLease.expires_us >= now,
+        CameraLease.expires_us < now + int(within_s * 1e6)))
+    return None if first is None else (first - now) / 1e6
+
+
+async def _began(session: AsyncSession, camera_id: int, role: str, generation: int, node_id: str,
+                 since_us: int) -> None:
+    """Write down when a generation of a lease began (:class:`LeaseGeneration`). Generations start
+    again at 1 only after the lease row was deleted (``nodes forget``), whose history goes with it."""
+    await session.execute(
+        insert_for(session)(LeaseGeneration).values(camera_id=camera_id, role=role, generation=generation,
+                                                   node_id=node_id, since_us=since_us)
+        .on_conflict_do_update(index_elements=["camera_id", "role", "generation"],
+                               set_={"node_id": node_id, "since_us": since_us}))
 
 
 async def hand_over(session: AsyncSession, node_id: str, camera_id: int, ttl_s: float,
                     role: str = "recorder") -> str | None:
     """The holder has stopped recording (reading) a camera asked to move: give the lease to its
     target (generation + 1). Returns the target, or None if there was no move to make."""
-    now = _now(session)
-    return await session.scalar(
+    now = await db_now_us(session)
+    row = (await session.execute(
         update(CameraLease).where(CameraLease.camera_id == camera_id, CameraLease.role == role,
                                   CameraLease.node_id == node_id, CameraLease.moving_to.is_not(None))
         .values(node_id=CameraLease.moving_to, generation=CameraLease.generation + 1,
                 expires_us=now + int(ttl_s * 1e6), moving_to=None)
-        .returning(CameraLease.node_id))
+        .returning(CameraLease.node_id, CameraLease.generation))).first()
+    if row is None:
+        return None
+    await _began(session, camera_id, role, int(row.generation), row.node_id, now)
+    return row.node_id
 
 
 async def release(session: AsyncSession, node_id: str, camera_ids: list[int] | None = None,
@@ -317,9 +371,19 @@ async def expire(session: AsyncSession, ttl_s: float) -> list[str]:
     return lost
 
 
-async def check_fence(session: AsyncSession, camera_id: int, fence: Fence) -> None:
+async def check_fence(session: AsyncSession, camera_id: int, fence: Fence, ends_us: int | None = None) -> Late | None:
     """Refuse (:class:`Fenced`) unless the camera's lease of ``fence.role`` is ``fence``'s node
-    and generation.
+    and generation (returns None), or, given ``ends_us`` (when the segment or read ended, the
+    node's clock), the work ended before the next generation began (returns :class:`Late`).
+
+    Late: a node cut off from the database keeps recording while its lease runs out and another
+    node takes the camera; what it recorded before the taker's claim exists nowhere else and
+    cannot overlap footage of the taker (whose ffmpeg starts after its claim) or of any holder
+    after it. The fence's own generation must have been this node's (:class:`LeaseGeneration`),
+    and the next generation's start must be known: a lease taken before that history was kept
+    fences as before. Comparing ``ends_us`` with the database's clock assumes the nodes keep NTP
+    time (docs/deploy.md); the catalogue also refuses a late segment that overlaps a catalogued
+    one (storage.catalogue.commit_segment).
 
     Inside the transaction that catalogues a segment (stores a plate read). On PostgreSQL the lease row is read
     ``FOR SHARE``: a concurrent claim or move waits for this transaction (or this one for it), so
@@ -329,11 +393,20 @@ async def check_fence(session: AsyncSession, camera_id: int, fence: Fence) -> No
     if _postgres(session):
         query = query.with_for_update(read=True)
     row = (await session.execute(query)).first()
-    if row is None or row.node_id != fence.node_id or row.generation != fence.generation:
-        held = f"node {row.node_id}, generation {row.generation}" if row else "no lease"
-        what = "segment recorded" if fence.role == "recorder" else f"{fence.role} work done"
-        raise Fenced(f"camera {camera_id}: {what} under node {fence.node_id}, generation "
-                     f"{fence.generation}; the lease is now {held}")
+    if row is not None and row.node_id == fence.node_id and row.generation == fence.generation:
+        return None
+    if row is not None and ends_us is not None and row.generation > fence.generation:
+        history = {gen: (node, since) for gen, node, since in (await session.execute(
+            select(LeaseGeneration.generation, LeaseGeneration.node_id, LeaseGeneration.since_us).where(
+                LeaseGeneration.camera_id == camera_id, LeaseGeneration.role == fence.role,
+                LeaseGeneration.generation.in_([fence.generation, fence.generation + 1])))).all()}
+        own, following = history.get(fence.generation), history.get(fence.generation + 1)
+        if own is not None and own[0] == fence.node_id and following is not None and ends_us <= following[1]:
+            return Late(int(row.generation), row.node_id, following[1])
+    held = f"node {row.node_id}, generation {row.generation}" if row else "no lease"
+    what = "segment recorded" if fence.role == "recorder" else f"{fence.role} work done"
+    raise Fenced(f"camera {camera_id}: {what} under node {fence.node_id}, generation "
+                 f"{fence.generation}; the lease is now {held}")
 
 
 async def move(session: AsyncSession, camera_id: int, to_node: str, ttl_s: float, role: str = "recorder") -> str:
@@ -358,11 +431,14 @@ async def move(session: AsyncSession, camera_id: int, to_node: str, ttl_s: float
         lease.moving_to = to_node
         return "asked"
     if lease is None:
-        session.add(CameraLease(camera_id=camera_id, role=role, node_id=to_node, generation=1,
-                                expires_us=now + int(ttl_s * 1e6)))
+        lease = CameraLease(camera_id=camera_id, role=role, node_id=to_node, generation=1,
+                            expires_us=now + int(ttl_s * 1e6))
+        session.add(lease)
     else:
         lease.node_id, lease.generation = to_node, lease.generation + 1
         lease.expires_us, lease.moving_to = now + int(ttl_s * 1e6), None
+    await session.flush()
+    await _began(session, camera_id, role, lease.generation, to_node, now)
     return "moved"
 
 
@@ -378,6 +454,9 @@ async def forget(session: AsyncSession, node_id: str, ttl_s: float) -> tuple[int
     if row.stopped_us is None and now - row.heartbeat_us <= ttl_s * 1e6:
         raise Conflict(f"node {node_id} is running (heartbeat {(now - row.heartbeat_us) / 1e6:.0f} s ago): stop it "
                        "first; only a node that is stopped or lost can be forgotten")
+    gone = select(CameraLease.camera_id, CameraLease.role).where(CameraLease.node_id == node_id)
+    await session.execute(delete(LeaseGeneration).where(  # generations of these leases start again at 1
+        tuple_(LeaseGeneration.camera_id, LeaseGeneration.role).in_(gone)))
     leases_removed = (await session.execute(delete(CameraLease).where(CameraLease.node_id == node_id))).rowcount or 0
     given_back = await jobs.requeue_node(session, node_id, f"its node {node_id} was forgotten; queued again")
     await session.delete(row)
@@ -549,6 +628,9 @@ class LeaseKeeper:
         self.last_ok_us: int | None = None  # process clock of the last successful step
         self.error = ""  # why the last step failed ("" when it worked)
         self.balance = True  # ask loaded nodes for a share when this one has room
+        # One step at a time: the heartbeat's, or an early claim of leases running out between two.
+        self._stepping = asyncio.Lock()
+        self._early: dict[str, asyncio.Task[None]] = {}
 
     @property
     def held(self) -> dict[int, Held]:
@@ -569,6 +651,10 @@ class LeaseKeeper:
         """One step: heartbeat and renew, then for each role claim free cameras up to its
         capacity (or ask for a share). Raises on a database error (the caller's loop logs it);
         ``held`` is then unchanged."""
+        async with self._stepping:
+            await self._step()
+
+    async def _step(self) -> None:
         before = {role: dict(leases.held) for role, leases in self.leases.items()}
         async with transaction(self.sessions) as session:
             held = await heartbeat(session, self.node_id, self.ttl_s)
@@ -584,11 +670,13 @@ class LeaseKeeper:
                     if asked:
                         log.warning("node %s: asked the other nodes for %d cameras (its %s share by capacity)",
                                     self.node_id, asked, role)
+                if room > len(claimed[role]):
+                    soon = await next_expiry_in_s(session, self.node_id, self.heartbeat_s, role)
+                    if soon is not None:
+                        self._claim_early(role, soon)
         for role, leases in self.leases.items():
             mine, taken = held.get(role, {}), claimed.get(role, {})
-            if taken:  # one line per step: a node starting in a 1,000-camera site takes hundreds at once
-                log.warning("node %s: took the %s leases of %d cameras: %s", self.node_id, role, len(taken),
-                            _ids(f"{cam} (generation {gen})" for cam, gen in sorted(taken.items())))
+            self._took(role, taken)
             lost = set(before[role]) - set(mine)
             if lost:
                 log.warning("node %s: lost the %s leases of %d cameras (another node holds them now): %s",
@@ -599,11 +687,46 @@ class LeaseKeeper:
             if leases.held != before[role] and leases.on_change is not None:
                 await leases.on_change()
 
+    def _took(self, role: str, taken: dict[int, int], how: str = "") -> None:
+        if taken:  # one line per step: a node starting in a 1,000-camera site takes hundreds at once
+            log.warning("node %s: took the %s leases of %d cameras%s: %s", self.node_id, role, len(taken), how,
+                        _ids(f"{cam} (generation {gen})" for cam, gen in sorted(taken.items())))
+
+    def _claim_early(self, role: str, in_s: float) -> None:
+        """Claim at the moment another node's leases run out (:func:`next_expiry_in_s`), not at
+        the next heartbeat: a crashed node's cameras record again up to a heartbeat sooner."""
+        if (task := self._early.get(role)) is not None and not task.done():
+            task.cancel()
+        self._early[role] = asyncio.create_task(self._claim_at(role, in_s), name=f"node {self.node_id}: early claim")
+
+    async def _claim_at(self, role: str, in_s: float) -> None:
+        leases = self.leases[role]
+        try:
+            while in_s is not None:
+                await asyncio.sleep(in_s + 0.05)  # the claim takes a lease once its expiry is past
+                async with self._stepping:
+                    room = leases.capacity - len(leases.held)
+                    if room <= 0:
+                        return
+                    async with transaction(self.sessions) as session:
+                        taken = await claim(session, self.node_id, room, self.ttl_s, role)
+                        in_s = await next_expiry_in_s(session, self.node_id, self.heartbeat_s, role)
+                    if taken:
+                        self._took(role, taken, " as they ran out")
+                        leases.held = {**leases.held, **{cam: Held(gen, None) for cam, gen in taken.items()}}
+                        if leases.on_change is not None:
+                            await leases.on_change()
+        except Exception:  # the next heartbeat claims them: later, not lost
+            log.exception("node %s: claiming the %s leases that ran out failed; the next heartbeat claims them",
+                          self.node_id, role)
+
     async def hand_over(self, camera_id: int, role: str = "recorder") -> None:
         await self.leases[role].hand_over(camera_id)
 
     async def stop(self) -> None:
         """Release every lease and mark the node stopped (after the recorders and readers have stopped)."""
+        for task in self._early.values():
+            task.cancel()
         async with transaction(self.sessions) as session:
             released = await stop(session, self.node_id)
         for leases in self.leases.values():
@@ -612,7 +735,7 @@ class LeaseKeeper:
 
 
 __all__ = [
-    "LEASED_ROLES", "ROLES", "RoleLeases", "CameraLease", "capacity_of", "leasable", "balance", "plan_balance", "Fence", "Fenced", "Held", "LeaseKeeper", "NodeInfo", "NodeRow", "check_fence", "claim",
+    "LEASED_ROLES", "ROLES", "RoleLeases", "CameraLease", "capacity_of", "leasable", "balance", "plan_balance", "Fence", "Fenced", "Held", "Late", "LeaseGeneration", "LeaseKeeper", "NodeInfo", "next_expiry_in_s", "NodeRow", "check_fence", "claim",
     "db_now_us", "expire", "recorder_of", "forget", "hand_over", "heartbeat", "leases", "list_nodes", "load_or_create_node_id", "move",
     "parse_roles", "register", "release", "stop", "unleased_cameras", "valid_node_id",
 ]

@@ -6,22 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import uuid
 from pathlib import Path
 
 import aiomqtt
 import pytest
+from tcp_proxy import CuttableProxy, free_port
 
 from controlroom.mqtt import MqttBridge, topic_for
 from controlroom.settings import MqttSettings
 from storage.alerts import AlertHub
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def start_broker(tmp_path: Path, port: int) -> asyncio.subprocess.Process:
@@ -103,19 +97,26 @@ async def test_bridge_reconnects_and_delivers_what_waited(tmp_path):
     hub = AlertHub()
     bridge = MqttBridge(hub, MqttSettings(port=port, topic_prefix="t", reconnect_initial_s=0.2, reconnect_max_s=0.5))
     task = asyncio.create_task(bridge.run())
-    broker = None
+    broker = door = None
     try:
         # No broker yet: the bridge keeps trying; an alert raised now waits.
         await asyncio.sleep(0.5)
         assert not bridge.connected.is_set() and not task.done()
         hub.publish({"id": 1, "kind": "anpr_hit", "data": {"vrm": "WAIT1"}})
-        broker = await start_broker(tmp_path, port)
-        async with subscriber(port, "t/anpr/hits") as messages:
+        # The broker starts on a port of its own and appears on the bridge's only once the test's
+        # subscriber listens (through a proxy): the waiting alert is no retained message, and
+        # a bridge reconnecting first delivered it to nobody (seen in CI under load).
+        broker_port = free_port()
+        broker = await start_broker(tmp_path, broker_port)
+        async with subscriber(broker_port, "t/anpr/hits") as messages:
+            door = CuttableProxy("127.0.0.1", broker_port)
+            await door.start(port)
             await wait_for(lambda: [m["data"]["vrm"] for _, m in messages] == ["WAIT1"], 15)
             # The broker goes away and comes back: the bridge reconnects by itself.
             broker.terminate()
             await broker.wait()
             await wait_for(lambda: not bridge.connected.is_set(), 15)
+            await door.close()
             hub.publish({"id": 2, "kind": "anpr_hit", "data": {"vrm": "WAIT2"}})
             broker = await start_broker(tmp_path, port)
         async with subscriber(port, "t/anpr/hits") as messages:
@@ -127,6 +128,8 @@ async def test_bridge_reconnects_and_delivers_what_waited(tmp_path):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        if door is not None:
+            await door.close()
         if broker is not None and broker.returncode is None:
             broker.terminate()
             await broker.wait()

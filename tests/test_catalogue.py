@@ -51,6 +51,35 @@ def incoming_file(root: Path, cam: int, name: str, data: bytes) -> Path:
     return path
 
 
+async def test_a_spooled_segment_is_moved_across_filesystems_whole_then_catalogued(sessions, tmp_path: Path) -> None:
+    """A node's local spool (docs/design/cluster.md, "Losing the shared storage") is another
+    filesystem than the store: the commit copies the file beside its place under a hidden name,
+    fsyncs it and renames it in, then removes the spool's copy; a retry after a crash between
+    the rename and the unlink copies again; a file refused by the fence crosses the same way."""
+    import tempfile
+
+    from storage.catalogue import move_file
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second filesystem (/dev/shm) here")
+    root = tmp_path / "rec"
+    cam = await make_camera(sessions, tmp_path)
+    with tempfile.TemporaryDirectory(dir=shm) as spool:
+        src = Path(spool) / str(cam) / "g0" / "incoming" / "1-a.mkv"
+        src.parent.mkdir(parents=True)
+        src.write_bytes(b"footage" * 1000)
+        row = await commit_segment(sessions, root, src, NewSegment(cam, T0, T0 + 30_000_000))
+        assert not src.exists() and (root / row.path).read_bytes() == b"footage" * 1000
+        assert sha256_file(root / row.path) == (row.sha256, row.bytes)
+        assert not [p for p in (root / row.path).parent.iterdir() if p.name.startswith(".")]
+        src.write_bytes(b"again")  # the source still there: a crash before its unlink
+        dst = root / str(cam) / "fenced" / "1-a.mkv"
+        dst.parent.mkdir(parents=True)
+        move_file(src, dst)
+        assert not src.exists() and dst.read_bytes() == b"again"
+
+
 async def test_commit_moves_file_then_catalogues(sessions, tmp_path: Path) -> None:
     root = tmp_path / "rec"
     cam = await make_camera(sessions, tmp_path)
@@ -253,3 +282,4 @@ async def test_find_run_measures_the_first_segment_of_a_recorder_run(sessions, t
     async with sessions() as s:
         run = await find_run(s, root, cam, T0 - 60_000_000, media_duration_s)
     assert [(p.path, p.start_us, p.end_us) for p in run] == [(growing, mtime_us - int(duration_s * 1e6), None)]
+

@@ -1,13 +1,19 @@
 """Recorder nodes on one PostgreSQL and one shared storage folder, as real processes (issue 16).
 
-Three ``controlroom serve`` processes on loopback record six simulated cameras, each node up to
-its capacity (node-a 3, node-b 3, node-c 6). node-a and node-b fill up first; node-c, added
-later, takes its share (one camera from each, handed over after the segment in progress).
+Three ``controlroom serve`` processes on loopback record thirty simulated cameras, each node up to
+its capacity (node-a 15, node-b 15, node-c 30). node-a and node-b fill up first; node-c, added
+later, takes its share by capacity (seven from each, a few a heartbeat, each handed over after
+the segment in progress).
 ``kill -9`` of node-a: its cameras must record again on another node within 30 s (a new
 segment catalogued for each), with the production heartbeat and lease settings (5 s, 15 s); a
 clean stop of node-b hands its cameras over at once. No segment is catalogued twice, none is
 fenced, and the surviving node's API answers and names the lost node. Skipped without the
 PostgreSQL server on loopback.
+
+The cameras record the simulator's low-resolution stream (640x360, about 0.6 Mb/s, as the issue's
+scale figure asks) rather than its 1080p one (about 4 Mb/s): what is tested is the coordination,
+and thirty 1080p streams through the simulator, three nodes' recorders and their live outputs
+take most of the two cores, starving the module the other test worker runs meanwhile.
 """
 
 from __future__ import annotations
@@ -30,16 +36,20 @@ from test_recording import add_cameras
 
 from controlroom.settings import load_settings
 from simulator import Simulation
-from storage.catalogue import sha256_file
+from storage.catalogue import sha256_file, timeline
 from storage.db import make_engine, make_sessionmaker, now_us
 from storage.models import Segment
 from storage.nodes import CameraLease
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 SEGMENT_S = 2
-CAMERAS = 6
+CAMERAS = 30
 FAILOVER_GOAL_S = 30.0
-CAPACITY = {"node-a": 3, "node-b": 3, "node-c": 6}
+CAPACITY = {"node-a": 15, "node-b": 15, "node-c": 30}
+# node-c's share when it joins: each node's share is its capacity's part of the cameras, rounded
+# up (storage.nodes.plan_balance): node-a and node-b keep ceil(30 * 15 / 60) = 8 each and give 7,
+# node-c holds the other 14.
+KEPT, JOINED = 8, 14
 
 
 @pytest.fixture
@@ -117,7 +127,7 @@ async def test_kill9_of_a_recorder_node_its_cameras_record_elsewhere_within_30_s
     store.mkdir()
     a = Node(tmp_path, "node-a", pg_url, store, unused_tcp_port_factory(), None)
     async with Simulation(tmp_path / "sim", cameras=CAMERAS) as sim:
-        ids = await add_cameras(a.settings, [dict(name=c.name, main_url=c.main_url, username=c.username,
+        ids = await add_cameras(a.settings, [dict(name=c.name, main_url=c.sub_url, username=c.username,
                                                   password=c.password) for c in sim.cameras])
         b = Node(tmp_path, "node-b", pg_url, store, unused_tcp_port_factory(), a.settings.key_file)
         c = Node(tmp_path, "node-c", pg_url, store, unused_tcp_port_factory(), a.settings.key_file)
@@ -141,33 +151,34 @@ async def test_kill9_of_a_recorder_node_its_cameras_record_elsewhere_within_30_s
         nodes = [a, b, c]
         try:
             a.start()  # one at a time, so that node-a and node-b fill up before node-c joins
-            await until("node-a claims 3 cameras", lambda: _count(leases, "node-a", 3), 60)
+            await until("node-a claims 15 cameras", lambda: _count(leases, "node-a", 15), 60)
             b.start()
-            await until("node-b claims 3 cameras", lambda: _count(leases, "node-b", 3), 60)
+            await until("node-b claims 15 cameras", lambda: _count(leases, "node-b", 15), 60)
             started_us = now_us()
             await until("every camera records", lambda: _all(new_segments(list(ids.values()), 0), len(ids)), 120)
             c.start()
-            # node-c joins: it asks node-a and node-b for its share by capacity (2 of 6: the shares
-            # of 3, 3 and 6 rounded up are 2, 2 and 3, and nobody gives below its share).
+            # node-c joins: it asks node-a and node-b for its share by capacity, at most five
+            # cameras a heartbeat, and nobody gives below its share (KEPT, JOINED above).
             joined_us = now_us()
-            await until("node-c takes its share", lambda: _count(leases, "node-c", 2), 60)
+            await until("node-c takes its share", lambda: _count(leases, "node-c", JOINED), 90)
             held = await leases()
             shared = sorted(cam for cam, (node, _) in held.items() if node == "node-c")
             assert all(held[cam][1] == 2 for cam in shared), held
-            assert sorted(node for node, _ in held.values()) == ["node-a"] * 2 + ["node-b"] * 2 + ["node-c"] * 2
-            await until("node-c records its share", lambda: _all(new_segments(shared, joined_us), 2), 60)
+            assert sorted(node for node, _ in held.values()) == (["node-a"] * KEPT + ["node-b"] * KEPT
+                                                                    + ["node-c"] * JOINED)
+            await until("node-c records its share", lambda: _all(new_segments(shared, joined_us), JOINED), 60)
             settled_us = now_us()
             await until("every camera records", lambda: _all(new_segments(list(ids.values()), settled_us), len(ids)),
                         60)
             before = await leases()
             victims = sorted(cam for cam, (node, _) in before.items() if node == "node-a")
-            assert len(victims) == 2
+            assert len(victims) == KEPT
             # Kill mid-segment, once node-a's cameras have segments in progress.
             await asyncio.sleep(SEGMENT_S / 2)
             os.kill(a.proc.pid, signal.SIGKILL)
             killed_us = now_us()
             a.proc.wait(10)
-            first = await until("node-a's cameras record again", lambda: _all(new_segments(victims, killed_us), 2),
+            first = await until("node-a's cameras record again", lambda: _all(new_segments(victims, killed_us), KEPT),
                                 90)
             failover_s = {cam: (start - killed_us) / 1e6 for cam, start in first.items()}
             print("\nfailover after kill -9 (first new footage, per camera): "
@@ -187,9 +198,9 @@ async def test_kill9_of_a_recorder_node_its_cameras_record_elsewhere_within_30_s
                                      "nodes", "list", "--json"], capture_output=True, text=True, check=True)
             states = {n["id"]: (n["state"], n["cameras"]) for n in json.loads(listed.stdout)}
             assert states["node-a"][0] == "lost" and states["node-c"][0] == "running", states
-            assert states["node-b"][1] + states["node-c"][1] == 6, states
+            assert states["node-b"][1] + states["node-c"][1] == CAMERAS, states
 
-            # A clean stop hands over at once: node-b's cameras go to node-c (room for 6).
+            # A clean stop hands over at once: node-b's cameras go to node-c (room for all 30).
             moved = sorted(cam for cam, (node, _) in held.items() if node == "node-b")
             b.proc.send_signal(signal.SIGTERM)
             assert b.proc.wait(30) == 0
@@ -205,7 +216,19 @@ async def test_kill9_of_a_recorder_node_its_cameras_record_elsewhere_within_30_s
 
         async with sessions() as s:
             rows = (await s.execute(select(Segment).where(Segment.start_us > started_us - 60_000_000))).scalars().all()
+            # The failover's hole in each of node-a's cameras is catalogued as a gap: playback and
+            # an export of that span say "not recorded" rather than joining the footage around it.
+            unexplained = {}
+            for cam in victims:
+                tl = await timeline(s, cam, killed_us - 10_000_000, stopped_us)
+                for prev, nxt in zip(tl.segments, tl.segments[1:], strict=False):
+                    if nxt.start_us - prev.end_us > 1_500_000 and not any(
+                            g.start_us <= prev.end_us + 1_000_000 and g.end_us is not None
+                            and g.end_us >= nxt.start_us - 1_000_000 for g in tl.gaps):
+                        unexplained[cam] = ((nxt.start_us - prev.end_us) / 1e6, [tuple(g) for g in tl.gaps])
+                assert any(g.start_us <= killed_us + 1_000_000 for g in tl.gaps), (cam, tl.gaps)
         await engine.dispose()
+        assert not unexplained, f"holes in node-a's cameras' footage that no gap explains: {unexplained}"
 
     # No segment catalogued twice: no two rows of one camera overlap by more than a second (two
     # nodes recording one camera would overlap by whole segments; within one recorder run the

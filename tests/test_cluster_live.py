@@ -5,8 +5,9 @@ the same PostgreSQL serve its live view to a browser each. They read it from the
 node's live relay (controlroom.relay), not from the camera: the camera sees one RTSP session
 per stream for the whole cluster (its main stream the recorder's, its sub stream the recording
 node's live pull, shared by the two API nodes), where each API node opened one of its own
-before. A relay asked without the cluster's credential, or for a camera its node does not
-record, refuses. All three apps run in this test's process, each with its own settings, engine
+before. Their main-stream viewers are served from the recorder's own pull (its ffmpeg's live
+output, docs/design/live-from-recorder.md), relayed the same way: still one /main session. A
+relay asked without the cluster's credential, or for a camera its node does not record, refuses. All three apps run in this test's process, each with its own settings, engine
 and node id, as three machines would.
 """
 
@@ -22,6 +23,7 @@ import aiohttp
 import pytest
 from test_lifecycle import wait_sessions
 
+from cameras.live import FeedUpstream
 from controlroom.app import create_app
 from controlroom.auth import COOKIE
 from controlroom.context import KEYS, LIVE, NODE, SESSIONS
@@ -49,8 +51,8 @@ def node_settings(tmp_path: Path, node_id: str, pg_url: str, key: Path | None, r
     return load_settings(data, environ={})
 
 
-async def watch(client, camera_id: int) -> aiohttp.ClientWebSocketResponse:
-    ws = await client.ws_connect(f"/api/v1/cameras/{camera_id}/live?stream=sub")
+async def watch(client, camera_id: int, stream: str = "sub") -> aiohttp.ClientWebSocketResponse:
+    ws = await client.ws_connect(f"/api/v1/cameras/{camera_id}/live?stream={stream}")
     hello = await ws.receive_json(timeout=30)
     assert hello["type"] == "init" and hello["codec"].startswith("avc1."), hello
     assert (await ws.receive_bytes(timeout=10))[4:8] == b"ftyp"
@@ -89,6 +91,14 @@ async def test_two_api_nodes_serve_live_view_from_the_recording_nodes_one_pull(
             for api in (a, b):
                 (up,) = api.server.app[LIVE].upstreams.values()
                 assert up.fragments > 0 and not up.ended
+
+            # The main stream: both API nodes relay the recorder's own pull (its ffmpeg's live
+            # output), which costs the camera no session beside the recorder's (before: 2).
+            views += [await watch(a, camera_id, "main"), await watch(b, camera_id, "main")]
+            _, peak = await sim.sessions(cam.name)
+            assert peak == {"/main": 1, "/sub": 1}, peak
+            fed = rec.server.app[LIVE].upstreams[f"{camera_id}/main"]
+            assert isinstance(fed, FeedUpstream) and len(fed.viewers) == 2, fed
 
             # The relay refuses a request without the cluster's credential, and a camera its node
             # does not record (the asking node's viewer is told: no picture).

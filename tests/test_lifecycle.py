@@ -6,13 +6,17 @@
   ffmpeg it started is left running (nor as a zombie).
 - ``kill -9`` of the service: its ffmpeg children end with it.
 - The simulated camera counts its RTSP sessions per mount: several viewers of one camera stream
-  cost one live upstream, and the sessions fall back after the viewers leave.
+  cost one live upstream, and the sessions fall back after the viewers leave. The main stream of
+  a recorded camera is watched from the recorder's own pull (one /main session, however many
+  viewers), whose segments keep being catalogued on time whatever the viewers and the live
+  output do (docs/design/live-from-recorder.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -26,9 +30,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from tcp_proxy import free_port
 from ui_stack import OPERATOR, PASSWORD, running_stack
 
-from controlroom.context import LIVE, SESSIONS
+from cameras import recorder
+from cameras.live import BoxStream, FeedUpstream, Fragment
+from controlroom.context import HEALTH_NOTES, LIVE, SESSIONS, SUPERVISOR
+from storage.catalogue import incoming_pattern
 from storage.db import transaction
 from storage.models import Camera
 
@@ -79,12 +87,6 @@ def assert_no_credentials_in_argv(procs: dict[int, list[str]]) -> None:
     """No camera password in any command line (every local user can read them)."""
     for pid, argv in procs.items():
         assert not any(re.search(r"://[^/@\s]+@", arg) for arg in argv), (pid, argv)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- the real service as a subprocess ---------------------------------------------------------
@@ -163,39 +165,71 @@ async def open_live(http: aiohttp.ClientSession, camera_id: int, stream: str = "
     return ws
 
 
-async def open_playback(http: aiohttp.ClientSession, camera_id: int, since_s: float,
-                        timeout_s: float = 60.0) -> aiohttp.ClientResponse:
-    """A playback stream from ``since_s`` (epoch seconds), read a little and then left open
-    (unread: the remux blocks on a full pipe, as it does under a paused player)."""
+async def playback_stream_url(http: aiohttp.ClientSession, camera_id: int, since_s: float,
+                              timeout_s: float = 60.0) -> str:
+    """The stream URL of the playback plan from ``since_s`` (epoch seconds), once there is one."""
     deadline = time.monotonic() + timeout_s
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since_s))
     while True:
         resp = await http.get(f"/api/v1/cameras/{camera_id}/playback", params={"at": at})
         if resp.status == 200:
-            plan = await resp.json()
-            break
+            return (await resp.json())["stream_url"]
         assert resp.status == 404 and time.monotonic() < deadline, await resp.text()
         await asyncio.sleep(1.0)
-    stream = await http.get(plan["stream_url"])
+
+
+async def open_playback(http: aiohttp.ClientSession, camera_id: int, since_s: float) -> aiohttp.ClientResponse:
+    """A playback stream from ``since_s`` (epoch seconds), read a little and then left open
+    (unread: the remux blocks on a full pipe, as it does under a paused player)."""
+    stream = await http.get(await playback_stream_url(http, camera_id, since_s))
     assert stream.status == 200, await stream.text()
     assert len(await asyncio.wait_for(stream.content.read(1024), 20)) > 0
     return stream
 
 
+def store_files_open(root: Path) -> list[str]:
+    """The files under ``root`` that this process has open."""
+    root = root.resolve()
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(f"{root}/"):
+                held.append(target)
+    return held
+
+
+class ErrorsLogged(logging.Handler):
+    """The messages of the records at ERROR and above that reach the logger it is added to."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def stalled_live(base_url: str, cookies: str, camera_id: int, stream: str = "main") -> socket.socket:
     """A live WebSocket whose browser stopped reading (a background tab, a laptop lid shut, a
     dropped network): upgraded, then never read, with a small receive window."""
+    return stalled(base_url, cookies, f"/api/v1/cameras/{camera_id}/live?stream={stream}",
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", b"HTTP/1.1 101")
+
+
+def stalled(base_url: str, cookies: str, path: str, headers: str = "", status: bytes = b"HTTP/1.1 200") -> socket.socket:
+    """A GET of ``path`` whose client reads the response's head and then stops reading, with a
+    small receive window: the service's writes soon wait on back-pressure."""
     host, port = base_url.removeprefix("http://").split(":")
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect((host, int(port)))
-    sock.sendall((f"GET /api/v1/cameras/{camera_id}/live?stream={stream} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                  "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                  f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: {cookies}\r\n\r\n").encode())
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}Cookie: {cookies}\r\n\r\n".encode())
     head = b""
     while b"\r\n\r\n" not in head:
         head += sock.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
+    assert head.startswith(status), head
     return sock
 
 
@@ -276,7 +310,9 @@ async def test_live_viewers_share_one_rtsp_session_per_stream_and_it_ends_after_
         no_sub = names[1]
         async with transaction(stack.app[SESSIONS]) as session:
             (await session.get(Camera, stack.camera_id(no_sub))).sub_url = ""
-        expected_live = {names[0]: {"/main": 2, "/sub": 1}, no_sub: {"/main": 2}}
+        # The main stream is watched from the recorder's own pull: /main stays at one session
+        # (before: the recorder's and a live upstream's, 2).
+        expected_live = {names[0]: {"/main": 1, "/sub": 1}, no_sub: {"/main": 1}}
         for name in names:
             assert await wait_sessions(stack.sim, name, {"/main": 1}) == {"/main": 1}  # the recorder
             await stack.sim.reset_peak_sessions(name)
@@ -291,7 +327,9 @@ async def test_live_viewers_share_one_rtsp_session_per_stream_and_it_ends_after_
                 snap = await clients[0][0].get(f"/api/v1/cameras/{stack.camera_id(name)}/snapshot.jpg?stream=sub")
                 assert snap.status == 200 and (await snap.read())[:2] == b"\xff\xd8"
             assert_no_credentials_in_argv(ffmpegs(descendants(os.getpid())))
-            for name in names:  # recording + one live upstream per camera stream
+            for name in names:
+                assert isinstance(stack.app[LIVE].upstreams[f"{stack.camera_id(name)}/main"], FeedUpstream)
+            for name in names:  # recording (which feeds the main stream's live view) + the sub stream's upstream
                 now, _ = await stack.sim.sessions(name)
                 assert {k: v for k, v in now.items() if v} == expected_live[name], (name, now)
             for ws in views:
@@ -363,6 +401,10 @@ def test_credentials_reach_ffmpeg_in_a_private_file_not_its_argv():
 
 @pytest.mark.slow
 async def test_a_playback_remux_ends_when_its_player_goes(tmp_path: Path):
+    """The remux ends with its player, and a player leaving is no error of the service's: none
+    is logged. A player that leaves while the stream waits on back-pressure (its buffer full)
+    is told by aiohttp as a plain ConnectionError, which the stream took for a 503 of its own
+    and logged with its traceback (seen in CI, as a synchronised-playback page closed)."""
     async with running_stack(tmp_path, cameras=1, live=0, ptz=0, record=True,
                              **{"recording.segment_s": 4}) as stack:
         from controlroom.context import PLAYBACK_PROCS
@@ -370,17 +412,36 @@ async def test_a_playback_remux_ends_when_its_player_goes(tmp_path: Path):
         since_s = time.time()
         await asyncio.sleep(16)  # footage enough that the remux cannot write it all at once
         http, _ = await logged_in(stack.base_url, OPERATOR, PASSWORD)
+        errors = ErrorsLogged()  # on the service's own logger (the app's logging set-up owns the root's)
+        logging.getLogger("controlroom").addHandler(errors)
         try:
-            stream = await open_playback(http, stack.camera_id(next(iter(stack.cameras))), since_s)
-            remuxes = {pid: argv for pid, argv in ffmpegs(descendants(os.getpid())).items() if any(a.endswith("run.ffconcat") for a in argv)}
-            assert len(stack.app[PLAYBACK_PROCS]) == 1 and len(remuxes) == 1, remuxes
-            stream.close()  # the operator leaves (or seeks: the player drops the connection)
-            deadline = time.monotonic() + 5
-            while stack.app[PLAYBACK_PROCS] and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-            assert not stack.app[PLAYBACK_PROCS]
-            assert all(proc_stat(pid) is None for pid in remuxes), "the remux outlived its player (or is a zombie)"
+            cam_id = stack.camera_id(next(iter(stack.cameras)))
+            for how in ("reading", "waiting on back-pressure"):
+                if how == "reading":
+                    stream = await open_playback(http, cam_id, since_s)
+                else:
+                    url = await playback_stream_url(http, cam_id, since_s)
+                    cookies = "; ".join(f"{c.key}={c.value}" for c in http.cookie_jar)
+                    stream = await asyncio.to_thread(stalled, stack.base_url, cookies, url)
+                    await asyncio.sleep(2)  # the small window fills: the stream waits on back-pressure
+                remuxes = {pid: argv for pid, argv in ffmpegs(descendants(os.getpid())).items()
+                           if any(a.endswith("run.ffconcat") for a in argv)}
+                assert len(stack.app[PLAYBACK_PROCS]) == 1 and len(remuxes) == 1, (how, remuxes)
+                stream.close()  # the operator leaves (or seeks: the player drops the connection)
+                deadline = time.monotonic() + 5
+                while stack.app[PLAYBACK_PROCS] and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+                assert not stack.app[PLAYBACK_PROCS], how
+                assert all(proc_stat(pid) is None for pid in remuxes), f"{how}: the remux outlived its player"
+                # The stream's handler has ended too: it let go of the footage it had open (a
+                # segment that retention deletes meanwhile would keep its disk space otherwise).
+                deadline = time.monotonic() + 5
+                while (held := store_files_open(stack.settings.storage_root)) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+                assert not held, (how, held)
+                assert not errors.messages, (how, errors.messages)
         finally:
+            logging.getLogger("controlroom").removeHandler(errors)
             await http.close()
 
 
@@ -405,3 +466,156 @@ async def test_a_viewer_that_stopped_reading_does_not_hold_the_camera(tmp_path: 
                 stalled.close()
         finally:
             await http.close()
+
+
+# --- live view of the main stream from the recorder's own pull --------------------------------
+
+
+async def live_bytes(ws: aiohttp.ClientWebSocketResponse, fragments: int = 30, timeout_s: float = 20.0) -> bytes:
+    """What a live WebSocket sends after its init message: the init segment and ``fragments`` fragments."""
+    first = await asyncio.wait_for(ws.receive(), timeout_s)
+    assert first.type == aiohttp.WSMsgType.TEXT and first.json()["type"] == "init", first
+    data = b""
+    for _ in range(fragments + 1):
+        msg = await asyncio.wait_for(ws.receive(), timeout_s)
+        assert msg.type == aiohttp.WSMsgType.BINARY, msg
+        data += msg.data
+    return data
+
+
+def decoded_frames(data: bytes) -> int:
+    """An init segment, then fragments starting at a keyframe, which ffmpeg decodes: the frames it decoded."""
+    items = BoxStream().feed(data)
+    assert isinstance(items[0], bytes) and items[0][4:8] == b"ftyp", items[:1]
+    frags = items[1:]
+    assert frags and all(isinstance(f, Fragment) for f in frags) and frags[0].keyframe, frags[:1]
+    probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                            "stream=codec_name,nb_read_frames", "-of", "csv=p=0", "-i", "pipe:0"],
+                           input=data, capture_output=True, check=True)
+    codec, frames = probe.stdout.decode().strip().split(",")
+    assert codec == "h264", probe
+    return int(frames)
+
+
+async def catalogued_on_time(stack, camera_id: int, seconds: float) -> tuple[int, float]:
+    """(segments catalogued, the longest time without one) over ``seconds``; the recording stays healthy."""
+    rec = stack.app[SUPERVISOR].recorders[camera_id]
+    deadline = time.monotonic() + 20
+    while rec.segments_committed == 0:  # measured from the first segment on (not the camera's connect)
+        assert time.monotonic() < deadline, "no segment catalogued"
+        await asyncio.sleep(0.1)
+    before, worst = rec.segments_committed, 0.0
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        await asyncio.sleep(0.25)
+        worst = max(worst, rec.seconds_since_catalogued())
+        assert not stack.app[SUPERVISOR].problems, stack.app[SUPERVISOR].problems
+    return rec.segments_committed - before, worst
+
+
+SEGMENT_S = 2
+RECORDING_LIVE = {"recording.segment_s": SEGMENT_S, "live.linger_s": 1.0, "live.send_timeout_s": 60.0}
+
+
+@pytest.mark.slow
+async def test_main_stream_viewers_share_the_recorders_pull_which_never_waits_for_them(tmp_path: Path):
+    """A browser watching the main stream and one that stopped reading cost the camera no session
+    beside the recorder's (before: a second /main session); the watcher gets playable fMP4, and
+    the recorder's segments keep being catalogued on time, its live pipe always drained."""
+    async with running_stack(tmp_path, cameras=1, live=0, ptz=0, record=True, **RECORDING_LIVE) as stack:
+        name = next(iter(stack.cameras))
+        camera_id = stack.camera_id(name)
+        assert await wait_sessions(stack.sim, name, {"/main": 1}) == {"/main": 1}  # the recorder
+        await stack.sim.reset_peak_sessions(name)
+        rec = stack.app[SUPERVISOR].recorders[camera_id]
+        http, _ = await logged_in(stack.base_url, OPERATOR, PASSWORD)
+        try:
+            cookies = "; ".join(f"{c.key}={c.value}" for c in http.cookie_jar)
+            stalled = await asyncio.to_thread(stalled_live, stack.base_url, cookies, camera_id, "main")
+            ws = await http.ws_connect(f"/api/v1/cameras/{camera_id}/live?stream=main")
+            frames = await asyncio.to_thread(decoded_frames, await live_bytes(ws))
+            assert frames >= 25, frames
+            up = stack.app[LIVE].upstreams[f"{camera_id}/main"]
+            assert isinstance(up, FeedUpstream) and up.feed is rec.live_feed and len(up.viewers) == 2
+            count, worst_s = await catalogued_on_time(stack, camera_id, 12)
+            print(f"{count} segments in 12 s, at most {worst_s:.1f} s without one; viewer skips "
+                  f"{[v.skips for v in up.viewers]}")
+            assert count >= 12 // SEGMENT_S - 1 and worst_s <= 2 * SEGMENT_S, (count, worst_s)
+            assert any(v.skips for v in up.viewers), "the stalled browser's backlog should have been dropped"
+            assert rec.live_drops == 0  # the recorder drained its live pipe all along
+            # the tee left the camera's timestamps alone (before -copytb 1: one rewritten per packet)
+            assert sum("Non-monotonous DTS" in line for line in rec.stderr_tail) <= 1, list(rec.stderr_tail)
+            now, peak = await stack.sim.sessions(name)
+            assert {k: v for k, v in now.items() if v} == {"/main": 1} and peak == {"/main": 1}, (now, peak)
+            stalled.close()
+            await ws.close()
+        finally:
+            await http.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["unread", "closed"])
+async def test_recording_goes_on_when_the_live_output_is_not_read_or_fails(tmp_path: Path, monkeypatch, fault):
+    """The recorder's live pipe left unread (a stalled event loop; a one-page pipe so it fills at
+    once): ffmpeg drops live packets, never segments. The pipe closed by its reader (the live
+    output fails): recording goes on, the failure is logged and in /healthz, and a viewer of the
+    main stream is served from a pull of its own, as before."""
+    release = asyncio.Event()
+    drain = recorder.CameraRecorder._read_live
+
+    async def faulty_reader(self, fd: int) -> None:
+        if fault == "closed":
+            os.close(fd)
+            return
+        await release.wait()
+        await drain(self, fd)
+
+    monkeypatch.setattr(recorder.CameraRecorder, "_read_live", faulty_reader)
+    monkeypatch.setattr(recorder, "LIVE_PIPE_BYTES", 4096)
+    async with running_stack(tmp_path, cameras=1, live=0, ptz=0, record=True, **RECORDING_LIVE) as stack:
+        name = next(iter(stack.cameras))
+        camera_id = stack.camera_id(name)
+        assert await wait_sessions(stack.sim, name, {"/main": 1}) == {"/main": 1}
+        rec = stack.app[SUPERVISOR].recorders[camera_id]
+        try:
+            count, worst_s = await catalogued_on_time(stack, camera_id, 12)
+            print(f"{fault}: {count} segments in 12 s, at most {worst_s:.1f} s without one; live drops {rec.live_drops}, "
+                  f"feed error {rec.live_feed.error!r}")
+            assert count >= 12 // SEGMENT_S - 1 and worst_s <= 2 * SEGMENT_S, (count, worst_s)
+            assert rec.restarts == 0
+            if fault == "unread":
+                assert rec.live_drops >= 1 and not rec.live_feed.error
+                return
+            assert "Broken pipe" in rec.live_feed.error, rec.live_feed.error
+            note = stack.app[HEALTH_NOTES].get(f"live view of camera {camera_id}", "")
+            assert "live output failed" in note, stack.app[HEALTH_NOTES]
+            http, _ = await logged_in(stack.base_url, OPERATOR, PASSWORD)
+            try:
+                async with http.get("/healthz") as resp:
+                    assert resp.status == 503 and any(p["component"] == f"live view of camera {camera_id}"
+                                                      for p in (await resp.json())["problems"])
+                ws = await http.ws_connect(f"/api/v1/cameras/{camera_id}/live?stream=main")
+                assert await asyncio.to_thread(decoded_frames, await live_bytes(ws, fragments=10)) > 0
+                assert not isinstance(stack.app[LIVE].upstreams[f"{camera_id}/main"], FeedUpstream)
+                await ws.close()
+            finally:
+                await http.close()
+        finally:
+            release.set()
+
+
+def test_the_recorders_ffmpeg_writes_live_view_through_a_fifo_that_drops_and_a_tee_that_goes_on():
+    """The command: the same packets to the MKV segments and, as fragmented MP4, to the live pipe,
+    through ffmpeg's fifo (drops when full) in the tee (a failed output is dropped, not fatal)."""
+    args = recorder.ffmpeg_args("rtsp://127.0.0.1:8554/main", Path("/srv/rec/1/incoming"), "7", 30, live_fd=9)
+    assert args[args.index("-f") + 1] == "tee" and args[args.index("-copytb") + 1] == "1"
+    tee = args[-1]
+    segments, live = tee.split("|")
+    assert segments.startswith("[f=segment:onfail=abort:") and segments.endswith(f"]/srv/rec/1/incoming/{incoming_pattern('7')}")
+    assert "segment_list=pipe\\\\:1" in segments and "segment_format=matroska" in segments
+    assert live.endswith("]pipe:9") and "onfail=ignore" in live and "use_fifo=1" in live
+    assert "drop_pkts_on_overflow=1\\\\:queue_size=" in live and "frag_keyframe+empty_moov" in live
+    assert args[args.index("-map") + 1] == "0:v" and args[args.index("-c") + 1] == "copy"
+    plain = recorder.ffmpeg_args("rtsp://127.0.0.1:8554/main", Path("/srv/rec/1/incoming"), "7", 30)
+    assert "tee" not in plain and "-copytb" not in plain and plain[plain.index("-f") + 1] == "segment"
+    assert not recorder.tee_safe(Path("/srv/a|b")) and recorder.tee_safe(Path("/srv/rec"))

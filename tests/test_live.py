@@ -16,7 +16,20 @@ import pytest
 from sqlalchemy import select
 from ui_stack import OPERATOR, PASSWORD, running_stack
 
-from cameras.live import BoxStream, Fragment, LiveHub, Source, Viewer, upstream_args
+from cameras import CameraUnavailable
+from cameras.live import (
+    BoxStream,
+    Feed,
+    FeedUpstream,
+    Fragment,
+    LiveHub,
+    Source,
+    Upstream,
+    Viewer,
+    _no_source,
+    upstream_args,
+)
+from controlroom.api.live import SNAPSHOT_FRESH_S, snapshot_jpeg
 from controlroom.context import ALERTS, KEYS, LIVE, SESSIONS
 from simulator import Simulation
 from storage import accounts, inventory
@@ -92,6 +105,53 @@ def source_for(cam) -> Source:
 
 async def rtsp_clients(sim) -> int:
     return sum(c.get("clients", 0) for c in await sim.status())
+
+
+async def test_a_feed_serves_the_hubs_viewers_without_a_source_of_its_own(tmp_path: Path):
+    """The recorder's live output (a Feed) serves a stream copy of its key: viewers get its init
+    segment and the current group of pictures at once, then every fragment; the run's end ends
+    the upstream; a failed feed is passed over for the camera's own pull (the source factory)."""
+    data = fmp4_of_test_pattern(tmp_path, seconds=4, gop=25)
+    feed = Feed("1/main")
+    hub = LiveHub(grace_s=0.1)
+    hub.feeds["1/main"] = feed
+    asked: list[str] = []
+
+    async def camera() -> Source:
+        asked.append("camera")
+        return Source("rtsp://127.0.0.1:9/none")
+
+    try:
+        feed.begin()
+        half = len(data) // 2
+        feed.data(data[:half])  # before anyone watches: the init and the GOP so far are kept
+        before, gop = feed.fragments, len(feed.gop.fragments)
+        up, early = await hub.join("1/main", camera)
+        assert isinstance(up, FeedUpstream) and hub.started == 1
+        await up.wait_ready(5)
+        assert early.init == feed.init and early.init is not None and early.backlog_bytes > 0
+        first = await early.next_chunk()
+        assert first == feed.gop.fragments[0].data and feed.gop.fragments[0].keyframe
+        feed.data(data[half:])
+        await asyncio.sleep(0.05)
+        assert up.fragments == gop + feed.fragments - before  # the GOP it joined in, then every fragment once
+        _, late = await hub.join("1/main", camera)  # a late joiner: same upstream, current GOP
+        assert late.init == early.init and late.backlog_bytes > 0
+        feed.end("the recorder's ffmpeg stopped")
+        await asyncio.sleep(0.05)
+        assert up.ended and early.closed and late.closed and up.end_reason == "the recorder's ffmpeg stopped"
+        assert not asked  # never the camera
+        feed.begin()
+        feed.end("the recorder's live output failed: Broken pipe", failed=True)
+        up2, viewer = await hub.join("1/main", camera)
+        assert not isinstance(up2, FeedUpstream)  # a failed feed: the camera's own pull, as before
+        await asyncio.sleep(0.2)  # its upstream asks the source factory
+        assert asked == ["camera"]
+        hub.leave(up2, viewer)
+        feed.data(data)  # the next run's init clears the failure
+        assert feed.error == "" and feed.init is not None
+    finally:
+        await hub.close()
 
 
 async def test_one_upstream_serves_every_viewer_and_a_slow_one_is_skipped(sim):
@@ -272,3 +332,15 @@ async def test_playback_plan_without_recordings_is_404(stack):
         assert (await http.get("/api/v1/cameras/1/playback?at=2026-01-01T00:00:00")).status == 400  # no offset
     finally:
         await http.close()
+
+
+async def test_a_snapshot_is_never_of_a_stream_that_stopped_delivering() -> None:
+    """An upstream lingers until its stall timeout after its camera stops sending; a snapshot
+    meanwhile must say there is no picture, not decode the last keyframe as if it were now."""
+    up = Upstream("1/sub", _no_source, stall_timeout_s=60)
+    stale = Fragment(b"moof-mdat", keyframe=True, received_s=time.monotonic() - SNAPSHOT_FRESH_S - 1)
+    up.init = b"init"  # as _got_init leaves it
+    up.ready.set()
+    up._publish(stale)
+    with pytest.raises(CameraUnavailable, match="no video for over"):
+        await snapshot_jpeg(up, timeout_s=0.5)

@@ -7,22 +7,27 @@ keeps their sets disjoint), and a segment whose lease changed hands is refused b
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from storage import Conflict, jobs
 from storage.alerts import Alert
-from storage.catalogue import NewSegment, commit_segment, incoming_dir, scan_store
+from storage.catalogue import NewSegment, commit_segment, incoming_dir, open_gap, scan_store
 from storage.db import make_engine, make_sessionmaker, now_us, transaction
 from storage.migrate import upgrade
-from storage.models import Camera, Segment
+from storage.models import Camera, Gap, Segment
 from storage.nodes import (
     CameraLease,
     Fence,
     Fenced,
+    Late,
+    LeaseGeneration,
     LeaseKeeper,
     NodeRow,
     check_fence,
@@ -48,6 +53,21 @@ async def add_cameras(sessions, n: int) -> list[int]:
         session.add_all(cams)
         await session.flush()
         return [c.id for c in cams]
+
+
+def segment_files(root: Path, cam: int) -> Callable[[], Path]:
+    """A maker of distinct finished segment files in the camera's ``incoming/``."""
+    made = itertools.count(1)
+
+    def file() -> Path:
+        n = next(made)
+        folder = incoming_dir(root, cam)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"1-{n}.mkv"
+        path.write_bytes(b"x" * (100 + n))
+        return path
+
+    return file
 
 
 async def keeper(sessions, node_id: str, capacity: int = 100, ttl_s: float = TTL_S) -> LeaseKeeper:
@@ -109,6 +129,41 @@ async def test_a_lease_expires_when_its_node_stops_heartbeating(sessions) -> Non
     assert nodes == {"a": "running", "b": "running"}
 
 
+async def test_a_crashed_nodes_cameras_are_claimed_as_its_leases_run_out_not_at_the_next_heartbeat(sessions) -> None:
+    """Failover's worst case was the lease's time-to-live plus a whole heartbeat (seen: 29.1 s and
+    37.5 s under load against the 30 s goal): a node with room sees a lease that runs out before
+    its next heartbeat (its node missed two) and claims it at that moment."""
+    cams = await add_cameras(sessions, 2)
+    a = LeaseKeeper(sessions, "a", ("recorder",), capacity=10, heartbeat_s=5, ttl_s=TTL_S)
+    b = LeaseKeeper(sessions, "b", ("recorder",), capacity=10, heartbeat_s=5, ttl_s=TTL_S)
+    changed = asyncio.Event()
+
+    async def on_change() -> None:
+        changed.set()
+
+    b.leases["recorder"].on_change = on_change
+    for k in (a, b):
+        await k.start()
+    await a.tick()
+    assert sorted(a.held) == cams
+    # a is "killed" now; b's heartbeat comes a moment later, with a's leases still live.
+    await asyncio.sleep(0.2)
+    killed = time.monotonic()
+    await b.tick()
+    assert b.held == {}
+    # b's next heartbeat is 5 s away; a's leases run out within 2 s of the kill.
+    await asyncio.wait_for(changed.wait(), 4.0)
+    took_s = time.monotonic() - killed
+    assert sorted(b.held) == cams and {h.generation for h in b.held.values()} == {2}
+    assert took_s <= TTL_S + 0.5, took_s
+    async with sessions() as session:
+        rows = {r.camera_id: r.node_id for r in (await session.execute(select(CameraLease))).scalars()}
+    assert rows == dict.fromkeys(cams, "b")
+    await b.tick()  # the heartbeat renews what the early claim took
+    assert sorted(b.held) == cams
+    await b.stop()
+
+
 async def test_a_stale_generation_is_fenced_at_the_catalogue(sessions, tmp_path: Path) -> None:
     (cam,) = await add_cameras(sessions, 1)
     root = tmp_path / "store"
@@ -139,6 +194,109 @@ async def test_a_stale_generation_is_fenced_at_the_catalogue(sessions, tmp_path:
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Segment)) == 2
     assert len(scan_store(root)) == 2  # the fenced file is not in a day folder
+
+
+async def test_a_cut_off_nodes_segments_from_before_the_takeover_are_catalogued_late(sessions, tmp_path: Path) -> None:
+    """The rule (docs/design/cluster.md, "Cut off from the database"): a segment of an older
+    generation is catalogued, late, when it ended before the next generation began (its claim,
+    on the database's clock) and overlaps no catalogued segment; one that did not end before
+    is fenced, as before. Late footage closes no gap (the open gap is the new holder's) but cuts
+    its span out of the gaps, so they stay truthful."""
+    (cam,) = await add_cameras(sessions, 1)
+    root = tmp_path / "store"
+    a = await keeper(sessions, "a")
+    await a.tick()
+    fence_a = Fence("a", a.held[cam].generation)
+    s = 1_000_000
+    t0 = now_us() - 60 * s  # a's footage from a minute ago on
+    file = segment_files(root, cam)
+
+    late: list = []
+    await commit_segment(sessions, root, file(), NewSegment(cam, t0, t0 + 10 * s), fence=fence_a, on_late=late.append)
+    assert late == []  # a's own lease: on time
+    # a is cut off: its lease runs out and b takes the camera, opening a gap from the last
+    # catalogued footage (cameras.recorder.Supervisor._open_gaps).
+    async with transaction(sessions) as session:
+        await release(session, "a")
+    b = await keeper(sessions, "b")
+    await b.tick()
+    assert b.held[cam].generation == 2
+    async with transaction(sessions) as session:
+        await open_gap(session, cam, t0 + 10 * s, "camera taken over by node b")
+        claimed_us = (await session.get(LeaseGeneration, (cam, "recorder", 2))).since_us
+    assert t0 + 60 * s <= claimed_us <= now_us()
+    # a's queue, written when the database is back: two segments from before b's claim (a hole
+    # between them, a reconnection while cut off), one going on past the claim, one after it.
+    await commit_segment(sessions, root, file(), NewSegment(cam, t0 + 10 * s, t0 + 20 * s), fence=fence_a,
+                         closes_gap=True, on_late=late.append)
+    await commit_segment(sessions, root, file(), NewSegment(cam, t0 + 25 * s, t0 + 30 * s), fence=fence_a,
+                         closes_gap=True, on_late=late.append)
+    assert late == [Late(2, "b", claimed_us)] * 2
+    straddling, after = file(), file()
+    with pytest.raises(Fenced, match="generation 1; the lease is now node b, generation 2"):
+        await commit_segment(sessions, root, straddling, NewSegment(cam, claimed_us - 5 * s, claimed_us + s),
+                             fence=fence_a, on_late=late.append)
+    with pytest.raises(Fenced):
+        await commit_segment(sessions, root, after, NewSegment(cam, claimed_us + s, claimed_us + 3 * s),
+                             fence=fence_a, on_late=late.append)
+    assert len(late) == 2 and {p.name for p in (root / str(cam) / "fenced").iterdir()} == {straddling.name, after.name}
+    # b's first segment closes its gap; what is missing is exactly what nobody catalogued.
+    await commit_segment(sessions, root, file(), NewSegment(cam, claimed_us + 2 * s, claimed_us + 4 * s),
+                         fence=Fence("b", 2), closes_gap=True)
+    async with sessions() as session:
+        gaps = (await session.execute(select(Gap.start_us, Gap.end_us).where(Gap.camera_id == cam)
+                                      .order_by(Gap.start_us))).all()
+        spans = (await session.execute(select(Segment.start_us, Segment.end_us).where(Segment.camera_id == cam)
+                                       .order_by(Segment.start_us))).all()
+        last = await session.scalar(select(Camera.last_segment_us).where(Camera.id == cam))
+    assert [tuple(g) for g in gaps] == [(t0 + 20 * s, t0 + 25 * s), (t0 + 30 * s, claimed_us + 2 * s)]
+    assert [tuple(r) for r in spans] == [(t0, t0 + 10 * s), (t0 + 10 * s, t0 + 20 * s), (t0 + 25 * s, t0 + 30 * s),
+                                         (claimed_us + 2 * s, claimed_us + 4 * s)]
+    assert last == claimed_us + 4 * s
+    assert len(scan_store(root)) == 4  # the fenced files are not in a day folder
+
+
+async def test_late_footage_must_not_overlap_and_needs_the_lease_history(sessions, tmp_path: Path) -> None:
+    """The rule's guards: a late segment overlapping catalogued footage (two nodes' clocks
+    apart) is fenced; after two takeovers a segment is judged against the first (the claim
+    after its own generation); a lease whose history is not known (taken before it was kept)
+    fences as before; a generation that was not the fence's node's fences."""
+    (cam,) = await add_cameras(sessions, 1)
+    root = tmp_path / "store"
+    s = 1_000_000
+    t0 = now_us() - 120 * s
+    file = segment_files(root, cam)
+
+    nodes = {}
+    for name in ("a", "b", "c"):  # a, then b, then c hold the camera: generations 1, 2, 3
+        async with transaction(sessions) as session:
+            await release(session, "a")
+            await release(session, "b")
+        nodes[name] = await keeper(sessions, name)
+        await nodes[name].tick()
+        await asyncio.sleep(0.05)
+    async with sessions() as session:
+        since = {g.generation: (g.node_id, g.since_us) for g in (await session.scalars(select(LeaseGeneration))).all()}
+    assert [since[g][0] for g in (1, 2, 3)] == ["a", "b", "c"] and since[1][1] < since[2][1] < since[3][1]
+    # b's catalogued footage (its clock ahead of a's) overlaps a's late segment: fenced.
+    await commit_segment(sessions, root, file(), NewSegment(cam, t0, t0 + 10 * s), fence=Fence("c", 3))
+    with pytest.raises(Fenced, match="overlaps the catalogued"):
+        await commit_segment(sessions, root, file(), NewSegment(cam, t0 + 5 * s, t0 + 15 * s), fence=Fence("a", 1))
+    late: list = []
+    # a's segment ending before b's claim, and b's ending before c's, are catalogued late.
+    await commit_segment(sessions, root, file(), NewSegment(cam, t0 + 20 * s, since[2][1]), fence=Fence("a", 1),
+                         on_late=late.append)
+    with pytest.raises(Fenced):  # a's footage after b's claim, though before c's
+        await commit_segment(sessions, root, file(), NewSegment(cam, since[2][1], since[2][1] + 1), fence=Fence("a", 1))
+    await commit_segment(sessions, root, file(), NewSegment(cam, since[2][1], since[3][1]), fence=Fence("b", 2),
+                         on_late=late.append)
+    assert late == [Late(3, "c", since[2][1]), Late(3, "c", since[3][1])]
+    with pytest.raises(Fenced):  # not a's generation
+        await commit_segment(sessions, root, file(), NewSegment(cam, t0 + 30 * s, t0 + 31 * s), fence=Fence("x", 1))
+    async with transaction(sessions) as session:  # a lease taken before the history was kept
+        await session.execute(delete(LeaseGeneration).where(LeaseGeneration.generation == 2))
+    with pytest.raises(Fenced):
+        await commit_segment(sessions, root, file(), NewSegment(cam, t0 + 40 * s, t0 + 41 * s), fence=Fence("a", 1))
 
 
 async def test_moving_a_camera_waits_for_the_holder(sessions) -> None:
@@ -234,6 +392,92 @@ async def test_a_recorder_that_lost_its_lease_keeps_its_segment_out_of_the_catal
     assert (root / str(cam) / "fenced" / "1-1.mkv").exists()
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Segment)) == 1
+
+
+async def test_a_recorder_back_from_a_cut_catalogues_late_and_leaves_the_new_holders_gap_and_state(
+    sessions, tmp_path: Path
+) -> None:
+    """The recorder's side of the late rule: its queue, written when the database is back,
+    catalogues what ended before the new holder's claim (counted, reported), and neither opens a
+    gap nor writes the camera's state over the new holder's (they are its recorder's now)."""
+    from cameras.recorder import CameraRecorder, RecorderCamera, _Commit, _OpenGap
+    from storage.models import CameraState
+
+    (cam,) = await add_cameras(sessions, 1)
+    root = tmp_path / "store"
+    a = await keeper(sessions, "a")
+    await a.tick()
+    reported: list = []
+    rec = CameraRecorder(RecorderCamera(cam, "cam0", "rtsp://127.0.0.1:1/0", generation=a.held[cam].generation),
+                         sessions, root, segment_s=2, stall_timeout_s=5, backoff_initial_s=1, backoff_max_s=1,
+                         node_id="a", on_late=lambda r, late: reported.append(late))
+    folder = incoming_dir(root, cam)
+    folder.mkdir(parents=True)
+    t0 = now_us() - 30_000_000
+    (folder / "1-0.mkv").write_bytes(b"x" * 10)
+    async with transaction(sessions) as session:  # a is cut off; b takes the camera
+        await release(session, "a")
+    b = await keeper(sessions, "b")
+    await b.tick()
+    async with transaction(sessions) as session:
+        await session.execute(update(Camera).where(Camera.id == cam).values(state="recording", state_reason=""))
+    await rec._apply(_Commit(folder / "1-0.mkv", NewSegment(cam, t0, t0 + 2_000_000), closes_gap=True))
+    assert rec.segments_committed == 1 and rec.segments_late == 1 and rec.segments_fenced == 0
+    assert reported == [rec.late] and rec.late.node_id == "b" and rec.late.generation == 2
+    await rec._apply(_OpenGap("ffmpeg exited", now_us()))
+    rec._set_state(CameraState.RECONNECTING, "connection refused")
+    await rec._write_state()
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Gap)) == 0
+        assert await session.scalar(select(Camera.state).where(Camera.id == cam)) == "recording"
+        assert await session.scalar(select(func.count()).select_from(Alert)) == 0  # no camera_offline
+
+
+async def test_the_spool_of_a_generation_no_recorder_runs_is_swept_into_the_store_under_its_fence(
+    sessions, tmp_path: Path
+) -> None:
+    """A node stopped while the shared storage was away left segments in its local spool,
+    and the camera is another node's now: the supervisor's sweep moves them into the store
+    under their generation's fence (late if they ended before the taker's claim, else fenced);
+    while the store is still away they wait, and /healthz's notes say so."""
+    import os
+    import shutil
+
+    from evidence_media import make_segments
+
+    from cameras.recorder import Supervisor, spool_incoming
+    from storage.keys import load_or_create_keys
+
+    (cam,) = await add_cameras(sessions, 1)
+    a = await keeper(sessions, "a")
+    await a.tick()
+    async with transaction(sessions) as session:  # a is cut off; b takes the camera
+        await release(session, "a")
+    b = await keeper(sessions, "b")
+    await b.tick()
+    async with sessions() as session:
+        claimed_us = (await session.get(LeaseGeneration, (cam, "recorder", 2))).since_us
+    spool, root = tmp_path / "spool", tmp_path / "store"
+    folder = spool_incoming(spool, cam, 1)
+    folder.mkdir(parents=True)
+    before, after = make_segments(tmp_path / "made", 2, seconds=2)
+    for src, end_us in ((before, claimed_us - 10_000_000), (after, claimed_us + 5_000_000)):
+        shutil.move(src, folder / src.name)
+        os.utime(folder / src.name, ns=(end_us * 1000, end_us * 1000))
+    notes: dict[str, str] = {}
+    sup = Supervisor(sessions, load_or_create_keys(tmp_path / "key"), root, segment_s=2, stall_timeout_s=20,
+                     backoff_initial_s=1, backoff_max_s=5, lease=a.leases["recorder"], notes=notes, spool_root=spool)
+    root.write_text("the store is away")
+    await sup._sweep_spool()
+    assert "camera" in notes["recorder_spool"] and len(list(folder.iterdir())) == 2
+    root.unlink()
+    await sup._sweep_spool()
+    assert "recorder_spool" not in notes and not (spool / str(cam)).joinpath("g1").exists()
+    assert sup.segments_late == 1 and sup.segments_fenced == 1
+    assert [p.name for p in (root / str(cam) / "fenced").iterdir()] == [after.name]
+    async with sessions() as session:
+        rows = (await session.scalars(select(Segment))).all()
+    assert len(rows) == 1 and rows[0].end_us == claimed_us - 10_000_000 and rows[0].state == "recovered"
 
 
 def test_balance_gives_a_joining_node_its_share_by_capacity_and_moves_nothing_else() -> None:

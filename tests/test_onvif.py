@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from tcp_proxy import free_port
 
 from cameras import CameraAuthError, CameraUnavailable
 from cameras.onvif import NotOnvifDevice, ServiceMissing, adopt, clock, discovery, ptz
@@ -120,9 +121,7 @@ async def test_wrong_password_is_an_auth_error(sim: OnvifSimulator):
 
 
 async def test_unreachable_address_means_retry_later():
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with pytest.raises(CameraUnavailable, match="retry later"):
         await adopt.inspect(f"http://127.0.0.1:{port}/onvif/device_service", "admin", "x", timeout_s=3)
 
@@ -369,9 +368,7 @@ async def test_api_errors_permissions_and_clock(sim: OnvifSimulator, settings, l
     from controlroom.app import create_app
 
     app = create_app(settings.with_overrides(**{"http.port": 0, "mqtt.enabled": False}), record=False, anpr=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = free_port()
     ptz_cam, fixed = sim.cameras
     async with TestClient(TestServer(app)) as client:
         admin = await login(client, "administrator")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cameras.recorder import CameraRecorder, RecorderCamera, Supervisor
+from cameras.recorder import HEALTH_SLACK_S, CameraRecorder, RecorderCamera, Supervisor
 from storage.alerts import AlertHub
 from storage.keys import load_or_create_keys
 from storage.models import CameraState
@@ -52,8 +52,16 @@ def test_running_is_not_healthy_progress_is(sessions, tmp_path) -> None:
     rec.catalogue_error = "OperationalError: database is locked"
     rec._queue.append(object())  # not a segment: does not count as waiting
     assert "(0 waiting: OperationalError: database is locked)" in rec.problem(now)
-    rec.last_catalogued = now - 2 * SEGMENT_S + 1
-    assert rec.problem(now) == ""  # within two segment lengths
+    rec.last_catalogued = now - SEGMENT_S - HEALTH_SLACK_S + 1
+    assert rec.problem(now) == ""  # short segments: within one length and the slack
+    rec.last_catalogued = now - SEGMENT_S - HEALTH_SLACK_S - 1
+    assert rec.problem(now).startswith("no segment catalogued for 15 s")
+    rec.segment_s, rec._recording_since = 30, now - 600
+    rec.last_catalogued = now - 2 * 30 + 1
+    assert rec.problem(now) == ""  # long segments: within two lengths
+    rec.last_catalogued = now - 2 * 30 - 1
+    assert rec.problem(now).startswith("no segment catalogued for 61 s")
+    rec.segment_s = SEGMENT_S
     rec.state = CameraState.RECONNECTING
     rec.last_catalogued = now - 600
     assert rec.problem(now) == ""  # the camera's own state says what is wrong

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 
@@ -165,21 +166,25 @@ async def test_single_view_ptz_preset_moves_the_camera(stack, page, artifacts: P
     assert ("live.start", OPERATOR) in actions
 
 
+async def recorded_ago(stack, cam_id: int, seconds: float) -> int:
+    """A wall time (UTC ms) ``seconds`` ago that the camera has recorded, waiting up to 60 s."""
+    async def look():
+        at_us = int((time.time() - seconds) * 1e6)
+        async with stack.app[SESSIONS]() as session:
+            run = await find_run(session, stack.settings.storage_root, cam_id, at_us, media_duration_s)
+        return at_us // 1000 if run and run[0].start_us <= at_us - 500_000 else None
+
+    target_ms = await wait_for(look, 60, 1.0)
+    assert target_ms, f"the camera has not recorded the last {seconds} s"
+    return target_ms
+
+
 async def test_playback_from_twenty_seconds_ago(stack, page, artifacts: Path):
     """The frame shown is from 20 s ago: its media time maps to that wall time through the
     catalogue (or the segment being written), within a frame or two."""
     # A pre-encoded camera: its media clock keeps wall time even on a loaded machine.
     cam_id = stack.camera_id(FIXED[0])
-    root = stack.settings.storage_root
-
-    async def recorded_20s_ago():
-        at_us = int((time.time() - 20) * 1e6)
-        async with stack.app[SESSIONS]() as session:
-            run = await find_run(session, root, cam_id, at_us, media_duration_s)
-        return at_us // 1000 if run and run[0].start_us <= at_us - 500_000 else None
-
-    target_ms = await wait_for(recorded_20s_ago, 60, 1.0)
-    assert target_ms, "the camera has not recorded the last 20 s"
+    target_ms = await recorded_ago(stack, cam_id, 20)
     await page.goto(f"{stack.base_url}/#playback/{cam_id}/{target_ms}")
 
     async def positioned():
@@ -232,6 +237,56 @@ async def test_playback_from_twenty_seconds_ago(stack, page, artifacts: Path):
     async with stack.app[SESSIONS]() as session:
         audited = (await session.execute(select(AuditEntry).where(AuditEntry.action == "playback.start"))).scalars().all()
     assert any(e.actor == OPERATOR and e.target == f"camera:{cam_id}" for e in audited)
+
+
+async def test_a_stale_plan_is_asked_for_again_and_plays(stack, page):
+    """A plan can go stale before the player asks for its stream: the segment it named by an
+    estimate (the file being written) is committed with its measured start, or retention removes
+    the run. The service's stream then answers 404, and the player asks for a plan once more.
+
+    The first plan is made stale here by naming its run 20 s before its start: the real service
+    finds no run starting there (as after a commit moved the start) and answers 404. The time
+    asked for is in a catalogued segment, so that the run's first piece is one (a growing first
+    piece's start is an estimate, which the service takes as it finds it)."""
+    cam_id = stack.camera_id(FIXED[2])
+
+    async def catalogued():
+        async with stack.app[SESSIONS]() as session:
+            seg = (await session.execute(select(Segment).where(Segment.camera_id == cam_id)
+                                         .order_by(Segment.end_us.desc()).limit(1))).scalar_one_or_none()
+        return (seg.start_us + seg.end_us) // 2000 if seg else None
+
+    target_ms = await wait_for(catalogued, 70, 1.0)
+    assert target_ms, "the camera has catalogued no segment"
+    plans: list[dict] = []
+    streams: list[int] = []
+
+    async def stale_first(route):
+        response = await route.fetch()
+        plan = await response.json()
+        plans.append(plan)
+        if len(plans) == 1:
+            start = plan["start_us"]
+            plan["stream_url"] = plan["stream_url"].replace(f"start_us={start}", f"start_us={start - 20_000_000}")
+        await route.fulfill(response=response, json=plan)
+
+    page.on("response", lambda r: streams.append(r.status) if "/playback/stream.mp4" in r.url else None)
+    plans_url = re.compile(r"/api/v1/cameras/\d+/playback\?")
+    await page.route(plans_url, stale_first)
+    try:
+        await page.goto(f"{stack.base_url}/#playback/{cam_id}/{target_ms}")
+        state = await wait_for(lambda: page.evaluate(
+            """(cam) => { const pb = window.controlroom.playback; const v = document.getElementById('pb-video');
+               return pb.ready && pb.plan && pb.plan.camera === cam && v.readyState >= 2 && !v.seeking
+                 ? pb.wallOf(v.currentTime) : null; }""", cam_id), 20)
+        assert state, ("the player did not recover from a stale plan", await page.text_content("#pb-message"),
+                       plans, streams)
+    finally:
+        await page.unroute(plans_url)
+    assert streams[:2] == [404, 200], streams
+    assert len(plans) == 2, plans
+    assert target_ms - 100 <= state <= target_ms + 1500, (state - target_ms, plans[-1])
+    assert await page.text_content("#pb-message") == ""
 
 
 async def test_camera_off_the_air_shows_in_badge_and_alerts(stack, page, artifacts: Path):

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import pytest
 import pytest_asyncio
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from sqlalchemy import func, select
 from ui_stack import OPERATOR, PASSWORD, chromium, running_stack, wait_for
 
@@ -110,6 +111,15 @@ ALL_PLAYING = """() => {
 }"""
 
 
+async def all_playing(page, timeout_s: float = 30) -> None:
+    """Wait until every tile with a camera plays; if not, say what each tile was doing."""
+    try:
+        await page.wait_for_function(ALL_PLAYING, polling="raf", timeout=timeout_s * 1000)
+    except PlaywrightTimeoutError:
+        raise AssertionError(f"not every tile played within {timeout_s:g} s: {await page.evaluate(TILES, 0)}, "
+                             f"page errors {page.errors}") from None
+
+
 async def test_alert_opens_four_cameras_in_step(stack, page, artifacts: Path):
     """A camera alert's "4 cameras" link opens synchronised playback of its moment (30 s before
     the alert) on four cameras: all four play within a second of that moment and of each other,
@@ -198,7 +208,7 @@ async def open_sync(stack, page, ago_s: float = 40) -> int:
     cams = sorted(stack.cameras.values())
     at_ms = int((time.time() - ago_s) * 1000)
     await page.goto(f"{stack.base_url}/#sync/{','.join(map(str, cams))}/{at_ms}")
-    await page.wait_for_function(ALL_PLAYING, polling="raf", timeout=30_000)
+    await all_playing(page)
     return at_ms
 
 
@@ -285,7 +295,7 @@ async def test_gaps_say_no_recording_and_a_reload_keeps_cameras_and_moment(stack
         """() => { const s = window.controlroom.sync; return s.active && s.tiles.length === 4
              && s.tiles.every((t) => t.root.classList.contains('sync-gap') && /^No recording at \\d\\d:\\d\\d:\\d\\d [+-]\\d\\d:\\d\\d$/.test(t.message.textContent)); }""",
         timeout=15_000)
-    await page.wait_for_function(ALL_PLAYING, polling="raf", timeout=30_000)
+    await all_playing(page)
     state = await page.evaluate(TILES, 0)
     assert all(t["wall"] >= min(starts) / 1000 - 500 for t in state["tiles"]), state
     await page.click("#sync-play")  # pause, then reload: the URL has the cameras and the moment
@@ -294,7 +304,7 @@ async def test_gaps_say_no_recording_and_a_reload_keeps_cameras_and_moment(stack
     url = page.url
     assert f"#sync/{','.join(map(str, cams))}/" in url
     await page.reload()
-    await page.wait_for_function(ALL_PLAYING, polling="raf", timeout=30_000)
+    await all_playing(page)
     again = await page.evaluate(TILES, 0)
     assert sorted(t["camera"] for t in again["tiles"]) == cams
     assert abs(again["clock"] - paused_at) < 3000, (again["clock"], paused_at)

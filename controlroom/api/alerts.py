@@ -129,7 +129,7 @@ async def alerts_ws(request: web.Request) -> web.StreamResponse:
     disclosure.note(request, "alerts")
     try:
         await ws.prepare(request)  # writes the alerts.watch entry first (controlroom.disclosure)
-    except ConnectionResetError:
+    except ConnectionError:
         return ws  # the browser left before the upgrade completed (a tile changed meanwhile)
     open_socket(request, ws)  # closed when the service stops (controlroom.api.live.on_shutdown)
     tz = request.app[SETTINGS].display_timezone
@@ -155,6 +155,6 @@ async def alerts_ws(request: web.Request) -> web.StreamResponse:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, ConnectionResetError, RuntimeError):
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
                 await task
     return ws

@@ -491,7 +491,7 @@ async def _send_link_bytes(request: web.Request, link_id: int, path: Path, req: 
                 await response.write(chunk)
                 sent += len(chunk)
         await response.write_eof()
-    except (ConnectionResetError, asyncio.CancelledError):
+    except (ConnectionError, asyncio.CancelledError):
         log.info("evidence %s: one-time link %s transfer broke off after %d of %d bytes",
                  req.id, link_id, sent, end - start)
         raise

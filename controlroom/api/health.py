@@ -59,6 +59,7 @@ async def _node_state(request: web.Request, keeper: nodes.LeaseKeeper, problems:
     state: dict[str, object] = {
         "id": keeper.node_id, "roles": list(keeper.roles), "cameras": sorted(keeper.held),
         "capacity": keeper.capacity, "segments_fenced": supervisor.segments_fenced if supervisor else 0,
+        "segments_catalogued_late": supervisor.segments_late if supervisor else 0,
         "anpr_cameras": sorted(keeper.leases["anpr"].held) if "anpr" in keeper.leases else [],
         "anpr_capacity": keeper.anpr_capacity,
         "reads_fenced": request.app[ANPR_LIVE].reads_fenced if ANPR_LIVE in request.app else 0,

@@ -62,6 +62,9 @@ routes = web.RouteTableDef()
 
 STREAMS = ("sub", "main")
 SNAPSHOT_TIMEOUT_S = 10.0
+# A snapshot is of the picture now: the upstream's newest fragment (one every 0.1 s, or a frame of
+# a slow camera) at most this old.
+SNAPSHOT_FRESH_S = 3.0
 # Closing a WebSocket waits this long for the browser's answer to our close frame (aiohttp's
 # default is 10 s, which a vanished browser makes every stop and every departure wait).
 WS_CLOSE_TIMEOUT_S = 2.0
@@ -272,7 +275,7 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
     disclosure.note(request, f"camera:{cam.id}", stream=stream, masked=mask is not None)
     try:
         await ws.prepare(request)  # writes the live.start entry first (controlroom.disclosure)
-    except ConnectionResetError:
+    except ConnectionError:
         return ws  # the browser left before the upgrade completed (a tile changed meanwhile)
     open_socket(request, ws)
     send_timeout_s = request.app[SETTINGS].live.send_timeout_s
@@ -281,7 +284,7 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
         up, viewer = await connect(request, cam, stream, query.hevc, mask)
     except CameraUnavailable as exc:  # no picture: say why, in a word the screen translates
         code = unavailable_code(exc, request, cam)
-        with contextlib.suppress(ConnectionResetError, RuntimeError):
+        with contextlib.suppress(ConnectionError, RuntimeError):
             if code == "stopping":
                 await ws.send_json({"type": "end", "reason": str(exc), "code": code})
             else:
@@ -311,8 +314,8 @@ async def live_ws(request: web.Request) -> web.StreamResponse:
                 await ws.send_json({"type": "end", "reason": viewer.end_reason, "code": "ended"})
     except TimeoutError:
         log.info("camera %s: live viewer %s took nothing for %gs; disconnected", cam.id, who, send_timeout_s)
-    except (ConnectionResetError, RuntimeError):
-        pass  # the browser went away mid-send
+    except (ConnectionError, RuntimeError):
+        pass  # the browser went away mid-send (reset, or lost while waiting on back-pressure)
     finally:
         request.app[LIVE].leave(up, viewer)
         closer.cancel()
@@ -345,13 +348,22 @@ async def _wait_client_close(ws: web.WebSocketResponse, viewer) -> None:
     viewer.close("client left")
 
 
+def _fresh(up: Upstream) -> bool:
+    """Whether the upstream is delivering now: its newest fragment came within SNAPSHOT_FRESH_S."""
+    last = up.last_fragment
+    return last is not None and time.monotonic() - last.received_s <= SNAPSHOT_FRESH_S
+
+
 async def snapshot_jpeg(up: Upstream, timeout_s: float = SNAPSHOT_TIMEOUT_S) -> bytes:
-    """Decode the newest keyframe fragment of a running upstream to JPEG (one frame)."""
+    """Decode the newest keyframe fragment of a running upstream to JPEG (one frame), only while
+    the upstream delivers: a camera that stopped sending is not pictured by its last keyframe
+    (its upstream lingers until its stall timeout, and the picture check would judge the old view)."""
     await up.wait_ready(timeout_s)
     deadline = time.monotonic() + timeout_s
-    while (frag := up.keyframe_fragment()) is None:
+    while (frag := up.keyframe_fragment()) is None or not _fresh(up):
         if up.ended or time.monotonic() > deadline:
-            raise CameraUnavailable(f"camera stream {up.key}: no keyframe within {timeout_s:g}s")
+            why = "no keyframe" if frag is None else f"no video for over {SNAPSHOT_FRESH_S:g}s"
+            raise CameraUnavailable(f"camera stream {up.key}: {why} within {timeout_s:g}s")
         await asyncio.sleep(0.1)
     assert up.init is not None
     proc = await children.spawn(

@@ -202,11 +202,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 log.warning("camera %s: playback remux exited %s: %s", cam.id, proc.returncode,
                             err.decode(errors="replace")[-300:])
             await response.write_eof()
-        except ConnectionResetError:
+        except ConnectionError:  # reset, or lost while waiting on back-pressure (aiohttp: a plain one)
             pass  # the player went away (a seek, or the operator left): stop remuxing
         finally:
-            procs.discard(proc)
             await children.end(proc)
+            procs.discard(proc)  # after the reaping: an empty set means no remux is left
     return response
 
 

@@ -2,7 +2,7 @@
 // (fragmented MP4 over HTTP, read only as fast as it plays). The browser always gets H.264
 // unless it says it plays H.265 (hevc=1): the service converts a camera's H.265 for it.
 
-import { wsUrl } from "./api.js";
+import { api, wsUrl } from "./api.js";
 
 const LIVE_MAX_LAG_S = 0.5;   // further behind the live edge than this: jump to it
 const LIVE_TARGET_LAG_S = 0.15;
@@ -149,12 +149,33 @@ export class PlaybackPlayer {
     this.abort = null;
   }
 
+  /** Play camera ``camId``'s footage from wall-clock ``ms``: ask the service for the run there
+   * (the plan), hand it to ``onPlan`` (which returns false if it is no longer wanted), and load
+   * the plan's stream. Resolves with the plan (null if not wanted); rejects with the plan's or the
+   * stream's error, its HTTP ``status`` set.
+   *
+   * A plan can go stale before its stream is asked for: the segment it named by an estimate (the
+   * file being written) is committed with its measured start, or retention removes the run. The
+   * stream then answers 404 ("no longer available") and the plan is asked for once more. */
+  async loadAt(camId, ms, { play = true, onPlan = () => true } = {}) {
+    for (let attempt = 1; ; attempt++) {
+      const plan = await api(`/api/v1/cameras/${camId}/playback?at=${encodeURIComponent(new Date(ms).toISOString())}`);
+      if (onPlan(plan) === false) return null;
+      try {
+        await this.load(plan.stream_url, plan.offset_s, { play });
+        return plan;
+      } catch (e) {
+        if (e.status !== 404 || attempt > 1) throw e;
+      }
+    }
+  }
+
   /** Play ``url`` from media time ``offsetS``. Resolves when the first frame is ready. */
   async load(url, offsetS, { play = true } = {}) {
     this.stop();
     const abort = new AbortController(); this.abort = abort;
     const res = await fetch(url, { signal: abort.signal, credentials: "same-origin" });
-    if (!res.ok) throw new Error(`playback: ${res.status}`);
+    if (!res.ok) throw Object.assign(new Error(`playback: ${res.status}`), { status: res.status });
     const reader = res.body.getReader();
     // The codec string is in the init segment's avcC box: read until we have it.
     let head = new Uint8Array(0);

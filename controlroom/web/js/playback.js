@@ -2,7 +2,6 @@
 // time, play at 1x/2x/4x, step frame by frame. Footage comes remuxed from the recorded segments
 // (never transcoded); the plan from the server maps media time to wall-clock time.
 
-import { api } from "./api.js";
 import { PlaybackPlayer } from "./mse.js";
 import { Timeline, recordedDay } from "./timeline.js";
 import { cameraOption } from "./cameras.js";
@@ -159,9 +158,7 @@ export class PlaybackView {
     this.say("Loading…");
     this.ready = false;
     try {
-      const plan = await api(`/api/v1/cameras/${camId}/playback?at=${encodeURIComponent(new Date(ms).toISOString())}`);
-      this.plan = plan;
-      await this.player.load(plan.stream_url, plan.offset_s, { play });
+      const plan = await this.player.loadAt(camId, ms, { play, onPlan: (p) => { this.plan = p; } });
       this.video.playbackRate = this.rate;
       this.ready = true;
       this.syncUrl(ms);

@@ -6,7 +6,6 @@
 // A still (PNG with camera and time burnt in) and a short clip come from the chosen tile; both
 // are audited, and footage leaving the building still goes through an evidence request.
 
-import { api } from "./api.js";
 import { PlaybackPlayer } from "./mse.js";
 import { Timeline, recordedDay } from "./timeline.js";
 import { DigitalZoom } from "./zoom.js";
@@ -92,10 +91,9 @@ class SyncTile {
     this.replanAt = performance.now();
     const job = (async () => {
       try {
-        const plan = await api(`/api/v1/cameras/${camId}/playback?at=${encodeURIComponent(new Date(ms).toISOString())}`);
-        if (this.camId !== camId) return;
-        this.plan = plan;
-        await this.player.load(plan.stream_url, plan.offset_s, { play: false });
+        const plan = await this.player.loadAt(camId, ms, {
+          play: false, onPlan: (p) => { if (this.camId !== camId) return false; this.plan = p; return true; } });
+        if (!plan) return;
         this.video.playbackRate = this.view.rate;
       } catch (e) {
         if (this.camId !== camId) return;
