@@ -392,7 +392,10 @@ async def growing_start_us(path: Path, last_end_us: int | None, duration_s: Medi
     of its packets (so both are taken of the same bytes, up to three tries). The first measure
     made for a file is kept for it: a plan, its stream and a still of the frame on screen map the
     same wall time to the same frame. Seen in CI: a still of the frame a paused tile showed
-    sought past the end of the file under a later measure, and ffmpeg gave no picture."""
+    sought past the end of the file under a later measure, and ffmpeg gave no picture.
+
+    Raises FileNotFoundError when the file is gone meanwhile: the recorder has committed it (it
+    is between its rename and its row, or catalogued)."""
     named_us = incoming_named_us(path)
     if last_end_us is not None and (named_us is None or abs(named_us - last_end_us) < 3_000_000):
         return last_end_us
@@ -420,10 +423,18 @@ def newest_incoming(root: Path, camera_id: int) -> Path | None:
     """The camera's segment file being written now (the newest non-empty one). Blocking."""
     folder = incoming_dir(root, camera_id)
     try:
-        files = [p for p in folder.iterdir() if p.suffix == ".mkv" and p.stat().st_size > 0]
+        names = [p for p in folder.iterdir() if p.suffix == ".mkv"]
     except FileNotFoundError:
         return None
-    return max(files, key=lambda p: p.stat().st_mtime, default=None)
+    files = []
+    for path in names:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # committed since the listing
+            continue
+        if stat.st_size > 0:
+            files.append((stat.st_mtime, path))
+    return max(files, default=(0.0, None))[1]
 
 
 def any_incoming(root: Path, camera_id: int) -> bool:
@@ -522,7 +533,11 @@ async def _find_run_once(
         # its commit); say the recorder is writing, from now.
         writing = now_us() if await asyncio.to_thread(any_incoming, root, camera_id) else None
         return pieces, newest_end, writing
-    start = await growing_start_us(growing, newest_end, duration_s)
+    try:
+        start = await growing_start_us(growing, newest_end, duration_s)
+    except FileNotFoundError:
+        # Committed while it was measured: in its commit, as above (find_run waits for its row).
+        return pieces, newest_end, now_us()
     if start is None:
         return pieces, newest_end, None
     if pieces and start - (pieces[-1].end_us or 0) > JOIN_GAP_US:

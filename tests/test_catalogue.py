@@ -283,3 +283,37 @@ async def test_find_run_measures_the_first_segment_of_a_recorder_run(sessions, t
         run = await find_run(s, root, cam, T0 - 60_000_000, media_duration_s)
     assert [(p.path, p.start_us, p.end_us) for p in run] == [(growing, mtime_us - int(duration_s * 1e6), None)]
 
+
+async def test_find_run_waits_out_a_growing_file_committed_while_it_is_measured(sessions, tmp_path: Path) -> None:
+    """The first file of a recorder run is measured (its time, then its media duration); the
+    recorder may commit it, renaming it into the store, between the two. The reader then stat()ed
+    a file that was gone and the request failed with FileNotFoundError (seen in CI: playback of
+    "20 s ago" on a loaded machine). The file is in its commit, as between a rename and its row:
+    the reader waits for the row."""
+    root = tmp_path / "rec"
+    cam = await make_camera(sessions, tmp_path)
+    s1 = 1_000_000
+    opened = datetime.fromtimestamp(T0 / 1e6, UTC)
+    growing = incoming_file(root, cam, opened.strftime(incoming_pattern("9")), b"growing")
+    in_commit = tmp_path / "in-commit.mkv"
+    landing: list[asyncio.Task] = []
+
+    async def committed_while_probed(path: Path) -> float:
+        # ffmpeg has opened the next segment (empty so far) and the recorder commits this one:
+        # the rename now, the row a moment later.
+        next_opened = datetime.fromtimestamp((T0 + 30 * s1) / 1e6, UTC)
+        incoming_file(root, cam, next_opened.strftime(incoming_pattern("9")), b"")
+        path.rename(in_commit)
+
+        async def row_lands() -> None:
+            await asyncio.sleep(0.5)
+            await commit_segment(sessions, root, in_commit, NewSegment(cam, T0, T0 + 30 * s1))
+
+        landing.append(asyncio.create_task(row_lands()))
+        return 25.0
+
+    async with sessions() as s:
+        run = await find_run(s, root, cam, T0 + 10 * s1, committed_while_probed, settle_s=60)
+    await asyncio.gather(*landing)
+    assert not growing.exists()
+    assert [(p.start_us - T0, p.end_us - T0) for p in run] == [(0, 30 * s1)]
