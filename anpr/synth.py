@@ -8,10 +8,16 @@ never trained or tuned on (docs/design/anpr-reader.md, "The plate recogniser").
 
 Layouts (``LAYOUTS``): the UK's current (``AB12 CDE``), prefix (``A123 BCD``), suffix
 (``ABC 123D``), dateless (``ABC 123``, ``1234 AB``) and Northern Ireland (``AIZ 1234``)
-registrations, on one line or two, white at the front or yellow at the rear; and ``generic``:
-4 to 8 letters and digits in assorted colours and fonts, as on other countries' plates.
+registrations, on one line or two, white at the front or yellow at the rear; ``generic``:
+4 to 8 letters and digits in assorted colours and fonts, as on other countries' plates; and
+``us`` (2026-12-08): US-style plates, 5 to 7 characters (ABC1234, 1ABC234, ABC123, 123ABC,
+AB12345, ...) in a condensed, often embossed-looking face on a gradient or scenic background,
+the state's name across the top in a script-like, serif or sans face, a slogan or website at
+the bottom, stickers, bolt holes, a star, disc or silhouette beside or between the groups;
+drawn from general knowledge of US plates, not from any photograph.
 
-Font: DejaVu Sans (Condensed) Bold, and for generic plates the other DejaVu faces, from the
+Font: DejaVu Sans (Condensed) Bold, and for generic and US plates the other DejaVu faces (the
+only fonts installed here; serif italics stand in for US plates' script faces), from the
 system's fonts-dejavu package or matplotlib's copy; DejaVu's licence (the Bitstream Vera
 licence, and public domain for DejaVu's changes) allows this use. The UK's own plate font
 (Charles Wright 2001) is not free; DejaVu Sans Condensed Bold is the nearest free face here.
@@ -120,11 +126,13 @@ def _number(rng: np.random.Generator, most: int) -> str:
     return _pick(rng, "123456789") + _pick(rng, _DIGITS, n - 1)
 
 
-def registration(rng: np.random.Generator, layout: str | None = None) -> tuple[str, str, str]:
-    """(layout, left group, right group) of a made-up registration."""
+def registration(rng: np.random.Generator, layout: str | None = None, shares: dict[str, float] | None = None) -> tuple[str, str, str]:
+    """(layout, left group, right group) of a made-up registration; the layout drawn by
+    ``shares`` (LAYOUTS unless given) when not named."""
     if layout is None:
-        names = list(LAYOUTS)
-        layout = names[int(rng.choice(len(names), p=np.array(list(LAYOUTS.values())) / sum(LAYOUTS.values())))]
+        shares = shares or LAYOUTS
+        names = list(shares)
+        layout = names[int(rng.choice(len(names), p=np.array(list(shares.values())) / sum(shares.values())))]
     if layout == "current":
         age = int(rng.choice([*range(2, 26), *range(51, 76)]))
         return layout, _pick(rng, _TAG, 2) + f"{age:02d}", _pick(rng, _RANDOM, 3)
@@ -171,8 +179,8 @@ def _us_registration(rng: np.random.Generator) -> tuple[str, str]:
 US_GRAPHIC_SEP = "*"  # in a ``us`` plate's line: a small graphic between the groups (not a character)
 
 
-def make_plate(rng: np.random.Generator, layout: str | None = None) -> Plate:
-    layout, left, right = registration(rng, layout)
+def make_plate(rng: np.random.Generator, layout: str | None = None, shares: dict[str, float] | None = None) -> Plate:
+    layout, left, right = registration(rng, layout, shares)
     if layout == "us":
         kind = rng.random()
         sep = "" if kind < 0.35 or not right else " " if kind < 0.65 else "-" if kind < 0.8 else US_GRAPHIC_SEP
@@ -571,9 +579,10 @@ def _degrade(rng: np.random.Generator, img: np.ndarray, char_px: float, target_p
     return small, scale
 
 
-def sample(rng: np.random.Generator, layout: str | None = None) -> tuple[np.ndarray, str]:
-    """One recogniser input: (48 x W x 3 BGR uint8 line crop, its text A-Z0-9)."""
-    plate = make_plate(rng, layout)
+def sample(rng: np.random.Generator, layout: str | None = None, shares: dict[str, float] | None = None) -> tuple[np.ndarray, str]:
+    """One recogniser input: (48 x W x 3 BGR uint8 line crop, its text A-Z0-9); ``shares``:
+    the layouts' shares to draw from (LAYOUTS unless given)."""
+    plate = make_plate(rng, layout, shares)
     char_px = 32
     drawn = draw_plate(rng, plate, char_px)
     seen, quads = _camera(rng, drawn)

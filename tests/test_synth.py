@@ -29,6 +29,26 @@ def test_synthetic_generic_registrations_are_4_to_8_letters_and_digits() -> None
         assert 4 <= len(plate.text) <= 8 and set(plate.text) <= set(synth.SYMBOLS), plate
 
 
+def test_synthetic_us_registrations_are_5_to_7_letters_and_digits_on_one_line() -> None:
+    rng = np.random.default_rng(14)
+    for _ in range(400):
+        plate = synth.make_plate(rng, "us")
+        assert len(plate.lines) == 1 and 5 <= len(plate.text) <= 7, plate
+        assert set(plate.lines[0]) <= set(synth.SYMBOLS + " -" + synth.US_GRAPHIC_SEP), plate
+
+
+def test_synthetic_us_plates_box_the_registration_inside_the_plate() -> None:
+    rng = np.random.default_rng(15)
+    for _ in range(40):
+        plate = synth.make_plate(rng, "us")
+        drawn = synth.draw_plate(rng, plate, 32)
+        h, w = drawn.image.shape[:2]
+        [((x0, y0, x1, y1), line)] = drawn.lines
+        assert line == plate.lines[0]
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h and 1.8 < w / h < 2.2
+        assert 0.3 < (y1 - y0) / h < 0.7  # the characters about half the plate's height, room above and below
+
+
 def test_synthetic_layouts_are_drawn_in_their_shares() -> None:
     rng = np.random.default_rng(7)
     n = 4000
