@@ -15,9 +15,6 @@ from anpr.recogniser import HEIGHT_PX, MODEL, STEP_PX, PlateRecogniser
 TRAIN_SEEDS = (17, 1017)  # tools/train_plate_rec.py: training data, synthetic validation set
 TEST_SEED = 4242
 MIN_SYNTHETIC_EXACT = 0.75  # 85% when trained (docs/design/anpr-reader.md); a broken export reads ~0
-# The layouts' shares the committed model was trained on (anpr/synth.py before its US-style
-# layout, 2026-12-08): it is tested on the synthesis it learnt, not on later additions.
-MODEL_SHARES = {"current": 0.38, "prefix": 0.08, "suffix": 0.04, "dateless": 0.04, "ni": 0.04, "generic": 0.42}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +55,7 @@ def test_a_missing_model_file_is_a_clear_error(tmp_path) -> None:
 def test_reads_synthetic_plates_from_an_unseen_seed(rec: PlateRecogniser) -> None:
     assert TEST_SEED not in TRAIN_SEEDS
     rng = np.random.default_rng(TEST_SEED)
-    samples = [synth.sample(rng, shares=MODEL_SHARES) for _ in range(200)]
+    samples = [synth.sample(rng, shares=synth.TRAINED_SHARES) for _ in range(200)]
     right = sum(rec.read(img)[0] == text for img, text in samples)
     assert right / len(samples) >= MIN_SYNTHETIC_EXACT, f"{right} of {len(samples)}"
 

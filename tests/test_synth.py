@@ -93,3 +93,15 @@ def test_synthetic_plate_picture_draws_a_whole_plate() -> None:
     picture = synth.plate_picture(rng, synth.Plate("current", ("AB12 CDE",)))
     assert picture.dtype == np.uint8 and picture.shape[2] == 3
     assert picture.shape[1] > picture.shape[0]  # a one-line plate is wide
+
+
+def test_the_trained_mix_draws_what_the_committed_model_was_trained_on() -> None:
+    """tools/train_plate_rec.py --mix trained with seed 17 must give the samples the committed
+    model was trained on (so the documented rebuild rebuilds it): the first 40 registrations,
+    as anpr/synth.py drew them before the US-style layout was added (60a8421)."""
+    rng = np.random.default_rng(17)
+    texts = [synth.sample(rng, shares=synth.TRAINED_SHARES)[1] for _ in range(40)]
+    assert " ".join(texts) == (
+        "143C 225023 LAL740K OM67PLC BA0P3N2 EJ66BKG VTL CV14VDS DNZ3 DO18YNY RGOA5 1026K GJ60ZAS SP17BHD "
+        "VVZ5738 OE70YXA M21EMF R8YEQEVW 1A5A6 QM9N FVO20 OYZ6 082W X102A4 INX0IOW MPZ587 SKOLJ OC20EGG "
+        "KP24PFM 62O6S9Z3 GF62 RW55GXM 85430E09 TF25BFW M708313 552Q42JD U7OY3 639R VP67JXG HK11ZMG")

@@ -15,7 +15,9 @@ layout, so the reader's decoder takes it as it takes PP-OCR's). The ONNX file's 
 is (N, 3, 48, W), its output (N, W/8, 38) softmax probabilities; the characters are in its
 metadata (``character``, one a line), as in rapidocr's models.
 
-Fixed seeds: data seed 17 for training, 1017 for the synthetic validation set. One thread
+Fixed seeds: data seed 17 for training, 1017 for the synthetic validation set; ``--mix`` the
+layouts' shares (``trained``, the default: those of the committed model, which these seeds
+rebuild; ``all``: with the US-style plates added later, anpr.synth.LAYOUTS). One thread
 (``torch.set_num_threads(1)``): the machine it was trained on is shared. A checkpoint is
 written every ``--checkpoint-every`` steps and at the end; ``--resume`` goes on from one.
 """
@@ -73,11 +75,12 @@ class Exported(nn.Module):
         return torch.softmax(self.model(x), dim=-1)
 
 
-def batches(rng: np.random.Generator, size: int, group: int = 4, reuse: int = 2):
-    """Training batches, ``group`` at a time from samples sorted by width (less padding),
-    each group gone through ``reuse`` times (drawing a sample costs about half a step)."""
+def batches(rng: np.random.Generator, size: int, shares: dict[str, float], group: int = 4, reuse: int = 2):
+    """Training batches of the layouts in ``shares``, ``group`` at a time from samples sorted by
+    width (less padding), each group gone through ``reuse`` times (drawing a sample costs about
+    half a step)."""
     while True:
-        samples = sorted((synth.sample(rng) for _ in range(size * group)), key=lambda s: s[0].shape[1])
+        samples = sorted((synth.sample(rng, shares=shares) for _ in range(size * group)), key=lambda s: s[0].shape[1])
         made = [batch(samples[k * size : (k + 1) * size]) for k in range(group)]
         for _ in range(reuse):
             for k in rng.permutation(group):
@@ -125,11 +128,11 @@ def validate(model: PlateRec, valid: list[tuple[torch.Tensor, list[str]]]) -> fl
     return right / total
 
 
-def validation_set(n: int = 512) -> list[tuple[torch.Tensor, list[str]]]:
+def validation_set(shares: dict[str, float], n: int = 512) -> list[tuple[torch.Tensor, list[str]]]:
     rng = np.random.default_rng(VALID_SEED)
     out = []
     for _ in range(n // 64):
-        samples = [synth.sample(rng) for _ in range(64)]
+        samples = [synth.sample(rng, shares=shares) for _ in range(64)]
         width = (max(img.shape[1] for img, _ in samples) + 7) // 8 * 8
         x = np.zeros((64, 3, synth.LINE_HEIGHT_PX, width), np.float32)
         for i, (img, _) in enumerate(samples):
@@ -155,13 +158,13 @@ def train(args: argparse.Namespace) -> None:
         opt.load_state_dict(state["opt"])
         step, spent, cpu_spent, rng = state["step"], state["seconds"], state["cpu_seconds"], state["rng"]
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
-    valid = validation_set()
+    valid = validation_set(synth.MIXES[args.mix])
     log = (out / "log.jsonl").open("a")
     budget, cpu_budget = args.minutes * 60.0, args.cpu_minutes * 60.0
     started = time.perf_counter() - spent
     cpu_started = time.process_time() - cpu_spent
     losses: list[float] = []
-    stream = batches(rng, args.batch)
+    stream = batches(rng, args.batch, synth.MIXES[args.mix])
 
     def progress() -> float:
         """How much of the budget is spent: wall or CPU time, whichever runs out first."""
@@ -276,6 +279,8 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=60.0, help="training time budget, wall clock")
     p.add_argument("--cpu-minutes", type=float, default=60.0, help="training time budget, CPU (whichever runs out first)")
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--mix", choices=sorted(synth.MIXES), default="trained",
+                   help="the layouts' shares: 'trained', the committed model's (rebuilds it); 'all', with US-style plates")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--resume", help="a checkpoint to go on from")
