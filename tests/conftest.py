@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
+from tcp_proxy import free_port
 
 from controlroom.pyfix import serialise_ast_parse
 from controlroom.settings import Settings, load_settings
@@ -178,3 +179,15 @@ def login():
         return {"X-CSRF-Token": (await resp.json())["csrf_token"]}
 
     return _login
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    """pytest-asyncio's fixture, from below the ephemeral range (tcp_proxy.free_port)."""
+    return free_port()
+
+
+@pytest.fixture
+def unused_tcp_port_factory():
+    """pytest-asyncio's fixture, from below the ephemeral range (tcp_proxy.free_port)."""
+    return free_port

@@ -4,14 +4,40 @@ of ours going away)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
+from pathlib import Path
+
+# Ports for the tests' servers come from below the kernel's ephemeral range, never from it: a
+# port of that range (the kernel's pick for a bind to port 0) can be taken by any process's
+# outgoing connection between the test picking it and its server binding it. Seen in CI: a
+# cluster node died at start with "address already in use", and its cameras never recorded.
+_LOWEST = 20000
+_given: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_port() -> int:
-    """A loopback TCP port that nobody listens on (at the moment of asking)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback TCP port that nobody listens on (at the moment of asking), below the
+    ephemeral range, and not given before in this process."""
+    high = max(_ephemeral_low(), _LOWEST + 1000)
+    while True:
+        port = random.randrange(_LOWEST, high)
+        if port in _given:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
 
 
 class CuttableProxy:
